@@ -1,0 +1,31 @@
+## Ketch developer targets. `make help` lists them.
+PY ?= .venv/bin/python
+
+.PHONY: help proto check lint test test-unit test-int test-e2e bench
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+proto: ## regenerate ketch/v1 from proto/ketch/v1
+	$(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/ketch/v1/*.proto
+
+lint: ## ruff
+	$(PY) -m ruff check .
+
+check: lint ## lint and the stub-freshness test
+	$(PY) -m pytest -q tests/unit/test_generated_stubs.py
+
+test: ## every test tier
+	$(PY) -m pytest -q
+
+test-unit: ## fast pure tests
+	$(PY) -m pytest -q tests/unit
+
+test-int: ## real API server on loopback
+	$(PY) -m pytest -q tests/integration
+
+test-e2e: ## real control plane and agents as processes
+	$(PY) -m pytest -q tests/e2e
+
+bench: ## benchmarks (print ratios against in-run baselines)
+	$(PY) bench/api.py

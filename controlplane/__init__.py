@@ -1,0 +1,1 @@
+"""The Ketch control plane: API server, storage, scheduler and controllers."""

@@ -1,0 +1,1 @@
+"""The API server: validation, defaulting, admission, storage and watch fan-out over gRPC."""

@@ -1,0 +1,539 @@
+"""The API's operations, transport-free: decode, default, validate, admit, store, encode.
+
+Each method takes and returns the request/response messages of ketch/v1/api.proto and raises
+ketch.api.errors.StatusError on failure. The gRPC servicer (server.py) maps those errors to
+status codes; in-process clients (the control plane's own controllers) call these methods
+directly through the client library's local transport.
+
+Every write is checked and staged synchronously (no await between reading the current object
+and staging its successor), so compare-and-swap decisions can never interleave; the await comes
+only for durability.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import random
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+
+from controlplane.storage import Entry, Store
+from controlplane.storage.store import _Staged
+from ketch.api import errors, manifest, timeutil
+from ketch.api.defaults import apply_defaults
+from ketch.api.kinds import KindInfo, info_for_type_url, kind_info
+from ketch.api.patch import apply_patch
+from ketch.api.selectors import parse_field_selector, parse_label_selector
+from ketch.api.validation import validate_create, validate_status_update, validate_update
+from ketch.api.warnings import ignored_fields
+from ketch.v1 import api_pb2
+
+from . import registry
+from .watch import Filter, WatchHub
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+KUBERNETES_SEMANTICS = "v1.31"
+MAX_OBJECT_BYTES = 1_572_864  # etcd's default request limit, as Kubernetes has it
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+BOOKMARK_INTERVAL = 2.0
+
+Clock = Callable[[], float]
+
+
+def pack(entry: Entry) -> any_pb2.Any:
+    info = kind_info(entry.kind)
+    return any_pb2.Any(type_url=info.type_url, value=entry.data)
+
+
+def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
+    if not obj.type_url:
+        raise errors.BadRequest("the request carries no object")
+    try:
+        info = info_for_type_url(obj.type_url)
+    except KeyError as err:
+        raise errors.BadRequest(str(err)) from None
+    if len(obj.value) > MAX_OBJECT_BYTES:
+        raise errors.TooLarge(f"the object is too large: {len(obj.value)} bytes (limit {MAX_OBJECT_BYTES})")
+    msg = info.new()
+    try:
+        msg.ParseFromString(obj.value)
+    except DecodeError as err:
+        raise errors.BadRequest(f"cannot decode the {info.kind}: {err}") from None
+    return info, msg
+
+
+def _key(info: KindInfo, namespace: str, name: str) -> str:
+    return f"{namespace}/{name}" if info.namespaced else name
+
+
+def _rv(text: str) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise errors.BadRequest(f'invalid resourceVersion "{text}"') from None
+
+
+def _copy(msg: Message) -> Message:
+    out = type(msg)()
+    out.CopyFrom(msg)
+    return out
+
+
+class _StagedWrite:
+    """A staged write and what to answer once it is durable."""
+
+    __slots__ = ("deleted", "staged", "warnings")
+
+    def __init__(self, staged: _Staged | None, warnings: list[str], deleted: bool = False) -> None:
+        self.staged = staged
+        self.warnings = warnings
+        self.deleted = deleted
+
+
+class APIService:
+    def __init__(self, store: Store, hub: WatchHub, clock: Clock = time.time,
+                 node_dialer: Any = None,
+                 default_toleration_seconds: int = registry.DEFAULT_TOLERATION_SECONDS) -> None:
+        self.store = store
+        self.default_toleration_seconds = default_toleration_seconds
+        self.hub = hub
+        self.clock = clock
+        # Opens a NodeAgent stub for a Node (proxying logs and stats); set by the server.
+        self.node_dialer = node_dialer
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _namespace_of(self, info: KindInfo, namespace: str) -> str:
+        if not info.namespaced:
+            return ""
+        return namespace or "default"
+
+    def _check_namespace(self, info: KindInfo, namespace: str, creating: bool) -> None:
+        if not info.namespaced:
+            return
+        ns = self.store.latest("Namespace", namespace)
+        if ns is None:
+            raise errors.NotFound(f'namespaces "{namespace}" not found')
+        if creating and ns.obj.metadata.deletion_timestamp and info.kind != "Event":  # type: ignore[attr-defined]
+            raise errors.Forbidden(
+                f'{info.plural} is forbidden: unable to create new content in namespace {namespace} '
+                "because it is being terminated")
+
+    def _respond(self, write: _StagedWrite, fallback: Entry | None = None) -> api_pb2.ObjectResponse:
+        staged = write.staged
+        entry = (staged.entry or staged.tombstone) if staged is not None else fallback
+        resp = api_pb2.ObjectResponse(warnings=write.warnings, deleted=write.deleted)
+        if entry is not None:
+            resp.object.CopyFrom(pack(entry))
+        return resp
+
+    def _get_entry(self, kind: str, namespace: str, name: str) -> tuple[KindInfo, Entry]:
+        info = kind_info_or_400(kind)
+        ns = self._namespace_of(info, namespace)
+        entry = self.store.latest(info.kind, _key(info, ns, name))
+        if entry is None:
+            raise errors.NotFound(f'{info.qualified_plural} "{name}" not found')
+        return info, entry
+
+    def _validate(self, info: KindInfo, obj: Message, errs: list[errors.FieldError]) -> None:
+        if errs:
+            raise errors.invalid_error(info.kind, obj.metadata.name or obj.metadata.generate_name, errs)  # type: ignore[attr-defined]
+
+    # -- create --------------------------------------------------------------------------------
+
+    def stage_create(self, req: api_pb2.CreateRequest) -> _StagedWrite:
+        info, obj = unpack(req.object)
+        md = obj.metadata  # type: ignore[attr-defined]
+        md.namespace = self._namespace_of(info, md.namespace)
+        if not md.name and not md.generate_name:
+            raise errors.invalid_error(info.kind, "", [errors.required(
+                "metadata.name", "name or generateName is required")])
+        self._check_namespace(info, md.namespace, creating=True)
+        now = self.clock()
+        md.uid = str(uuid.uuid4())
+        md.creation_timestamp = timeutil.format(now)
+        md.ClearField("deletion_timestamp")
+        md.ClearField("deletion_grace_period_seconds")
+        md.resource_version = ""
+        md.self_link = ""
+        del md.managed_fields[:]
+        md.generation = 1 if info.kind in registry.GENERATION_KINDS else 0
+        if not md.name:
+            md.name = self._generate_name(info, md.namespace, md.generate_name)
+        apply_defaults(obj)
+        registry.prepare_for_create(info, obj, now, self.default_toleration_seconds)
+        self._validate(info, obj, validate_create(obj))
+        warnings = ignored_fields(obj)
+        staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True)
+        return _StagedWrite(staged, warnings)
+
+    def _generate_name(self, info: KindInfo, namespace: str, prefix: str) -> str:
+        prefix = prefix[:58]
+        for _ in range(16):
+            name = prefix + "".join(random.choices(_NAME_CHARS, k=5))
+            if self.store.latest(info.kind, _key(info, namespace, name)) is None:
+                return name
+        raise errors.AlreadyExists(f"could not generate a unique name from {prefix!r}")
+
+    async def create(self, req: api_pb2.CreateRequest) -> api_pb2.ObjectResponse:
+        write = self.stage_create(req)
+        await self.store.commit([write.staged] if write.staged else [])
+        return self._respond(write)
+
+    # -- read ----------------------------------------------------------------------------------
+
+    async def get(self, req: api_pb2.GetRequest) -> api_pb2.ObjectResponse:
+        info = kind_info_or_400(req.kind)
+        ns = self._namespace_of(info, req.namespace)
+        entry = self.store.get(info.kind, _key(info, ns, req.name))
+        if entry is None:
+            raise errors.NotFound(f'{info.qualified_plural} "{req.name}" not found')
+        return api_pb2.ObjectResponse(object=pack(entry))
+
+    async def list(self, req: api_pb2.ListRequest) -> api_pb2.ListResponse:
+        info = kind_info_or_400(req.kind)
+        match = Filter(req.namespace if info.namespaced else "",
+                       parse_label_selector(req.label_selector),
+                       parse_field_selector(req.field_selector, info.kind))
+        resp = api_pb2.ListResponse(resource_version=str(self.store.revision))
+        type_url = info.type_url
+        items = [any_pb2.Any(type_url=type_url, value=e.data)
+                 for e in self.store.list(info.kind, match.namespace) if match(e)]
+        resp.items.extend(items)
+        return resp
+
+    # -- update / patch ------------------------------------------------------------------------
+
+    def _stage_replace(self, info: KindInfo, new: Message, old: Entry, subresource: str,
+                       expect_rv: int | None) -> _StagedWrite:
+        """Stage new as the successor of old (spec or status write)."""
+        if subresource == "status":
+            if not info.has_status:
+                raise errors.NotFound(f"{info.plural} have no status subresource")
+            result = _copy(old.obj)
+            result.status.CopyFrom(new.status)  # type: ignore[attr-defined]
+            self._validate(info, result, validate_status_update(result, old.obj))
+        elif subresource:
+            raise errors.BadRequest(f'unknown subresource "{subresource}"')
+        else:
+            result = new
+            registry.copy_server_metadata(result, old.obj)
+            if info.has_status:
+                result.status.CopyFrom(old.obj.status)  # type: ignore[attr-defined]
+            apply_defaults(result)
+            if info.kind in registry.GENERATION_KINDS and registry.spec_changed(result, old.obj):
+                result.metadata.generation = old.obj.metadata.generation + 1  # type: ignore[attr-defined]
+            registry.prepare_for_update(info, result, old.obj)
+            errs = validate_create(result) + validate_update(result, old.obj)
+            old_md = old.obj.metadata  # type: ignore[attr-defined]
+            if old_md.deletion_timestamp:
+                added = set(result.metadata.finalizers) - set(old_md.finalizers)  # type: ignore[attr-defined]
+                if added:
+                    errs.append(errors.forbidden(
+                        "metadata.finalizers",
+                        f"no new finalizers can be added if the object is being deleted, found new "
+                        f"finalizers {sorted(added)}"))
+            self._validate(info, result, errs)
+        md = result.metadata  # type: ignore[attr-defined]
+        md.resource_version = old.obj.metadata.resource_version  # type: ignore[attr-defined]
+        if result.SerializeToString(deterministic=True) == old.obj.SerializeToString(deterministic=True):
+            if expect_rv is not None and expect_rv != old.rv:
+                self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)  # raises Conflict
+            return _StagedWrite(None, [])
+        if md.deletion_timestamp and not md.finalizers and not md.deletion_grace_period_seconds:
+            # The last finalizer is gone: the object goes now.
+            staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)
+            return _StagedWrite(staged, [], deleted=True)
+        staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv)
+        return _StagedWrite(staged, ignored_fields(result) if not subresource else [])
+
+    def stage_update(self, req: api_pb2.UpdateRequest) -> _StagedWrite:
+        info, new = unpack(req.object)
+        md = new.metadata  # type: ignore[attr-defined]
+        md.namespace = self._namespace_of(info, md.namespace)
+        expect_rv = _rv(md.resource_version)
+        old = self.store.latest(info.kind, _key(info, md.namespace, md.name))
+        if old is None:
+            raise errors.NotFound(f'{info.qualified_plural} "{md.name}" not found')
+        if md.uid and md.uid != old.obj.metadata.uid:  # type: ignore[attr-defined]
+            raise errors.Conflict(
+                f'Precondition failed: UID in precondition: {md.uid}, UID in object meta: '
+                f'{old.obj.metadata.uid}')  # type: ignore[attr-defined]
+        return self._stage_replace(info, new, old, req.subresource, expect_rv)
+
+    async def update(self, req: api_pb2.UpdateRequest) -> api_pb2.ObjectResponse:
+        write = self.stage_update(req)
+        await self.store.commit([write.staged] if write.staged else [])
+        return self._respond(write, self.store.get(*self._key_of_any(req.object)))
+
+    def _key_of_any(self, obj: any_pb2.Any) -> tuple[str, str]:
+        info, msg = unpack(obj)
+        md = msg.metadata  # type: ignore[attr-defined]
+        return info.kind, _key(info, self._namespace_of(info, md.namespace), md.name)
+
+    def stage_patch(self, req: api_pb2.PatchRequest) -> _StagedWrite:
+        info, old = self._get_entry(req.kind, req.namespace, req.name)
+        current = manifest.to_dict(old.obj, sort_keys=False)
+        patched = apply_patch(current, req.patch_type, req.patch)
+        if not isinstance(patched, dict):
+            raise errors.BadRequest("the patched object is not a JSON object")
+        patched["apiVersion"], patched["kind"] = info.api_version, info.kind
+        new = info.new()
+        manifest.decode_into(new, patched, f"the patched {info.kind}")
+        md = new.metadata  # type: ignore[attr-defined]
+        if md.name != old.name or (info.namespaced and md.namespace != old.namespace):
+            raise errors.BadRequest("a patch may not change metadata.name or metadata.namespace")
+        # A resourceVersion in the patch is a precondition; otherwise the patch applies to the
+        # latest version.
+        expect_rv = _rv(md.resource_version)
+        if expect_rv == old.rv:
+            expect_rv = None
+        return self._stage_replace(info, new, old, req.subresource, expect_rv)
+
+    async def patch(self, req: api_pb2.PatchRequest) -> api_pb2.ObjectResponse:
+        write = self.stage_patch(req)
+        await self.store.commit([write.staged] if write.staged else [])
+        info = kind_info_or_400(req.kind)
+        return self._respond(write, self.store.get(
+            info.kind, _key(info, self._namespace_of(info, req.namespace), req.name)))
+
+    # -- delete --------------------------------------------------------------------------------
+
+    def stage_delete(self, req: api_pb2.DeleteRequest) -> _StagedWrite:
+        info, old = self._get_entry(req.kind, req.namespace, req.name)
+        obj = old.obj
+        md = obj.metadata  # type: ignore[attr-defined]
+        pre = req.preconditions
+        if pre.uid and pre.uid != md.uid:
+            raise errors.Conflict(f"Precondition failed: UID in precondition: {pre.uid}, UID in object meta: {md.uid}")
+        if pre.resource_version and pre.resource_version != md.resource_version:
+            raise errors.Conflict(
+                f"Precondition failed: ResourceVersion in precondition: {pre.resource_version}, "
+                f"ResourceVersion in object meta: {md.resource_version}")
+        warnings: list[str] = []
+        policy = req.propagation_policy
+        if not policy:
+            if info.kind == "Job":
+                policy = "Orphan"
+                warnings.append("child pods are preserved by default when jobs are deleted; set "
+                                "propagationPolicy=Background to remove them or set "
+                                "propagationPolicy=Orphan to suppress this warning")
+            else:
+                policy = "Background"
+        if policy not in ("Background", "Foreground", "Orphan"):
+            raise errors.BadRequest(f'unknown propagationPolicy "{policy}": use Background, Foreground or Orphan')
+
+        now = self.clock()
+        new = _copy(obj)
+        nmd = new.metadata  # type: ignore[attr-defined]
+        grace = self._grace_period(info, obj, req)
+        changed = False
+        if policy == "Foreground" and "foregroundDeletion" not in nmd.finalizers and not md.deletion_timestamp:
+            nmd.finalizers.append("foregroundDeletion")
+            changed = True
+        elif policy == "Orphan" and "orphan" not in nmd.finalizers and not md.deletion_timestamp:
+            nmd.finalizers.append("orphan")
+            changed = True
+        if grace > 0:
+            # Graceful (a pod running on a node): the agent stops it and deletes it with grace 0.
+            deadline = now + grace
+            if not md.deletion_timestamp or (md.HasField("deletion_grace_period_seconds")
+                                             and grace < md.deletion_grace_period_seconds):
+                nmd.deletion_timestamp = timeutil.format(deadline)
+                nmd.deletion_grace_period_seconds = grace
+                changed = True
+            staged = self.store.stage(info.kind, old.key, new) if changed else None
+            return _StagedWrite(staged, warnings)
+        if nmd.finalizers:
+            if not md.deletion_timestamp:
+                nmd.deletion_timestamp = timeutil.format(now)
+                changed = True
+            if not md.HasField("deletion_grace_period_seconds") or md.deletion_grace_period_seconds != 0:
+                nmd.deletion_grace_period_seconds = 0
+                changed = True
+            staged = self.store.stage(info.kind, old.key, new) if changed else None
+            return _StagedWrite(staged, warnings)
+        staged = self.store.stage(info.kind, old.key, None)
+        return _StagedWrite(staged, warnings, deleted=True)
+
+    def _grace_period(self, info: KindInfo, obj: Message, req: api_pb2.DeleteRequest) -> int:
+        """Seconds of graceful termination: only for pods bound to a node and still running."""
+        if info.kind != "Pod":
+            return 0
+        pod = obj
+        if req.HasField("grace_period_seconds"):
+            grace = max(req.grace_period_seconds, 0)
+        elif pod.spec.HasField("termination_grace_period_seconds"):  # type: ignore[attr-defined]
+            grace = pod.spec.termination_grace_period_seconds  # type: ignore[attr-defined]
+        else:
+            grace = 30
+        if not pod.spec.node_name or pod.status.phase in ("Succeeded", "Failed"):  # type: ignore[attr-defined]
+            return 0
+        return grace
+
+    async def delete(self, req: api_pb2.DeleteRequest) -> api_pb2.ObjectResponse:
+        write = self.stage_delete(req)
+        await self.store.commit([write.staged] if write.staged else [])
+        info = kind_info_or_400(req.kind)
+        return self._respond(write, self.store.get(
+            info.kind, _key(info, self._namespace_of(info, req.namespace), req.name)))
+
+    # -- batch ---------------------------------------------------------------------------------
+
+    async def batch(self, req: api_pb2.BatchRequest) -> api_pb2.BatchResponse:
+        writes: list[tuple[int, _StagedWrite]] = []
+        results: list[api_pb2.BatchResult] = []
+        for i, op in enumerate(req.ops):
+            result = api_pb2.BatchResult()
+            results.append(result)
+            which = op.WhichOneof("op")
+            try:
+                if which == "create":
+                    write = self.stage_create(op.create)
+                elif which == "update":
+                    write = self.stage_update(op.update)
+                elif which == "patch":
+                    write = self.stage_patch(op.patch)
+                elif which == "delete":
+                    write = self.stage_delete(op.delete)
+                else:
+                    raise errors.BadRequest("empty batch operation")
+            except errors.StatusError as err:
+                result.code, result.message, result.reason = err.code, err.message, err.reason
+                continue
+            writes.append((i, write))
+        await self.store.commit([w.staged for _, w in writes if w.staged is not None])
+        for i, write in writes:
+            if write.staged is None:
+                op = req.ops[i]
+                fallback = self._current_for(op)
+                results[i].response.CopyFrom(self._respond(write, fallback))
+            else:
+                results[i].response.CopyFrom(self._respond(write))
+        return api_pb2.BatchResponse(results=results)
+
+    def _current_for(self, op: api_pb2.BatchOp) -> Entry | None:
+        which = op.WhichOneof("op")
+        if which == "update":
+            kind, key = self._key_of_any(op.update.object)
+            return self.store.get(kind, key)
+        sub = getattr(op, which)
+        info = kind_info_or_400(sub.kind)
+        return self.store.get(info.kind, _key(info, self._namespace_of(info, sub.namespace), sub.name))
+
+    # -- watch ---------------------------------------------------------------------------------
+
+    async def watch(self, req: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEvent]:
+        info = kind_info_or_400(req.kind)
+        match = Filter(req.namespace if info.namespaced else "",
+                       parse_label_selector(req.label_selector),
+                       parse_field_selector(req.field_selector, info.kind))
+        rv = req.resource_version
+        from_rev = None if rv in ("", "0") else _rv(rv)
+        watcher = self.hub.watch(info.kind, match, from_rev)
+        type_url = info.type_url
+        timeout = BOOKMARK_INTERVAL if req.allow_bookmarks else None
+        try:
+            while True:
+                batch = await watcher.next_batch(timeout)
+                if batch is None:
+                    yield api_pb2.WatchEvent(type="BOOKMARK", resource_version=str(self.store.revision))
+                    continue
+                for etype, entry, rev in batch:
+                    yield api_pb2.WatchEvent(
+                        type=etype, resource_version=str(rev),
+                        object=any_pb2.Any(type_url=type_url, value=entry.data))
+                if watcher.closed:
+                    if watcher.error is not None:
+                        raise watcher.error
+                    return
+        finally:
+            watcher.close()
+
+    # -- nodes: logs and stats proxied to the agent ----------------------------------------
+
+    async def pod_logs(self, req: api_pb2.PodLogsRequest) -> AsyncIterator[api_pb2.LogChunk]:
+        ns = req.namespace or "default"
+        entry = self.store.get("Pod", f"{ns}/{req.name}")
+        forward = api_pb2.PodLogsRequest()
+        forward.CopyFrom(req)
+        forward.namespace = ns
+        if entry is not None:
+            pod = entry.obj
+            node = pod.spec.node_name  # type: ignore[attr-defined]
+            if not node:
+                raise errors.BadRequest(f'pod "{req.name}" is not scheduled to a node yet')
+            forward.pod_uid = pod.metadata.uid  # type: ignore[attr-defined]
+            if not req.container:
+                containers = pod.spec.containers  # type: ignore[attr-defined]
+                if len(containers) > 1:
+                    names = " ".join(c.name for c in containers)
+                    raise errors.BadRequest(
+                        f"a container name must be specified for pod {req.name}, choose one of: [{names}]")
+                forward.container = containers[0].name if containers else ""
+            candidates = [node]
+        else:
+            # The pod is gone; its node keeps its logs for a while. Ask the nodes.
+            candidates = [e.name for e in self.store.list("Node")]
+        if self.node_dialer is None:
+            raise errors.Unavailable("log proxying is not available")
+        last: errors.StatusError = errors.NotFound(f'pods "{req.name}" not found')
+        for node in candidates:
+            try:
+                async for chunk in self.node_dialer.pod_logs(node, forward):
+                    yield chunk
+                return
+            except errors.NotFound as err:
+                last = err
+                continue
+        raise last
+
+    async def node_stats(self, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
+        if self.store.get("Node", req.node) is None:
+            raise errors.NotFound(f'nodes "{req.node}" not found')
+        if self.node_dialer is None:
+            raise errors.Unavailable("node stats are not available")
+        return await self.node_dialer.node_stats(req.node, req)
+
+    async def version(self, req: api_pb2.VersionRequest) -> api_pb2.VersionInfo:
+        major, minor, _ = VERSION.split(".")
+        return api_pb2.VersionInfo(
+            major=major, minor=minor, git_version=f"v{VERSION}",
+            platform=f"{sys.platform}/{platform.machine()}",
+            python_version=platform.python_version(), kubernetes_semantics=KUBERNETES_SEMANTICS)
+
+    # -- bootstrap -----------------------------------------------------------------------------
+
+    async def ensure_default_namespaces(self) -> None:
+        from ketch.v1 import core_pb2
+
+        for name in registry.DEFAULT_NAMESPACES:
+            if self.store.get("Namespace", name) is None:
+                ns = core_pb2.Namespace()
+                ns.metadata.name = name
+                obj = any_pb2.Any()
+                obj.Pack(ns)
+                try:
+                    await self.create(api_pb2.CreateRequest(object=obj))
+                except errors.AlreadyExists:
+                    pass
+
+
+def kind_info_or_400(kind: str) -> KindInfo:
+    try:
+        return kind_info(kind)
+    except KeyError:
+        raise errors.NotFound(f'the server doesn\'t have a resource type "{kind}"') from None
+
+

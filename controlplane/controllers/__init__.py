@@ -1,0 +1,1 @@
+"""The controllers: one per module, each an API client built on informers and a work queue."""

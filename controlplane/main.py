@@ -1,0 +1,114 @@
+"""ketch-controlplane: flags to wiring. Store, watch hub, API service, gRPC, controllers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ketch.api import durations
+from ketch.client.clientset import Client
+
+from .apiserver import registry
+from .apiserver.local import LocalTransport
+from .apiserver.server import start_grpc_server
+from .apiserver.service import APIService
+from .apiserver.watch import WatchHub
+from .controllers.base import Options
+from .controllers.manager import CONTROLLERS, ControllerManager
+from .storage import Store, open_backend
+
+log = logging.getLogger("ketch.controlplane")
+
+
+def _duration(text: str) -> float:
+    try:
+        return durations.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ketch-controlplane", description=__doc__)
+    p.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT for the gRPC API (default 127.0.0.1:6443)")
+    p.add_argument("--data-dir", default="./ketch-data", help="where the SQLite store lives")
+    p.add_argument("--store", default="sqlite", help="sqlite (default), memory, or etcd://H:P[,H:P]")
+    p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0, metavar="DURATION")
+    p.add_argument("--node-startup-grace-period", type=_duration, default=60.0, metavar="DURATION")
+    p.add_argument("--node-monitor-period", type=_duration, default=None, metavar="DURATION",
+                   help="how often node health is checked (default: 5s, or less for a short grace period)")
+    p.add_argument("--pod-eviction-timeout", type=_duration, default=300.0, metavar="DURATION",
+                   help="tolerationSeconds of the default not-ready/unreachable tolerations")
+    p.add_argument("--job-backoff-base", type=_duration, default=10.0, metavar="DURATION")
+    p.add_argument("--job-backoff-max", type=_duration, default=360.0, metavar="DURATION")
+    p.add_argument("--controllers", default="*",
+                   help=f"comma-separated controllers to run, or * (all: {','.join(CONTROLLERS)}), or none")
+    p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        backend = open_backend(args.store, data_dir)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    store = Store(backend, registry.fields_of)
+    await store.start()
+    hub = WatchHub(store)
+    service = APIService(store, hub, default_toleration_seconds=int(args.pod_eviction_timeout))
+    await service.ensure_default_namespaces()
+    try:
+        server, _port = await start_grpc_server(service, args.listen)
+    except (OSError, RuntimeError) as err:
+        print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
+        await store.stop()
+        return 1
+    log.info("serving the Ketch API on %s (store %s, revision %d)", args.listen, args.store, store.revision)
+
+    options = Options(
+        job_backoff_base=args.job_backoff_base, job_backoff_max=args.job_backoff_max,
+        node_monitor_grace_period=args.node_monitor_grace_period,
+        node_startup_grace_period=args.node_startup_grace_period,
+        node_monitor_period=args.node_monitor_period or min(5.0, max(args.node_monitor_grace_period / 8, 0.2)),
+        pod_eviction_timeout=args.pod_eviction_timeout,
+    )
+    if args.controllers == "*":
+        enabled = None
+    elif args.controllers in ("", "none"):
+        enabled = []
+    else:
+        enabled = [c.strip() for c in args.controllers.split(",") if c.strip()]
+    manager = ControllerManager(Client(LocalTransport(service)), options, enabled)
+    await manager.start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await manager.stop()
+    hub.close_all()
+    await server.stop(grace=1.0)
+    if service.node_dialer is not None:
+        await service.node_dialer.close()
+    await store.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

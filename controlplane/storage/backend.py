@@ -1,0 +1,53 @@
+"""The persistence interface every storage backend implements, and the in-memory backend.
+
+A backend only makes writes durable and gives them back at start-up: compare-and-swap,
+revisions and watches live in the Store above it, which is the single writer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored object (data is its serialized message) or, with data None, a deletion."""
+
+    kind: str
+    key: str
+    rv: int
+    data: bytes | None
+
+
+class Backend(Protocol):
+    def load(self) -> tuple[int, list[Record]]:
+        """The revision and every stored object. Called once, before any commit."""
+        ...
+
+    def commit(self, records: list[Record], revision: int) -> None:
+        """Make records durable, in order, as one transaction; blocking (runs in a thread)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+    @property
+    def blocking(self) -> bool:
+        """Whether commit blocks on I/O and so should run off the event loop."""
+        ...
+
+
+class MemoryBackend:
+    """Keeps nothing: for tests and throwaway clusters."""
+
+    blocking = False
+
+    def load(self) -> tuple[int, list[Record]]:
+        return 0, []
+
+    def commit(self, records: list[Record], revision: int) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

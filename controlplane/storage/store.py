@@ -1,0 +1,275 @@
+"""The Store: all objects in memory, compare-and-swap writes, group commit, ordered events.
+
+The API server is the only writer, and it runs on one event loop, so the Store can decide every
+compare-and-swap synchronously against the latest state (committed plus staged writes) and
+assign revisions in order. Writes are then made durable in batches by one writer thread (many
+writes, one fsync); only after that are they applied to the committed view that reads see, and
+published to the watch hub, in revision order. A client's write is acknowledged after it is
+durable, so it survives kill -9, and no reader ever sees a write that could be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf.message import Message
+
+from ketch.api import errors
+from ketch.api.kinds import kind_info
+
+from .backend import Backend, MemoryBackend, Record
+
+log = logging.getLogger(__name__)
+
+FieldIndexer = Callable[[str, Message], Mapping[str, str]]
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One object version. obj is shared and must never be mutated: copy it first."""
+
+    kind: str
+    key: str
+    namespace: str
+    name: str
+    rv: int
+    obj: Message
+    data: bytes
+    labels: Mapping[str, str]
+    fields: Mapping[str, str]
+
+
+@dataclass(slots=True, eq=False)
+class WatchEvent:
+    """A committed change. For DELETED, entry is the object's last state at the deletion rv."""
+
+    rev: int
+    type: str
+    entry: Entry
+    prev: Entry | None
+
+
+@dataclass(slots=True, eq=False)
+class _Staged:
+    kind: str
+    key: str
+    rev: int
+    entry: Entry | None  # None: deletion
+    prev: Entry | None
+    tombstone: Entry | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    ops: list[_Staged] = field(default_factory=list)
+    future: asyncio.Future[None] | None = None
+
+
+def open_backend(spec: str, data_dir: Path) -> Backend:
+    """`sqlite` (default), `memory`; etcd is not available in this build."""
+    if spec in ("", "sqlite"):
+        from .sqlite import SQLiteBackend
+
+        return SQLiteBackend(data_dir / "ketch.db")
+    if spec == "memory":
+        return MemoryBackend()
+    if spec.startswith("etcd://"):
+        raise ValueError("--store etcd:// is not supported yet: use sqlite (the default) or memory")
+    raise ValueError(f"unknown --store {spec!r}: use sqlite, memory or etcd://HOST:PORT")
+
+
+def _no_fields(kind: str, obj: Message) -> Mapping[str, str]:
+    return {}
+
+
+class Store:
+    def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields) -> None:
+        self.backend = backend
+        self._fields_of = field_indexer
+        self._objects: dict[str, dict[str, Entry]] = {}
+        # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
+        self._staged: dict[tuple[str, str], _Staged] = {}
+        self.revision = 0  # highest committed revision
+        self._next_rev = 1
+        self._pending: list[_Batch] = []
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._listeners: list[Callable[[list[WatchEvent]], None]] = []
+        self._failed: BaseException | None = None
+        self._closing = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.backend.blocking:
+            revision, records = await loop.run_in_executor(self._executor, self.backend.load)
+        else:
+            revision, records = self.backend.load()
+        for rec in records:
+            if rec.data is None:
+                continue
+            info = kind_info(rec.kind)
+            obj = info.message.FromString(rec.data)
+            self._objects.setdefault(rec.kind, {})[rec.key] = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+        self.revision = revision
+        self._next_rev = revision + 1
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def stop(self) -> None:
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            await self._writer
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.backend.close)
+        self._executor.shutdown(wait=True)
+
+    def add_listener(self, fn: Callable[[list[WatchEvent]], None]) -> None:
+        """fn gets every committed batch of events, in order, on the event loop."""
+        self._listeners.append(fn)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, kind: str, key: str) -> Entry | None:
+        """The committed (durable) object."""
+        return self._objects.get(kind, {}).get(key)
+
+    def latest(self, kind: str, key: str) -> Entry | None:
+        """The object as the next write will see it: committed plus staged writes."""
+        staged = self._staged.get((kind, key))
+        if staged is not None:
+            return staged.entry
+        return self._objects.get(kind, {}).get(key)
+
+    def list(self, kind: str, namespace: str = "") -> list[Entry]:
+        objs = self._objects.get(kind, {})
+        if not namespace:
+            return list(objs.values())
+        return [e for e in objs.values() if e.namespace == namespace]
+
+    def count(self, kind: str) -> int:
+        return len(self._objects.get(kind, {}))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _entry(self, kind: str, key: str, rv: int, obj: Message, data: bytes) -> Entry:
+        md = obj.metadata  # type: ignore[attr-defined]
+        return Entry(kind, key, md.namespace, md.name, rv, obj, data, dict(md.labels), self._fields_of(kind, obj))
+
+    def stage(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
+              create: bool = False) -> _Staged:
+        """Check and stage one write; obj None deletes. Raises before anything is staged.
+
+        create: the key must not exist. expect_rv: the current rv must equal it (CAS).
+        The object's metadata.resourceVersion is set to the assigned revision.
+        """
+        if self._failed is not None:
+            raise errors.InternalError(f"storage failed: {self._failed}")
+        info = kind_info(kind)
+        current = self.latest(kind, key)
+        what = f'{info.qualified_plural} "{key.rpartition("/")[2]}"'
+        if create:
+            if current is not None:
+                raise errors.AlreadyExists(f"{what} already exists")
+        elif current is None:
+            raise errors.NotFound(f"{what} not found")
+        elif expect_rv is not None and current.rv != expect_rv:
+            raise errors.Conflict(
+                f"Operation cannot be fulfilled on {what}: the object has been modified; "
+                "please apply your changes to the latest version and try again")
+        rev = self._next_rev
+        self._next_rev += 1
+        if obj is None:
+            assert current is not None
+            last = type(current.obj)()
+            last.CopyFrom(current.obj)
+            last.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
+            tomb = self._entry(kind, key, rev, last, last.SerializeToString())
+            staged = _Staged(kind, key, rev, None, current, tomb)
+        else:
+            obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
+            entry = self._entry(kind, key, rev, obj, obj.SerializeToString())
+            staged = _Staged(kind, key, rev, entry, current)
+        self._staged[(kind, key)] = staged
+        return staged
+
+    async def commit(self, staged: Iterable[_Staged]) -> None:
+        """Wait until the staged writes are durable and applied (group commit)."""
+        ops = list(staged)
+        if not ops:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Batch(ops, fut))
+        self._wakeup.set()
+        await asyncio.shield(fut)
+
+    async def write(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
+                    create: bool = False) -> Entry | None:
+        """stage + commit for one object; returns the new entry (None for a deletion)."""
+        staged = self.stage(kind, key, obj, expect_rv=expect_rv, create=create)
+        await self.commit([staged])
+        return staged.entry
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if not self._pending:
+                if self._closing:
+                    return
+                continue
+            batches, self._pending = self._pending, []
+            ops = [op for b in batches for op in b.ops]
+            ops.sort(key=lambda op: op.rev)
+            records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in ops]
+            top = ops[-1].rev
+            try:
+                if self.backend.blocking:
+                    await loop.run_in_executor(self._executor, self.backend.commit, records, top)
+                else:
+                    self.backend.commit(records, top)
+            except BaseException as err:  # the disk failed: nothing more can be promised
+                log.critical("storage commit failed; refusing further writes: %s", err)
+                self._failed = err
+                for b in batches:
+                    if b.future and not b.future.done():
+                        b.future.set_exception(errors.InternalError(f"storage commit failed: {err}"))
+                if isinstance(err, asyncio.CancelledError):
+                    raise
+                continue
+            events = self._apply(ops)
+            self.revision = max(self.revision, top)
+            for b in batches:
+                if b.future and not b.future.done():
+                    b.future.set_result(None)
+            for listener in self._listeners:
+                try:
+                    listener(events)
+                except Exception:
+                    log.exception("watch listener failed")
+            if self._pending:
+                self._wakeup.set()
+
+    def _apply(self, ops: list[_Staged]) -> list[WatchEvent]:
+        events: list[WatchEvent] = []
+        for op in ops:
+            objs = self._objects.setdefault(op.kind, {})
+            prev = objs.get(op.key)
+            if op.entry is None:
+                objs.pop(op.key, None)
+                assert op.tombstone is not None
+                events.append(WatchEvent(op.rev, "DELETED", op.tombstone, prev))
+            else:
+                objs[op.key] = op.entry
+                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry, prev))
+            if self._staged.get((op.kind, op.key)) is op:
+                del self._staged[(op.kind, op.key)]
+        return events

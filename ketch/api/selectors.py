@@ -1,0 +1,236 @@
+"""Label and field selectors: parsing the string form and matching objects.
+
+A parsed selector is a tuple of Requirements, all of which must hold (comma means AND), as in
+apimachinery's labels.Selector. An empty selector matches everything; `NOTHING` matches nothing
+(a nil structured selector).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ketch.v1 import meta_pb2
+
+from .errors import BadRequest
+
+
+@dataclass(frozen=True)
+class Requirement:
+    key: str
+    # "=", "!=", "in", "notin", "exists", "!"
+    op: str
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        op = self.op
+        if op == "exists":
+            return self.key in labels
+        if op == "!":
+            return self.key not in labels
+        present = self.key in labels
+        if op in ("=", "in"):
+            return present and labels[self.key] in self.values
+        if op in ("!=", "notin"):
+            return not present or labels[self.key] not in self.values
+        if op in ("gt", "lt"):
+            if not present:
+                return False
+            try:
+                have = int(labels[self.key])
+                want = int(next(iter(self.values)))
+            except ValueError:
+                return False
+            return have > want if op == "gt" else have < want
+        return False
+
+    def __str__(self) -> str:
+        if self.op == "exists":
+            return self.key
+        if self.op == "!":
+            return "!" + self.key
+        if self.op in ("=", "!="):
+            return f"{self.key}{self.op}{next(iter(self.values))}"
+        return f"{self.key} {self.op} ({','.join(sorted(self.values))})"
+
+
+class Selector(tuple[Requirement, ...]):
+    """All requirements must match."""
+
+    matches_nothing = False
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.matches_nothing:
+            return False
+        return all(r.matches(labels) for r in self)
+
+    def empty(self) -> bool:
+        return not self and not self.matches_nothing
+
+    def __str__(self) -> str:
+        return ",".join(str(r) for r in self)
+
+
+class _Nothing(Selector):
+    matches_nothing = True
+
+
+EVERYTHING = Selector(())
+NOTHING = _Nothing(())
+
+_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)")
+
+
+def _tokens(text: str) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise BadRequest(f"unable to parse requirement: {text!r}")
+        out.append(m.group(1))
+        pos = m.end()
+    return out
+
+
+def parse_label_selector(text: str) -> Selector:
+    """Parse `a=b,c!=d,e in (f,g),h notin (i),j,!k`."""
+    text = text.strip()
+    if not text:
+        return EVERYTHING
+    toks = _tokens(text)
+    reqs: list[Requirement] = []
+    i = 0
+
+    def expect_values() -> frozenset[str]:
+        nonlocal i
+        if i >= len(toks) or toks[i] != "(":
+            raise BadRequest(f"unable to parse requirement: found '{toks[i] if i < len(toks) else ''}', "
+                             "expected: '('")
+        i += 1
+        vals: list[str] = []
+        while i < len(toks) and toks[i] != ")":
+            if toks[i] != ",":
+                vals.append(toks[i])
+            i += 1
+        if i >= len(toks):
+            raise BadRequest("unable to parse requirement: found '', expected: ')'")
+        i += 1
+        return frozenset(vals)
+
+    while i < len(toks):
+        tok = toks[i]
+        if tok == "!":
+            i += 1
+            if i >= len(toks):
+                raise BadRequest("unable to parse requirement: found '', expected: identifier")
+            reqs.append(Requirement(toks[i], "!"))
+            i += 1
+        else:
+            key = tok
+            i += 1
+            if i >= len(toks) or toks[i] == ",":
+                reqs.append(Requirement(key, "exists"))
+            elif toks[i] in ("=", "=="):
+                i += 1
+                value = ""
+                if i < len(toks) and toks[i] != ",":
+                    value = toks[i]
+                    i += 1
+                reqs.append(Requirement(key, "=", frozenset([value])))
+            elif toks[i] == "!=":
+                i += 1
+                value = ""
+                if i < len(toks) and toks[i] != ",":
+                    value = toks[i]
+                    i += 1
+                reqs.append(Requirement(key, "!=", frozenset([value])))
+            elif toks[i] in ("in", "notin"):
+                op = toks[i]
+                i += 1
+                reqs.append(Requirement(key, op, expect_values()))
+            else:
+                raise BadRequest(f"unable to parse requirement: unexpected {toks[i]!r} in {text!r}")
+        if i < len(toks):
+            if toks[i] != ",":
+                raise BadRequest(f"unable to parse requirement: expected ',' in {text!r}")
+            i += 1
+    return Selector(reqs)
+
+
+_OPS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!", "Gt": "gt", "Lt": "lt"}
+
+
+def from_label_selector(sel: meta_pb2.LabelSelector | None) -> Selector:
+    """A structured selector; None (unset) matches nothing, an empty one everything."""
+    if sel is None:
+        return NOTHING
+    reqs = [Requirement(k, "=", frozenset([v])) for k, v in sorted(sel.match_labels.items())]
+    for expr in sel.match_expressions:
+        reqs.append(Requirement(expr.key, _OPS.get(expr.operator, expr.operator), frozenset(expr.values)))
+    return Selector(reqs)
+
+
+def selector_matches(sel: meta_pb2.LabelSelector, labels: Mapping[str, str]) -> bool:
+    return from_label_selector(sel).matches(labels)
+
+
+def selector_string(sel: meta_pb2.LabelSelector) -> str:
+    return str(from_label_selector(sel))
+
+
+# ---------------------------------------------------------------------------------------------
+# Field selectors
+
+FIELDS_BY_KIND: dict[str, frozenset[str]] = {
+    "Pod": frozenset({"metadata.name", "metadata.namespace", "spec.nodeName", "status.phase",
+                      "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+                      "status.podIP", "status.nominatedNodeName"}),
+    "Event": frozenset({"metadata.name", "metadata.namespace", "involvedObject.kind",
+                        "involvedObject.name", "involvedObject.namespace", "involvedObject.uid",
+                        "reason", "type", "source"}),
+    "Node": frozenset({"metadata.name", "spec.unschedulable"}),
+}
+_DEFAULT_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
+
+
+@dataclass(frozen=True)
+class FieldRequirement:
+    field: str
+    negate: bool
+    value: str
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        return self.matches_value(fields.get(self.field, ""))
+
+    def matches_value(self, have: str) -> bool:
+        return (have != self.value) if self.negate else (have == self.value)
+
+
+def parse_field_selector(text: str, kind: str) -> tuple[FieldRequirement, ...]:
+    text = text.strip()
+    if not text:
+        return ()
+    allowed = FIELDS_BY_KIND.get(kind, _DEFAULT_FIELDS)
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if "!=" in part:
+            field, _, value = part.partition("!=")
+            negate = True
+        elif "==" in part:
+            field, _, value = part.partition("==")
+            negate = False
+        elif "=" in part:
+            field, _, value = part.partition("=")
+            negate = False
+        else:
+            raise BadRequest(f"invalid selector: '{text}'; can't understand '{part}'")
+        field = field.strip()
+        if field not in allowed:
+            raise BadRequest(f'field label not supported: {field}')
+        out.append(FieldRequirement(field, negate, value.strip()))
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""The `ketch` command: kubectl-shaped verbs over the Ketch API."""

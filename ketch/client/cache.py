@@ -1,0 +1,125 @@
+"""The lister cache behind an informer: objects by key, with secondary indexes.
+
+Objects in the cache are shared by every reader: treat them as read-only and copy one before
+changing it (`copy_of`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from ketch.api.meta import key_of
+
+IndexFunc = Callable[[Any], Iterable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedFinalStateUnknown:
+    """Passed to on_delete when a relist found an object gone without seeing its deletion."""
+
+    key: str
+    obj: Any
+
+
+def copy_of(obj: Any) -> Any:
+    out = type(obj)()
+    out.CopyFrom(obj)
+    return out
+
+
+def by_namespace(obj: Any) -> list[str]:
+    return [obj.metadata.namespace]
+
+
+def by_node_name(obj: Any) -> list[str]:
+    return [obj.spec.node_name]
+
+
+def by_controller_uid(obj: Any) -> list[str]:
+    for ref in obj.metadata.owner_references:
+        if ref.HasField("controller") and ref.controller:
+            return [ref.uid]
+    return []
+
+
+def by_owner_uid(obj: Any) -> list[str]:
+    return [ref.uid for ref in obj.metadata.owner_references]
+
+
+STANDARD_INDEXERS: dict[str, IndexFunc] = {
+    "namespace": by_namespace,
+    "controller": by_controller_uid,
+    "owner": by_owner_uid,
+}
+
+
+class Indexer:
+    def __init__(self, indexers: dict[str, IndexFunc] | None = None) -> None:
+        self.indexers: dict[str, IndexFunc] = dict(indexers or {})
+        self.items: dict[str, Any] = {}
+        self.indices: dict[str, dict[str, set[str]]] = {name: {} for name in self.indexers}
+
+    def add_indexer(self, name: str, fn: IndexFunc) -> None:
+        if name in self.indexers:
+            return
+        self.indexers[name] = fn
+        index: dict[str, set[str]] = {}
+        for k, obj in self.items.items():
+            for v in fn(obj):
+                index.setdefault(v, set()).add(k)
+        self.indices[name] = index
+
+    def _unindex(self, k: str, obj: Any) -> None:
+        for name, fn in self.indexers.items():
+            index = self.indices[name]
+            for v in fn(obj):
+                keys = index.get(v)
+                if keys is not None:
+                    keys.discard(k)
+                    if not keys:
+                        del index[v]
+
+    def _index(self, k: str, obj: Any) -> None:
+        for name, fn in self.indexers.items():
+            index = self.indices[name]
+            for v in fn(obj):
+                index.setdefault(v, set()).add(k)
+
+    def upsert(self, obj: Message) -> Any | None:
+        k = key_of(obj)
+        old = self.items.get(k)
+        if old is not None:
+            self._unindex(k, old)
+        self.items[k] = obj
+        self._index(k, obj)
+        return old
+
+    def remove(self, k: str) -> Any | None:
+        old = self.items.pop(k, None)
+        if old is not None:
+            self._unindex(k, old)
+        return old
+
+    def get(self, k: str) -> Any | None:
+        return self.items.get(k)
+
+    def get_by(self, namespace: str, name: str) -> Any | None:
+        return self.items.get(f"{namespace}/{name}" if namespace else name)
+
+    def list(self) -> list[Any]:
+        return list(self.items.values())
+
+    def keys(self) -> list[str]:
+        return list(self.items)
+
+    def by_index(self, name: str, value: str) -> list[Any]:
+        keys = self.indices[name].get(value, ())
+        items = self.items
+        return [items[k] for k in keys]
+
+    def __len__(self) -> int:
+        return len(self.items)

@@ -1,0 +1,215 @@
+"""An async clientset: typed create/get/list/watch/update/patch/delete over any transport.
+
+Objects go in and come out as the generated messages (ketch.v1.*_pb2); kinds are named by
+their Kubernetes kind ("Pod") or given as a message class. Warnings the server attaches to a
+write go to `on_warning`, as client-go's WarningHandler.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from ketch.api import errors
+from ketch.api.kinds import KindInfo, info_for_type_url, info_of, kind_info
+from ketch.v1 import api_pb2
+
+from .transport import GrpcTransport, Transport
+
+M = TypeVar("M", bound=Message)
+KindRef = str | type[Message]
+
+
+def _info(kind: KindRef) -> KindInfo:
+    if isinstance(kind, str):
+        return kind_info(kind)
+    return info_of(kind())
+
+
+def pack(obj: Message) -> any_pb2.Any:
+    out = any_pb2.Any()
+    out.Pack(obj)
+    return out
+
+
+def unpack(obj: any_pb2.Any) -> Message:
+    info = info_for_type_url(obj.type_url)
+    return info.message.FromString(obj.value)
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    type: str
+    object: Message | None
+    resource_version: str
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """One batch op's result: the object (None if gone) or the error."""
+
+    object: Message | None
+    error: errors.StatusError | None
+    deleted: bool = False
+
+
+class Batch:
+    """Writes to send in one Batch call (one storage commit); each succeeds or fails alone."""
+
+    def __init__(self) -> None:
+        self.ops: list[api_pb2.BatchOp] = []
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def create(self, obj: Message) -> Batch:
+        self.ops.append(api_pb2.BatchOp(create=api_pb2.CreateRequest(object=pack(obj))))
+        return self
+
+    def update(self, obj: Message) -> Batch:
+        self.ops.append(api_pb2.BatchOp(update=api_pb2.UpdateRequest(object=pack(obj))))
+        return self
+
+    def update_status(self, obj: Message) -> Batch:
+        self.ops.append(api_pb2.BatchOp(update=api_pb2.UpdateRequest(object=pack(obj), subresource="status")))
+        return self
+
+    def patch(self, kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str = "",
+              patch_type: str = "merge", subresource: str = "") -> Batch:
+        self.ops.append(api_pb2.BatchOp(patch=_patch_request(kind, name, patch, namespace, patch_type, subresource)))
+        return self
+
+    def delete(self, kind: KindRef, name: str, namespace: str = "", propagation_policy: str = "",
+               grace_period_seconds: int | None = None, uid: str = "") -> Batch:
+        self.ops.append(api_pb2.BatchOp(delete=_delete_request(
+            kind, name, namespace, propagation_policy, grace_period_seconds, uid)))
+        return self
+
+
+def _patch_request(kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str,
+                   patch_type: str, subresource: str) -> api_pb2.PatchRequest:
+    text = patch if isinstance(patch, str) else json.dumps(patch)
+    return api_pb2.PatchRequest(kind=_info(kind).kind, namespace=namespace, name=name,
+                                patch_type=patch_type, patch=text, subresource=subresource)
+
+
+def _delete_request(kind: KindRef, name: str, namespace: str, propagation_policy: str,
+                    grace_period_seconds: int | None, uid: str) -> api_pb2.DeleteRequest:
+    req = api_pb2.DeleteRequest(kind=_info(kind).kind, namespace=namespace, name=name,
+                                propagation_policy=propagation_policy)
+    if grace_period_seconds is not None:
+        req.grace_period_seconds = grace_period_seconds
+    if uid:
+        req.preconditions.uid = uid
+    return req
+
+
+class Client:
+    def __init__(self, transport: Transport, on_warning: Callable[[str], None] | None = None) -> None:
+        self.transport = transport
+        self.on_warning = on_warning
+
+    def _warn(self, resp: api_pb2.ObjectResponse) -> None:
+        if self.on_warning is not None:
+            for w in resp.warnings:
+                self.on_warning(w)
+
+    async def create(self, obj: M) -> M:
+        resp = await self.transport.unary("Create", api_pb2.CreateRequest(object=pack(obj)))
+        self._warn(resp)
+        return unpack(resp.object)  # type: ignore[return-value]
+
+    async def get(self, kind: KindRef, name: str, namespace: str = "") -> Any:
+        info = _info(kind)
+        resp = await self.transport.unary("Get", api_pb2.GetRequest(kind=info.kind, namespace=namespace, name=name))
+        return unpack(resp.object)
+
+    async def list(self, kind: KindRef, namespace: str = "", label_selector: str = "",
+                   field_selector: str = "") -> tuple[list[Any], str]:
+        info = _info(kind)
+        resp = await self.transport.unary("List", api_pb2.ListRequest(
+            kind=info.kind, namespace=namespace, label_selector=label_selector, field_selector=field_selector))
+        parse = info.message.FromString
+        return [parse(item.value) for item in resp.items], resp.resource_version
+
+    async def update(self, obj: M) -> M:
+        resp = await self.transport.unary("Update", api_pb2.UpdateRequest(object=pack(obj)))
+        self._warn(resp)
+        return unpack(resp.object)  # type: ignore[return-value]
+
+    async def update_status(self, obj: M) -> M:
+        resp = await self.transport.unary("Update", api_pb2.UpdateRequest(object=pack(obj), subresource="status"))
+        return unpack(resp.object)  # type: ignore[return-value]
+
+    async def patch(self, kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str = "",
+                    patch_type: str = "merge", subresource: str = "") -> Any:
+        resp = await self.transport.unary(
+            "Patch", _patch_request(kind, name, patch, namespace, patch_type, subresource))
+        self._warn(resp)
+        return unpack(resp.object)
+
+    async def delete(self, kind: KindRef, name: str, namespace: str = "", propagation_policy: str = "",
+                     grace_period_seconds: int | None = None, uid: str = "") -> tuple[Any, bool]:
+        """Returns (the object's last state, whether it is gone now)."""
+        resp = await self.transport.unary("Delete", _delete_request(
+            kind, name, namespace, propagation_policy, grace_period_seconds, uid))
+        self._warn(resp)
+        return (unpack(resp.object) if resp.object.type_url else None), resp.deleted
+
+    async def batch(self, batch: Batch | Iterable[api_pb2.BatchOp]) -> list[BatchOutcome]:
+        ops = batch.ops if isinstance(batch, Batch) else list(batch)
+        if not ops:
+            return []
+        resp = await self.transport.unary("Batch", api_pb2.BatchRequest(ops=ops))
+        out = []
+        for r in resp.results:
+            if r.code:
+                out.append(BatchOutcome(None, errors.from_code(r.code, r.message, r.reason)))
+            else:
+                obj = unpack(r.response.object) if r.response.object.type_url else None
+                out.append(BatchOutcome(obj, None, r.response.deleted))
+        return out
+
+    async def watch(self, kind: KindRef, namespace: str = "", label_selector: str = "",
+                    field_selector: str = "", resource_version: str = "",
+                    allow_bookmarks: bool = True) -> AsyncIterator[WatchEvent]:
+        info = _info(kind)
+        req = api_pb2.WatchRequest(kind=info.kind, namespace=namespace, label_selector=label_selector,
+                                   field_selector=field_selector, resource_version=resource_version,
+                                   allow_bookmarks=allow_bookmarks)
+        parse = info.message.FromString
+        async for ev in self.transport.stream("Watch", req):
+            obj = parse(ev.object.value) if ev.object.type_url else None
+            yield WatchEvent(ev.type, obj, ev.resource_version)
+
+    async def pod_logs(self, name: str, namespace: str = "", container: str = "", follow: bool = False,
+                       previous: bool = False, tail_lines: int | None = None,
+                       since_seconds: int | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+        req = api_pb2.PodLogsRequest(namespace=namespace, name=name, container=container, follow=follow,
+                                     previous=previous, timestamps=timestamps)
+        if tail_lines is not None:
+            req.tail_lines = tail_lines
+        if since_seconds is not None:
+            req.since_seconds = since_seconds
+        async for chunk in self.transport.stream("PodLogs", req):
+            yield chunk.data
+
+    async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
+        return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))  # type: ignore[no-any-return]
+
+    async def version(self) -> api_pb2.VersionInfo:
+        return await self.transport.unary("Version", api_pb2.VersionRequest(), timeout=10)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+def connect(server: str, wait_for_ready: bool = False, timeout: float = 30.0,
+            on_warning: Callable[[str], None] | None = None) -> Client:
+    """A Client over gRPC to `HOST:PORT[,HOST:PORT]`."""
+    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout), on_warning=on_warning)

@@ -1,0 +1,112 @@
+"""How a Client reaches the API: over gRPC, or in-process inside the control plane.
+
+A transport has two operations: a unary call and a server stream, both by method name
+("Create", "Watch", ...) with the request and response messages of api.proto. Both raise
+ketch.api.errors.StatusError subclasses, whichever side of a network the server is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import Message
+
+from ketch.api import errors
+from ketch.v1 import api_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 30.0
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 20000),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class Transport(Protocol):
+    async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any: ...
+
+    def stream(self, method: str, request: Message) -> AsyncIterator[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+def status_error(err: grpc.aio.AioRpcError) -> errors.StatusError:
+    reason = ""
+    for key, value in err.trailing_metadata() or ():
+        if key == "ketch-reason":
+            reason = str(value)
+    code = err.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.Unavailable(f"the server is not reachable: {err.details()}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.Timeout(f"the server did not answer in time: {err.details()}")
+    if code == grpc.StatusCode.CANCELLED:
+        return errors.from_code(errors.CANCELLED, err.details() or "cancelled", reason)
+    return errors.from_code(code.value[0], err.details() or "", reason)
+
+
+class GrpcTransport:
+    """gRPC to one or more API servers (`HOST:PORT[,HOST:PORT]`), failing over on UNAVAILABLE."""
+
+    def __init__(self, servers: str, wait_for_ready: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.targets = [s.strip() for s in servers.split(",") if s.strip()]
+        if not self.targets:
+            raise ValueError("no server address given")
+        self.wait_for_ready = wait_for_ready
+        self.timeout = timeout
+        self._current = 0
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: api_pb2_grpc.APIStub | None = None
+
+    def _api(self) -> api_pb2_grpc.APIStub:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.targets[self._current], options=CHANNEL_OPTIONS)
+            self._stub = api_pb2_grpc.APIStub(self._channel)
+        return self._stub
+
+    async def _fail_over(self) -> None:
+        if len(self.targets) > 1:
+            old = self._channel
+            self._current = (self._current + 1) % len(self.targets)
+            self._channel, self._stub = None, None
+            if old is not None:
+                await old.close()
+
+    async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
+        fn = getattr(self._api(), method)
+        try:
+            return await fn(request, timeout=timeout or self.timeout, wait_for_ready=self.wait_for_ready)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                await self._fail_over()
+            raise status_error(err) from None
+
+    async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
+        fn = getattr(self._api(), method)
+        call = fn(request, wait_for_ready=self.wait_for_ready)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                await self._fail_over()
+            raise status_error(err) from None
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel, self._stub = None, None
+
+

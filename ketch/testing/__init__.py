@@ -1,0 +1,1 @@
+"""Fakes and builders shared by every test tier (shipped, so downstream tests can use them)."""

@@ -1,0 +1,60 @@
+"""A real API server in-process for tests: memory store, real watch hub, gRPC on a free port.
+
+`async with TestAPIServer() as api:` gives `api.client` (over real gRPC on 127.0.0.1),
+`api.local` (the in-process transport the control plane's controllers use) and `api.service`.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from ketch.client.clientset import Client, connect
+
+
+class TestAPIServer:
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, grpc: bool = True, **service_kwargs: Any) -> None:
+        self.use_grpc = grpc
+        self.service_kwargs = service_kwargs
+        self.address = ""
+        self.client: Client | None = None
+        self.local: Client | None = None
+
+    async def __aenter__(self) -> TestAPIServer:
+        # Imported here: ketch.* must not import controlplane at module level (DESIGN.md).
+        from controlplane.apiserver import registry
+        from controlplane.apiserver.local import LocalTransport
+        from controlplane.apiserver.service import APIService
+        from controlplane.apiserver.watch import WatchHub
+        from controlplane.storage import Store
+        from controlplane.storage.backend import MemoryBackend
+
+        self.store = Store(MemoryBackend(), registry.fields_of)
+        await self.store.start()
+        self.hub = WatchHub(self.store)
+        self.service = APIService(self.store, self.hub, **self.service_kwargs)
+        await self.service.ensure_default_namespaces()
+        self.local = Client(LocalTransport(self.service))
+        self.server = None
+        if self.use_grpc:
+            from controlplane.apiserver.server import start_grpc_server
+
+            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0")
+            self.address = f"127.0.0.1:{port}"
+            self.client = connect(self.address)
+        else:
+            self.client = self.local
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self.client is not None and self.client is not self.local:
+            await self.client.close()
+        self.hub.close_all()
+        if self.server is not None:
+            await self.server.stop(grace=0.2)
+        if self.service.node_dialer is not None:
+            await self.service.node_dialer.close()
+        await self.store.stop()

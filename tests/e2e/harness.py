@@ -1,0 +1,181 @@
+"""Real clusters for end-to-end tests: a control plane and agents as separate processes.
+
+Every process starts in its own process group on 127.0.0.1 with a free port and a data dir under
+the test's tmp_path; `stop()` ends every group it started and any pod process left from its
+data dirs, so a failing test leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # not checkable yet
+            last = exc
+        time.sleep(interval)
+    suffix = f" (last error: {last})" if last else ""
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{suffix}")
+
+
+def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    for c in obj.get("status", {}).get("conditions", []) or []:
+        if c.get("type") == ctype and c.get("status") == "True":
+            return c
+    return None
+
+
+class Cluster:
+    def __init__(self, workdir: Path, cp_flags: list[str] | None = None) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.server = f"127.0.0.1:{self.port}"
+        self.cp_flags = cp_flags or []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env = dict(os.environ, KETCH_SERVER=self.server, PYTHONUNBUFFERED="1")
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                start_new_session=True, cwd=self.dir)
+        self.procs[name] = proc
+        return proc
+
+    def start_controlplane(self, extra: list[str] | None = None, wait: bool = True) -> None:
+        data = self.dir / "controlplane"
+        data.mkdir(exist_ok=True)
+        self._spawn("controlplane", [str(BIN / "ketch-controlplane"), "--listen", self.server,
+                                     "--data-dir", str(data), *self.cp_flags, *(extra or [])])
+        if wait:
+            wait_until(lambda: self.ketch("get", "ns", check=False).returncode == 0, 30, "the control plane")
+
+    def start_agent(self, node: str, extra: list[str] | None = None, wait_ready: bool = True) -> None:
+        data = self.dir / f"agent-{node}"
+        data.mkdir(exist_ok=True)
+        self._spawn(f"agent-{node}", [str(BIN / "ketch-agent"), "--server", self.server, "--node-name", node,
+                                      "--data-dir", str(data), "--heartbeat-interval", "1s", *(extra or [])])
+        if wait_ready:
+            wait_until(lambda: self.node_ready(node), 30, f"node {node} to be Ready")
+
+    def send(self, name: str, sig: int) -> None:
+        proc = self.procs[name]
+        try:
+            if sig == signal.SIGKILL:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        proc = self.procs.get(name)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            self.send(name, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        return proc.returncode
+
+    def stop(self) -> None:
+        for name in sorted(self.procs, key=lambda n: n == "controlplane"):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+        self.kill_leftover_pods()
+
+    def kill_leftover_pods(self) -> None:
+        mine = str(self.dir)
+        for pid_dir in Path("/proc").iterdir():
+            if not pid_dir.name.isdigit() or int(pid_dir.name) == os.getpid():
+                continue
+            try:
+                cwd = os.readlink(pid_dir / "cwd")
+                environ = (pid_dir / "environ").read_bytes()
+            except OSError:
+                continue
+            if cwd.startswith(mine) or f"KETCH_SERVER={self.server}".encode() in environ:
+                try:
+                    os.kill(int(pid_dir.name), signal.SIGKILL)
+                except OSError:
+                    pass
+
+    def logs(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- CLI -----------------------------------------------------------------------------------
+
+    def ketch(self, *args: str, input: str | None = None, check: bool = True,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([str(BIN / "ketch"), "--server", self.server, *args], input=input,
+                                capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"`ketch {' '.join(args)}` exited {result.returncode}: {result.stderr.strip()[-800:]}")
+        return result
+
+    def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
+        return self.ketch("apply", "-f", "-", input=manifest)
+
+    def get(self, kind: str, name: str | None = None, *args: str) -> Any:
+        argv = ["get", kind] + ([name] if name else []) + ["-o", "json", *args]
+        return json.loads(self.ketch(*argv).stdout)
+
+    def try_get(self, kind: str, name: str, *args: str) -> Any:
+        result = self.ketch("get", kind, name, "-o", "json", *args, check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def items(self, kind: str, *args: str) -> list[dict[str, Any]]:
+        return list(self.get(kind, None, *args).get("items", []))
+
+    def node_ready(self, node: str) -> bool:
+        obj = self.try_get("node", node)
+        return bool(obj) and any(c.get("type") == "Ready" and c.get("status") == "True"
+                                 for c in obj.get("status", {}).get("conditions", []))
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
