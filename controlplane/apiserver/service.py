@@ -230,7 +230,10 @@ class APIService:
             result = new
             registry.copy_server_metadata(result, old.obj)
             if info.has_status:
-                result.status.CopyFrom(old.obj.status)  # type: ignore[attr-defined]
+                if old.obj.HasField("status"):  # type: ignore[arg-type]
+                    result.status.CopyFrom(old.obj.status)  # type: ignore[attr-defined]
+                else:
+                    result.ClearField("status")  # type: ignore[arg-type]
             apply_defaults(result)
             if info.kind in registry.GENERATION_KINDS and registry.spec_changed(result, old.obj):
                 result.metadata.generation = old.obj.metadata.generation + 1  # type: ignore[attr-defined]

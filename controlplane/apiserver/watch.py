@@ -136,6 +136,9 @@ class WatchHub:
         else:
             if from_rev < self.window_start:
                 raise errors.Gone(f"too old resource version: {from_rev} ({self.window_start + 1})")
+            if from_rev > self.store.revision:
+                # Only after a store was lost (memory store restarted): the client must relist.
+                raise errors.Gone(f"too large resource version: {from_rev}, current: {self.store.revision}")
             if from_rev < self.store.revision:
                 for event in self._since(from_rev):
                     if event.entry.kind == kind:

@@ -1,0 +1,201 @@
+"""The API server's object semantics over real gRPC: CRUD, CAS, generation, subresources,
+deletion with finalizers and grace periods, batches and patches."""
+
+from __future__ import annotations
+
+import pytest
+
+from ketch.api import errors
+from ketch.client.clientset import Batch
+from ketch.v1 import batch_pb2, core_pb2
+
+
+def namespace(name: str, **labels: str) -> core_pb2.Namespace:
+    ns = core_pb2.Namespace()
+    ns.metadata.name = name
+    ns.metadata.labels.update(labels)
+    return ns
+
+
+def pod(name: str = "", node: str = "", generate: str = "", **labels: str) -> core_pb2.Pod:
+    p = core_pb2.Pod()
+    p.metadata.name = name
+    p.metadata.generate_name = generate
+    p.metadata.labels.update(labels)
+    c = p.spec.containers.add()
+    c.name = "main"
+    c.command.extend(["sleep", "1"])
+    p.spec.node_name = node
+    return p
+
+
+def job(name: str, parallelism: int = 1) -> batch_pb2.Job:
+    j = batch_pb2.Job()
+    j.metadata.name = name
+    j.spec.parallelism = parallelism
+    c = j.spec.template.spec.containers.add()
+    c.name = "main"
+    c.command.append("true")
+    j.spec.template.spec.restart_policy = "Never"
+    return j
+
+
+async def test_create_sets_server_fields_and_get_returns_it(api) -> None:
+    created = await api.client.create(job("pi"))
+    md = created.metadata
+    assert md.uid and md.creation_timestamp and md.resource_version
+    assert md.namespace == "default"
+    assert md.generation == 1
+    got = await api.client.get("Job", "pi", "default")
+    assert got.metadata.resource_version == md.resource_version
+    assert got.spec.selector.match_labels["batch.kubernetes.io/controller-uid"] == md.uid
+
+
+async def test_create_twice_is_already_exists_and_missing_namespace_is_not_found(api) -> None:
+    await api.client.create(job("pi"))
+    with pytest.raises(errors.AlreadyExists, match='jobs.batch "pi" already exists'):
+        await api.client.create(job("pi"))
+    j = job("x")
+    j.metadata.namespace = "nope"
+    with pytest.raises(errors.NotFound, match='namespaces "nope" not found'):
+        await api.client.create(j)
+
+
+async def test_generate_name_appends_five_chars(api) -> None:
+    created = await api.client.create(pod(generate="pi-"))
+    assert created.metadata.name.startswith("pi-")
+    assert len(created.metadata.name) == len("pi-") + 5
+
+
+async def test_update_with_stale_resource_version_is_conflict(api) -> None:
+    first = await api.client.create(job("pi"))
+    first.spec.parallelism = 2
+    second = await api.client.update(first)
+    assert second.metadata.generation == 2
+    first.spec.parallelism = 3  # still carries the old resourceVersion
+    with pytest.raises(errors.Conflict):
+        await api.client.update(first)
+
+
+async def test_noop_update_keeps_resource_version(api) -> None:
+    created = await api.client.create(job("pi"))
+    again = await api.client.update(created)
+    assert again.metadata.resource_version == created.metadata.resource_version
+
+
+async def test_status_and_spec_are_separate_subresources(api) -> None:
+    created = await api.client.create(job("pi"))
+    created.status.active = 5
+    created.spec.parallelism = 7
+    after_status = await api.client.update_status(created)
+    assert after_status.status.active == 5
+    assert after_status.spec.parallelism == 1, "a status write must not change spec"
+    assert after_status.metadata.generation == 1, "a status write must not bump generation"
+    after_status.spec.parallelism = 4
+    after_status.status.active = 0
+    after_spec = await api.client.update(after_status)
+    assert after_spec.spec.parallelism == 4
+    assert after_spec.status.active == 5, "a spec write must not change status"
+    assert after_spec.metadata.generation == 2
+
+
+async def test_finalizers_hold_deletion_until_removed(api) -> None:
+    ns = namespace("held")
+    ns.metadata.finalizers.append("example.com/hold")
+    await api.client.create(ns)
+    obj, gone = await api.client.delete("Namespace", "held")
+    assert not gone
+    assert obj.metadata.deletion_timestamp
+    current = await api.client.get("Namespace", "held")
+    del current.metadata.finalizers[:]
+    await api.client.update(current)
+    with pytest.raises(errors.NotFound):
+        await api.client.get("Namespace", "held")
+
+
+async def test_no_new_finalizers_on_a_deleting_object(api) -> None:
+    ns = namespace("held")
+    ns.metadata.finalizers.append("a/b")
+    await api.client.create(ns)
+    await api.client.delete("Namespace", "held")
+    current = await api.client.get("Namespace", "held")
+    current.metadata.finalizers.append("c/d")
+    with pytest.raises(errors.Invalid, match="metadata.finalizers"):
+        await api.client.update(current)
+
+
+async def test_bound_pod_deletion_is_graceful_and_unbound_is_immediate(api) -> None:
+    await api.client.create(pod("bound", node="n1"))
+    await api.client.create(pod("unbound"))
+    obj, gone = await api.client.delete("Pod", "bound", "default")
+    assert not gone
+    assert obj.metadata.deletion_grace_period_seconds == 30
+    assert obj.metadata.deletion_timestamp
+    _, gone = await api.client.delete("Pod", "unbound", "default")
+    assert gone
+    # The agent finishes a graceful deletion with grace 0.
+    _, gone = await api.client.delete("Pod", "bound", "default", grace_period_seconds=0)
+    assert gone
+
+
+async def test_default_tolerations_are_added_to_pods(api) -> None:
+    created = await api.client.create(pod("p"))
+    keys = {(t.key, t.effect, t.toleration_seconds) for t in created.spec.tolerations}
+    assert ("node.kubernetes.io/not-ready", "NoExecute", 300) in keys
+    assert ("node.kubernetes.io/unreachable", "NoExecute", 300) in keys
+
+
+async def test_job_delete_without_policy_orphans_with_a_warning(api) -> None:
+    warnings: list[str] = []
+    api.client.on_warning = warnings.append
+    await api.client.create(job("pi"))
+    obj, gone = await api.client.delete("Job", "pi")
+    assert not gone and "orphan" in obj.metadata.finalizers
+    assert any("propagationPolicy=Background" in w for w in warnings)
+
+
+async def test_foreground_delete_adds_the_foreground_finalizer(api) -> None:
+    await api.client.create(job("pi"))
+    obj, gone = await api.client.delete("Job", "pi", propagation_policy="Foreground")
+    assert not gone and list(obj.metadata.finalizers) == ["foregroundDeletion"]
+
+
+async def test_list_filters_by_label_and_field_selectors(api) -> None:
+    await api.client.create(pod("a", node="n1", app="web", tier="fe"))
+    await api.client.create(pod("b", node="n2", app="web", tier="be"))
+    await api.client.create(pod("c", app="db"))
+    names = lambda items: sorted(p.metadata.name for p in items)  # noqa: E731
+    assert names((await api.client.list("Pod", "default", "app=web"))[0]) == ["a", "b"]
+    assert names((await api.client.list("Pod", "default", "app in (web,db),tier!=fe"))[0]) == ["b", "c"]
+    assert names((await api.client.list("Pod", "default", "!tier"))[0]) == ["c"]
+    assert names((await api.client.list("Pod", "", "", "spec.nodeName=n2"))[0]) == ["b"]
+    assert names((await api.client.list("Pod", "", "", "status.phase=Pending,metadata.name!=a"))[0]) == ["b", "c"]
+    with pytest.raises(errors.BadRequest, match="field label not supported"):
+        await api.client.list("Pod", "", "", "spec.bogus=1")
+
+
+async def test_merge_json_and_strategic_patches(api) -> None:
+    p = pod("p")
+    p.metadata.finalizers.extend(["a/keep", "b/drop"])
+    await api.client.create(p)
+    patched = await api.client.patch("Pod", "p", {"metadata": {"labels": {"x": "1"}}}, "default")
+    assert patched.metadata.labels["x"] == "1"
+    patched = await api.client.patch("Pod", "p", [{"op": "add", "path": "/metadata/labels/y", "value": "2"}],
+                                     "default", patch_type="json")
+    assert dict(patched.metadata.labels) == {"x": "1", "y": "2"}
+    patched = await api.client.patch(
+        "Pod", "p", {"metadata": {"$deleteFromPrimitiveList/finalizers": ["b/drop"]}}, "default",
+        patch_type="strategic")
+    assert list(patched.metadata.finalizers) == ["a/keep"]
+    with pytest.raises(errors.BadRequest, match="unknown field"):
+        await api.client.patch("Pod", "p", {"spec": {"bogus": 1}}, "default")
+
+
+async def test_batch_ops_succeed_or_fail_on_their_own(api) -> None:
+    await api.client.create(namespace("exists"))
+    outcomes = await api.client.batch(
+        Batch().create(namespace("new-one")).create(namespace("exists")).delete("Namespace", "missing"))
+    assert outcomes[0].error is None and outcomes[0].object.metadata.name == "new-one"
+    assert isinstance(outcomes[1].error, errors.AlreadyExists)
+    assert isinstance(outcomes[2].error, errors.NotFound)
+    assert (await api.client.get("Namespace", "new-one")).metadata.uid
