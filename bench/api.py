@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""API server benchmark: creates/s, gets/s, 10,000-object lists, watch delivery latency to 100
+watchers under 100 writes/s, each beside a bare gRPC echo service measured in the same run.
+
+Both servers run as separate processes on 127.0.0.1 (the control plane with the default SQLite
+store, synchronous=FULL, group commit); this process is the client. Prints a table of rates and
+min/median/p99 latencies, and the ratio of creates/s to the echo ceiling.
+
+    .venv/bin/python bench/api.py [--creates 3000] [--concurrency 64] [--watchers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ketch.client import connect  # noqa: E402
+from ketch.v1 import core_pb2  # noqa: E402
+
+ECHO_METHOD = "/bench.Echo/Echo"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_echo(port: int) -> None:
+    async def main() -> None:
+        server = grpc.aio.server()
+        handler = grpc.unary_unary_rpc_method_handler(_echo, request_deserializer=None,
+                                                      response_serializer=None)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Echo", {"Echo": handler}),))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+async def _echo(req: bytes, ctx: object) -> bytes:
+    return req
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def row(name: str, count: int, seconds: float, lat: list[float]) -> str:
+    rate = count / seconds if seconds else 0
+    ms = [v * 1000 for v in lat]
+    return (f"{name:<34} {rate:>10.0f}/s   min {min(ms):7.2f}  median {statistics.median(ms):7.2f}  "
+            f"p99 {pct(ms, 99):7.2f} ms")
+
+
+async def timed_calls(n: int, concurrency: int, call) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+    lat: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            t = time.perf_counter()
+            await call(i)
+            lat.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return time.perf_counter() - start, lat
+
+
+def namespace(name: str, stamp: float | None = None) -> core_pb2.Namespace:
+    ns = core_pb2.Namespace()
+    ns.metadata.name = name
+    ns.metadata.labels["bench"] = "api"
+    if stamp is not None:
+        ns.metadata.annotations["bench/t"] = repr(stamp)
+    return ns
+
+
+async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None:
+    lines = []
+    channel = grpc.aio.insecure_channel(echo_addr)
+    echo = channel.unary_unary(ECHO_METHOD)
+    payload = namespace("x" * 20).SerializeToString()
+    await echo(payload)
+    secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: echo(payload))
+    echo_rate = args.creates / secs
+    lines.append(row(f"echo (bare gRPC, {args.concurrency} in flight)", args.creates, secs, lat))
+
+    client = connect(api_addr)
+    await client.version()
+    secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: client.create(namespace(f"c-{i}")))
+    create_rate = args.creates / secs
+    lines.append(row(f"create ({args.concurrency} in flight)", args.creates, secs, lat))
+    secs, lat = await timed_calls(args.creates, 1, lambda i: client.create(namespace(f"s-{i}")))
+    lines.append(row("create (one at a time)", args.creates, secs, lat))
+    secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: client.get("Namespace", f"c-{i}"))
+    lines.append(row(f"get ({args.concurrency} in flight)", args.creates, secs, lat))
+
+    # Lists of 10,000 objects.
+    have = 2 * args.creates + 4
+    if have < 10_000:
+        await timed_calls(10_000 - have, args.concurrency, lambda i: client.create(namespace(f"l-{i}")))
+    list_lat = []
+    for _ in range(5):
+        t = time.perf_counter()
+        items, _ = await client.list("Namespace")
+        list_lat.append(time.perf_counter() - t)
+    lines.append(row(f"list of {len(items)} objects", 5, sum(list_lat), list_lat))
+
+    # Watch delivery: watchers in this process, writes at 100/s from a separate writer task.
+    _, rv = await client.list("Namespace", label_selector="bench=watch")
+    delays: list[float] = []
+    ready = 0
+
+    async def watcher() -> None:
+        nonlocal ready
+        c = connect(api_addr)
+        try:
+            stream = c.watch("Namespace", label_selector="bench=watch", resource_version=rv, allow_bookmarks=False)
+            ready += 1
+            async for ev in stream:
+                if ev.object is not None and "bench/t" in ev.object.metadata.annotations:
+                    delays.append(time.time() - float(ev.object.metadata.annotations["bench/t"]))
+        finally:
+            await c.close()
+
+    tasks = [asyncio.create_task(watcher()) for _ in range(args.watchers)]
+    await asyncio.sleep(1.0)
+    writes = args.watch_writes
+    t0 = time.perf_counter()
+    for i in range(writes):
+        ns = namespace(f"w-{i}", time.time())
+        ns.metadata.labels["bench"] = "watch"
+        await client.create(ns)
+        next_at = t0 + (i + 1) / args.write_rate
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+    deadline = time.perf_counter() + 10
+    while len(delays) < writes * args.watchers and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lines.append(row(f"watch delivery ({args.watchers} watchers, {args.write_rate}/s)", len(delays),
+                     time.perf_counter() - t0, delays))
+    await client.close()
+    await channel.close()
+
+    print("\n".join(lines))
+    print(f"\ncreates/s vs bare echo: {create_rate:.0f} / {echo_rate:.0f} = {create_rate / echo_rate:.0%}"
+          f"   (received {len(delays)} of {writes * args.watchers} watch events)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--creates", type=int, default=3000)
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--watchers", type=int, default=100)
+    p.add_argument("--write-rate", type=int, default=100)
+    p.add_argument("--watch-writes", type=int, default=500)
+    p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.echo_server:
+        serve_echo(args.echo_server)
+        return
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="ketch-bench-") as tmp:
+        api_port, echo_port = free_port(), free_port()
+        try:
+            procs.append(subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)],
+                                          start_new_session=True))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "controlplane", "--listen", f"127.0.0.1:{api_port}", "--data-dir", tmp,
+                 "--controllers", "none", "--log-level", "WARNING"], cwd=ROOT, start_new_session=True))
+            time.sleep(1.5)
+            asyncio.run(bench(args, f"127.0.0.1:{api_port}", f"127.0.0.1:{echo_port}"))
+        finally:
+            for proc in procs:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()
