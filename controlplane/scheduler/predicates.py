@@ -1,0 +1,337 @@
+"""Filter predicates of the scheduler: does a pod fit a node, and if not, why (pure).
+
+The checks and their order follow the default scheduler profile's filter plugins
+(NodeUnschedulable, TaintToleration, NodeAffinity, NodeResourcesFit); a node is reported with
+the reasons of the first plugin that rejects it, worded as Kubernetes words them, so that the
+FailedScheduling message reads the same ("0/3 nodes are available: 1 Insufficient cpu, 2
+node(s) had untolerated taint {dedicated: gpu}.").
+
+Readiness is expressed the way the node lifecycle controller expresses it: a node whose Ready
+condition is not True carries (or is treated as carrying) the `node.kubernetes.io/not-ready` or
+`node.kubernetes.io/unreachable` NoSchedule taint, so ordinary pods avoid it while pods that
+tolerate those taints (as DaemonSet pods do) may still land there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ketch.api import meta, quantity
+from ketch.v1 import core_pb2
+
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+
+# Scoring only: a container that requests nothing counts as this much (schedutil defaults).
+DEFAULT_MILLI_CPU_REQUEST = 100
+DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
+
+ERR_UNSCHEDULABLE = "node(s) were unschedulable"
+ERR_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+ERR_TOO_MANY_PODS = "Too many pods"
+
+
+@dataclass
+class Resources:
+    """Requested or allocatable amounts: cpu in millicores, memory in bytes, others as integers."""
+
+    milli_cpu: int = 0
+    memory: int = 0
+    scalar: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Resources) -> None:
+        self.milli_cpu += other.milli_cpu
+        self.memory += other.memory
+        for k, v in other.scalar.items():
+            self.scalar[k] = self.scalar.get(k, 0) + v
+
+    def sub(self, other: Resources) -> None:
+        self.milli_cpu -= other.milli_cpu
+        self.memory -= other.memory
+        for k, v in other.scalar.items():
+            self.scalar[k] = self.scalar.get(k, 0) - v
+
+    def max_with(self, other: Resources) -> None:
+        self.milli_cpu = max(self.milli_cpu, other.milli_cpu)
+        self.memory = max(self.memory, other.memory)
+        for k, v in other.scalar.items():
+            self.scalar[k] = max(self.scalar.get(k, 0), v)
+
+    def copy(self) -> Resources:
+        return Resources(self.milli_cpu, self.memory, dict(self.scalar))
+
+
+def _amount(name: str, text: str) -> int:
+    try:
+        if name == "cpu":
+            return quantity.millicores(text)
+        return quantity.to_bytes(text)
+    except quantity.QuantityError:
+        return 0
+
+
+def resources_of(amounts: Mapping[str, str]) -> Resources:
+    """A resource list (`{"cpu": "500m", "memory": "1Gi"}`) as numbers; `pods` is left out."""
+    out = Resources()
+    for name, text in amounts.items():
+        if name == "cpu":
+            out.milli_cpu = _amount(name, text)
+        elif name == "memory":
+            out.memory = _amount(name, text)
+        elif name != "pods":
+            out.scalar[name] = _amount(name, text)
+    return out
+
+
+def _container_requests(c: core_pb2.Container, non_zero: bool) -> Resources:
+    # A limit without a request means request = limit (API defaulting; repeated here in case
+    # the object was stored without it).
+    amounts = dict(c.resources.limits)
+    amounts.update(c.resources.requests)
+    r = resources_of(amounts)
+    if non_zero:
+        if "cpu" not in amounts:
+            r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST
+        if "memory" not in amounts:
+            r.memory = DEFAULT_MEMORY_REQUEST
+    return r
+
+
+def pod_requests(pod: core_pb2.Pod, non_zero: bool = False) -> Resources:
+    """The pod's effective request, as Kubernetes' PodRequests computes it.
+
+    The app containers and sidecars (init containers with restartPolicy Always) add up; each
+    ordinary init container runs alone beside the sidecars started before it, so the pod needs
+    the larger of the two; pod overhead comes on top. With non_zero, containers that request
+    no cpu or memory count the scoring defaults instead (for spreading only, never for fit).
+    """
+    spec = pod.spec
+    total = Resources()
+    for c in spec.containers:
+        total.add(_container_requests(c, non_zero))
+    sidecars = Resources()
+    init_max = Resources()
+    for c in spec.init_containers:
+        req = _container_requests(c, non_zero)
+        if c.HasField("restart_policy") and c.restart_policy == "Always":
+            total.add(req)
+            sidecars.add(req)
+            init_max.max_with(sidecars)
+        else:
+            req.add(sidecars)
+            init_max.max_with(req)
+    total.max_with(init_max)
+    if spec.overhead:
+        total.add(resources_of(spec.overhead))
+    return total
+
+
+# -- node state ---------------------------------------------------------------------------------
+
+
+@dataclass
+class NodeInfo:
+    """What the scheduler knows of one node: its object, what it offers and what is taken."""
+
+    node: core_pb2.Node
+    allocatable: Resources
+    allowed_pods: int
+    requested: Resources = field(default_factory=Resources)
+    non_zero_requested: Resources = field(default_factory=Resources)
+    pod_count: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.node.metadata.name
+
+    def add_pod(self, requests: Resources, non_zero: Resources) -> None:
+        self.requested.add(requests)
+        self.non_zero_requested.add(non_zero)
+        self.pod_count += 1
+
+
+def node_info_of(node: core_pb2.Node) -> NodeInfo:
+    alloc = node.status.allocatable or node.status.capacity
+    try:
+        allowed = int(quantity.parse(alloc["pods"])) if "pods" in alloc else 0
+    except quantity.QuantityError:
+        allowed = 0
+    return NodeInfo(node=node, allocatable=resources_of(alloc), allowed_pods=allowed)
+
+
+def effective_taints(node: core_pb2.Node) -> list[core_pb2.Taint]:
+    """The node's taints, plus the NoSchedule readiness taint its Ready condition implies.
+
+    The node lifecycle controller keeps these taints in sync with the Ready condition; adding
+    them here too means a node that has just turned NotReady is avoided before that happens.
+    """
+    taints = list(node.spec.taints)
+    ready = meta.find_condition(node.status.conditions, "Ready")
+    if ready is None or ready.status != "True":
+        key = UNREACHABLE_TAINT if ready is not None and ready.status == "Unknown" else NOT_READY_TAINT
+        if not any(t.key == key and t.effect == "NoSchedule" for t in taints):
+            taints.append(core_pb2.Taint(key=key, effect="NoSchedule"))
+    return taints
+
+
+# -- tolerations ----------------------------------------------------------------------------------
+
+
+def tolerates(toleration: core_pb2.Toleration, taint: core_pb2.Taint) -> bool:
+    """Kubernetes' Toleration.ToleratesTaint."""
+    if toleration.effect and toleration.effect != taint.effect:
+        return False
+    if toleration.key and toleration.key != taint.key:
+        return False
+    if toleration.operator == "Exists":
+        return True
+    if toleration.operator in ("", "Equal"):
+        return toleration.value == taint.value
+    return False
+
+
+def untolerated_taint(taints: Iterable[core_pb2.Taint], tolerations: Iterable[core_pb2.Toleration],
+                      effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> core_pb2.Taint | None:
+    """The first taint with one of effects that no toleration tolerates, or None."""
+    tols = list(tolerations)
+    for taint in taints:
+        if taint.effect not in effects:
+            continue
+        if not any(tolerates(t, taint) for t in tols):
+            return taint
+    return None
+
+
+def taint_reason(taint: core_pb2.Taint) -> str:
+    return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
+
+
+# -- node affinity ---------------------------------------------------------------------------------
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def requirement_matches(req: core_pb2.NodeSelectorRequirement, values: Mapping[str, str]) -> bool:
+    """One matchExpressions entry against a node's labels (or fields)."""
+    op = req.operator
+    present = req.key in values
+    value = values.get(req.key, "")
+    if op == "In":
+        return present and value in req.values
+    if op == "NotIn":
+        return not present or value not in req.values
+    if op == "Exists":
+        return present
+    if op == "DoesNotExist":
+        return not present
+    if op in ("Gt", "Lt"):
+        if not present or len(req.values) != 1:
+            return False
+        have, want = _int_or_none(value), _int_or_none(req.values[0])
+        if have is None or want is None:
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def term_matches(term: core_pb2.NodeSelectorTerm, node: core_pb2.Node) -> bool:
+    """All of a term's expressions and fields must hold; a term with neither matches nothing."""
+    if not term.match_expressions and not term.match_fields:
+        return False
+    labels = node.metadata.labels
+    if not all(requirement_matches(r, labels) for r in term.match_expressions):
+        return False
+    fields = {"metadata.name": node.metadata.name}
+    for r in term.match_fields:
+        if r.key != "metadata.name" or r.operator not in ("In", "NotIn"):
+            return False
+        if not requirement_matches(r, fields):
+            return False
+    return True
+
+
+def matches_node_selector_and_affinity(pod: core_pb2.Pod, node: core_pb2.Node) -> bool:
+    """spec.nodeSelector (every label) and required node affinity (any term)."""
+    labels = node.metadata.labels
+    for k, v in pod.spec.node_selector.items():
+        if labels.get(k) != v:
+            return False
+    spec = pod.spec
+    if spec.HasField("affinity") and spec.affinity.HasField("node_affinity"):
+        na = spec.affinity.node_affinity
+        if na.HasField("required_during_scheduling_ignored_during_execution"):
+            terms = na.required_during_scheduling_ignored_during_execution.node_selector_terms
+            if not any(term_matches(t, node) for t in terms):
+                return False
+    return True
+
+
+# -- fit ------------------------------------------------------------------------------------------
+
+
+def resource_fit_reasons(requests: Resources, info: NodeInfo) -> list[str]:
+    """NodeResourcesFit: every shortfall (pods count, cpu, memory, other resources)."""
+    reasons: list[str] = []
+    if info.pod_count + 1 > info.allowed_pods:
+        reasons.append(ERR_TOO_MANY_PODS)
+    alloc, used = info.allocatable, info.requested
+    if requests.milli_cpu > 0 and requests.milli_cpu > alloc.milli_cpu - used.milli_cpu:
+        reasons.append("Insufficient cpu")
+    if requests.memory > 0 and requests.memory > alloc.memory - used.memory:
+        reasons.append("Insufficient memory")
+    for name in sorted(requests.scalar):
+        want = requests.scalar[name]
+        if want > 0 and want > alloc.scalar.get(name, 0) - used.scalar.get(name, 0):
+            reasons.append(f"Insufficient {name}")
+    return reasons
+
+
+def filter_reasons(pod: core_pb2.Pod, requests: Resources, info: NodeInfo) -> list[str]:
+    """Why the pod cannot go to this node (empty: it fits), in filter-plugin order."""
+    node = info.node
+    tolerations = pod.spec.tolerations
+    if node.spec.unschedulable:
+        taint = core_pb2.Taint(key=UNSCHEDULABLE_TAINT, effect="NoSchedule")
+        if not any(tolerates(t, taint) for t in tolerations):
+            return [ERR_UNSCHEDULABLE]
+    taint = untolerated_taint(effective_taints(node), tolerations)
+    if taint is not None:
+        return [taint_reason(taint)]
+    if not matches_node_selector_and_affinity(pod, node):
+        return [ERR_AFFINITY]
+    return resource_fit_reasons(requests, info)
+
+
+def needs_scheduling(pod: Any, scheduler_name: str = "default-scheduler") -> bool:
+    """An unbound, live pod that names this scheduler (or none) and has no scheduling gates."""
+    spec = pod.spec
+    if spec.node_name or pod.metadata.deletion_timestamp:
+        return False
+    if pod.status.phase in ("Succeeded", "Failed"):
+        return False
+    if spec.scheduler_name not in ("", scheduler_name):
+        return False
+    return not spec.scheduling_gates
+
+
+def fit_error_message(num_nodes: int, reasons_by_node: Mapping[str, list[str]]) -> str:
+    """Kubernetes' FitError text: counts of each reason, sorted, after "0/N nodes are available"."""
+    if num_nodes == 0:
+        return "no nodes available to schedule pods"
+    counts: Counter[str] = Counter()
+    for reasons in reasons_by_node.values():
+        counts.update(reasons)
+    parts = sorted(f"{n} {reason}" for reason, n in counts.items())
+    msg = f"0/{num_nodes} nodes are available:"
+    if parts:
+        msg += " " + ", ".join(parts) + "."
+    return msg

@@ -1,0 +1,292 @@
+"""The scheduler: binds unbound pods to nodes, in bulk.
+
+Handlers enqueue the keys of pods that need a node. A worker takes every key that is ready (up
+to `batch_size`), places the pods one after another against a snapshot of the nodes built from
+the informer caches (pods already bound and not terminal, plus our own binds not yet seen back
+from the watch: the "assumed" pods), and sends all the binds — updates of spec.nodeName that
+compare-and-swap on resourceVersion, so a pod is never bound twice — in one Batch call. The API
+server sets PodScheduled=True on a binding.
+
+A pod that fits nowhere gets a FailedScheduling event and PodScheduled=False/Unschedulable, and
+is parked: it is retried when a node is added or changes in a way that matters, or when a bound
+pod goes away or finishes (its room is freed) — never on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from controlplane.controllers.base import Controller, ControllerContext
+from ketch.api import errors, meta
+from ketch.api.meta import key_of, split_key
+from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.clientset import Batch
+
+from . import predicates, scoring
+from .predicates import NodeInfo, Resources
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_NAME = "default-scheduler"
+NODE_NAME_INDEX = "nodeName"
+DEFAULT_BATCH_SIZE = 500
+
+
+def _by_node_name(obj: Any) -> list[str]:
+    return [obj.spec.node_name] if obj.spec.node_name else []
+
+
+def _is_terminal(pod: Any) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
+
+
+def _node_sched_view(node: Any) -> tuple[Any, ...]:
+    """What of a Node matters for placement (heartbeats alone do not requeue anything)."""
+    ready = meta.find_condition(node.status.conditions, "Ready")
+    return (
+        node.spec.unschedulable,
+        tuple((t.key, t.value, t.effect) for t in node.spec.taints),
+        tuple(sorted(node.metadata.labels.items())),
+        tuple(sorted(node.status.allocatable.items())),
+        tuple(sorted(node.status.capacity.items())),
+        ready.status if ready is not None else "",
+    )
+
+
+@dataclass
+class _Assumed:
+    key: str
+    node: str
+    requests: Resources
+    non_zero: Resources
+
+
+@dataclass
+class _Placement:
+    key: str
+    pod: Any
+    node: str | None
+    message: str = ""
+
+
+class Scheduler(Controller):
+    name = "scheduler"
+
+    def __init__(self, ctx: ControllerContext, batch_size: int | None = None) -> None:
+        super().__init__(ctx)
+        self.batch_size = batch_size or int(ctx.options.extra.get("scheduler-batch-size", DEFAULT_BATCH_SIZE))
+        self.recorder = ctx.recorder(SCHEDULER_NAME)
+        self.pods = ctx.informers.informer("Pod")
+        self.nodes = ctx.informers.informer("Node")
+        self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
+        # Our binds the cache has not shown yet, by pod uid (Kubernetes' "assumed pods").
+        self.assumed: dict[str, _Assumed] = {}
+        # Keys of pods that fit nowhere, retried when the cluster changes.
+        self.unschedulable: set[str] = set()
+        # Parsed requests by pod uid: (requests, non-zero requests).
+        self._requests: dict[str, tuple[Resources, Resources]] = {}
+        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.nodes.add_handler(self._node_added, self._node_updated, None)
+
+    # -- handlers: only enqueue ------------------------------------------------------------------
+
+    def _pod_added(self, pod: Any) -> None:
+        if pod.spec.node_name:
+            self.assumed.pop(pod.metadata.uid, None)
+        elif predicates.needs_scheduling(pod, SCHEDULER_NAME):
+            self.queue.add(key_of(pod))
+
+    def _pod_updated(self, old: Any, new: Any) -> None:
+        k = key_of(new)
+        if new.spec.node_name:
+            self.assumed.pop(new.metadata.uid, None)
+            self.unschedulable.discard(k)
+            if not old.spec.node_name:
+                return
+            if _is_terminal(new) and not _is_terminal(old):
+                self._retry_unschedulable()  # its room is free now
+            return
+        if not predicates.needs_scheduling(new, SCHEDULER_NAME):
+            self.unschedulable.discard(k)
+            return
+        if k in self.unschedulable and old.spec == new.spec and old.metadata.labels == new.metadata.labels:
+            return  # only status changed (our own PodScheduled=False write): nothing new to try
+        self.queue.add(k)
+
+    def _pod_deleted(self, obj: Any) -> None:
+        pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
+        if pod is None:
+            return
+        uid = pod.metadata.uid
+        self._requests.pop(uid, None)
+        self.assumed.pop(uid, None)
+        self.unschedulable.discard(key_of(pod))
+        if pod.spec.node_name and not _is_terminal(pod):
+            self._retry_unschedulable()
+
+    def _node_added(self, node: Any) -> None:
+        self._retry_unschedulable()
+
+    def _node_updated(self, old: Any, new: Any) -> None:
+        if _node_sched_view(old) != _node_sched_view(new):
+            self._retry_unschedulable()
+
+    def _retry_unschedulable(self) -> None:
+        if not self.unschedulable:
+            return
+        keys, self.unschedulable = self.unschedulable, set()
+        for k in keys:
+            self.queue.add(k)
+
+    # -- the loop: rounds of up to batch_size pods -------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ctx.informers.wait_for_sync()
+        try:
+            while True:
+                first = await self.queue.get()
+                if first is None:
+                    return
+                await asyncio.sleep(0)  # let a burst of watch events land in the queue
+                keys = [first]
+                while len(self.queue) and len(keys) < self.batch_size:
+                    k = await self.queue.get()
+                    if k is None:
+                        break
+                    keys.append(k)
+                try:
+                    await self.schedule(keys)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scheduler: a round of %d pods failed; requeueing", len(keys))
+                    for k in keys:
+                        self.queue.add_rate_limited(k)
+                finally:
+                    for k in keys:
+                        self.queue.done(k)
+        finally:
+            self.queue.shutdown()
+
+    async def sync(self, key: str) -> None:
+        await self.schedule([key])
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def _requests_of(self, pod: Any) -> tuple[Resources, Resources]:
+        uid = pod.metadata.uid
+        cached = self._requests.get(uid)
+        if cached is None:
+            cached = (predicates.pod_requests(pod), predicates.pod_requests(pod, non_zero=True))
+            self._requests[uid] = cached
+        return cached
+
+    def snapshot(self) -> dict[str, NodeInfo]:
+        """Every node with what is placed on it: bound live pods and our assumed binds."""
+        infos: dict[str, NodeInfo] = {}
+        for node in self.nodes.list():
+            info = predicates.node_info_of(node)
+            for pod in self.pods.by_index(NODE_NAME_INDEX, info.name):
+                if not _is_terminal(pod):
+                    req, nz = self._requests_of(pod)
+                    info.add_pod(req, nz)
+            infos[info.name] = info
+        for uid, a in list(self.assumed.items()):
+            cached = self.pods.get(*split_key(a.key))
+            if cached is None or cached.metadata.uid != uid:
+                del self.assumed[uid]  # gone meanwhile
+                continue
+            if cached.spec.node_name:
+                continue  # already counted from the cache
+            info = infos.get(a.node)
+            if info is not None:
+                info.add_pod(a.requests, a.non_zero)
+        return infos
+
+    def place(self, pod: Any, infos: dict[str, NodeInfo]) -> tuple[NodeInfo | None, str]:
+        """The chosen node (its NodeInfo updated), or None and the FailedScheduling message."""
+        req, nz = self._requests_of(pod)
+        feasible: list[NodeInfo] = []
+        reasons: dict[str, list[str]] = {}
+        for info in infos.values():
+            why = predicates.filter_reasons(pod, req, info)
+            if why:
+                reasons[info.name] = why
+            else:
+                feasible.append(info)
+        best = scoring.pick_node(feasible, nz)
+        if best is None:
+            return None, predicates.fit_error_message(len(infos), reasons)
+        best.add_pod(req, nz)
+        return best, ""
+
+    async def schedule(self, keys: list[str]) -> None:
+        """Place every pod of keys that still needs a node, then write binds and failures at once."""
+        infos = self.snapshot()
+        placements: list[_Placement] = []
+        for k in keys:
+            self.unschedulable.discard(k)
+            pod = self.pods.get(*split_key(k))
+            if pod is None or not predicates.needs_scheduling(pod, SCHEDULER_NAME):
+                self.queue.forget(k)
+                continue
+            if pod.metadata.uid in self.assumed:
+                continue  # bound by us already; the watch has not shown it yet
+            info, message = self.place(pod, infos)
+            if info is not None:
+                req, nz = self._requests_of(pod)
+                self.assumed[pod.metadata.uid] = _Assumed(k, info.name, req, nz)
+            placements.append(_Placement(k, pod, info.name if info is not None else None, message))
+        if placements:
+            await self._write(placements)
+
+    async def _write(self, placements: list[_Placement]) -> None:
+        batch = Batch()
+        sent: list[_Placement] = []
+        for p in placements:
+            if p.node is not None:
+                bound = copy_of(p.pod)
+                bound.spec.node_name = p.node
+                batch.update(bound)
+                sent.append(p)
+                continue
+            self.recorder.event(p.pod, "Warning", "FailedScheduling", p.message)
+            self.unschedulable.add(p.key)
+            status = copy_of(p.pod)
+            if meta.set_condition(status.status.conditions, "PodScheduled", "False", "Unschedulable",
+                                  p.message, now=self.clock.now()):
+                batch.update_status(status)
+                sent.append(p)
+            log.debug("scheduler: %s is unschedulable: %s", p.key, p.message)
+        try:
+            outcomes = await self.client.batch(batch)
+        except BaseException:
+            for p in sent:
+                if p.node is not None:
+                    self.assumed.pop(p.pod.metadata.uid, None)
+            raise
+        bound = 0
+        for p, out in zip(sent, outcomes, strict=True):
+            if out.error is None:
+                if p.node is not None:
+                    bound += 1
+                    self.queue.forget(p.key)
+                continue
+            if p.node is not None:
+                self.assumed.pop(p.pod.metadata.uid, None)
+            if isinstance(out.error, errors.NotFound):
+                self.unschedulable.discard(p.key)
+                self.queue.forget(p.key)
+            elif isinstance(out.error, errors.Conflict):
+                # The pod changed under us (or was bound by someone else): look again.
+                self.unschedulable.discard(p.key)
+                self.queue.add_rate_limited(p.key)
+            else:
+                log.info("scheduler: writing %s failed, requeueing: %s", p.key, out.error)
+                self.unschedulable.discard(p.key)
+                self.queue.add_rate_limited(p.key)
+        if bound:
+            log.debug("scheduler: bound %d pods", bound)
