@@ -157,6 +157,7 @@ _TYPE_TEXT = {
     "Duplicate": "Duplicate value",
     "TooLong": "Too long",
     "TooMany": "Too many",
+    "NotFound": "Not found",
 }
 
 
@@ -184,7 +185,7 @@ class FieldError:
         text = f"{self.field}: {_TYPE_TEXT.get(self.type, self.type)}"
         if self.type == "NotSupported" and self.has_value:
             return f"{text}: {_render_value(self.value)}: {self.detail}"
-        if self.has_value and self.type in ("Invalid", "Duplicate"):
+        if self.has_value and self.type in ("Invalid", "Duplicate", "NotFound"):
             text += f": {_render_value(self.value)}"
         if self.detail:
             text += f": {self.detail}"
@@ -210,6 +211,10 @@ def not_supported(field: str, value: object, supported: list[str]) -> FieldError
 
 def duplicate(field: str, value: object) -> FieldError:
     return FieldError("Duplicate", field, "", value, True)
+
+
+def not_found(field: str, value: object) -> FieldError:
+    return FieldError("NotFound", field, "", value, True)
 
 
 def too_long(field: str, max_len: int) -> FieldError:
