@@ -108,3 +108,22 @@ async def exists(client: Client, kind: str, name: str, namespace: str = "") -> b
     except errors.NotFound:
         return False
     return True
+
+
+async def finish_job(client: Client, j: batch_pb2.Job, condition: str = "Complete",
+                     at: float | None = None) -> batch_pb2.Job:
+    """Mark a Job finished (status as the Job controller writes it): Complete or Failed."""
+    fresh = await client.get("Job", j.metadata.name, j.metadata.namespace)
+    stamp = timeutil.format(at) if at is not None else timeutil.now()
+    interim = "SuccessCriteriaMet" if condition == "Complete" else "FailureTarget"
+    fresh.status.start_time = stamp
+    for ctype in (interim, condition):
+        c = fresh.status.conditions.add()
+        c.type, c.status, c.last_transition_time, c.last_probe_time = ctype, "True", stamp, stamp
+        c.reason = "CompletionsReached" if condition == "Complete" else "BackoffLimitExceeded"
+    if condition == "Complete":
+        fresh.status.completion_time = stamp
+        fresh.status.succeeded = 1
+    else:
+        fresh.status.failed = 1
+    return await client.update_status(fresh)
