@@ -1,0 +1,204 @@
+"""Pod GC: force-deletes pods that nothing else will ever finish, and caps terminated pods.
+
+As Kubernetes' PodGC controller, in three parts:
+
+* orphaned pods — bound to a Node that no longer exists. The node's absence in the cache is
+  confirmed with a live GET (the cache may lag a node that has just registered); then every pod
+  of that node not yet terminal is marked Failed with DisruptionTarget=True (reason
+  DeletionByPodGC), so that Job controllers replace it, and all of them are deleted with grace 0
+  (pods stuck terminating on the vanished node included). Pods with finalizers only get their
+  deletionTimestamp: the server keeps them until the finalizers are gone.
+* terminating pods on an out-of-service node (taint node.kubernetes.io/out-of-service, Ready not
+  True) are force-deleted the same way.
+* terminated pods (Succeeded or Failed) beyond `terminated-pod-gc-threshold` (Kubernetes'
+  default 12500; 0 disables) are deleted oldest first (evicted ones before the others).
+
+Kubernetes runs these on a 20 s timer; here the informers drive them: the work is keyed by node
+("node:NAME", queued when a node goes, or when a pod is seen bound to a node the cache lacks)
+and "terminated" (queued when the terminated count passes the threshold). Each sync writes in
+batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ketch.api import errors, meta, timeutil
+from ketch.api.meta import key_of
+from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.clientset import Batch
+
+from .base import Controller, ControllerContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TERMINATED_POD_GC_THRESHOLD = 12500
+NODE_NAME_INDEX = "nodeName"
+OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
+TERMINATED_KEY = "terminated"
+NODE_PREFIX = "node:"
+GONE_NODE_MESSAGE = "PodGC: node no longer exists"
+
+
+def _by_node_name(obj: Any) -> list[str]:
+    return [obj.spec.node_name] if obj.spec.node_name else []
+
+
+# -- pure ----------------------------------------------------------------------------------------
+
+
+def is_terminated(pod: Any) -> bool:
+    return pod.status.phase in ("Succeeded", "Failed")
+
+
+def out_of_service(node: Any) -> bool:
+    """A NotReady node an administrator declared out of service: its terminating pods may go."""
+    if meta.condition_true(node.status.conditions, "Ready"):
+        return False
+    return any(t.key == OUT_OF_SERVICE_TAINT and t.effect == "NoExecute" for t in node.spec.taints)
+
+
+def terminated_to_delete(pods: list[Any], threshold: int) -> list[Any]:
+    """The terminated pods beyond the threshold: evicted first, then oldest first."""
+    if threshold <= 0:
+        return []
+    terminated = [p for p in pods if is_terminated(p)]
+    excess = len(terminated) - threshold
+    if excess <= 0:
+        return []
+    terminated.sort(key=lambda p: (p.status.reason != "Evicted",
+                                   timeutil.parse(p.metadata.creation_timestamp), p.metadata.name))
+    return terminated[:excess]
+
+
+def mark_failed_for_gone_node(pod: Any, now: float) -> Any | None:
+    """The pod's status write before force-deletion (None when it is already terminal)."""
+    if is_terminated(pod):
+        return None
+    new = copy_of(pod)
+    new.status.phase = "Failed"
+    meta.set_condition(new.status.conditions, "DisruptionTarget", "True", "DeletionByPodGC",
+                       GONE_NODE_MESSAGE, now=now)
+    return new
+
+
+# -- the controller ------------------------------------------------------------------------------
+
+
+class PodGCController(Controller):
+    name = "podgc"
+
+    def __init__(self, ctx: ControllerContext, terminated_pod_gc_threshold: int | None = None) -> None:
+        super().__init__(ctx)
+        if terminated_pod_gc_threshold is None:
+            terminated_pod_gc_threshold = int(ctx.options.extra.get(
+                "terminated-pod-gc-threshold", DEFAULT_TERMINATED_POD_GC_THRESHOLD))
+        self.threshold = terminated_pod_gc_threshold
+        self.pods = ctx.informers.informer("Pod")
+        self.nodes = ctx.informers.informer("Node")
+        self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
+        self.terminated: set[str] = set()
+        self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_deleted)
+        self.nodes.add_handler(self._node_changed, lambda old, new: self._node_changed(new), self._node_deleted)
+
+    # -- handlers ---------------------------------------------------------------------------------
+
+    def _pod_changed(self, pod: Any) -> None:
+        k = key_of(pod)
+        if is_terminated(pod):
+            self.terminated.add(k)
+            if 0 < self.threshold < len(self.terminated):
+                self.queue.add(TERMINATED_KEY)
+        else:
+            self.terminated.discard(k)
+        node_name = pod.spec.node_name
+        if not node_name:
+            return
+        node = self.nodes.get("", node_name)
+        if node is None or (pod.metadata.deletion_timestamp and out_of_service(node)):
+            self.queue.add(NODE_PREFIX + node_name)
+
+    def _pod_deleted(self, obj: Any) -> None:
+        pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
+        if pod is not None:
+            self.terminated.discard(key_of(pod))
+
+    def _node_changed(self, node: Any) -> None:
+        if out_of_service(node):
+            self.queue.add(NODE_PREFIX + node.metadata.name)
+
+    def _node_deleted(self, obj: Any) -> None:
+        node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
+        name = node.metadata.name if node is not None else obj.key
+        self.queue.add(NODE_PREFIX + name)
+
+    # -- sync -------------------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> None:
+        if key == TERMINATED_KEY:
+            await self.gc_terminated()
+        elif key.startswith(NODE_PREFIX):
+            await self.gc_node(key[len(NODE_PREFIX):])
+
+    async def gc_terminated(self) -> None:
+        victims = terminated_to_delete(self.pods.list(), self.threshold)
+        victims = [p for p in victims if not p.metadata.deletion_timestamp]
+        if not victims:
+            return
+        log.info("podgc: deleting %d terminated pods over the threshold of %d", len(victims), self.threshold)
+        await self._force_delete(victims)
+
+    async def gc_node(self, node_name: str) -> None:
+        pods = self.pods.by_index(NODE_NAME_INDEX, node_name)
+        if not pods:
+            return
+        node = self.nodes.get("", node_name)
+        if node is not None:
+            if out_of_service(node):
+                terminating = [p for p in pods if p.metadata.deletion_timestamp]
+                if terminating:
+                    log.info("podgc: force-deleting %d terminating pods on out-of-service node %s",
+                             len(terminating), node_name)
+                    await self._force_delete(terminating)
+            return
+        # Absent from the cache: make sure it is really gone before touching its pods.
+        try:
+            await self.client.get("Node", node_name)
+            return  # it exists; the cache will catch up
+        except errors.NotFound:
+            pass
+        log.info("podgc: force-deleting %d pods of vanished node %s", len(pods), node_name)
+        now = self.clock.now()
+        batch = Batch()
+        marked: list[Any] = []
+        ready: list[Any] = []
+        for p in pods:
+            new = mark_failed_for_gone_node(p, now)
+            if new is None:
+                ready.append(p)
+            else:
+                batch.update_status(new)
+                marked.append(p)
+        conflicts = False
+        for p, out in zip(marked, await self.client.batch(batch), strict=True):
+            if out.error is None:
+                ready.append(p)
+            elif not isinstance(out.error, errors.NotFound):
+                log.debug("podgc: marking %s failed: %s", key_of(p), out.error)
+                conflicts = True
+        await self._force_delete(ready)
+        if conflicts:
+            raise errors.Conflict(f"some pods of node {node_name} changed; retrying")
+
+    async def _force_delete(self, pods: list[Any]) -> None:
+        if not pods:
+            return
+        batch = Batch()
+        for p in pods:
+            batch.delete("Pod", p.metadata.name, p.metadata.namespace, grace_period_seconds=0, uid=p.metadata.uid)
+        failed = [(p, out.error) for p, out in zip(pods, await self.client.batch(batch), strict=True)
+                  if out.error is not None and not isinstance(out.error, errors.NotFound | errors.Conflict)]
+        if failed:
+            p, err = failed[0]
+            raise errors.StatusError(f"deleting {len(failed)} pods failed, first {key_of(p)}: {err}")
