@@ -15,16 +15,16 @@ tolerate those taints (as DaemonSet pods do) may still land there.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ketch.api import meta, quantity
+from ketch.api import meta, quantity, scheduling
 from ketch.v1 import core_pb2
 
-UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
-NOT_READY_TAINT = "node.kubernetes.io/not-ready"
-UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
+UNSCHEDULABLE_TAINT = scheduling.TAINT_UNSCHEDULABLE
+NOT_READY_TAINT = scheduling.TAINT_NOT_READY
+UNREACHABLE_TAINT = scheduling.TAINT_UNREACHABLE
 
 # Scoring only: a container that requests nothing counts as this much (schedutil defaults).
 DEFAULT_MILLI_CPU_REQUEST = 100
@@ -178,101 +178,24 @@ def effective_taints(node: core_pb2.Node) -> list[core_pb2.Taint]:
     return taints
 
 
-# -- tolerations ----------------------------------------------------------------------------------
+# -- tolerations and node affinity: the rules shared with DaemonSets and eviction ------------------
+
+tolerates = scheduling.tolerates
 
 
-def tolerates(toleration: core_pb2.Toleration, taint: core_pb2.Taint) -> bool:
-    """Kubernetes' Toleration.ToleratesTaint."""
-    if toleration.effect and toleration.effect != taint.effect:
-        return False
-    if toleration.key and toleration.key != taint.key:
-        return False
-    if toleration.operator == "Exists":
-        return True
-    if toleration.operator in ("", "Equal"):
-        return toleration.value == taint.value
-    return False
-
-
-def untolerated_taint(taints: Iterable[core_pb2.Taint], tolerations: Iterable[core_pb2.Toleration],
+def untolerated_taint(taints: Iterable[core_pb2.Taint], tolerations: Sequence[core_pb2.Toleration],
                       effects: tuple[str, ...] = ("NoSchedule", "NoExecute")) -> core_pb2.Taint | None:
     """The first taint with one of effects that no toleration tolerates, or None."""
-    tols = list(tolerations)
-    for taint in taints:
-        if taint.effect not in effects:
-            continue
-        if not any(tolerates(t, taint) for t in tols):
-            return taint
-    return None
+    return scheduling.find_untolerated_taint(taints, tolerations, scheduling.effect_is(*effects))
 
 
 def taint_reason(taint: core_pb2.Taint) -> str:
     return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
 
 
-# -- node affinity ---------------------------------------------------------------------------------
-
-
-def _int_or_none(text: str) -> int | None:
-    try:
-        return int(text)
-    except ValueError:
-        return None
-
-
-def requirement_matches(req: core_pb2.NodeSelectorRequirement, values: Mapping[str, str]) -> bool:
-    """One matchExpressions entry against a node's labels (or fields)."""
-    op = req.operator
-    present = req.key in values
-    value = values.get(req.key, "")
-    if op == "In":
-        return present and value in req.values
-    if op == "NotIn":
-        return not present or value not in req.values
-    if op == "Exists":
-        return present
-    if op == "DoesNotExist":
-        return not present
-    if op in ("Gt", "Lt"):
-        if not present or len(req.values) != 1:
-            return False
-        have, want = _int_or_none(value), _int_or_none(req.values[0])
-        if have is None or want is None:
-            return False
-        return have > want if op == "Gt" else have < want
-    return False
-
-
-def term_matches(term: core_pb2.NodeSelectorTerm, node: core_pb2.Node) -> bool:
-    """All of a term's expressions and fields must hold; a term with neither matches nothing."""
-    if not term.match_expressions and not term.match_fields:
-        return False
-    labels = node.metadata.labels
-    if not all(requirement_matches(r, labels) for r in term.match_expressions):
-        return False
-    fields = {"metadata.name": node.metadata.name}
-    for r in term.match_fields:
-        if r.key != "metadata.name" or r.operator not in ("In", "NotIn"):
-            return False
-        if not requirement_matches(r, fields):
-            return False
-    return True
-
-
 def matches_node_selector_and_affinity(pod: core_pb2.Pod, node: core_pb2.Node) -> bool:
     """spec.nodeSelector (every label) and required node affinity (any term)."""
-    labels = node.metadata.labels
-    for k, v in pod.spec.node_selector.items():
-        if labels.get(k) != v:
-            return False
-    spec = pod.spec
-    if spec.HasField("affinity") and spec.affinity.HasField("node_affinity"):
-        na = spec.affinity.node_affinity
-        if na.HasField("required_during_scheduling_ignored_during_execution"):
-            terms = na.required_during_scheduling_ignored_during_execution.node_selector_terms
-            if not any(term_matches(t, node) for t in terms):
-                return False
-    return True
+    return scheduling.matches_required_node_affinity(pod.spec, node)
 
 
 # -- fit ------------------------------------------------------------------------------------------
