@@ -1,9 +1,150 @@
-"""Warnings for fields that are stored but mean nothing to a host process."""
+"""Warnings for fields that are stored but mean nothing to a host process.
+
+Kubernetes manifests apply unchanged (DESIGN.md): ports, volumes, image pull settings, service
+accounts, DNS settings, pod affinity and the like are accepted and stored, and the API server
+returns one warning per field that the user set, which `ketch apply` prints as kubectl prints
+server warnings:
+
+    spec.template.spec.containers[0].ports: ignored: Ketch runs host processes (no container networking)
+
+Runs after defaulting, so defaulted values (dnsPolicy ClusterFirst, the imagePullPolicy implied by
+the image, ...) are not reported; `image` itself is accepted silently. Called on every create and
+spec update, so it only looks at fields and never serializes anything.
+"""
 
 from __future__ import annotations
 
 from google.protobuf.message import Message
 
+from ketch.api.defaults.core import image_pull_policy_for
+from ketch.v1 import core_pb2
+
+NETWORK = "no container networking"
+VOLUMES = "no volumes are mounted"
+IMAGES = "no images are pulled"
+CONFIG = "no ConfigMaps or Secrets"
+ACCOUNTS = "no service accounts"
+HOST = "processes run in the host's network, DNS and namespaces"
+SCHEDULER = "not used by the Ketch scheduler"
+SECURITY = "only runAsUser and runAsGroup are applied"
+
+# PodSpec fields: (proto name, JSON name, reason). Repeated and map fields count when non-empty,
+# messages and optional scalars when set, plain scalars when non-zero.
+_POD_FIELDS = (
+    ("volumes", "volumes", VOLUMES),
+    ("image_pull_secrets", "imagePullSecrets", IMAGES),
+    ("service_account_name", "serviceAccountName", ACCOUNTS),
+    ("service_account", "serviceAccount", ACCOUNTS),
+    ("automount_service_account_token", "automountServiceAccountToken", ACCOUNTS),
+    ("dns_config", "dnsConfig", HOST),
+    ("host_network", "hostNetwork", HOST),
+    ("host_pid", "hostPID", HOST),
+    ("host_ipc", "hostIPC", HOST),
+    ("share_process_namespace", "shareProcessNamespace", HOST),
+    ("host_aliases", "hostAliases", HOST),
+    ("host_users", "hostUsers", HOST),
+    ("set_hostname_as_fqdn", "setHostnameAsFQDN", HOST),
+    ("topology_spread_constraints", "topologySpreadConstraints", SCHEDULER),
+    ("priority_class_name", "priorityClassName", SCHEDULER),
+    ("scheduling_gates", "schedulingGates", SCHEDULER),
+    ("readiness_gates", "readinessGates", "readiness gates are not evaluated"),
+    ("runtime_class_name", "runtimeClassName", "there is no container runtime"),
+    ("overhead", "overhead", "there is no container runtime"),
+    ("os", "os", "processes run on the host's OS"),
+    ("resource_claims", "resourceClaims", "no dynamic resource allocation"),
+    ("ephemeral_containers", "ephemeralContainers", "no ephemeral containers"),
+)
+_POD_SECURITY_FIELDS = (
+    ("se_linux_options", "seLinuxOptions"), ("windows_options", "windowsOptions"),
+    ("supplemental_groups", "supplementalGroups"), ("supplemental_groups_policy", "supplementalGroupsPolicy"),
+    ("fs_group", "fsGroup"), ("sysctls", "sysctls"), ("fs_group_change_policy", "fsGroupChangePolicy"),
+    ("seccomp_profile", "seccompProfile"), ("app_armor_profile", "appArmorProfile"),
+    ("run_as_non_root", "runAsNonRoot"),
+)
+_CONTAINER_FIELDS = (
+    ("ports", "ports", NETWORK),
+    ("volume_mounts", "volumeMounts", VOLUMES),
+    ("volume_devices", "volumeDevices", VOLUMES),
+    ("env_from", "envFrom", CONFIG),
+    ("lifecycle", "lifecycle", "lifecycle hooks are not run"),
+    ("resize_policy", "resizePolicy", "resources cannot be resized in place"),
+    ("stdin", "stdin", "no terminal is attached"),
+    ("stdin_once", "stdinOnce", "no terminal is attached"),
+    ("tty", "tty", "no terminal is attached"),
+)
+_CONTAINER_SECURITY_FIELDS = (
+    ("capabilities", "capabilities"), ("privileged", "privileged"), ("se_linux_options", "seLinuxOptions"),
+    ("windows_options", "windowsOptions"), ("run_as_non_root", "runAsNonRoot"),
+    ("read_only_root_filesystem", "readOnlyRootFilesystem"),
+    ("allow_privilege_escalation", "allowPrivilegeEscalation"), ("proc_mount", "procMount"),
+    ("seccomp_profile", "seccompProfile"), ("app_armor_profile", "appArmorProfile"),
+)
+
+
+def _warn(out: list[str], path: str, reason: str) -> None:
+    out.append(f"{path}: ignored: Ketch runs host processes ({reason})")
+
+
+def _is_set(msg: Message, name: str) -> bool:
+    fd = msg.DESCRIPTOR.fields_by_name.get(name)
+    if fd is None:
+        return False
+    if fd.has_presence:
+        return msg.HasField(name)
+    return bool(getattr(msg, name))
+
 
 def ignored_fields(obj: Message) -> list[str]:
+    """One warning per ignored field the user set, for Pods and the pod templates of workloads."""
+    name = obj.DESCRIPTOR.full_name
+    if name == "ketch.v1.Pod":
+        return pod_spec_warnings(obj.spec, "spec")  # type: ignore[attr-defined]
+    if name in ("ketch.v1.Job", "ketch.v1.DaemonSet"):
+        return pod_spec_warnings(obj.spec.template.spec, "spec.template.spec")  # type: ignore[attr-defined]
+    if name == "ketch.v1.CronJob":
+        return pod_spec_warnings(obj.spec.job_template.spec.template.spec,  # type: ignore[attr-defined]
+                                 "spec.jobTemplate.spec.template.spec")
     return []
+
+
+def pod_spec_warnings(spec: core_pb2.PodSpec, path: str) -> list[str]:
+    out: list[str] = []
+    for field_name, json_name, reason in _POD_FIELDS:
+        if _is_set(spec, field_name):
+            _warn(out, f"{path}.{json_name}", reason)
+    if spec.dns_policy and spec.dns_policy != "ClusterFirst":
+        _warn(out, path + ".dnsPolicy", HOST)
+    if spec.HasField("affinity"):
+        for field_name, json_name in (("pod_affinity", "podAffinity"), ("pod_anti_affinity", "podAntiAffinity")):
+            if spec.affinity.HasField(field_name):
+                _warn(out, f"{path}.affinity.{json_name}", SCHEDULER)
+    if spec.HasField("security_context"):
+        for field_name, json_name in _POD_SECURITY_FIELDS:
+            if _is_set(spec.security_context, field_name):
+                _warn(out, f"{path}.securityContext.{json_name}", SECURITY)
+    for list_name, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
+        for i, c in enumerate(containers):
+            _container(out, c, f"{path}.{list_name}[{i}]")
+    return out
+
+
+def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
+    if c.image_pull_policy and c.image_pull_policy != image_pull_policy_for(c.image):
+        _warn(out, path + ".imagePullPolicy", IMAGES)
+    for field_name, json_name, reason in _CONTAINER_FIELDS:
+        if _is_set(c, field_name):
+            _warn(out, f"{path}.{json_name}", reason)
+    for i, ev in enumerate(c.env):
+        if not ev.HasField("value_from"):
+            continue
+        for field_name, json_name in (("config_map_key_ref", "configMapKeyRef"), ("secret_key_ref", "secretKeyRef")):
+            if ev.value_from.HasField(field_name):
+                _warn(out, f"{path}.env[{i}].valueFrom.{json_name}", CONFIG)
+    for field_name, json_name in (("liveness_probe", "livenessProbe"), ("readiness_probe", "readinessProbe"),
+                                  ("startup_probe", "startupProbe")):
+        if c.HasField(field_name) and getattr(c, field_name).HasField("grpc"):
+            _warn(out, f"{path}.{json_name}.grpc", "gRPC probes are not run; use exec, httpGet or tcpSocket")
+    if c.HasField("security_context"):
+        for field_name, json_name in _CONTAINER_SECURITY_FIELDS:
+            if _is_set(c.security_context, field_name):
+                _warn(out, f"{path}.securityContext.{json_name}", SECURITY)

@@ -1,19 +1,67 @@
-"""Kubernetes 1.31 validation for every kind: create, update and status-update rules."""
+"""Kubernetes 1.31 validation for every kind: create, update and status-update rules.
+
+The API server calls, after defaulting:
+- `validate_create(obj)` on create, and on a spec update together with
+- `validate_update(new, old)` (immutable fields and allowed transitions only);
+- `validate_status_update(new, old)` on a status write (new = stored object with the new status).
+Each returns every problem found as a FieldError, in Kubernetes' order, paths and words;
+`ketch.api.errors.invalid_error` turns them into `The Job "x" is invalid: [...]`.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from google.protobuf.message import Message
 
 from ketch.api.errors import FieldError
 
+from . import apps, batch, batch_update, cluster, core, meta
+
+_CREATE: dict[str, Callable[[Any], list[FieldError]]] = {
+    "ketch.v1.Pod": core.validate_pod,
+    "ketch.v1.Node": cluster.validate_node,
+    "ketch.v1.Namespace": cluster.validate_namespace,
+    "ketch.v1.Event": cluster.validate_event,
+    "ketch.v1.Lease": cluster.validate_lease,
+    "ketch.v1.Job": batch.validate_job,
+    "ketch.v1.CronJob": batch.validate_cronjob,
+    "ketch.v1.DaemonSet": apps.validate_daemonset,
+    "ketch.v1.ControllerRevision": apps.validate_controller_revision,
+}
+_UPDATE: dict[str, Callable[[Any, Any], list[FieldError]]] = {
+    "ketch.v1.Pod": core.validate_pod_update,
+    "ketch.v1.Node": cluster.validate_node_update,
+    "ketch.v1.Job": batch_update.validate_job_update,
+    "ketch.v1.CronJob": batch_update.validate_cronjob_update,
+    "ketch.v1.DaemonSet": apps.validate_daemonset_update,
+    "ketch.v1.ControllerRevision": apps.validate_controller_revision_update,
+}
+_STATUS: dict[str, Callable[[Any, Any], list[FieldError]]] = {
+    "ketch.v1.Pod": core.validate_pod_status_update,
+    "ketch.v1.Node": cluster.validate_node_status_update,
+    "ketch.v1.Job": batch_update.validate_job_status_update,
+    "ketch.v1.DaemonSet": apps.validate_daemonset_status_update,
+}
+
+
+def _generic_update(new: Message, old: Message) -> list[FieldError]:
+    errs: list[FieldError] = []
+    meta.object_meta_update(errs, new.metadata, old.metadata)  # type: ignore[attr-defined]
+    return errs
+
 
 def validate_create(obj: Message) -> list[FieldError]:
-    return []
+    fn = _CREATE.get(obj.DESCRIPTOR.full_name)
+    return fn(obj) if fn is not None else []
 
 
 def validate_update(new: Message, old: Message) -> list[FieldError]:
-    return []
+    fn = _UPDATE.get(new.DESCRIPTOR.full_name, _generic_update)
+    return fn(new, old)
 
 
 def validate_status_update(new: Message, old: Message) -> list[FieldError]:
-    return []
+    fn = _STATUS.get(new.DESCRIPTOR.full_name)
+    return fn(new, old) if fn is not None else []
