@@ -1,0 +1,725 @@
+"""The Job controller: Kubernetes 1.31's job_controller.go on Ketch's informers and work queue.
+
+Handlers only enqueue: Job adds, deletions and spec changes at once; pod events and status-only
+Job updates after a short batching delay, so a burst of pod changes costs one sync. `sync(key)`
+reads the caches, works out the Job's pods and counts with the pure modules of this package
+(indexed, backoff, failure_policy, success_policy, tracking), creates or deletes pods through
+PodControl (one Batch RPC per slow-start batch) and writes the status with the finalizer
+protocol of tracking.py, so every finished pod is counted exactly once even across a crash.
+
+A second queue releases orphan pods (their Job is gone or finished) from the tracking
+finalizer, so deleted pods never linger. Timed work (back-off expiry, activeDeadlineSeconds)
+goes through queue.add_after. State kept in memory (expectations, back-off records) may be
+lost on restart; counts live in the Job status and the pods' finalizers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ketch.api import errors, meta, timeutil
+from ketch.api.selectors import NOTHING, Selector, from_label_selector
+from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.workqueue import ItemExponentialFailureRateLimiter, RateLimiter, WorkQueue
+from ketch.v1 import batch_pb2, core_pb2
+
+from ..base import Controller, ControllerContext
+from . import decisions, indexed, spec, tracking
+from .backoff import BackoffStore, remaining_per_index
+from .decisions import SyncContext, ensure_condition, is_pod_failed, new_condition
+from .expectations import ControllerExpectations
+from .podcontrol import PodControl, RealPodControl
+from .pods import TRACKING_FINALIZER, has_tracking_finalizer, is_ready, pods_for_removal
+
+log = logging.getLogger(__name__)
+
+# Pod events and status-only Job updates are batched for this long (Kubernetes: 1 s). Shorter
+# keeps short pods flowing (see bench/jobs.py); override with Options.extra["job_sync_batch_period"].
+DEFAULT_SYNC_BATCH_PERIOD = 0.1
+API_BACKOFF_BASE = 1.0  # per-item back-off after an API error, as Kubernetes' DefaultJobApiBackOff
+API_BACKOFF_MAX = 60.0
+MAX_UNCOUNTED_PODS = 500
+MAX_POD_CREATE_DELETE_PER_SYNC = 500
+ORPHAN_INDEX = "job-orphans"  # pods with no controller, by namespace: candidates for adoption
+
+
+def _orphans_by_namespace(pod: Any) -> list[str]:
+    return [pod.metadata.namespace] if meta.controller_ref(pod) is None else []
+
+
+class JobController(Controller):
+    name = "job"
+    workers = 4
+
+    def __init__(self, ctx: ControllerContext, pod_control: PodControl | None = None,
+                 rate_limiter: RateLimiter | None = None) -> None:
+        super().__init__(ctx, rate_limiter or ItemExponentialFailureRateLimiter(API_BACKOFF_BASE, API_BACKOFF_MAX))
+        opts = ctx.options
+        self.backoff_base = float(opts.job_backoff_base)
+        self.backoff_max = float(opts.job_backoff_max)
+        self.sync_batch_period = float(opts.extra.get("job_sync_batch_period", DEFAULT_SYNC_BATCH_PERIOD))
+        self.recorder = ctx.recorder("job-controller")
+        self.pod_control: PodControl = pod_control or RealPodControl(ctx.client, self.recorder)
+        self.expectations = ControllerExpectations(self.clock.now)
+        self.finalizer_expectations = tracking.FinalizerExpectations()
+        self.backoff_store = BackoffStore()
+        self.orphan_queue: WorkQueue[str] = WorkQueue(
+            "job_orphan_pod", ItemExponentialFailureRateLimiter(API_BACKOFF_BASE, API_BACKOFF_MAX))
+        self._conflicts: dict[str, int] = {}
+        self.jobs = ctx.informers.informer("Job")
+        self.pods = ctx.informers.informer("Pod")
+        self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
+        self.jobs.add_handler(self.add_job, self.update_job, self.delete_job)
+        self.pods.add_handler(self.add_pod, self.update_pod, lambda obj: self.delete_pod(obj, final=True))
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        orphans = asyncio.create_task(self._orphan_worker(), name="job-orphan-worker")
+        try:
+            await super().run()
+        finally:
+            self.orphan_queue.shutdown()
+            orphans.cancel()
+
+    async def _orphan_worker(self) -> None:
+        await self.ctx.informers.wait_for_sync()
+        while True:
+            key = await self.orphan_queue.get()
+            if key is None:
+                return
+            try:
+                await self.sync_orphan_pod(key)
+                self.orphan_queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.info("job: releasing orphan pod %s failed, requeueing: %s", key, err)
+                self.orphan_queue.add_rate_limited(key)
+            finally:
+                self.orphan_queue.done(key)
+
+    # -- enqueueing ----------------------------------------------------------------------------
+
+    def enqueue_now(self, job: Any) -> None:
+        self.queue.add(meta.key_of(job))
+
+    def enqueue_batched(self, job: Any) -> None:
+        self.queue.add_after(meta.key_of(job), self.sync_batch_period)
+
+    def enqueue_with_delay(self, key: str, delay: float) -> None:
+        self.queue.add_after(key, max(delay, self.sync_batch_period))
+
+    def enqueue_orphan(self, pod: Any) -> None:
+        self.orphan_queue.add(meta.key_of(pod))
+
+    def resolve_controller_ref(self, namespace: str, ref: Any) -> Any | None:
+        if ref.kind != "Job":
+            return None
+        job = self.jobs.get(namespace, ref.name)
+        if job is None or job.metadata.uid != ref.uid:
+            return None
+        return job
+
+    def pod_jobs(self, pod: Any) -> list[Any]:
+        """Jobs whose (non-empty) selector matches the pod's labels: candidates to adopt it."""
+        out = []
+        for job in self.jobs.list(pod.metadata.namespace):
+            if not job.spec.HasField("selector"):
+                continue
+            sel = from_label_selector(job.spec.selector)
+            if not sel.empty() and sel.matches(pod.metadata.labels):
+                out.append(job)
+        return out
+
+    # -- pod handlers --------------------------------------------------------------------------
+
+    def add_pod(self, pod: Any) -> None:
+        if pod.metadata.deletion_timestamp:
+            # After a restart a pod may first show up already being deleted.
+            self.delete_pod(pod, final=False)
+            return
+        ref = meta.controller_ref(pod)
+        if ref is not None:
+            job = self.resolve_controller_ref(pod.metadata.namespace, ref)
+            if job is None:
+                if ref.kind == "Job" and has_tracking_finalizer(pod):
+                    self.enqueue_orphan(pod)  # its Job is gone: release the pod
+                return
+            self.expectations.creation_observed(meta.key_of(job))
+            self.enqueue_batched(job)
+            return
+        if has_tracking_finalizer(pod):
+            self.enqueue_orphan(pod)
+        for job in self.pod_jobs(pod):
+            self.enqueue_batched(job)
+
+    def update_pod(self, old: Any, cur: Any) -> None:
+        if cur.metadata.resource_version == old.metadata.resource_version:
+            return
+        if cur.metadata.deletion_timestamp:
+            self.delete_pod(cur, final=False)
+            return
+        finalizer_removed = not has_tracking_finalizer(cur)
+        cur_ref = meta.controller_ref(cur)
+        old_ref = meta.controller_ref(old)
+        ref_changed = cur_ref != old_ref
+        if ref_changed and old_ref is not None:
+            job = self.resolve_controller_ref(old.metadata.namespace, old_ref)
+            if job is not None:
+                if finalizer_removed:
+                    self.finalizer_expectations.observed(meta.key_of(job), cur.metadata.uid)
+                self.enqueue_batched(job)
+        if cur_ref is not None:
+            job = self.resolve_controller_ref(cur.metadata.namespace, cur_ref)
+            if job is None:
+                return
+            if finalizer_removed:
+                self.finalizer_expectations.observed(meta.key_of(job), cur.metadata.uid)
+            self.enqueue_batched(job)
+            return
+        if has_tracking_finalizer(cur):
+            self.enqueue_orphan(cur)
+        if ref_changed or dict(cur.metadata.labels) != dict(old.metadata.labels):
+            for job in self.pod_jobs(cur):
+                self.enqueue_batched(job)
+
+    def delete_pod(self, obj: Any, final: bool) -> None:
+        pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
+        if pod is None:
+            return
+        ref = meta.controller_ref(pod)
+        has_fin = has_tracking_finalizer(pod)
+        if ref is None:
+            if has_fin:
+                self.enqueue_orphan(pod)
+            return
+        job = self.resolve_controller_ref(pod.metadata.namespace, ref)
+        if job is None or spec.is_finished(job):
+            if has_fin:
+                self.enqueue_orphan(pod)
+            return
+        key = meta.key_of(job)
+        self.expectations.deletion_observed(key)
+        if final or not has_fin:
+            self.finalizer_expectations.observed(key, pod.metadata.uid)
+        self.enqueue_batched(job)
+
+    # -- job handlers --------------------------------------------------------------------------
+
+    def add_job(self, job: Any) -> None:
+        self.enqueue_now(job)
+
+    def update_job(self, old: Any, cur: Any) -> None:
+        if cur.metadata.generation == old.metadata.generation:
+            self.enqueue_batched(cur)
+        else:
+            self.enqueue_now(cur)
+        if spec.is_finished(cur):
+            self.cleanup_pod_finalizers(cur)
+        if cur.status.start_time and cur.spec.HasField("active_deadline_seconds"):
+            ads = cur.spec.active_deadline_seconds
+            if not old.spec.HasField("active_deadline_seconds") or old.spec.active_deadline_seconds != ads:
+                passed = self.clock.now() - timeutil.parse(cur.status.start_time)
+                self.queue.add_after(meta.key_of(cur), ads - passed)
+
+    def delete_job(self, obj: Any) -> None:
+        job = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
+        if job is None:
+            if isinstance(obj, DeletedFinalStateUnknown):
+                self.queue.add(obj.key)
+            return
+        self.enqueue_now(job)
+        self.cleanup_pod_finalizers(job)
+
+    def cleanup_pod_finalizers(self, job: Any) -> None:
+        """Queue every pod of the Job that still has the tracking finalizer for release."""
+        for pod in self.pods.by_index("controller", job.metadata.uid):
+            if has_tracking_finalizer(pod):
+                self.enqueue_orphan(pod)
+
+    # -- orphan pods ---------------------------------------------------------------------------
+
+    async def sync_orphan_pod(self, key: str) -> None:
+        ns, name = meta.split_key(key)
+        pod = self.pods.get(ns, name)
+        if pod is None or not has_tracking_finalizer(pod):
+            return
+        ref = meta.controller_ref(pod)
+        if ref is not None:
+            if ref.kind != "Job" or ref.api_version != "batch/v1":
+                return  # someone else's pod: not ours to release
+            job = self.resolve_controller_ref(ns, ref)
+            if job is not None and spec.managed_by_external(job):
+                return
+            if job is not None and not spec.is_finished(job):
+                return  # adopted, or its Job still counts it
+        (err,) = await self.pod_control.remove_finalizers([pod])
+        if err is not None and not isinstance(err, errors.NotFound):
+            raise err
+
+    # -- sync ----------------------------------------------------------------------------------
+
+    async def sync(self, key: str) -> None:
+        """sync_job, with a quick retry for a stale cache (Conflict) instead of the 1 s back-off."""
+        try:
+            await self.sync_job(key)
+        except errors.Conflict as err:
+            n = self._conflicts.get(key, 0)
+            self._conflicts[key] = n + 1
+            log.debug("job %s: conflict, retrying: %s", key, err)
+            self.queue.add_after(key, min(0.02 * 2**n, 1.0))
+            return
+        self._conflicts.pop(key, None)
+
+    async def sync_job(self, key: str) -> None:
+        ns, name = meta.split_key(key)
+        shared = self.jobs.get(ns, name)
+        if shared is None:
+            self.expectations.delete(key)
+            self.finalizer_expectations.delete(key)
+            self.backoff_store.remove(key)
+            return
+        if spec.managed_by_external(shared):
+            return
+        if spec.is_finished(shared):
+            self.backoff_store.remove(key)
+            return
+        if spec.completion_mode(shared) not in (spec.INDEXED, spec.NON_INDEXED):
+            self.recorder.event(shared, "Warning", "UnknownCompletionMode",
+                                "Skipped Job sync because completion mode is unknown")
+            return
+        job: batch_pb2.Job = copy_of(shared)
+        status = job.status
+        status.uncounted_terminated_pods.SetInParent()
+        # Expectations are read before the pods are listed: a pod arriving in between only
+        # defers the decision to the next sync.
+        satisfied = self.expectations.satisfied(key)
+        pods = await self.get_pods_for_job(job)
+        now = self.clock.now()
+        jc = SyncContext(key=key, job=job, pods=pods, now=now,
+                         expected_rm_finalizers=self.finalizer_expectations.expected(key))
+        new_succeeded, new_failed = decisions.classify(jc)
+        active = len(jc.active_pods)
+        start_time_set = False
+        if not status.start_time and not spec.suspended(job):
+            status.start_time = timeutil.format(now)
+            start_time_set = True
+        jc.new_backoff_record = self.backoff_store.new_record(key, new_succeeded, new_failed)
+
+        deadline_in = decisions.decide_failure(jc)
+        if deadline_in is not None:
+            self.queue.add_after(key, deadline_in)
+        if spec.is_indexed(job):
+            decisions.decide_indexed(jc)
+
+        suspend_changed = False
+        manage_err: errors.StatusError | None = None
+        if jc.finished_condition is not None:
+            # Finishing: every active pod goes, keeping its finalizer (it will be counted).
+            deleted_ready, deleted, manage_err = await self.delete_active_pods(job, jc.active_pods)
+            if deleted != active or not satisfied:
+                jc.finished_condition = None  # pods the cache has not shown yet may remain
+            active -= deleted
+            jc.terminating += deleted
+            jc.ready -= deleted_ready
+        else:
+            manage_called = False
+            if satisfied and not job.metadata.deletion_timestamp:
+                active, manage_err = await self.manage_job(jc)
+                manage_called = True
+            if decisions.is_complete(jc, active):
+                jc.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True",
+                                                      decisions.REASON_COMPLETIONS_REACHED,
+                                                      decisions.MSG_COMPLETIONS_REACHED, now)
+            elif manage_called:
+                suspend_changed = self._update_suspended_condition(job, now)
+
+        needs_flush = (suspend_changed or start_time_set or active != status.active
+                       or not status.HasField("ready") or jc.ready != status.ready
+                       or not status.HasField("terminating") or jc.terminating != status.terminating)
+        status.active = active
+        status.ready = jc.ready
+        status.terminating = jc.terminating
+        await self.track_status_and_remove_finalizers(jc, needs_flush)
+        if manage_err is not None:
+            raise manage_err
+
+    def _update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
+        if spec.suspended(job):
+            changed = ensure_condition(job.status, spec.SUSPENDED, "True", "JobSuspended", "Job suspended", now)
+            if changed:
+                self.recorder.event(job, "Normal", "Suspended", "Job suspended")
+            return changed
+        changed = ensure_condition(job.status, spec.SUSPENDED, "False", "JobResumed", "Job resumed", now)
+        if changed:
+            self.recorder.event(job, "Normal", "Resumed", "Job resumed")
+            # ActiveDeadlineSeconds counts the time the Job is continuously active.
+            job.status.start_time = timeutil.format(now)
+        return changed
+
+    # -- pods of a job -------------------------------------------------------------------------
+
+    async def get_pods_for_job(self, job: batch_pb2.Job) -> list[Any]:
+        """The Job's pods: those it controls and whose labels still match its selector, plus
+        orphans it adopts (ownerReference and tracking finalizer added). Owned pods that no
+        longer match are released. Returned pods are cache objects: read-only."""
+        md = job.metadata
+        selector: Selector = from_label_selector(job.spec.selector) if job.spec.HasField("selector") else NOTHING
+        claimed: list[Any] = []
+        release: list[Any] = []
+        for p in self.pods.by_index("controller", md.uid):
+            if selector.matches(p.metadata.labels):
+                claimed.append(p)
+            elif not md.deletion_timestamp:
+                release.append(p)
+        adopt: list[Any] = []
+        if not md.deletion_timestamp and not selector.empty():
+            adopt = [p for p in self.pods.by_index(ORPHAN_INDEX, md.namespace)
+                     if not p.metadata.deletion_timestamp and selector.matches(p.metadata.labels)]
+        if release:
+            patch = {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": md.uid}]}}
+            for err in await self.pod_control.patch_pods([(p, patch) for p in release]):
+                if err is not None and not isinstance(err, errors.NotFound):
+                    raise err
+        if adopt and await self._can_adopt(job):
+            claimed.extend(await self._adopt(job, adopt))
+        return claimed
+
+    async def _can_adopt(self, job: batch_pb2.Job) -> bool:
+        """An uncached read: never adopt for a Job that is being deleted (or was replaced)."""
+        fresh = await self.client.get("Job", job.metadata.name, job.metadata.namespace)
+        if fresh.metadata.uid != job.metadata.uid:
+            raise errors.Conflict(f"original Job {meta.key_of(job)} is gone: got uid {fresh.metadata.uid}, "
+                                  f"wanted {job.metadata.uid}")
+        return not fresh.metadata.deletion_timestamp
+
+    async def _adopt(self, job: batch_pb2.Job, pods: list[Any]) -> list[Any]:
+        ref = {"apiVersion": "batch/v1", "kind": "Job", "name": job.metadata.name, "uid": job.metadata.uid,
+               "controller": True, "blockOwnerDeletion": True}
+        patch = {"metadata": {"ownerReferences": [ref], "finalizers": [TRACKING_FINALIZER]}}
+        adopted = []
+        first_err: errors.StatusError | None = None
+        for p, err in zip(pods, await self.pod_control.patch_pods([(p, patch) for p in pods]), strict=True):
+            if err is None:
+                copy = copy_of(p)
+                copy.metadata.owner_references.append(meta.owner_ref_for(job))
+                if TRACKING_FINALIZER not in copy.metadata.finalizers:
+                    copy.metadata.finalizers.append(TRACKING_FINALIZER)
+                adopted.append(copy)
+            elif not isinstance(err, errors.NotFound) and first_err is None:
+                first_err = err
+        if first_err is not None:
+            raise first_err
+        return adopted
+
+    # -- manage: create and delete pods ----------------------------------------------------------
+
+    async def manage_job(self, jc: SyncContext) -> tuple[int, errors.StatusError | None]:
+        """Create or delete pods toward the wanted number of active pods (never both)."""
+        job, key = jc.job, jc.key
+        active = len(jc.active_pods)
+        is_idx = spec.is_indexed(job)
+        completions = spec.completions(job)
+        if spec.suspended(job):
+            to_delete = pods_for_removal(jc.active_pods, active, completions, is_idx)
+            return await self._delete_and_account(jc, active, to_delete)
+        want = decisions.want_active(jc)
+        rm_at_least = max(active - want, 0)
+        to_delete = pods_for_removal(jc.active_pods, rm_at_least, completions, is_idx)
+        if to_delete:
+            return await self._delete_and_account(jc, active, to_delete[:MAX_POD_CREATE_DELETE_PER_SYNC])
+
+        terminating = jc.terminating if spec.only_replace_failed_pods(job) else 0
+        diff = want - terminating - active
+        if diff <= 0:
+            return active, None
+        if not spec.has_backoff_limit_per_index(job) and jc.new_backoff_record is not None:
+            remaining = jc.new_backoff_record.remaining(jc.now, self.backoff_base, self.backoff_max)
+            if remaining > 0:
+                self.enqueue_with_delay(key, remaining)
+                return active, None
+        diff = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
+        indexes: list[int] = []
+        if is_idx:
+            indexes = decisions.pending_indexes(jc, diff)
+            if spec.has_backoff_limit_per_index(job):
+                indexes, remaining = self._indexes_ready_now(jc, indexes)
+                if remaining > 0:
+                    self.enqueue_with_delay(key, remaining)
+                    return active, None
+            diff = len(indexes)
+        if diff <= 0:
+            return active, None
+        return await self._create_pods(jc, active, diff, indexes)
+
+    def _indexes_ready_now(self, jc: SyncContext, indexes: list[int]) -> tuple[list[int], float]:
+        """backoffLimitPerIndex: the indexes whose own back-off has passed, or the least wait."""
+        now_list: list[int] = []
+        least: float | None = None
+        for ix in indexes:
+            r = remaining_per_index(jc.now, self.backoff_base, self.backoff_max, jc.delayed_deletion_per_index.get(ix))
+            if r <= 0:
+                now_list.append(ix)
+            elif least is None or r < least:
+                least = r
+        if now_list:
+            return now_list, 0.0
+        return now_list, least or 0.0
+
+    def _pod_template(self, job: batch_pb2.Job) -> core_pb2.PodTemplateSpec:
+        template = core_pb2.PodTemplateSpec()
+        template.CopyFrom(job.spec.template)
+        if spec.is_indexed(job):
+            indexed.add_completion_index_env(template.spec)
+        if TRACKING_FINALIZER not in template.metadata.finalizers:
+            template.metadata.finalizers.append(TRACKING_FINALIZER)
+        return template
+
+    def new_pod(self, jc: SyncContext, template: core_pb2.PodTemplateSpec, owner: Any,
+                index: int | None) -> core_pb2.Pod:
+        job = jc.job
+        pod = core_pb2.Pod(api_version="v1", kind="Pod")
+        md = pod.metadata
+        tmd = template.metadata
+        md.labels.update(tmd.labels)
+        md.annotations.update(tmd.annotations)
+        md.finalizers.extend(tmd.finalizers)
+        md.namespace = job.metadata.namespace
+        md.owner_references.append(owner)
+        pod.spec.CopyFrom(template.spec)
+        if index is None:
+            md.generate_name = f"{job.metadata.name}-"
+            return pod
+        ix = str(index)
+        md.annotations[indexed.COMPLETION_INDEX_KEY] = ix
+        md.labels[indexed.COMPLETION_INDEX_KEY] = ix
+        pod.spec.hostname = f"{job.metadata.name}-{index}"
+        md.generate_name = indexed.generate_name_with_index(job.metadata.name, index)
+        if spec.has_backoff_limit_per_index(job):
+            failures, ignored = decisions.new_index_failure_counts(jc, jc.delayed_deletion_per_index.get(index))
+            md.annotations[indexed.INDEX_FAILURE_COUNT_KEY] = str(failures)
+            if ignored > 0:
+                md.annotations[indexed.INDEX_IGNORED_FAILURE_COUNT_KEY] = str(ignored)
+        return pod
+
+    async def _create_pods(self, jc: SyncContext, active: int, diff: int,
+                           indexes: list[int]) -> tuple[int, errors.StatusError | None]:
+        """Slow start: batches of 1, 2, 4, ...; each batch is one Batch RPC. A batch with a
+        failure stops the rest (retried on a later sync)."""
+        job, key = jc.job, jc.key
+        self.expectations.expect_creations(key, diff)
+        active += diff
+        template = self._pod_template(job)
+        owner = meta.owner_ref_for(job)
+        first_err: errors.StatusError | None = None
+        queue = list(indexes)
+        batch_size = min(diff, 1)
+        while diff > 0:
+            pods = [self.new_pod(jc, template, owner, queue.pop(0) if queue else None) for _ in range(batch_size)]
+            failures = 0
+            for err in await self.pod_control.create_pods(job, pods):
+                if err is None:
+                    continue
+                if _namespace_terminating(err):
+                    continue  # every later create would fail the same way; nothing to retry
+                self.expectations.creation_observed(key)
+                active -= 1
+                failures += 1
+                if first_err is None:
+                    first_err = err
+            skipped = diff - batch_size
+            if failures and skipped > 0:
+                active -= skipped
+                self.expectations.lower(key, add=skipped)
+                break
+            diff -= batch_size
+            batch_size = min(2 * batch_size, diff)
+        return active, first_err
+
+    async def _delete_and_account(self, jc: SyncContext, active: int,
+                                  to_delete: list[Any]) -> tuple[int, errors.StatusError | None]:
+        """Delete pods the Job no longer wants (suspend, scale-down, duplicate indexes), with their
+        finalizers stripped first so they are not counted as failed."""
+        if not to_delete:
+            return active, None
+        self.expectations.expect_deletions(jc.key, len(to_delete))
+        first_err: errors.StatusError | None = None
+        for pod, err in zip(to_delete, await self.pod_control.delete_pods(jc.job, to_delete, True), strict=True):
+            if err is not None:
+                self.expectations.deletion_observed(jc.key)  # the informer will not see this one
+                if not isinstance(err, errors.NotFound):
+                    first_err = first_err or err
+                    continue
+            active -= 1
+            jc.terminating += 1
+            if is_ready(pod):
+                jc.ready -= 1
+        return active, first_err
+
+    async def delete_active_pods(self, job: batch_pb2.Job,
+                                 pods: list[Any]) -> tuple[int, int, errors.StatusError | None]:
+        """A finishing Job's remaining pods: deleted keeping their finalizers (so each is counted).
+        Returns (ready deleted, deleted, first error)."""
+        if not pods:
+            return 0, 0, None
+        deleted = deleted_ready = 0
+        first_err: errors.StatusError | None = None
+        for pod, err in zip(pods, await self.pod_control.delete_pods(job, pods, False), strict=True):
+            if err is not None and not isinstance(err, errors.NotFound):
+                first_err = first_err or err
+                continue
+            deleted += 1
+            if is_ready(pod):
+                deleted_ready += 1
+        return deleted_ready, deleted, first_err
+
+    # -- status and the finalizer protocol -------------------------------------------------------
+
+    async def track_status_and_remove_finalizers(self, jc: SyncContext, needs_flush: bool) -> None:
+        """Record newly finished pods (uncounted UIDs / completed indexes), write the status,
+        strip their finalizers, move them into the counters, and finish the Job if it can."""
+        job = jc.job
+        status = job.status
+        is_idx = spec.is_indexed(job)
+        completions = spec.indexed_completions(job) if is_idx else 0
+        policy = spec.pod_failure_policy(job)
+        expected = jc.expected_rm_finalizers
+        uids_with_finalizer = {p.metadata.uid for p in jc.pods
+                               if TRACKING_FINALIZER in p.metadata.finalizers and p.metadata.uid not in expected}
+        if tracking.clean_uncounted(status, uids_with_finalizer):
+            needs_flush = True
+        unc = status.uncounted_terminated_pods
+        failing = jc.finished_condition is not None and jc.finished_condition.type != spec.SUCCESS_CRITERIA_MET
+        pods_to_release: list[Any] = []
+        new_succeeded_ix: list[int] = []
+        reached_max = False
+        for pod in jc.pods:
+            md = pod.metadata
+            if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
+                continue
+            considered_failed = is_pod_failed(pod, job)
+            if not decisions.can_remove_finalizer(jc, pod, considered_failed):
+                continue
+            pods_to_release.append(pod)
+            if pod.status.phase == "Succeeded" and md.uid not in jc.uncounted_failed:
+                if is_idx:
+                    ix = indexed.completion_index(pod)
+                    if ix != indexed.UNKNOWN_INDEX and ix < completions and not jc.prev_succeeded_indexes.has(ix):
+                        new_succeeded_ix.append(ix)
+                        needs_flush = True
+                elif md.uid not in jc.uncounted_succeeded:
+                    unc.succeeded.append(md.uid)
+                    needs_flush = True
+            elif considered_failed or failing:
+                # A failing Job counts every pod that did not succeed as failed.
+                ix = indexed.completion_index(pod)
+                valid = not is_idx or (ix != indexed.UNKNOWN_INDEX and ix < completions)
+                if (md.uid not in jc.uncounted_failed and valid
+                        and (policy is None or jc.policy_match(pod).count_failed)):
+                    unc.failed.append(md.uid)
+                    needs_flush = True
+            if len(new_succeeded_ix) + len(unc.succeeded) + len(unc.failed) >= MAX_UNCOUNTED_PODS:
+                # Keep status small and let other Jobs have a turn; the status write requeues us.
+                reached_max = True
+                break
+        if is_idx:
+            jc.succeeded_indexes = jc.succeeded_indexes.with_indexes(sorted(set(new_succeeded_ix)))
+            text = str(jc.succeeded_indexes)
+            if text != status.completed_indexes:
+                needs_flush = True
+            status.succeeded = jc.succeeded_indexes.total()
+            status.completed_indexes = text
+            failed_text = str(jc.failed_indexes) if jc.failed_indexes is not None else None
+            current = status.failed_indexes if status.HasField("failed_indexes") else None
+            if current != failed_text:
+                if failed_text is None:
+                    status.ClearField("failed_indexes")
+                else:
+                    status.failed_indexes = failed_text
+                needs_flush = True
+        fc = jc.finished_condition
+        if fc is not None and fc.type == spec.FAILURE_TARGET:
+            # The interim condition is written before any finalizer is removed.
+            status.conditions.append(fc)
+            needs_flush = True
+            jc.finished_condition = new_condition(spec.FAILED, "True", fc.reason, fc.message, jc.now)
+        elif fc is not None and fc.type == spec.SUCCESS_CRITERIA_MET:
+            if not spec.condition_true(job, spec.SUCCESS_CRITERIA_MET):
+                status.conditions.append(fc)
+                needs_flush = True
+            jc.finished_condition = new_condition(spec.COMPLETE, "True", fc.reason, fc.message, jc.now)
+
+        needs_flush = await self._flush_and_release(jc, pods_to_release, uids_with_finalizer, needs_flush)
+        finished = not reached_max and self._enact_finished(jc)
+        if finished or needs_flush:
+            jc.job = await self.update_status(jc.job)
+            if finished and jc.finished_condition is not None:
+                self._record_finished(jc.job, jc.finished_condition)
+
+    async def _flush_and_release(self, jc: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
+                                 needs_flush: bool) -> bool:
+        """Write the status holding the new uncounted UIDs, then strip those pods' finalizers,
+        then move the released ones into the counters (written by the caller, or here at once
+        if some removals failed). Returns whether the status still needs writing."""
+        if needs_flush:
+            jc.job = await self.update_status(jc.job)
+            if jc.new_backoff_record is not None:
+                self.backoff_store.update(jc.new_backoff_record)
+            needs_flush = False
+        rm_err: errors.StatusError | None = None
+        if pods:
+            uids = [p.metadata.uid for p in pods]
+            self.finalizer_expectations.expect_removed(jc.key, uids)
+            for pod, err in zip(pods, await self.pod_control.remove_finalizers(pods), strict=True):
+                uid = pod.metadata.uid
+                if err is None:
+                    uids_with_finalizer.discard(uid)
+                    continue
+                self.finalizer_expectations.observed(jc.key, uid)  # no update will come for it
+                if isinstance(err, errors.NotFound):
+                    uids_with_finalizer.discard(uid)
+                elif rm_err is None:
+                    rm_err = err
+        if tracking.clean_uncounted(jc.job.status, uids_with_finalizer):
+            needs_flush = True
+        if rm_err is not None:
+            if needs_flush:
+                jc.job = await self.update_status(jc.job)
+            raise rm_err
+        return needs_flush
+
+    def _enact_finished(self, jc: SyncContext) -> bool:
+        """Add the terminal condition once nothing is uncounted and no pod is terminating."""
+        fc = jc.finished_condition
+        if fc is None:
+            return False
+        status = jc.job.status
+        unc = status.uncounted_terminated_pods
+        if len(unc.succeeded) or len(unc.failed) or jc.terminating > 0:
+            return False
+        ensure_condition(status, fc.type, fc.status, fc.reason, fc.message, jc.now)
+        if fc.type == spec.COMPLETE:
+            c = spec.find_condition(jc.job, spec.COMPLETE)
+            status.completion_time = c.last_transition_time if c is not None else timeutil.format(jc.now)
+        return True
+
+    def _record_finished(self, job: batch_pb2.Job, cond: batch_pb2.JobCondition) -> None:
+        if cond.type == spec.COMPLETE:
+            completions = spec.completions(job)
+            if completions is not None and job.status.succeeded > completions:
+                self.recorder.event(job, "Warning", "TooManySucceededPods",
+                                    "Too many succeeded pods running after completion count reached")
+            self.recorder.event(job, "Normal", "Completed", "Job completed")
+        else:
+            self.recorder.event(job, "Warning", cond.reason, cond.message)
+
+    async def update_status(self, job: batch_pb2.Job) -> batch_pb2.Job:
+        updated: batch_pb2.Job = await self.client.update_status(job)
+        return updated
+
+
+def _namespace_terminating(err: errors.StatusError) -> bool:
+    return isinstance(err, errors.Forbidden) and "because it is being terminated" in err.message

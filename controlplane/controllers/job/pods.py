@@ -1,0 +1,107 @@
+"""What the Job controller asks of a pod: active, terminating, ready, failed, and which pods
+to delete first. Pure functions over (read-only, cached) pod messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ketch.api import timeutil
+
+from . import indexed
+
+TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+_PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def has_tracking_finalizer(pod: Any) -> bool:
+    return TRACKING_FINALIZER in pod.metadata.finalizers
+
+
+def is_active(pod: Any) -> bool:
+    """Not terminal and not being deleted (controller.FilterActivePods)."""
+    return pod.status.phase not in TERMINAL_PHASES and not pod.metadata.deletion_timestamp
+
+
+def is_terminating(pod: Any) -> bool:
+    """Being deleted but not terminal yet (controller.CountTerminatingPods)."""
+    return bool(pod.metadata.deletion_timestamp) and pod.status.phase not in TERMINAL_PHASES
+
+
+def ready_condition(pod: Any) -> Any | None:
+    for c in pod.status.conditions:
+        if c.type == "Ready":
+            return c
+    return None
+
+
+def is_ready(pod: Any) -> bool:
+    c = ready_condition(pod)
+    return c is not None and c.status == "True"
+
+
+def max_restarts(pod: Any) -> int:
+    return max((cs.restart_count for cs in pod.status.container_statuses), default=0)
+
+
+def restart_sum(pod: Any) -> int:
+    return (sum(cs.restart_count for cs in pod.status.init_container_statuses)
+            + sum(cs.restart_count for cs in pod.status.container_statuses))
+
+
+def deletion_order_key(pod: Any) -> tuple[Any, ...]:
+    """Kubernetes' ActivePods order: the pods to delete first sort first.
+
+    Unscheduled before scheduled; Pending < Unknown < Running; not ready before ready; ready for
+    less time first; more restarts first; newer first (no creation time first of all).
+    """
+    ready = is_ready(pod)
+    ready_key = 0.0
+    if ready:
+        c = ready_condition(pod)
+        t = timeutil.parse(c.last_transition_time) if c is not None else 0.0
+        ready_key = float("-inf") if not t else -t
+    created = timeutil.parse(pod.metadata.creation_timestamp)
+    return (
+        1 if pod.spec.node_name else 0,
+        _PHASE_RANK.get(pod.status.phase, 0),
+        1 if ready else 0,
+        ready_key,
+        -max_restarts(pod),
+        (0, 0.0) if not created else (1, -created),
+    )
+
+
+def sort_for_deletion(pods: Iterable[Any]) -> list[Any]:
+    return sorted(pods, key=deletion_order_key)
+
+
+def pods_for_removal(pods: list[Any], rm_at_least: int, completions: int | None, is_indexed: bool) -> list[Any]:
+    """Active pods to delete: for Indexed Jobs first those without a valid index and all but one
+    per repeated index, then the least progressed until rm_at_least are chosen."""
+    rm: list[Any] = []
+    left: list[Any]
+    if is_indexed:
+        left = []
+        by_index: dict[int, list[Any]] = {}
+        for p in pods:
+            ix = indexed.completion_index(p)
+            if ix == indexed.UNKNOWN_INDEX or (completions is not None and ix >= completions):
+                rm.append(p)
+            else:
+                by_index.setdefault(ix, []).append(p)
+        for ix in sorted(by_index):
+            same = by_index[ix]
+            if len(same) > 1:
+                same = sort_for_deletion(same)
+                rm.extend(same[:-1])
+                left.append(same[-1])
+            else:
+                left.append(same[0])
+    else:
+        left = list(pods)
+    if len(rm) < rm_at_least:
+        rm.extend(sort_for_deletion(left)[:rm_at_least - len(rm)])
+    return rm
