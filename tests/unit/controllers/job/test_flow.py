@@ -1,0 +1,230 @@
+"""The Job controller across several syncs and events: expectations against a lagging cache,
+the exactly-once finalizer protocol across a cache lag and a crash, orphan release, and
+timed requeues (back-off, deadline)."""
+
+from __future__ import annotations
+
+from controlplane.controllers.job.podcontrol import FakePodControl
+from controlplane.controllers.job.pods import TRACKING_FINALIZER
+from ketch.api import errors, meta
+from ketch.client.cache import copy_of
+from ketch.v1 import core_pb2
+
+from .builders import NOW, Harness, harness, new_job, new_pod, ts
+
+
+def _delayed(h: Harness) -> dict[str, float]:
+    loop_now = __import__("asyncio").get_running_loop().time()
+    return {k: at - loop_now for k, (at, _) in h.controller.queue._delayed.items()}
+
+
+def _without_finalizer(pod: core_pb2.Pod) -> core_pb2.Pod:
+    new = copy_of(pod)
+    new.metadata.finalizers.remove(TRACKING_FINALIZER)
+    new.metadata.resource_version = str(int(pod.metadata.resource_version) + 1000)
+    return new  # type: ignore[no-any-return]
+
+
+async def test_observed_pods_satisfy_creation_expectations() -> None:
+    h = harness()
+    job = new_job(2, 4)
+    h.add(job)
+    await h.controller.sync_job(h.key)
+    assert len(h.pod_control.created) == 2
+    assert not h.controller.expectations.satisfied(h.key)
+    # The cache has not shown the new pods yet: no duplicates are created.
+    h.add(h.client.status_updates[-1])
+    await h.controller.sync_job(h.key)
+    assert len(h.pod_control.created) == 2
+    for i, template in enumerate(h.pod_control.created):
+        pod = copy_of(template)
+        pod.metadata.name, pod.metadata.uid, pod.metadata.resource_version = f"p{i}", f"u{i}", "1"
+        h.controller.add_pod(pod)
+    assert h.controller.expectations.satisfied(h.key)
+    assert h.key in _delayed(h)  # pod events are batched
+
+
+async def test_created_pods_are_stamped_like_kubernetes() -> None:
+    h = harness()
+    job = new_job(1, 2, mode="Indexed", name="foobar")
+    job.spec.template.metadata.annotations["note"] = "kept"
+    h.add(job)
+    await h.controller.sync_job(h.key)
+    (pod,) = h.pod_control.created
+    md = pod.metadata
+    assert md.generate_name == "foobar-0-"
+    assert md.namespace == "default"
+    assert list(md.finalizers) == [TRACKING_FINALIZER]
+    ref = meta.controller_ref(pod)
+    assert ref is not None and (ref.kind, ref.api_version, ref.name, ref.uid) == ("Job", "batch/v1", "foobar",
+                                                                                 job.metadata.uid)
+    assert ref.block_owner_deletion
+    assert md.labels["job-name"] == "foobar" and md.labels["batch.kubernetes.io/controller-uid"] == job.metadata.uid
+    assert md.labels["batch.kubernetes.io/job-completion-index"] == "0"
+    assert md.annotations["batch.kubernetes.io/job-completion-index"] == "0"
+    assert md.annotations["note"] == "kept"
+    assert pod.spec.hostname == "foobar-0"
+    env = {e.name: e.value_from.field_ref.field_path for e in pod.spec.containers[0].env}
+    assert env == {"JOB_COMPLETION_INDEX": "metadata.labels['batch.kubernetes.io/job-completion-index']"}
+
+
+async def test_a_lagging_cache_never_counts_a_pod_twice() -> None:
+    h = harness()
+    job = new_job(1, 3)
+    job.status.start_time = ts(NOW - 10)
+    done = new_pod(job, "Succeeded")
+    h.add(job, done)
+    await h.controller.sync_job(h.key)
+    first, last = h.client.status_updates[0], h.client.status_updates[-1]
+    assert list(first.status.uncounted_terminated_pods.succeeded) == [done.metadata.uid]
+    assert first.status.succeeded == 0
+    assert last.status.succeeded == 1 and not last.status.uncounted_terminated_pods.succeeded
+    assert h.pod_control.finalizers_removed == [done.metadata.name]
+    # The Job's cache caught up, the pod's did not (it still shows the finalizer).
+    h.add(last)
+    h.controller.expectations.delete(h.key)
+    await h.controller.sync_job(h.key)
+    assert h.status.succeeded == 1
+    assert h.pod_control.finalizers_removed == [done.metadata.name]
+    # The pod's update arrives: the expectation is observed and the pod stays counted once.
+    h.controller.update_pod(done, _without_finalizer(done))
+    assert not h.controller.finalizer_expectations.expected(h.key)
+    h.add(_without_finalizer(done), h.client.status_updates[-1])
+    await h.controller.sync_job(h.key)
+    assert h.status.succeeded == 1
+
+
+async def test_a_crash_after_recording_uncounted_pods_counts_them_once() -> None:
+    """The old controller wrote uncountedTerminatedPods and died before removing finalizers."""
+    job = new_job(1, 2)
+    job.status.start_time = ts(NOW - 10)
+    a = new_pod(job, "Succeeded")
+    b = new_pod(job, "Failed")
+    job.status.uncounted_terminated_pods.succeeded.append(a.metadata.uid)
+    job.status.uncounted_terminated_pods.failed.append(b.metadata.uid)
+    h = harness()  # a fresh controller: no expectations, no back-off records
+    h.add(job, a, b)
+    await h.controller.sync_job(h.key)
+    assert sorted(h.pod_control.finalizers_removed) == sorted([a.metadata.name, b.metadata.name])
+    assert (h.status.succeeded, h.status.failed) == (1, 1)
+    assert not h.status.uncounted_terminated_pods.succeeded and not h.status.uncounted_terminated_pods.failed
+    # ... and a crash after removing the finalizers but before the final write.
+    job2 = new_job(1, 2)
+    job2.status.start_time = ts(NOW - 10)
+    c = _without_finalizer(new_pod(job2, "Succeeded"))
+    job2.status.uncounted_terminated_pods.succeeded.append(c.metadata.uid)
+    h2 = harness()
+    h2.add(job2, c)
+    await h2.controller.sync_job(h2.key)
+    assert h2.status.succeeded == 1 and not h2.pod_control.finalizers_removed
+
+
+async def test_failed_finalizer_removal_keeps_the_uid_uncounted() -> None:
+    h = harness(FakePodControl(finalizer_err=errors.Unavailable("down")))
+    job = new_job(1, 3)
+    job.status.start_time = ts(NOW - 10)
+    done = new_pod(job, "Succeeded")
+    h.add(job, done)
+    try:
+        await h.controller.sync_job(h.key)
+    except errors.Unavailable:
+        pass
+    else:
+        raise AssertionError("the removal error must reach the queue's retry")
+    assert h.status.succeeded == 0
+    assert list(h.status.uncounted_terminated_pods.succeeded) == [done.metadata.uid]
+    assert not h.controller.finalizer_expectations.expected(h.key)
+
+
+async def test_recreation_waits_for_the_backoff() -> None:
+    h = harness(backoff_base=10, backoff_max=360)
+    job = new_job(1, 3)
+    job.status.start_time = ts(NOW - 10)
+    h.add(job, new_pod(job, "Failed", finished_at=NOW - 3))
+    await h.controller.sync_job(h.key)
+    assert not h.pod_control.created
+    assert 6.5 < _delayed(h)[h.key] <= 7.0
+    assert h.status.failed == 1
+    h.clock.step(8)
+    h.add(h.client.status_updates[-1])
+    await h.controller.sync_job(h.key)
+    assert len(h.pod_control.created) == 1
+
+
+async def test_active_deadline_requeues_at_the_deadline() -> None:
+    h = harness()
+    job = new_job(1, 1, active_deadline_seconds=30)
+    job.status.start_time = ts(NOW - 10)
+    h.add(job, new_pod(job, "Running"))
+    await h.controller.sync_job(h.key)
+    assert 19.5 < _delayed(h)[h.key] <= 20.0
+
+
+async def test_orphan_pods_lose_the_finalizer() -> None:
+    h = harness()
+    job = new_job(1, 1)
+    running_job_pod = new_pod(job, "Running", name="mine")
+    gone_job = new_job(1, 1, name="gone")
+    gone_job.metadata.uid = "gone-uid"
+    of_gone_job = new_pod(gone_job, "Succeeded", name="of-gone")
+    no_owner = new_pod(job, "Succeeded", name="no-owner", owned=False)
+    other = new_pod(job, "Succeeded", name="other-owner", owned=False)
+    other.metadata.owner_references.add(api_version="apps/v1", kind="DaemonSet", name="x", uid="x", controller=True)
+    h.add(job, running_job_pod, of_gone_job, no_owner, other)
+    for p in (running_job_pod, of_gone_job, no_owner, other):
+        await h.controller.sync_orphan_pod(meta.key_of(p))
+    assert sorted(h.pod_control.finalizers_removed) == ["no-owner", "of-gone"]
+
+
+async def test_a_finished_job_releases_pods_that_kept_the_finalizer() -> None:
+    h = harness()
+    job = new_job(1, 1)
+    straggler = new_pod(job, "Running")
+    h.add(job, straggler)
+    finished = copy_of(job)
+    finished.metadata.resource_version = "11"
+    finished.status.conditions.add(type="Failed", status="True", reason="DeadlineExceeded")
+    h.controller.update_job(job, finished)
+    assert meta.key_of(straggler) in h.controller.orphan_queue._dirty
+    h.add(finished)
+    await h.controller.sync_orphan_pod(meta.key_of(straggler))
+    assert h.pod_control.finalizers_removed == [straggler.metadata.name]
+
+
+async def test_deleted_pod_events_observe_expectations() -> None:
+    h = harness()
+    job = new_job(2, 2)
+    pod = new_pod(job, "Running")
+    h.add(job, pod)
+    h.controller.expectations.expect_deletions(h.key, 1)
+    h.controller.finalizer_expectations.expect_removed(h.key, [pod.metadata.uid])
+    h.controller.delete_pod(pod, final=True)
+    assert h.controller.expectations.satisfied(h.key)
+    assert not h.controller.finalizer_expectations.expected(h.key)
+
+
+async def test_adoption_of_a_matching_orphan() -> None:
+    h = harness()
+    job = new_job(1, 1)
+    orphan = new_pod(job, "Running", owned=False, finalizer=False, name="orphan")
+    h.add(job, orphan)
+    await h.controller.sync_job(h.key)
+    ((name, patch),) = h.pod_control.patched
+    assert name == "orphan"
+    assert patch["metadata"]["finalizers"] == [TRACKING_FINALIZER]
+    assert patch["metadata"]["ownerReferences"][0]["uid"] == job.metadata.uid
+    assert h.status.active == 1 and not h.pod_control.created
+
+
+async def test_spec_changes_sync_at_once_and_status_changes_batched() -> None:
+    h = harness()
+    job = new_job(1, 1)
+    h.add(job)
+    newer = copy_of(job)
+    newer.metadata.resource_version = "11"
+    h.controller.update_job(job, newer)
+    assert h.key in _delayed(h) and len(h.controller.queue) == 0
+    spec_change = copy_of(newer)
+    spec_change.metadata.generation = 2
+    h.controller.update_job(newer, spec_change)
+    assert len(h.controller.queue) == 1
