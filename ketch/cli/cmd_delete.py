@@ -1,21 +1,29 @@
-"""`ketch delete KIND NAME... [--cascade=background|foreground|orphan] [--wait] [--grace-period N]`."""
+"""`ketch delete KIND NAME... [-l SEL|--all] [--cascade=background|foreground|orphan] [--wait]
+[--grace-period N] [--force] [--now] [--ignore-not-found] [-f FILE]`.
+
+Prints `job.batch "pi" deleted` per object, as kubectl. Deletes go out in one Batch call;
+`--wait` then follows a watch until each deleted object (by uid) is gone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import time
+import contextlib
 
-from ketch.api import errors
-from ketch.api.kinds import KindInfo
+from ketch.api import durations, errors, manifest
+from ketch.api.kinds import KindInfo, info_of
+from ketch.client.clientset import Batch
 
 from .factory import Factory
-from .main import add_common
+from .main import CLIError, add_common, format_error
 from .manifests import read_documents
-from .resources import display_name, parse_targets
+from .resources import display_name, parse_targets, quoted_name
+from .watching import object_states
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan", "true": "Background",
            "false": "Orphan"}
+TRUE = ("true", "1", "yes", "")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,78 +31,119 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="*", metavar="KIND NAME")
     p.add_argument("-f", "--filename", action="append")
     p.add_argument("-l", "--selector", default="")
-    p.add_argument("--all", action="store_true")
+    p.add_argument("--field-selector", default="")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("--all", action="store_true", help="every object of the kinds given")
     p.add_argument("--cascade", default="background", help="background (default), foreground or orphan")
-    p.add_argument("--grace-period", type=int, default=None)
+    p.add_argument("--grace-period", type=int, default=-1, help="seconds to give the pod (-1: its own)")
     p.add_argument("--now", action="store_true", help="grace period 1")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="remove at once, without waiting for the processes")
     p.add_argument("--wait", nargs="?", const="true", default="false", help="wait until the objects are gone")
     p.add_argument("--timeout", default="0", help="how long --wait waits (0: forever)")
     p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("-o", "--output", default="", choices=["", "name"])
     add_common(p)
     p.set_defaults(run=run)
 
 
-async def run(args: argparse.Namespace, factory: Factory) -> int:
-    from ketch.api import durations, manifest
-    from ketch.api.kinds import info_of
-
-    client = factory.client()
-    policy = CASCADE.get(args.cascade.lower())
-    if policy is None:
-        raise ValueError(f'invalid --cascade "{args.cascade}": use background, foreground or orphan')
+def grace_period(args: argparse.Namespace) -> int | None:
+    """kubectl's rules: --now is 1; 0 without --force becomes 1; --force alone is 0."""
     grace = args.grace_period
     if args.now:
+        if grace >= 0:
+            raise CLIError("--now and --grace-period cannot be specified together")
         grace = 1
-    if args.force and grace is None:
+    if grace == 0 and not args.force:
+        grace = 1
+    if args.force and grace < 0:
         grace = 0
+    return grace if grace >= 0 else None
+
+
+async def _targets(args: argparse.Namespace, factory: Factory) -> list[tuple[KindInfo, str, str]]:
+    client = factory.client()
     targets: list[tuple[KindInfo, str, str]] = []
     if args.filename:
-        for _, doc in read_documents(args.filename):
+        for _, doc in read_documents(args.filename, factory.stdin):
             obj = manifest.from_dict(doc)
             info = info_of(obj)
             ns = (obj.metadata.namespace or factory.default_namespace) if info.namespaced else ""  # type: ignore[attr-defined]
             targets.append((info, obj.metadata.name, ns))  # type: ignore[attr-defined]
-    elif args.targets:
-        parsed = parse_targets(args.targets)
-        for info, name in parsed:
-            ns = factory.default_namespace if info.namespaced else ""
-            if name is None:
-                if not (args.all or args.selector):
-                    raise ValueError("resource(s) were provided, but no name was specified")
-                items, _ = await client.list(info.kind, ns, args.selector)
-                targets.extend((info, o.metadata.name, ns) for o in items)
-            else:
-                targets.append((info, name, ns))
-    else:
-        raise ValueError("you must provide one or more resources by argument or filename")
+        return targets
+    if not args.targets:
+        raise CLIError("you must provide one or more resources by argument or filename")
+    for info, name in parse_targets(args.targets):
+        ns = factory.default_namespace if info.namespaced else ""
+        if name is not None:
+            if args.all or args.selector:
+                raise CLIError("name cannot be provided when a selector or --all is specified")
+            targets.append((info, name, ns))
+            continue
+        if not (args.all or args.selector or args.field_selector):
+            raise CLIError(f'resource(s) were provided, but no name was specified (e.g. "ketch delete '
+                           f'{info.plural} NAME", or --all)')
+        if args.all_namespaces and info.namespaced:
+            ns = ""
+        items, _ = await client.list(info.kind, ns, args.selector, args.field_selector)
+        items.sort(key=lambda o: (o.metadata.namespace, o.metadata.name))
+        targets.extend((info, o.metadata.name, o.metadata.namespace) for o in items)
+    return targets
+
+
+async def run(args: argparse.Namespace, factory: Factory) -> int:
+    policy = CASCADE.get(args.cascade.lower())
+    if policy is None:
+        raise CLIError(f'invalid --cascade "{args.cascade}": must be one of background, foreground, orphan')
+    grace = grace_period(args)
+    wait = args.wait.lower() in TRUE
+    timeout = durations.parse(args.timeout)
+    targets = await _targets(args, factory)
+    if not targets:
+        if not args.ignore_not_found:
+            factory.error_line("No resources found")
+        return 0
+    if grace == 0 and args.force:
+        factory.warn("Immediate deletion does not wait for confirmation that the running resource has been "
+                     "terminated. The resource may continue to run on the cluster indefinitely.")
+    client = factory.client()
+    batch = Batch()
+    for info, name, ns in targets:
+        batch.delete(info.kind, name, ns, propagation_policy=policy, grace_period_seconds=grace)
+    outcomes = await client.batch(batch)
     failed = False
     pending: list[tuple[KindInfo, str, str, str]] = []
-    for info, name, ns in targets:
-        try:
-            obj, _gone = await client.delete(info.kind, name, ns, propagation_policy=policy,
-                                             grace_period_seconds=grace)
-        except errors.NotFound as err:
-            if args.ignore_not_found:
-                continue
-            print(f"Error from server (NotFound): {err.message}", file=factory.err)
+    for (info, name, ns), outcome in zip(targets, outcomes, strict=True):
+        if outcome.error is not None:
+            if isinstance(outcome.error, errors.NotFound):
+                if args.ignore_not_found:
+                    continue
+                factory.error_line(f'Error from server (NotFound): {info.qualified_plural} "{name}" not found')
+            else:
+                factory.error_line(format_error(outcome.error))
             failed = True
             continue
-        print(f'{display_name(info, name)} deleted', file=factory.out)
-        pending.append((info, name, ns, obj.metadata.uid if obj is not None else ""))
-    if args.wait.lower() in ("true", "1", "yes") and pending:
-        timeout = durations.parse(args.timeout)
-        deadline = time.monotonic() + timeout if timeout > 0 else None
-        for info, name, ns, uid in pending:
-            while True:
-                try:
-                    obj = await client.get(info.kind, name, ns)
-                    if uid and obj.metadata.uid != uid:
-                        break
-                except errors.NotFound:
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    print(f"error: timed out waiting for {display_name(info, name)} to be deleted", file=factory.err)
-                    return 1
-                await asyncio.sleep(0.2)
+        factory.print(display_name(info, name) if args.output == "name" else f"{quoted_name(info, name)} deleted")
+        if not outcome.deleted and outcome.object is not None:
+            pending.append((info, name, ns, outcome.object.metadata.uid))  # type: ignore[attr-defined]
+    if wait and pending:
+        try:
+            async with asyncio.timeout(timeout if timeout > 0 else None):
+                await asyncio.gather(*(wait_gone(factory, info, name, ns, uid) for info, name, ns, uid in pending))
+        except TimeoutError:
+            left = []
+            for info, name, ns, _uid in pending:
+                with contextlib.suppress(errors.NotFound):
+                    await client.get(info.kind, name, ns)
+                    left.append(display_name(info, name))
+            raise CLIError(f"timed out waiting for the condition on {', '.join(left) or 'the objects'}") from None
     return 1 if failed else 0
+
+
+async def wait_gone(factory: Factory, info: KindInfo, name: str, namespace: str, uid: str = "") -> None:
+    """Return once the object (that uid, when given) no longer exists; follows a watch."""
+    states = object_states(factory.client(), info.kind, name, namespace)
+    async with contextlib.aclosing(states):
+        async for obj in states:
+            if obj is None or (uid and obj.metadata.uid != uid):
+                return
+

@@ -1,42 +1,73 @@
-"""`ketch patch KIND NAME -p JSON [--type merge|json|strategic] [--subresource status]`."""
+"""`ketch patch KIND NAME -p PATCH [--type strategic|merge|json] [--subresource status]`.
+
+The patch may be JSON or YAML (as kubectl takes it). Prints `job.batch/pi patched`, or
+`patched (no change)` when the object came back the same.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from ketch.api import manifest
 
 from .factory import Factory
-from .main import add_common
+from .main import CLIError, add_common
+from .printers import print_objects
 from .resources import display_name, parse_targets
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("patch", help="patch an object")
     p.add_argument("targets", nargs="+", metavar="KIND NAME")
-    p.add_argument("-p", "--patch", required=True, help="the patch, JSON")
-    p.add_argument("--type", default="merge", choices=["merge", "json", "strategic"])
+    p.add_argument("-p", "--patch", default="", help="the patch, JSON or YAML")
+    p.add_argument("--patch-file", default="", help="a file holding the patch")
+    p.add_argument("--type", default="strategic", choices=["merge", "json", "strategic"])
     p.add_argument("--subresource", default="", choices=["", "status"])
     p.add_argument("-o", "--output", default="")
     add_common(p)
     p.set_defaults(run=run)
 
 
+def parse_patch(text: str) -> Any:
+    """The patch as JSON or YAML, or a one-line error naming it."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as json_err:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise CLIError(f'unable to parse "{text}": {json_err}') from None
+        if not isinstance(value, dict | list):
+            raise CLIError(f'unable to parse "{text}": {json_err}') from None
+        return value
+
+
 async def run(args: argparse.Namespace, factory: Factory) -> int:
+    if bool(args.patch) == bool(args.patch_file):
+        raise CLIError("must specify exactly one of -p/--patch and --patch-file")
+    text = args.patch or Path(args.patch_file).read_text()
+    patch = parse_patch(text)
+    if args.type == "json" and not isinstance(patch, list):
+        raise CLIError("a JSON patch (--type json) must be a list of operations")
+    if args.type != "json" and not isinstance(patch, dict):
+        raise CLIError(f"a {args.type} merge patch must be a JSON object")
     client = factory.client()
-    for info, name in parse_targets(args.targets):
+    targets = parse_targets(args.targets)
+    for info, name in targets:
         if name is None:
-            raise ValueError("a name is required to patch")
+            raise CLIError("resource name may not be empty")
         ns = factory.default_namespace if info.namespaced else ""
         before = await client.get(info.kind, name, ns)
-        obj = await client.patch(info.kind, name, args.patch, namespace=ns, patch_type=args.type,
+        obj = await client.patch(info.kind, name, patch, namespace=ns, patch_type=args.type,
                                  subresource=args.subresource)
-        if args.output == "json":
-            print(manifest.to_json(obj), file=factory.out)
-        elif args.output == "yaml":
-            print(manifest.to_yaml(obj), file=factory.out)
-        else:
-            changed = obj.metadata.resource_version != before.metadata.resource_version
-            verb = "patched" if changed else "patched (no change)"
-            print(f"{display_name(info, name)} {verb}", file=factory.out)
+        if args.output:
+            print_objects(factory.out, [obj], args.output, True, info)
+            continue
+        same = manifest.to_dict(obj) == manifest.to_dict(before)
+        factory.print(f"{display_name(info, name)} patched" + (" (no change)" if same else ""))
     return 0

@@ -1,12 +1,15 @@
-"""What every verb needs: the client (from --server / KETCH_SERVER) and the output streams.
+"""What every verb needs: the client (from --server / KETCH_SERVER), the IO streams and the clock.
 
-Verbs take a Factory, so tests can hand them a client of their own and capture the output.
+Verbs take a Factory, so tests can hand them a client of their own (which the factory then
+does not close), capture the output and fix `now`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -21,7 +24,20 @@ class Factory:
     namespace: str = ""
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
+    stdin: TextIO = field(default_factory=lambda: sys.stdin)
+    clock: Callable[[], float] = time.time
+    # Set by execute(): whether -n was given (apply refuses a manifest of another namespace then).
+    namespace_given: bool = False
     _client: Client | None = None
+    _owns_client: bool = True
+
+    @classmethod
+    def with_client(cls, client: Client, **kwargs: object) -> Factory:
+        """A factory over an existing client (tests); close() leaves that client open."""
+        f = cls(**kwargs)  # type: ignore[arg-type]
+        f._client = client
+        f._owns_client = False
+        return f
 
     @property
     def server_address(self) -> str:
@@ -31,15 +47,25 @@ class Factory:
     def default_namespace(self) -> str:
         return self.namespace or os.environ.get("KETCH_NAMESPACE") or "default"
 
+    def now(self) -> float:
+        return self.clock()
+
     def client(self) -> Client:
         if self._client is None:
             self._client = connect(self.server_address, on_warning=self.warn)
+            self._owns_client = True
         return self._client
 
     def warn(self, message: str) -> None:
         print(f"Warning: {message}", file=self.err)
 
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def error_line(self, text: str) -> None:
+        print(" ".join(text.split("\n")), file=self.err)
+
     async def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._owns_client:
             await self._client.close()
             self._client = None

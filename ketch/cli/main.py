@@ -2,7 +2,9 @@
 
 Each verb module (cmd_*.py) has `register(subparsers)`, which adds its parser and sets
 `run=<async function(args, factory) -> int>`. Failures print one line on stderr, as kubectl
-does (`Error from server (NotFound): jobs.batch "pi" not found`), and exit non-zero.
+does (`Error from server (NotFound): jobs.batch "pi" not found`, `error: ...` for client-side
+errors), and exit 1. `execute()` is the whole command minus the process: tests call it with a
+Factory of their own and read what it wrote.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import sys
+import traceback
+from typing import NoReturn
 
 from ketch.api import errors
 from ketch.api.kinds import UnknownKindError
@@ -18,8 +23,8 @@ from ketch.api.kinds import UnknownKindError
 from .factory import Factory
 
 VERBS = (
-    "apply", "create", "get", "describe", "delete", "patch", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "local", "label",
+    "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
+    "top", "events", "version", "local",
 )
 
 
@@ -27,12 +32,23 @@ class CLIError(Exception):
     """A user error the CLI reports as `error: <message>`."""
 
 
+class UsageError(CLIError):
+    """Bad flags or arguments (argparse's complaints), reported on one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors raise instead of printing usage and exiting 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ketch", description="Run Kubernetes-style workloads as processes.")
+    parser = _Parser(prog="ketch", description="Run Kubernetes-style workloads as processes.")
     parser.add_argument("--server", "-s", default="",
-                        help="API server HOST:PORT (default $KETCH_SERVER or 127.0.0.1:6443)")
+                        help="API server HOST:PORT[,HOST:PORT] (default $KETCH_SERVER or 127.0.0.1:6443)")
     parser.add_argument("--namespace", "-n", default="", help="namespace (default: default)")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for verb in VERBS:
         try:
             module = importlib.import_module(f"ketch.cli.cmd_{verb}")
@@ -44,38 +60,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _format_error(err: BaseException) -> str:
+def format_error(err: BaseException, server: str = "") -> str:
+    """The one line a failure prints, in kubectl's words."""
     if isinstance(err, errors.Unavailable):
-        return f"error: {err.message}"
+        detail = err.message.removeprefix("the server is not reachable: ")
+        return f"error: cannot reach the Ketch API server at {server}: {detail}" if server else f"error: {detail}"
+    if isinstance(err, errors.Invalid):
+        return err.message  # kubectl prints `The Job "x" is invalid: ...` without a prefix
+    if isinstance(err, errors.Timeout):
+        return f"error: the Ketch API server at {server} did not answer in time: {err.message}"
     if isinstance(err, errors.StatusError):
         return f"Error from server ({err.reason}): {err.message}"
     if isinstance(err, UnknownKindError):
         return f"error: {err}"
-    return f"error: {err}"
+    if isinstance(err, OSError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"error: {err.strerror}{where}"
+    text = str(err) or type(err).__name__
+    return text if text.startswith("error: ") else f"error: {text}"
 
 
-async def _run(args: argparse.Namespace, factory: Factory) -> int:
+def one_line(text: str) -> str:
+    return " ".join(text.split("\n")).strip()
+
+
+async def execute(argv: list[str], factory: Factory | None = None) -> int:
+    """Parse argv, run the verb, print any failure as one line; returns the exit code."""
+    factory = factory or Factory()
     try:
-        return int(await args.run(args, factory) or 0)
-    finally:
-        await factory.close()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "run", None):
+            parser.print_help(factory.err)
+            return 1
+        if args.server and not factory.server:
+            factory.server = args.server
+        if args.namespace and not factory.namespace:
+            factory.namespace = args.namespace
+        factory.namespace_given = bool(args.namespace)
+        try:
+            return int(await args.run(args, factory) or 0)
+        finally:
+            await factory.close()
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return 130
+    except BrokenPipeError:
+        return 0
+    except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:
+        print(one_line(format_error(err, factory.server_address)), file=factory.err)
+        return 1
+    except Exception as err:  # a bug: still one line, with the traceback on request
+        if os.environ.get("KETCH_DEBUG"):
+            traceback.print_exc(file=factory.err)
+        print(one_line(f"error: internal error: {type(err).__name__}: {err}"), file=factory.err)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser()
-    # Global flags may come after the verb too (`ketch get pods -n x`): parse them anywhere.
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help(sys.stderr)
-        sys.exit(2)
-    factory = Factory(server=args.server, namespace=args.namespace)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        code = asyncio.run(_run(args, factory))
+        code = asyncio.run(execute(argv))
     except KeyboardInterrupt:
         code = 130
-    except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:
-        print(_format_error(err).replace("\n", " "), file=sys.stderr)
-        code = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`ketch get pods | head`): not an error, and no traceback at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     sys.exit(code)
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ketch.api import manifest
 
 
-def read_documents(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def read_documents(paths: list[str], stdin: TextIO | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(source, document) for every document in every file (directories: *.yaml, *.yml, *.json)."""
     out: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
         if path == "-":
-            out.extend(("-", d) for d in manifest.load_documents(sys.stdin.read()))
+            text = (stdin or sys.stdin).read()
+            out.extend(("STDIN", d) for d in manifest.load_documents(text))
             continue
         p = Path(path)
         if p.is_dir():

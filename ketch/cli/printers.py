@@ -1,145 +1,254 @@
-"""Output: kubectl-like tables per kind (with -o wide), JSON, YAML and names.
+"""Output: kubectl's tables per kind (with -o wide), JSON, YAML, names, jsonpath and custom columns.
 
 A table printer is a function (obj, now, wide) -> list of cells, registered with its headers in
-TABLES. Kinds without one get NAME and AGE.
+TABLES; each follows kubectl 1.31's printers.go for its kind. Kinds without one get NAME and AGE.
+`now` is passed in, so tests print with a fixed clock.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from google.protobuf.message import Message
 
-from ketch.api import durations, manifest, meta, timeutil
+from ketch.api import manifest, meta, timeutil
 from ketch.api.kinds import KindInfo, info_of
 from ketch.api.selectors import selector_string
 
+from . import jsonpath
+from .tabwriter import table_text
+
 Row = list[str]
 RowFunc = Callable[[Any, float, bool], Row]
+OUTPUT_FORMATS = "custom-columns,json,jsonpath,name,wide,yaml"
 
 
-def age(ts: str, now: float) -> str:
+# -- time -----------------------------------------------------------------------------------------
+
+
+def human_duration(seconds: float) -> str:
+    """apimachinery's duration.HumanDuration: 45s, 3m20s, 15m, 5h4m, 30h, 3d4h, 300d, 2y10d."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes = s // 60
+    if minutes < 10:
+        sec = s % 60
+        return f"{minutes}m{sec}s" if sec else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    hours = s // 3600
+    if hours < 8:
+        m = minutes % 60
+        return f"{hours}h{m}m" if m else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        h = hours % 24
+        return f"{hours // 24}d{h}h" if h else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        dy = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{dy}d" if dy else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
+
+
+def since(ts: str, now: float) -> str:
+    """translateTimestampSince: the age of an RFC 3339 time, `<unknown>` when unset."""
     if not ts:
         return "<unknown>"
-    return durations.format(now - timeutil.parse(ts))
+    return human_duration(now - timeutil.parse(ts))
+
+
+age = since  # the name older callers use
 
 
 def _none(text: str) -> str:
     return text if text else "<none>"
 
 
+def format_labels(labels: Any) -> str:
+    """labels.FormatLabels: sorted k=v joined by commas, `<none>` when empty."""
+    return ",".join(f"{k}={v}" for k, v in sorted(dict(labels).items())) or "<none>"
+
+
 # -- Pod ------------------------------------------------------------------------------------------
 
 
-def pod_status_reason(pod: Any) -> str:
-    """kubectl's STATUS column for a pod."""
-    status = pod.status
-    reason = status.reason or status.phase or "Pending"
+def _restartable_init(c: Any) -> bool:
+    return c is not None and c.HasField("restart_policy") and c.restart_policy == "Always"
+
+
+def _terminal(phase: str) -> bool:
+    return phase in ("Succeeded", "Failed")
+
+
+def pod_columns(pod: Any, now: float) -> tuple[int, int, str, str]:
+    """(ready, total, STATUS, RESTARTS) exactly as kubectl's printPod computes them."""
+    status, spec = pod.status, pod.spec
+    reason = status.reason or status.phase
+    for c in status.conditions:
+        if c.type == "PodScheduled" and c.reason == "SchedulingGated":
+            reason = "SchedulingGated"
+    total = len(spec.containers)
+    init_specs = {c.name: c for c in spec.init_containers}
+    total += sum(1 for c in spec.init_containers if _restartable_init(c))
+    ready = 0
+    restarts = 0
+    last_restart = 0.0
+    sidecar_restarts = 0
+    sidecar_last_restart = 0.0
+
+    def finished(cs: Any) -> float:
+        lt = cs.last_state
+        if lt.HasField("terminated") and lt.terminated.finished_at:
+            return timeutil.parse(lt.terminated.finished_at)
+        return 0.0
+
     initializing = False
     for i, cs in enumerate(status.init_container_statuses):
+        restarts += cs.restart_count
+        last_restart = max(last_restart, finished(cs))
+        restartable = _restartable_init(init_specs.get(cs.name))
+        if restartable:
+            sidecar_restarts += cs.restart_count
+            sidecar_last_restart = max(sidecar_last_restart, finished(cs))
         st = cs.state
         if st.HasField("terminated") and st.terminated.exit_code == 0:
             continue
+        if restartable and cs.started:
+            if cs.ready:
+                ready += 1
+            continue
         if st.HasField("terminated"):
-            if st.terminated.reason:
-                reason = "Init:" + st.terminated.reason
-            elif st.terminated.signal:
-                reason = f"Init:Signal:{st.terminated.signal}"
+            t = st.terminated
+            if t.reason:
+                reason = "Init:" + t.reason
+            elif t.signal:
+                reason = f"Init:Signal:{t.signal}"
             else:
-                reason = f"Init:ExitCode:{st.terminated.exit_code}"
+                reason = f"Init:ExitCode:{t.exit_code}"
         elif st.HasField("waiting") and st.waiting.reason and st.waiting.reason != "PodInitializing":
             reason = "Init:" + st.waiting.reason
         else:
-            reason = f"Init:{i}/{len(pod.spec.init_containers)}"
+            reason = f"Init:{i}/{len(spec.init_containers)}"
         initializing = True
         break
-    if not initializing:
+    if not initializing or meta.condition_true(status.conditions, "Initialized"):
+        restarts, last_restart = sidecar_restarts, sidecar_last_restart
         has_running = False
         for cs in reversed(status.container_statuses):
+            restarts += cs.restart_count
+            last_restart = max(last_restart, finished(cs))
             st = cs.state
             if st.HasField("waiting") and st.waiting.reason:
                 reason = st.waiting.reason
             elif st.HasField("terminated") and st.terminated.reason:
                 reason = st.terminated.reason
             elif st.HasField("terminated"):
-                reason = (f"Signal:{st.terminated.signal}" if st.terminated.signal
-                          else f"ExitCode:{st.terminated.exit_code}")
-            elif st.HasField("running") and cs.ready:
+                t = st.terminated
+                reason = f"Signal:{t.signal}" if t.signal else f"ExitCode:{t.exit_code}"
+            elif cs.ready and st.HasField("running"):
                 has_running = True
+                ready += 1
         if reason == "Completed" and has_running:
             reason = "Running" if meta.condition_true(status.conditions, "Ready") else "NotReady"
-    if pod.metadata.deletion_timestamp:
-        reason = "Unknown" if status.reason == "NodeLost" else "Terminating"
-    return reason
+    if pod.metadata.deletion_timestamp and status.reason == "NodeLost":
+        reason = "Unknown"
+    elif pod.metadata.deletion_timestamp and not _terminal(status.phase):
+        reason = "Terminating"
+    restarts_text = str(restarts)
+    if restarts and last_restart:
+        restarts_text = f"{restarts} ({human_duration(now - last_restart)} ago)"
+    return ready, total, reason, restarts_text
+
+
+def pod_status_reason(pod: Any) -> str:
+    return pod_columns(pod, 0.0)[2]
+
+
+def pod_ip(pod: Any) -> str:
+    if len(pod.status.pod_ips):
+        return pod.status.pod_ips[0].ip
+    return pod.status.pod_ip
 
 
 def pod_row(pod: Any, now: float, wide: bool) -> Row:
-    total = len(pod.spec.containers)
-    ready = sum(1 for cs in pod.status.container_statuses if cs.ready)
-    restarts = sum(cs.restart_count for cs in pod.status.container_statuses)
-    last_restart = ""
-    for cs in pod.status.container_statuses:
-        if cs.last_state.HasField("terminated") and cs.last_state.terminated.finished_at:
-            last_restart = cs.last_state.terminated.finished_at
-    restarts_text = str(restarts)
-    if restarts and last_restart:
-        restarts_text += f" ({age(last_restart, now)} ago)"
-    row = [pod.metadata.name, f"{ready}/{total}", pod_status_reason(pod), restarts_text,
-           age(pod.metadata.creation_timestamp, now)]
+    ready, total, reason, restarts = pod_columns(pod, now)
+    row = [pod.metadata.name, f"{ready}/{total}", reason, restarts, since(pod.metadata.creation_timestamp, now)]
     if wide:
-        row += [_none(pod.status.pod_ip), _none(pod.spec.node_name),
-                _none(pod.status.nominated_node_name), "<none>"]
+        gates = "<none>"
+        if len(pod.spec.readiness_gates):
+            want = [g.fields["conditionType"].string_value for g in pod.spec.readiness_gates]
+            true = sum(1 for w in want if meta.condition_true(pod.status.conditions, w))
+            gates = f"{true}/{len(want)}"
+        row += [_none(pod_ip(pod)), _none(pod.spec.node_name), _none(pod.status.nominated_node_name), gates]
     return row
 
 
-# -- Job ------------------------------------------------------------------------------------------
+# -- Job, CronJob, DaemonSet ----------------------------------------------------------------------
 
 
 def job_status(job: Any) -> str:
     conds = job.status.conditions
-    for ctype, text in (("Failed", "Failed"), ("Complete", "Complete"), ("Suspended", "Suspended"),
-                        ("FailureTarget", "FailureTarget"), ("SuccessCriteriaMet", "SuccessCriteriaMet")):
-        if meta.condition_true(conds, ctype):
-            return text
+    if meta.condition_true(conds, "Complete"):
+        return "Complete"
+    if meta.condition_true(conds, "Failed"):
+        return "Failed"
     if job.metadata.deletion_timestamp:
         return "Terminating"
+    if meta.condition_true(conds, "Suspended"):
+        return "Suspended"
+    if meta.condition_true(conds, "FailureTarget"):
+        return "FailureTarget"
+    if meta.condition_true(conds, "SuccessCriteriaMet"):
+        return "SuccessCriteriaMet"
     return "Running"
 
 
-def job_row(job: Any, now: float, wide: bool) -> Row:
+def job_completions(job: Any) -> str:
     spec, status = job.spec, job.status
     if spec.HasField("completions"):
-        completions = f"{status.succeeded}/{spec.completions}"
-    else:
-        parallelism = spec.parallelism if spec.HasField("parallelism") else 1
-        completions = f"{status.succeeded}/1 of {parallelism}" if parallelism > 1 else f"{status.succeeded}/1"
-    duration = ""
-    if status.start_time:
-        end = timeutil.parse(status.completion_time) if status.completion_time else now
-        duration = durations.format(end - timeutil.parse(status.start_time))
-    row = [job.metadata.name, job_status(job), completions, duration, age(job.metadata.creation_timestamp, now)]
-    if wide:
-        row += _containers_images_selector(spec.template.spec, spec.selector)
-    return row
+        return f"{status.succeeded}/{spec.completions}"
+    parallelism = spec.parallelism if spec.HasField("parallelism") else 0
+    return f"{status.succeeded}/1 of {parallelism}" if parallelism > 1 else f"{status.succeeded}/1"
+
+
+def job_duration(job: Any, now: float) -> str:
+    status = job.status
+    if not status.start_time:
+        return ""
+    end = timeutil.parse(status.completion_time) if status.completion_time else now
+    return human_duration(end - timeutil.parse(status.start_time))
 
 
 def _containers_images_selector(pod_spec: Any, selector: Any) -> Row:
-    return [",".join(c.name for c in pod_spec.containers), ",".join(c.image or "<none>" for c in pod_spec.containers),
-            _none(selector_string(selector))]
+    names = ",".join(c.name for c in pod_spec.containers)
+    images = ",".join(c.image for c in pod_spec.containers)
+    return [names, images, _none(selector_string(selector))]
 
 
-# -- CronJob, DaemonSet ---------------------------------------------------------------------------
+def job_row(job: Any, now: float, wide: bool) -> Row:
+    row = [job.metadata.name, job_status(job), job_completions(job), job_duration(job, now),
+           since(job.metadata.creation_timestamp, now)]
+    if wide:
+        row += _containers_images_selector(job.spec.template.spec, job.spec.selector)
+    return row
 
 
 def cronjob_row(cj: Any, now: float, wide: bool) -> Row:
     spec = cj.spec
     row = [cj.metadata.name, spec.schedule, _none(spec.time_zone if spec.HasField("time_zone") else ""),
            "True" if spec.suspend else "False", str(len(cj.status.active)),
-           age(cj.status.last_schedule_time, now) if cj.status.last_schedule_time else "<none>",
-           age(cj.metadata.creation_timestamp, now)]
+           since(cj.status.last_schedule_time, now) if cj.status.last_schedule_time else "<none>",
+           since(cj.metadata.creation_timestamp, now)]
     if wide:
         tspec = spec.job_template.spec
         row += _containers_images_selector(tspec.template.spec, tspec.selector)
@@ -148,10 +257,9 @@ def cronjob_row(cj: Any, now: float, wide: bool) -> Row:
 
 def daemonset_row(ds: Any, now: float, wide: bool) -> Row:
     st = ds.status
-    node_selector = ",".join(f"{k}={v}" for k, v in sorted(ds.spec.template.spec.node_selector.items()))
     row = [ds.metadata.name, str(st.desired_number_scheduled), str(st.current_number_scheduled),
            str(st.number_ready), str(st.updated_number_scheduled), str(st.number_available),
-           _none(node_selector), age(ds.metadata.creation_timestamp, now)]
+           format_labels(ds.spec.template.spec.node_selector), since(ds.metadata.creation_timestamp, now)]
     if wide:
         row += _containers_images_selector(ds.spec.template.spec, ds.spec.selector)
     return row
@@ -162,48 +270,85 @@ def daemonset_row(ds: Any, now: float, wide: bool) -> Row:
 
 def node_status(node: Any) -> str:
     ready = meta.find_condition(node.status.conditions, "Ready")
-    if ready is None:
-        text = "Unknown"
-    elif ready.status == "True":
-        text = "Ready"
+    parts = []
+    if ready is not None:
+        parts.append("Ready" if ready.status == "True" else "NotReady")
     else:
-        text = "NotReady"
+        parts.append("Unknown")
     if node.spec.unschedulable:
-        text += ",SchedulingDisabled"
-    return text
+        parts.append("SchedulingDisabled")
+    return ",".join(parts)
+
+
+def node_roles(node: Any) -> str:
+    roles = set()
+    for k, v in node.metadata.labels.items():
+        if k.startswith("node-role.kubernetes.io/"):
+            roles.add(k.partition("/")[2])
+        elif k == "kubernetes.io/role":
+            roles.add(v)
+    return ",".join(sorted(r for r in roles if r)) or "<none>"
 
 
 def node_row(node: Any, now: float, wide: bool) -> Row:
-    roles = sorted(k.partition("/")[2] for k in node.metadata.labels
-                   if k.startswith("node-role.kubernetes.io/"))
-    row = [node.metadata.name, node_status(node), ",".join(roles) or "<none>",
-           age(node.metadata.creation_timestamp, now), node.status.node_info.kubelet_version or "<none>"]
+    row = [node.metadata.name, node_status(node), node_roles(node),
+           since(node.metadata.creation_timestamp, now), node.status.node_info.kubelet_version]
     if wide:
-        addr = {a.type: a.address for a in node.status.addresses}
+        addr: dict[str, str] = {}
+        for a in node.status.addresses:
+            addr.setdefault(a.type, a.address)
         info = node.status.node_info
-        row += [addr.get("InternalIP", "<none>"), addr.get("ExternalIP", "<none>"), _none(info.os_image),
-                _none(info.kernel_version), _none(info.container_runtime_version)]
+        row += [addr.get("InternalIP", "<none>"), addr.get("ExternalIP", "<none>"),
+                info.os_image or "<unknown>", info.kernel_version or "<unknown>",
+                info.container_runtime_version or "<unknown>"]
     return row
 
 
 def namespace_row(ns: Any, now: float, wide: bool) -> Row:
-    return [ns.metadata.name, ns.status.phase or "Active", age(ns.metadata.creation_timestamp, now)]
+    return [ns.metadata.name, ns.status.phase or "Active", since(ns.metadata.creation_timestamp, now)]
+
+
+def event_time(ev: Any) -> float:
+    """When an event last happened, for sorting (kubectl's SortableEvents)."""
+    for ts in (ev.last_timestamp, ev.event_time, ev.first_timestamp, ev.metadata.creation_timestamp):
+        if ts:
+            return timeutil.parse(ts)
+    return 0.0
+
+
+def event_target(ev: Any) -> str:
+    ref = ev.involved_object
+    kind = ref.kind.lower()
+    return f"{kind}/{ref.name}" if ref.name else kind
 
 
 def event_row(ev: Any, now: float, wide: bool) -> Row:
-    last = ev.last_timestamp or ev.event_time or ev.metadata.creation_timestamp
-    obj = f"{ev.involved_object.kind.lower()}/{ev.involved_object.name}"
-    return [age(last, now), ev.type, ev.reason, obj, ev.message]
+    first = ev.first_timestamp or ev.event_time
+    first_text = since(first, now)
+    last = since(ev.last_timestamp, now) if ev.last_timestamp else first_text
+    row = [last, ev.type, ev.reason, event_target(ev)]
+    if wide:
+        source = ev.source.component or ev.reporting_component
+        if ev.source.host:
+            source += f", {ev.source.host}"
+        row += [ev.involved_object.field_path, source, ev.message.strip(), first_text,
+                str(ev.count or 1), ev.metadata.name]
+    else:
+        row.append(ev.message.strip())
+    return row
 
 
 def revision_row(cr: Any, now: float, wide: bool) -> Row:
     owner = meta.controller_ref(cr)
-    ctrl = f"{owner.kind.lower()}.apps/{owner.name}" if owner else "<none>"
-    return [cr.metadata.name, ctrl, str(cr.revision), age(cr.metadata.creation_timestamp, now)]
+    ctrl = "<none>"
+    if owner is not None:
+        group = owner.api_version.rpartition("/")[0]
+        ctrl = f"{owner.kind.lower()}.{group}/{owner.name}" if group else f"{owner.kind.lower()}/{owner.name}"
+    return [cr.metadata.name, ctrl, str(cr.revision), since(cr.metadata.creation_timestamp, now)]
 
 
 def lease_row(lease: Any, now: float, wide: bool) -> Row:
-    return [lease.metadata.name, lease.spec.holder_identity or "", age(lease.metadata.creation_timestamp, now)]
+    return [lease.metadata.name, lease.spec.holder_identity, since(lease.metadata.creation_timestamp, now)]
 
 
 TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
@@ -221,69 +366,151 @@ TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
     "ControllerRevision": (["NAME", "CONTROLLER", "REVISION", "AGE"], [], revision_row),
     "Lease": (["NAME", "HOLDER", "AGE"], [], lease_row),
 }
+EVENT_WIDE_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN",
+                      "COUNT", "NAME"]
 
 
 def _default_row(obj: Any, now: float, wide: bool) -> Row:
-    return [obj.metadata.name, age(obj.metadata.creation_timestamp, now)]
+    return [obj.metadata.name, since(obj.metadata.creation_timestamp, now)]
+
+
+def headers_for(info: KindInfo, wide: bool = False, all_namespaces: bool = False,
+                show_labels: bool = False) -> Row:
+    if info.kind == "Event" and wide:
+        h = list(EVENT_WIDE_HEADERS)
+    else:
+        head, wide_head, _fn = TABLES.get(info.kind, (["NAME", "AGE"], [], _default_row))
+        h = list(head) + (list(wide_head) if wide else [])
+    if all_namespaces and info.namespaced:
+        h.insert(0, "NAMESPACE")
+    if show_labels:
+        h.append("LABELS")
+    return h
 
 
 def table(info: KindInfo, objs: Sequence[Any], wide: bool = False, all_namespaces: bool = False,
           show_labels: bool = False, headers: bool = True, now: float | None = None) -> list[Row]:
+    """Header (optional) and one row per object, as `kubectl get` shows them."""
+    import time
+
     now = time.time() if now is None else now
-    head, wide_head, fn = TABLES.get(info.kind, (["NAME", "AGE"], [], _default_row))
-    rows: list[Row] = []
-    if headers:
-        h = list(head) + (wide_head if wide else [])
-        if all_namespaces and info.namespaced:
-            h.insert(0, "NAMESPACE")
-        if show_labels:
-            h.append("LABELS")
-        rows.append(h)
+    _head, _wide, fn = TABLES.get(info.kind, (["NAME", "AGE"], [], _default_row))
+    rows: list[Row] = [headers_for(info, wide, all_namespaces, show_labels)] if headers else []
     for obj in objs:
         row = fn(obj, now, wide)
         if all_namespaces and info.namespaced:
             row.insert(0, obj.metadata.namespace)
         if show_labels:
-            row.append(",".join(f"{k}={v}" for k, v in sorted(obj.metadata.labels.items())) or "<none>")
+            row.append(format_labels(obj.metadata.labels))
         rows.append(row)
     return rows
 
 
 def format_rows(rows: list[Row]) -> str:
-    if not rows:
-        return ""
-    widths = [0] * max(len(r) for r in rows)
-    for r in rows:
-        for i, cell in enumerate(r):
-            widths[i] = max(widths[i], len(cell))
-    lines = []
-    for r in rows:
-        cells = [cell.ljust(widths[i]) if i < len(r) - 1 else cell for i, cell in enumerate(r)]
-        lines.append("   ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
+    return table_text(rows)
 
 
-def list_document(objs: Sequence[Message]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "List", "items": [manifest.to_dict(o) for o in objs],
-            "metadata": {"resourceVersion": ""}}
+# -- other output formats -------------------------------------------------------------------------
+
+
+def list_document(objs: Sequence[Message], resource_version: str = "") -> dict[str, Any]:
+    return {"apiVersion": "v1", "items": [manifest.to_dict(o) for o in objs], "kind": "List",
+            "metadata": {"resourceVersion": resource_version}}
+
+
+def qualified_name(obj: Message) -> str:
+    """`job.batch/pi`, as `-o name` prints it."""
+    i = info_of(obj)
+    prefix = f"{i.singular}.{i.group}" if i.group else i.singular
+    return f"{prefix}/{obj.metadata.name}"  # type: ignore[attr-defined]
+
+
+def custom_columns(spec: str) -> list[tuple[str, str]]:
+    """`NAME:.metadata.name,NODE:.spec.nodeName` into (header, expression) pairs."""
+    cols = []
+    for part in spec.split(","):
+        if not part:
+            continue
+        header, sep, expr = part.partition(":")
+        if not sep or not expr:
+            raise ValueError(f'custom-columns format specified but no custom columns given: "{part}" '
+                             "(expected HEADER:JSONPATH)")
+        cols.append((header, expr))
+    if not cols:
+        raise ValueError("custom-columns format specified but no custom columns given")
+    return cols
+
+
+def custom_column_rows(cols: list[tuple[str, str]], docs: Sequence[dict[str, Any]], headers: bool) -> list[Row]:
+    rows: list[Row] = [[h for h, _ in cols]] if headers else []
+    for doc in docs:
+        row = []
+        for _h, expr in cols:
+            vals = jsonpath.values(expr, doc)
+            row.append(",".join(jsonpath.format_value(v) for v in vals) if vals else "<none>")
+        rows.append(row)
+    return rows
+
+
+def sort_objects(objs: list[Any], sort_by: str) -> list[Any]:
+    """--sort-by: order by the value of a JSONPath (numbers by value, other values as text)."""
+    if not sort_by:
+        return objs
+
+    def key(obj: Any) -> tuple[int, Any]:
+        vals = jsonpath.values(sort_by, manifest.to_dict(obj))
+        if not vals:
+            return (0, "")
+        v = vals[0]
+        if isinstance(v, bool):
+            return (1, int(v))
+        if isinstance(v, int | float):
+            return (1, v)
+        return (2, jsonpath.format_value(v))
+
+    keyed = [(key(o), i, o) for i, o in enumerate(objs)]
+    kinds = {k[0] for k, _, _ in keyed if k[0]}
+    if len(kinds) > 1:  # mixed numbers and text: compare as text
+        keyed = [((2, jsonpath.format_value(k[1])) if k[0] else k, i, o) for k, i, o in keyed]
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    return [o for _, _, o in keyed]
+
+
+def check_output(output: str) -> None:
+    name = output.partition("=")[0]
+    if output in ("", "wide", "json", "yaml", "name") or name in (
+            "jsonpath", "custom-columns", "jsonpath-as-json"):
+        if name in ("jsonpath", "jsonpath-as-json", "custom-columns") and not output.partition("=")[2]:
+            raise ValueError(f"{name} format specified but no {name} template given")
+        if name.startswith("jsonpath"):
+            jsonpath.parse_template(output.partition("=")[2])
+        return
+    raise ValueError(f'unable to match a printer suitable for the output format "{output}", '
+                     f"allowed formats are: {OUTPUT_FORMATS}")
 
 
 def print_objects(out: TextIO, objs: Sequence[Message], output: str, single: bool, info: KindInfo,
-                  all_namespaces: bool = False, show_labels: bool = False, headers: bool = True) -> None:
-    if output == "json":
+                  all_namespaces: bool = False, show_labels: bool = False, headers: bool = True,
+                  now: float | None = None) -> None:
+    """Print objects in an output format; `single` prints one object rather than a List."""
+    check_output(output)
+    fmt, _, arg = output.partition("=")
+    if fmt in ("json", "yaml", "jsonpath", "jsonpath-as-json"):
         doc = manifest.to_dict(objs[0]) if single and objs else list_document(objs)
-        out.write(json.dumps(doc, indent=4, ensure_ascii=False) + "\n")
-    elif output == "yaml":
-        doc = manifest.to_dict(objs[0]) if single and objs else list_document(objs)
-        out.write(manifest.to_yaml(doc))
-    elif output == "name":
+        if fmt == "json":
+            out.write(json.dumps(doc, indent=4, ensure_ascii=False) + "\n")
+        elif fmt == "yaml":
+            out.write(manifest.to_yaml(doc))
+        elif fmt == "jsonpath-as-json":
+            out.write(json.dumps(jsonpath.values(arg, doc), indent=4, ensure_ascii=False) + "\n")
+        else:
+            out.write(jsonpath.render(arg, doc))  # no newline added, as kubectl
+    elif fmt == "name":
         for o in objs:
-            i = info_of(o)
-            prefix = f"{i.singular}.{i.group}" if i.group else i.singular
-            out.write(f"{prefix}/{o.metadata.name}\n")  # type: ignore[attr-defined]
-    elif output in ("", "wide"):
-        out.write(format_rows(table(info, objs, wide=output == "wide", all_namespaces=all_namespaces,
-                                    show_labels=show_labels, headers=headers)))
+            out.write(qualified_name(o) + "\n")
+    elif fmt == "custom-columns":
+        docs = [manifest.to_dict(o) for o in objs]
+        out.write(table_text(custom_column_rows(custom_columns(arg), docs, headers)))
     else:
-        raise ValueError(f"unable to match a printer suitable for the output format \"{output}\", "
-                         "allowed formats are: json,name,wide,yaml")
+        out.write(table_text(table(info, objs, wide=output == "wide", all_namespaces=all_namespaces,
+                                   show_labels=show_labels, headers=headers, now=now)))

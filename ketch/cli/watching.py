@@ -1,0 +1,50 @@
+"""Waiting on the API without polling: list once, then follow a watch from the list's version.
+
+`states()` yields the current set of matching objects after the list and again after every
+change, so a verb states what it waits for as a predicate over that set (`wait`, `delete
+--wait`, `rollout status`, `drain`, `local up`). A watch that ends or falls out of the server's
+window ("too old resource version") is resumed by listing again, as an informer does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ketch.api import errors
+from ketch.client.clientset import Client
+
+Key = tuple[str, str]
+
+
+def key_of(obj: Any) -> Key:
+    return (obj.metadata.namespace, obj.metadata.name)
+
+
+async def states(client: Client, kind: str, namespace: str = "", label_selector: str = "",
+                 field_selector: str = "") -> AsyncIterator[dict[Key, Any]]:
+    """The matching objects by (namespace, name): after the list, then after every watch event."""
+    current: dict[Key, Any] = {}
+    while True:
+        items, rv = await client.list(kind, namespace, label_selector, field_selector)
+        current.clear()
+        current.update((key_of(o), o) for o in items)
+        yield current
+        try:
+            async for ev in client.watch(kind, namespace, label_selector, field_selector, rv,
+                                         allow_bookmarks=False):
+                if ev.object is None or ev.type == "BOOKMARK":
+                    continue
+                if ev.type == "DELETED":
+                    current.pop(key_of(ev.object), None)
+                else:
+                    current[key_of(ev.object)] = ev.object
+                yield current
+        except errors.Gone:
+            continue
+
+
+async def object_states(client: Client, kind: str, name: str, namespace: str = "") -> AsyncIterator[Any]:
+    """One object's successive states (None while it does not exist)."""
+    async for current in states(client, kind, namespace, field_selector=f"metadata.name={name}"):
+        yield current.get((namespace, name))
