@@ -1,0 +1,270 @@
+"""The agent's wiring: registration, heartbeats, the pod informer and workers, logs, the gRPC
+server, and leaving (detach, or drain with --drain-on-exit).
+
+Start-up order matters for re-adoption: checkpoints are loaded before the pod informer delivers
+its first pods, so a pod the agent ran before is resumed (processes adopted) rather than
+started again; once the informer has synced, checkpointed pods the API no longer has are
+stopped. Everything runs on one event loop; the only other threads are gRPC's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ketch.api import errors
+from ketch.client.cache import DeletedFinalStateUnknown
+from ketch.client.clientset import Client, connect
+from ketch.client.events import EventRecorder
+from ketch.client.informer import Informer
+from ketch.v1 import core_pb2
+
+from .heartbeat import LeaseHeartbeat
+from .limits.cgroups import CgroupManager
+from .limits.watchdog import MemoryWatchdog
+from .podworkers import PodWorkers, WorkerDeps
+from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
+from .runtime import checkpoint
+from .runtime.logs import LogManager
+from .runtime.process import ProcessRuntime
+from .runtime.restarts import BackOff
+from .server import LogSource, NodeAgentServicer, start_server
+from .statusmanager import StatusManager
+
+log = logging.getLogger("ketch.agent")
+
+
+@dataclass
+class AgentConfig:
+    server: str
+    node_name: str
+    data_dir: Path
+    labels: dict[str, str] = field(default_factory=dict)
+    heartbeat_interval: float = 10.0
+    backoff_base: float = 10.0
+    backoff_max: float = 300.0
+    drain_on_exit: bool = False
+    listen: str = ""
+    log_retention: float = 3600.0
+    log_max_size: int = 10 * 1024 * 1024
+    status_interval: float = 0.05
+    node_status_report: float | None = None
+    use_cgroups: bool = True
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        self.pods_root = cfg.data_dir / "pods"
+        self.stopping = False
+        self.client: Client | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._reregister = asyncio.Event()
+        self.port = 0
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        cfg = self.cfg
+        self.pods_root.mkdir(parents=True, exist_ok=True)
+        host_ip = node_ip_for(cfg.server)
+        self.runtime = ProcessRuntime()
+        self.runtime.install()
+        self.cgroups = CgroupManager.detect() if cfg.use_cgroups else None
+        self.client = client = connect(cfg.server)
+        self.pod_informer = Informer(client, "Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.pod_informer.add_indexer("uid", lambda p: [p.metadata.uid])
+        self.node_informer = Informer(client, "Node", field_selector=f"metadata.name={cfg.node_name}")
+        self.status = StatusManager(client, self._cached_pod, cfg.status_interval)
+        self.logs = LogManager(cfg.log_max_size)
+        self.watchdog = MemoryWatchdog()
+        self.recorder = EventRecorder(client, "kubelet", cfg.node_name)
+        _, allocatable = capacity(cfg.data_dir)
+        self.deps = WorkerDeps(
+            node_name=cfg.node_name, host_ip=host_ip, pods_root=self.pods_root, client=client,
+            runtime=self.runtime, status=self.status, logs=self.logs,
+            backoff=BackOff(cfg.backoff_base, cfg.backoff_max), watchdog=self.watchdog,
+            cgroups=self.cgroups, recorder=self.recorder, allocatable=allocatable)
+        self.workers = PodWorkers(self.deps)
+
+        listen = cfg.listen or ("127.0.0.1:0" if host_ip == "127.0.0.1" else "0.0.0.0:0")
+        source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs)
+        self.server, self.port = await start_server(
+            NodeAgentServicer(cfg.node_name, source, self._running_containers), listen)
+        log.info("agent %s: serving logs and stats on %s (port %d), node address %s",
+                 cfg.node_name, listen, self.port, host_ip)
+
+        report = cfg.node_status_report or min(300.0, max(6 * cfg.heartbeat_interval, 1.0))
+        self.registrar = NodeRegistrar(client, NodeConfig(cfg.node_name, cfg.data_dir, cfg.labels, host_ip, self.port),
+                                       lambda: self.node_informer.get("", cfg.node_name), report)
+        self.heartbeat = LeaseHeartbeat(client, cfg.node_name, cfg.heartbeat_interval, lambda: self.registrar.uid)
+        if not await self._register(stop):
+            await self._close()
+            return 0
+
+        self.workers.load_checkpoints()
+        self.status.start()
+        self.watchdog.start()
+        self.pod_informer.add_handler(self.workers.update, lambda old, new: self.workers.update(new),
+                                      self._pod_deleted)
+        self.node_informer.add_handler(on_delete=self._node_deleted)
+        self.pod_informer.start()
+        self.node_informer.start()
+        self._spawn(self._heartbeat_loop(), "heartbeat")
+        self._spawn(self._log_loop(), "log-sampler")
+        self._spawn(self._gc_loop(), "log-retention")
+        self._spawn(self._after_sync(), "adopt")
+
+        await stop.wait()
+        await self.shutdown()
+        return 0
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def _register(self, stop: asyncio.Event) -> bool:
+        """Register the Node, retrying until the API answers (or we are told to stop)."""
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                await self.registrar.register()
+                await self.heartbeat.renew()
+                return True
+            except errors.StatusError as err:
+                log.info("cannot register node %s yet (%s); retrying in %.1fs", self.cfg.node_name, err, backoff)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), backoff)
+            backoff = min(backoff * 2, 5.0)
+        return False
+
+    async def _after_sync(self) -> None:
+        await self.pod_informer.wait_for_sync()
+        await self.workers.reap_orphans()
+
+    # -- informer glue -------------------------------------------------------------------------
+
+    def _cached_pod(self, uid: str) -> core_pb2.Pod | None:
+        found = self.pod_informer.by_index("uid", uid)
+        return found[0] if found else None
+
+    def _pod_deleted(self, obj: Any) -> None:
+        if isinstance(obj, DeletedFinalStateUnknown):
+            obj = obj.obj
+        if obj is not None:
+            self.workers.delete(obj)
+
+    def _node_deleted(self, obj: Any) -> None:
+        if isinstance(obj, DeletedFinalStateUnknown):
+            obj = obj.obj
+        if not self.stopping and obj is not None and obj.metadata.uid == self.registrar.uid:
+            log.warning("node %s was deleted while the agent runs: registering it again", self.cfg.node_name)
+            self._reregister.set()
+
+    def _live_record(self, uid: str) -> checkpoint.PodRecord | None:
+        worker = self.workers.worker(uid)
+        return worker.record if worker is not None else None
+
+    def _running_containers(self) -> list[tuple[str, str, str, int]]:
+        out = []
+        for worker in list(self.workers.workers.values()):
+            for name, handle in list(worker.handles.items()):
+                out.append((worker.record.namespace, worker.record.name, name, handle.pid))
+        return out
+
+    # -- periodic work -------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.cfg.heartbeat_interval
+        backoff = 0.2
+        while True:
+            try:
+                if self._reregister.is_set():
+                    self._reregister.clear()
+                    await self.registrar.register()
+                await self.heartbeat.renew()
+                await self.registrar.report()
+                backoff = 0.2
+                delay = interval
+            except errors.StatusError as err:
+                log.info("heartbeat failed (%s); retrying in %.1fs", err, backoff)
+                delay = min(backoff, interval)
+                backoff = min(backoff * 2, 7.0)
+            except Exception:
+                log.exception("heartbeat failed")
+                delay = min(backoff, interval)
+                backoff = min(backoff * 2, 7.0)
+            await asyncio.sleep(delay)
+
+    async def _log_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.logs.tick()
+            except Exception:
+                log.exception("log sampling failed")
+
+    async def _gc_loop(self) -> None:
+        """Remove the files of pods gone from the API longer than the retention period."""
+        period = max(1.0, min(60.0, self.cfg.log_retention / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.collect_garbage(time.time())
+            except Exception:
+                log.exception("log retention pass failed")
+
+    def collect_garbage(self, now: float) -> None:
+        for pod_dir, rec in checkpoint.load_all(self.pods_root):
+            if rec.gone_at is None or self.workers.worker(rec.uid) is not None:
+                continue
+            sandbox = pod_dir / "sandbox"
+            if sandbox.exists():
+                shutil.rmtree(sandbox, ignore_errors=True)
+            if now - rec.gone_at > self.cfg.log_retention:
+                shutil.rmtree(pod_dir, ignore_errors=True)
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        if self.cfg.drain_on_exit:
+            log.info("draining node %s before exiting", self.cfg.node_name)
+            with contextlib.suppress(errors.StatusError):
+                await self.registrar.cordon()
+            await self.workers.drain()
+            with contextlib.suppress(errors.StatusError):
+                await self.status.flush()
+        else:
+            await self.workers.detach_all()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.cfg.drain_on_exit:
+            with contextlib.suppress(errors.StatusError):
+                await self.registrar.delete()
+            with contextlib.suppress(errors.StatusError):
+                await self.heartbeat.delete()
+            log.info("node %s removed", self.cfg.node_name)
+        await self._close()
+
+    async def _close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.pod_informer.stop()
+            await self.node_informer.stop()
+        await self.status.stop()
+        await self.watchdog.stop()
+        with contextlib.suppress(Exception):
+            await self.recorder.close()
+        with contextlib.suppress(Exception):
+            await self.server.stop(grace=0.5)
+        self.runtime.close()
+        if self.client is not None:
+            await self.client.close()

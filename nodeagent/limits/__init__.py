@@ -1,0 +1,1 @@
+"""resources.limits enforcement: cgroups where the host allows, a watchdog otherwise."""

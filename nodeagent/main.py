@@ -1,0 +1,104 @@
+"""ketch-agent: flags to wiring. See `ketch-agent --help`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from ketch.api import durations, quantity
+
+from .agent import Agent, AgentConfig
+
+
+def _duration(text: str) -> float:
+    try:
+        return durations.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _labels(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"invalid label {part!r}: use k=v,k2=v2")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _size(text: str) -> int:
+    try:
+        return quantity.to_bytes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: {err}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ketch-agent", description="The Ketch node agent: runs the pods bound "
+                                "to its node as processes.")
+    p.add_argument("--server", default=os.environ.get("KETCH_SERVER", "127.0.0.1:6443"),
+                   help="API server HOST:PORT[,HOST:PORT] (default $KETCH_SERVER or 127.0.0.1:6443)")
+    p.add_argument("--node-name", default=socket.gethostname().lower(), help="the Node's name (default: hostname)")
+    p.add_argument("--data-dir", default="./ketch-agent-data", help="checkpoints, logs and pod working dirs")
+    p.add_argument("--labels", type=_labels, default={}, metavar="k=v,k2=v2", help="extra Node labels")
+    p.add_argument("--heartbeat-interval", type=_duration, default=10.0, metavar="DURATION",
+                   help="Lease renewal period (default 10s)")
+    p.add_argument("--crash-loop-backoff-base", type=_duration, default=10.0, metavar="DURATION",
+                   help="first crash-loop back-off, doubling (default 10s)")
+    p.add_argument("--crash-loop-backoff-max", type=_duration, default=300.0, metavar="DURATION",
+                   help="crash-loop back-off cap (default 5m); reset after 2x this of running")
+    p.add_argument("--drain-on-exit", action="store_true",
+                   help="on SIGTERM: cordon, stop pods gracefully and delete the Node (default: leave pods running)")
+    p.add_argument("--listen", default="", metavar="HOST:PORT",
+                   help="the agent's gRPC server for logs and stats (default: any free port, on 127.0.0.1 "
+                        "when the API server is on loopback, else on all interfaces)")
+    p.add_argument("--log-retention", type=_duration, default=3600.0, metavar="DURATION",
+                   help="keep logs of pods gone from the API this long (default 1h)")
+    p.add_argument("--log-max-size", type=_size, default=10 * 1024 * 1024, metavar="SIZE",
+                   help="rotate a container log file above this size (default 10Mi)")
+    p.add_argument("--node-status-report-frequency", type=_duration, default=None, metavar="DURATION",
+                   help="write node status at least this often (default min(5m, 6 heartbeats))")
+    p.add_argument("--no-cgroups", action="store_true", help="enforce memory limits with the watchdog only")
+    p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
+    return p
+
+
+async def run(args: argparse.Namespace) -> int:
+    cfg = AgentConfig(
+        server=args.server, node_name=args.node_name, data_dir=Path(args.data_dir).absolute(),
+        labels=args.labels, heartbeat_interval=args.heartbeat_interval,
+        backoff_base=args.crash_loop_backoff_base, backoff_max=args.crash_loop_backoff_max,
+        drain_on_exit=args.drain_on_exit, listen=args.listen, log_retention=args.log_retention,
+        log_max_size=args.log_max_size, node_status_report=args.node_status_report_frequency,
+        use_cgroups=not args.no_cgroups,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await Agent(cfg).run(stop)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

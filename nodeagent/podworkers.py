@@ -1,0 +1,745 @@
+"""Pod workers: one sequential worker per pod UID, as the kubelet's pod workers.
+
+The informer's handlers only hand the latest pod to its worker (`PodWorkers.update`); the worker
+loop wakes on that, on a container exit, on a probe result or on a timer (crash-loop back-off,
+activeDeadlineSeconds), and each pass (`_step`) starts what should run: init containers in
+order, then the containers, restarting them per restartPolicy. Status goes out through the
+StatusManager (batched), every start and exit is checkpointed on disk, and a worker whose pod
+is finished (terminal, or deleted and stopped) drops everything but its files: finished pods
+cost the agent no memory beyond the informer's copy and a uid in `finished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ketch.api import durations, errors, quantity, timeutil
+from ketch.client.clientset import Client
+from ketch.v1 import core_pb2
+
+from . import envvars
+from .limits.cgroups import Cgroup, CgroupManager
+from .limits.watchdog import MemoryWatchdog
+from .probes import ExecContext, ProbeWorker, has_handler
+from .runtime import checkpoint, logs
+from .runtime.checkpoint import PodRecord, Proc
+from .runtime.interface import ExitInfo, Handle, LaunchSpec, StartError
+from .runtime.process import ProcessRuntime
+from .runtime.restarts import BackOff, init_should_restart, should_restart
+from .status import TERMINAL_PHASES, ContainerRun, PodRun, Terminated, compute_status, container_id, restart_policy
+from .statusmanager import StatusManager
+
+log = logging.getLogger(__name__)
+
+MIN_GRACE = 2.0  # the kubelet's minimumGracePeriodInSeconds
+DEFAULT_GRACE = 30
+UNKNOWN_EXIT = 137
+CONFIG_RETRY = 10.0
+ORPHAN_GRACE = 10.0
+DEADLINE_REASON = "DeadlineExceeded"
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+SHUTDOWN_REASON = "Terminated"
+SHUTDOWN_MESSAGE = "Pod was terminated in response to imminent node shutdown."
+
+
+@dataclass
+class WorkerDeps:
+    """What every pod worker shares: the node's identity and the agent's services."""
+
+    node_name: str
+    host_ip: str
+    pods_root: Path
+    client: Client
+    runtime: ProcessRuntime
+    status: StatusManager
+    logs: logs.LogManager
+    backoff: BackOff
+    watchdog: MemoryWatchdog
+    cgroups: CgroupManager | None = None
+    recorder: Any = None
+    allocatable: dict[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.time
+
+    def event(self, pod: core_pb2.Pod, etype: str, reason: str, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.event(pod, etype, reason, message)
+
+
+def exit_reason(exit_code: int, oom: bool) -> str:
+    if oom:
+        return "OOMKilled"
+    return "Completed" if exit_code == 0 else "Error"
+
+
+def _grace_of_pod(pod: core_pb2.Pod) -> float:
+    spec = pod.spec
+    if spec.HasField("termination_grace_period_seconds"):
+        return float(max(spec.termination_grace_period_seconds, 0))
+    return float(DEFAULT_GRACE)
+
+
+def deletion_grace(pod: core_pb2.Pod) -> float:
+    md = pod.metadata
+    if md.HasField("deletion_grace_period_seconds"):
+        return float(max(md.deletion_grace_period_seconds, 0))
+    return _grace_of_pod(pod)
+
+
+def _security(pod: core_pb2.Pod, c: core_pb2.Container) -> tuple[int | None, int | None]:
+    """(uid, gid) to run as: only when the agent is root, container settings over the pod's."""
+    if os.geteuid() != 0:
+        return None, None
+    psc, csc = pod.spec.security_context, c.security_context
+    uid = csc.run_as_user if csc.HasField("run_as_user") else (
+        psc.run_as_user if psc.HasField("run_as_user") else None)
+    gid = csc.run_as_group if csc.HasField("run_as_group") else (
+        psc.run_as_group if psc.HasField("run_as_group") else None)
+    if uid == 0 and gid in (None, 0):
+        return None, None
+    return uid, gid
+
+
+def _limits(c: core_pb2.Container) -> tuple[int | None, int | None]:
+    """(memory bytes, cpu millicores) from resources.limits."""
+    mem = cpu = None
+    lim = c.resources.limits
+    with contextlib.suppress(ValueError):
+        if "memory" in lim:
+            mem = quantity.to_bytes(lim["memory"])
+    with contextlib.suppress(ValueError):
+        if "cpu" in lim:
+            cpu = quantity.millicores(lim["cpu"])
+    return mem, cpu
+
+
+class PodWorker:
+    def __init__(self, deps: WorkerDeps, pod: core_pb2.Pod, record: PodRecord | None,
+                 on_done: Callable[[PodWorker], None]) -> None:
+        self.deps = deps
+        self.pod = pod
+        self.uid = pod.metadata.uid
+        self.pod_dir = deps.pods_root / self.uid
+        self.record = record or PodRecord(self.uid, pod.metadata.namespace, pod.metadata.name, PodRun())
+        self.recovered = record is not None
+        self.handles: dict[str, Handle] = {}
+        self.cgroups: dict[str, Cgroup] = {}
+        self.probes: dict[str, list[ProbeWorker]] = {}
+        self.exec_ctx: dict[str, ExecContext] = {}
+        self.gone = False  # removed from the API
+        self.shutdown = False  # the node is leaving (drain)
+        self.killing: dict[str, str] = {}
+        self._wake = asyncio.Event()
+        self._on_done = on_done
+        self.task: asyncio.Task[None] | None = None
+
+    # -- inputs (called from informer handlers: quick, no I/O) ---------------------------------
+
+    def start(self) -> None:
+        self.deps.status.register(self.uid, self.compute_status)
+        self.task = asyncio.get_running_loop().create_task(self._main(), name=f"pod-{self.uid}")
+
+    def update(self, pod: core_pb2.Pod) -> None:
+        self.pod = pod
+        self._wake.set()
+        self.deps.status.mark(self.uid)
+
+    def removed(self) -> None:
+        self.gone = True
+        self._wake.set()
+
+    def stop_for_shutdown(self) -> None:
+        self.shutdown = True
+        self._wake.set()
+
+    def compute_status(self) -> core_pb2.PodStatus | None:
+        return compute_status(self.pod, self.record.run, self.deps.host_ip)
+
+    def run_active(self, container: str, run: int) -> bool:
+        cr = self.record.run.containers.get(container)
+        return cr is not None and cr.state == "running" and cr.restart_count == run and container in self.handles
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        try:
+            self._prepare()
+            while True:
+                timer = await self._sync()
+                if timer is None:
+                    break
+                self._publish()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timer if timer < float("inf") else None)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+            await self._finish()
+        except asyncio.CancelledError:
+            # The agent is exiting and leaves its pods running: just stop watching.
+            self._detach()
+            raise
+        except Exception:
+            log.exception("pod %s/%s: worker failed", self.record.namespace, self.record.name)
+            self._detach()
+            self._on_done(self)
+
+    def _prepare(self) -> None:
+        rec = self.record
+        run = rec.run
+        pod = self.pod
+        rec.namespace, rec.name = pod.metadata.namespace, pod.metadata.name
+        rec.container_names = [c.name for c in [*pod.spec.init_containers, *pod.spec.containers]]
+        if run.start_time is None:
+            run.start_time = self.deps.clock()
+        (self.pod_dir / "sandbox").mkdir(parents=True, exist_ok=True)
+        for c in pod.spec.init_containers:
+            run.containers.setdefault(c.name, ContainerRun(
+                c.name, c.image, init=True, sidecar=c.HasField("restart_policy") and c.restart_policy == "Always",
+                waiting_reason="PodInitializing"))
+        for c in pod.spec.containers:
+            run.containers.setdefault(c.name, ContainerRun(
+                c.name, c.image, waiting_reason="PodInitializing" if pod.spec.init_containers else "ContainerCreating"))
+        for name, (backoff, since) in rec.backoff.items():
+            self.deps.backoff.restore(f"{self.uid}/{name}", backoff, since)
+        if self.recovered:
+            self._readopt()
+        self._save()
+
+    async def _sync(self) -> float | None:
+        """One pass. Returns seconds until the next timed check (inf: none), or None when done."""
+        pod, run = self.pod, self.record.run
+        if self.gone:
+            await self._terminate(deletion_grace(pod) if pod.metadata.deletion_timestamp else _grace_of_pod(pod))
+            return None
+        if self.record.finished and not self.handles:
+            return None
+        if self.shutdown:
+            run.reason, run.message = SHUTDOWN_REASON, SHUTDOWN_MESSAGE
+            run.phase_override = "Failed"
+            run.disruption = ("TerminationByKubelet", SHUTDOWN_MESSAGE)
+            await self._terminate(_grace_of_pod(pod))
+            return None
+        if pod.metadata.deletion_timestamp:
+            await self._terminate(deletion_grace(pod))
+            return None
+        if pod.status.phase in TERMINAL_PHASES and not run.terminal:
+            # Someone else made it terminal: nothing may run any more.
+            await self._terminate(_grace_of_pod(pod))
+            return None
+        now = self.deps.clock()
+        deadline = self._deadline()
+        if deadline is not None and now >= deadline:
+            run.reason, run.message, run.phase_override = DEADLINE_REASON, DEADLINE_MESSAGE, "Failed"
+            self.deps.event(pod, "Normal", DEADLINE_REASON, DEADLINE_MESSAGE)
+            await self._terminate(_grace_of_pod(pod))
+            return None
+        timer = self._step(now)
+        if timer is None:
+            # Every container is done and none will restart: stop sidecars, the pod is finished.
+            await self._terminate(_grace_of_pod(pod))
+            return None
+        if deadline is not None:
+            timer = min(timer, max(deadline - now, 0.0))
+        return timer
+
+    def _deadline(self) -> float | None:
+        spec = self.pod.spec
+        if not spec.HasField("active_deadline_seconds") or self.record.run.start_time is None:
+            return None
+        return self.record.run.start_time + spec.active_deadline_seconds
+
+    # -- starting containers -------------------------------------------------------------------
+
+    def _step(self, now: float) -> float | None:
+        """Start or restart what should run; inf/seconds until a timer, None when the pod is done."""
+        spec, run = self.pod.spec, self.record.run
+        policy = restart_policy(spec)
+        timer = float("inf")
+        for c in spec.init_containers:
+            cr = run.containers[c.name]
+            if cr.sidecar:
+                if cr.state != "running":
+                    timer = min(timer, self._start_or_back_off(c, cr, now))
+                if cr.state != "running" or not cr.started:
+                    return timer
+                continue
+            if cr.state == "terminated" and cr.terminated is not None and cr.terminated.exit_code == 0:
+                continue
+            if cr.state == "running":
+                return timer
+            code = self._last_exit(cr)
+            if code is not None and not init_should_restart(policy, code):
+                return None  # an init container failed under restartPolicy Never: the pod failed
+            return min(timer, self._start_or_back_off(c, cr, now))
+        done = True
+        for c in spec.containers:
+            cr = run.containers[c.name]
+            if cr.state == "running":
+                done = False
+                continue
+            code = self._last_exit(cr)
+            if code is None or should_restart(policy, code):
+                done = False
+                timer = min(timer, self._start_or_back_off(c, cr, now))
+        if done and spec.containers:
+            return None
+        return timer
+
+    @staticmethod
+    def _last_exit(cr: ContainerRun) -> int | None:
+        """The exit code of the run that ended last (None: never ran)."""
+        if cr.state == "terminated" and cr.terminated is not None:
+            return cr.terminated.exit_code
+        if cr.state == "waiting" and cr.last is not None and cr.waiting_reason == "CrashLoopBackOff":
+            return cr.last.exit_code
+        return None
+
+    def _start_or_back_off(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
+        """Start c now, or put it in CrashLoopBackOff; seconds until it should be looked at again."""
+        key = f"{self.uid}/{c.name}"
+        ended = cr.terminated if cr.state == "terminated" else (
+            cr.last if cr.waiting_reason == "CrashLoopBackOff" else None)
+        if ended is not None:
+            finished = ended.finished_at or now
+            delay = self.deps.backoff.delay(key, finished, now)
+            if delay > 0:
+                if cr.state != "waiting":
+                    cr.last, cr.terminated, cr.state = ended, None, "waiting"
+                    cr.waiting_reason = "CrashLoopBackOff"
+                    back = durations.format(self.deps.backoff.current(key))
+                    cr.waiting_message = (f"back-off {back} restarting failed container={c.name} "
+                                          f"pod={self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})")
+                    self.deps.event(self.pod, "Warning", "BackOff",
+                                    f"Back-off restarting failed container {c.name} in pod {self.pod.metadata.name}")
+                    self._save()
+                return delay
+            backoff = self.deps.backoff.next(key, finished, now)
+            self.record.backoff[c.name] = (backoff, finished)
+            cr.last, cr.terminated = ended, None
+            cr.restart_count += 1
+        return self._start(c, cr, now)
+
+    def _start(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
+        pod = self.pod
+        try:
+            env = envvars.container_env(pod, c, self.deps.host_ip, self.deps.allocatable)
+        except ValueError as err:
+            cr.state, cr.waiting_reason, cr.waiting_message = "waiting", "CreateContainerConfigError", str(err)
+            return CONFIG_RETRY
+        argv = envvars.container_argv(c, env)
+        uid, gid = _security(pod, c)
+        sandbox = self.pod_dir / "sandbox"
+        cwd = c.working_dir or str(sandbox)
+        run_no = cr.restart_count
+        log_file = logs.log_path(self.pod_dir, c.name, run_no)
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            if c.working_dir:
+                Path(cwd).mkdir(parents=True, exist_ok=True)
+            elif uid is not None:
+                os.chown(sandbox, uid, gid if gid is not None else -1)
+        except OSError as err:
+            return self._start_failed(c, cr, now, f"cannot prepare the container: {err}")
+        logs.prune_runs(self.pod_dir, c.name, run_no)
+        mem, cpu = _limits(c)
+        cg = None
+        if self.deps.cgroups is not None and (mem or cpu):
+            cg = self.deps.cgroups.create(f"{self.uid}_{c.name}_{run_no}", mem, cpu)
+        spec = LaunchSpec(argv, env, cwd, str(log_file), uid, gid, cg.procs_files if cg else [])
+        try:
+            handle = self.deps.runtime.start(spec)
+        except StartError as err:
+            if cg is not None:
+                cg.remove()
+            self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
+            return self._start_failed(c, cr, now, str(err))
+        if cg is not None:
+            self.cgroups[c.name] = cg
+        elif mem:
+            self.deps.watchdog.watch(handle.pid, mem)
+        self.exec_ctx[c.name] = ExecContext(env, cwd, uid, gid)
+        self._attach(c, cr, handle)
+        self._save()
+        return float("inf")
+
+    def _start_failed(self, c: core_pb2.Container, cr: ContainerRun, now: float, message: str) -> float:
+        cr.state = "terminated"
+        cr.terminated = Terminated(128, 0, "ContainerCannotRun", message, now, now, "")
+        cr.ready = cr.started = False
+        self._save()
+        self._wake.set()
+        return 0.0
+
+    def _attach(self, c: core_pb2.Container, cr: ContainerRun, handle: Handle) -> None:
+        """Track a running process: state, checkpoint entry, probes, log sampling, exit callback."""
+        cr.state = "running"
+        cr.started_at = handle.started_at
+        cr.container_id = container_id(self.deps.node_name, handle.pid)
+        cr.terminated = None
+        cr.waiting_reason = cr.waiting_message = ""
+        has_startup = c.HasField("startup_probe") and has_handler(c.startup_probe)
+        has_readiness = c.HasField("readiness_probe") and has_handler(c.readiness_probe)
+        cr.started = not has_startup
+        cr.ready = cr.started and not has_readiness
+        self.handles[c.name] = handle
+        self.record.procs[c.name] = Proc(handle.pid, handle.start_ticks, handle.started_at)
+        cg = self.cgroups.get(c.name)
+        if cg is not None:
+            self.record.cgroups[c.name] = [str(cg.memory_dir or ""), str(cg.cpu_dir or "")]
+        self.deps.logs.begin(self.uid, c.name, logs.log_path(self.pod_dir, c.name, cr.restart_count))
+        handle.exited.add_done_callback(lambda fut, name=c.name, h=handle: self._exited(name, h, fut))
+        if has_startup:
+            self._start_probe(c, "startup")
+        else:
+            self._start_probe(c, "liveness")
+            self._start_probe(c, "readiness")
+
+    # -- probes ---------------------------------------------------------------------------------
+
+    def _start_probe(self, c: core_pb2.Container, kind: str) -> None:
+        probe = getattr(c, f"{kind}_probe")
+        if not c.HasField(f"{kind}_probe") or not has_handler(probe):
+            return
+        ctx = self.exec_ctx.get(c.name) or ExecContext(
+            envvars.container_env(self.pod, c, self.deps.host_ip), c.working_dir or str(self.pod_dir / "sandbox"))
+        handle = self.handles[c.name]
+
+        def on_result(k: str, ok: bool, message: str, name: str = c.name, h: Handle = handle) -> None:
+            self._probe_result(name, h, k, ok, message)
+
+        worker = ProbeWorker(kind, probe, c, ctx, self.deps.runtime, on_result)
+        self.probes.setdefault(c.name, []).append(worker)
+        worker.start()
+
+    def _stop_probes(self, name: str) -> None:
+        for worker in self.probes.pop(name, []):
+            worker.stop()
+
+    def _container_spec(self, name: str) -> core_pb2.Container | None:
+        for c in [*self.pod.spec.init_containers, *self.pod.spec.containers]:
+            if c.name == name:
+                return c
+        return None
+
+    def _probe_result(self, name: str, handle: Handle, kind: str, ok: bool, message: str) -> None:
+        cr = self.record.run.containers.get(name)
+        c = self._container_spec(name)
+        if cr is None or c is None or self.handles.get(name) is not handle or not handle.running:
+            return
+        if kind == "readiness":
+            cr.ready = ok and cr.started
+            if not ok:
+                self.deps.event(self.pod, "Warning", "Unhealthy", f"Readiness probe failed: {message}")
+        elif kind == "startup" and ok:
+            cr.started = True
+            cr.ready = not (c.HasField("readiness_probe") and has_handler(c.readiness_probe))
+            self._start_probe(c, "liveness")
+            self._start_probe(c, "readiness")
+            self._wake.set()  # a sidecar that started lets the next init container go
+        elif not ok:  # liveness or startup failed: kill it, restartPolicy decides what follows
+            what = "Liveness" if kind == "liveness" else "Startup"
+            self.deps.event(self.pod, "Warning", "Unhealthy", f"{what} probe failed: {message}")
+            self.deps.event(self.pod, "Normal", "Killing",
+                            f"Container {name} failed {kind} probe, will be restarted")
+            probe = getattr(c, f"{kind}_probe")
+            grace = (float(probe.termination_grace_period_seconds)
+                     if probe.HasField("termination_grace_period_seconds") else _grace_of_pod(self.pod))
+            self._stop_probes(name)
+            self.killing[name] = kind
+            asyncio.get_running_loop().create_task(self.deps.runtime.stop(handle, max(grace, MIN_GRACE)))
+        self.deps.status.mark(self.uid)
+
+    # -- exits ---------------------------------------------------------------------------------
+
+    def _exited(self, name: str, handle: Handle, fut: asyncio.Future[ExitInfo]) -> None:
+        if fut.cancelled() or self.handles.get(name) is not handle:
+            return
+        info = fut.result()
+        del self.handles[name]
+        self._stop_probes(name)
+        self.killing.pop(name, None)
+        cr = self.record.run.containers[name]
+        oom = self.deps.watchdog.unwatch(handle.pid)
+        cg = self.cgroups.pop(name, None)
+        if cg is not None:
+            oom = oom or cg.oom_kills() > 0
+            cg.kill_all()
+            if not cg.remove():
+                asyncio.get_running_loop().call_later(1.0, cg.remove)
+        self.record.cgroups.pop(name, None)
+        self.record.procs.pop(name, None)
+        if info.exit_code is None:
+            t = Terminated(UNKNOWN_EXIT, 0, "ContainerStatusUnknown",
+                           "The container's exit code is unknown: it was adopted after an agent restart and "
+                           "the agent could not wait for it", handle.started_at, info.finished_at, cr.container_id)
+        else:
+            t = Terminated(info.exit_code, info.signal, exit_reason(info.exit_code, oom), "",
+                           handle.started_at, info.finished_at, cr.container_id)
+        cr.state, cr.terminated = "terminated", t
+        cr.started = False
+        cr.ready = cr.init and not cr.sidecar and t.exit_code == 0
+        self.deps.logs.end(self.uid, name)
+        self._save()
+        self._wake.set()
+        self.deps.status.mark(self.uid)
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    async def _terminate(self, grace: float) -> None:
+        """Stop every running container (regular ones first, then sidecars), then mark terminal."""
+        run = self.record.run
+        run.terminal = True
+        regular = [n for n in self.handles if not run.containers[n].sidecar]
+        sidecars = [n for n in self.handles if run.containers[n].sidecar]
+        if regular or sidecars:
+            self.deps.event(self.pod, "Normal", "Killing", "Stopping container " + ", ".join(regular + sidecars))
+        start = self.deps.clock()
+        for group in (regular, list(reversed(sidecars))):
+            if not group:
+                continue
+            left = max(grace - (self.deps.clock() - start), 0.0)
+            for name in group:
+                self._stop_probes(name)
+            await asyncio.gather(*(self._stop_one(name, max(left, MIN_GRACE), start, grace)
+                                   for name in group if name in self.handles))
+        for cr in run.containers.values():
+            if cr.state != "terminated":
+                # Never ran, or waiting to restart: the kubelet reports these as unknown (TerminatePod).
+                cr.state = "terminated"
+                cr.terminated = Terminated(UNKNOWN_EXIT, 0, "ContainerStatusUnknown",
+                                           "The container could not be located when the pod was terminated")
+                cr.ready = cr.started = False
+        run.sandbox_ready = False
+        self.record.finished = True
+        self._save()
+
+    async def _stop_one(self, name: str, grace: float, start: float, requested: float) -> None:
+        handle = self.handles.get(name)
+        if handle is None:
+            return
+        runtime = self.deps.runtime
+        if grace > 0:
+            runtime.signal(handle, 15)
+        deadline = start + max(requested, MIN_GRACE)
+        while handle.running:
+            # A shorter grace period may arrive (a second delete): honour it.
+            if self.pod.metadata.deletion_timestamp and not self.shutdown:
+                deadline = min(deadline, start + max(deletion_grace(self.pod), MIN_GRACE))
+            left = deadline - self.deps.clock()
+            if left <= 0:
+                runtime.signal(handle, 9)
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(handle.exited), min(left, 1.0))
+        with contextlib.suppress(Exception):
+            await handle.exited
+
+    async def _finish(self) -> None:
+        """Report the final status, hand a deleted pod back to the API server, and let go."""
+        if not self.gone:
+            await self.deps.status.flushed(self.uid)
+            pod = self.pod
+            if pod.metadata.deletion_timestamp or self.shutdown:
+                await self._delete_from_api(pod)
+        self._detach()
+        self._on_done(self)
+
+    async def _delete_from_api(self, pod: core_pb2.Pod) -> None:
+        backoff = 0.2
+        while not self.gone:
+            try:
+                await self.deps.client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
+                                              grace_period_seconds=0, uid=self.uid)
+                return
+            except (errors.NotFound, errors.Conflict):
+                return
+            except errors.StatusError as err:
+                log.info("pod %s/%s: final delete failed (%s); retrying", pod.metadata.namespace,
+                         pod.metadata.name, err)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _detach(self) -> None:
+        for name in list(self.probes):
+            self._stop_probes(name)
+        self.deps.status.unregister(self.uid)
+        self.deps.backoff.forget_prefix(self.uid + "/")
+
+    # -- persistence and recovery ------------------------------------------------------------
+
+    def _save(self) -> None:
+        try:
+            checkpoint.save(self.pod_dir, self.record)
+        except OSError as err:
+            log.warning("pod %s: cannot write its checkpoint: %s", self.uid, err)
+
+    def _publish(self) -> None:
+        self.deps.status.mark(self.uid)
+
+    def _readopt(self) -> None:
+        """Take back the processes an earlier agent started, or record that they died meanwhile."""
+        rec, now = self.record, self.deps.clock()
+        for name, proc in list(rec.procs.items()):
+            cr = rec.run.containers.get(name)
+            c = self._container_spec(name)
+            dirs = rec.cgroups.get(name, ["", ""])
+            cg = None
+            if self.deps.cgroups is not None and any(dirs):
+                cg = Cgroup(self.deps.cgroups.version, Path(dirs[0]) if dirs[0] else None,
+                            Path(dirs[1]) if dirs[1] else None)
+            handle = self.deps.runtime.adopt(proc.pid, proc.start_ticks, proc.started_at)
+            if cr is None or c is None:
+                del rec.procs[name]
+                continue
+            if handle is None:
+                del rec.procs[name]
+                oom = cg is not None and cg.oom_kills() > 0
+                if cg is not None:
+                    cg.kill_all()
+                    cg.remove()
+                rec.cgroups.pop(name, None)
+                cr.state = "terminated"
+                cr.terminated = Terminated(
+                    UNKNOWN_EXIT, 0, "OOMKilled" if oom else "ContainerStatusUnknown",
+                    "The container could not be located when the agent restarted: it exited while the agent "
+                    "was down", proc.started_at, now, container_id(self.deps.node_name, proc.pid))
+                cr.ready = False
+                cr.started = False
+                continue
+            log.info("pod %s/%s: adopted container %s (pid %d)", rec.namespace, rec.name, name, proc.pid)
+            if cg is not None:
+                self.cgroups[name] = cg
+            else:
+                mem, _ = _limits(c)
+                if mem:
+                    self.deps.watchdog.watch(proc.pid, mem)
+            self._attach(c, cr, handle)
+
+
+class PodWorkers:
+    """Routes informer events to per-pod workers and remembers which pods are finished."""
+
+    def __init__(self, deps: WorkerDeps) -> None:
+        self.deps = deps
+        self.workers: dict[str, PodWorker] = {}
+        self.finished: set[str] = set()
+        self.recovered: dict[str, PodRecord] = {}
+        self.accepting = True
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def load_checkpoints(self) -> None:
+        for _, rec in checkpoint.load_all(self.deps.pods_root):
+            if rec.gone_at is None:
+                self.recovered[rec.uid] = rec
+
+    # -- informer handlers -------------------------------------------------------------------
+
+    def update(self, pod: core_pb2.Pod) -> None:
+        uid = pod.metadata.uid
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.update(pod)
+            return
+        if uid in self.finished or not self.accepting:
+            return
+        rec = self.recovered.pop(uid, None)
+        if rec is not None and rec.finished and not rec.procs:
+            if pod.status.phase in TERMINAL_PHASES and not pod.metadata.deletion_timestamp:
+                self.finished.add(uid)
+                return
+        elif rec is None and pod.status.phase in TERMINAL_PHASES:
+            return  # finished before this agent knew it: never run it again
+        worker = PodWorker(self.deps, pod, rec, self._done)
+        self.workers[uid] = worker
+        self._idle.clear()
+        worker.start()
+
+    def delete(self, pod: core_pb2.Pod) -> None:
+        uid = pod.metadata.uid
+        self.finished.discard(uid)
+        self.deps.status.forget(uid)
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.removed()
+        else:
+            self._mark_gone(uid)
+
+    def _done(self, worker: PodWorker) -> None:
+        if self.workers.get(worker.uid) is worker:
+            del self.workers[worker.uid]
+        if worker.gone:
+            self._mark_gone(worker.uid)
+        else:
+            self.finished.add(worker.uid)
+        if not self.workers:
+            self._idle.set()
+
+    def _mark_gone(self, uid: str) -> None:
+        pod_dir = self.deps.pods_root / uid
+        rec = checkpoint.load(pod_dir)
+        if rec is not None and rec.gone_at is None:
+            rec.gone_at = self.deps.clock()
+            with contextlib.suppress(OSError):
+                checkpoint.save(pod_dir, rec)
+
+    # -- after the informer synced -----------------------------------------------------------
+
+    async def reap_orphans(self) -> None:
+        """Checkpointed pods the API no longer has: stop their processes, keep their logs."""
+        orphans, self.recovered = self.recovered, {}
+        stops = []
+        for rec in orphans.values():
+            for name, proc in rec.procs.items():
+                handle = self.deps.runtime.adopt(proc.pid, proc.start_ticks, proc.started_at)
+                if handle is not None:
+                    log.info("pod %s/%s is gone from the API: stopping container %s (pid %d)",
+                             rec.namespace, rec.name, name, proc.pid)
+                    stops.append(self.deps.runtime.stop(handle, ORPHAN_GRACE))
+            rec.procs.clear()
+            rec.finished = True
+            rec.gone_at = self.deps.clock()
+            with contextlib.suppress(OSError):
+                checkpoint.save(self.deps.pods_root / rec.uid, rec)
+        await asyncio.gather(*stops, return_exceptions=True)
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def run_active(self, uid: str, container: str, run: int) -> bool:
+        worker = self.workers.get(uid)
+        return worker is not None and worker.run_active(container, run)
+
+    def worker(self, uid: str) -> PodWorker | None:
+        return self.workers.get(uid)
+
+    # -- leaving ---------------------------------------------------------------------------------
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Stop every pod gracefully (node shutdown) and wait for their workers to finish."""
+        self.accepting = False
+        for worker in list(self.workers.values()):
+            worker.stop_for_shutdown()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def detach_all(self) -> None:
+        """The agent exits and leaves its pods running."""
+        self.accepting = False
+        tasks = [w.task for w in self.workers.values() if w.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+
+def format_time(ts: float | None) -> str:
+    return timeutil.format(ts) if ts else ""

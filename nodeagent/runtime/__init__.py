@@ -1,0 +1,1 @@
+"""The process runtime: starting, adopting, signalling and logging container processes."""

@@ -1,0 +1,273 @@
+"""Container logs: one file per run, size-capped, read back for `ketch logs`.
+
+A run's stdout and stderr go straight into `<pod dir>/logs/<container>/<run>.log` (the process
+holds the file itself, so logging survives an agent restart and costs the agent nothing). The
+agent checks the files of running containers every second: a file over the size cap is rotated
+copytruncate-style into `<run>.log.1` (one rotated file kept), and the size is sampled so that
+lines can be given write times (to about a second) for `--timestamps` and `--since`. The
+current and the previous run are kept (`--previous`); older runs are removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ketch.api import timeutil
+
+MAX_SAMPLES = 2048
+CHUNK = 32 * 1024
+
+
+def container_log_dir(pod_dir: Path, container: str) -> Path:
+    return pod_dir / "logs" / container
+
+
+def log_path(pod_dir: Path, container: str, run: int) -> Path:
+    return container_log_dir(pod_dir, container) / f"{run}.log"
+
+
+def prune_runs(pod_dir: Path, container: str, current: int) -> None:
+    """Remove the files of runs older than the previous one."""
+    d = container_log_dir(pod_dir, container)
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(d):
+            run = entry.name.split(".", 1)[0]
+            if run.isdigit() and int(run) < current - 1:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+@dataclass(slots=True)
+class _Active:
+    path: Path
+    samples: list[tuple[int, float]] = field(default_factory=list)
+    rotated_samples: list[tuple[int, float]] = field(default_factory=list)
+    size: int = 0
+
+
+def _thin(samples: list[tuple[int, float]]) -> None:
+    if len(samples) > MAX_SAMPLES:
+        del samples[1:-1:2]
+
+
+def _write_index(path: Path, samples: list[tuple[int, float]]) -> None:
+    if samples:
+        with contextlib.suppress(OSError):
+            path.write_text(json.dumps(samples))
+
+
+def _read_index(path: Path) -> list[tuple[int, float]]:
+    try:
+        return [(int(o), float(t)) for o, t in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+class LogManager:
+    """Watches the log files of running containers: rotation and write-time samples."""
+
+    def __init__(self, max_size: int = 10 * 1024 * 1024, clock: Callable[[], float] = time.time) -> None:
+        self.max_size = max_size
+        self.clock = clock
+        self._active: dict[tuple[str, str], _Active] = {}
+
+    def begin(self, uid: str, container: str, path: Path) -> None:
+        self._active[(uid, container)] = _Active(path)
+
+    def end(self, uid: str, container: str) -> None:
+        """The run is over: sample once more and keep the samples next to the file."""
+        act = self._active.pop((uid, container), None)
+        if act is None:
+            return
+        self._sample(act)
+        _write_index(Path(str(act.path) + ".idx"), act.samples)
+        _write_index(Path(str(act.path) + ".1.idx"), act.rotated_samples)
+
+    def samples(self, path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """(samples of the file, samples of its rotated part)."""
+        for act in self._active.values():
+            if act.path == path:
+                return list(act.samples), list(act.rotated_samples)
+        return _read_index(Path(str(path) + ".idx")), _read_index(Path(str(path) + ".1.idx"))
+
+    def tick(self) -> None:
+        for act in list(self._active.values()):
+            self._sample(act)
+
+    def _sample(self, act: _Active) -> None:
+        try:
+            size = os.stat(act.path).st_size
+        except OSError:
+            return
+        if size == act.size:
+            return
+        now = self.clock()
+        if size < act.size:  # truncated by someone else
+            act.samples.clear()
+        act.samples.append((size, now))
+        _thin(act.samples)
+        act.size = size
+        if size > self.max_size:
+            self._rotate(act)
+
+    def _rotate(self, act: _Active) -> None:
+        rotated = Path(str(act.path) + ".1")
+        tmp = Path(str(act.path) + ".1.tmp")
+        try:
+            shutil.copyfile(act.path, tmp)
+            os.replace(tmp, rotated)
+            os.truncate(act.path, 0)
+        except OSError:
+            return
+        act.rotated_samples = act.samples
+        act.samples = []
+        act.size = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+@dataclass(slots=True)
+class LogOptions:
+    follow: bool = False
+    tail_lines: int | None = None
+    since_seconds: int | None = None
+    limit_bytes: int | None = None
+    timestamps: bool = False
+
+
+def _line_times(data: bytes, samples: list[tuple[int, float]], fallback: float) -> list[tuple[bytes, float]]:
+    """Split data into lines (keeping newlines), each with the time it was written (upper bound)."""
+    lines = data.splitlines(keepends=True)
+    out = []
+    pos, si = 0, 0
+    for line in lines:
+        pos += len(line)
+        while si < len(samples) and samples[si][0] < pos:
+            si += 1
+        out.append((line, samples[si][1] if si < len(samples) else fallback))
+    return out
+
+
+def _stamp(ts: float) -> bytes:
+    whole = int(ts)
+    nanos = round((ts - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    base = timeutil.format(whole)[:-1]
+    return f"{base}.{nanos:09d}Z ".encode()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _read_from(path: Path, offset: int, length: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    except OSError:
+        return b""
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return time.time()
+
+
+def read_lines(path: Path, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
+               opts: LogOptions, now: float) -> tuple[list[tuple[bytes, float]], int]:
+    """The lines of a run's log (rotated part first) after tail/since, and the file's size read."""
+    rotated = Path(str(path) + ".1")
+    current = _read(path)
+    lines: list[tuple[bytes, float]] = []
+    if rotated.exists():
+        lines.extend(_line_times(_read(rotated), samples[1], _mtime(rotated)))
+    lines.extend(_line_times(current, samples[0], _mtime(path)))
+    if opts.since_seconds is not None:
+        cutoff = now - opts.since_seconds
+        lines = [(line, t) for line, t in lines if t >= cutoff]
+    if opts.tail_lines is not None:
+        lines = lines[-opts.tail_lines:] if opts.tail_lines > 0 else []
+    return lines, len(current)
+
+
+def render(lines: list[tuple[bytes, float]], timestamps: bool) -> bytes:
+    if not timestamps:
+        return b"".join(line for line, _ in lines)
+    return b"".join(_stamp(t) + line for line, t in lines)
+
+
+async def stream_log(path: Path, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
+                     opts: LogOptions, is_running: Callable[[], bool],
+                     poll: float = 0.25) -> AsyncIterator[bytes]:
+    """The log as chunks; with follow, keeps sending what the run writes until it ends."""
+    lines, offset = read_lines(path, samples, opts, time.time())
+    budget = opts.limit_bytes if opts.limit_bytes is not None and opts.limit_bytes > 0 else None
+    data = render(lines, opts.timestamps)
+    for i in range(0, len(data), CHUNK):
+        piece = data[i:i + CHUNK]
+        if budget is not None:
+            piece = piece[:budget]
+            budget -= len(piece)
+        if piece:
+            yield piece
+        if budget is not None and budget <= 0:
+            return
+    if not opts.follow:
+        return
+    at_line_start = not data or data.endswith(b"\n")
+    rotated = Path(str(path) + ".1")
+    while True:
+        running = is_running()
+        chunk = b""
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = offset
+        if size < offset:
+            # Rotated: what we had not sent yet went into the rotated file.
+            old = _read(rotated)
+            chunk += old[offset:]
+            offset = 0
+        if size > offset:
+            new = _read_from(path, offset, size - offset)
+            offset += len(new)
+            chunk += new
+        if chunk:
+            if opts.timestamps:
+                out = bytearray()
+                stamp = _stamp(time.time())
+                for line in chunk.splitlines(keepends=True):
+                    if at_line_start:
+                        out += stamp
+                    out += line
+                    at_line_start = line.endswith(b"\n")
+                chunk = bytes(out)
+            else:
+                at_line_start = chunk.endswith(b"\n")
+            if budget is not None:
+                chunk = chunk[:budget]
+                budget -= len(chunk)
+            yield chunk
+            if budget is not None and budget <= 0:
+                return
+            continue
+        if not running:
+            return
+        await asyncio.sleep(poll)

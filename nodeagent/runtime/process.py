@@ -1,0 +1,379 @@
+"""The process runtime: containers as plain processes, each in its own session.
+
+Spawning is hot, so it is plain `subprocess.Popen` (no shell, vfork where CPython can) and one
+reaper for all children: a SIGCHLD handler on the event loop that drains `waitpid(-1, WNOHANG)`
+(asyncio's own subprocess support would start a watcher thread per child). Nothing else in the
+agent may start child processes behind the runtime's back, or the reaper would take their exit
+statuses.
+
+Processes adopted from an earlier agent are not our children: their exit is noticed through a
+pidfd (or by polling), and their exit status, which only a parent can wait for, is picked up
+from the kernel's process-events connector when the agent may listen to it (root). Without it
+the exit code of an adopted process is unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+
+from nodeagent import procfs
+
+from .interface import ExitInfo, Handle, LaunchSpec, StartError
+
+log = logging.getLogger(__name__)
+
+ADOPT_POLL_INTERVAL = 1.0
+
+
+def decode_wait_status(status: int) -> tuple[int, int]:
+    """(exit code, signal) from a wait status; a signal death is reported as 128 + signal."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return 128 + sig, sig
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status), 0
+    return 128, 0
+
+
+def start_error_message(argv: list[str], cwd: str, err: BaseException) -> str:
+    """The message a user sees for a run that could not start, in the style of runc's."""
+    exe = argv[0] if argv else ""
+    if isinstance(err, FileNotFoundError):
+        if err.filename and str(err.filename) == cwd:
+            return f'chdir to cwd ("{cwd}") set in config.json failed: no such file or directory'
+        if "/" in exe:
+            return f'exec: "{exe}": stat {exe}: no such file or directory'
+        return f'exec: "{exe}": executable file not found in $PATH'
+    if isinstance(err, PermissionError):
+        return f'exec: "{exe}": permission denied'
+    if isinstance(err, NotADirectoryError):
+        return f'exec: "{exe}": not a directory'
+    return f'exec: "{exe}": {err}'
+
+
+def _preexec(cgroup_procs: list[str], uid: int | None, gid: int | None) -> Callable[[], None]:
+    """Join cgroups before exec, then drop privileges (joining needs root)."""
+
+    def run() -> None:
+        pid = str(os.getpid()).encode()
+        for path in cgroup_procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+        if gid is not None:
+            os.setgroups([])
+            os.setregid(gid, gid)
+        if uid is not None:
+            os.setreuid(uid, uid)
+
+    return run
+
+
+class ProcConnector:
+    """Exit statuses of any process, from the kernel's netlink process-events connector.
+
+    Only statuses of pids in `watched` are kept. Needs CAP_NET_ADMIN; `open()` returns None where
+    the connector is not available (not Linux, not root, a network namespace without it).
+    """
+
+    NETLINK_CONNECTOR = 11
+    CN_IDX_PROC = 1
+    CN_VAL_PROC = 1
+    PROC_CN_MCAST_LISTEN = 1
+    PROC_CN_MCAST_IGNORE = 2
+    PROC_EVENT_EXIT = 0x80000000
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.watched: set[int] = set()
+        self.statuses: dict[int, int] = {}
+        self.lossy = False
+
+    @classmethod
+    def open(cls) -> ProcConnector | None:
+        if not hasattr(socket, "AF_NETLINK"):
+            return None
+        try:
+            sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, cls.NETLINK_CONNECTOR)
+        except OSError:
+            return None
+        try:
+            sock.bind((0, cls.CN_IDX_PROC))
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, 33, 8 * 1024 * 1024)  # SO_RCVBUFFORCE
+            sock.setblocking(False)
+            cls._send_op(sock, cls.PROC_CN_MCAST_LISTEN)
+        except OSError:
+            sock.close()
+            return None
+        return cls(sock)
+
+    @classmethod
+    def _send_op(cls, sock: socket.socket, op: int) -> None:
+        payload = struct.pack("I", op)
+        cn = struct.pack("IIIIHH", cls.CN_IDX_PROC, cls.CN_VAL_PROC, 0, 0, len(payload), 0) + payload
+        header = struct.pack("IHHII", 16 + len(cn), 3, 0, 0, 0)  # NLMSG_DONE
+        sock.send(header + cn)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                if err.errno == errno.ENOBUFS:
+                    self.lossy = True
+                    continue
+                return
+            self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        off = 0
+        while off + 16 <= len(data):
+            length = struct.unpack_from("I", data, off)[0]
+            if length < 16:
+                return
+            ev = off + 16 + 20
+            if ev + 32 <= len(data):
+                what = struct.unpack_from("I", data, ev)[0]
+                if what == self.PROC_EVENT_EXIT:
+                    pid, tgid, code = struct.unpack_from("III", data, ev + 16)
+                    if pid == tgid and pid in self.watched:
+                        self.statuses[pid] = code
+            off += (length + 3) & ~3
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._send_op(self.sock, self.PROC_CN_MCAST_IGNORE)
+        self.sock.close()
+
+
+class ProcessRuntime:
+    """Starts, watches, signals and stops container processes. Call install() in the loop first."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, Handle] = {}
+        # Statuses reaped before their pid was registered (cannot happen in one loop; kept safe).
+        self._early: dict[int, int] = {}
+        self._adopted: dict[int, tuple[Handle, int | None]] = {}
+        self._connector: ProcConnector | None = None
+        self._connector_tried = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poll_task: asyncio.Task[None] | None = None
+        self._devnull = -1
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def install(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        self._reap()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_signal_handler(signal.SIGCHLD)
+            for pid, (_, fd) in list(self._adopted.items()):
+                self._forget_adopted(pid, fd)
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+        if self._connector is not None:
+            self._loop and self._loop.remove_reader(self._connector.sock.fileno())
+            self._connector.close()
+            self._connector = None
+        if self._devnull >= 0:
+            os.close(self._devnull)
+            self._devnull = -1
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
+              uid: int | None = None, gid: int | None = None, cgroup_procs: list[str] | None = None) -> Handle:
+        """Start argv in a new session with stdout and stderr on the fd stdout."""
+        if not argv:
+            raise StartError("no command given: set command (there is no image entrypoint on a process runtime)")
+        assert self._loop is not None, "install() first"
+        kwargs: dict[str, object] = {}
+        preexec = None
+        if cgroup_procs:
+            preexec = _preexec(cgroup_procs, uid, gid)
+        else:
+            if uid is not None:
+                kwargs["user"] = uid
+            if gid is not None:
+                kwargs["group"] = gid
+                kwargs["extra_groups"] = []
+        started_at = time.time()
+        try:
+            proc = subprocess.Popen(argv, stdin=self._devnull, stdout=stdout, stderr=stdout, cwd=cwd, env=env,
+                                    start_new_session=True, close_fds=True, preexec_fn=preexec,
+                                    **kwargs)  # type: ignore[call-overload]
+        except (OSError, subprocess.SubprocessError, ValueError) as err:
+            raise StartError(start_error_message(argv, cwd, err)) from err
+        pid = proc.pid
+        # The reaper owns the exit status; keep Popen's own bookkeeping from ever waiting on it.
+        proc.returncode = 0
+        ticks = procfs.start_ticks(pid) or 0
+        handle = Handle(pid, ticks, started_at, self._loop.create_future())
+        early = self._early.pop(pid, None)
+        if early is not None:
+            self._finish(handle, early)
+        else:
+            self._children[pid] = handle
+        return handle
+
+    def start(self, spec: LaunchSpec) -> Handle:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        try:
+            fd = os.open(spec.log_path, flags, 0o640)
+        except OSError as err:
+            raise StartError(f"cannot open the log file {spec.log_path}: {err.strerror}") from err
+        try:
+            if spec.uid is not None:
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, spec.uid, spec.gid if spec.gid is not None else -1)
+            return self.spawn(spec.argv, spec.cwd, spec.env, fd, spec.uid, spec.gid, spec.cgroup_procs)
+        finally:
+            os.close(fd)
+
+    # -- reaping -------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            handle = self._children.pop(pid, None)
+            if handle is None:
+                if len(self._early) < 10000:
+                    self._early[pid] = status
+                continue
+            self._finish(handle, status)
+
+    def _finish(self, handle: Handle, status: int) -> None:
+        code, sig = decode_wait_status(status)
+        # Whatever the run left behind in its process group goes with it, as in a container.
+        with contextlib.suppress(OSError):
+            os.killpg(handle.pid, signal.SIGKILL)
+        if not handle.exited.done():
+            handle.exited.set_result(ExitInfo(code, sig, time.time()))
+
+    # -- adoption ------------------------------------------------------------------------------
+
+    def adopt(self, pid: int, start_ticks: int, started_at: float) -> Handle | None:
+        """Re-attach to a run started by an earlier agent, if pid is still that process."""
+        assert self._loop is not None, "install() first"
+        if procfs.start_ticks(pid) != start_ticks or procfs.is_zombie(pid):
+            return None
+        if not self._connector_tried:
+            self._connector_tried = True
+            self._connector = ProcConnector.open()
+            if self._connector is not None:
+                self._loop.add_reader(self._connector.sock.fileno(), self._connector.drain)
+            else:
+                log.info("process-events connector unavailable: exit codes of adopted processes are unknown")
+        if self._connector is not None:
+            self._connector.watched.add(pid)
+        fd: int | None = None
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            fd = None
+        # Check again now that the pidfd pins the process: the pid must not have been recycled.
+        if procfs.start_ticks(pid) != start_ticks:
+            if fd is not None:
+                os.close(fd)
+            if self._connector is not None:
+                self._connector.watched.discard(pid)
+            return None
+        handle = Handle(pid, start_ticks, started_at, self._loop.create_future(), adopted=True)
+        self._adopted[pid] = (handle, fd)
+        if fd is not None:
+            self._loop.add_reader(fd, self._adopted_exited, pid)
+        elif self._poll_task is None:
+            self._poll_task = self._loop.create_task(self._poll_adopted())
+        return handle
+
+    def _adopted_exited(self, pid: int) -> None:
+        entry = self._adopted.pop(pid, None)
+        if entry is None:
+            return
+        handle, fd = entry
+        self._forget_adopted(pid, fd)
+        status: int | None = None
+        if self._connector is not None:
+            self._connector.drain()
+            status = self._connector.statuses.pop(pid, None)
+            self._connector.watched.discard(pid)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        if handle.exited.done():
+            return
+        if status is None:
+            handle.exited.set_result(ExitInfo(None, 0, time.time()))
+        else:
+            code, sig = decode_wait_status(status)
+            handle.exited.set_result(ExitInfo(code, sig, time.time()))
+
+    def _forget_adopted(self, pid: int, fd: int | None) -> None:
+        self._adopted.pop(pid, None)
+        if fd is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(fd)
+            os.close(fd)
+
+    async def _poll_adopted(self) -> None:
+        while True:
+            await asyncio.sleep(ADOPT_POLL_INTERVAL)
+            for pid, (handle, fd) in list(self._adopted.items()):
+                if fd is None and (procfs.start_ticks(pid) != handle.start_ticks or procfs.is_zombie(pid)):
+                    self._adopted_exited(pid)
+
+    # -- signalling ----------------------------------------------------------------------------
+
+    def signal(self, handle: Handle, sig: int) -> None:
+        if not handle.running:
+            return
+        try:
+            os.killpg(handle.pid, sig)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                os.kill(handle.pid, sig)
+        except PermissionError:
+            log.warning("not permitted to signal process group %d", handle.pid)
+
+    async def stop(self, handle: Handle, grace: float) -> ExitInfo:
+        """SIGTERM the run's process group, wait up to grace seconds, then SIGKILL it."""
+        if handle.running:
+            if grace > 0:
+                self.signal(handle, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(asyncio.shield(handle.exited), grace)
+                except TimeoutError:
+                    pass
+            if handle.running:
+                self.signal(handle, signal.SIGKILL)
+        return await handle.exited
+
+    @property
+    def exit_codes_of_adopted_known(self) -> bool:
+        return self._connector is not None

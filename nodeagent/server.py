@@ -1,0 +1,207 @@
+"""The agent's own gRPC server: the NodeAgent service (PodLogs, NodeStats) the API server proxies.
+
+Logs are found by pod UID (filled in by the API server) or, for a pod that is gone from the API,
+by namespace and name among the pods whose files the agent still keeps; NOT_FOUND tells the API
+server to ask the next node. Errors carry Kubernetes' reason in the `ketch-reason` trailer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import grpc
+import psutil
+
+from ketch.api import errors
+from ketch.v1 import api_pb2, api_pb2_grpc
+
+from . import procfs
+from .runtime import checkpoint, logs
+from .runtime.checkpoint import PodRecord
+
+log = logging.getLogger(__name__)
+
+STATS_SAMPLE = 0.25
+
+
+class LogSource:
+    """What the server needs from the agent: pod records (live or on disk) and run liveness."""
+
+    def __init__(self, pods_root: Path, live_record: Callable[[str], PodRecord | None],
+                 run_active: Callable[[str, str, int], bool], log_manager: logs.LogManager) -> None:
+        self.pods_root = pods_root
+        self.live_record = live_record
+        self.run_active = run_active
+        self.log_manager = log_manager
+
+    def record(self, uid: str) -> PodRecord | None:
+        return self.live_record(uid) or checkpoint.load(self.pods_root / uid)
+
+    def find(self, namespace: str, name: str) -> PodRecord | None:
+        """The most recent pod of that name whose files are kept here."""
+        best: tuple[float, PodRecord] | None = None
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.pods_root):
+                rec = checkpoint.load(Path(entry.path))
+                if rec is None or rec.namespace != namespace or rec.name != name:
+                    continue
+                when = rec.run.start_time or 0.0
+                if best is None or when > best[0]:
+                    best = (when, rec)
+        if best is None:
+            return None
+        return self.live_record(best[1].uid) or best[1]
+
+
+def _pick_container(rec: PodRecord, name: str, container: str) -> str:
+    names = rec.container_names or list(rec.run.containers)
+    if not container:
+        regular = [n for n in names if not rec.run.containers.get(n) or not rec.run.containers[n].init]
+        if len(regular) == 1:
+            return regular[0]
+        raise errors.BadRequest(
+            f"a container name must be specified for pod {name}, choose one of: [{' '.join(regular)}]")
+    if container not in rec.run.containers:
+        raise errors.BadRequest(f"container {container} is not valid for pod {name}")
+    return container
+
+
+def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[Path, Callable[[], bool], tuple]:
+    """Resolve a request to (log file, is-the-run-still-going, samples); raises StatusError."""
+    rec = source.record(req.pod_uid) if req.pod_uid else source.find(req.namespace or "default", req.name)
+    if rec is None:
+        if req.pod_uid:
+            # The pod is bound here but nothing of it has started yet.
+            what = f'container "{req.container}"' if req.container else "the container"
+            raise errors.BadRequest(f'{what} in pod "{req.name}" is waiting to start: ContainerCreating')
+        raise errors.NotFound(f'pods "{req.name}" not found')
+    container = _pick_container(rec, req.name, req.container)
+    cr = rec.run.containers[container]
+    pod_dir = source.pods_root / rec.uid
+    run = cr.restart_count
+    if req.previous:
+        run -= 1
+        path = logs.log_path(pod_dir, container, run)
+        if run < 0 or not path.exists():
+            raise errors.BadRequest(f'previous terminated container "{container}" in pod "{req.name}" not found')
+        return path, lambda: False, source.log_manager.samples(path)
+    path = logs.log_path(pod_dir, container, run)
+    if not path.exists():
+        reason = cr.waiting_reason or "ContainerCreating"
+        raise errors.BadRequest(f'container "{container}" in pod "{req.name}" is waiting to start: {reason}')
+    uid = rec.uid
+    return path, lambda: source.run_active(uid, container, run), source.log_manager.samples(path)
+
+
+async def pod_logs(source: LogSource, req: api_pb2.PodLogsRequest) -> AsyncIterator[api_pb2.LogChunk]:
+    path, running, samples = open_log(source, req)
+    opts = logs.LogOptions(
+        follow=req.follow,
+        tail_lines=req.tail_lines if req.HasField("tail_lines") else None,
+        since_seconds=req.since_seconds if req.HasField("since_seconds") else None,
+        limit_bytes=req.limit_bytes if req.HasField("limit_bytes") else None,
+        timestamps=req.timestamps,
+    )
+    async for data in logs.stream_log(path, samples, opts, running):
+        yield api_pb2.LogChunk(data=data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stats
+
+def _cpu_busy() -> float:
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+async def node_stats(node: str, containers: Callable[[], list[tuple[str, str, str, int]]]) -> api_pb2.NodeStatsResponse:
+    """Usage of the node and of each pod's containers, from two samples STATS_SAMPLE apart.
+
+    containers() lists (namespace, pod, container, session id) of the running containers.
+    """
+    cpus = psutil.cpu_count() or 1
+    running = containers()
+    sids = {sid for *_, sid in running}
+    t0, busy0 = time.monotonic(), _cpu_busy()
+    before = procfs.scan_sessions(sids) if sids else {}
+    await asyncio.sleep(STATS_SAMPLE)
+    t1, busy1 = time.monotonic(), _cpu_busy()
+    after = procfs.scan_sessions(sids) if sids else {}
+    elapsed = max(t1 - t0, 1e-3)
+    vm = psutil.virtual_memory()
+    resp = api_pb2.NodeStatsResponse()
+    resp.node.name = node
+    resp.node.cpu_millicores = int(max(busy1 - busy0, 0.0) / elapsed * 1000)
+    resp.node.memory_bytes = int(vm.total - vm.available)
+    resp.node.cpu_capacity_millicores = cpus * 1000
+    resp.node.memory_capacity_bytes = int(vm.total)
+    pods: dict[tuple[str, str], api_pb2.PodUsage] = {}
+    for ns, pod, container, sid in running:
+        a, b = after.get(sid), before.get(sid)
+        usage = api_pb2.ResourceUsage(name=container)
+        if a is not None:
+            usage.memory_bytes = a.rss_bytes
+            if b is not None:
+                usage.cpu_millicores = int(max(a.cpu_ticks - b.cpu_ticks, 0) / procfs.CLK_TCK / elapsed * 1000)
+        entry = pods.get((ns, pod))
+        if entry is None:
+            entry = pods[(ns, pod)] = api_pb2.PodUsage(namespace=ns, name=pod)
+            entry.usage.name = pod
+        entry.containers.append(usage)
+        entry.usage.cpu_millicores += usage.cpu_millicores
+        entry.usage.memory_bytes += usage.memory_bytes
+    resp.pods.extend(pods.values())
+    return resp
+
+
+# ---------------------------------------------------------------------------------------------
+# gRPC
+
+_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
+    def __init__(self, node: str, source: LogSource,
+                 containers: Callable[[], list[tuple[str, str, str, int]]]) -> None:
+        self.node = node
+        self.source = source
+        self.containers = containers
+
+    async def _abort(self, context: grpc.aio.ServicerContext, err: errors.StatusError) -> None:
+        await context.abort(_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), err.message,
+                            trailing_metadata=(("ketch-reason", err.reason),))
+
+    async def PodLogs(self, request, context):  # type: ignore[no-untyped-def]
+        try:
+            async for chunk in pod_logs(self.source, request):
+                yield chunk
+        except errors.StatusError as err:
+            await self._abort(context, err)
+        except Exception as err:
+            log.exception("PodLogs failed")
+            await self._abort(context, errors.InternalError(f"internal error: {err}"))
+
+    async def NodeStats(self, request, context):  # type: ignore[no-untyped-def]
+        if request.node and request.node != self.node:
+            await self._abort(context, errors.NotFound(f'nodes "{request.node}" not found'))
+        try:
+            return await node_stats(self.node, self.containers)
+        except Exception as err:
+            log.exception("NodeStats failed")
+            await self._abort(context, errors.InternalError(f"internal error: {err}"))
+
+
+async def start_server(servicer: NodeAgentServicer, listen: str) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    api_pb2_grpc.add_NodeAgentServicer_to_server(servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    return server, port

@@ -1,0 +1,207 @@
+"""Pod status writes, batched: one Batch of status updates every ~50 ms for all pods that changed.
+
+Workers only mark their pod dirty; at flush time the manager asks each dirty pod's worker for its
+status, lays it over the latest copy of the pod (the informer's, or the object the last write
+returned if that is newer) and sends an update only when the result differs, so nothing is
+written when nothing changed and the latest state always wins. Each update is a compare-and-swap
+on the resourceVersion: on Conflict the pod is read again and the status re-applied on the next
+round; when the API is unreachable everything stays dirty and is retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from ketch.api import errors
+from ketch.client.clientset import Batch, Client
+from ketch.v1 import core_pb2
+
+from .status import merge_status, status_changed
+
+log = logging.getLogger(__name__)
+
+MAX_OPS = 500
+StatusFn = Callable[[], core_pb2.PodStatus | None]
+
+
+def _rv(pod: core_pb2.Pod) -> int:
+    try:
+        return int(pod.metadata.resource_version or 0)
+    except ValueError:
+        return 0
+
+
+class StatusManager:
+    def __init__(self, client: Client, cached: Callable[[str], core_pb2.Pod | None],
+                 interval: float = 0.05, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.cached = cached  # uid -> the informer's copy
+        self.interval = interval
+        self.clock = clock
+        self._providers: dict[str, StatusFn] = {}
+        self._dirty: dict[str, None] = {}
+        self._written: dict[str, core_pb2.Pod] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.writes = 0
+        self.batches = 0
+
+    # -- used by workers -----------------------------------------------------------------------
+
+    def register(self, uid: str, provider: StatusFn) -> None:
+        self._providers[uid] = provider
+
+    def unregister(self, uid: str) -> None:
+        self._providers.pop(uid, None)
+        self._dirty.pop(uid, None)
+        self._written.pop(uid, None)
+        self._resolve(uid)
+
+    def mark(self, uid: str) -> None:
+        self._dirty[uid] = None
+        self._wake.set()
+
+    async def flushed(self, uid: str) -> None:
+        """Return once the pod's current status is in the API (or the pod is gone)."""
+        self.mark(uid)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(uid, []).append(fut)
+        await fut
+
+    def latest(self, uid: str) -> core_pb2.Pod | None:
+        cached = self.cached(uid)
+        written = self._written.get(uid)
+        if written is None:
+            return cached
+        if cached is not None and _rv(cached) >= _rv(written):
+            del self._written[uid]
+            return cached
+        return written
+
+    def forget(self, uid: str) -> None:
+        """The pod is gone from the API."""
+        self._written.pop(uid, None)
+        self._dirty.pop(uid, None)
+        self._resolve(uid)
+
+    # -- running -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="pod-status")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _resolve(self, uid: str) -> None:
+        for fut in self._waiters.pop(uid, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+                backoff = 0.1
+            except errors.StatusError as err:
+                log.info("writing pod statuses failed (%s); retrying in %.1fs", err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
+            except Exception:
+                log.exception("writing pod statuses failed")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.set()
+
+    def _collect(self) -> tuple[Batch, list[str]]:
+        batch = Batch()
+        uids: list[str] = []
+        now = self.clock()
+        for uid in list(self._dirty):
+            if len(batch) >= MAX_OPS:
+                self._wake.set()
+                break
+            del self._dirty[uid]
+            provider = self._providers.get(uid)
+            pod = self.latest(uid)
+            if provider is None or pod is None:
+                self._resolve(uid)
+                continue
+            computed = provider()
+            if computed is None:
+                self._resolve(uid)
+                continue
+            merged = merge_status(pod, computed, now)
+            if not status_changed(pod, merged):
+                self._resolve(uid)
+                continue
+            out = core_pb2.Pod(api_version="v1", kind="Pod")
+            md = out.metadata
+            md.name, md.namespace, md.uid = pod.metadata.name, pod.metadata.namespace, pod.metadata.uid
+            md.resource_version = pod.metadata.resource_version
+            out.status.CopyFrom(merged)
+            batch.update_status(out)
+            uids.append(uid)
+        return batch, uids
+
+    async def flush(self) -> None:
+        batch, uids = self._collect()
+        if not uids:
+            return
+        try:
+            results = await self.client.batch(batch)
+        except errors.StatusError:
+            for uid in uids:
+                self._dirty[uid] = None
+            raise
+        self.batches += 1
+        refetch: list[str] = []
+        for uid, res in zip(uids, results, strict=False):
+            if res.error is None:
+                self.writes += 1
+                if isinstance(res.object, core_pb2.Pod):
+                    self._written[uid] = res.object
+                if uid not in self._dirty:
+                    self._resolve(uid)
+            elif isinstance(res.error, errors.Conflict):
+                refetch.append(uid)
+            elif isinstance(res.error, errors.NotFound):
+                self.forget(uid)
+            else:
+                log.warning("pod %s: status update refused: %s", uid, res.error)
+                self._resolve(uid)
+        for uid in refetch:
+            await self._refetch(uid)
+
+    async def _refetch(self, uid: str) -> None:
+        pod = self.latest(uid)
+        if pod is None:
+            return
+        try:
+            fresh = await self.client.get("Pod", pod.metadata.name, pod.metadata.namespace)
+        except errors.NotFound:
+            self.forget(uid)
+            return
+        except errors.StatusError:
+            self._dirty[uid] = None
+            raise
+        if fresh.metadata.uid != uid:
+            self.forget(uid)
+            return
+        self._written[uid] = fresh
+        self._dirty[uid] = None
+        self._wake.set()
