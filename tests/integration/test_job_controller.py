@@ -43,23 +43,27 @@ class FakeAgent:
         self.conditions = conditions or (lambda pod: [])
         self.informer = Informer(client, "Pod")
         self.todo: asyncio.Queue[str] = asyncio.Queue()
-        self.informer.add_handler(self._enqueue, lambda old, new: self._enqueue(new), None)
+        self.informer.add_handler(self._enqueue, lambda old, new: self._enqueue(new), self._forget)
         self.max_running: dict[str, int] = {}
+        self._running: dict[str, set[str]] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self.paused = False
 
     def _enqueue(self, pod: Any) -> None:
-        self.todo.put_nowait(f"{pod.metadata.namespace}/{pod.metadata.name}")
-        self._observe()
+        key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+        self.todo.put_nowait(key)
+        job = pod.metadata.labels.get("job-name", "")
+        running = self._running.setdefault(job, set())
+        if pod.status.phase in ("Pending", "Running") and not pod.metadata.deletion_timestamp:
+            running.add(key)
+            self.max_running[job] = max(self.max_running.get(job, 0), len(running))
+        else:
+            running.discard(key)
 
-    def _observe(self) -> None:
-        by_job: dict[str, int] = {}
-        for p in self.informer.list():
-            if p.status.phase in ("Pending", "Running") and not p.metadata.deletion_timestamp:
-                job = p.metadata.labels.get("job-name", "")
-                by_job[job] = by_job.get(job, 0) + 1
-        for job, n in by_job.items():
-            self.max_running[job] = max(self.max_running.get(job, 0), n)
+    def _forget(self, pod: Any) -> None:
+        pod = getattr(pod, "obj", pod)
+        self._running.get(pod.metadata.labels.get("job-name", ""), set()).discard(
+            f"{pod.metadata.namespace}/{pod.metadata.name}")
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self.informer.run()), asyncio.create_task(self._work())]

@@ -43,10 +43,26 @@ API_BACKOFF_MAX = 60.0
 MAX_UNCOUNTED_PODS = 500
 MAX_POD_CREATE_DELETE_PER_SYNC = 500
 ORPHAN_INDEX = "job-orphans"  # pods with no controller, by namespace: candidates for adoption
+# Controlled pods that still matter to their Job's sync, by controller uid: not finished, or
+# finished but not yet counted (still holding the tracking finalizer). A big Job's finished and
+# counted pods are the vast majority and change nothing, so a sync skips them.
+UNSETTLED_INDEX = "job-unsettled"
 
 
 def _orphans_by_namespace(pod: Any) -> list[str]:
     return [pod.metadata.namespace] if meta.controller_ref(pod) is None else []
+
+
+def is_settled(pod: Any) -> bool:
+    """Finished and counted: terminal and without the tracking finalizer."""
+    return pod.status.phase in ("Succeeded", "Failed") and TRACKING_FINALIZER not in pod.metadata.finalizers
+
+
+def _unsettled_by_controller(pod: Any) -> list[str]:
+    if is_settled(pod):
+        return []
+    ref = meta.controller_ref(pod)
+    return [ref.uid] if ref is not None else []
 
 
 class JobController(Controller):
@@ -68,9 +84,17 @@ class JobController(Controller):
         self.orphan_queue: WorkQueue[str] = WorkQueue(
             "job_orphan_pod", ItemExponentialFailureRateLimiter(API_BACKOFF_BASE, API_BACKOFF_MAX))
         self._conflicts: dict[str, int] = {}
+        self._last_sync: dict[str, float] = {}  # loop time each Job's last sync started
+        # Jobs whose last creates all succeeded: their next slow start begins with one batch of
+        # everything instead of 1, 2, 4, ... (any failure starts over at 1, as Kubernetes does).
+        self._creates_ok: set[str] = set()
         self.jobs = ctx.informers.informer("Job")
         self.pods = ctx.informers.informer("Pod")
         self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
+        self.pods.add_indexer(UNSETTLED_INDEX, _unsettled_by_controller)
+        # Jobs (by uid) with a settled pod whose labels changed: their next sync looks at every
+        # pod, to release the ones their selector no longer matches.
+        self._relabelled: set[str] = set()
         self.jobs.add_handler(self.add_job, self.update_job, self.delete_job)
         self.pods.add_handler(self.add_pod, self.update_pod, lambda obj: self.delete_pod(obj, final=True))
 
@@ -107,7 +131,15 @@ class JobController(Controller):
         self.queue.add(meta.key_of(job))
 
     def enqueue_batched(self, job: Any) -> None:
-        self.queue.add_after(meta.key_of(job), self.sync_batch_period)
+        """At most one sync per batching period: at once if the last one started a period ago
+        or more (the first event after a quiet spell is not delayed), else at the period's end."""
+        key = meta.key_of(job)
+        last = self._last_sync.get(key)
+        if last is None:
+            delay = self.sync_batch_period
+        else:
+            delay = last + self.sync_batch_period - asyncio.get_running_loop().time()
+        self.queue.add_after(key, delay)
 
     def enqueue_with_delay(self, key: str, delay: float) -> None:
         self.queue.add_after(key, max(delay, self.sync_batch_period))
@@ -176,6 +208,8 @@ class JobController(Controller):
             job = self.resolve_controller_ref(cur.metadata.namespace, cur_ref)
             if job is None:
                 return
+            if is_settled(cur) and cur.metadata.labels != old.metadata.labels:
+                self._relabelled.add(job.metadata.uid)
             if finalizer_removed:
                 self.finalizer_expectations.observed(meta.key_of(job), cur.metadata.uid)
             self.enqueue_batched(job)
@@ -236,7 +270,7 @@ class JobController(Controller):
 
     def cleanup_pod_finalizers(self, job: Any) -> None:
         """Queue every pod of the Job that still has the tracking finalizer for release."""
-        for pod in self.pods.by_index("controller", job.metadata.uid):
+        for pod in self.pods.by_index(UNSETTLED_INDEX, job.metadata.uid):
             if has_tracking_finalizer(pod):
                 self.enqueue_orphan(pod)
 
@@ -264,6 +298,7 @@ class JobController(Controller):
 
     async def sync(self, key: str) -> None:
         """sync_job, with a quick retry for a stale cache (Conflict) instead of the 1 s back-off."""
+        self._last_sync[key] = asyncio.get_running_loop().time()
         try:
             await self.sync_job(key)
         except errors.Conflict as err:
@@ -278,6 +313,8 @@ class JobController(Controller):
         ns, name = meta.split_key(key)
         shared = self.jobs.get(ns, name)
         if shared is None:
+            self._last_sync.pop(key, None)
+            self._creates_ok.discard(key)
             self.expectations.delete(key)
             self.finalizer_expectations.delete(key)
             self.backoff_store.remove(key)
@@ -286,6 +323,7 @@ class JobController(Controller):
             return
         if spec.is_finished(shared):
             self.backoff_store.remove(key)
+            self._creates_ok.discard(key)
             return
         if spec.completion_mode(shared) not in (spec.INDEXED, spec.NON_INDEXED):
             self.recorder.event(shared, "Warning", "UnknownCompletionMode",
@@ -363,14 +401,20 @@ class JobController(Controller):
     # -- pods of a job -------------------------------------------------------------------------
 
     async def get_pods_for_job(self, job: batch_pb2.Job) -> list[Any]:
-        """The Job's pods: those it controls and whose labels still match its selector, plus
-        orphans it adopts (ownerReference and tracking finalizer added). Owned pods that no
-        longer match are released. Returned pods are cache objects: read-only."""
+        """The Job's pods that matter: those it controls and whose labels still match its
+        selector, plus orphans it adopts (ownerReference and tracking finalizer added); owned pods
+        that no longer match are released. Finished, counted pods are left out (see
+        UNSETTLED_INDEX). Returned pods are cache objects: read-only."""
         md = job.metadata
         selector: Selector = from_label_selector(job.spec.selector) if job.spec.HasField("selector") else NOTHING
         claimed: list[Any] = []
         release: list[Any] = []
-        for p in self.pods.by_index("controller", md.uid):
+        if md.uid in self._relabelled:
+            self._relabelled.discard(md.uid)
+            owned = self.pods.by_index("controller", md.uid)
+        else:
+            owned = self.pods.by_index(UNSETTLED_INDEX, md.uid)
+        for p in owned:
             if selector.matches(p.metadata.labels):
                 claimed.append(p)
             elif not md.deletion_timestamp:
@@ -508,7 +552,8 @@ class JobController(Controller):
     async def _create_pods(self, jc: SyncContext, active: int, diff: int,
                            indexes: list[int]) -> tuple[int, errors.StatusError | None]:
         """Slow start: batches of 1, 2, 4, ...; each batch is one Batch RPC. A batch with a
-        failure stops the rest (retried on a later sync)."""
+        failure stops the rest (retried on a later sync). After a sync whose creates all
+        succeeded, the next one sends everything in one batch."""
         job, key = jc.job, jc.key
         self.expectations.expect_creations(key, diff)
         active += diff
@@ -516,7 +561,8 @@ class JobController(Controller):
         owner = meta.owner_ref_for(job)
         first_err: errors.StatusError | None = None
         queue = list(indexes)
-        batch_size = min(diff, 1)
+        batch_size = diff if key in self._creates_ok else min(diff, 1)
+        self._creates_ok.discard(key)
         while diff > 0:
             pods = [self.new_pod(jc, template, owner, queue.pop(0) if queue else None) for _ in range(batch_size)]
             failures = 0
@@ -537,6 +583,8 @@ class JobController(Controller):
                 break
             diff -= batch_size
             batch_size = min(2 * batch_size, diff)
+        if first_err is None:
+            self._creates_ok.add(key)
         return active, first_err
 
     async def _delete_and_account(self, jc: SyncContext, active: int,
