@@ -1,0 +1,121 @@
+"""The process runtime with real (tiny) processes: one reaper, exit codes, start errors,
+graceful stop, and adoption of a process that is not our child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nodeagent import procfs
+from nodeagent.runtime.interface import LaunchSpec, StartError
+from nodeagent.runtime.process import ProcessRuntime
+
+
+@pytest.fixture
+async def runtime() -> AsyncIterator[ProcessRuntime]:
+    rt = ProcessRuntime()
+    rt.install()
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+def _spec(tmp_path: Path, *argv: str) -> LaunchSpec:
+    return LaunchSpec(list(argv), {"PATH": os.environ.get("PATH", "/bin")}, str(tmp_path), str(tmp_path / "out.log"))
+
+
+async def test_exit_codes_and_signals(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    ok = runtime.start(_spec(tmp_path, "sh", "-c", "echo hi; exit 0"))
+    bad = runtime.start(_spec(tmp_path, "sh", "-c", "exit 7"))
+    killed = runtime.start(_spec(tmp_path, "sh", "-c", "kill -9 $$"))
+    results = await asyncio.wait_for(asyncio.gather(ok.exited, bad.exited, killed.exited), 10)
+    assert [(r.exit_code, r.signal) for r in results] == [(0, 0), (7, 0), (137, 9)]
+    assert (tmp_path / "out.log").read_text() == "hi\n"
+
+
+async def test_each_run_gets_its_own_session_and_cwd(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    h = runtime.start(_spec(tmp_path, "sh", "-c", "ps -o sid= -p $$; pwd"))
+    await asyncio.wait_for(h.exited, 10)
+    sid, cwd = (tmp_path / "out.log").read_text().split()
+    assert int(sid) == h.pid
+    assert cwd == str(tmp_path)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["no-such-command-xyz"], 'exec: "no-such-command-xyz": executable file not found in $PATH'),
+    (["/nonexistent/bin/tool"], 'exec: "/nonexistent/bin/tool": stat /nonexistent/bin/tool: no such file or directory'),
+    ([], "no command given"),
+])
+async def test_start_errors_are_reported_not_raised_up(runtime: ProcessRuntime, tmp_path: Path,
+                                                       argv: list[str], message: str) -> None:
+    with pytest.raises(StartError, match=message.replace("$", r"\$").replace("(", r"\(")):
+        runtime.start(_spec(tmp_path, *argv))
+
+
+async def test_stop_gives_a_trapping_process_its_grace(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    h = runtime.start(_spec(tmp_path, "sh", "-c", "trap 'exit 0' TERM; echo up; while :; do sleep 0.05; done"))
+    await _until(lambda: (tmp_path / "out.log").exists() and (tmp_path / "out.log").read_text() == "up\n")
+    info = await asyncio.wait_for(runtime.stop(h, 5), 10)
+    assert info.exit_code == 0
+
+
+async def test_stop_kills_a_process_that_ignores_sigterm(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    h = runtime.start(_spec(tmp_path, "sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"))
+    await _until(lambda: (tmp_path / "out.log").exists() and (tmp_path / "out.log").read_text() == "up\n")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    info = await asyncio.wait_for(runtime.stop(h, 0.5), 10)
+    assert info.signal == signal.SIGKILL
+    assert loop.time() - start >= 0.5
+
+
+async def test_leftovers_in_the_process_group_die_with_the_run(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    h = runtime.start(_spec(tmp_path, "sh", "-c", "sleep 30 & echo $! > bg.pid"))
+    await asyncio.wait_for(h.exited, 10)
+    bg = int((tmp_path / "bg.pid").read_text())
+    await _until(lambda: procfs.start_ticks(bg) is None or procfs.is_zombie(bg))
+
+
+def _start_foreign(tmp_path: Path) -> int:
+    """A process whose parent is another (short-lived) process: like a pod left by a dead agent."""
+    script = ("import subprocess, sys; p = subprocess.Popen(['sh', '-c', 'read x < fifo; exit 5'], "
+              "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+    os.mkfifo(tmp_path / "fifo")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def _release(tmp_path: Path) -> None:
+    with open(tmp_path / "fifo", "w") as f:
+        f.write("go\n")
+
+
+async def test_adopt_a_process_started_elsewhere(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    pid = _start_foreign(tmp_path)
+    ticks = procfs.start_ticks(pid)
+    assert ticks is not None
+    assert runtime.adopt(pid, ticks + 1, 0.0) is None, "a different start time must not be adopted"
+    h = runtime.adopt(pid, ticks, 0.0)
+    assert h is not None and h.adopted and h.running
+    _release(tmp_path)
+    info = await asyncio.wait_for(h.exited, 10)
+    if runtime.exit_codes_of_adopted_known:
+        assert info.exit_code == 5
+    else:
+        assert info.exit_code is None
+
+
+async def _until(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not pred():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
