@@ -147,6 +147,10 @@ def prepare_for_update(info: KindInfo, new: Message, old: Message) -> None:
             new_ds.metadata.annotations[DS_TEMPLATE_GENERATION] = str(new_ds.metadata.generation)
         else:
             new_ds.metadata.annotations[DS_TEMPLATE_GENERATION] = old_gen
+    elif info.kind == "Namespace":
+        # spec.finalizers change only through the finalize subresource, as in Kubernetes.
+        del new.spec.finalizers[:]  # type: ignore[attr-defined]
+        new.spec.finalizers.extend(old.spec.finalizers)  # type: ignore[attr-defined]
     elif info.kind == "Pod":
         new_pod: core_pb2.Pod = new  # type: ignore[assignment]
         old_pod: core_pb2.Pod = old  # type: ignore[assignment]

@@ -224,6 +224,11 @@ class APIService:
             result = _copy(old.obj)
             result.status.CopyFrom(new.status)  # type: ignore[attr-defined]
             self._validate(info, result, validate_status_update(result, old.obj))
+        elif subresource == "finalize" and info.kind == "Namespace":
+            # Namespaces' spec.finalizers change only here (the namespace controller's write).
+            result = _copy(old.obj)
+            del result.spec.finalizers[:]  # type: ignore[attr-defined]
+            result.spec.finalizers.extend(new.spec.finalizers)  # type: ignore[attr-defined]
         elif subresource:
             raise errors.BadRequest(f'unknown subresource "{subresource}"')
         else:
@@ -254,7 +259,8 @@ class APIService:
             if expect_rv is not None and expect_rv != old.rv:
                 self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)  # raises Conflict
             return _StagedWrite(None, [])
-        if md.deletion_timestamp and not md.finalizers and not md.deletion_grace_period_seconds:
+        if (md.deletion_timestamp and not md.finalizers and not md.deletion_grace_period_seconds
+                and not _spec_finalizers(info, result)):
             # The last finalizer is gone: the object goes now.
             staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)
             return _StagedWrite(staged, [], deleted=True)
@@ -324,6 +330,8 @@ class APIService:
             raise errors.Conflict(
                 f"Precondition failed: ResourceVersion in precondition: {pre.resource_version}, "
                 f"ResourceVersion in object meta: {md.resource_version}")
+        if info.kind == "Namespace" and md.name in registry.DEFAULT_NAMESPACES:
+            raise errors.Forbidden(f'namespaces "{md.name}" is forbidden: this namespace may not be deleted')
         warnings: list[str] = []
         policy = req.propagation_policy
         if not policy:
@@ -358,9 +366,13 @@ class APIService:
                 changed = True
             staged = self.store.stage(info.kind, old.key, new) if changed else None
             return _StagedWrite(staged, warnings)
-        if nmd.finalizers:
+        if nmd.finalizers or _spec_finalizers(info, new):
             if not md.deletion_timestamp:
                 nmd.deletion_timestamp = timeutil.format(now)
+                changed = True
+            if info.kind == "Namespace" and new.status.phase != "Terminating":  # type: ignore[attr-defined]
+                # The namespace controller empties it, then removes the "kubernetes" finalizer.
+                new.status.phase = "Terminating"  # type: ignore[attr-defined]
                 changed = True
             if not md.HasField("deletion_grace_period_seconds") or md.deletion_grace_period_seconds != 0:
                 nmd.deletion_grace_period_seconds = 0
@@ -531,6 +543,11 @@ class APIService:
                     await self.create(api_pb2.CreateRequest(object=obj))
                 except errors.AlreadyExists:
                     pass
+
+
+def _spec_finalizers(info: KindInfo, obj: Message) -> bool:
+    """Does a Namespace still wait for spec.finalizers (the namespace controller's "kubernetes")?"""
+    return info.kind == "Namespace" and bool(obj.spec.finalizers)  # type: ignore[attr-defined]
 
 
 def kind_info_or_400(kind: str) -> KindInfo:

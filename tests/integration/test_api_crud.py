@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ketch.api import errors
-from ketch.client.clientset import Batch
-from ketch.v1 import batch_pb2, core_pb2
+from ketch.client.clientset import Batch, pack
+from ketch.v1 import api_pb2, batch_pb2, core_pb2
 
 
 def namespace(name: str, **labels: str) -> core_pb2.Namespace:
@@ -109,6 +109,11 @@ async def test_finalizers_hold_deletion_until_removed(api) -> None:
     current = await api.client.get("Namespace", "held")
     del current.metadata.finalizers[:]
     await api.client.update(current)
+    # A Namespace also waits for its spec finalizer "kubernetes" (the namespace controller's).
+    current = await api.client.get("Namespace", "held")
+    assert current.status.phase == "Terminating"
+    del current.spec.finalizers[:]
+    await api.client.transport.unary("Update", api_pb2.UpdateRequest(object=pack(current), subresource="finalize"))
     with pytest.raises(errors.NotFound):
         await api.client.get("Namespace", "held")
 

@@ -10,25 +10,26 @@ from ketch.v1 import core_pb2
 from tests.conftest import eventually
 
 
-def ns(name: str) -> core_pb2.Namespace:
-    obj = core_pb2.Namespace()
+def ns(name: str) -> core_pb2.Node:
+    obj = core_pb2.Node()
     obj.metadata.name = name
     return obj
 
 
 async def test_informer_keeps_its_cache_and_calls_handlers(api) -> None:
     seen: list[tuple[str, str]] = []
-    inf = Informer(api.client, "Namespace")
+    inf = Informer(api.client, "Node")
     inf.add_handler(on_add=lambda o: seen.append(("add", o.metadata.name)),
                     on_update=lambda old, new: seen.append(("update", new.metadata.name)),
                     on_delete=lambda o: seen.append(("delete", o.metadata.name)))
+    await api.client.create(ns("before"))
     inf.start()
     try:
         assert await inf.wait_for_sync(5)
-        assert inf.get("", "default") is not None
+        assert inf.get("", "before") is not None
         await api.client.create(ns("x"))
-        await api.client.patch("Namespace", "x", {"metadata": {"labels": {"a": "b"}}})
-        await api.client.delete("Namespace", "x")
+        await api.client.patch("Node", "x", {"metadata": {"labels": {"a": "b"}}})
+        await api.client.delete("Node", "x")
         await eventually(lambda: ("delete", "x") in seen, 5, what="the delete event")
         assert ("add", "x") in seen and ("update", "x") in seen
         assert inf.get("", "x") is None
@@ -38,14 +39,14 @@ async def test_informer_keeps_its_cache_and_calls_handlers(api) -> None:
 
 async def test_informer_relists_after_too_old_and_reports_unseen_deletions(api) -> None:
     deleted: list[object] = []
-    inf = Informer(api.client, "Namespace")
+    inf = Informer(api.client, "Node")
     inf.add_handler(on_delete=deleted.append)
     await api.client.create(ns("doomed"))
     inf.start()
     try:
         assert await inf.wait_for_sync(5)
         await inf.stop()  # simulate a long disconnect
-        await api.client.delete("Namespace", "doomed")
+        await api.client.delete("Node", "doomed")
         api.hub.window_size = 1
         for i in range(5):
             await api.client.create(ns(f"fill{i}"))
