@@ -64,8 +64,10 @@ def condition_met(doc: dict[str, Any], ctype: str, value: str) -> bool:
 def parse_jsonpath_for(text: str) -> tuple[str, str | None]:
     """`{.status.phase}=Running` into (path, value); no `=VALUE` means "the path has a value"."""
     text = text.strip()
-    if text.startswith(("'", '"')) and text.endswith(text[0]) and len(text) > 1:
-        text = text[1:-1]
+    if text[:1] in ("'", '"'):  # quotes no shell removed: `'{.status.phase}'=Running`
+        end = text.find(text[0], 1)
+        if end > 0:
+            text = text[1:end] + text[end + 1:]
     if text.startswith("{"):
         end = text.find("}")
         if end < 0:

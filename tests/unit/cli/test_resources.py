@@ -1,0 +1,71 @@
+"""What users type for kinds and names, and the one-line error text for each failure."""
+
+from __future__ import annotations
+
+import pytest
+
+from ketch.api import errors
+from ketch.api.kinds import UnknownKindError
+from ketch.cli.main import CLIError, format_error
+from ketch.cli.resources import display_name, parse_one, parse_targets, quoted_name, resolve_kind
+
+
+@pytest.mark.parametrize(
+    ("typed", "kind"),
+    [("jobs", "Job"), ("job", "Job"), ("Job", "Job"), ("jobs.batch", "Job"), ("job.batch", "Job"),
+     ("cj", "CronJob"), ("cronjobs", "CronJob"), ("ds", "DaemonSet"), ("daemonsets.apps", "DaemonSet"),
+     ("po", "Pod"), ("pods", "Pod"), ("no", "Node"), ("ns", "Namespace"), ("ev", "Event"),
+     ("controllerrevisions", "ControllerRevision"), ("lease", "Lease")],
+)
+def test_kind_aliases(typed: str, kind: str) -> None:
+    assert resolve_kind(typed).kind == kind
+
+
+def test_unknown_kind() -> None:
+    with pytest.raises(UnknownKindError) as err:
+        resolve_kind("deployments")
+    assert format_error(err.value) == 'error: the server doesn\'t have a resource type "deployments"'
+
+
+@pytest.mark.parametrize(
+    ("args", "want"),
+    [(["jobs"], [("Job", None)]), (["job", "a", "b"], [("Job", "a"), ("Job", "b")]),
+     (["job/a", "cj/b"], [("Job", "a"), ("CronJob", "b")]), (["jobs,pods"], [("Job", None), ("Pod", None)])],
+)
+def test_parse_targets(args: list[str], want: list[tuple[str, str | None]]) -> None:
+    assert [(i.kind, n) for i, n in parse_targets(args)] == want
+
+
+@pytest.mark.parametrize("args", [[], ["jobs,pods", "x"], ["job/a", "b"], ["job/"]])
+def test_parse_targets_errors(args: list[str]) -> None:
+    with pytest.raises(ValueError):
+        parse_targets(args)
+
+
+def test_parse_one_and_names() -> None:
+    info, name = parse_one("ds/agentd")
+    assert (info.kind, name) == ("DaemonSet", "agentd")
+    assert display_name(info, name) == "daemonset.apps/agentd"
+    assert quoted_name(resolve_kind("po"), "x") == 'pod "x"'
+    assert parse_one("x", default_kind="pod")[0].kind == "Pod"
+    with pytest.raises(ValueError):
+        parse_one("x")
+
+
+@pytest.mark.parametrize(
+    ("err", "want"),
+    [
+        (errors.NotFound('jobs.batch "x" not found'), 'Error from server (NotFound): jobs.batch "x" not found'),
+        (errors.AlreadyExists('jobs.batch "x" already exists'),
+         'Error from server (AlreadyExists): jobs.batch "x" already exists'),
+        (errors.Invalid('The Job "bad" is invalid: spec.parallelism: Invalid value: -1: must be greater than or '
+                        'equal to 0'),
+         'The Job "bad" is invalid: spec.parallelism: Invalid value: -1: must be greater than or equal to 0'),
+        (errors.Unavailable("the server is not reachable: connection refused"),
+         "error: cannot reach the Ketch API server at 127.0.0.1:6443: connection refused"),
+        (CLIError("no last revision to roll back to"), "error: no last revision to roll back to"),
+        (ValueError("invalid duration 'x'"), "error: invalid duration 'x'"),
+    ],
+)
+def test_format_error(err: BaseException, want: str) -> None:
+    assert format_error(err, "127.0.0.1:6443") == want
