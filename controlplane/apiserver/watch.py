@@ -88,7 +88,10 @@ class Watcher:
         if not self.items and not self.closed:
             self.wakeup.clear()
             try:
-                await asyncio.wait_for(self.wakeup.wait(), timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # lands as the event fires, and the watching task then never stops.
+                async with asyncio.timeout(timeout):
+                    await self.wakeup.wait()
             except TimeoutError:
                 return None
         batch = list(self.items)
