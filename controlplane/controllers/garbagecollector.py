@@ -40,7 +40,8 @@ from ketch.client.clientset import Batch
 from ketch.client.informer import Informer
 from ketch.v1 import api_pb2
 
-from .base import Controller, ControllerContext
+from .base import ControllerContext
+from .batching import BatchingController
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,9 @@ def _has_gc_finalizer(obj: Any) -> bool:
     return bool(obj.metadata.deletion_timestamp) and (FOREGROUND in fins or ORPHAN in fins)
 
 
-class GarbageCollector(Controller):
+class GarbageCollector(BatchingController):
     name = "garbagecollector"
+    round_size = ROUND_SIZE
 
     def __init__(self, ctx: ControllerContext, kinds: Iterable[str] = WATCHED_KINDS) -> None:
         super().__init__(ctx)
@@ -271,41 +273,7 @@ class GarbageCollector(Controller):
             await asyncio.gather(*(look(uid, *args) for uid, args in lookups.items()))
         return states
 
-    # -- rounds -----------------------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        await self.ctx.informers.wait_for_sync()
-        try:
-            while True:
-                first = await self.queue.get()
-                if first is None:
-                    return
-                await asyncio.sleep(0)
-                keys = [first]
-                while len(self.queue) and len(keys) < ROUND_SIZE:
-                    k = await self.queue.get()
-                    if k is None:
-                        break
-                    keys.append(k)
-                try:
-                    await self.process(keys)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as err:
-                    if isinstance(err, errors.StatusError):
-                        log.info("garbagecollector: round failed, requeueing: %s", err)
-                    else:
-                        log.exception("garbagecollector: round failed, requeueing")
-                    for k in keys:
-                        self.queue.add_rate_limited(k)
-                finally:
-                    for k in keys:
-                        self.queue.done(k)
-        finally:
-            self.queue.shutdown()
-
-    async def sync(self, key: str) -> None:
-        await self.process([key])
+    # -- rounds ---------------------------------------------------------------------------------------
 
     async def process(self, keys: list[str]) -> None:
         """Decide every key against the caches, then apply the round's writes in one batch."""

@@ -1,11 +1,12 @@
 """The scheduler: binds unbound pods to nodes, in bulk.
 
-Handlers enqueue the keys of pods that need a node. A worker takes every key that is ready (up
-to `batch_size`), places the pods one after another against a snapshot of the nodes built from
-the informer caches (pods already bound and not terminal, plus our own binds not yet seen back
-from the watch: the "assumed" pods), and sends all the binds — updates of spec.nodeName that
-compare-and-swap on resourceVersion, so a pod is never bound twice — in one Batch call. The API
-server sets PodScheduled=True on a binding.
+Handlers enqueue the keys of pods that need a node. Each round (controllers/batching.py) takes
+every key that is ready (up to `round_size`), places the pods one after another against a
+snapshot of the nodes built from the informer caches (pods already bound and not terminal, plus
+our own binds not yet seen back from the watch: the "assumed" pods), and sends all the binds —
+updates of spec.nodeName that compare-and-swap on resourceVersion, so a pod is never bound
+twice — in one Batch call, with a Scheduled event for each. The API server sets
+PodScheduled=True on a binding.
 
 A pod that fits nowhere gets a FailedScheduling event and PodScheduled=False/Unschedulable, and
 is parked: it is retried when a node is added or changes in a way that matters, or when a bound
@@ -14,12 +15,12 @@ pod goes away or finishes (its room is freed) — never on a timer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from controlplane.controllers.base import Controller, ControllerContext
+from controlplane.controllers.base import ControllerContext
+from controlplane.controllers.batching import BatchingController
 from ketch.api import errors, meta
 from ketch.api.meta import key_of, split_key
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
@@ -72,12 +73,12 @@ class _Placement:
     message: str = ""
 
 
-class Scheduler(Controller):
+class Scheduler(BatchingController):
     name = "scheduler"
 
     def __init__(self, ctx: ControllerContext, batch_size: int | None = None) -> None:
         super().__init__(ctx)
-        self.batch_size = batch_size or int(ctx.options.extra.get("scheduler-batch-size", DEFAULT_BATCH_SIZE))
+        self.round_size = batch_size or int(ctx.options.extra.get("scheduler-batch-size", DEFAULT_BATCH_SIZE))
         self.recorder = ctx.recorder(SCHEDULER_NAME)
         self.pods = ctx.informers.informer("Pod")
         self.nodes = ctx.informers.informer("Node")
@@ -141,39 +142,6 @@ class Scheduler(Controller):
         for k in keys:
             self.queue.add(k)
 
-    # -- the loop: rounds of up to batch_size pods -------------------------------------------------
-
-    async def run(self) -> None:
-        await self.ctx.informers.wait_for_sync()
-        try:
-            while True:
-                first = await self.queue.get()
-                if first is None:
-                    return
-                await asyncio.sleep(0)  # let a burst of watch events land in the queue
-                keys = [first]
-                while len(self.queue) and len(keys) < self.batch_size:
-                    k = await self.queue.get()
-                    if k is None:
-                        break
-                    keys.append(k)
-                try:
-                    await self.schedule(keys)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("scheduler: a round of %d pods failed; requeueing", len(keys))
-                    for k in keys:
-                        self.queue.add_rate_limited(k)
-                finally:
-                    for k in keys:
-                        self.queue.done(k)
-        finally:
-            self.queue.shutdown()
-
-    async def sync(self, key: str) -> None:
-        await self.schedule([key])
-
     # -- one round ---------------------------------------------------------------------------------
 
     def _requests_of(self, pod: Any) -> tuple[Resources, Resources]:
@@ -223,7 +191,7 @@ class Scheduler(Controller):
         best.add_pod(req, nz)
         return best, ""
 
-    async def schedule(self, keys: list[str]) -> None:
+    async def process(self, keys: list[str]) -> None:
         """Place every pod of keys that still needs a node, then write binds and failures at once."""
         infos = self.snapshot()
         placements: list[_Placement] = []
@@ -274,6 +242,8 @@ class Scheduler(Controller):
                 if p.node is not None:
                     bound += 1
                     self.queue.forget(p.key)
+                    self.recorder.event(p.pod, "Normal", "Scheduled",
+                                        f"Successfully assigned {p.key} to {p.node}")
                 continue
             if p.node is not None:
                 self.assumed.pop(p.pod.metadata.uid, None)
