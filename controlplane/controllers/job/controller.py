@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
@@ -36,8 +37,9 @@ from .pods import TRACKING_FINALIZER, has_tracking_finalizer, is_ready, pods_for
 log = logging.getLogger(__name__)
 
 # Pod events and status-only Job updates are batched for this long (Kubernetes: 1 s). Shorter
-# keeps short pods flowing (see bench/jobs.py); override with Options.extra["job_sync_batch_period"].
-DEFAULT_SYNC_BATCH_PERIOD = 0.1
+# keeps short pods flowing (see bench/jobs.py); override with Options.extra["job_sync_batch_period"]
+# or the environment variable KETCH_JOB_SYNC_BATCH_PERIOD (seconds).
+DEFAULT_SYNC_BATCH_PERIOD = 0.05
 API_BACKOFF_BASE = 1.0  # per-item back-off after an API error, as Kubernetes' DefaultJobApiBackOff
 API_BACKOFF_MAX = 60.0
 MAX_UNCOUNTED_PODS = 500
@@ -75,7 +77,8 @@ class JobController(Controller):
         opts = ctx.options
         self.backoff_base = float(opts.job_backoff_base)
         self.backoff_max = float(opts.job_backoff_max)
-        self.sync_batch_period = float(opts.extra.get("job_sync_batch_period", DEFAULT_SYNC_BATCH_PERIOD))
+        self.sync_batch_period = float(opts.extra.get(
+            "job_sync_batch_period", os.environ.get("KETCH_JOB_SYNC_BATCH_PERIOD", DEFAULT_SYNC_BATCH_PERIOD)))
         self.recorder = ctx.recorder("job-controller")
         self.pod_control: PodControl = pod_control or RealPodControl(ctx.client, self.recorder)
         self.expectations = ControllerExpectations(self.clock.now)
