@@ -1,0 +1,83 @@
+"""Event TTL: Events older than the TTL (Kubernetes' --event-ttl, default 1 h) are deleted.
+
+Kubernetes stores Events with an etcd lease of one hour from their last write; Ketch's store has
+no leases, so this controller does it: each Event is queued with add_after at its expiry (its
+last write: lastTimestamp, else eventTime, else creationTimestamp, plus the TTL; a repeat that
+bumps lastTimestamp pushes the expiry back), and the Events whose time has come are deleted in
+rounds, one Batch per round. The TTL is `Options.extra["event-ttl"]` in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ketch.api import errors, timeutil
+from ketch.api.meta import key_of, split_key
+from ketch.client.clientset import Batch
+
+from .base import ControllerContext
+from .batching import BatchingController
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EVENT_TTL = 3600.0
+
+
+# -- pure ----------------------------------------------------------------------------------------
+
+
+def last_seen(event: Any) -> float:
+    """When the Event was last written (the moment its TTL counts from)."""
+    for stamp in (event.last_timestamp, event.event_time, event.metadata.creation_timestamp):
+        if stamp:
+            try:
+                return timeutil.parse(stamp)
+            except ValueError:
+                continue
+    return 0.0
+
+
+def expires_in(event: Any, ttl: float, now: float) -> float:
+    """Seconds until the Event expires (≤ 0: delete it now)."""
+    return last_seen(event) + ttl - now
+
+
+# -- the controller ------------------------------------------------------------------------------
+
+
+class EventTTLController(BatchingController):
+    name = "event-ttl"
+
+    def __init__(self, ctx: ControllerContext, ttl: float | None = None) -> None:
+        super().__init__(ctx)
+        self.ttl = float(ttl if ttl is not None else ctx.options.extra.get("event-ttl", DEFAULT_EVENT_TTL))
+        self.events = ctx.informers.informer("Event")
+        self.events.add_handler(self._schedule, lambda old, new: self._schedule(new), None)
+
+    def _schedule(self, event: Any) -> None:
+        self.queue.add_after(key_of(event), expires_in(event, self.ttl, self.clock.now()))
+
+    async def process(self, keys: list[str]) -> None:
+        now = self.clock.now()
+        batch = Batch()
+        sent: list[str] = []
+        for k in keys:
+            event = self.events.get(*split_key(k))
+            if event is None:
+                continue
+            left = expires_in(event, self.ttl, now)
+            if left > 0:
+                self.queue.add_after(k, left)  # renewed since it was queued
+                continue
+            md = event.metadata
+            batch.delete("Event", md.name, md.namespace, uid=md.uid)
+            sent.append(k)
+        if not sent:
+            return
+        failed = 0
+        for k, out in zip(sent, await self.client.batch(batch), strict=True):
+            if out.error is not None and not isinstance(out.error, errors.NotFound | errors.Conflict):
+                failed += 1
+                self.queue.add_rate_limited(k)
+        log.debug("event-ttl: deleted %d expired events", len(sent) - failed)
