@@ -203,3 +203,27 @@ def test_sigkill_of_the_control_plane_loses_no_count(cluster_factory: Any) -> No
         assert many["status"].get("failed", 0) == len([p for p in pods if p["status"].get("phase") == "Failed"])
     finally:
         observer.stop()
+
+
+def test_disruptions_are_ignored_and_deleted_jobs_release_their_pods(cluster_factory: Any, tmp_path: Path) -> None:
+    c = cluster_factory(FLAGS)
+    observer = start(c)
+    marker = tmp_path / "evicted-once"
+    try:
+        # The first pod sleeps until it is evicted by a drain; its replacement finds the marker.
+        c.apply(job_yaml("evictee", ["sh", "-c", f"test -e {marker} && exit 0; touch {marker}; sleep 60"],
+                         backoffLimit=0, podFailurePolicy={"rules": [
+                             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}]}))
+        first = wait_until(lambda: [p for p in pods_of(c, "evictee") if p["status"].get("phase") == "Running"],
+                           30, "the first pod to run")[0]
+        c.ketch("drain", first["spec"]["nodeName"], "--timeout", "60s")
+        evictee = wait_job(c, "evictee", "Complete")
+        assert (evictee["status"]["succeeded"], evictee["status"].get("failed", 0)) == (1, 0)
+        c.ketch("uncordon", first["spec"]["nodeName"])
+
+        c.apply(job_yaml("doomed", ["sleep", "60"], completions=2, parallelism=2))
+        wait_until(lambda: c.get("job", "doomed").get("status", {}).get("active") == 2, 30, "two active pods")
+        c.ketch("delete", "job", "doomed", "--cascade=background")
+        wait_until(lambda: not pods_of(c, "doomed"), 60, "the deleted job's pods to be gone")
+    finally:
+        observer.stop()
