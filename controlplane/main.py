@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tolerationSeconds of the default not-ready/unreachable tolerations")
     p.add_argument("--job-backoff-base", type=_duration, default=10.0, metavar="DURATION")
     p.add_argument("--job-backoff-max", type=_duration, default=360.0, metavar="DURATION")
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500, metavar="N",
+                   help="terminated pods kept before the oldest are deleted (0 disables; default 12500)")
+    p.add_argument("--event-ttl", type=_duration, default=3600.0, metavar="DURATION",
+                   help="how long Events are kept after their last update (default 1h)")
     p.add_argument("--controllers", default="*",
                    help=f"comma-separated controllers to run, or * (all: {','.join(CONTROLLERS)}), or none")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
@@ -78,6 +82,7 @@ async def run(args: argparse.Namespace) -> int:
         node_startup_grace_period=args.node_startup_grace_period,
         node_monitor_period=args.node_monitor_period or min(5.0, max(args.node_monitor_grace_period / 8, 0.2)),
         pod_eviction_timeout=args.pod_eviction_timeout,
+        extra={"terminated-pod-gc-threshold": args.terminated_pod_gc_threshold, "event-ttl": args.event_ttl},
     )
     if args.controllers == "*":
         enabled = None
