@@ -1,0 +1,117 @@
+"""logs and top through the API server's node proxy, with a fake agent side behind it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ketch.api import errors, manifest
+from ketch.testing.apiserver import TestAPIServer
+from ketch.v1 import api_pb2
+
+from .test_cli_nodes_rollout import make_node, make_pod
+from .test_cli_support import CLI
+
+
+class FakeDialer:
+    """What agents would answer: fixed log lines per (pod, container) and fixed usage per node."""
+
+    def __init__(self) -> None:
+        self.requests: list[api_pb2.PodLogsRequest] = []
+        self.logs = {("p", "c"): b"one\ntwo\n", ("multi", "a"): b"from a\n", ("multi", "b"): b"from b\n",
+                     ("gone", ""): b"still here\n"}
+
+    async def pod_logs(self, node: str, req: api_pb2.PodLogsRequest) -> AsyncIterator[api_pb2.LogChunk]:
+        self.requests.append(req)
+        data = self.logs.get((req.name, req.container))
+        if data is None:
+            raise errors.NotFound(f'pods "{req.name}" not found')
+        for line in data.splitlines(keepends=True):
+            yield api_pb2.LogChunk(data=line)
+
+    async def node_stats(self, node: str, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
+        if node == "node-2":
+            raise errors.Unavailable("agent not reachable")
+        return api_pb2.NodeStatsResponse(
+            node=api_pb2.ResourceUsage(name=node, cpu_millicores=500, memory_bytes=1024 * 2**20,
+                                       cpu_capacity_millicores=2000, memory_capacity_bytes=4 * 2**30),
+            pods=[api_pb2.PodUsage(namespace="default", name="p",
+                                   usage=api_pb2.ResourceUsage(cpu_millicores=120, memory_bytes=30 * 2**20),
+                                   containers=[api_pb2.ResourceUsage(name="c", cpu_millicores=120,
+                                                                     memory_bytes=30 * 2**20)])])
+
+    async def close(self) -> None:
+        return None
+
+
+async def setup(api: TestAPIServer) -> FakeDialer:
+    if api.service.node_dialer is not None:
+        await api.service.node_dialer.close()
+    dialer = FakeDialer()
+    api.service.node_dialer = dialer
+    await make_node(api.client, "node-1")
+    await make_node(api.client, "node-2")
+    await make_pod(api.client, "p", "node-1")
+    return dialer
+
+
+async def test_logs_of_a_pod_and_flags_passed_through(api: TestAPIServer) -> None:
+    dialer = await setup(api)
+    cli = CLI(api.client)
+    r = await cli("logs", "p")
+    assert (r.code, r.out) == (0, "one\ntwo\n")
+    r = await cli("logs", "pod/p", "-c", "c", "--tail", "5", "--since", "10s", "--timestamps", "--prefix")
+    assert r.out == "[pod/p/c] one\n[pod/p/c] two\n"
+    req = dialer.requests[-1]
+    assert (req.tail_lines, req.since_seconds, req.timestamps, req.follow) == (5, 10, True, False)
+    r = await cli("logs", "p", "-c", "nope")
+    assert (r.code, r.err) == (1, "error: container nope is not valid for pod p\n")
+
+
+async def test_logs_default_container_and_owners(api: TestAPIServer) -> None:
+    await setup(api)
+    cli = CLI(api.client)
+    await api.client.create(manifest.from_dict({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "multi", "namespace": "default"},
+        "spec": {"nodeName": "node-1",
+                 "containers": [{"name": "a", "command": ["x"]}, {"name": "b", "command": ["x"]}]}}))
+    r = await cli("logs", "multi")
+    assert (r.out, r.err) == ("from a\n", 'Defaulted container "a" out of: a, b\n')
+    r = await cli("logs", "multi", "--all-containers")
+    assert r.out == "from a\nfrom b\n"
+    r = await cli("logs", "gone")  # the pod object is gone; its node still has the logs
+    assert (r.code, r.out) == (0, "still here\n")
+
+
+async def test_logs_of_a_job_picks_its_running_pod(api: TestAPIServer) -> None:
+    dialer = await setup(api)
+    cli = CLI(api.client)
+    job = await api.client.create(manifest.from_dict({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "command": ["x"]}],
+                                       "restartPolicy": "Never"}}}}))
+    sel = dict(job.spec.selector.match_labels)
+    for name, phase in (("jp-pending", "Pending"), ("p2", "Running")):
+        pod = await make_pod(api.client, name, "node-1", owner=job, phase=phase)
+        pod.metadata.labels.update(sel)
+        await api.client.update(pod)
+    dialer.logs[("p2", "c")] = b"job output\n"
+    r = await cli("logs", "job/j")
+    assert (r.code, r.out) == (0, "job output\n")
+    r = await cli("logs", "job/none")
+    assert (r.code, r.err) == (1, 'Error from server (NotFound): jobs.batch "none" not found\n')
+
+
+async def test_top_nodes_and_pods(api: TestAPIServer) -> None:
+    await setup(api)
+    cli = CLI(api.client)
+    r = await cli("top", "nodes")
+    assert r.out.splitlines() == [
+        "NAME     CPU(cores)   CPU%        MEMORY(bytes)   MEMORY%",
+        "node-1   500m         25%         1024Mi          25%",
+        "node-2   <unknown>    <unknown>   <unknown>       <unknown>",
+    ]
+    r = await cli("top", "pods")
+    assert r.out.splitlines() == ["NAME   CPU(cores)   MEMORY(bytes)", "p      120m         30Mi"]
+    r = await cli("top", "pod", "p", "--containers")
+    assert r.out.splitlines()[1].split() == ["p", "c", "120m", "30Mi"]
+
