@@ -269,6 +269,9 @@ class DaemonSetController(Controller):
             for res in results[len(results) - len(adopted):]:
                 if res.error is None and res.object is not None:
                     owned.append(res.object)
+            if any(r.error is not None and not isinstance(r.error, errors.NotFound) for r in results):
+                # Raced with another writer (an agent's status update): look again shortly.
+                self.queue.add_rate_limited(meta.key_of(ds))
         return owned
 
     async def _sync_nodes(self, ds: apps_pb2.DaemonSet, key: str, to_delete: Sequence[Any],
@@ -366,6 +369,8 @@ class DaemonSetController(Controller):
             for res in await self.client.batch(batch):
                 if res.error is None and res.object is not None:
                     revs.append(res.object)
+                elif res.error is not None and not isinstance(res.error, errors.NotFound):
+                    raise res.error
         return revs
 
     async def _construct_history(self, ds: apps_pb2.DaemonSet, pods: list[Any]) -> tuple[Any, list[Any]]:
