@@ -87,6 +87,8 @@ class Scheduler(BatchingController):
         self.assumed: dict[str, _Assumed] = {}
         # Keys of pods that fit nowhere, retried when the cluster changes.
         self.unschedulable: set[str] = set()
+        # The last node chosen: ties rotate from there.
+        self.last_node = ""
         # Parsed requests by pod uid: (requests, non-zero requests).
         self._requests: dict[str, tuple[Resources, Resources]] = {}
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
@@ -185,10 +187,11 @@ class Scheduler(BatchingController):
                 reasons[info.name] = why
             else:
                 feasible.append(info)
-        best = scoring.pick_node(feasible, nz)
+        best = scoring.pick_node(feasible, nz, after=self.last_node)
         if best is None:
             return None, predicates.fit_error_message(len(infos), reasons)
         best.add_pod(req, nz)
+        self.last_node = best.name
         return best, ""
 
     async def process(self, keys: list[str]) -> None:

@@ -4,7 +4,7 @@ NodeResourcesFit's LeastAllocated strategy with cpu and memory weighted 1 each: 
 (free after placing the pod) / allocatable × 100 per resource, in integers as Kubernetes
 computes it, averaged. Requests are the "non-zero" ones (a pod that asks for nothing still
 counts 100m cpu and 200Mi memory), so pods without requests spread too. Ties go to the node
-with fewer pods, then to the name, so placement is deterministic.
+with fewer pods, then rotate by name, so placement is deterministic and still spreads.
 """
 
 from __future__ import annotations
@@ -30,17 +30,27 @@ def least_allocated_score(info: NodeInfo, pod_non_zero: Resources) -> int:
     return (cpu + mem) // 2
 
 
-def rank_key(info: NodeInfo, pod_non_zero: Resources) -> tuple[int, int, str]:
-    """Sort key: best first (highest score, then fewest pods, then name)."""
-    return (-least_allocated_score(info, pod_non_zero), info.pod_count, info.name)
+def rank_key(info: NodeInfo, pod_non_zero: Resources) -> tuple[int, int]:
+    """Sort key: best first (highest score, then fewest pods)."""
+    return (-least_allocated_score(info, pod_non_zero), info.pod_count)
 
 
-def pick_node(feasible: Iterable[NodeInfo], pod_non_zero: Resources) -> NodeInfo | None:
-    """The best of the feasible nodes, or None when there are none."""
-    best: NodeInfo | None = None
-    best_key: tuple[int, int, str] | None = None
+def pick_node(feasible: Iterable[NodeInfo], pod_non_zero: Resources, after: str = "") -> NodeInfo | None:
+    """The best of the feasible nodes, or None when there are none.
+
+    Among nodes equal on score and pod count, the first by name after `after` (the previous
+    choice) wins, wrapping around: ties rotate over the nodes, where Kubernetes picks one at
+    random, so short-lived pods (which free their room at once) still spread.
+    """
+    best: list[NodeInfo] = []
+    best_key: tuple[int, int] | None = None
     for info in feasible:
         k = rank_key(info, pod_non_zero)
         if best_key is None or k < best_key:
-            best, best_key = info, k
-    return best
+            best, best_key = [info], k
+        elif k == best_key:
+            best.append(info)
+    if not best:
+        return None
+    best.sort(key=lambda i: i.name)
+    return next((i for i in best if i.name > after), best[0])

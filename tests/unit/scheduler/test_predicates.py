@@ -282,15 +282,18 @@ def _info(name: str, cpu_used: int, pods: int, cpu: str = "4") -> NodeInfo:
     return info
 
 
-@pytest.mark.parametrize(("nodes", "best"), [
-    ([_info("a", 2000, 1), _info("b", 1000, 5)], "b"),
-    ([_info("a", 1000, 2), _info("b", 1000, 1)], "b"),
-    ([_info("b", 1000, 1), _info("a", 1000, 1)], "a"),
-    ([_info("a", 0, 0, cpu="1"), _info("b", 0, 0, cpu="8")], "b"),
-    ([], None),
-], ids=["least allocated wins", "ties go to fewer pods", "then to the name", "bigger node is emptier", "none"])
-def test_pick_node(nodes: list[NodeInfo], best: str | None) -> None:
-    got = scoring.pick_node(nodes, Resources(milli_cpu=100, memory=200 * 2**20))
+@pytest.mark.parametrize(("nodes", "after", "best"), [
+    ([_info("a", 2000, 1), _info("b", 1000, 5)], "", "b"),
+    ([_info("a", 1000, 2), _info("b", 1000, 1)], "", "b"),
+    ([_info("b", 1000, 1), _info("a", 1000, 1)], "", "a"),
+    ([_info("a", 1000, 1), _info("b", 1000, 1), _info("c", 1000, 1)], "a", "b"),
+    ([_info("a", 1000, 1), _info("b", 1000, 1), _info("c", 1000, 1)], "c", "a"),
+    ([_info("a", 0, 0, cpu="1"), _info("b", 0, 0, cpu="8")], "", "b"),
+    ([], "", None),
+], ids=["least allocated wins", "ties go to fewer pods", "then to the first name",
+        "then rotate after the last choice", "rotation wraps around", "bigger node is emptier", "none"])
+def test_pick_node(nodes: list[NodeInfo], after: str, best: str | None) -> None:
+    got = scoring.pick_node(nodes, Resources(milli_cpu=100, memory=200 * 2**20), after=after)
     assert (got.name if got else None) == best
 
 
