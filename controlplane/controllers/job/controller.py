@@ -24,15 +24,17 @@ from ketch.api import errors, meta, timeutil
 from ketch.api.selectors import NOTHING, Selector, from_label_selector
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
 from ketch.client.workqueue import ItemExponentialFailureRateLimiter, RateLimiter, WorkQueue
-from ketch.v1 import batch_pb2, core_pb2
+from ketch.v1 import batch_pb2
 
 from ..base import Controller, ControllerContext
-from . import decisions, indexed, spec, tracking
-from .backoff import BackoffStore, remaining_per_index
-from .decisions import SyncContext, ensure_condition, is_pod_failed, new_condition
+from . import decisions, spec, tracking
+from .backoff import BackoffStore
+from .decisions import SyncContext, new_condition
 from .expectations import ControllerExpectations
+from .manage import PodManagement
 from .podcontrol import PodControl, RealPodControl
-from .pods import TRACKING_FINALIZER, has_tracking_finalizer, is_ready, pods_for_removal
+from .pods import TRACKING_FINALIZER, has_tracking_finalizer
+from .status import StatusTracking
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +44,18 @@ log = logging.getLogger(__name__)
 DEFAULT_SYNC_BATCH_PERIOD = 0.05
 API_BACKOFF_BASE = 1.0  # per-item back-off after an API error, as Kubernetes' DefaultJobApiBackOff
 API_BACKOFF_MAX = 60.0
-MAX_UNCOUNTED_PODS = 500
-MAX_POD_CREATE_DELETE_PER_SYNC = 500
 ORPHAN_INDEX = "job-orphans"  # pods with no controller, by namespace: candidates for adoption
 # Controlled pods that still matter to their Job's sync, by controller uid: not finished, or
 # finished but not yet counted (still holding the tracking finalizer). A big Job's finished and
 # counted pods are the vast majority and change nothing, so a sync skips them.
 UNSETTLED_INDEX = "job-unsettled"
+
+
+def _rv(obj: Any) -> int:
+    try:
+        return int(obj.metadata.resource_version)
+    except ValueError:
+        return 0
 
 
 def _orphans_by_namespace(pod: Any) -> list[str]:
@@ -67,7 +74,7 @@ def _unsettled_by_controller(pod: Any) -> list[str]:
     return [ref.uid] if ref is not None else []
 
 
-class JobController(Controller):
+class JobController(PodManagement, StatusTracking, Controller):
     name = "job"
     workers = 4
 
@@ -91,6 +98,7 @@ class JobController(Controller):
         # Jobs whose last creates all succeeded: their next slow start begins with one batch of
         # everything instead of 1, 2, 4, ... (any failure starts over at 1, as Kubernetes does).
         self._creates_ok: set[str] = set()
+        self._written: dict[str, batch_pb2.Job] = {}  # our last status write per Job (latest_job)
         self.jobs = ctx.informers.informer("Job")
         self.pods = ctx.informers.informer("Pod")
         self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
@@ -211,7 +219,7 @@ class JobController(Controller):
             job = self.resolve_controller_ref(cur.metadata.namespace, cur_ref)
             if job is None:
                 return
-            if is_settled(cur) and cur.metadata.labels != old.metadata.labels:
+            if is_settled(cur) and dict(cur.metadata.labels) != dict(old.metadata.labels):
                 self._relabelled.add(job.metadata.uid)
             if finalizer_removed:
                 self.finalizer_expectations.observed(meta.key_of(job), cur.metadata.uid)
@@ -312,11 +320,26 @@ class JobController(Controller):
             return
         self._conflicts.pop(key, None)
 
+    def latest_job(self, key: str, cached: Any | None) -> Any | None:
+        """The cached Job, or the one our own last status write returned if the cache has not
+        caught up with it yet. Without this, pods whose finalizer removal the cache already
+        shows (so they no longer count as new) next to a Job whose counters do not include them
+        yet would look like missing completions, and extra pods would be started. Ketch's
+        resourceVersions are the store's global revision, so they order writes."""
+        written = self._written.get(key)
+        if written is None or cached is None:
+            return cached
+        if written.metadata.uid == cached.metadata.uid and _rv(written) > _rv(cached):
+            return written
+        self._written.pop(key, None)  # the cache has it (or a newer Job)
+        return cached
+
     async def sync_job(self, key: str) -> None:
         ns, name = meta.split_key(key)
-        shared = self.jobs.get(ns, name)
+        shared = self.latest_job(key, self.jobs.get(ns, name))
         if shared is None:
             self._last_sync.pop(key, None)
+            self._written.pop(key, None)
             self._creates_ok.discard(key)
             self.expectations.delete(key)
             self.finalizer_expectations.delete(key)
@@ -327,6 +350,7 @@ class JobController(Controller):
         if spec.is_finished(shared):
             self.backoff_store.remove(key)
             self._creates_ok.discard(key)
+            self._written.pop(key, None)
             return
         if spec.completion_mode(shared) not in (spec.INDEXED, spec.NON_INDEXED):
             self.recorder.event(shared, "Warning", "UnknownCompletionMode",
@@ -388,19 +412,6 @@ class JobController(Controller):
         if manage_err is not None:
             raise manage_err
 
-    def _update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
-        if spec.suspended(job):
-            changed = ensure_condition(job.status, spec.SUSPENDED, "True", "JobSuspended", "Job suspended", now)
-            if changed:
-                self.recorder.event(job, "Normal", "Suspended", "Job suspended")
-            return changed
-        changed = ensure_condition(job.status, spec.SUSPENDED, "False", "JobResumed", "Job resumed", now)
-        if changed:
-            self.recorder.event(job, "Normal", "Resumed", "Job resumed")
-            # ActiveDeadlineSeconds counts the time the Job is continuously active.
-            job.status.start_time = timeutil.format(now)
-        return changed
-
     # -- pods of a job -------------------------------------------------------------------------
 
     async def get_pods_for_job(self, job: batch_pb2.Job) -> list[Any]:
@@ -461,316 +472,3 @@ class JobController(Controller):
         if first_err is not None:
             raise first_err
         return adopted
-
-    # -- manage: create and delete pods ----------------------------------------------------------
-
-    async def manage_job(self, jc: SyncContext) -> tuple[int, errors.StatusError | None]:
-        """Create or delete pods toward the wanted number of active pods (never both)."""
-        job, key = jc.job, jc.key
-        active = len(jc.active_pods)
-        is_idx = spec.is_indexed(job)
-        completions = spec.completions(job)
-        if spec.suspended(job):
-            to_delete = pods_for_removal(jc.active_pods, active, completions, is_idx)
-            return await self._delete_and_account(jc, active, to_delete)
-        want = decisions.want_active(jc)
-        rm_at_least = max(active - want, 0)
-        to_delete = pods_for_removal(jc.active_pods, rm_at_least, completions, is_idx)
-        if to_delete:
-            return await self._delete_and_account(jc, active, to_delete[:MAX_POD_CREATE_DELETE_PER_SYNC])
-
-        terminating = jc.terminating if spec.only_replace_failed_pods(job) else 0
-        diff = want - terminating - active
-        if diff <= 0:
-            return active, None
-        if not spec.has_backoff_limit_per_index(job) and jc.new_backoff_record is not None:
-            remaining = jc.new_backoff_record.remaining(jc.now, self.backoff_base, self.backoff_max)
-            if remaining > 0:
-                self.enqueue_with_delay(key, remaining)
-                return active, None
-        diff = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
-        indexes: list[int] = []
-        if is_idx:
-            indexes = decisions.pending_indexes(jc, diff)
-            if spec.has_backoff_limit_per_index(job):
-                indexes, remaining = self._indexes_ready_now(jc, indexes)
-                if remaining > 0:
-                    self.enqueue_with_delay(key, remaining)
-                    return active, None
-            diff = len(indexes)
-        if diff <= 0:
-            return active, None
-        return await self._create_pods(jc, active, diff, indexes)
-
-    def _indexes_ready_now(self, jc: SyncContext, indexes: list[int]) -> tuple[list[int], float]:
-        """backoffLimitPerIndex: the indexes whose own back-off has passed, or the least wait."""
-        now_list: list[int] = []
-        least: float | None = None
-        for ix in indexes:
-            r = remaining_per_index(jc.now, self.backoff_base, self.backoff_max, jc.delayed_deletion_per_index.get(ix))
-            if r <= 0:
-                now_list.append(ix)
-            elif least is None or r < least:
-                least = r
-        if now_list:
-            return now_list, 0.0
-        return now_list, least or 0.0
-
-    def _pod_template(self, job: batch_pb2.Job) -> core_pb2.PodTemplateSpec:
-        template = core_pb2.PodTemplateSpec()
-        template.CopyFrom(job.spec.template)
-        if spec.is_indexed(job):
-            indexed.add_completion_index_env(template.spec)
-        if TRACKING_FINALIZER not in template.metadata.finalizers:
-            template.metadata.finalizers.append(TRACKING_FINALIZER)
-        return template
-
-    def new_pod(self, jc: SyncContext, template: core_pb2.PodTemplateSpec, owner: Any,
-                index: int | None) -> core_pb2.Pod:
-        job = jc.job
-        pod = core_pb2.Pod(api_version="v1", kind="Pod")
-        md = pod.metadata
-        tmd = template.metadata
-        md.labels.update(tmd.labels)
-        md.annotations.update(tmd.annotations)
-        md.finalizers.extend(tmd.finalizers)
-        md.namespace = job.metadata.namespace
-        md.owner_references.append(owner)
-        pod.spec.CopyFrom(template.spec)
-        if index is None:
-            md.generate_name = f"{job.metadata.name}-"
-            return pod
-        ix = str(index)
-        md.annotations[indexed.COMPLETION_INDEX_KEY] = ix
-        md.labels[indexed.COMPLETION_INDEX_KEY] = ix
-        pod.spec.hostname = f"{job.metadata.name}-{index}"
-        md.generate_name = indexed.generate_name_with_index(job.metadata.name, index)
-        if spec.has_backoff_limit_per_index(job):
-            failures, ignored = decisions.new_index_failure_counts(jc, jc.delayed_deletion_per_index.get(index))
-            md.annotations[indexed.INDEX_FAILURE_COUNT_KEY] = str(failures)
-            if ignored > 0:
-                md.annotations[indexed.INDEX_IGNORED_FAILURE_COUNT_KEY] = str(ignored)
-        return pod
-
-    async def _create_pods(self, jc: SyncContext, active: int, diff: int,
-                           indexes: list[int]) -> tuple[int, errors.StatusError | None]:
-        """Slow start: batches of 1, 2, 4, ...; each batch is one Batch RPC. A batch with a
-        failure stops the rest (retried on a later sync). After a sync whose creates all
-        succeeded, the next one sends everything in one batch."""
-        job, key = jc.job, jc.key
-        self.expectations.expect_creations(key, diff)
-        active += diff
-        template = self._pod_template(job)
-        owner = meta.owner_ref_for(job)
-        first_err: errors.StatusError | None = None
-        queue = list(indexes)
-        batch_size = diff if key in self._creates_ok else min(diff, 1)
-        self._creates_ok.discard(key)
-        while diff > 0:
-            pods = [self.new_pod(jc, template, owner, queue.pop(0) if queue else None) for _ in range(batch_size)]
-            failures = 0
-            for err in await self.pod_control.create_pods(job, pods):
-                if err is None:
-                    continue
-                if _namespace_terminating(err):
-                    continue  # every later create would fail the same way; nothing to retry
-                self.expectations.creation_observed(key)
-                active -= 1
-                failures += 1
-                if first_err is None:
-                    first_err = err
-            skipped = diff - batch_size
-            if failures and skipped > 0:
-                active -= skipped
-                self.expectations.lower(key, add=skipped)
-                break
-            diff -= batch_size
-            batch_size = min(2 * batch_size, diff)
-        if first_err is None:
-            self._creates_ok.add(key)
-        return active, first_err
-
-    async def _delete_and_account(self, jc: SyncContext, active: int,
-                                  to_delete: list[Any]) -> tuple[int, errors.StatusError | None]:
-        """Delete pods the Job no longer wants (suspend, scale-down, duplicate indexes), with their
-        finalizers stripped first so they are not counted as failed."""
-        if not to_delete:
-            return active, None
-        self.expectations.expect_deletions(jc.key, len(to_delete))
-        first_err: errors.StatusError | None = None
-        for pod, err in zip(to_delete, await self.pod_control.delete_pods(jc.job, to_delete, True), strict=True):
-            if err is not None:
-                self.expectations.deletion_observed(jc.key)  # the informer will not see this one
-                if not isinstance(err, errors.NotFound):
-                    first_err = first_err or err
-                    continue
-            active -= 1
-            jc.terminating += 1
-            if is_ready(pod):
-                jc.ready -= 1
-        return active, first_err
-
-    async def delete_active_pods(self, job: batch_pb2.Job,
-                                 pods: list[Any]) -> tuple[int, int, errors.StatusError | None]:
-        """A finishing Job's remaining pods: deleted keeping their finalizers (so each is counted).
-        Returns (ready deleted, deleted, first error)."""
-        if not pods:
-            return 0, 0, None
-        deleted = deleted_ready = 0
-        first_err: errors.StatusError | None = None
-        for pod, err in zip(pods, await self.pod_control.delete_pods(job, pods, False), strict=True):
-            if err is not None and not isinstance(err, errors.NotFound):
-                first_err = first_err or err
-                continue
-            deleted += 1
-            if is_ready(pod):
-                deleted_ready += 1
-        return deleted_ready, deleted, first_err
-
-    # -- status and the finalizer protocol -------------------------------------------------------
-
-    async def track_status_and_remove_finalizers(self, jc: SyncContext, needs_flush: bool) -> None:
-        """Record newly finished pods (uncounted UIDs / completed indexes), write the status,
-        strip their finalizers, move them into the counters, and finish the Job if it can."""
-        job = jc.job
-        status = job.status
-        is_idx = spec.is_indexed(job)
-        completions = spec.indexed_completions(job) if is_idx else 0
-        policy = spec.pod_failure_policy(job)
-        expected = jc.expected_rm_finalizers
-        uids_with_finalizer = {p.metadata.uid for p in jc.pods
-                               if TRACKING_FINALIZER in p.metadata.finalizers and p.metadata.uid not in expected}
-        if tracking.clean_uncounted(status, uids_with_finalizer):
-            needs_flush = True
-        unc = status.uncounted_terminated_pods
-        failing = jc.finished_condition is not None and jc.finished_condition.type != spec.SUCCESS_CRITERIA_MET
-        pods_to_release: list[Any] = []
-        new_succeeded_ix: list[int] = []
-        reached_max = False
-        for pod in jc.pods:
-            md = pod.metadata
-            if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
-                continue
-            considered_failed = is_pod_failed(pod, job)
-            if not decisions.can_remove_finalizer(jc, pod, considered_failed):
-                continue
-            pods_to_release.append(pod)
-            if pod.status.phase == "Succeeded" and md.uid not in jc.uncounted_failed:
-                if is_idx:
-                    ix = indexed.completion_index(pod)
-                    if ix != indexed.UNKNOWN_INDEX and ix < completions and not jc.prev_succeeded_indexes.has(ix):
-                        new_succeeded_ix.append(ix)
-                        needs_flush = True
-                elif md.uid not in jc.uncounted_succeeded:
-                    unc.succeeded.append(md.uid)
-                    needs_flush = True
-            elif considered_failed or failing:
-                # A failing Job counts every pod that did not succeed as failed.
-                ix = indexed.completion_index(pod)
-                valid = not is_idx or (ix != indexed.UNKNOWN_INDEX and ix < completions)
-                if (md.uid not in jc.uncounted_failed and valid
-                        and (policy is None or jc.policy_match(pod).count_failed)):
-                    unc.failed.append(md.uid)
-                    needs_flush = True
-            if len(new_succeeded_ix) + len(unc.succeeded) + len(unc.failed) >= MAX_UNCOUNTED_PODS:
-                # Keep status small and let other Jobs have a turn; the status write requeues us.
-                reached_max = True
-                break
-        if is_idx:
-            jc.succeeded_indexes = jc.succeeded_indexes.with_indexes(sorted(set(new_succeeded_ix)))
-            text = str(jc.succeeded_indexes)
-            if text != status.completed_indexes:
-                needs_flush = True
-            status.succeeded = jc.succeeded_indexes.total()
-            status.completed_indexes = text
-            failed_text = str(jc.failed_indexes) if jc.failed_indexes is not None else None
-            current = status.failed_indexes if status.HasField("failed_indexes") else None
-            if current != failed_text:
-                if failed_text is None:
-                    status.ClearField("failed_indexes")
-                else:
-                    status.failed_indexes = failed_text
-                needs_flush = True
-        fc = jc.finished_condition
-        if fc is not None and fc.type == spec.FAILURE_TARGET:
-            # The interim condition is written before any finalizer is removed.
-            status.conditions.append(fc)
-            needs_flush = True
-            jc.finished_condition = new_condition(spec.FAILED, "True", fc.reason, fc.message, jc.now)
-        elif fc is not None and fc.type == spec.SUCCESS_CRITERIA_MET:
-            if not spec.condition_true(job, spec.SUCCESS_CRITERIA_MET):
-                status.conditions.append(fc)
-                needs_flush = True
-            jc.finished_condition = new_condition(spec.COMPLETE, "True", fc.reason, fc.message, jc.now)
-
-        needs_flush = await self._flush_and_release(jc, pods_to_release, uids_with_finalizer, needs_flush)
-        finished = not reached_max and self._enact_finished(jc)
-        if finished or needs_flush:
-            jc.job = await self.update_status(jc.job)
-            if finished and jc.finished_condition is not None:
-                self._record_finished(jc.job, jc.finished_condition)
-
-    async def _flush_and_release(self, jc: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
-                                 needs_flush: bool) -> bool:
-        """Write the status holding the new uncounted UIDs, then strip those pods' finalizers,
-        then move the released ones into the counters (written by the caller, or here at once
-        if some removals failed). Returns whether the status still needs writing."""
-        if needs_flush:
-            jc.job = await self.update_status(jc.job)
-            if jc.new_backoff_record is not None:
-                self.backoff_store.update(jc.new_backoff_record)
-            needs_flush = False
-        rm_err: errors.StatusError | None = None
-        if pods:
-            uids = [p.metadata.uid for p in pods]
-            self.finalizer_expectations.expect_removed(jc.key, uids)
-            for pod, err in zip(pods, await self.pod_control.remove_finalizers(pods), strict=True):
-                uid = pod.metadata.uid
-                if err is None:
-                    uids_with_finalizer.discard(uid)
-                    continue
-                self.finalizer_expectations.observed(jc.key, uid)  # no update will come for it
-                if isinstance(err, errors.NotFound):
-                    uids_with_finalizer.discard(uid)
-                elif rm_err is None:
-                    rm_err = err
-        if tracking.clean_uncounted(jc.job.status, uids_with_finalizer):
-            needs_flush = True
-        if rm_err is not None:
-            if needs_flush:
-                jc.job = await self.update_status(jc.job)
-            raise rm_err
-        return needs_flush
-
-    def _enact_finished(self, jc: SyncContext) -> bool:
-        """Add the terminal condition once nothing is uncounted and no pod is terminating."""
-        fc = jc.finished_condition
-        if fc is None:
-            return False
-        status = jc.job.status
-        unc = status.uncounted_terminated_pods
-        if len(unc.succeeded) or len(unc.failed) or jc.terminating > 0:
-            return False
-        ensure_condition(status, fc.type, fc.status, fc.reason, fc.message, jc.now)
-        if fc.type == spec.COMPLETE:
-            c = spec.find_condition(jc.job, spec.COMPLETE)
-            status.completion_time = c.last_transition_time if c is not None else timeutil.format(jc.now)
-        return True
-
-    def _record_finished(self, job: batch_pb2.Job, cond: batch_pb2.JobCondition) -> None:
-        if cond.type == spec.COMPLETE:
-            completions = spec.completions(job)
-            if completions is not None and job.status.succeeded > completions:
-                self.recorder.event(job, "Warning", "TooManySucceededPods",
-                                    "Too many succeeded pods running after completion count reached")
-            self.recorder.event(job, "Normal", "Completed", "Job completed")
-        else:
-            self.recorder.event(job, "Warning", cond.reason, cond.message)
-
-    async def update_status(self, job: batch_pb2.Job) -> batch_pb2.Job:
-        updated: batch_pb2.Job = await self.client.update_status(job)
-        return updated
-
-
-def _namespace_terminating(err: errors.StatusError) -> bool:
-    return isinstance(err, errors.Forbidden) and "because it is being terminated" in err.message

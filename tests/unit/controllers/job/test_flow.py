@@ -228,3 +228,45 @@ async def test_spec_changes_sync_at_once_and_status_changes_batched() -> None:
     spec_change.metadata.generation = 2
     h.controller.update_job(newer, spec_change)
     assert len(h.controller.queue) == 1
+
+
+async def test_pods_whose_labels_no_longer_match_are_released() -> None:
+    h = harness()
+    job = new_job(1, 2)
+    job.status.start_time = ts(NOW - 10)
+    job.status.succeeded = 1
+    running = new_pod(job, "Running", name="running")
+    counted = new_pod(job, "Succeeded", finalizer=False, name="counted")
+    h.add(job, running, counted)
+    relabelled_running = copy_of(running)
+    relabelled_running.metadata.labels["batch.kubernetes.io/controller-uid"] = "someone-else"
+    relabelled_counted = copy_of(counted)
+    relabelled_counted.metadata.labels["batch.kubernetes.io/controller-uid"] = "someone-else"
+    relabelled_counted.metadata.resource_version = "999"
+    h.controller.update_pod(counted, relabelled_counted)  # a settled pod: the next sync looks at all pods
+    h.add(relabelled_running, relabelled_counted)
+    await h.controller.sync_job(h.key)
+    released = sorted(name for name, patch in h.pod_control.patched
+                      if patch["metadata"]["ownerReferences"][0].get("$patch") == "delete")
+    assert released == ["counted", "running"]
+    assert h.status.succeeded == 1
+
+
+async def test_a_job_cache_lagging_behind_our_own_status_write_creates_no_extra_pods() -> None:
+    """The pods' updates (finalizers gone) arrive before the Job's (counters moved)."""
+    h = harness()
+    job = new_job(2, 3)
+    job.status.start_time = ts(NOW - 10)
+    p1, p2 = new_pod(job, "Succeeded"), new_pod(job, "Succeeded")
+    h.add(job, p1, p2)
+    await h.controller.sync_job(h.key)
+    assert len(h.pod_control.created) == 1 and h.status.succeeded == 2
+    created = copy_of(h.pod_control.created[0])
+    created.metadata.name, created.metadata.uid, created.metadata.resource_version = "p3", "u3", "500"
+    h.controller.add_pod(created)
+    for p in (p1, p2):
+        h.controller.update_pod(p, _without_finalizer(p))
+    h.add(_without_finalizer(p1), _without_finalizer(p2), created)  # the Job in the cache is still the old one
+    await h.controller.sync_job(h.key)
+    assert len(h.pod_control.created) == 1
+    assert h.status.succeeded == 2

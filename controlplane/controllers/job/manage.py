@@ -1,0 +1,206 @@
+"""Creating and deleting a Job's pods: Kubernetes' manageJob and its pod-control calls.
+
+A mixin of JobController (it uses the controller's expectations, pod control, queue and
+back-off knobs). Creates go out in slow-start batches, one Batch RPC per batch; deletions of
+pods the Job no longer wants strip the tracking finalizer first (they are not failures), while
+a finishing Job's pods keep it (they will be counted).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ketch.api import errors, meta
+from ketch.client.workqueue import WorkQueue
+from ketch.v1 import batch_pb2, core_pb2
+
+from . import decisions, indexed, spec
+from .backoff import remaining_per_index
+from .decisions import SyncContext
+from .expectations import ControllerExpectations
+from .podcontrol import PodControl
+from .pods import TRACKING_FINALIZER, is_ready, pods_for_removal
+
+MAX_POD_CREATE_DELETE_PER_SYNC = 500
+
+
+class PodManagement:
+    """manage_job and the pod writes behind it."""
+
+    queue: WorkQueue[str]
+    expectations: ControllerExpectations
+    pod_control: PodControl
+    backoff_base: float
+    backoff_max: float
+    _creates_ok: set[str]
+
+    def enqueue_with_delay(self, key: str, delay: float) -> None:
+        raise NotImplementedError
+
+
+    async def manage_job(self, jc: SyncContext) -> tuple[int, errors.StatusError | None]:
+        """Create or delete pods toward the wanted number of active pods (never both)."""
+        job, key = jc.job, jc.key
+        active = len(jc.active_pods)
+        is_idx = spec.is_indexed(job)
+        completions = spec.completions(job)
+        if spec.suspended(job):
+            to_delete = pods_for_removal(jc.active_pods, active, completions, is_idx)
+            return await self._delete_and_account(jc, active, to_delete)
+        want = decisions.want_active(jc)
+        rm_at_least = max(active - want, 0)
+        to_delete = pods_for_removal(jc.active_pods, rm_at_least, completions, is_idx)
+        if to_delete:
+            return await self._delete_and_account(jc, active, to_delete[:MAX_POD_CREATE_DELETE_PER_SYNC])
+
+        terminating = jc.terminating if spec.only_replace_failed_pods(job) else 0
+        diff = want - terminating - active
+        if diff <= 0:
+            return active, None
+        if not spec.has_backoff_limit_per_index(job) and jc.new_backoff_record is not None:
+            remaining = jc.new_backoff_record.remaining(jc.now, self.backoff_base, self.backoff_max)
+            if remaining > 0:
+                self.enqueue_with_delay(key, remaining)
+                return active, None
+        diff = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
+        indexes: list[int] = []
+        if is_idx:
+            indexes = decisions.pending_indexes(jc, diff)
+            if spec.has_backoff_limit_per_index(job):
+                indexes, remaining = self._indexes_ready_now(jc, indexes)
+                if remaining > 0:
+                    self.enqueue_with_delay(key, remaining)
+                    return active, None
+            diff = len(indexes)
+        if diff <= 0:
+            return active, None
+        return await self._create_pods(jc, active, diff, indexes)
+
+    def _indexes_ready_now(self, jc: SyncContext, indexes: list[int]) -> tuple[list[int], float]:
+        """backoffLimitPerIndex: the indexes whose own back-off has passed, or the least wait."""
+        now_list: list[int] = []
+        least: float | None = None
+        for ix in indexes:
+            r = remaining_per_index(jc.now, self.backoff_base, self.backoff_max, jc.delayed_deletion_per_index.get(ix))
+            if r <= 0:
+                now_list.append(ix)
+            elif least is None or r < least:
+                least = r
+        if now_list:
+            return now_list, 0.0
+        return now_list, least or 0.0
+
+    def _pod_template(self, job: batch_pb2.Job) -> core_pb2.PodTemplateSpec:
+        template = core_pb2.PodTemplateSpec()
+        template.CopyFrom(job.spec.template)
+        if spec.is_indexed(job):
+            indexed.add_completion_index_env(template.spec)
+        if TRACKING_FINALIZER not in template.metadata.finalizers:
+            template.metadata.finalizers.append(TRACKING_FINALIZER)
+        return template
+
+    def new_pod(self, jc: SyncContext, template: core_pb2.PodTemplateSpec, owner: Any,
+                index: int | None) -> core_pb2.Pod:
+        job = jc.job
+        pod = core_pb2.Pod(api_version="v1", kind="Pod")
+        md = pod.metadata
+        tmd = template.metadata
+        md.labels.update(tmd.labels)
+        md.annotations.update(tmd.annotations)
+        md.finalizers.extend(tmd.finalizers)
+        md.namespace = job.metadata.namespace
+        md.owner_references.append(owner)
+        pod.spec.CopyFrom(template.spec)
+        if index is None:
+            md.generate_name = f"{job.metadata.name}-"
+            return pod
+        ix = str(index)
+        md.annotations[indexed.COMPLETION_INDEX_KEY] = ix
+        md.labels[indexed.COMPLETION_INDEX_KEY] = ix
+        pod.spec.hostname = f"{job.metadata.name}-{index}"
+        md.generate_name = indexed.generate_name_with_index(job.metadata.name, index)
+        if spec.has_backoff_limit_per_index(job):
+            failures, ignored = decisions.new_index_failure_counts(jc, jc.delayed_deletion_per_index.get(index))
+            md.annotations[indexed.INDEX_FAILURE_COUNT_KEY] = str(failures)
+            if ignored > 0:
+                md.annotations[indexed.INDEX_IGNORED_FAILURE_COUNT_KEY] = str(ignored)
+        return pod
+
+    async def _create_pods(self, jc: SyncContext, active: int, diff: int,
+                           indexes: list[int]) -> tuple[int, errors.StatusError | None]:
+        """Slow start: batches of 1, 2, 4, ...; each batch is one Batch RPC. A batch with a
+        failure stops the rest (retried on a later sync). After a sync whose creates all
+        succeeded, the next one sends everything in one batch."""
+        job, key = jc.job, jc.key
+        self.expectations.expect_creations(key, diff)
+        active += diff
+        template = self._pod_template(job)
+        owner = meta.owner_ref_for(job)
+        first_err: errors.StatusError | None = None
+        queue = list(indexes)
+        batch_size = diff if key in self._creates_ok else min(diff, 1)
+        self._creates_ok.discard(key)
+        while diff > 0:
+            pods = [self.new_pod(jc, template, owner, queue.pop(0) if queue else None) for _ in range(batch_size)]
+            failures = 0
+            for err in await self.pod_control.create_pods(job, pods):
+                if err is None:
+                    continue
+                if _namespace_terminating(err):
+                    continue  # every later create would fail the same way; nothing to retry
+                self.expectations.creation_observed(key)
+                active -= 1
+                failures += 1
+                if first_err is None:
+                    first_err = err
+            skipped = diff - batch_size
+            if failures and skipped > 0:
+                active -= skipped
+                self.expectations.lower(key, add=skipped)
+                break
+            diff -= batch_size
+            batch_size = min(2 * batch_size, diff)
+        if first_err is None:
+            self._creates_ok.add(key)
+        return active, first_err
+
+    async def _delete_and_account(self, jc: SyncContext, active: int,
+                                  to_delete: list[Any]) -> tuple[int, errors.StatusError | None]:
+        """Delete pods the Job no longer wants (suspend, scale-down, duplicate indexes), with their
+        finalizers stripped first so they are not counted as failed."""
+        if not to_delete:
+            return active, None
+        self.expectations.expect_deletions(jc.key, len(to_delete))
+        first_err: errors.StatusError | None = None
+        for pod, err in zip(to_delete, await self.pod_control.delete_pods(jc.job, to_delete, True), strict=True):
+            if err is not None:
+                self.expectations.deletion_observed(jc.key)  # the informer will not see this one
+                if not isinstance(err, errors.NotFound):
+                    first_err = first_err or err
+                    continue
+            active -= 1
+            jc.terminating += 1
+            if is_ready(pod):
+                jc.ready -= 1
+        return active, first_err
+
+    async def delete_active_pods(self, job: batch_pb2.Job,
+                                 pods: list[Any]) -> tuple[int, int, errors.StatusError | None]:
+        """A finishing Job's remaining pods: deleted keeping their finalizers (so each is counted).
+        Returns (ready deleted, deleted, first error)."""
+        if not pods:
+            return 0, 0, None
+        deleted = deleted_ready = 0
+        first_err: errors.StatusError | None = None
+        for pod, err in zip(pods, await self.pod_control.delete_pods(job, pods, False), strict=True):
+            if err is not None and not isinstance(err, errors.NotFound):
+                first_err = first_err or err
+                continue
+            deleted += 1
+            if is_ready(pod):
+                deleted_ready += 1
+        return deleted_ready, deleted, first_err
+
+
+def _namespace_terminating(err: errors.StatusError) -> bool:
+    return isinstance(err, errors.Forbidden) and "because it is being terminated" in err.message

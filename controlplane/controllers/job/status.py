@@ -1,0 +1,193 @@
+"""Writing a Job's status with the finalizer protocol (tracking.py), and its conditions.
+
+A mixin of JobController. Newly finished pods are recorded (uncounted UIDs, completed indexes)
+and the status written before any finalizer is removed; released pods then move into the
+counters; the terminal condition (Complete/Failed) is added only once nothing is uncounted and
+no pod is terminating, as Kubernetes 1.31 does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ketch.api import errors, meta, timeutil
+from ketch.client.clientset import Client
+from ketch.client.events import EventRecorder
+from ketch.v1 import batch_pb2
+
+from . import decisions, indexed, spec, tracking
+from .backoff import BackoffStore
+from .decisions import SyncContext, ensure_condition, is_pod_failed, new_condition
+from .podcontrol import PodControl
+from .pods import TRACKING_FINALIZER
+
+MAX_UNCOUNTED_PODS = 500
+
+
+class StatusTracking:
+    """track_status_and_remove_finalizers and the condition helpers."""
+
+    client: Client
+    recorder: EventRecorder
+    pod_control: PodControl
+    backoff_store: BackoffStore
+    finalizer_expectations: tracking.FinalizerExpectations
+    _written: dict[str, batch_pb2.Job]
+
+    def _update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
+        if spec.suspended(job):
+            changed = ensure_condition(job.status, spec.SUSPENDED, "True", "JobSuspended", "Job suspended", now)
+            if changed:
+                self.recorder.event(job, "Normal", "Suspended", "Job suspended")
+            return changed
+        changed = ensure_condition(job.status, spec.SUSPENDED, "False", "JobResumed", "Job resumed", now)
+        if changed:
+            self.recorder.event(job, "Normal", "Resumed", "Job resumed")
+            # ActiveDeadlineSeconds counts the time the Job is continuously active.
+            job.status.start_time = timeutil.format(now)
+        return changed
+
+
+    async def track_status_and_remove_finalizers(self, jc: SyncContext, needs_flush: bool) -> None:
+        """Record newly finished pods (uncounted UIDs / completed indexes), write the status,
+        strip their finalizers, move them into the counters, and finish the Job if it can."""
+        job = jc.job
+        status = job.status
+        is_idx = spec.is_indexed(job)
+        completions = spec.indexed_completions(job) if is_idx else 0
+        policy = spec.pod_failure_policy(job)
+        expected = jc.expected_rm_finalizers
+        uids_with_finalizer = {p.metadata.uid for p in jc.pods
+                               if TRACKING_FINALIZER in p.metadata.finalizers and p.metadata.uid not in expected}
+        if tracking.clean_uncounted(status, uids_with_finalizer):
+            needs_flush = True
+        unc = status.uncounted_terminated_pods
+        failing = jc.finished_condition is not None and jc.finished_condition.type != spec.SUCCESS_CRITERIA_MET
+        pods_to_release: list[Any] = []
+        new_succeeded_ix: list[int] = []
+        reached_max = False
+        for pod in jc.pods:
+            md = pod.metadata
+            if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
+                continue
+            considered_failed = is_pod_failed(pod, job)
+            if not decisions.can_remove_finalizer(jc, pod, considered_failed):
+                continue
+            pods_to_release.append(pod)
+            if pod.status.phase == "Succeeded" and md.uid not in jc.uncounted_failed:
+                if is_idx:
+                    ix = indexed.completion_index(pod)
+                    if ix != indexed.UNKNOWN_INDEX and ix < completions and not jc.prev_succeeded_indexes.has(ix):
+                        new_succeeded_ix.append(ix)
+                        needs_flush = True
+                elif md.uid not in jc.uncounted_succeeded:
+                    unc.succeeded.append(md.uid)
+                    needs_flush = True
+            elif considered_failed or failing:
+                # A failing Job counts every pod that did not succeed as failed.
+                ix = indexed.completion_index(pod)
+                valid = not is_idx or (ix != indexed.UNKNOWN_INDEX and ix < completions)
+                if (md.uid not in jc.uncounted_failed and valid
+                        and (policy is None or jc.policy_match(pod).count_failed)):
+                    unc.failed.append(md.uid)
+                    needs_flush = True
+            if len(new_succeeded_ix) + len(unc.succeeded) + len(unc.failed) >= MAX_UNCOUNTED_PODS:
+                # Keep status small and let other Jobs have a turn; the status write requeues us.
+                reached_max = True
+                break
+        if is_idx:
+            jc.succeeded_indexes = jc.succeeded_indexes.with_indexes(sorted(set(new_succeeded_ix)))
+            text = str(jc.succeeded_indexes)
+            if text != status.completed_indexes:
+                needs_flush = True
+            status.succeeded = jc.succeeded_indexes.total()
+            status.completed_indexes = text
+            failed_text = str(jc.failed_indexes) if jc.failed_indexes is not None else None
+            current = status.failed_indexes if status.HasField("failed_indexes") else None
+            if current != failed_text:
+                if failed_text is None:
+                    status.ClearField("failed_indexes")
+                else:
+                    status.failed_indexes = failed_text
+                needs_flush = True
+        fc = jc.finished_condition
+        if fc is not None and fc.type == spec.FAILURE_TARGET:
+            # The interim condition is written before any finalizer is removed.
+            status.conditions.append(fc)
+            needs_flush = True
+            jc.finished_condition = new_condition(spec.FAILED, "True", fc.reason, fc.message, jc.now)
+        elif fc is not None and fc.type == spec.SUCCESS_CRITERIA_MET:
+            if not spec.condition_true(job, spec.SUCCESS_CRITERIA_MET):
+                status.conditions.append(fc)
+                needs_flush = True
+            jc.finished_condition = new_condition(spec.COMPLETE, "True", fc.reason, fc.message, jc.now)
+
+        needs_flush = await self._flush_and_release(jc, pods_to_release, uids_with_finalizer, needs_flush)
+        finished = not reached_max and self._enact_finished(jc)
+        if finished or needs_flush:
+            jc.job = await self.update_status(jc.job)
+            if finished and jc.finished_condition is not None:
+                self._record_finished(jc.job, jc.finished_condition)
+
+    async def _flush_and_release(self, jc: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
+                                 needs_flush: bool) -> bool:
+        """Write the status holding the new uncounted UIDs, then strip those pods' finalizers,
+        then move the released ones into the counters (written by the caller, or here at once
+        if some removals failed). Returns whether the status still needs writing."""
+        if needs_flush:
+            jc.job = await self.update_status(jc.job)
+            if jc.new_backoff_record is not None:
+                self.backoff_store.update(jc.new_backoff_record)
+            needs_flush = False
+        rm_err: errors.StatusError | None = None
+        if pods:
+            uids = [p.metadata.uid for p in pods]
+            self.finalizer_expectations.expect_removed(jc.key, uids)
+            for pod, err in zip(pods, await self.pod_control.remove_finalizers(pods), strict=True):
+                uid = pod.metadata.uid
+                if err is None:
+                    uids_with_finalizer.discard(uid)
+                    continue
+                self.finalizer_expectations.observed(jc.key, uid)  # no update will come for it
+                if isinstance(err, errors.NotFound):
+                    uids_with_finalizer.discard(uid)
+                elif rm_err is None:
+                    rm_err = err
+        if tracking.clean_uncounted(jc.job.status, uids_with_finalizer):
+            needs_flush = True
+        if rm_err is not None:
+            if needs_flush:
+                jc.job = await self.update_status(jc.job)
+            raise rm_err
+        return needs_flush
+
+    def _enact_finished(self, jc: SyncContext) -> bool:
+        """Add the terminal condition once nothing is uncounted and no pod is terminating."""
+        fc = jc.finished_condition
+        if fc is None:
+            return False
+        status = jc.job.status
+        unc = status.uncounted_terminated_pods
+        if len(unc.succeeded) or len(unc.failed) or jc.terminating > 0:
+            return False
+        ensure_condition(status, fc.type, fc.status, fc.reason, fc.message, jc.now)
+        if fc.type == spec.COMPLETE:
+            c = spec.find_condition(jc.job, spec.COMPLETE)
+            status.completion_time = c.last_transition_time if c is not None else timeutil.format(jc.now)
+        return True
+
+    def _record_finished(self, job: batch_pb2.Job, cond: batch_pb2.JobCondition) -> None:
+        if cond.type == spec.COMPLETE:
+            completions = spec.completions(job)
+            if completions is not None and job.status.succeeded > completions:
+                self.recorder.event(job, "Warning", "TooManySucceededPods",
+                                    "Too many succeeded pods running after completion count reached")
+            self.recorder.event(job, "Normal", "Completed", "Job completed")
+        else:
+            self.recorder.event(job, "Warning", cond.reason, cond.message)
+
+    async def update_status(self, job: batch_pb2.Job) -> batch_pb2.Job:
+        updated: batch_pb2.Job = await self.client.update_status(job)
+        # Remembered until the cache catches up: see JobController.latest_job.
+        self._written[meta.key_of(updated)] = updated
+        return updated
