@@ -215,7 +215,7 @@ class Agent:
         while True:
             await asyncio.sleep(period)
             try:
-                self.collect_garbage(time.time())
+                await self.deps.run_io(self.collect_garbage, time.time())
             except Exception:
                 log.exception("log retention pass failed")
 
@@ -266,5 +266,6 @@ class Agent:
         with contextlib.suppress(Exception):
             await self.server.stop(grace=0.5)
         self.runtime.close()
+        self.deps.io.shutdown(wait=False)
         if self.client is not None:
             await self.client.close()

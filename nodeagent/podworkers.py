@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ class WorkerDeps:
     recorder: Any = None
     allocatable: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    # File I/O and spawns block for as long as the disk and exec take: a few threads overlap them.
+    io: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="agent-io"))
+
+    async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
 
     def event(self, pod: core_pb2.Pod, etype: str, reason: str, message: str) -> None:
         if self.recorder is not None:
@@ -136,6 +142,10 @@ class PodWorker:
         self.gone = False  # removed from the API
         self.shutdown = False  # the node is leaving (drain)
         self.killing: dict[str, str] = {}
+        self._dirs_made = record is not None
+        self._ckpt_gen = 0  # bumped on every change to the record
+        self._ckpt_written = 0  # the generation on disk
+        self._ended_logs: list[Any] = []
         self._wake = asyncio.Event()
         self._on_done = on_done
         self.task: asyncio.Task[None] | None = None
@@ -173,6 +183,7 @@ class PodWorker:
             self._prepare()
             while True:
                 timer = await self._sync()
+                await self._flush_files()
                 if timer is None:
                     break
                 self._publish()
@@ -199,7 +210,6 @@ class PodWorker:
         rec.container_names = [c.name for c in [*pod.spec.init_containers, *pod.spec.containers]]
         if run.start_time is None:
             run.start_time = self.deps.clock()
-        (self.pod_dir / "sandbox").mkdir(parents=True, exist_ok=True)
         for c in pod.spec.init_containers:
             run.containers.setdefault(c.name, ContainerRun(
                 c.name, c.image, init=True, sidecar=c.HasField("restart_policy") and c.restart_policy == "Always",
@@ -211,7 +221,7 @@ class PodWorker:
             self.deps.backoff.restore(f"{self.uid}/{name}", backoff, since)
         if self.recovered:
             self._readopt()
-        self._save()
+            self._save()
 
     async def _sync(self) -> float | None:
         """One pass. Returns seconds until the next timed check (inf: none), or None when done."""
@@ -241,7 +251,7 @@ class PodWorker:
             self.deps.event(pod, "Normal", DEADLINE_REASON, DEADLINE_MESSAGE)
             await self._terminate(_grace_of_pod(pod))
             return None
-        timer = self._step(now)
+        timer = await self._step(now)
         if timer is None:
             # Every container is done and none will restart: stop sidecars, the pod is finished.
             await self._terminate(_grace_of_pod(pod))
@@ -258,7 +268,7 @@ class PodWorker:
 
     # -- starting containers -------------------------------------------------------------------
 
-    def _step(self, now: float) -> float | None:
+    async def _step(self, now: float) -> float | None:
         """Start or restart what should run; inf/seconds until a timer, None when the pod is done."""
         spec, run = self.pod.spec, self.record.run
         policy = restart_policy(spec)
@@ -267,7 +277,7 @@ class PodWorker:
             cr = run.containers[c.name]
             if cr.sidecar:
                 if cr.state != "running":
-                    timer = min(timer, self._start_or_back_off(c, cr, now))
+                    timer = min(timer, await self._start_or_back_off(c, cr, now))
                 if cr.state != "running" or not cr.started:
                     return timer
                 continue
@@ -278,7 +288,7 @@ class PodWorker:
             code = self._last_exit(cr)
             if code is not None and not init_should_restart(policy, code):
                 return None  # an init container failed under restartPolicy Never: the pod failed
-            return min(timer, self._start_or_back_off(c, cr, now))
+            return min(timer, await self._start_or_back_off(c, cr, now))
         done = True
         for c in spec.containers:
             cr = run.containers[c.name]
@@ -288,7 +298,7 @@ class PodWorker:
             code = self._last_exit(cr)
             if code is None or should_restart(policy, code):
                 done = False
-                timer = min(timer, self._start_or_back_off(c, cr, now))
+                timer = min(timer, await self._start_or_back_off(c, cr, now))
         if done and spec.containers:
             return None
         return timer
@@ -302,7 +312,7 @@ class PodWorker:
             return cr.last.exit_code
         return None
 
-    def _start_or_back_off(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
+    async def _start_or_back_off(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
         """Start c now, or put it in CrashLoopBackOff; seconds until it should be looked at again."""
         key = f"{self.uid}/{c.name}"
         ended = cr.terminated if cr.state == "terminated" else (
@@ -325,9 +335,9 @@ class PodWorker:
             self.record.backoff[c.name] = (backoff, finished)
             cr.last, cr.terminated = ended, None
             cr.restart_count += 1
-        return self._start(c, cr, now)
+        return await self._start(c, cr, now)
 
-    def _start(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
+    async def _start(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
         pod = self.pod
         try:
             env = envvars.container_env(pod, c, self.deps.host_ip, self.deps.allocatable)
@@ -340,35 +350,63 @@ class PodWorker:
         cwd = c.working_dir or str(sandbox)
         run_no = cr.restart_count
         log_file = logs.log_path(self.pod_dir, c.name, run_no)
-        try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            if c.working_dir:
-                Path(cwd).mkdir(parents=True, exist_ok=True)
-            elif uid is not None:
-                os.chown(sandbox, uid, gid if gid is not None else -1)
-        except OSError as err:
-            return self._start_failed(c, cr, now, f"cannot prepare the container: {err}")
-        logs.prune_runs(self.pod_dir, c.name, run_no)
         mem, cpu = _limits(c)
-        cg = None
-        if self.deps.cgroups is not None and (mem or cpu):
-            cg = self.deps.cgroups.create(f"{self.uid}_{c.name}_{run_no}", mem, cpu)
-        spec = LaunchSpec(argv, env, cwd, str(log_file), uid, gid, cg.procs_files if cg else [])
+        # The checkpoint written right after the spawn (same thread job): the window in which a
+        # crash could leave a process the next agent does not know about stays as small as it can.
+        record = checkpoint.to_dict(self.record)
+        gen = self._ckpt_gen
         try:
-            handle = self.deps.runtime.start(spec)
+            pid, ticks, started_at, cg = await self.deps.run_io(
+                self._launch, c.name, argv, env, cwd, str(log_file), uid, gid, run_no, mem, cpu, record)
         except StartError as err:
-            if cg is not None:
-                cg.remove()
             self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
             return self._start_failed(c, cr, now, str(err))
+        handle = self.deps.runtime.register(pid, ticks, started_at)
+        self._ckpt_written = max(self._ckpt_written, gen)
         if cg is not None:
             self.cgroups[c.name] = cg
         elif mem:
             self.deps.watchdog.watch(handle.pid, mem)
         self.exec_ctx[c.name] = ExecContext(env, cwd, uid, gid)
         self._attach(c, cr, handle)
-        self._save()
         return float("inf")
+
+    def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: str, log_file: str,
+                uid: int | None, gid: int | None, run_no: int, mem: int | None, cpu: int | None,
+                record: dict[str, Any]) -> tuple[int, int, float, Cgroup | None]:
+        """Prepare the files, spawn, checkpoint the new pid (runs in the I/O thread pool)."""
+        sandbox = self.pod_dir / "sandbox"
+        try:
+            if not self._dirs_made:
+                for d in (self.pod_dir, sandbox):
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(d)
+                self._dirs_made = True
+            if cwd != str(sandbox):
+                os.makedirs(cwd, exist_ok=True)
+            elif uid is not None:
+                os.chown(sandbox, uid, gid if gid is not None else -1)
+        except OSError as err:
+            raise StartError(f"cannot prepare the container's directories: {err}") from err
+        logs.prune_runs(self.pod_dir, name, run_no)
+        cg = None
+        if self.deps.cgroups is not None and (mem or cpu):
+            cg = self.deps.cgroups.create(f"{self.uid}_{name}_{run_no}", mem, cpu)
+        spec = LaunchSpec(argv, env, cwd, log_file, uid, gid, cg.procs_files if cg else [])
+        try:
+            pid, ticks, started_at = self.deps.runtime.launch_spec(spec)
+        except StartError:
+            if cg is not None:
+                cg.remove()
+            raise
+        record["procs"][name] = {"pid": pid, "start_ticks": ticks, "started_at": started_at}
+        if cg is not None:
+            record["cgroups"][name] = [str(cg.memory_dir or ""), str(cg.cpu_dir or "")]
+        try:
+            checkpoint.write(self.pod_dir, record)
+        except OSError as err:
+            log.warning("pod %s: cannot write its checkpoint: %s", self.uid, err)
+        return pid, ticks, started_at, cg
 
     def _start_failed(self, c: core_pb2.Container, cr: ContainerRun, now: float, message: str) -> float:
         cr.state = "terminated"
@@ -486,7 +524,9 @@ class PodWorker:
         cr.state, cr.terminated = "terminated", t
         cr.started = False
         cr.ready = cr.init and not cr.sidecar and t.exit_code == 0
-        self.deps.logs.end(self.uid, name)
+        ended = self.deps.logs.end(self.uid, name)
+        if ended is not None:
+            self._ended_logs.append(ended)
         self._save()
         self._wake.set()
         self.deps.status.mark(self.uid)
@@ -544,6 +584,7 @@ class PodWorker:
 
     async def _finish(self) -> None:
         """Report the final status, hand a deleted pod back to the API server, and let go."""
+        await self._flush_files()
         if not self.gone:
             await self.deps.status.flushed(self.uid)
             pod = self.pod
@@ -576,8 +617,29 @@ class PodWorker:
     # -- persistence and recovery ------------------------------------------------------------
 
     def _save(self) -> None:
+        """The checkpoint changed: written by the worker loop before it next waits (_flush_files)."""
+        self._ckpt_gen += 1
+
+    async def _flush_files(self) -> None:
+        ended, self._ended_logs = self._ended_logs, []
+        dirty = self._ckpt_gen > self._ckpt_written
+        if not dirty and not ended:
+            return
+        record = checkpoint.to_dict(self.record) if dirty else None
+        self._ckpt_written = self._ckpt_gen
+        await self.deps.run_io(self._write_files, record, ended)
+
+    def _write_files(self, record: dict[str, Any] | None, ended: list[Any]) -> None:
+        for act in ended:
+            self.deps.logs.finalize(act)
+        if record is None:
+            return
         try:
-            checkpoint.save(self.pod_dir, self.record)
+            if not self._dirs_made:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(self.pod_dir)
+                self._dirs_made = True
+            checkpoint.write(self.pod_dir, record)
         except OSError as err:
             log.warning("pod %s: cannot write its checkpoint: %s", self.uid, err)
 
@@ -633,6 +695,7 @@ class PodWorkers:
         self.finished: set[str] = set()
         self.recovered: dict[str, PodRecord] = {}
         self.accepting = True
+        self._background: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -684,10 +747,16 @@ class PodWorkers:
             self._idle.set()
 
     def _mark_gone(self, uid: str) -> None:
+        """Note in the pod's files when it left the API (log retention counts from then)."""
+        task = asyncio.get_running_loop().create_task(self.deps.run_io(self._write_gone, uid, self.deps.clock()))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _write_gone(self, uid: str, now: float) -> None:
         pod_dir = self.deps.pods_root / uid
         rec = checkpoint.load(pod_dir)
         if rec is not None and rec.gone_at is None:
-            rec.gone_at = self.deps.clock()
+            rec.gone_at = now
             with contextlib.suppress(OSError):
                 checkpoint.save(pod_dir, rec)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,23 @@ class PodRecord:
     container_names: list[str] = field(default_factory=list)
 
 
+_TERMINATED_FIELDS = tuple(f.name for f in fields(Terminated))
+_RUN_FIELDS = tuple(f.name for f in fields(ContainerRun))
+
+
 def _terminated(d: dict[str, Any] | None) -> Terminated | None:
     return Terminated(**d) if d else None
+
+
+def _terminated_dict(t: Terminated | None) -> dict[str, Any] | None:
+    return None if t is None else {f: getattr(t, f) for f in _TERMINATED_FIELDS}
+
+
+def _run_dict(c: ContainerRun) -> dict[str, Any]:
+    out = {f: getattr(c, f) for f in _RUN_FIELDS}
+    out["terminated"] = _terminated_dict(c.terminated)
+    out["last"] = _terminated_dict(c.last)
+    return out
 
 
 def to_dict(rec: PodRecord) -> dict[str, Any]:
@@ -61,11 +76,12 @@ def to_dict(rec: PodRecord) -> dict[str, Any]:
             "startTime": run.start_time, "terminal": run.terminal, "reason": run.reason,
             "message": run.message, "phaseOverride": run.phase_override,
             "disruption": list(run.disruption) if run.disruption else None,
-            "containers": [asdict(c) for c in run.containers.values()],
+            "containers": [_run_dict(c) for c in run.containers.values()],
         },
-        "procs": {name: asdict(p) for name, p in rec.procs.items()},
+        "procs": {name: {"pid": p.pid, "start_ticks": p.start_ticks, "started_at": p.started_at}
+                  for name, p in rec.procs.items()},
         "backoff": {name: list(v) for name, v in rec.backoff.items()},
-        "cgroups": rec.cgroups,
+        "cgroups": {name: list(v) for name, v in rec.cgroups.items()},
     }
 
 
@@ -92,10 +108,14 @@ def from_dict(d: dict[str, Any]) -> PodRecord:
 
 
 def save(pod_dir: Path, rec: PodRecord) -> None:
-    """Write the record atomically (rename); no fsync: this guards agent crashes, not power loss."""
+    write(pod_dir, to_dict(rec))
+
+
+def write(pod_dir: Path, record: dict[str, Any]) -> None:
+    """Write a record (to_dict) atomically (rename); no fsync: this guards agent crashes, not power loss."""
     path = pod_dir / STATE_FILE
     tmp = pod_dir / (STATE_FILE + ".tmp")
-    data = json.dumps(to_dict(rec), separators=(",", ":")).encode()
+    data = json.dumps(record, separators=(",", ":")).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
     try:
         os.write(fd, data)

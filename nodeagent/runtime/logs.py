@@ -1,6 +1,6 @@
 """Container logs: one file per run, size-capped, read back for `ketch logs`.
 
-A run's stdout and stderr go straight into `<pod dir>/logs/<container>/<run>.log` (the process
+A run's stdout and stderr go straight into `<pod dir>/<container>.<run>.log` (the process
 holds the file itself, so logging survives an agent restart and costs the agent nothing). The
 agent checks the files of running containers every second: a file over the size cap is rotated
 copytruncate-style into `<run>.log.1` (one rotated file kept), and the size is sampled so that
@@ -26,20 +26,21 @@ MAX_SAMPLES = 2048
 CHUNK = 32 * 1024
 
 
-def container_log_dir(pod_dir: Path, container: str) -> Path:
-    return pod_dir / "logs" / container
-
-
 def log_path(pod_dir: Path, container: str, run: int) -> Path:
-    return container_log_dir(pod_dir, container) / f"{run}.log"
+    """Container names are DNS labels (no dots), so `<container>.<run>.log` is unambiguous."""
+    return pod_dir / f"{container}.{run}.log"
 
 
 def prune_runs(pod_dir: Path, container: str, current: int) -> None:
     """Remove the files of runs older than the previous one."""
-    d = container_log_dir(pod_dir, container)
+    if current < 2:
+        return
+    prefix = container + "."
     with contextlib.suppress(OSError):
-        for entry in os.scandir(d):
-            run = entry.name.split(".", 1)[0]
+        for entry in os.scandir(pod_dir):
+            if not entry.name.startswith(prefix):
+                continue
+            run = entry.name[len(prefix):].split(".", 1)[0]
             if run.isdigit() and int(run) < current - 1:
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
@@ -82,11 +83,12 @@ class LogManager:
     def begin(self, uid: str, container: str, path: Path) -> None:
         self._active[(uid, container)] = _Active(path)
 
-    def end(self, uid: str, container: str) -> None:
-        """The run is over: sample once more and keep the samples next to the file."""
-        act = self._active.pop((uid, container), None)
-        if act is None:
-            return
+    def end(self, uid: str, container: str) -> _Active | None:
+        """The run is over: stop watching it. Pass the result to finalize() (file I/O, any thread)."""
+        return self._active.pop((uid, container), None)
+
+    def finalize(self, act: _Active) -> None:
+        """Sample the ended run once more and keep its samples next to the file."""
         self._sample(act)
         _write_index(Path(str(act.path) + ".idx"), act.samples)
         _write_index(Path(str(act.path) + ".1.idx"), act.rotated_samples)

@@ -201,12 +201,16 @@ class ProcessRuntime:
 
     # -- starting ------------------------------------------------------------------------------
 
-    def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
-              uid: int | None = None, gid: int | None = None, cgroup_procs: list[str] | None = None) -> Handle:
-        """Start argv in a new session with stdout and stderr on the fd stdout."""
+    def launch(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
+               uid: int | None = None, gid: int | None = None,
+               cgroup_procs: list[str] | None = None) -> tuple[int, int, float]:
+        """Start argv in a new session with stdout and stderr on the fd stdout.
+
+        Thread-safe (the agent launches from a small thread pool, since a spawn blocks for as
+        long as the exec takes); returns (pid, start ticks, start time) for register().
+        """
         if not argv:
             raise StartError("no command given: set command (there is no image entrypoint on a process runtime)")
-        assert self._loop is not None, "install() first"
         kwargs: dict[str, object] = {}
         preexec = None
         if cgroup_procs:
@@ -224,10 +228,13 @@ class ProcessRuntime:
                                     **kwargs)  # type: ignore[call-overload]
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             raise StartError(start_error_message(argv, cwd, err)) from err
-        pid = proc.pid
         # The reaper owns the exit status; keep Popen's own bookkeeping from ever waiting on it.
         proc.returncode = 0
-        ticks = procfs.start_ticks(pid) or 0
+        return proc.pid, procfs.start_ticks(proc.pid) or 0, started_at
+
+    def register(self, pid: int, ticks: int, started_at: float) -> Handle:
+        """Track a launched child (event-loop thread); its exit resolves handle.exited."""
+        assert self._loop is not None, "install() first"
         handle = Handle(pid, ticks, started_at, self._loop.create_future())
         early = self._early.pop(pid, None)
         if early is not None:
@@ -236,7 +243,13 @@ class ProcessRuntime:
             self._children[pid] = handle
         return handle
 
-    def start(self, spec: LaunchSpec) -> Handle:
+    def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
+              uid: int | None = None, gid: int | None = None, cgroup_procs: list[str] | None = None) -> Handle:
+        """launch() and register() in one go, on the event-loop thread."""
+        return self.register(*self.launch(argv, cwd, env, stdout, uid, gid, cgroup_procs))
+
+    def launch_spec(self, spec: LaunchSpec) -> tuple[int, int, float]:
+        """launch() with the log file of spec opened for stdout and stderr (thread-safe)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         try:
             fd = os.open(spec.log_path, flags, 0o640)
@@ -246,9 +259,12 @@ class ProcessRuntime:
             if spec.uid is not None:
                 with contextlib.suppress(OSError):
                     os.fchown(fd, spec.uid, spec.gid if spec.gid is not None else -1)
-            return self.spawn(spec.argv, spec.cwd, spec.env, fd, spec.uid, spec.gid, spec.cgroup_procs)
+            return self.launch(spec.argv, spec.cwd, spec.env, fd, spec.uid, spec.gid, spec.cgroup_procs)
         finally:
             os.close(fd)
+
+    def start(self, spec: LaunchSpec) -> Handle:
+        return self.register(*self.launch_spec(spec))
 
     # -- reaping -------------------------------------------------------------------------------
 

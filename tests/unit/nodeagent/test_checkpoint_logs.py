@@ -56,7 +56,9 @@ def test_rotation_keeps_one_rotated_file_and_samples(tmp_path: Path) -> None:
     assert path.stat().st_size == 0
     assert Path(str(path) + ".1").read_bytes() == b"a" * 60 + b"\n" + b"b" * 60 + b"\n"
     _write(path, b"tail\n")
-    mgr.end("u", "c")
+    ended = mgr.end("u", "c")
+    assert ended is not None
+    mgr.finalize(ended)
     lines, _ = logs.read_lines(path, mgr.samples(path), logs.LogOptions(), now=500.0)
     assert [line for line, _ in lines] == [b"a" * 60 + b"\n", b"b" * 60 + b"\n", b"tail\n"]
     # Write times come from the samples: first line by 100, second by 101, the tail by 102.
@@ -81,8 +83,9 @@ def test_prune_keeps_current_and_previous_runs(tmp_path: Path) -> None:
     for run in range(4):
         _write(logs.log_path(tmp_path, "c", run), b"x")
     _write(Path(str(logs.log_path(tmp_path, "c", 0)) + ".1"), b"x")
+    _write(logs.log_path(tmp_path, "other", 0), b"x")
     logs.prune_runs(tmp_path, "c", 3)
-    assert sorted(os.listdir(logs.container_log_dir(tmp_path, "c"))) == ["2.log", "3.log"]
+    assert sorted(os.listdir(tmp_path)) == ["c.2.log", "c.3.log", "other.0.log"]
 
 
 async def _collect(path: Path, opts: logs.LogOptions, running: list[bool]) -> bytes:
