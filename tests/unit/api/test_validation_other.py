@@ -1,0 +1,168 @@
+"""Validation on create of metadata (every kind), DaemonSet, Node, Namespace, Lease, Event and
+ControllerRevision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ketch.api.validation import validate_create
+
+from .objects import DAEMONSET, EVENT, LEASE, NAMESPACE, NODE, POD, REVISION, UID, server_view
+
+LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+             "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+QNAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+             "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+             "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+RU = "spec.updateStrategy.rollingUpdate"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    doc: dict[str, Any]
+    changes: dict[str, Any]
+    errors: tuple[str, ...] = ()
+
+
+def owner(name: str, controller: bool = True, **fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": UID, "controller": controller, **fields}
+
+
+def rolling(**fields: Any) -> dict[str, Any]:
+    return {"spec": {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": fields}}}
+
+
+CASES = [
+    # metadata, through a Pod
+    Case("labels and annotations with prefixes are valid", POD,
+         {"metadata": {"labels": {"app.kubernetes.io/name": "x", "tier": ""},
+                       "annotations": {"Example.com/Note": "any text at all"}}}),
+    Case("a label key with a space", POD, {"metadata": {"labels": {"bad key": "x"}}},
+         (f'metadata.labels: Invalid value: "bad key": {QNAME_MSG}',)),
+    Case("a label value longer than 63", POD, {"metadata": {"labels": {"k": "v" * 64}}},
+         (f'metadata.labels: Invalid value: "{"v" * 64}": must be no more than 63 characters',)),
+    Case("a label key with an empty prefix", POD, {"metadata": {"labels": {"/x": "v"}}},
+         ('metadata.labels: Invalid value: "/x": prefix part must be non-empty',)),
+    Case("an annotation key with two slashes", POD, {"metadata": {"annotations": {"a/b/c": "v"}}},
+         ("metadata.annotations: Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric "
+          "characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or "
+          "'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with "
+          "an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",)),
+    Case("one controller owner is valid", POD, {"metadata": {"ownerReferences": [owner("a"), owner("b", False)]}}),
+    Case("two controller owners", POD, {"metadata": {"ownerReferences": [owner("a"), owner("b")]}},
+         ('metadata.ownerReferences: Invalid value: [Job/a Job/b]: Only one reference can have Controller set to '
+          'true. Found "true" in references for Job/a and Job/b',)),
+    Case("an owner without uid", POD, {"metadata": {"ownerReferences": [owner("a", uid="")]}},
+         ('metadata.ownerReferences.uid: Invalid value: "": uid must not be empty',)),
+    Case("an owner without apiVersion", POD, {"metadata": {"ownerReferences": [owner("a", apiVersion="")]}},
+         ('metadata.ownerReferences.apiVersion: Invalid value: "": version must not be empty',)),
+    Case("standard and qualified finalizers are valid", POD,
+         {"metadata": {"finalizers": ["batch.kubernetes.io/job-tracking", "foregroundDeletion"]}}),
+    Case("a finalizer that is neither standard nor qualified", POD, {"metadata": {"finalizers": ["custom"]}},
+         ('metadata.finalizers[0]: Invalid value: "custom": name is neither a standard finalizer name nor is it '
+          "fully qualified",)),
+    Case("orphan and foregroundDeletion together", POD, {"metadata": {"finalizers": ["orphan", "foregroundDeletion"]}},
+         ('metadata.finalizers: Invalid value: []{"orphan", "foregroundDeletion"}: finalizer orphan and '
+          "foregroundDeletion cannot be both set",)),
+    # DaemonSet
+    Case("a DaemonSet is valid", DAEMONSET, {}),
+    Case("a DaemonSet needs a selector", DAEMONSET, {"spec": {"selector": None}},
+         ("spec.selector: Required value",
+          'spec.template.metadata.labels: Invalid value: map[string]string{"app":"agentd"}: `selector` does not '
+          "match template `labels`")),
+    Case("a DaemonSet selector must match the template", DAEMONSET,
+         {"spec": {"selector": {"matchLabels": {"app": "other"}}}},
+         ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"agentd"}: `selector` does not '
+          "match template `labels`",)),
+    Case("an empty DaemonSet selector", DAEMONSET, {"spec": {"selector": {}}},
+         ("spec.selector: Invalid value: {}: empty selector is invalid for daemonset",)),
+    Case("a DaemonSet template restarts Always", DAEMONSET,
+         {"spec": {"template": {"spec": {"restartPolicy": "Never"}}}},
+         ('spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"',)),
+    Case("no activeDeadlineSeconds in a DaemonSet", DAEMONSET,
+         {"spec": {"template": {"spec": {"activeDeadlineSeconds": 10}}}},
+         ("spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in DaemonSet is not Supported",)),
+    Case("OnDelete is valid", DAEMONSET, {"spec": {"updateStrategy": {"type": "OnDelete"}}}),
+    Case("an unknown update strategy", DAEMONSET, {"spec": {"updateStrategy": {"type": "Recreate"}}},
+         ('spec.updateStrategy: Unsupported value: {Type:"Recreate"}: supported values: "RollingUpdate", '
+          '"OnDelete"',)),
+    Case("maxUnavailable as a percentage is valid", DAEMONSET, rolling(maxUnavailable="25%")),
+    Case("surge instead of unavailability is valid", DAEMONSET, rolling(maxUnavailable=0, maxSurge="25%")),
+    Case("maxUnavailable over 100%", DAEMONSET, rolling(maxUnavailable="150%"),
+         (f'{RU}.maxUnavailable: Invalid value: "150%": must not be greater than 100%',)),
+    Case("maxUnavailable not a percentage", DAEMONSET, rolling(maxUnavailable="half"),
+         (f"{RU}.maxUnavailable: Invalid value: \"half\": a valid percent string must be a numeric string followed "
+          "by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+          f"{RU}.maxUnavailable: Required value: cannot be 0 when maxSurge is 0")),
+    Case("negative maxUnavailable", DAEMONSET, rolling(maxUnavailable=-1),
+         (f"{RU}.maxUnavailable: Invalid value: -1: must be greater than or equal to 0",)),
+    Case("both zero", DAEMONSET, rolling(maxUnavailable=0, maxSurge=0),
+         (f"{RU}.maxUnavailable: Required value: cannot be 0 when maxSurge is 0",)),
+    Case("both non-zero (maxUnavailable defaults to 1)", DAEMONSET, rolling(maxSurge=1),
+         (f"{RU}.maxSurge: Invalid value: 1: may not be set when maxUnavailable is non-zero",)),
+    Case("negative minReadySeconds and revisionHistoryLimit", DAEMONSET,
+         {"spec": {"minReadySeconds": -1, "revisionHistoryLimit": -1}},
+         ("spec.minReadySeconds: Invalid value: -1: must be greater than or equal to 0",
+          "spec.revisionHistoryLimit: Invalid value: -1: must be greater than or equal to 0")),
+    # Node
+    Case("a node with taints is valid", NODE, {"spec": {"taints": [
+        {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}, {"key": "gpu", "value": "a100",
+                                                                           "effect": "NoSchedule"}]}}),
+    Case("a taint needs an effect", NODE, {"spec": {"taints": [{"key": "k"}]}},
+         ("spec.taints[0].effect: Required value",)),
+    Case("an unknown taint effect", NODE, {"spec": {"taints": [{"key": "k", "effect": "NoRun"}]}},
+         ('spec.taints[0].effect: Unsupported value: "NoRun": supported values: "NoSchedule", "PreferNoSchedule", '
+          '"NoExecute"',)),
+    Case("a taint key must be a label key", NODE, {"spec": {"taints": [{"key": "bad key", "effect": "NoSchedule"}]}},
+         (f'spec.taints[0].key: Invalid value: "bad key": {QNAME_MSG}',)),
+    Case("taints are unique by key and effect", NODE, {"spec": {"taints": [
+        {"key": "k", "value": "a", "effect": "NoSchedule"}, {"key": "k", "value": "b", "effect": "NoSchedule"}]}},
+         ('spec.taints[1]: Duplicate value: {Key:"k", Value:"b", Effect:"NoSchedule"}: taints must be unique by key '
+          "and effect pair",)),
+    Case("the same key with another effect is valid", NODE, {"spec": {"taints": [
+        {"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "NoExecute"}]}}),
+    Case("node capacity must be quantities", NODE, {"status": {"capacity": {"cpu": "lots"}}},
+         ("status.capacity.cpu: Invalid value: \"lots\": quantities must match the regular expression "
+          "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+          "status.allocatable.cpu: Invalid value: \"lots\": quantities must match the regular expression "
+          "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")),
+    # Namespace
+    Case("a namespace name is a DNS label", NAMESPACE, {"metadata": {"name": "team.a"}},
+         (f'metadata.name: Invalid value: "team.a": {LABEL_MSG}',)),
+    Case("a namespace spec finalizer must be standard or qualified", NAMESPACE, {"spec": {"finalizers": ["custom"]}},
+         ('spec.finalizers: Invalid value: "custom": name is neither a standard finalizer name nor is it fully '
+          "qualified",)),
+    # Lease
+    Case("a lease is valid", LEASE, {}),
+    Case("a lease duration is positive", LEASE, {"spec": {"leaseDurationSeconds": 0}},
+         ("spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0",)),
+    Case("lease transitions are not negative", LEASE, {"spec": {"leaseTransitions": -1}},
+         ("spec.leaseTransitions: Invalid value: -1: must be greater than or equal to 0",)),
+    # Event
+    Case("an event is valid", EVENT, {}),
+    Case("an event about an object in another namespace", EVENT,
+         {"involvedObject": {"namespace": "other"}},
+         ('involvedObject.namespace: Invalid value: "other": does not match event.namespace',)),
+    Case("an event about a node goes to default", EVENT,
+         {"involvedObject": {"kind": "Node", "name": "node-a", "namespace": None}}),
+    Case("a new-style event needs a reporting component", EVENT, {"eventTime": "2024-05-01T12:00:00.000000Z"},
+         ("reportingComponent: Required value",)),
+    Case("an event name may not contain a slash", EVENT, {"metadata": {"name": "a/b"}},
+         ("metadata.name: Invalid value: \"a/b\": may not contain '/'",)),
+    # ControllerRevision
+    Case("a revision is valid", REVISION, {}),
+    Case("a revision needs data", REVISION, {"data": None}, ("data: Required value: data is mandatory",)),
+    Case("a revision number is not negative", REVISION, {"revision": -1},
+         ("revision: Invalid value: -1: must be greater than or equal to 0",)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_validate_create(case: Case) -> None:
+    errs = validate_create(server_view(case.doc, case.changes))
+    assert [str(e) for e in errs] == list(case.errors)
