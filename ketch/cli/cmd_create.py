@@ -33,7 +33,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         kind = args.what[0]
         if kind in ("namespace", "ns"):
             return await _create_namespace(args, factory)
-        if kind in ("job", "jobs"):
+        if kind in ("job", "jobs", "job.batch"):
             try:
                 module = importlib.import_module("ketch.cli.cmd_create_job")
             except ModuleNotFoundError as err:

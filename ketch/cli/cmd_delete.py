@@ -1,8 +1,10 @@
 """`ketch delete KIND NAME... [-l SEL|--all] [--cascade=background|foreground|orphan] [--wait]
 [--grace-period N] [--force] [--now] [--ignore-not-found] [-f FILE]`.
 
-Prints `job.batch "pi" deleted` per object, as kubectl. Deletes go out in one Batch call;
-`--wait` then follows a watch until each deleted object (by uid) is gone.
+Prints `job.batch "pi" deleted` per object, as kubectl. Deletes go out in one Batch call; then,
+as kubectl does by default (`--wait=true`), a watch is followed until each deleted object (by uid)
+is gone: a pod is gone once its agent has stopped it, a foreground delete once its dependents
+are. `--wait=false` returns at once.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from ketch.api.kinds import KindInfo, info_of
 from ketch.client.clientset import Batch
 
 from .factory import Factory
-from .main import CLIError, add_common, format_error
+from .main import CLIError, add_bool_flag, add_common, format_error
 from .manifests import read_documents
 from .resources import display_name, parse_targets, quoted_name
 from .watching import object_states
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan", "true": "Background",
            "false": "Orphan"}
-TRUE = ("true", "1", "yes", "")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grace-period", type=int, default=-1, help="seconds to give the pod (-1: its own)")
     p.add_argument("--now", action="store_true", help="grace period 1")
     p.add_argument("--force", action="store_true", help="remove at once, without waiting for the processes")
-    p.add_argument("--wait", nargs="?", const="true", default="false", help="wait until the objects are gone")
+    add_bool_flag(p, "--wait", True, "wait until the objects are gone (default true; --wait=false returns at once)")
     p.add_argument("--timeout", default="0", help="how long --wait waits (0: forever)")
     p.add_argument("--ignore-not-found", action="store_true")
     p.add_argument("-o", "--output", default="", choices=["", "name"])
@@ -95,7 +96,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if policy is None:
         raise CLIError(f'invalid --cascade "{args.cascade}": must be one of background, foreground, orphan')
     grace = grace_period(args)
-    wait = args.wait.lower() in TRUE
+    wait = args.wait
     timeout = durations.parse(args.timeout)
     targets = await _targets(args, factory)
     if not targets:

@@ -18,7 +18,7 @@ from ketch.api.selectors import selector_string
 
 from . import describe
 from .factory import Factory
-from .main import add_common
+from .main import add_bool_flag, add_common
 from .resources import parse_targets
 
 
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="KIND [NAME...]")
     p.add_argument("-l", "--selector", default="")
     p.add_argument("-A", "--all-namespaces", action="store_true")
-    p.add_argument("--show-events", default="true", help="show the object's events (default true)")
+    add_bool_flag(p, "--show-events", True, "show the object's events (default true)")
     add_common(p)
     p.set_defaults(run=run)
 
@@ -76,7 +76,7 @@ async def describe_object(factory: Factory, info: KindInfo, obj: Any, show_event
 
 async def run(args: argparse.Namespace, factory: Factory) -> int:
     client = factory.client()
-    show_events = args.show_events.lower() not in ("false", "0", "no")
+    show_events = args.show_events
     namespace = "" if args.all_namespaces else factory.default_namespace
     objs: list[tuple[KindInfo, Any]] = []
     failed = False

@@ -24,7 +24,7 @@ from ketch.v1 import core_pb2
 
 from . import describe
 from .factory import Factory
-from .main import CLIError, add_common
+from .main import CLIError, add_bool_flag, add_common
 from .printers import pod_status_reason
 from .resources import display_name, parse_one
 from .tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, tabwrite
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = p.add_subparsers(dest="rollout_verb", metavar="status|history|undo|restart", required=True)
     s = rsub.add_parser("status", help="watch a rollout until it is done")
     s.add_argument("target", metavar="daemonset/NAME")
-    s.add_argument("-w", "--watch", default="true", help="keep watching until done (default true)")
+    add_bool_flag(s, "--watch", True, "keep watching until done (default true)", short="-w")
     s.add_argument("--timeout", default="0", help="give up after this long (0: never)")
     s.add_argument("--revision", type=int, default=0, help=argparse.SUPPRESS)
     h = rsub.add_parser("history", help="list the revisions of a DaemonSet")
@@ -135,7 +135,7 @@ async def _stuck_message(factory: Factory, ds: Any) -> str:
 async def rollout_status(args: argparse.Namespace, factory: Factory) -> int:
     info, name = _target(args, "status viewer")
     ns = factory.default_namespace
-    watch = args.watch.lower() not in ("false", "0", "no")
+    watch = args.watch
     timeout = durations.parse(args.timeout)
     client = factory.client()
     ds = await client.get(info.kind, name, ns)

@@ -89,7 +89,7 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
     factory = factory or Factory()
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(normalize_bools(argv))
         if not getattr(args, "run", None):
             parser.print_help(factory.err)
             return 1
@@ -129,6 +129,39 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     sys.exit(code)
+
+
+# Boolean flags that take kubectl's `--flag=false` form (see add_bool_flag).
+BOOL_FLAGS: set[str] = set()
+_FALSE = ("false", "0", "no", "f")
+_TRUE = ("true", "1", "yes", "t")
+
+
+def add_bool_flag(p: argparse.ArgumentParser, name: str, default: bool, help: str, short: str = "") -> None:
+    """`--name`, `--name=true|false` (as kubectl writes booleans) and `--no-name`, without ever
+    swallowing the next word as a value."""
+    dest = name.lstrip("-").replace("-", "_")
+    flags = [name, short] if short else [name]
+    p.add_argument(*flags, dest=dest, action="store_true", default=default, help=help)
+    p.add_argument("--no-" + name.lstrip("-"), dest=dest, action="store_false", help=argparse.SUPPRESS)
+    BOOL_FLAGS.add(name)
+
+
+def normalize_bools(argv: list[str]) -> list[str]:
+    """`--wait=false` to `--no-wait`, `--wait=true` to `--wait`, for the flags add_bool_flag made."""
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        if sep and flag in BOOL_FLAGS:
+            if value.lower() in _FALSE:
+                out.append("--no-" + flag.lstrip("-"))
+                continue
+            if value.lower() in _TRUE:
+                out.append(flag)
+                continue
+            raise UsageError(f'invalid argument "{value}" for "{flag}" flag: use true or false')
+        out.append(arg)
+    return out
 
 
 def add_common(p: argparse.ArgumentParser) -> None:

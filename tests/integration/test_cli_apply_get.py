@@ -250,3 +250,15 @@ async def test_get_watch_prints_the_list_then_changes(api: TestAPIServer) -> Non
     assert await task == 130
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["NAME", "STATUS", "AGE"] and len(lines) == 3
+
+
+async def test_delete_waits_by_default_and_not_with_wait_false(api: TestAPIServer) -> None:
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=HELD)
+    r = await cli("delete", "--wait=false", "job", "pi")
+    assert (r.code, r.out) == (0, 'job.batch "pi" deleted\n')
+    assert (await api.client.get("Job", "pi", "default")).metadata.deletion_timestamp
+    r = await cli("delete", "job", "pi", "--timeout=300ms")  # waits by default, as kubectl
+    assert (r.code, r.err) == (1, "error: timed out waiting for the condition on job.batch/pi\n")
+    r = await cli("delete", "job", "pi", "--wait=maybe")
+    assert r.code == 1 and 'invalid argument "maybe" for "--wait" flag' in r.err

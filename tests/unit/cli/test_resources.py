@@ -69,3 +69,13 @@ def test_parse_one_and_names() -> None:
 )
 def test_format_error(err: BaseException, want: str) -> None:
     assert format_error(err, "127.0.0.1:6443") == want
+
+
+def test_kubectl_style_booleans() -> None:
+    from ketch.cli.main import build_parser, normalize_bools
+
+    build_parser()  # registers the boolean flags
+    assert normalize_bools(["delete", "--wait=false", "job", "x"]) == ["delete", "--no-wait", "job", "x"]
+    assert normalize_bools(["delete", "--wait=true"]) == ["delete", "--wait"]
+    args = build_parser().parse_args(normalize_bools(["delete", "--wait", "job", "x"]))
+    assert args.wait is True and args.targets == ["job", "x"]
