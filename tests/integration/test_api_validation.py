@@ -1,0 +1,90 @@
+"""Defaulting, validation and warnings through the real API server over gRPC: an invalid Job is
+refused naming every bad field and nothing is stored; a valid Job reads back with Kubernetes'
+defaults; updates keep the immutable fields; ignored pod fields come back as warnings."""
+
+from __future__ import annotations
+
+import pytest
+
+from ketch.api import errors, manifest
+
+PI_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pi
+spec:
+  completions: 8
+  parallelism: 2
+  template:
+    spec:
+      containers:
+      - name: pi
+        image: perl
+        command: ["perl", "-Mbignum=bpi", "-wle", "print bpi(200)"]
+        ports: [{containerPort: 8080}]
+      restartPolicy: Never
+"""
+
+BAD_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: bad
+spec:
+  parallelism: -1
+  template:
+    spec:
+      containers:
+      - name: c
+        command: ["true"]
+      restartPolicy: Always
+"""
+
+
+async def test_an_invalid_job_is_refused_naming_both_fields_and_nothing_is_stored(api) -> None:
+    with pytest.raises(errors.Invalid) as caught:
+        await api.client.create(manifest.parse_objects(BAD_JOB)[0])
+    assert str(caught.value) == (
+        'The Job "bad" is invalid: [spec.parallelism: Invalid value: -1: must be greater than or equal to 0, '
+        'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"]')
+    with pytest.raises(errors.NotFound):
+        await api.client.get("Job", "bad", "default")
+    jobs, _ = await api.client.list("Job", "default")
+    assert jobs == []
+
+
+async def test_a_valid_job_reads_back_with_the_defaults_and_a_warning_for_ports(api) -> None:
+    warnings: list[str] = []
+    api.client.on_warning = warnings.append
+    await api.client.create(manifest.parse_objects(PI_JOB)[0])
+    job = manifest.to_dict(await api.client.get("Job", "pi", "default"))
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["completionMode"], spec["suspend"]) == (6, "NonIndexed", False)
+    assert spec["podReplacementPolicy"] == "TerminatingOrFailed"
+    pod = spec["template"]["spec"]
+    assert (pod["terminationGracePeriodSeconds"], pod["dnsPolicy"], pod["schedulerName"]) == (
+        30, "ClusterFirst", "default-scheduler")
+    assert pod["containers"][0]["imagePullPolicy"] == "Always"
+    assert warnings == ["spec.template.spec.containers[0].ports: ignored: Ketch runs host processes "
+                        "(no container networking)"]
+
+
+async def test_a_job_update_may_scale_but_not_change_its_template(api) -> None:
+    job = await api.client.create(manifest.parse_objects(PI_JOB)[0])
+    job.spec.parallelism = 4
+    job = await api.client.update(job)
+    assert job.spec.parallelism == 4
+    job.spec.template.spec.containers[0].command.append("extra")
+    with pytest.raises(errors.Invalid, match=r"spec\.template: Invalid value: field is immutable"):
+        await api.client.update(job)
+    stored = await api.client.get("Job", "pi", "default")
+    assert list(stored.spec.template.spec.containers[0].command)[-1] == "print bpi(200)"
+
+
+async def test_a_pod_without_a_command_is_refused(api) -> None:
+    pod = manifest.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                              "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}})
+    with pytest.raises(errors.Invalid, match=r"spec.containers\[0\].command: Required value: ketch runs the "
+                                             "command on the host and cannot use an image entrypoint"):
+        await api.client.create(pod)

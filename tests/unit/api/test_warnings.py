@@ -1,0 +1,83 @@
+"""Warnings for stored-but-ignored pod fields: named when the user set them, never for defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ketch.api.warnings import ignored_fields
+
+from .objects import CRONJOB, DAEMONSET, JOB, LEASE, POD, container, pod_spec, server_view
+
+HOST = "ignored: Ketch runs host processes"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    doc: dict[str, Any]
+    changes: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+
+def tmpl(**spec: Any) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": pod_spec(restartPolicy="Never", **spec)}}}
+
+
+CASES = [
+    Case("a plain job warns about nothing (not even its image)", JOB,
+         tmpl(containers=[container(image="perl")])),
+    Case("defaults are not reported", POD, {"spec": {"dnsPolicy": "ClusterFirst", "containers": [
+        container(image="perl:5", imagePullPolicy="IfNotPresent")]}}),
+    Case("ports", JOB, tmpl(containers=[container(ports=[{"containerPort": 80}])]),
+         (f"spec.template.spec.containers[0].ports: {HOST} (no container networking)",)),
+    Case("an imagePullPolicy other than the image's default", POD,
+         {"spec": {"containers": [container(image="perl:5", imagePullPolicy="Always")],
+                   "imagePullSecrets": [{"name": "regcred"}]}},
+         (f"spec.imagePullSecrets: {HOST} (no images are pulled)",
+          f"spec.containers[0].imagePullPolicy: {HOST} (no images are pulled)")),
+    Case("volumes and mounts", JOB, tmpl(volumes=[{"name": "data", "emptyDir": {}}], containers=[
+        container(volumeMounts=[{"name": "data", "mountPath": "/data"}])]),
+         (f"spec.template.spec.volumes: {HOST} (no volumes are mounted)",
+          f"spec.template.spec.containers[0].volumeMounts: {HOST} (no volumes are mounted)")),
+    Case("service account, DNS and host network", DAEMONSET, {"spec": {"template": {"spec": pod_spec(
+        serviceAccountName="agent", dnsPolicy="ClusterFirstWithHostNet", hostNetwork=True)}}},
+         (f"spec.template.spec.serviceAccountName: {HOST} (no service accounts)",
+          f"spec.template.spec.hostNetwork: {HOST} (processes run in the host's network, DNS and namespaces)",
+          f"spec.template.spec.dnsPolicy: {HOST} (processes run in the host's network, DNS and namespaces)")),
+    Case("config maps and secrets in env", POD, {"spec": {"containers": [container(
+        envFrom=[{"configMapRef": {"name": "cfg"}}],
+        env=[{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])]}},
+         (f"spec.containers[0].envFrom: {HOST} (no ConfigMaps or Secrets)",
+          f"spec.containers[0].env[1].valueFrom.secretKeyRef: {HOST} (no ConfigMaps or Secrets)")),
+    Case("pod anti-affinity but not node affinity", POD, {"spec": {"affinity": {
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": []},
+        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}}},
+         (f"spec.affinity.podAntiAffinity: {HOST} (not used by the Ketch scheduler)",)),
+    Case("lifecycle hooks, readiness gates, runtime class", POD, {"spec": {
+        "readinessGates": [{"conditionType": "x"}], "runtimeClassName": "gvisor",
+        "containers": [container(lifecycle={"preStop": {"exec": {"command": ["x"]}}})]}},
+         (f"spec.readinessGates: {HOST} (readiness gates are not evaluated)",
+          f"spec.runtimeClassName: {HOST} (there is no container runtime)",
+          f"spec.containers[0].lifecycle: {HOST} (lifecycle hooks are not run)")),
+    Case("security settings beyond user and group", POD, {"spec": {
+        "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
+        "containers": [container(securityContext={"runAsGroup": 1, "privileged": True})]}},
+         (f"spec.securityContext.fsGroup: {HOST} (only runAsUser and runAsGroup are applied)",
+          f"spec.containers[0].securityContext.privileged: {HOST} (only runAsUser and runAsGroup are applied)")),
+    Case("gRPC probes", POD, {"spec": {"containers": [container(livenessProbe={"grpc": {"port": 9000}})]}},
+         (f"spec.containers[0].livenessProbe.grpc: {HOST} (gRPC probes are not run; use exec, httpGet or "
+          "tcpSocket)",)),
+    Case("a cronjob's pod template", CRONJOB, {"spec": {"jobTemplate": {"spec": {"template": {"spec": pod_spec(
+        restartPolicy="OnFailure", initContainers=[container("init", ports=[{"containerPort": 1}])])}}}}},
+         (f"spec.jobTemplate.spec.template.spec.initContainers[0].ports: {HOST} (no container networking)",)),
+    Case("kinds without pods have no warnings", LEASE, {}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_ignored_fields(case: Case) -> None:
+    assert ignored_fields(server_view(case.doc, case.changes)) == list(case.warnings)
