@@ -2,8 +2,9 @@
 
 As Kubernetes' PodGC controller, in three parts:
 
-* orphaned pods — bound to a Node that no longer exists. The node's absence in the cache is
-  confirmed with a live GET (the cache may lag a node that has just registered); then every pod
+* orphaned pods — bound to a Node that no longer exists. A node missing from the cache is
+  quarantined first (Kubernetes' 40 s, so that an agent whose Node was deleted can register it
+  again and keep its pods), then its absence is confirmed with a live GET; then every pod
   of that node not yet terminal is marked Failed with DisruptionTarget=True (reason
   DeletionByPodGC), so that Job controllers replace it, and all of them are deleted with grace 0
   (pods stuck terminating on the vanished node included). Pods with finalizers only get their
@@ -22,6 +23,7 @@ batches.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
@@ -34,6 +36,7 @@ from .base import Controller, ControllerContext
 log = logging.getLogger(__name__)
 
 DEFAULT_TERMINATED_POD_GC_THRESHOLD = 12500
+DEFAULT_QUARANTINE = 40.0
 NODE_NAME_INDEX = "nodeName"
 OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
 TERMINATED_KEY = "terminated"
@@ -89,8 +92,13 @@ def mark_failed_for_gone_node(pod: Any, now: float) -> Any | None:
 class PodGCController(Controller):
     name = "podgc"
 
-    def __init__(self, ctx: ControllerContext, terminated_pod_gc_threshold: int | None = None) -> None:
+    def __init__(self, ctx: ControllerContext, terminated_pod_gc_threshold: int | None = None,
+                 quarantine: float | None = None) -> None:
         super().__init__(ctx)
+        self.quarantine = float(quarantine if quarantine is not None
+                                else ctx.options.extra.get("podgc-quarantine", DEFAULT_QUARANTINE))
+        # Nodes seen missing, by name: when (monotonic) their quarantine ends.
+        self.missing: dict[str, float] = {}
         if terminated_pod_gc_threshold is None:
             terminated_pod_gc_threshold = int(ctx.options.extra.get(
                 "terminated-pod-gc-threshold", DEFAULT_TERMINATED_POD_GC_THRESHOLD))
@@ -125,6 +133,7 @@ class PodGCController(Controller):
             self.terminated.discard(key_of(pod))
 
     def _node_changed(self, node: Any) -> None:
+        self.missing.pop(node.metadata.name, None)  # (back) in the cache: no quarantine running
         if out_of_service(node):
             self.queue.add(NODE_PREFIX + node.metadata.name)
 
@@ -152,9 +161,11 @@ class PodGCController(Controller):
     async def gc_node(self, node_name: str) -> None:
         pods = self.pods.by_index(NODE_NAME_INDEX, node_name)
         if not pods:
+            self.missing.pop(node_name, None)
             return
         node = self.nodes.get("", node_name)
         if node is not None:
+            self.missing.pop(node_name, None)
             if out_of_service(node):
                 terminating = [p for p in pods if p.metadata.deletion_timestamp]
                 if terminating:
@@ -162,12 +173,20 @@ class PodGCController(Controller):
                              len(terminating), node_name)
                     await self._force_delete(terminating)
             return
-        # Absent from the cache: make sure it is really gone before touching its pods.
+        # Absent from the cache: after a quarantine, make sure it is really gone before touching
+        # its pods.
+        now_mono = time.monotonic()
+        until = self.missing.setdefault(node_name, now_mono + self.quarantine)
+        if now_mono < until:
+            self.queue.add_after(NODE_PREFIX + node_name, until - now_mono)
+            return
         try:
             await self.client.get("Node", node_name)
+            self.missing.pop(node_name, None)
             return  # it exists; the cache will catch up
         except errors.NotFound:
             pass
+        self.missing.pop(node_name, None)
         log.info("podgc: force-deleting %d pods of vanished node %s", len(pods), node_name)
         now = self.clock.now()
         batch = Batch()

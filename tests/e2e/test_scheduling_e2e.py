@@ -1,11 +1,9 @@
-"""Scheduling and pod GC with real agents: 30 unbound pods spread over 3 nodes and each runs on
-the node it was bound to; a pinned pod waits, reported unschedulable, until its node joins; the
-pods of a node deleted while its agent is down are garbage-collected."""
+"""Scheduling with real agents: 30 unbound pods spread over 3 nodes and each runs on the node it
+was bound to; a pinned pod waits, reported unschedulable, until its node joins."""
 
 from __future__ import annotations
 
 import json
-import signal
 from collections import Counter
 
 from .harness import Cluster, wait_until
@@ -18,7 +16,7 @@ def unbound_pod(name: str, command: str, **spec: object) -> str:
                         "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]}]}})
 
 
-def test_pods_spread_run_where_bound_and_are_collected_with_their_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+def test_pods_spread_run_where_bound_and_wait_for_a_matching_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = cluster_factory()
     cluster.start_controlplane()
     for node in ("node-a", "node-b", "node-c"):
@@ -39,7 +37,7 @@ def test_pods_spread_run_where_bound_and_are_collected_with_their_node(cluster_f
         assert out.strip() == f"ran on {p['spec']['nodeName']}"
 
     # A pod pinned to a node that has not joined yet waits, reported unschedulable.
-    cluster.apply(unbound_pod("pinned", "sleep 300", nodeSelector={"kubernetes.io/hostname": "node-d"}))
+    cluster.apply(unbound_pod("pinned", "sleep 60", nodeSelector={"kubernetes.io/hostname": "node-d"}))
 
     def unschedulable() -> dict | None:
         p = cluster.try_get("pod", "pinned")
@@ -54,8 +52,3 @@ def test_pods_spread_run_where_bound_and_are_collected_with_their_node(cluster_f
     cluster.start_agent("node-d")
     wait_until(lambda: (cluster.try_get("pod", "pinned") or {}).get("status", {}).get("phase") == "Running",
                30, "the pinned pod to run on the node that joined")
-
-    # Its agent dies and its Node is deleted: pod GC removes the pod.
-    cluster.stop_process("agent-node-d", signal.SIGKILL)
-    cluster.ketch("delete", "node", "node-d")
-    wait_until(lambda: cluster.try_get("pod", "pinned") is None, 30, "pod GC to remove the pod of the deleted node")

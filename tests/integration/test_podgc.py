@@ -29,7 +29,10 @@ async def test_pods_of_a_deleted_node_are_force_deleted(api: TestAPIServer) -> N
     # Watch the pods' last states: the DisruptionTarget condition is written before deletion.
     seen: dict[str, object] = {}
 
-    async with running(client, PodGCController) as (gc,):
+    def make(ctx):
+        return PodGCController(ctx, quarantine=0.2)
+
+    async with running(client, make) as (gc,):
         gc.pods.add_handler(on_update=lambda old, new: seen.__setitem__(new.metadata.name, new))
         await client.delete("Node", "gone")
 
@@ -57,7 +60,7 @@ async def test_terminated_pods_over_the_threshold_go_oldest_first(api: TestAPISe
     await client.create(pod("live"))
 
     def make(ctx):
-        return PodGCController(ctx, terminated_pod_gc_threshold=3)
+        return PodGCController(ctx, terminated_pod_gc_threshold=3, quarantine=0.2)
 
     async with running(client, make):
         async def trimmed():
@@ -66,3 +69,19 @@ async def test_terminated_pods_over_the_threshold_go_oldest_first(api: TestAPISe
 
         await eventually(trimmed, timeout=10, what="terminated pods trimmed to the threshold")
         assert await exists(client, "Pod", "live", "default")
+
+
+async def test_a_node_registered_again_within_the_quarantine_keeps_its_pods(api: TestAPIServer) -> None:
+    client = api.local
+    await create_node(client, node("flaky"))
+    await client.create(pod("survivor", node_name="flaky"))
+
+    def make(ctx):
+        return PodGCController(ctx, quarantine=1.0)
+
+    async with running(client, make) as (gc,):
+        await client.delete("Node", "flaky")
+        await eventually(lambda: "flaky" in gc.missing, timeout=5, what="the node to be quarantined")
+        await create_node(client, node("flaky"))  # the agent registers it again
+        await eventually(lambda: "flaky" not in gc.missing, timeout=5, what="the quarantine to be lifted")
+        assert await exists(client, "Pod", "survivor", "default")
