@@ -19,12 +19,13 @@ import contextlib
 import errno
 import logging
 import os
+import shlex
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
 
 from nodeagent import procfs
 
@@ -61,24 +62,22 @@ def start_error_message(argv: list[str], cwd: str, err: BaseException) -> str:
     return f'exec: "{exe}": {err}'
 
 
-def _preexec(cgroup_procs: list[str], uid: int | None, gid: int | None) -> Callable[[], None]:
-    """Join cgroups before exec, then drop privileges (joining needs root)."""
+def resolve_executable(argv0: str, cwd: str, env: dict[str, str]) -> str | None:
+    """Where exec would find argv0 (PATH from env, relative paths from cwd), or None."""
+    if "/" in argv0:
+        path = argv0 if os.path.isabs(argv0) else os.path.join(cwd, argv0)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    return shutil.which(argv0, path=env.get("PATH", os.defpath))
 
-    def run() -> None:
-        pid = str(os.getpid()).encode()
-        for path in cgroup_procs:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
-        if gid is not None:
-            os.setgroups([])
-            os.setregid(gid, gid)
-        if uid is not None:
-            os.setreuid(uid, uid)
 
-    return run
+def cgroup_wrapper(argv: list[str], cgroup_procs: list[str]) -> list[str]:
+    """argv run by a shell that first moves itself into the cgroups, then execs (same pid).
+
+    Joining before exec keeps every byte and every child inside the limits; doing it in a shell
+    rather than in a preexec_fn avoids running Python in a forked child of a threaded process.
+    """
+    joins = " && ".join(f"echo $$ > {shlex.quote(p)}" for p in cgroup_procs)
+    return ["/bin/sh", "-c", f'{joins} && exec "$@"', argv[0], *argv]
 
 
 class ProcConnector:
@@ -212,19 +211,24 @@ class ProcessRuntime:
         if not argv:
             raise StartError("no command given: set command (there is no image entrypoint on a process runtime)")
         kwargs: dict[str, object] = {}
-        preexec = None
+        if uid is not None:
+            kwargs["user"] = uid
+        if gid is not None:
+            kwargs["group"] = gid
+            kwargs["extra_groups"] = []
+        run = argv
         if cgroup_procs:
-            preexec = _preexec(cgroup_procs, uid, gid)
-        else:
+            if resolve_executable(argv[0], cwd, env) is None:
+                raise StartError(start_error_message(argv, cwd, FileNotFoundError(2, "not found", argv[0])))
             if uid is not None:
-                kwargs["user"] = uid
-            if gid is not None:
-                kwargs["group"] = gid
-                kwargs["extra_groups"] = []
+                for path in cgroup_procs:
+                    with contextlib.suppress(OSError):
+                        os.chown(path, uid, gid if gid is not None else -1)
+            run = cgroup_wrapper(argv, cgroup_procs)
         started_at = time.time()
         try:
-            proc = subprocess.Popen(argv, stdin=self._devnull, stdout=stdout, stderr=stdout, cwd=cwd, env=env,
-                                    start_new_session=True, close_fds=True, preexec_fn=preexec,
+            proc = subprocess.Popen(run, stdin=self._devnull, stdout=stdout, stderr=stdout, cwd=cwd, env=env,
+                                    start_new_session=True, close_fds=True,
                                     **kwargs)  # type: ignore[call-overload]
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             raise StartError(start_error_message(argv, cwd, err)) from err
