@@ -205,23 +205,20 @@ class CronJobController(Controller):
         cj = await self._reconcile_children(cj, children)
         await self._drop_missing(cj, children)
 
-        # 2. Nothing more for a CronJob being deleted, in an unknown zone, suspended or unparseable.
+        # 2. Run the most recent due time, if any and if allowed: not for a CronJob being
+        #    deleted, in an unknown zone, suspended or unschedulable (and then no requeue).
         sched = self._schedulable(cj)
-        if sched is None:
-            await self._write_status(key, cached, cj)
-            return
+        if sched is not None:
+            try:
+                await self._run_due(cj, sched)
+            except _NoRequeue:
+                sched = None
 
-        # 3. Run the most recent due time, if any and if allowed.
-        try:
-            await self._run_due(cj, sched)
-        except _NoRequeue:
-            await self._write_status(key, cached, cj)
-            return
-
-        # 4. History limits, then status (once), then the next look.
+        # 3. History limits (even when suspended), then status (once), then the next look.
         await self._trim_history(cj, children)
         await self._write_status(key, cached, cj)
-        self._requeue(key, cj, sched)
+        if sched is not None:
+            self._requeue(key, cj, sched)
 
     async def _reconcile_children(self, cj: Any, children: list[Any]) -> Any:
         unexpected = self._mirror_children(cj, children)
