@@ -85,13 +85,20 @@ def _warn(out: list[str], path: str, reason: str) -> None:
     out.append(f"{path}: ignored: Ketch runs host processes ({reason})")
 
 
-def _is_set(msg: Message, name: str) -> bool:
-    fd = msg.DESCRIPTOR.fields_by_name.get(name)
-    if fd is None:
-        return False
-    if fd.has_presence:
-        return msg.HasField(name)
-    return bool(getattr(msg, name))
+def _checks(message: type[Message], fields: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, str, str, bool], ...]:
+    """(proto name, JSON name, reason, has presence) per field, looked up once at import."""
+    by_name = message.DESCRIPTOR.fields_by_name
+    return tuple((f[0], f[1], f[2] if len(f) > 2 else SECURITY, by_name[f[0]].has_presence) for f in fields)
+
+
+def _set(msg: Message, name: str, has_presence: bool) -> bool:
+    return msg.HasField(name) if has_presence else bool(getattr(msg, name))
+
+
+_POD_CHECKS = _checks(core_pb2.PodSpec, _POD_FIELDS)
+_POD_SECURITY_CHECKS = _checks(core_pb2.PodSecurityContext, _POD_SECURITY_FIELDS)
+_CONTAINER_CHECKS = _checks(core_pb2.Container, _CONTAINER_FIELDS)
+_CONTAINER_SECURITY_CHECKS = _checks(core_pb2.SecurityContext, _CONTAINER_SECURITY_FIELDS)
 
 
 def ignored_fields(obj: Message) -> list[str]:
@@ -109,8 +116,8 @@ def ignored_fields(obj: Message) -> list[str]:
 
 def pod_spec_warnings(spec: core_pb2.PodSpec, path: str) -> list[str]:
     out: list[str] = []
-    for field_name, json_name, reason in _POD_FIELDS:
-        if _is_set(spec, field_name):
+    for field_name, json_name, reason, presence in _POD_CHECKS:
+        if _set(spec, field_name, presence):
             _warn(out, f"{path}.{json_name}", reason)
     if spec.dns_policy and spec.dns_policy != "ClusterFirst":
         _warn(out, path + ".dnsPolicy", HOST)
@@ -119,9 +126,9 @@ def pod_spec_warnings(spec: core_pb2.PodSpec, path: str) -> list[str]:
             if spec.affinity.HasField(field_name):
                 _warn(out, f"{path}.affinity.{json_name}", SCHEDULER)
     if spec.HasField("security_context"):
-        for field_name, json_name in _POD_SECURITY_FIELDS:
-            if _is_set(spec.security_context, field_name):
-                _warn(out, f"{path}.securityContext.{json_name}", SECURITY)
+        for field_name, json_name, reason, presence in _POD_SECURITY_CHECKS:
+            if _set(spec.security_context, field_name, presence):
+                _warn(out, f"{path}.securityContext.{json_name}", reason)
     for list_name, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
         for i, c in enumerate(containers):
             _container(out, c, f"{path}.{list_name}[{i}]")
@@ -131,8 +138,8 @@ def pod_spec_warnings(spec: core_pb2.PodSpec, path: str) -> list[str]:
 def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
     if c.image_pull_policy and c.image_pull_policy != image_pull_policy_for(c.image):
         _warn(out, path + ".imagePullPolicy", IMAGES)
-    for field_name, json_name, reason in _CONTAINER_FIELDS:
-        if _is_set(c, field_name):
+    for field_name, json_name, reason, presence in _CONTAINER_CHECKS:
+        if _set(c, field_name, presence):
             _warn(out, f"{path}.{json_name}", reason)
     for i, ev in enumerate(c.env):
         if not ev.HasField("value_from"):
@@ -145,6 +152,6 @@ def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
         if c.HasField(field_name) and getattr(c, field_name).HasField("grpc"):
             _warn(out, f"{path}.{json_name}.grpc", "gRPC probes are not run; use exec, httpGet or tcpSocket")
     if c.HasField("security_context"):
-        for field_name, json_name in _CONTAINER_SECURITY_FIELDS:
-            if _is_set(c.security_context, field_name):
-                _warn(out, f"{path}.securityContext.{json_name}", SECURITY)
+        for field_name, json_name, reason, presence in _CONTAINER_SECURITY_CHECKS:
+            if _set(c.security_context, field_name, presence):
+                _warn(out, f"{path}.securityContext.{json_name}", reason)
