@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# Before gRPC loads: the agent forks (a container run as another user) while gRPC threads run,
+# and gRPC's fork handlers must not run in those children (they can crash them).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import socket
 import sys
