@@ -50,9 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         up.add_argument(flag, default="", metavar="DURATION", help="passed to the control plane")
     for flag in ("--heartbeat-interval", "--crash-loop-backoff-base", "--crash-loop-backoff-max"):
         up.add_argument(flag, default="", metavar="DURATION", help="passed to every agent")
-    up.add_argument("--controlplane-arg", action="append", default=[], metavar="ARG",
-                    help="an extra control plane argument (repeatable), e.g. --controlplane-arg=--log-level=debug")
-    up.add_argument("--agent-arg", action="append", default=[], metavar="ARG", help="an extra agent argument")
+    up.add_argument("--controlplane-arg", "--controlplane-flag", dest="controlplane_arg", action="append", default=[],
+                    metavar="ARG", help="an extra control plane argument (repeatable): "
+                    "--controlplane-arg=--node-startup-grace-period=5s")
+    up.add_argument("--agent-arg", "--agent-flag", dest="agent_arg", action="append", default=[], metavar="ARG",
+                    help="an extra argument for every agent (repeatable): --agent-arg=--log-level=debug")
     up.add_argument("--keep-pods", action="store_true",
                     help="on stop, leave pods running (agents without --drain-on-exit)")
     up.add_argument("--ready-timeout", default="60s", help="how long to wait for the API and the nodes")

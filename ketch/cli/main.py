@@ -91,8 +91,8 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
         parser = build_parser()
         args = parser.parse_args(normalize_bools(argv))
         if not getattr(args, "run", None):
-            parser.print_help(factory.err)
-            return 1
+            parser.print_help(factory.out)
+            return 0
         if args.server and not factory.server:
             factory.server = args.server
         if args.namespace and not factory.namespace:
