@@ -23,7 +23,7 @@ from . import jsonpath
 from .factory import Factory
 from .main import CLIError, add_common
 from .resources import display_name, parse_targets
-from .watching import object_states
+from .watching import object_states, states
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -192,5 +192,37 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             return
         factory.print(f"{label} condition met")
 
-    await asyncio.gather(*(one(*t) for t in targets))
+    async def many(info: KindInfo, ns: str, group: list[tuple[KindInfo, str, str, str]]) -> None:
+        """Several objects of one kind and namespace: one watch for all of them."""
+        nonlocal failed
+        pending = {name: uid for _, name, _, uid in group}
+        try:
+            async with asyncio.timeout(timeout):
+                watch = states(factory.client(), info.kind, ns)
+                async with contextlib.aclosing(watch):
+                    async for current in watch:
+                        for name, uid in list(pending.items()):
+                            obj = current.get((ns, name))
+                            if waiter.kind == "delete" and obj is not None and uid and obj.metadata.uid != uid:
+                                obj = None
+                            if waiter.check(obj):
+                                del pending[name]
+                                factory.print(f"{display_name(info, name)} condition met")
+                        if not pending:
+                            return
+        except TimeoutError:
+            for name in sorted(pending):
+                factory.error_line(f"error: timed out waiting for the condition on {info.plural}/{name}")
+            failed = True
+
+    groups: dict[tuple[str, str], list[tuple[KindInfo, str, str, str]]] = {}
+    for t in targets:
+        groups.setdefault((t[0].kind, t[2]), []).append(t)
+    jobs = []
+    for (_kind, ns), group in groups.items():
+        if len(group) == 1 or timeout <= 0:
+            jobs.extend(one(*t) for t in group)
+        else:
+            jobs.append(many(group[0][0], ns, group))
+    await asyncio.gather(*jobs)
     return 1 if failed else 0

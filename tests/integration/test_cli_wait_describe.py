@@ -93,3 +93,27 @@ async def test_describe_namespace_and_generic_kinds(api: TestAPIServer) -> None:
     assert r.out.startswith("Name:         default\n") and "Status:       Active" in r.out
     r = await cli("describe", "leases", "-n", "kube-node-lease")
     assert r.code == 0
+
+
+async def test_wait_on_many_objects_by_selector_uses_one_watch(api: TestAPIServer) -> None:
+    cli = CLI(api.client)
+    for name in ("a", "b"):
+        doc = PI.replace("  name: pi\n", f"  name: {name}\n  labels: {{batch: nightly}}\n")
+        assert (await cli("apply", "-f", "-", stdin=doc)).code == 0
+
+    async def complete(name: str) -> None:
+        await api.client.patch("Job", name, {"status": {"conditions": [
+            {"type": "Complete", "status": "True", "lastTransitionTime": timeutil.now()}]}},
+            namespace="default", patch_type="merge", subresource="status")
+
+    await complete("b")
+    waiting = asyncio.ensure_future(cli("wait", "--for=condition=Complete", "jobs", "-l", "batch=nightly",
+                                        "--timeout", "20s"))
+    await complete("a")
+    r = await asyncio.wait_for(waiting, 20)
+    assert r.code == 0
+    assert sorted(r.out.splitlines()) == ["job.batch/a condition met", "job.batch/b condition met"]
+    r = await cli("wait", "--for=condition=Failed", "jobs", "--all", "--timeout", "300ms")
+    assert r.code == 1
+    assert r.err == ("error: timed out waiting for the condition on jobs/a\n"
+                     "error: timed out waiting for the condition on jobs/b\n")
