@@ -215,3 +215,13 @@ async def test_after_downtime_nothing_runs_past_the_starting_deadline(api: TestA
         assert await jobs_of(client, "yearly") == []
     cj = await client.get("CronJob", "yearly", NS)
     assert not cj.status.active
+
+
+async def test_a_new_schedule_takes_effect_from_its_next_time(client: Client) -> None:
+    await client.create(cronjob("moved", "@yearly"))
+    await asyncio.sleep(0.5)
+    assert await jobs_of(client, "moved") == []
+    await client.patch("CronJob", "moved", {"spec": {"schedule": "*/1 * * * * *"}}, NS)
+    jobs = await eventually(lambda: jobs_of(client, "moved"), timeout=5, what="a run on the new schedule")
+    assert len(jobs) == 1
+    assert (S.scheduled_time_of(jobs[0]) or 0) >= time.time() - 2

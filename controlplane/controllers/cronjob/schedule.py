@@ -33,7 +33,6 @@ from ketch.api.cron import Schedule, ScheduleError
 NEXT_SCHEDULE_DELTA = 0.005
 TOO_MANY_MISSED = 100
 SCHEDULED_TIMESTAMP_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
-INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
 DEFAULT_SUCCESSFUL_HISTORY = 3
 DEFAULT_FAILED_HISTORY = 1
 
