@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+from typing import Any
 
 from ketch.api import durations, errors, manifest
 from ketch.api.kinds import KindInfo, info_of
@@ -21,7 +22,7 @@ from .factory import Factory
 from .main import CLIError, add_bool_flag, add_common, format_error
 from .manifests import read_documents
 from .resources import display_name, parse_targets, quoted_name
-from .watching import object_states
+from .watching import until_each
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan", "true": "Background",
            "false": "Orphan"}
@@ -129,7 +130,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if wait and pending:
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):
-                await asyncio.gather(*(wait_gone(factory, info, name, ns, uid) for info, name, ns, uid in pending))
+                await wait_all_gone(factory, pending)
         except TimeoutError:
             left = []
             for info, name, ns, _uid in pending:
@@ -140,11 +141,14 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     return 1 if failed else 0
 
 
-async def wait_gone(factory: Factory, info: KindInfo, name: str, namespace: str, uid: str = "") -> None:
-    """Return once the object (that uid, when given) no longer exists; follows a watch."""
-    states = object_states(factory.client(), info.kind, name, namespace)
-    async with contextlib.aclosing(states):
-        async for obj in states:
-            if obj is None or (uid and obj.metadata.uid != uid):
-                return
+async def wait_all_gone(factory: Factory, objs: list[tuple[KindInfo, str, str, str]]) -> None:
+    """Return once every (kind, name, namespace, uid) is gone; one watch per kind and namespace."""
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    for info, name, ns, uid in objs:
+        groups.setdefault((info.kind, ns), {})[name] = uid
 
+    def gone(uids: dict[str, str]) -> Any:
+        return lambda name, obj: obj is None or (uids[name] and obj.metadata.uid != uids[name])
+
+    await asyncio.gather(*(until_each(factory.client(), kind, ns, list(uids), gone(uids))
+                           for (kind, ns), uids in groups.items()))

@@ -48,3 +48,26 @@ async def object_states(client: Client, kind: str, name: str, namespace: str = "
     """One object's successive states (None while it does not exist)."""
     async for current in states(client, kind, namespace, field_selector=f"metadata.name={name}"):
         yield current.get((namespace, name))
+
+
+async def until_each(client: Client, kind: str, namespace: str, names: list[str], done: Any,
+                     on_done: Any = None) -> None:
+    """Follow one watch over a kind in a namespace until `done(name, obj_or_None)` holds for every name.
+
+    `on_done(name)` is called as each one gets there. One stream serves any number of objects.
+    """
+    import contextlib
+
+    pending = list(names)
+    # One object: let the server filter by name; several: watch the kind in the namespace.
+    field_selector = f"metadata.name={names[0]}" if len(names) == 1 else ""
+    watch = states(client, kind, namespace, field_selector=field_selector)
+    async with contextlib.aclosing(watch):
+        async for current in watch:
+            for name in list(pending):
+                if done(name, current.get((namespace, name))):
+                    pending.remove(name)
+                    if on_done is not None:
+                        on_done(name)
+            if not pending:
+                return
