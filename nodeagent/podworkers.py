@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ketch.api import durations, errors, quantity, timeutil
+from ketch.api import durations, quantity, timeutil
 from ketch.client.clientset import Client
 from ketch.v1 import core_pb2
 
@@ -594,19 +594,10 @@ class PodWorker:
         self._on_done(self)
 
     async def _delete_from_api(self, pod: core_pb2.Pod) -> None:
-        backoff = 0.2
-        while not self.gone:
-            try:
-                await self.deps.client.delete("Pod", pod.metadata.name, pod.metadata.namespace,
-                                              grace_period_seconds=0, uid=self.uid)
-                return
-            except (errors.NotFound, errors.Conflict):
-                return
-            except errors.StatusError as err:
-                log.info("pod %s/%s: final delete failed (%s); retrying", pod.metadata.namespace,
-                         pod.metadata.name, err)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        """The final grace-0 delete, batched with status writes; returns once done or the pod is gone
+        (PodWorkers.delete tells the status manager to forget it)."""
+        if not self.gone:
+            await self.deps.status.delete(pod)
 
     def _detach(self) -> None:
         for name in list(self.probes):

@@ -6,6 +6,8 @@ returned if that is newer) and sends an update only when the result differs, so 
 written when nothing changed and the latest state always wins. Each update is a compare-and-swap
 on the resourceVersion: on Conflict the pod is read again and the status re-applied on the next
 round; when the API is unreachable everything stays dirty and is retried with back-off.
+
+The final grace-0 deletes of pods the agent has stopped ride in the same batches.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class StatusManager:
         self._dirty: dict[str, None] = {}
         self._written: dict[str, core_pb2.Pod] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # uid -> (name, namespace, done) of pods to delete with grace 0 once stopped.
+        self._deletes: dict[str, tuple[str, str, asyncio.Future[None]]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
@@ -73,6 +77,16 @@ class StatusManager:
         self._waiters.setdefault(uid, []).append(fut)
         await fut
 
+    async def delete(self, pod: core_pb2.Pod) -> None:
+        """Remove a stopped pod from the API (grace 0, UID precondition); returns once done or moot."""
+        uid = pod.metadata.uid
+        entry = self._deletes.get(uid)
+        if entry is None:
+            entry = (pod.metadata.name, pod.metadata.namespace, asyncio.get_running_loop().create_future())
+            self._deletes[uid] = entry
+        self._wake.set()
+        await asyncio.shield(entry[2])
+
     def latest(self, uid: str) -> core_pb2.Pod | None:
         cached = self.cached(uid)
         written = self._written.get(uid)
@@ -88,6 +102,12 @@ class StatusManager:
         self._written.pop(uid, None)
         self._dirty.pop(uid, None)
         self._resolve(uid)
+        self._deleted(uid)
+
+    def _deleted(self, uid: str) -> None:
+        entry = self._deletes.pop(uid, None)
+        if entry is not None and not entry[2].done():
+            entry[2].set_result(None)
 
     # -- running -------------------------------------------------------------------------------
 
@@ -131,6 +151,9 @@ class StatusManager:
         batch = Batch()
         uids: list[str] = []
         now = self.clock()
+        for uid, (name, namespace, _) in list(self._deletes.items())[:MAX_OPS]:
+            batch.delete("Pod", name, namespace, grace_period_seconds=0, uid=uid)
+            uids.append("delete:" + uid)
         for uid in list(self._dirty):
             if len(batch) >= MAX_OPS:
                 self._wake.set()
@@ -171,6 +194,14 @@ class StatusManager:
         self.batches += 1
         refetch: list[str] = []
         for uid, res in zip(uids, results, strict=False):
+            if uid.startswith("delete:"):
+                uid = uid[len("delete:"):]
+                if res.error is None or isinstance(res.error, errors.NotFound | errors.Conflict):
+                    self._deleted(uid)
+                else:
+                    log.info("pod %s: final delete failed (%s); retrying", uid, res.error)
+                    self._wake.set()
+                continue
             if res.error is None:
                 self.writes += 1
                 if isinstance(res.object, core_pb2.Pod):
