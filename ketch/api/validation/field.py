@@ -150,17 +150,17 @@ def percent(value: str) -> tuple[str, ...]:
     return () if _PERCENT_RE.fullmatch(value) else (_PERCENT_MSG,)
 
 
+def _mask_trailing_dash(name: str) -> str:
+    """A generateName prefix may end in '-' (a suffix follows); apimachinery's maskTrailingDash, quirk and all."""
+    return name[:-2] + "a" if len(name) > 1 and name.endswith("-") else name
+
+
 def name_is_dns_subdomain(name: str, prefix: bool) -> tuple[str, ...]:
-    """NameIsDNSSubdomain: a generateName prefix may end in '-' (it gets a suffix)."""
-    if prefix and name.endswith("-"):
-        name = name[:-1] + "a"
-    return dns1123_subdomain(name)
+    return dns1123_subdomain(_mask_trailing_dash(name) if prefix else name)
 
 
 def name_is_dns_label(name: str, prefix: bool) -> tuple[str, ...]:
-    if prefix and name.endswith("-"):
-        name = name[:-1] + "a"
-    return dns1123_label(name)
+    return dns1123_label(_mask_trailing_dash(name) if prefix else name)
 
 
 # ---------------------------------------------------------------------------------------------
