@@ -4,6 +4,7 @@ containers, the environment, and logs through the API server (current and --prev
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,29 @@ def test_logs_follow_a_running_pod(cluster: Cluster) -> None:
     # -f returns when the container exits, with every line.
     out = cluster.ketch("logs", "-f", "talker", timeout=30).stdout
     assert out == "line 1\nline 2\nline 3\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runAsUser needs the agent to run as root")
+def test_sidecar_run_as_user_and_top(cluster: Cluster) -> None:
+    loop = "while :; do sleep 0.1; done"
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "withsidecar"},
+        "spec": {
+            "nodeName": "node-a", "restartPolicy": "Never",
+            "securityContext": {"runAsUser": 65534, "runAsGroup": 65534},
+            "initContainers": [{"name": "helper", "image": "x", "restartPolicy": "Always",
+                                "command": ["sh", "-c", f"echo helper as $(id -u); {loop}"]}],
+            "containers": [{"name": "main", "image": "x", "command": ["sh", "-c", "id -u; id -g; touch mine; sleep 2"],
+                            "resources": {"limits": {"memory": "200Mi", "cpu": "500m"}}}],
+        },
+    }
+    cluster.apply(json.dumps(manifest))
+    wait_running(cluster, "withsidecar")
+    top = cluster.ketch("top", "pods").stdout
+    assert "withsidecar" in top
+    assert "node-a" in cluster.ketch("top", "nodes").stdout
+    # The main container finishing ends the pod; the sidecar is stopped and does not count.
+    p = wait_phase(cluster, "withsidecar", "Succeeded")
+    assert p["status"]["initContainerStatuses"][0]["state"]["terminated"]
+    assert logs(cluster, "withsidecar", "-c", "main") == "65534\n65534\n"
+    assert logs(cluster, "withsidecar", "-c", "helper").startswith("helper as 65534")
