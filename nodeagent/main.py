@@ -74,11 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-status-report-frequency", type=_duration, default=None, metavar="DURATION",
                    help="write node status at least this often (default min(5m, 6 heartbeats))")
     p.add_argument("--no-cgroups", action="store_true", help="enforce memory limits with the watchdog only")
+    p.add_argument("--hollow", type=int, default=0, metavar="N",
+                   help="simulate N nodes named NODE_NAME-0000.. in this process (kubemark-style, for "
+                        "benchmarks): real Nodes and Leases, pods marked running without processes")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
 
 async def run(args: argparse.Namespace) -> int:
+    if args.hollow > 0:
+        return await run_hollow(args)
     cfg = AgentConfig(
         server=args.server, node_name=args.node_name, data_dir=Path(args.data_dir).absolute(),
         labels=args.labels, heartbeat_interval=args.heartbeat_interval,
@@ -96,6 +101,18 @@ async def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+
+
+async def run_hollow(args: argparse.Namespace) -> int:
+    from .hollow import HollowNodes, hollow_names
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    hollow = HollowNodes(args.server, hollow_names(args.node_name, args.hollow), labels=args.labels,
+                         heartbeat_interval=args.heartbeat_interval, drain_on_exit=args.drain_on_exit)
+    return await hollow.run(stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -181,9 +181,17 @@ class PodWorker:
     async def _main(self) -> None:
         try:
             self._prepare()
+            retry = 0.5
             while True:
-                timer = await self._sync()
-                await self._flush_files()
+                try:
+                    timer = await self._sync()
+                    await self._flush_files()
+                    retry = 0.5
+                except Exception:
+                    # A bug or an unexpected OS error: never give the pod up, try again later.
+                    log.exception("pod %s/%s: sync failed; retrying in %.1fs", self.record.namespace,
+                                  self.record.name, retry)
+                    timer, retry = retry, min(retry * 2, 30.0)
                 if timer is None:
                     break
                 self._publish()
