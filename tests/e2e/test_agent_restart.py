@@ -94,3 +94,20 @@ def test_node_deleted_while_running_registers_again(cluster_factory) -> None:  #
     wait_until(lambda: (n := c.try_get("node", "node-a")) and n["metadata"]["uid"] != node["metadata"]["uid"],
                20, "the node to be registered again")
     wait_until(lambda: c.node_ready("node-a"), 20, "the new node to be Ready")
+
+
+def test_status_written_while_the_api_was_down_arrives_later(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    c: Cluster = cluster_factory()
+    c.start_controlplane()
+    c.start_agent("node-a")
+    go = c.dir / "go-offline"
+    apply_all(c, pod_manifest("offline", "node-a", _waiter(f"offline-{c.port}", str(go), 4)))
+    wait_running(c, "offline")
+    assert c.stop_process("controlplane") == 0
+    # The pod finishes while nobody can be told.
+    go.touch()
+    wait_until(lambda: not processes_with(f"offline-{c.port}"), 10, "the pod's process to exit")
+    c.start_controlplane()
+    p = wait_phase(c, "offline", "Failed", timeout=40)
+    assert container(p)["state"]["terminated"]["exitCode"] == 4
+    assert c.node_ready("node-a")
