@@ -31,6 +31,7 @@ class JobObserver(threading.Thread):
         self.max_active: dict[str, int] = {}
         self.max_live_pods: dict[str, int] = {}
         self._live: dict[str, set[str]] = {}
+        self.seen_pods: dict[str, set[str]] = {}
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -64,6 +65,7 @@ class JobObserver(threading.Thread):
         job = pod.metadata.labels.get("job-name")
         if not job:
             return
+        self.seen_pods.setdefault(job, set()).add(pod.metadata.name)
         live = self._live.setdefault(job, set())
         if etype != "DELETED" and pod.status.phase in ("Pending", "Running") and not pod.metadata.deletion_timestamp:
             live.add(pod.metadata.name)
@@ -88,10 +90,10 @@ def pods_of(c: Cluster, job: str) -> list[dict[str, Any]]:
     return c.items("pods", "-l", f"job-name={job}")
 
 
-def start(c: Cluster, agents: int = 2) -> JobObserver:
+def start(c: Cluster, agents: int = 2, agent_flags: list[str] | None = None) -> JobObserver:
     c.start_controlplane()
     for i in range(agents):
-        c.start_agent(f"node-{'abc'[i]}")
+        c.start_agent(f"node-{'abc'[i]}", extra=agent_flags)
     observer = JobObserver(c.server)
     observer.start()
     return observer
@@ -143,15 +145,15 @@ def test_jobs_run_retry_and_fail_as_kubernetes(cluster_factory: Any, tmp_path: P
         observer.stop()
 
 
-def test_indexed_jobs_and_suspend(cluster_factory: Any) -> None:
+def test_indexed_jobs_suspend_and_restarts_in_place(cluster_factory: Any) -> None:
     c = cluster_factory(FLAGS)
-    observer = start(c)
+    observer = start(c, agent_flags=["--crash-loop-backoff-base", "200ms", "--crash-loop-backoff-max", "1s"])
     try:
+        c.apply(job_yaml("crashy", ["sh", "-c", "exit 3"], restartPolicy="OnFailure", backoffLimit=2))
         c.apply(job_yaml("idx", ["sh", "-c", "echo index=$JOB_COMPLETION_INDEX host=$HOSTNAME"],
                          completions=3, parallelism=3, completionMode="Indexed"))
         c.apply(job_yaml("odd", ["sh", "-c", "exit $((JOB_COMPLETION_INDEX % 2))"], completions=4, parallelism=4,
                          completionMode="Indexed", backoffLimitPerIndex=1))
-        c.apply(job_yaml("sus", ["sleep", "3"], completions=2, parallelism=2))
 
         idx = wait_job(c, "idx", "Complete")
         assert idx["status"]["completedIndexes"] == "0-2"
@@ -162,6 +164,7 @@ def test_indexed_jobs_and_suspend(cluster_factory: Any) -> None:
             seen[i] = c.ketch("logs", p["metadata"]["name"]).stdout.strip()
         assert seen == {str(i): f"index={i} host=idx-{i}" for i in range(3)}
 
+        c.apply(job_yaml("sus", ["sleep", "6"], completions=2, parallelism=2))
         wait_until(lambda: c.get("job", "sus").get("status", {}).get("active") == 2, 30, "two active sus pods")
         c.ketch("patch", "job", "sus", "-p", '{"spec":{"suspend":true}}')
         sus = wait_job(c, "sus", "Suspended", timeout=30)
@@ -174,6 +177,11 @@ def test_indexed_jobs_and_suspend(cluster_factory: Any) -> None:
         assert (sus["status"]["succeeded"], sus["status"].get("failed", 0)) == (2, 0)
         assert any(x["type"] == "Suspended" and x["status"] == "False" and x["reason"] == "JobResumed"
                    for x in sus["status"]["conditions"])
+
+        crashy = wait_job(c, "crashy", "Failed")
+        assert condition(crashy, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]
+        assert len(observer.seen_pods["crashy"]) == 1  # restarted in place, never replaced
+        assert crashy["status"]["failed"] == 1  # the pod, deleted when the Job failed
 
         odd = wait_job(c, "odd", "Failed")
         st = odd["status"]
@@ -188,10 +196,14 @@ def test_sigkill_of_the_control_plane_loses_no_count(cluster_factory: Any) -> No
     c = cluster_factory(FLAGS)
     observer = start(c)
     try:
-        c.apply(job_yaml("many", ["true"], completions=200, parallelism=8))
-        wait_until(lambda: c.get("job", "many").get("status", {}).get("succeeded", 0) >= 40, 120,
-                   "40 completions before the crash")
+        c.apply(job_yaml("many", ["sleep", "0.3"], completions=200, parallelism=10))
+        def succeeded() -> int:
+            n = int(c.get("job", "many").get("status", {}).get("succeeded", 0))
+            return n if n >= 30 else 0
+
+        before = wait_until(succeeded, 120, "30 completions before the crash")
         c.send("controlplane", signal.SIGKILL)
+        assert before < 200, "the job finished before the crash"
         c.procs["controlplane"].wait(10)
         c.start_controlplane()
         many = wait_job(c, "many", "Complete", timeout=180)

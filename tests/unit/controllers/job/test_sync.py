@@ -224,6 +224,11 @@ CASES = [
          pod_list=(("Failed", {"index": 1}), ("Running", {"index": 2})),
          expected_deletions=1, expected_failed=2, expected_failed_indexes="1", expected_terminating=1,
          expected_conditions=(("FailureTarget", "True", "MaxFailedIndexesExceeded"),)),
+    Case("podFailurePolicy FailIndex marks the index failed at once", parallelism=3, completions=3, mode=IDX,
+         backoff_limit=None, spec={"backoffLimitPerIndex": 5, "podFailurePolicy": {"rules": [
+             {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [7]}}]}},
+         pod_list=(("Failed", {"index": 0, "exit_code": 7}), ("Running", {"index": 1}), ("Running", {"index": 2})),
+         expected_active=2, expected_failed=1, expected_failed_indexes="0", expected_finalizers_removed=1),
     Case("successPolicy: succeededIndexes met, lingering pods deleted", parallelism=3, completions=3, mode=IDX,
          spec={"successPolicy": {"rules": [{"succeededIndexes": "0,1"}]}},
          pod_list=(("Succeeded", {"index": 0}), ("Succeeded", {"index": 1}), ("Running", {"index": 2})),
