@@ -14,6 +14,7 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,22 @@ class AgentConfig:
     status_interval: float = 0.05
     node_status_report: float | None = None
     use_cgroups: bool = True
+
+
+def remove_expired(pods_root: Path, retention: float, now: float, active: Callable[[str], bool]) -> list[str]:
+    """Files of pods gone from the API: the working dir goes at once, logs and exit details after
+    the retention period. Returns the uids removed entirely."""
+    removed = []
+    for pod_dir, rec in checkpoint.load_all(pods_root):
+        if rec.gone_at is None or active(rec.uid):
+            continue
+        sandbox = pod_dir / "sandbox"
+        if sandbox.exists():
+            shutil.rmtree(sandbox, ignore_errors=True)
+        if now - rec.gone_at > retention:
+            shutil.rmtree(pod_dir, ignore_errors=True)
+            removed.append(rec.uid)
+    return removed
 
 
 class Agent:
@@ -220,14 +237,7 @@ class Agent:
                 log.exception("log retention pass failed")
 
     def collect_garbage(self, now: float) -> None:
-        for pod_dir, rec in checkpoint.load_all(self.pods_root):
-            if rec.gone_at is None or self.workers.worker(rec.uid) is not None:
-                continue
-            sandbox = pod_dir / "sandbox"
-            if sandbox.exists():
-                shutil.rmtree(sandbox, ignore_errors=True)
-            if now - rec.gone_at > self.cfg.log_retention:
-                shutil.rmtree(pod_dir, ignore_errors=True)
+        remove_expired(self.pods_root, self.cfg.log_retention, now, lambda uid: self.workers.worker(uid) is not None)
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -114,3 +114,17 @@ async def test_follow_streams_until_the_run_ends(tmp_path: Path) -> None:
     await asyncio.sleep(0.05)
     running[0] = False
     assert await asyncio.wait_for(task, 5) == b"first\nsecond\n"
+
+
+def test_retention_removes_gone_pods_after_the_period(tmp_path: Path) -> None:
+    from nodeagent.agent import remove_expired
+
+    for uid, gone in (("running", None), ("recent", 950.0), ("old", 100.0)):
+        d = tmp_path / uid
+        (d / "sandbox").mkdir(parents=True)
+        checkpoint.save(d, PodRecord(uid, "ns", uid, PodRun(), gone_at=gone))
+    assert remove_expired(tmp_path, retention=600, now=1000.0, active=lambda uid: False) == ["old"]
+    assert sorted(os.listdir(tmp_path)) == ["recent", "running"]
+    assert (tmp_path / "running" / "sandbox").exists()
+    assert not (tmp_path / "recent" / "sandbox").exists()
+    assert (tmp_path / "recent" / checkpoint.STATE_FILE).exists()
