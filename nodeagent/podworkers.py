@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ketch.api import durations, quantity, timeutil
+from ketch.api import durations, quantity
 from ketch.client.clientset import Client
 from ketch.v1 import core_pb2
 
@@ -808,6 +808,3 @@ class PodWorkers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
 
-
-def format_time(ts: float | None) -> str:
-    return timeutil.format(ts) if ts else ""
