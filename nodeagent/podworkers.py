@@ -695,6 +695,7 @@ class PodWorkers:
         self.recovered: dict[str, PodRecord] = {}
         self.accepting = True
         self._background: set[asyncio.Task[Any]] = set()
+        self._deleting: set[str] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -712,6 +713,7 @@ class PodWorkers:
             worker.update(pod)
             return
         if uid in self.finished or not self.accepting:
+            self._finish_deletion(pod)
             return
         rec = self.recovered.pop(uid, None)
         if rec is not None and rec.finished and not rec.procs:
@@ -719,14 +721,29 @@ class PodWorkers:
                 self.finished.add(uid)
                 return
         elif rec is None and pod.status.phase in TERMINAL_PHASES:
-            return  # finished before this agent knew it: never run it again
+            # Finished before this agent knew it: never run it again.
+            self._finish_deletion(pod)
+            return
         worker = PodWorker(self.deps, pod, rec, self._done)
         self.workers[uid] = worker
         self._idle.clear()
         worker.start()
 
+    def _finish_deletion(self, pod: core_pb2.Pod) -> None:
+        """A stopped pod that got a graceful delete (it raced our terminal status): finish it."""
+        md = pod.metadata
+        if not md.deletion_timestamp or md.deletion_grace_period_seconds == 0 or md.uid in self._deleting:
+            return
+        if pod.status.phase not in TERMINAL_PHASES and md.uid not in self.finished:
+            return
+        self._deleting.add(md.uid)
+        task = asyncio.get_running_loop().create_task(self.deps.status.delete(pod))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def delete(self, pod: core_pb2.Pod) -> None:
         uid = pod.metadata.uid
+        self._deleting.discard(uid)
         self.finished.discard(uid)
         self.deps.status.forget(uid)
         worker = self.workers.get(uid)
