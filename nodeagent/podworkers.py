@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +112,14 @@ def _security(pod: core_pb2.Pod, c: core_pb2.Container) -> tuple[int | None, int
     if uid == 0 and gid in (None, 0):
         return None, None
     return uid, gid
+
+
+def _home_of(uid: int) -> str:
+    """HOME for a container run as uid: its passwd entry, else / (as runc does)."""
+    try:
+        return pwd.getpwuid(uid).pw_dir or "/"
+    except KeyError:
+        return "/"
 
 
 def _limits(c: core_pb2.Container) -> tuple[int | None, int | None]:
@@ -352,8 +361,10 @@ class PodWorker:
         except ValueError as err:
             cr.state, cr.waiting_reason, cr.waiting_message = "waiting", "CreateContainerConfigError", str(err)
             return CONFIG_RETRY
-        argv = envvars.container_argv(c, env)
         uid, gid = _security(pod, c)
+        if uid is not None and not any(v.name == "HOME" for v in c.env):
+            env["HOME"] = _home_of(uid)
+        argv = envvars.container_argv(c, env)
         sandbox = self.pod_dir / "sandbox"
         cwd = c.working_dir or str(sandbox)
         run_no = cr.restart_count
