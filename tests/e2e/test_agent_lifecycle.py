@@ -70,7 +70,7 @@ def test_liveness_failure_restarts_and_readiness_gates_ready(cluster: Cluster) -
     assert container(p)["lastState"]["terminated"]["exitCode"] in (137, 143)
 
     ready_probe = {"exec": {"command": ["test", "-f", "ready"]}, "periodSeconds": 1}
-    apply_all(cluster, pod_manifest("slow", "node-a", ["sh", "-c", f"sleep 2; touch ready; {LOOP}"],
+    apply_all(cluster, pod_manifest("slow", "node-a", ["sh", "-c", f"sleep 4; touch ready; {LOOP}"],
                                     container_fields={"readinessProbe": ready_probe}))
     p = wait_running(cluster, "slow")
     assert container(p)["ready"] is False
