@@ -215,6 +215,7 @@ def test_control_plane_downtime_runs_only_the_latest_missed_time(cluster_factory
     assert len(late) == 1
     assert not [j for j in jobs_of(c, "deadline") if scheduled(j) == missed_tick], \
         "a time past startingDeadlineSeconds ran"
+    assert events(c, "MissSchedule", "deadline")
     assert {j["metadata"]["name"] for j in jobs_of(c, "deadline")} >= seen_deadline
 
 

@@ -71,7 +71,7 @@ CASES = [
          created_for=0, active=(0,), last_schedule_after=0, events=("TooManyMissedTimes", "SuccessfulCreate"),
          requeue_in=0.8),
     Case("a time older than the deadline does not run", schedule="*/5 * * * *", last_schedule=-600, now=200,
-         deadline=100, last_schedule_after=-600, requeue_in=100),
+         deadline=100, last_schedule_after=-600, events=("MissSchedule",), requeue_in=100),
     Case("a late time within the deadline runs", schedule="*/5 * * * *", last_schedule=-600, now=200,
          deadline=250, created_for=0, active=(0,), last_schedule_after=0, events=("SuccessfulCreate",),
          requeue_in=100),
