@@ -190,10 +190,7 @@ class ProcessRuntime:
                 self._forget_adopted(pid, fd)
         if self._poll_task is not None:
             self._poll_task.cancel()
-        if self._connector is not None:
-            self._loop and self._loop.remove_reader(self._connector.sock.fileno())
-            self._connector.close()
-            self._connector = None
+        self._close_connector()
         if self._devnull >= 0:
             os.close(self._devnull)
             self._devnull = -1
@@ -346,6 +343,8 @@ class ProcessRuntime:
             self._connector.watched.discard(pid)
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+        if not self._adopted:
+            self._close_connector()
         if handle.exited.done():
             return
         if status is None:
@@ -353,6 +352,15 @@ class ProcessRuntime:
         else:
             code, sig = decode_wait_status(status)
             handle.exited.set_result(ExitInfo(code, sig, time.time()))
+
+    def _close_connector(self) -> None:
+        """Every adopted process is gone: stop listening to the whole machine's process events."""
+        if self._connector is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._connector.sock.fileno())
+            self._connector.close()
+            self._connector = None
+        self._connector_tried = False
 
     def _forget_adopted(self, pid: int, fd: int | None) -> None:
         self._adopted.pop(pid, None)

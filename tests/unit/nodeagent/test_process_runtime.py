@@ -105,9 +105,10 @@ async def test_adopt_a_process_started_elsewhere(runtime: ProcessRuntime, tmp_pa
     assert runtime.adopt(pid, ticks + 1, 0.0) is None, "a different start time must not be adopted"
     h = runtime.adopt(pid, ticks, 0.0)
     assert h is not None and h.adopted and h.running
+    known = runtime.exit_codes_of_adopted_known
     _release(tmp_path)
     info = await asyncio.wait_for(h.exited, 10)
-    if runtime.exit_codes_of_adopted_known:
+    if known:
         assert info.exit_code == 5
     else:
         assert info.exit_code is None
