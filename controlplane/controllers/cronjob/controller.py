@@ -221,14 +221,15 @@ class CronJobController(Controller):
             self._requeue(key, cj, sched)
 
     async def _reconcile_children(self, cj: Any, children: list[Any]) -> Any:
-        unexpected = self._mirror_children(cj, children)
-        if not unexpected:
-            return cj
-        # The cache may lag our own status: look at the stored CronJob before complaining.
-        fresh = await self.client.get("CronJob", cj.metadata.name, cj.metadata.namespace)
-        if fresh.metadata.uid == cj.metadata.uid and _rv(fresh) > _rv(cj):
-            cj = fresh
-            unexpected = self._mirror_children(cj, children)
+        unexpected, completed = self._mirror_children(cj, children)
+        if unexpected:
+            # The cache may lag our own status: look at the stored CronJob before complaining.
+            fresh = await self.client.get("CronJob", cj.metadata.name, cj.metadata.namespace)
+            if fresh.metadata.uid == cj.metadata.uid and _rv(fresh) > _rv(cj):
+                cj = fresh
+                unexpected, completed = self._mirror_children(cj, children)
+        for name, cond in completed:
+            self.recorder.event(cj, "Normal", "SawCompletedJob", f"Saw completed job: {name}, condition: {cond}")
         for job in unexpected:
             scheduled = scheduled_time_of(job)
             if scheduled is not None:
@@ -243,11 +244,12 @@ class CronJobController(Controller):
                                 f"Saw a job that the controller did not create or forgot: {job.metadata.name}")
         return cj
 
-    def _mirror_children(self, cj: Any, children: list[Any]) -> list[Any]:
+    def _mirror_children(self, cj: Any, children: list[Any]) -> tuple[list[Any], list[tuple[str, str]]]:
         """Finished children leave active; lastSuccessfulTime follows the latest completion.
-        Returns the unfinished children that are not in active."""
+        Returns the unfinished children not in active, and (name, condition) of those that left."""
         active = {r.uid for r in cj.status.active}
-        unexpected = []
+        unexpected: list[Any] = []
+        completed: list[tuple[str, str]] = []
         for job in children:
             cond = finished_condition(job)
             if cond is None:
@@ -256,14 +258,13 @@ class CronJobController(Controller):
                 continue
             if job.metadata.uid in active:
                 _remove_active(cj, job.metadata.uid)
-                self.recorder.event(cj, "Normal", "SawCompletedJob",
-                                    f"Saw completed job: {job.metadata.name}, condition: {cond}")
+                completed.append((job.metadata.name, cond))
             if cond == "Complete" and job.status.completion_time:
                 done = timeutil.parse(job.status.completion_time)
                 last = timeutil.parse_or_none(cj.status.last_successful_time)
                 if last is None or done > last:
                     cj.status.last_successful_time = job.status.completion_time
-        return unexpected
+        return unexpected, completed
 
     async def _drop_missing(self, cj: Any, children: list[Any]) -> None:
         """Active references whose Job is gone (asked of the API, not the cache) leave active."""
