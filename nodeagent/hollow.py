@@ -152,7 +152,18 @@ class HollowNodes:
     async def run(self, stop: asyncio.Event) -> int:
         self.client = client = connect(self.server)
         try:
-            await self._register()
+            backoff = 0.2
+            while True:  # register, retrying until the API answers (or we are told to stop)
+                try:
+                    await self._register()
+                    break
+                except errors.StatusError as err:
+                    log.info("cannot register hollow nodes yet (%s); retrying in %.1fs", err, backoff)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    if stop.is_set():
+                        return 0
+                    backoff = min(backoff * 2, 5.0)
             self.pods = Informer(client, "Pod")
             self.pods.add_handler(self._on_pod, lambda _o, p: self._on_pod(p), self._on_pod_gone)
             self.nodes = Informer(client, "Node")

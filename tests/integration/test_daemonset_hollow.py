@@ -1,0 +1,82 @@
+"""Hollow nodes (ketch-agent --hollow) against a real API server: they register as Ready Nodes
+with Leases, a DaemonSet runs (simulated) on every one of them and updates across them, batch pods
+on them succeed after their `sleep`, and when the hollow agent stops heartbeating its nodes are
+found lost."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from controlplane.controllers.base import Options
+from controlplane.controllers.daemonset.controller import DaemonSetController
+from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from ketch.api import meta
+from ketch.testing.apiserver import TestAPIServer
+from nodeagent.hollow import HollowNodes, hollow_names
+from tests.conftest import eventually
+
+from .cp_helpers import pod, running
+from .test_daemonset_controller import daemonset, set_template_version
+
+N = 20
+
+
+async def test_hollow_nodes_run_a_daemonset_and_are_lost_together(api: TestAPIServer) -> None:
+    c = api.local
+    stop = asyncio.Event()
+    hollow = HollowNodes(api.address, hollow_names("hollow", N), labels={"pool": "sim"}, heartbeat_interval=0.5)
+    task = asyncio.create_task(hollow.run(stop))
+    options = Options(node_monitor_grace_period=2.0)
+    try:
+        async def nodes_ready() -> bool:
+            nodes, _ = await c.list("Node")
+            return len(nodes) == N and all(meta.condition_true(n.status.conditions, "Ready") for n in nodes)
+
+        await eventually(nodes_ready, what="the hollow nodes to be Ready")
+        nodes, _ = await c.list("Node")
+        assert nodes[0].metadata.labels["pool"] == "sim"
+        leases, _ = await c.list("Lease", "kube-node-lease")
+        assert len(leases) == N
+
+        async with running(c, DaemonSetController, NodeLifecycleController, options=options):
+            await c.create(daemonset())
+
+            async def ds(**want: int) -> bool:
+                st = (await c.get("DaemonSet", "agentd", "default")).status
+                return all(getattr(st, k) == v for k, v in want.items())
+
+            await eventually(lambda: ds(desired_number_scheduled=N, number_ready=N, number_available=N),
+                             what="a ready daemon pod on every hollow node")
+            await set_template_version(c, "agentd", "2")
+            await eventually(lambda: ds(observed_generation=2, updated_number_scheduled=N, number_available=N),
+                             timeout=20, what="the update across the hollow nodes")
+
+            await c.create(pod("batch", node_name="hollow-0003", extra_spec={"restartPolicy": "Never"}))
+            job_pod = pod("sleeper", node_name="hollow-0004")
+            job_pod.spec.containers[0].command[:] = ["sleep", "0.5"]
+            await c.create(job_pod)
+
+            async def phases() -> dict[str, Any]:
+                out = {}
+                for name in ("batch", "sleeper"):
+                    out[name] = (await c.get("Pod", name, "default")).status.phase
+                return out
+
+            await eventually(lambda: _eq(phases(), {"batch": "Succeeded", "sleeper": "Succeeded"}),
+                             what="batch pods to succeed")
+
+            stop.set()  # the hollow agent goes away: no more heartbeats
+
+            async def lost() -> bool:
+                nodes, _ = await c.list("Node")
+                return all(meta.find_condition(n.status.conditions, "Ready").status == "Unknown" for n in nodes)
+
+            await eventually(lost, timeout=15, what="every hollow node to be found lost")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _eq(value: Any, want: Any) -> bool:
+    return (await value) == want
