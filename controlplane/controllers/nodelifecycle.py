@@ -196,6 +196,9 @@ def _by_node_name(obj: Any) -> list[str]:
 
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
+    # Kubernetes updates nodes 8 at a time; when many nodes go at once their writes overlap and
+    # share the store's group commits (a key is still never synced by two workers at once).
+    workers = 8
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)

@@ -102,6 +102,7 @@ def _exec_taints_view(node: Any) -> tuple[tuple[str, str, str], ...]:
 
 class TaintEvictionController(Controller):
     name = "taint-eviction"
+    workers = 4  # nodes evicted in parallel; each node's pods go in one batch
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
