@@ -76,6 +76,8 @@ class DaemonSetController(Controller):
         self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
         self.revisions.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
         self.expectations = Expectations(self.clock)
+        # Pods whose graceful deletion was already counted against the expectations.
+        self._counted_deletions: set[str] = set()
         self.failed_backoff = Backoff()
         self.recorder = ctx.recorder(COMPONENT)
         self.burst_replicas = BURST_REPLICAS
@@ -115,7 +117,9 @@ class DaemonSetController(Controller):
 
     def _on_pod_add(self, pod: Any) -> None:
         if pod.metadata.deletion_timestamp:
-            self._on_pod_delete(pod)
+            if pod.metadata.uid not in self._counted_deletions:
+                self._on_pod_delete(pod)
+                self._counted_deletions.add(pod.metadata.uid)
             return
         ref = meta.controller_ref(pod)
         if ref is not None:
@@ -132,9 +136,10 @@ class DaemonSetController(Controller):
         if old.metadata.resource_version == new.metadata.resource_version:
             return
         if new.metadata.deletion_timestamp:
-            # A graceful deletion shows up as an update; count it once it starts.
-            if not old.metadata.deletion_timestamp:
+            # A graceful deletion shows up as an update: count it when it starts (once per pod).
+            if new.metadata.uid not in self._counted_deletions:
                 self._on_pod_delete(new)
+                self._counted_deletions.add(new.metadata.uid)
             else:
                 self._enqueue_controller(new)
             return
@@ -157,6 +162,8 @@ class DaemonSetController(Controller):
 
     def _on_pod_delete(self, obj: Any) -> None:
         pod = _unwrap(obj)
+        counted = pod.metadata.uid in self._counted_deletions
+        self._counted_deletions.discard(pod.metadata.uid)
         ref = meta.controller_ref(pod)
         if ref is None:
             return
@@ -164,7 +171,8 @@ class DaemonSetController(Controller):
         if ds is None:
             return
         key = meta.key_of(ds)
-        self.expectations.deletion_observed(key)
+        if not counted:
+            self.expectations.deletion_observed(key)
         self.enqueue(key)
 
     def _enqueue_all(self) -> None:
