@@ -330,7 +330,7 @@ class JobController(PodManagement, StatusTracking, Controller):
         if written is None or cached is None:
             return cached
         if written.metadata.uid == cached.metadata.uid and _rv(written) > _rv(cached):
-            return written
+            return written  # read-only, like a cached object
         self._written.pop(key, None)  # the cache has it (or a newer Job)
         return cached
 

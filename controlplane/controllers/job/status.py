@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
+from ketch.client.cache import copy_of
 from ketch.client.clientset import Client
 from ketch.client.events import EventRecorder
 from ketch.v1 import batch_pb2
@@ -33,6 +34,9 @@ class StatusTracking:
     backoff_store: BackoffStore
     finalizer_expectations: tracking.FinalizerExpectations
     _written: dict[str, batch_pb2.Job]
+
+    def enqueue_with_delay(self, key: str, delay: float) -> None:
+        raise NotImplementedError
 
     def _update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
         if spec.suspended(job):
@@ -122,18 +126,23 @@ class StatusTracking:
                 needs_flush = True
             jc.finished_condition = new_condition(spec.COMPLETE, "True", fc.reason, fc.message, jc.now)
 
-        needs_flush = await self._flush_and_release(jc, pods_to_release, uids_with_finalizer, needs_flush)
+        counters_moved = await self._flush_and_release(jc, pods_to_release, uids_with_finalizer, needs_flush)
         finished = not reached_max and self._enact_finished(jc)
-        if finished or needs_flush:
+        if finished:
             jc.job = await self.update_status(jc.job)
-            if finished and jc.finished_condition is not None:
+            if jc.finished_condition is not None:
                 self._record_finished(jc.job, jc.finished_condition)
+        elif counters_moved:
+            # Released pods move from uncountedTerminatedPods into the counters with the next
+            # sync's (single) status write; the pod updates enqueue it anyway, this makes sure.
+            self.enqueue_with_delay(jc.key, 0)
 
     async def _flush_and_release(self, jc: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
                                  needs_flush: bool) -> bool:
         """Write the status holding the new uncounted UIDs, then strip those pods' finalizers,
-        then move the released ones into the counters (written by the caller, or here at once
-        if some removals failed). Returns whether the status still needs writing."""
+        then move the released ones into the counters in memory (written at once if some
+        removals failed, else by the next sync or with the terminal condition). Returns whether
+        counters moved that are not written yet."""
         if needs_flush:
             jc.job = await self.update_status(jc.job)
             if jc.new_backoff_record is not None:
@@ -188,6 +197,7 @@ class StatusTracking:
 
     async def update_status(self, job: batch_pb2.Job) -> batch_pb2.Job:
         updated: batch_pb2.Job = await self.client.update_status(job)
-        # Remembered until the cache catches up: see JobController.latest_job.
-        self._written[meta.key_of(updated)] = updated
+        # Remembered (exactly as written: a copy, as the sync goes on changing its own) until
+        # the cache catches up: see JobController.latest_job.
+        self._written[meta.key_of(updated)] = copy_of(updated)
         return updated

@@ -165,6 +165,7 @@ class Harness:
     recorder: FakeRecorder
     clock: FakeClock
     added: list[Any] = field(default_factory=list)
+    _applied: int = 0
 
     @property
     def key(self) -> str:
@@ -177,6 +178,28 @@ class Harness:
                 self.client.jobs[meta.key_of(obj)] = obj
             else:
                 self.controller.pods.store.upsert(obj)
+
+    def catch_up(self) -> None:
+        """The caches observe our own writes: released pods lose the finalizer (through the
+        update handler), and the Job in the cache becomes the last status written."""
+        by_name = {p.metadata.name: p for p in self.controller.pods.list()}
+        for name in self.pod_control.finalizers_removed[self._applied:]:
+            old = by_name.get(name)
+            if old is None or TRACKING_FINALIZER not in old.metadata.finalizers:
+                continue
+            new = copy_of(old)
+            new.metadata.finalizers.remove(TRACKING_FINALIZER)
+            new.metadata.resource_version = str(int(old.metadata.resource_version) + 10_000)
+            self.controller.pods.store.upsert(new)
+            self.controller.update_pod(old, new)
+        self._applied = len(self.pod_control.finalizers_removed)
+        if self.client.status_updates:
+            self.add(self.client.status_updates[-1])
+
+    async def sync_again(self) -> None:
+        self.catch_up()
+        self.controller.expectations.delete(self.key)
+        await self.controller.sync_job(self.key)
 
     @property
     def status(self) -> batch_pb2.JobStatus:
