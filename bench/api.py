@@ -59,7 +59,7 @@ async def _echo(req: bytes, ctx: object) -> bytes:
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def row(name: str, count: int, seconds: float, lat: list[float]) -> str:

@@ -53,7 +53,7 @@ async def test_create_sets_server_fields_and_get_returns_it(api) -> None:
 
 async def test_create_twice_is_already_exists_and_missing_namespace_is_not_found(api) -> None:
     await api.client.create(job("pi"))
-    with pytest.raises(errors.AlreadyExists, match='jobs.batch "pi" already exists'):
+    with pytest.raises(errors.AlreadyExists, match=r'jobs\.batch "pi" already exists'):
         await api.client.create(job("pi"))
     j = job("x")
     j.metadata.namespace = "nope"
@@ -125,7 +125,7 @@ async def test_no_new_finalizers_on_a_deleting_object(api) -> None:
     await api.client.delete("Namespace", "held")
     current = await api.client.get("Namespace", "held")
     current.metadata.finalizers.append("c/d")
-    with pytest.raises(errors.Invalid, match="metadata.finalizers"):
+    with pytest.raises(errors.Invalid, match=r"metadata\.finalizers"):
         await api.client.update(current)
 
 

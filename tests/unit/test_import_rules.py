@@ -39,7 +39,7 @@ def _modules() -> list[tuple[str, Path]]:
 def _imports(path: Path, module: str) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
-    package = module.rsplit(".", 1)[0] if not path.name == "__init__.py" else module
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

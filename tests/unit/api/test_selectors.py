@@ -52,5 +52,5 @@ def test_field_selectors_are_checked_per_kind() -> None:
     assert req.matches({"spec.nodeName": "n1"}) and not req.matches({"spec.nodeName": "n2"})
     (neg,) = parse_field_selector("status.phase!=Running", "Pod")
     assert neg.matches({"status.phase": "Pending"})
-    with pytest.raises(errors.BadRequest, match="field label not supported: spec.nodeName"):
+    with pytest.raises(errors.BadRequest, match=r"field label not supported: spec\.nodeName"):
         parse_field_selector("spec.nodeName=n1", "Job")
