@@ -2,14 +2,20 @@
 client (every call is ONE Batch RPC, however many pods it carries) and a recording fake.
 
 RealPodControl records the SuccessfulCreate / FailedCreate / SuccessfulDelete / FailedDelete
-events Kubernetes' pod control records. Each method returns one error (or None) per pod, in
-order (NotFound included: the controller decides what a vanished pod means), and never raises
-for a per-pod failure; a transport failure raises.
+events Kubernetes' pod control records, through the budget Kubernetes' event pipeline puts on
+one object's events (client-go's spam filter: a burst of 25, then one per 5 minutes), so a Job
+of thousands of pods does not write thousands of Events; the Job's own events (Completed,
+failures, Suspended...) are recorded by the controller directly and never dropped.
+
+Each method returns one error (or None) per pod, in order (NotFound included: the controller
+decides what a vanished pod means), and never raises for a per-pod failure; a transport
+failure raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ketch.api import errors
@@ -53,10 +59,42 @@ def _first_error(*errs: errors.StatusError | None) -> errors.StatusError | None:
     return found[0] if found else None
 
 
+EVENT_BURST = 25
+EVENT_REFILL_SECONDS = 300.0
+
+
+class EventBudget:
+    """A token bucket per involved object (client-go's EventSourceObjectSpamFilter)."""
+
+    def __init__(self, now: Callable[[], float], burst: int = EVENT_BURST,
+                 refill_seconds: float = EVENT_REFILL_SECONDS) -> None:
+        self.now = now
+        self.burst = burst
+        self.refill_seconds = refill_seconds
+        self._buckets: dict[str, tuple[float, float]] = {}  # uid -> (tokens, last update)
+
+    def allow(self, uid: str) -> bool:
+        now = self.now()
+        tokens, last = self._buckets.get(uid, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) / self.refill_seconds)
+        if len(self._buckets) > 10_000:
+            self._buckets.clear()
+        if tokens < 1:
+            self._buckets[uid] = (tokens, now)
+            return False
+        self._buckets[uid] = (tokens - 1, now)
+        return True
+
+
 class RealPodControl:
-    def __init__(self, client: Client, recorder: EventRecorder) -> None:
+    def __init__(self, client: Client, recorder: EventRecorder, now: Callable[[], float] = time.time) -> None:
         self.client = client
         self.recorder = recorder
+        self.budget = EventBudget(now)
+
+    def _event(self, job: batch_pb2.Job, etype: str, reason: str, message: str) -> None:
+        if self.budget.allow(job.metadata.uid):
+            self.recorder.event(job, etype, reason, message)
 
     async def create_pods(self, job: batch_pb2.Job, pods: Sequence[core_pb2.Pod]) -> PodErrors:
         batch = Batch()
@@ -66,10 +104,10 @@ class RealPodControl:
         for res in await self.client.batch(batch):
             if res.error is not None:
                 out.append(res.error)
-                self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {res.error.message}")
+                self._event(job, "Warning", "FailedCreate", f"Error creating: {res.error.message}")
             else:
                 out.append(None)
-                self.recorder.event(job, "Normal", "SuccessfulCreate", f"Created pod: {res.object.metadata.name}")
+                self._event(job, "Normal", "SuccessfulCreate", f"Created pod: {res.object.metadata.name}")
         return out
 
     async def delete_pods(self, job: batch_pb2.Job, pods: Sequence[Any], remove_finalizer: bool) -> PodErrors:
@@ -91,9 +129,9 @@ class RealPodControl:
             err = _first_error(results[fin].error if fin >= 0 else None, results[dele].error)
             out.append(err)
             if err is None or isinstance(err, errors.NotFound):
-                self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}")
+                self._event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}")
             else:
-                self.recorder.event(job, "Warning", "FailedDelete", f"Error deleting: {err.message}")
+                self._event(job, "Warning", "FailedDelete", f"Error deleting: {err.message}")
         return out
 
     async def remove_finalizers(self, pods: Sequence[Any]) -> PodErrors:

@@ -260,3 +260,16 @@ def test_expectations_satisfied_when_observed_or_expired() -> None:
 
 def test_ts_helper_is_rfc3339() -> None:
     assert ts(0) == "1970-01-01T00:00:00Z"
+
+
+def test_pod_event_budget_is_a_burst_then_one_per_five_minutes() -> None:
+    from controlplane.controllers.job.podcontrol import EventBudget
+
+    clock = FakeClock(NOW)
+    budget = EventBudget(clock.now)
+    assert all(budget.allow("job-a") for _ in range(25))
+    assert not budget.allow("job-a")
+    assert budget.allow("job-b")  # per involved object
+    clock.step(300)
+    assert budget.allow("job-a")
+    assert not budget.allow("job-a")
