@@ -53,7 +53,7 @@ def bench_pod(i: int) -> core_pb2.Pod:
 
 
 async def run_pods(server: str, n: int, agents: int) -> float:
-    client = connect(server)
+    client = connect(server, wait_for_ready=True)
     deadline = time.monotonic() + 60
     while True:
         nodes, _ = await client.list("Node")

@@ -25,6 +25,7 @@ from ketch.api import errors, meta
 from ketch.api.meta import key_of, split_key
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
 from ketch.client.clientset import Batch
+from ketch.v1 import core_pb2
 
 from . import predicates, scoring
 from .predicates import NodeInfo, Resources
@@ -85,35 +86,70 @@ class Scheduler(BatchingController):
         self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
         # Our binds the cache has not shown yet, by pod uid (Kubernetes' "assumed pods").
         self.assumed: dict[str, _Assumed] = {}
-        # Keys of pods that fit nowhere, retried when the cluster changes.
-        self.unschedulable: set[str] = set()
+        # Keys of pods that fit nowhere, retried (oldest first) when the cluster changes.
+        self.unschedulable: dict[str, None] = {}
+        # The last FailedScheduling message per pod uid: repeats write nothing.
+        self._last_failure: dict[str, str] = {}
+        # What placement depends on, per pod uid: pods of one class fit or fail together.
+        self._classes: dict[str, bytes] = {}
         # The last node chosen: ties rotate from there.
         self.last_node = ""
         # Parsed requests by pod uid: (requests, non-zero requests).
         self._requests: dict[str, tuple[Resources, Resources]] = {}
+        # What every bound, live pod takes from its node, kept current by the pod handlers (the
+        # scheduler cache), so a round costs O(nodes), not O(pods).
+        self._counted: dict[str, tuple[str, Resources, Resources]] = {}
+        self._usage: dict[str, NodeInfo] = {}
+        # Parsed allocatable per node, by (name, resourceVersion).
+        self._node_base: dict[str, tuple[str, NodeInfo]] = {}
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
         self.nodes.add_handler(self._node_added, self._node_updated, None)
 
     # -- handlers: only enqueue ------------------------------------------------------------------
 
+    def _account(self, pod: Any, gone: bool = False) -> None:
+        """Keep the per-node totals: a bound, non-terminal pod counts on its node."""
+        uid = pod.metadata.uid
+        want = None
+        if not gone and pod.spec.node_name and not _is_terminal(pod):
+            req, nz = self._requests_of(pod)
+            want = (pod.spec.node_name, req, nz)
+        have = self._counted.get(uid)
+        if have == want or (have is not None and want is not None and have[0] == want[0]):
+            return
+        if have is not None:
+            usage = self._usage.get(have[0])
+            if usage is not None:
+                usage.requested.sub(have[1])
+                usage.non_zero_requested.sub(have[2])
+                usage.pod_count -= 1
+            del self._counted[uid]
+        if want is not None:
+            usage = self._usage.setdefault(want[0], NodeInfo(core_pb2.Node(), Resources(), 0))
+            usage.add_pod(want[1], want[2])
+            self._counted[uid] = want
+
     def _pod_added(self, pod: Any) -> None:
+        self._account(pod)
         if pod.spec.node_name:
             self.assumed.pop(pod.metadata.uid, None)
         elif predicates.needs_scheduling(pod, SCHEDULER_NAME):
             self.queue.add(key_of(pod))
 
     def _pod_updated(self, old: Any, new: Any) -> None:
+        self._account(new)
         k = key_of(new)
         if new.spec.node_name:
             self.assumed.pop(new.metadata.uid, None)
-            self.unschedulable.discard(k)
+            self.unschedulable.pop(k, None)
+            self._last_failure.pop(new.metadata.uid, None)
             if not old.spec.node_name:
                 return
             if _is_terminal(new) and not _is_terminal(old):
                 self._retry_unschedulable()  # its room is free now
             return
         if not predicates.needs_scheduling(new, SCHEDULER_NAME):
-            self.unschedulable.discard(k)
+            self.unschedulable.pop(k, None)
             return
         if k in self.unschedulable and old.spec == new.spec and old.metadata.labels == new.metadata.labels:
             return  # only status changed (our own PodScheduled=False write): nothing new to try
@@ -123,10 +159,13 @@ class Scheduler(BatchingController):
         pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if pod is None:
             return
+        self._account(pod, gone=True)
         uid = pod.metadata.uid
         self._requests.pop(uid, None)
+        self._classes.pop(uid, None)
+        self._last_failure.pop(uid, None)
         self.assumed.pop(uid, None)
-        self.unschedulable.discard(key_of(pod))
+        self.unschedulable.pop(key_of(pod), None)
         if pod.spec.node_name and not _is_terminal(pod):
             self._retry_unschedulable()
 
@@ -140,7 +179,7 @@ class Scheduler(BatchingController):
     def _retry_unschedulable(self) -> None:
         if not self.unschedulable:
             return
-        keys, self.unschedulable = self.unschedulable, set()
+        keys, self.unschedulable = self.unschedulable, {}
         for k in keys:
             self.queue.add(k)
 
@@ -154,16 +193,38 @@ class Scheduler(BatchingController):
             self._requests[uid] = cached
         return cached
 
+    def _class_of(self, pod: Any) -> bytes:
+        """Requests and placement constraints: two pods of one class fit the same nodes."""
+        uid = pod.metadata.uid
+        cls = self._classes.get(uid)
+        if cls is None:
+            spec = pod.spec
+            req, _ = self._requests_of(pod)
+            parts = [repr(req).encode(), spec.affinity.SerializeToString(deterministic=True)]
+            parts.extend(f"{k}={v}".encode() for k, v in sorted(spec.node_selector.items()))
+            parts.extend(t.SerializeToString(deterministic=True) for t in spec.tolerations)
+            cls = b"\0".join(parts)
+            self._classes[uid] = cls
+        return cls
+
     def snapshot(self) -> dict[str, NodeInfo]:
         """Every node with what is placed on it: bound live pods and our assumed binds."""
         infos: dict[str, NodeInfo] = {}
         for node in self.nodes.list():
-            info = predicates.node_info_of(node)
-            for pod in self.pods.by_index(NODE_NAME_INDEX, info.name):
-                if not _is_terminal(pod):
-                    req, nz = self._requests_of(pod)
-                    info.add_pod(req, nz)
-            infos[info.name] = info
+            name, rv = node.metadata.name, node.metadata.resource_version
+            base = self._node_base.get(name)
+            if base is None or base[0] != rv:
+                base = (rv, predicates.node_info_of(node))
+                self._node_base[name] = base
+            proto = base[1]
+            info = NodeInfo(node=proto.node, allocatable=proto.allocatable, allowed_pods=proto.allowed_pods)
+            usage = self._usage.get(name)
+            if usage is not None:
+                info.add_pod(usage.requested, usage.non_zero_requested)
+                info.pod_count = usage.pod_count
+            infos[name] = info
+        if len(self._node_base) > len(infos):
+            self._node_base = {n: b for n, b in self._node_base.items() if n in infos}
         for uid, a in list(self.assumed.items()):
             cached = self.pods.get(*split_key(a.key))
             if cached is None or cached.metadata.uid != uid:
@@ -198,15 +259,23 @@ class Scheduler(BatchingController):
         """Place every pod of keys that still needs a node, then write binds and failures at once."""
         infos = self.snapshot()
         placements: list[_Placement] = []
+        # Classes that fit nowhere in this round: the rest of their pods fail without a look.
+        failed: dict[bytes, str] = {}
         for k in keys:
-            self.unschedulable.discard(k)
+            self.unschedulable.pop(k, None)
             pod = self.pods.get(*split_key(k))
             if pod is None or not predicates.needs_scheduling(pod, SCHEDULER_NAME):
                 self.queue.forget(k)
                 continue
             if pod.metadata.uid in self.assumed:
                 continue  # bound by us already; the watch has not shown it yet
+            cls = self._class_of(pod)
+            if cls in failed:
+                placements.append(_Placement(k, pod, None, failed[cls]))
+                continue
             info, message = self.place(pod, infos)
+            if info is None:
+                failed[cls] = message
             if info is not None:
                 req, nz = self._requests_of(pod)
                 self.assumed[pod.metadata.uid] = _Assumed(k, info.name, req, nz)
@@ -224,8 +293,12 @@ class Scheduler(BatchingController):
                 batch.update(bound)
                 sent.append(p)
                 continue
+            self.unschedulable[p.key] = None
+            uid = p.pod.metadata.uid
+            if self._last_failure.get(uid) == p.message:
+                continue  # tried again, failed the same way: nothing new to say
+            self._last_failure[uid] = p.message
             self.recorder.event(p.pod, "Warning", "FailedScheduling", p.message)
-            self.unschedulable.add(p.key)
             status = copy_of(p.pod)
             if meta.set_condition(status.status.conditions, "PodScheduled", "False", "Unschedulable",
                                   p.message, now=self.clock.now()):
@@ -250,16 +323,15 @@ class Scheduler(BatchingController):
                 continue
             if p.node is not None:
                 self.assumed.pop(p.pod.metadata.uid, None)
+            self.unschedulable.pop(p.key, None)
+            self._last_failure.pop(p.pod.metadata.uid, None)
             if isinstance(out.error, errors.NotFound):
-                self.unschedulable.discard(p.key)
                 self.queue.forget(p.key)
             elif isinstance(out.error, errors.Conflict):
                 # The pod changed under us (or was bound by someone else): look again.
-                self.unschedulable.discard(p.key)
                 self.queue.add_rate_limited(p.key)
             else:
                 log.info("scheduler: writing %s failed, requeueing: %s", p.key, out.error)
-                self.unschedulable.discard(p.key)
                 self.queue.add_rate_limited(p.key)
         if bound:
             log.debug("scheduler: bound %d pods", bound)

@@ -1,9 +1,12 @@
 """An event recorder, as client-go's: controllers report what they did as Event objects.
 
-Recording never blocks the caller and never fails it: events are queued and written in
-batches by a background task. Repeats of the same (object, type, reason, message) within ten
-minutes bump the count of the existing Event instead of creating another, as Kubernetes'
-event correlator does.
+Recording never blocks the caller and never fails it: events are queued and written in batches
+by a background task. As Kubernetes' event correlator does, it
+* aggregates repeats: the same (object, type, reason, message) within ten minutes bumps the
+  count and lastTimestamp of the Event already written instead of creating another (many
+  repeats between two writes cost one write);
+* filters spam: each object may have a burst of 25 events, then one per five minutes (a pod
+  the scheduler retries a thousand times does not write a thousand events).
 """
 
 from __future__ import annotations
@@ -11,18 +14,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ketch.api import errors, timeutil
 from ketch.api.kinds import info_of
 from ketch.v1 import core_pb2
 
+from .cache import copy_of
 from .clientset import Batch, Client
 
 log = logging.getLogger(__name__)
 
 AGGREGATE_WINDOW = 600.0
 MAX_REMEMBERED = 4096
+SPAM_BURST = 25
+SPAM_REFILL_SECONDS = 300.0
+
+_Key = tuple[str, str, str, str]
+
+
+@dataclass
+class _Written:
+    event: core_pb2.Event  # as last written (resourceVersion cleared before reuse)
+    first_seen: float
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    last: float
 
 
 class EventRecorder:
@@ -33,8 +54,9 @@ class EventRecorder:
         self._pending: list[core_pb2.Event] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        # (uid, type, reason, message) -> (event namespace, event name, count, first seen)
-        self._seen: dict[tuple[str, str, str, str], tuple[str, str, int, float]] = {}
+        self._written: dict[_Key, _Written] = {}
+        self._buckets: dict[str, _Bucket] = {}
+        self.dropped = 0
 
     def event(self, obj: Any, etype: str, reason: str, message: str) -> None:
         """Record an Event about obj (Normal or Warning)."""
@@ -43,6 +65,9 @@ class EventRecorder:
         except KeyError:
             return
         md = obj.metadata
+        if not self._allow(md.uid or f"{md.namespace}/{md.name}"):
+            self.dropped += 1
+            return
         ev = core_pb2.Event(type=etype, reason=reason, message=message)
         ref = ev.involved_object
         ref.kind, ref.api_version, ref.name, ref.namespace, ref.uid = (
@@ -56,6 +81,20 @@ class EventRecorder:
         ev.reporting_instance = self.host or self.component
         self._pending.append(ev)
         self._kick()
+
+    def _allow(self, obj_key: str) -> bool:
+        now = time.monotonic()
+        bucket = self._buckets.get(obj_key)
+        if bucket is None:
+            if len(self._buckets) > MAX_REMEMBERED:
+                self._buckets = {k: b for k, b in self._buckets.items() if now - b.last < SPAM_REFILL_SECONDS}
+            bucket = self._buckets[obj_key] = _Bucket(SPAM_BURST, now)
+        bucket.tokens = min(SPAM_BURST, bucket.tokens + (now - bucket.last) / SPAM_REFILL_SECONDS)
+        bucket.last = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
 
     def _kick(self) -> None:
         if self._task is None or self._task.done():
@@ -86,30 +125,39 @@ class EventRecorder:
     async def _flush(self, pending: list[core_pb2.Event]) -> None:
         now = time.time()
         stamp = timeutil.format(now)
-        batch = Batch()
-        new_keys: list[tuple[str, str, str, str] | None] = []
+        # Repeats within this flush collapse into one write per key.
+        counts: dict[_Key, tuple[core_pb2.Event, int]] = {}
         for ev in pending:
             k = (ev.involved_object.uid, ev.type, ev.reason, ev.message)
-            seen = self._seen.get(k)
-            if seen is not None and now - seen[3] < AGGREGATE_WINDOW:
-                ns, name, count, first = seen
-                self._seen[k] = (ns, name, count + 1, first)
-                batch.patch("Event", name, {"count": count + 1, "lastTimestamp": stamp}, namespace=ns)
-                new_keys.append(None)
-                continue
-            ev.first_timestamp = ev.last_timestamp = stamp
-            ev.event_time = timeutil.format(now, micro=True)
-            ev.count = 1
-            ev.metadata.name = f"{ev.involved_object.name}.{time.time_ns():x}"
-            batch.create(ev)
-            new_keys.append(k)
+            first, n = counts.get(k, (ev, 0))
+            counts[k] = (first, n + 1)
+        batch = Batch()
+        keys: list[_Key] = []
+        for k, (ev, n) in counts.items():
+            written = self._written.get(k)
+            if written is not None and now - written.first_seen < AGGREGATE_WINDOW:
+                again = copy_of(written.event)
+                again.count += n
+                again.last_timestamp = stamp
+                again.metadata.resource_version = ""
+                batch.update(again)
+            else:
+                ev.first_timestamp = ev.last_timestamp = stamp
+                ev.event_time = timeutil.format(now, micro=True)
+                ev.count = n
+                ev.metadata.name = f"{ev.involved_object.name}.{time.time_ns():x}"
+                batch.create(ev)
+            keys.append(k)
         results = await self.client.batch(batch)
-        for k, res, ev in zip(new_keys, results, pending, strict=False):
-            if k is not None and res.error is None:
-                self._seen[k] = (ev.metadata.namespace, ev.metadata.name, 1, now)
-        if len(self._seen) > MAX_REMEMBERED:
+        for k, res in zip(keys, results, strict=True):
+            if res.error is None and res.object is not None:
+                first_seen = self._written[k].first_seen if k in self._written else now
+                self._written[k] = _Written(res.object, first_seen)
+            elif isinstance(res.error, errors.NotFound):
+                self._written.pop(k, None)  # expired meanwhile: the next repeat creates anew
+        if len(self._written) > MAX_REMEMBERED:
             cutoff = now - AGGREGATE_WINDOW
-            self._seen = {k: v for k, v in self._seen.items() if v[3] >= cutoff}
+            self._written = {k: w for k, w in self._written.items() if w.first_seen >= cutoff}
 
     async def flush(self) -> None:
         """Write what is queued now (for shutdown and tests)."""
