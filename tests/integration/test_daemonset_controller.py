@@ -25,10 +25,12 @@ BROKEN = "broken"  # a pod label the simulated agents never make Ready
 
 class FakeAgents:
     """Plays every node's agent through the API: a bound pod becomes Running and Ready (unless
-    labelled broken), and a pod being deleted is finished off (grace 0)."""
+    labelled broken), and a pod being deleted is finished off (grace 0) a little later."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, stop_delay: float = 0.2) -> None:
         self.client = client
+        self.stop_delay = stop_delay  # how long a deleted pod stays Terminating, as a process stops
+        self.stopped: set[str] = set()
         self.pods = Informer(client, "Pod")
         self.todo: asyncio.Queue[str] = asyncio.Queue()
         self.pods.add_handler(lambda p: self.todo.put_nowait(meta.key_of(p)),
@@ -44,6 +46,10 @@ class FakeAgents:
                 continue
             try:
                 if pod.metadata.deletion_timestamp:
+                    if pod.metadata.uid not in self.stopped:
+                        self.stopped.add(pod.metadata.uid)
+                        asyncio.get_running_loop().call_later(self.stop_delay, self.todo.put_nowait, key)
+                        continue
                     await self.client.delete("Pod", name, ns, grace_period_seconds=0, uid=pod.metadata.uid)
                 elif pod.status.phase == "Pending":
                     upd = Pod_copy(pod)

@@ -216,6 +216,8 @@ class DaemonSetController(Controller):
         node_pods = _pods_by_node(pods)
         generation = template_generation(ds)
 
+        log.debug("daemonset %s: sync, expectations %s satisfied=%s", key, self.expectations.pending(key),
+                  self.expectations.satisfied(key))
         if not self.expectations.satisfied(key):
             # Our own last writes are not all in the cache yet: report, act later.
             await self._update_status(ds, fits, node_pods, hash_, generation, update_generation=False)
@@ -223,6 +225,8 @@ class DaemonSetController(Controller):
 
         # 1. manage: the right number of pods on every node.
         plan = manage(ds, fits, node_pods, hash_, now, self.failed_backoff)
+        log.debug("daemonset %s: manage: create on %s, delete %s", key, plan.nodes_needing_pods,
+                  [p.metadata.name for p in plan.pods_to_delete])
         for etype, reason, message in plan.events:
             self.recorder.event(ds, etype, reason, message)
         err = await self._sync_nodes(ds, key, plan.pods_to_delete, plan.nodes_needing_pods, hash_,
@@ -230,8 +234,10 @@ class DaemonSetController(Controller):
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
 
-        # 2. roll the update forward once the cache reflects manage's writes.
-        if err is None and self.expectations.satisfied(key) and is_rolling_update(ds):
+        # 2. roll the update forward when manage had nothing to do (otherwise the next sync, on
+        #    a cache that shows manage's writes, does it).
+        managed = bool(plan.nodes_needing_pods or plan.pods_to_delete or plan.orphaned_pods)
+        if err is None and not managed and self.expectations.satisfied(key) and is_rolling_update(ds):
             upd = rolling_update(ds, fits, node_pods, hash_, generation, now)
             by_name = {p.metadata.name: p for p in pods}
             to_delete = [by_name[n] for n in upd.pods_to_delete if n in by_name]
@@ -291,7 +297,9 @@ class DaemonSetController(Controller):
         deletes = deletes[:self.burst_replicas]
         if not creates and not deletes:
             return None
-        self.expectations.set(key, len(creates), len(deletes))
+        # A pod already terminating was counted when its deletion started; removing it for good
+        # (orphans, grace 0) is not expected again.
+        self.expectations.set(key, len(creates), sum(1 for p, _ in deletes if not p.metadata.deletion_timestamp))
         first_err: Exception | None = None
         if creates:
             first_err = await self._create_pods(ds, key, creates, hash_)
@@ -346,14 +354,15 @@ class DaemonSetController(Controller):
         try:
             results = await self.client.batch(batch)
         except errors.StatusError as err:
-            self.expectations.lower(key, dels=len(pods))
+            self.expectations.lower(key, dels=sum(1 for p, _ in pods if not p.metadata.deletion_timestamp))
             return err
         failed: Exception | None = None
         for (pod, _), res in zip(pods, results, strict=True):
             if res.error is None:
                 self.recorder.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {pod.metadata.name}")
                 continue
-            self.expectations.deletion_observed(key)
+            if not pod.metadata.deletion_timestamp:
+                self.expectations.deletion_observed(key)
             if isinstance(res.error, errors.NotFound):
                 continue
             if isinstance(res.error, errors.Conflict) and "UID" in res.error.message:
