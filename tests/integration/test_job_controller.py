@@ -198,6 +198,12 @@ async def test_completions_and_parallelism(api: TestAPIServer) -> None:
     async with cluster(client, lambda pod: 0) as agent:
         await client.create(job_manifest("pi", completions=8, parallelism=2))
         job = await wait_condition(client, "pi", "Complete")
+
+        async def recorded() -> bool:
+            reasons = await events_for(client, "pi")
+            return reasons.count("SuccessfulCreate") == 8 and "Completed" in reasons
+
+        await eventually(recorded, timeout=10, what="SuccessfulCreate and Completed events")
     st = job.status
     assert (st.succeeded, st.failed, st.active, st.ready, st.terminating) == (8, 0, 0, 0, 0)
     assert types(job) == ["SuccessCriteriaMet", "Complete"]
@@ -208,12 +214,6 @@ async def test_completions_and_parallelism(api: TestAPIServer) -> None:
     assert len(pods) == 8 and all(p.status.phase == "Succeeded" for p in pods)
     assert not any(TRACKING in p.metadata.finalizers for p in pods)
     assert all(p.metadata.generate_name == "pi-" for p in pods)
-
-    async def recorded() -> bool:
-        reasons = await events_for(client, "pi")
-        return reasons.count("SuccessfulCreate") >= 1 and "Completed" in reasons
-
-    await eventually(recorded, timeout=5, what="SuccessfulCreate and Completed events")
 
 
 async def test_work_queue_mode_stops_after_the_first_success(api: TestAPIServer) -> None:
@@ -244,6 +244,11 @@ async def test_backoff_limit_exceeded(api: TestAPIServer) -> None:
     async with cluster(client, lambda pod: 1):
         await client.create(job_manifest("fail", backoffLimit=2))
         job = await wait_condition(client, "fail", "Failed")
+
+        async def recorded() -> bool:
+            return "BackoffLimitExceeded" in await events_for(client, "fail")
+
+        await eventually(recorded, timeout=10, what="the BackoffLimitExceeded event")
         await asyncio.sleep(0.3)  # nothing more happens to a failed Job
         job = await client.get("Job", "fail", "default")
     assert job.status.failed == 3
@@ -251,7 +256,6 @@ async def test_backoff_limit_exceeded(api: TestAPIServer) -> None:
     assert job.status.conditions[1].reason == "BackoffLimitExceeded"
     assert job.status.conditions[1].message == "Job has reached the specified backoff limit"
     assert len(await job_pods(client, "fail")) == 3
-    assert "BackoffLimitExceeded" in await events_for(client, "fail")
 
 
 async def test_fails_then_succeeds(api: TestAPIServer) -> None:
@@ -358,11 +362,15 @@ async def test_suspend_and_resume(api: TestAPIServer) -> None:
         agent.outcome = lambda pod: 0
         await client.patch("Job", "sus", {"spec": {"suspend": False}}, namespace="default")
         job = await wait_condition(client, "sus", "Complete")
+
+        async def recorded() -> bool:
+            reasons = await events_for(client, "sus")
+            return "Suspended" in reasons and "Resumed" in reasons and "SuccessfulDelete" in reasons
+
+        await eventually(recorded, timeout=10, what="Suspended, Resumed and SuccessfulDelete events")
     assert (job.status.succeeded, job.status.failed) == (2, 0)
     suspended = next(c for c in job.status.conditions if c.type == "Suspended")
     assert (suspended.status, suspended.reason) == ("False", "JobResumed")
-    reasons = await events_for(client, "sus")
-    assert "Suspended" in reasons and "Resumed" in reasons and "SuccessfulDelete" in reasons
 
 
 async def test_scaling_parallelism(api: TestAPIServer) -> None:
