@@ -31,7 +31,12 @@ from ketch.api.defaults import apply_defaults
 from ketch.api.kinds import KindInfo, info_for_type_url, kind_info
 from ketch.api.patch import apply_patch
 from ketch.api.selectors import parse_field_selector, parse_label_selector
-from ketch.api.validation import validate_create, validate_status_update, validate_update
+from ketch.api.validation import (
+    validate_create,
+    validate_metadata_update,
+    validate_status_update,
+    validate_update,
+)
 from ketch.api.warnings import ignored_fields
 from ketch.v1 import api_pb2
 
@@ -82,6 +87,12 @@ def _rv(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise errors.BadRequest(f'invalid resourceVersion "{text}"') from None
+
+
+def _same_body(a: Message, b: Message) -> bool:
+    """Whether everything but metadata is equal (a false "different" only costs a full check)."""
+    return ([(f.number, v) for f, v in a.ListFields() if f.name != "metadata"]
+            == [(f.number, v) for f, v in b.ListFields() if f.name != "metadata"])
 
 
 def _copy(msg: Message) -> Message:
@@ -218,6 +229,7 @@ class APIService:
     def _stage_replace(self, info: KindInfo, new: Message, old: Entry, subresource: str,
                        expect_rv: int | None) -> _StagedWrite:
         """Stage new as the successor of old (spec or status write)."""
+        body_changed = False  # a spec write that changes more than metadata (for warnings)
         if subresource == "status":
             if not info.has_status:
                 raise errors.NotFound(f"{info.plural} have no status subresource")
@@ -239,11 +251,19 @@ class APIService:
                     result.status.CopyFrom(old.obj.status)  # type: ignore[attr-defined]
                 else:
                     result.ClearField("status")  # type: ignore[arg-type]
-            apply_defaults(result)
-            if info.kind in registry.GENERATION_KINDS and registry.spec_changed(result, old.obj):
-                result.metadata.generation = old.obj.metadata.generation + 1  # type: ignore[attr-defined]
+            # Controllers mostly change metadata alone (finalizers, owner references, labels): then
+            # the rest is the stored, already defaulted and validated body, and only the metadata
+            # needs checking. This is the hot path of pod finalizer removal.
+            body_changed = not _same_body(result, old.obj)
+            if body_changed:
+                apply_defaults(result)
+                if info.kind in registry.GENERATION_KINDS and registry.spec_changed(result, old.obj):
+                    result.metadata.generation = old.obj.metadata.generation + 1  # type: ignore[attr-defined]
             registry.prepare_for_update(info, result, old.obj)
-            errs = validate_create(result) + validate_update(result, old.obj)
+            if body_changed:
+                errs = validate_create(result) + validate_update(result, old.obj)
+            else:
+                errs = validate_metadata_update(result, old.obj)
             old_md = old.obj.metadata  # type: ignore[attr-defined]
             if old_md.deletion_timestamp:
                 added = set(result.metadata.finalizers) - set(old_md.finalizers)  # type: ignore[attr-defined]
@@ -265,7 +285,7 @@ class APIService:
             staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)
             return _StagedWrite(staged, [], deleted=True)
         staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv)
-        return _StagedWrite(staged, ignored_fields(result) if not subresource else [])
+        return _StagedWrite(staged, ignored_fields(result) if body_changed else [])
 
     def stage_update(self, req: api_pb2.UpdateRequest) -> _StagedWrite:
         info, new = unpack(req.object)

@@ -173,6 +173,7 @@ class ProcessRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._devnull = -1
+        self._which: dict[tuple[str, str], str] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -214,6 +215,11 @@ class ProcessRuntime:
             kwargs["group"] = gid
             kwargs["extra_groups"] = []
         run = argv
+        executable = None
+        if "/" not in argv[0]:
+            # Resolved here, once per (name, PATH): the child would otherwise try every PATH entry
+            # with a failing execve while the agent waits for the vfork to exec.
+            executable = self._resolve_cached(argv[0], env.get("PATH", os.defpath))
         if cgroup_procs:
             if resolve_executable(argv[0], cwd, env) is None:
                 raise StartError(start_error_message(argv, cwd, FileNotFoundError(2, "not found", argv[0])))
@@ -222,16 +228,33 @@ class ProcessRuntime:
                     with contextlib.suppress(OSError):
                         os.chown(path, uid, gid if gid is not None else -1)
             run = cgroup_wrapper(argv, cgroup_procs)
+            executable = None
         started_at = time.time()
         try:
-            proc = subprocess.Popen(run, stdin=self._devnull, stdout=stdout, stderr=stdout, cwd=cwd, env=env,
-                                    start_new_session=True, close_fds=True,
+            proc = subprocess.Popen(run, executable=executable, stdin=self._devnull, stdout=stdout, stderr=stdout,
+                                    cwd=cwd, env=env, start_new_session=True, close_fds=True,
                                     **kwargs)  # type: ignore[call-overload]
+        except FileNotFoundError as err:
+            if executable is None:
+                raise StartError(start_error_message(argv, cwd, err)) from err
+            self._which.clear()  # the binary moved: resolve again
+            return self.launch(argv, cwd, env, stdout, uid, gid, cgroup_procs)
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             raise StartError(start_error_message(argv, cwd, err)) from err
         # The reaper owns the exit status; keep Popen's own bookkeeping from ever waiting on it.
         proc.returncode = 0
         return proc.pid, procfs.start_ticks(proc.pid) or 0, started_at
+
+    def _resolve_cached(self, name: str, path: str) -> str | None:
+        key = (name, path)
+        found = self._which.get(key)
+        if found is None:
+            found = shutil.which(name, path=path)
+            if found is not None:
+                if len(self._which) > 1024:
+                    self._which.clear()
+                self._which[key] = found
+        return found
 
     def register(self, pid: int, ticks: int, started_at: float) -> Handle:
         """Track a launched child (event-loop thread); its exit resolves handle.exited."""

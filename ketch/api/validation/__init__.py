@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from ketch.api.errors import FieldError
 
-from . import apps, batch, batch_update, cluster, core, meta
+from . import apps, batch, batch_update, cluster, core, field, meta
 
 _CREATE: dict[str, Callable[[Any], list[FieldError]]] = {
     "ketch.v1.Pod": core.validate_pod,
@@ -44,6 +44,24 @@ _STATUS: dict[str, Callable[[Any, Any], list[FieldError]]] = {
     "ketch.v1.Job": batch_update.validate_job_status_update,
     "ketch.v1.DaemonSet": apps.validate_daemonset_status_update,
 }
+
+
+# (namespaced, name rule) per kind, for validating metadata alone.
+_META: dict[str, tuple[bool, meta.NameFn]] = {
+    "ketch.v1.Node": (False, field.name_is_dns_subdomain),
+    "ketch.v1.Namespace": (False, field.name_is_dns_label),
+    "ketch.v1.Event": (True, cluster.path_segment_name),
+}
+
+
+def validate_metadata_update(new: Message, old: Message) -> list[FieldError]:
+    """An update that changes only metadata (finalizers, labels, annotations, owner references):
+    the rest was valid when stored and is unchanged, so only the metadata rules apply."""
+    errs: list[FieldError] = []
+    namespaced, name_fn = _META.get(new.DESCRIPTOR.full_name, (True, field.name_is_dns_subdomain))
+    meta.object_meta(errs, new.metadata, namespaced, name_fn)  # type: ignore[attr-defined]
+    meta.object_meta_update(errs, new.metadata, old.metadata)  # type: ignore[attr-defined]
+    return errs
 
 
 def _generic_update(new: Message, old: Message) -> list[FieldError]:
