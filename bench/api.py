@@ -15,29 +15,18 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
+from cluster import LocalCluster, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ketch.client import connect  # noqa: E402
-from ketch.v1 import core_pb2  # noqa: E402
+from ketch.client import connect
+from ketch.v1 import core_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def serve_echo(port: int) -> None:
@@ -98,12 +87,12 @@ async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None
     channel = grpc.aio.insecure_channel(echo_addr)
     echo = channel.unary_unary(ECHO_METHOD)
     payload = namespace("x" * 20).SerializeToString()
-    await echo(payload)
+    await echo(payload, wait_for_ready=True)
     secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: echo(payload))
     echo_rate = args.creates / secs
     lines.append(row(f"echo (bare gRPC, {args.concurrency} in flight)", args.creates, secs, lat))
 
-    client = connect(api_addr)
+    client = connect(api_addr, wait_for_ready=True)
     await client.version()
     secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: client.create(namespace(f"c-{i}")))
     create_rate = args.creates / secs
@@ -179,25 +168,15 @@ def main() -> None:
     if args.echo_server:
         serve_echo(args.echo_server)
         return
-    procs = []
-    with tempfile.TemporaryDirectory(prefix="ketch-bench-") as tmp:
-        api_port, echo_port = free_port(), free_port()
-        try:
-            procs.append(subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)],
-                                          start_new_session=True))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "controlplane", "--listen", f"127.0.0.1:{api_port}", "--data-dir", tmp,
-                 "--controllers", "none", "--log-level", "WARNING"], cwd=ROOT, start_new_session=True))
-            time.sleep(1.5)
-            asyncio.run(bench(args, f"127.0.0.1:{api_port}", f"127.0.0.1:{echo_port}"))
-        finally:
-            for proc in procs:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(10)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    os.killpg(proc.pid, signal.SIGKILL)
-
+    echo_port = free_port()
+    echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)], start_new_session=True)
+    try:
+        with LocalCluster("api") as cluster:
+            cluster.start_controlplane(controllers="none")
+            asyncio.run(bench(args, cluster.server, f"127.0.0.1:{echo_port}"))
+    finally:
+        os.killpg(echo.pid, signal.SIGTERM)
+        echo.wait(10)
 
 if __name__ == "__main__":
     main()

@@ -18,21 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cluster import LocalCluster
 
-from ketch.api import errors, manifest, timeutil  # noqa: E402
-from ketch.client import connect  # noqa: E402
+from ketch.api import errors, manifest, timeutil
+from ketch.client import connect
 
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 CRONJOB = {
@@ -46,12 +39,6 @@ CRONJOB = {
             "restartPolicy": "Never", "containers": [{"name": "tick", "image": "busybox", "command": ["true"]}]}}}},
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(values: list[float], p: float) -> float:
@@ -124,24 +111,11 @@ def main() -> int:
     parser.add_argument("--controllers", default="*",
                         help="controllers the control plane runs (default: * for all; cronjob alone to isolate it)")
     args = parser.parse_args()
-    port = free_port()
-    server = f"127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="ketch-bench-cron-") as tmp:
-        cp = subprocess.Popen(
-            [sys.executable, "-m", "controlplane", "--listen", server, "--data-dir", tmp,
-             "--controllers", args.controllers, "--log-level", "WARNING"],
-            cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            print(f"measuring {args.runs} runs of */1 * * * * * (controllers: {args.controllers}) ...", flush=True)
-            lateness = asyncio.run(measure(server, args.runs))
-            base = asyncio.run(baseline(min(args.runs, 20)))
-        finally:
-            os.killpg(cp.pid, signal.SIGTERM)
-            try:
-                cp.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(cp.pid, signal.SIGKILL)
-                cp.wait()
+    with LocalCluster("cron") as cluster:
+        cluster.start_controlplane(controllers=args.controllers)
+        print(f"measuring {args.runs} runs of */1 * * * * * (controllers: {args.controllers}) ...", flush=True)
+        lateness = asyncio.run(measure(cluster.server, args.runs))
+        base = asyncio.run(baseline(min(args.runs, 20)))
     print(row("baseline: asyncio timer", base))
     print(row("cronjob: Job seen by a watch", lateness))
     late = [v for v in lateness if v >= 1.0]

@@ -20,30 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cluster import LocalCluster
 
-from ketch.api import durations, manifest, meta  # noqa: E402
-from ketch.client import connect  # noqa: E402
-from ketch.client.clientset import Batch, Client  # noqa: E402
-from ketch.v1 import core_pb2  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ketch.api import durations, manifest, meta
+from ketch.client import connect
+from ketch.client.clientset import Batch, Client
+from ketch.v1 import core_pb2
 
 
 async def wait_for(client: Client, kind: str, done: Callable[[dict[str, Any]], bool], timeout: float,
@@ -167,37 +154,14 @@ def main() -> None:
     p.add_argument("--log", default="", help="write the processes' logs (control plane at INFO) to this file")
     args = p.parse_args()
     grace = durations.parse(args.grace)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    with tempfile.TemporaryDirectory(prefix="ketch-bench-ds-") as tmp:
-        server = f"127.0.0.1:{free_port()}"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        logs = open(args.log or Path(tmp) / "cluster.log", "wb")  # noqa: SIM115 - lives as long as the processes
-        cp_level = "INFO" if args.log else "WARNING"
-
-        def spawn(name: str, argv: list[str]) -> None:
-            procs[name] = subprocess.Popen([sys.executable, *argv], cwd=ROOT, start_new_session=True,
-                                           stdout=logs, stderr=logs, env=env)
-
-        def kill_lost() -> None:
-            os.killpg(procs["lost"].pid, signal.SIGKILL)
-
-        try:
-            spawn("controlplane", ["-m", "controlplane", "--listen", server, "--data-dir", f"{tmp}/cp",
-                                   "--node-monitor-grace-period", args.grace, "--log-level", cp_level])
-            for name, count in (("kept", args.nodes - args.lost), ("lost", args.lost)):
-                spawn(name, ["-m", "nodeagent", "--server", server, "--node-name", f"hollow-{name}",
-                             "--data-dir", f"{tmp}/{name}", "--hollow", str(count),
-                             "--heartbeat-interval", args.heartbeat_interval, "--log-level", "WARNING"])
-            results = asyncio.run(scenario(server, args.nodes, "hollow-lost-", args.lost, grace, kill_lost))
-        finally:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs.values():
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+    with LocalCluster("ds", log_path=Path(args.log) if args.log else None) as cluster:
+        cluster.start_controlplane("--node-monitor-grace-period", args.grace,
+                                   *(["--log-level", "INFO"] if args.log else []))
+        for name, count in (("kept", args.nodes - args.lost), ("lost", args.lost)):
+            cluster.start_agent(f"hollow-{name}", "--hollow", str(count), "--heartbeat-interval",
+                                args.heartbeat_interval)
+        results = asyncio.run(scenario(cluster.server, args.nodes, "hollow-lost-", args.lost, grace,
+                                       lambda: cluster.kill("hollow-lost")))
     n = args.nodes
     base = results["baseline"]
     print(f"{'measure':<44} {'seconds':>8} {'vs baseline':>12}")

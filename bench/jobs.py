@@ -14,33 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from cluster import LocalCluster, wait_for_ready_nodes, xargs_seconds
 
-from ketch.api import manifest  # noqa: E402
-from ketch.client import connect  # noqa: E402
-from ketch.v1 import batch_pb2  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def xargs_seconds(n: int, parallelism: int) -> float:
-    start = time.perf_counter()
-    subprocess.run(["xargs", "-P", str(parallelism), "-n", "1", "true"], input="x\n" * n, text=True, check=True)
-    return time.perf_counter() - start
+from ketch.api import manifest
+from ketch.client import connect
+from ketch.v1 import batch_pb2
 
 
 def bench_job(completions: int, parallelism: int) -> batch_pb2.Job:
@@ -52,22 +32,10 @@ def bench_job(completions: int, parallelism: int) -> batch_pb2.Job:
     })
 
 
-async def wait_for_nodes(client, agents: int) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + 60
-    while True:
-        nodes, _ = await client.list("Node")
-        ready = [nd for nd in nodes if any(c.type == "Ready" and c.status == "True" for c in nd.status.conditions)]
-        if len(ready) >= agents:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"only {len(ready)} of {agents} agents became Ready")
-        await asyncio.sleep(0.2)
-
-
 async def run_job(server: str, completions: int, parallelism: int, agents: int) -> tuple[float, int, int]:
     """Seconds from create to Complete, and the Job's final succeeded and failed counts."""
-    client = connect(server)
-    await wait_for_nodes(client, agents)
+    client = connect(server, wait_for_ready=True)
+    await wait_for_ready_nodes(client, agents)
     _, rv = await client.list("Job")
     done = asyncio.get_running_loop().create_future()
 
@@ -102,41 +70,13 @@ def main() -> None:
     p.add_argument("--controllers", default="*", help="the control plane's --controllers (default: all)")
     p.add_argument("--keep-logs", action="store_true", help="print the cluster's log file path and keep it")
     args = p.parse_args()
-    procs: list[subprocess.Popen[bytes]] = []
-    tmp = tempfile.mkdtemp(prefix="ketch-bench-jobs-")
-    log_path = Path(tmp) / "cluster.log"
-    try:
-        server = f"127.0.0.1:{free_port()}"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        with open(log_path, "wb") as logs:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "controlplane", "--listen", server, "--data-dir", f"{tmp}/cp",
-                 "--controllers", args.controllers, "--log-level", "WARNING"],
-                cwd=ROOT, start_new_session=True, stdout=logs, stderr=logs, env=env))
-            time.sleep(1.0)
-            for i in range(args.agents):
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "nodeagent", "--server", server, "--node-name", f"bench-{i}",
-                     "--data-dir", f"{tmp}/agent-{i}", "--heartbeat-interval", "2s"],
-                    cwd=ROOT, start_new_session=True, stdout=logs, stderr=logs, env=env))
-            base_s = xargs_seconds(args.completions, args.parallelism)
-            ketch_s, succeeded, failed = asyncio.run(run_job(server, args.completions, args.parallelism, args.agents))
-    finally:
-        for proc in reversed(procs):
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        if args.keep_logs:
-            print(f"logs: {log_path}")
-        else:
-            subprocess.run(["rm", "-rf", tmp], check=False)
+    with LocalCluster("jobs", keep=args.keep_logs) as cluster:
+        cluster.start_controlplane(controllers=args.controllers)
+        for i in range(args.agents):
+            cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
+        base_s = xargs_seconds(args.completions, args.parallelism)
+        ketch_s, succeeded, failed = asyncio.run(
+            run_job(cluster.server, args.completions, args.parallelism, args.agents))
     n = args.completions
     print(f"xargs -P {args.parallelism}: {n} x true in {base_s:.2f}s ({n / base_s:.0f}/s)")
     print(f"ketch Job, parallelism {args.parallelism}, {args.agents} agents: {n} completions in {ketch_s:.2f}s "
