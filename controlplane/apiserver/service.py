@@ -50,6 +50,7 @@ KUBERNETES_SEMANTICS = "v1.31"
 MAX_OBJECT_BYTES = 1_572_864  # etcd's default request limit, as Kubernetes has it
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 BOOKMARK_INTERVAL = 2.0
+BOOKMARK_CATCH_UP = 0.2
 
 Clock = Callable[[], float]
 
@@ -478,13 +479,25 @@ class APIService:
         from_rev = None if rv in ("", "0") else _rv(rv)
         watcher = self.hub.watch(info.kind, match, from_rev)
         type_url = info.type_url
-        timeout = BOOKMARK_INTERVAL if req.allow_bookmarks else None
+        # An idle watcher hears of newer revisions soon (a client waiting for its caches to reach
+        # a revision, such as the garbage collector, need not wait long), and of the current one
+        # at least every BOOKMARK_INTERVAL.
+        timeout = min(BOOKMARK_CATCH_UP, BOOKMARK_INTERVAL) if req.allow_bookmarks else None
+        sent = from_rev if from_rev is not None else self.store.revision
+        idle = 0.0
         try:
             while True:
                 batch = await watcher.next_batch(timeout)
                 if batch is None:
-                    yield api_pb2.WatchEvent(type="BOOKMARK", resource_version=str(self.store.revision))
+                    assert timeout is not None
+                    idle += timeout
+                    if self.store.revision > sent or idle >= BOOKMARK_INTERVAL:
+                        sent, idle = self.store.revision, 0.0
+                        yield api_pb2.WatchEvent(type="BOOKMARK", resource_version=str(sent))
                     continue
+                idle = 0.0
+                if batch:
+                    sent = max(sent, batch[-1][2])
                 for etype, entry, rev in batch:
                     yield api_pb2.WatchEvent(
                         type=etype, resource_version=str(rev),

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
+CACHE_WAIT = 0.1
 UID_INDEX = "uid"
 ROUND_SIZE = 500
 LIVE_LOOKUPS = 32
@@ -216,6 +217,10 @@ class GarbageCollector(BatchingController):
             return []
         return [(kind, o) for o in inf.by_index(UID_INDEX, uid)]
 
+    def _caches_reach(self, obj: Any) -> bool:
+        rv = int(obj.metadata.resource_version or 0)
+        return all(int(inf.resource_version or 0) >= rv for inf in self.informers.values())
+
     def dependents_of(self, uid: str) -> list[tuple[str, Any]]:
         out: list[tuple[str, Any]] = []
         for kind, inf in self.informers.items():
@@ -292,6 +297,13 @@ class GarbageCollector(BatchingController):
         touched: set[str] = set()
         for k, kind, obj in items:
             decision = self.decide(kind, obj, states)
+            if decision.remove_finalizer and not self._caches_reach(obj):
+                # Informers of different kinds are separate streams: a dependent created just
+                # before the owner's deletion may not be cached yet. Finish only once every cache
+                # has seen the owner's revision (revisions are global); idle ones catch up by
+                # bookmark.
+                self.queue.add_after(k, CACHE_WAIT)
+                continue
             if decision.empty:
                 self.queue.forget(k)
                 continue
