@@ -297,8 +297,12 @@ async def test_failed_pod_is_replaced_and_extra_pods_removed(api: TestAPIServer)
         await eventually(lambda: ready_nodes(pods) == {"a", "b"}
                          and victim.metadata.name not in {p.metadata.name for p in pods.list()},
                          what="the failed pod replaced")
-        events, _ = await c.list("Event", "default")
-        assert any(e.reason == "FailedDaemonPod" and victim.metadata.name in e.message for e in events)
+
+        async def failed_event() -> bool:
+            events, _ = await c.list("Event", "default")
+            return any(e.reason == "FailedDaemonPod" and victim.metadata.name in e.message for e in events)
+
+        await eventually(failed_event, what="the FailedDaemonPod event (events are written in batches)")
 
         # A second pod on node b (an orphan the DaemonSet adopts): the newer one goes.
         extra = Pod_copy(next(p for p in live(pods) if p.spec.node_name == "b"))
