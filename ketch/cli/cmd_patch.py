@@ -1,4 +1,7 @@
-"""`ketch patch KIND NAME -p PATCH [--type strategic|merge|json] [--subresource status]`.
+"""`ketch patch KIND NAME -p PATCH [--type merge|strategic|json] [--subresource status]`.
+
+The default is a JSON merge patch (RFC 7386), as the external contract says (kubectl's own
+default is strategic; `--type strategic` gives that).
 
 The patch may be JSON or YAML (as kubectl takes it). Prints `job.batch/pi patched`, or
 `patched (no change)` when the object came back the same.
@@ -26,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="KIND NAME")
     p.add_argument("-p", "--patch", default="", help="the patch, JSON or YAML")
     p.add_argument("--patch-file", default="", help="a file holding the patch")
-    p.add_argument("--type", default="strategic", choices=["merge", "json", "strategic"])
+    p.add_argument("--type", default="merge", choices=["merge", "json", "strategic"],
+                   help="merge (default: JSON merge patch), strategic or json")
     p.add_argument("--subresource", default="", choices=["", "status"])
     p.add_argument("-o", "--output", default="")
     add_common(p)
