@@ -29,7 +29,8 @@ from ketch.v1 import core_pb2
 from .heartbeat import LeaseHeartbeat
 from .limits.cgroups import CgroupManager
 from .limits.watchdog import MemoryWatchdog
-from .podworkers import PodWorkers, WorkerDeps
+from .podmanager import PodWorkers
+from .podworkers import WorkerDeps
 from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
 from .runtime import checkpoint
 from .runtime.logs import LogManager
