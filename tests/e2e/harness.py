@@ -7,16 +7,20 @@ data dirs, so a failing test leaves nothing running.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from ketch.client import connect
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -179,3 +183,44 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class WatchObserver(threading.Thread):
+    """Follows watches through the API in a thread for a whole test, reconnecting when a stream
+    ends (a control plane restart), and hands each event to `on_event(kind, type, object)`.
+
+    Subclasses keep the worst moments they saw (most pods at once, most unavailable), which a
+    test asserts on afterwards: sampling with `ketch get` could miss a short peak.
+    """
+
+    def __init__(self, server: str, watches: list[tuple[str, str]]) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.watches = watches  # (kind, label selector), in namespace default
+        self._stop = threading.Event()
+
+    def on_event(self, kind: str, etype: str, obj: Any) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        await asyncio.gather(*(self._follow(kind, selector) for kind, selector in self.watches))
+
+    async def _follow(self, kind: str, selector: str) -> None:
+        while not self._stop.is_set():
+            client = connect(self.server)
+            try:
+                async for ev in client.watch(kind, namespace="default", label_selector=selector):
+                    if self._stop.is_set():
+                        return
+                    if ev.object is not None:
+                        self.on_event(kind, ev.type, ev.object)
+            except Exception:
+                await asyncio.sleep(0.3)
+            finally:
+                await client.close()

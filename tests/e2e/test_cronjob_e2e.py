@@ -7,18 +7,15 @@ invalid schedules and zones refused with field errors.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import signal
-import threading
 import time
 from typing import Any
 
 from ketch.api import timeutil
-from ketch.client import connect
 
-from .harness import Cluster, condition, wait_until
+from .harness import Cluster, WatchObserver, condition, wait_until
 
 FLAGS = ["--job-backoff-base", "1s", "--job-backoff-max", "4s"]
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
@@ -35,36 +32,17 @@ def cronjob_yaml(name: str, schedule: str, command: list[str], **spec: Any) -> s
     })
 
 
-class Observer(threading.Thread):
+class Observer(WatchObserver):
     """Watches Jobs through the API and keeps, per CronJob (label `cron`), the most unfinished
     Jobs ever seen at once."""
 
     def __init__(self, server: str) -> None:
-        super().__init__(daemon=True)
-        self.server = server
+        super().__init__(server, [("Job", "")])
         self.max_running: dict[str, int] = {}
         self._running: dict[str, set[str]] = {}
-        self._stop = threading.Event()
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        while not self._stop.is_set():
-            client = connect(self.server)
-            try:
-                async for ev in client.watch("Job", namespace="default"):
-                    if self._stop.is_set():
-                        return
-                    if ev.object is not None:
-                        self._job(ev.type, ev.object)
-            except Exception:
-                await asyncio.sleep(0.3)
-            finally:
-                await client.close()
+    def on_event(self, kind: str, etype: str, job: Any) -> None:
+        self._job(etype, job)
 
     def _job(self, etype: str, job: Any) -> None:
         cj = job.metadata.labels.get("cron")

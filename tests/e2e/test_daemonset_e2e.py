@@ -7,7 +7,6 @@ restarting the pods that already match."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -15,9 +14,8 @@ import threading
 from typing import Any
 
 from ketch.api import meta
-from ketch.client import connect
 
-from .harness import Cluster, wait_until
+from .harness import Cluster, WatchObserver, wait_until
 
 
 def daemonset(name: str, version: str = "1", node_selector: dict[str, str] | None = None,
@@ -56,18 +54,17 @@ def env_version(p: dict[str, Any]) -> str:
     return str(p["spec"]["containers"][0]["env"][0]["value"])
 
 
-class RolloutObserver(threading.Thread):
+class RolloutObserver(WatchObserver):
     """Watches one DaemonSet's pods through the API and keeps the worst moments: the most nodes
     without a ready pod, and the most live pods on one node."""
 
     def __init__(self, server: str, app: str, nodes: set[str]) -> None:
-        super().__init__(daemon=True)
-        self.server, self.app, self.nodes = server, app, nodes
+        super().__init__(server, [("Pod", f"app={app}")])
+        self.app, self.nodes = app, nodes
         self.pods: dict[str, Any] = {}
         self.max_unavailable = 0
         self.max_per_node = 0
         self.unavailable = len(nodes)
-        self._stop = threading.Event()
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -76,25 +73,8 @@ class RolloutObserver(threading.Thread):
         with self._lock:
             self.max_unavailable = self.max_per_node = 0
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        while not self._stop.is_set():
-            client = connect(self.server)
-            try:
-                async for ev in client.watch("Pod", namespace="default", label_selector=f"app={self.app}"):
-                    if self._stop.is_set():
-                        return
-                    if ev.object is not None:
-                        self._seen(ev.type, ev.object)
-            except Exception:
-                await asyncio.sleep(0.3)
-            finally:
-                await client.close()
+    def on_event(self, kind: str, etype: str, pod: Any) -> None:
+        self._seen(etype, pod)
 
     def _seen(self, etype: str, pod: Any) -> None:
         with self._lock:

@@ -7,55 +7,29 @@ control plane.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
-from ketch.client import connect
-
-from .harness import Cluster, condition, wait_until
+from .harness import Cluster, WatchObserver, condition, wait_until
 
 FLAGS = ["--job-backoff-base", "1s", "--job-backoff-max", "4s"]
 
 
-class JobObserver(threading.Thread):
+class JobObserver(WatchObserver):
     """Watches (through the API) every Job's status.active and the pods of each Job that are
     not finished yet, and keeps the most ever seen at once."""
 
     def __init__(self, server: str) -> None:
-        super().__init__(daemon=True)
-        self.server = server
+        super().__init__(server, [("Job", ""), ("Pod", "")])
         self.max_active: dict[str, int] = {}
         self.max_live_pods: dict[str, int] = {}
         self._live: dict[str, set[str]] = {}
         self.seen_pods: dict[str, set[str]] = {}
-        self._stop = threading.Event()
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        await asyncio.gather(self._watch("Job", self._job), self._watch("Pod", self._pod))
-
-    async def _watch(self, kind: str, fn: Any) -> None:
-        while not self._stop.is_set():
-            client = connect(self.server)
-            try:
-                async for ev in client.watch(kind, namespace="default"):
-                    if self._stop.is_set():
-                        return
-                    if ev.object is not None:
-                        fn(ev.type, ev.object)
-            except Exception:
-                await asyncio.sleep(0.3)
-            finally:
-                await client.close()
+    def on_event(self, kind: str, etype: str, obj: Any) -> None:
+        (self._job if kind == "Job" else self._pod)(etype, obj)
 
     def _job(self, etype: str, job: Any) -> None:
         name = job.metadata.name
