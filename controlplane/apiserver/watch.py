@@ -17,8 +17,8 @@ from controlplane.storage import Entry, Store, WatchEvent
 from ketch.api import errors
 from ketch.api.selectors import FieldRequirement, Selector
 
-DEFAULT_WINDOW = 200_000
-DEFAULT_WATCHER_BACKLOG = 200_000
+DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idle watchers inside it
+DEFAULT_WATCHER_BACKLOG = 50_000
 
 
 class Filter:
