@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from google.protobuf.message import Message
 
-from ketch.api import meta, timeutil
+from ketch.api import meta
 from ketch.api.kinds import KindInfo
 from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
@@ -174,10 +174,3 @@ def copy_server_metadata(new: Message, old: Message) -> None:
     nm.self_link = ""
 
 
-def reset_metadata_for_status(new: Message, old: Message) -> None:
-    """A status write changes status only: metadata comes from the stored object."""
-    new.metadata.CopyFrom(old.metadata)  # type: ignore[attr-defined]
-
-
-def now_string(now: float) -> str:
-    return timeutil.format(now)

@@ -24,13 +24,6 @@ def set_int(value: struct_pb2.Value, number: int) -> None:
     value.number_value = number
 
 
-def set_value(value: struct_pb2.Value, v: int | str) -> None:
-    if isinstance(v, str):
-        value.string_value = v
-    else:
-        value.number_value = v
-
-
 def scaled_value(value: struct_pb2.Value, total: int, round_up: bool) -> int:
     """An absolute number, or a percentage of total rounded up or down (GetScaledValueFromIntOrPercent)."""
     v = get(value)

@@ -8,7 +8,6 @@ wrong type is an error naming the field's path, and nothing is half-decoded.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -307,6 +306,3 @@ def to_yaml(obj: Message | dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def iter_yaml_documents(objs: list[dict[str, Any]]) -> Iterator[str]:
-    for data in objs:
-        yield to_yaml(data)

@@ -7,7 +7,7 @@ them so that, for example, "the controller of a pod" means one thing everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -15,10 +15,6 @@ from ketch.v1 import meta_pb2
 
 from . import timeutil
 from .kinds import info_of
-
-
-class HasMeta(Protocol):
-    metadata: meta_pb2.ObjectMeta
 
 
 def key(namespace: str, name: str) -> str:
@@ -33,10 +29,6 @@ def key_of(obj: Any) -> str:
 def split_key(k: str) -> tuple[str, str]:
     ns, sep, name = k.partition("/")
     return (ns, name) if sep else ("", ns)
-
-
-def is_deleting(obj: Any) -> bool:
-    return bool(obj.metadata.deletion_timestamp)
 
 
 def controller_ref(obj: Any) -> meta_pb2.OwnerReference | None:
@@ -66,10 +58,6 @@ def object_ref(obj: Message) -> meta_pb2.ObjectReference:
         kind=info.kind, api_version=info.api_version, namespace=md.namespace, name=md.name,
         uid=md.uid, resource_version=md.resource_version,
     )
-
-
-def has_finalizer(obj: Any, finalizer: str) -> bool:
-    return finalizer in obj.metadata.finalizers
 
 
 def remove_finalizer(obj: Any, finalizer: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from .errors import BadRequest, Invalid
 
 # Lists that strategic merge patch merges by a key instead of replacing.
-_MERGE_KEYS = {
+MERGE_KEYS = {
     "containers": "name",
     "initContainers": "name",
     "env": "name",
@@ -25,7 +25,7 @@ _MERGE_KEYS = {
     "addresses": "type",
 }
 # Primitive lists that strategic merge patch unions.
-_MERGE_PRIMITIVES = {"finalizers"}
+MERGE_PRIMITIVES = {"finalizers"}
 
 
 def parse_patch(text: str) -> Any:
@@ -66,9 +66,9 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
             continue
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, list) and key in _MERGE_KEYS and isinstance(result.get(key), list):
-            result[key] = _merge_keyed_list(result[key], value, _MERGE_KEYS[key])
-        elif isinstance(value, list) and key in _MERGE_PRIMITIVES and isinstance(result.get(key), list):
+        elif isinstance(value, list) and key in MERGE_KEYS and isinstance(result.get(key), list):
+            result[key] = _merge_keyed_list(result[key], value, MERGE_KEYS[key])
+        elif isinstance(value, list) and key in MERGE_PRIMITIVES and isinstance(result.get(key), list):
             merged = list(result[key])
             merged.extend(v for v in value if v not in merged)
             result[key] = merged

@@ -37,14 +37,6 @@ def parse(text: str | int | float) -> Decimal:
     return value * _SUFFIX[suffix or ""]
 
 
-def is_valid(text: str) -> bool:
-    try:
-        parse(text)
-    except QuantityError:
-        return False
-    return True
-
-
 def millicores(text: str) -> int:
     """CPU quantity to millicores, rounding up as Kubernetes does."""
     value = parse(text) * 1000
@@ -54,11 +46,6 @@ def millicores(text: str) -> int:
 def to_bytes(text: str) -> int:
     value = parse(text)
     return int(value.to_integral_value(rounding="ROUND_CEILING"))
-
-
-def format_bytes_ki(n: int) -> str:
-    """Memory as Kubernetes' kubelet reports capacity: `16318480Ki`."""
-    return f"{n // 1024}Ki"
 
 
 def format_millicores(m: int) -> str:

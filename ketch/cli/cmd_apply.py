@@ -17,6 +17,7 @@ from typing import Any
 
 from ketch.api import errors, manifest
 from ketch.api.kinds import KindInfo
+from ketch.api.patch import MERGE_KEYS  # the lists the server merges by key: the patch must agree
 
 from .factory import Factory
 from .main import CLIError, add_common
@@ -26,7 +27,6 @@ from .resources import display_name
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 # Lists the API server's strategic merge patch merges element by element, and their keys.
-MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name", "ownerReferences": "uid"}
 # Set by the server; a manifest copied from `get -o yaml` carries them, a patch must not.
 SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields", "selfLink",
                  "deletionTimestamp", "deletionGracePeriodSeconds")

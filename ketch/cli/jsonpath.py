@@ -383,12 +383,6 @@ def render(template: str, data: Any) -> str:
     return "".join(out)
 
 
-def braced(expr: str) -> str:
-    """`.metadata.name` or `{.metadata.name}` as a template."""
-    expr = expr.strip()
-    return expr if expr.startswith("{") else "{" + expr + "}"
-
-
 def values(expr: str, data: Any) -> list[Any]:
     """The results of a single path expression (with or without braces)."""
     expr = expr.strip()

@@ -406,10 +406,6 @@ def table(info: KindInfo, objs: Sequence[Any], wide: bool = False, all_namespace
     return rows
 
 
-def format_rows(rows: list[Row]) -> str:
-    return table_text(rows)
-
-
 # -- other output formats -------------------------------------------------------------------------
 
 

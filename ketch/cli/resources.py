@@ -72,5 +72,3 @@ def quoted_name(info: KindInfo, name: str) -> str:
     return f'{prefix} "{name}"'
 
 
-def namespace_for(info: KindInfo, namespace: str) -> str:
-    return namespace if info.namespaced else ""

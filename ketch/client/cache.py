@@ -35,10 +35,6 @@ def by_namespace(obj: Any) -> list[str]:
     return [obj.metadata.namespace]
 
 
-def by_node_name(obj: Any) -> list[str]:
-    return [obj.spec.node_name]
-
-
 def by_controller_uid(obj: Any) -> list[str]:
     for ref in obj.metadata.owner_references:
         if ref.HasField("controller") and ref.controller:

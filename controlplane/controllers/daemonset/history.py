@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from ketch.api import manifest, meta
 from ketch.v1 import apps_pb2, core_pb2
@@ -98,12 +98,6 @@ def new_revision(ds: apps_pb2.DaemonSet, hash_: str, revision: int) -> apps_pb2.
     rev.metadata.owner_references.append(meta.owner_ref_for(ds))
     json_format.ParseDict(revision_patch(ds), rev.data)
     return rev
-
-
-def struct_of(value: dict[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    json_format.ParseDict(value, out)
-    return out
 
 
 def max_revision(revisions: Iterable[apps_pb2.ControllerRevision]) -> int:

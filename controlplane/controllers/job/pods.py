@@ -20,16 +20,6 @@ def has_tracking_finalizer(pod: Any) -> bool:
     return TRACKING_FINALIZER in pod.metadata.finalizers
 
 
-def is_active(pod: Any) -> bool:
-    """Not terminal and not being deleted (controller.FilterActivePods)."""
-    return pod.status.phase not in TERMINAL_PHASES and not pod.metadata.deletion_timestamp
-
-
-def is_terminating(pod: Any) -> bool:
-    """Being deleted but not terminal yet (controller.CountTerminatingPods)."""
-    return bool(pod.metadata.deletion_timestamp) and pod.status.phase not in TERMINAL_PHASES
-
-
 def ready_condition(pod: Any) -> Any | None:
     for c in pod.status.conditions:
         if c.type == "Ready":
