@@ -16,7 +16,7 @@ pod goes away or finishes (its room is freed) — never on a timer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controlplane.controllers.base import ControllerContext
@@ -25,7 +25,6 @@ from ketch.api import errors, meta
 from ketch.api.meta import key_of, split_key
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
 from ketch.client.clientset import Batch
-from ketch.v1 import core_pb2
 
 from . import predicates, scoring
 from .predicates import NodeInfo, Resources
@@ -67,6 +66,15 @@ class _Assumed:
 
 
 @dataclass
+class _Usage:
+    """What the bound, live pods of one node take from it."""
+
+    requested: Resources = field(default_factory=Resources)
+    non_zero_requested: Resources = field(default_factory=Resources)
+    pod_count: int = 0
+
+
+@dataclass
 class _Placement:
     key: str
     pod: Any
@@ -99,7 +107,7 @@ class Scheduler(BatchingController):
         # What every bound, live pod takes from its node, kept current by the pod handlers (the
         # scheduler cache), so a round costs O(nodes), not O(pods).
         self._counted: dict[str, tuple[str, Resources, Resources]] = {}
-        self._usage: dict[str, NodeInfo] = {}
+        self._usage: dict[str, _Usage] = {}
         # Parsed allocatable per node, by (name, resourceVersion).
         self._node_base: dict[str, tuple[str, NodeInfo]] = {}
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
@@ -125,8 +133,10 @@ class Scheduler(BatchingController):
                 usage.pod_count -= 1
             del self._counted[uid]
         if want is not None:
-            usage = self._usage.setdefault(want[0], NodeInfo(core_pb2.Node(), Resources(), 0))
-            usage.add_pod(want[1], want[2])
+            usage = self._usage.setdefault(want[0], _Usage())
+            usage.requested.add(want[1])
+            usage.non_zero_requested.add(want[2])
+            usage.pod_count += 1
             self._counted[uid] = want
 
     def _pod_added(self, pod: Any) -> None:
