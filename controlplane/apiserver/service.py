@@ -103,11 +103,15 @@ def _copy(msg: Message) -> Message:
 
 
 class _StagedWrite:
-    """A staged write and what to answer once it is durable."""
+    """A staged write (None when the request changed nothing) and what to answer once it is
+    durable; kind and key name the object, whose committed state answers a no-op."""
 
-    __slots__ = ("deleted", "staged", "warnings")
+    __slots__ = ("deleted", "key", "kind", "staged", "warnings")
 
-    def __init__(self, staged: _Staged | None, warnings: list[str], deleted: bool = False) -> None:
+    def __init__(self, kind: str, key: str, staged: _Staged | None, warnings: list[str],
+                 deleted: bool = False) -> None:
+        self.kind = kind
+        self.key = key
         self.staged = staged
         self.warnings = warnings
         self.deleted = deleted
@@ -142,9 +146,9 @@ class APIService:
                 f'{info.plural} is forbidden: unable to create new content in namespace {namespace} '
                 "because it is being terminated")
 
-    def _respond(self, write: _StagedWrite, fallback: Entry | None = None) -> api_pb2.ObjectResponse:
+    def _respond(self, write: _StagedWrite) -> api_pb2.ObjectResponse:
         staged = write.staged
-        entry = (staged.entry or staged.tombstone) if staged is not None else fallback
+        entry = (staged.entry or staged.tombstone) if staged is not None else self.store.get(write.kind, write.key)
         resp = api_pb2.ObjectResponse(warnings=write.warnings, deleted=write.deleted)
         if entry is not None:
             resp.object.CopyFrom(pack(entry))
@@ -188,7 +192,7 @@ class APIService:
         self._validate(info, obj, validate_create(obj))
         warnings = ignored_fields(obj)
         staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True)
-        return _StagedWrite(staged, warnings)
+        return _StagedWrite(info.kind, staged.key, staged, warnings)
 
     def _generate_name(self, info: KindInfo, namespace: str, prefix: str) -> str:
         prefix = prefix[:58]
@@ -279,14 +283,14 @@ class APIService:
         if result.SerializeToString(deterministic=True) == old.obj.SerializeToString(deterministic=True):
             if expect_rv is not None and expect_rv != old.rv:
                 self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)  # raises Conflict
-            return _StagedWrite(None, [])
+            return _StagedWrite(info.kind, old.key, None, [])
         if (md.deletion_timestamp and not md.finalizers and not md.deletion_grace_period_seconds
                 and not _spec_finalizers(info, result)):
             # The last finalizer is gone: the object goes now.
             staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)
-            return _StagedWrite(staged, [], deleted=True)
+            return _StagedWrite(info.kind, old.key, staged, [], deleted=True)
         staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv)
-        return _StagedWrite(staged, ignored_fields(result) if body_changed else [])
+        return _StagedWrite(info.kind, old.key, staged, ignored_fields(result) if body_changed else [])
 
     def stage_update(self, req: api_pb2.UpdateRequest) -> _StagedWrite:
         info, new = unpack(req.object)
@@ -305,12 +309,7 @@ class APIService:
     async def update(self, req: api_pb2.UpdateRequest) -> api_pb2.ObjectResponse:
         write = self.stage_update(req)
         await self.store.commit([write.staged] if write.staged else [])
-        return self._respond(write, self.store.get(*self._key_of_any(req.object)))
-
-    def _key_of_any(self, obj: any_pb2.Any) -> tuple[str, str]:
-        info, msg = unpack(obj)
-        md = msg.metadata  # type: ignore[attr-defined]
-        return info.kind, _key(info, self._namespace_of(info, md.namespace), md.name)
+        return self._respond(write)
 
     def stage_patch(self, req: api_pb2.PatchRequest) -> _StagedWrite:
         info, old = self._get_entry(req.kind, req.namespace, req.name)
@@ -334,9 +333,7 @@ class APIService:
     async def patch(self, req: api_pb2.PatchRequest) -> api_pb2.ObjectResponse:
         write = self.stage_patch(req)
         await self.store.commit([write.staged] if write.staged else [])
-        info = kind_info_or_400(req.kind)
-        return self._respond(write, self.store.get(
-            info.kind, _key(info, self._namespace_of(info, req.namespace), req.name)))
+        return self._respond(write)
 
     # -- delete --------------------------------------------------------------------------------
 
@@ -386,7 +383,7 @@ class APIService:
                 nmd.deletion_grace_period_seconds = grace
                 changed = True
             staged = self.store.stage(info.kind, old.key, new) if changed else None
-            return _StagedWrite(staged, warnings)
+            return _StagedWrite(info.kind, old.key, staged, warnings)
         if nmd.finalizers or _spec_finalizers(info, new):
             if not md.deletion_timestamp:
                 nmd.deletion_timestamp = timeutil.format(now)
@@ -399,9 +396,9 @@ class APIService:
                 nmd.deletion_grace_period_seconds = 0
                 changed = True
             staged = self.store.stage(info.kind, old.key, new) if changed else None
-            return _StagedWrite(staged, warnings)
+            return _StagedWrite(info.kind, old.key, staged, warnings)
         staged = self.store.stage(info.kind, old.key, None)
-        return _StagedWrite(staged, warnings, deleted=True)
+        return _StagedWrite(info.kind, old.key, staged, warnings, deleted=True)
 
     def _grace_period(self, info: KindInfo, obj: Message, req: api_pb2.DeleteRequest) -> int:
         """Seconds of graceful termination: only for pods bound to a node and still running."""
@@ -421,9 +418,7 @@ class APIService:
     async def delete(self, req: api_pb2.DeleteRequest) -> api_pb2.ObjectResponse:
         write = self.stage_delete(req)
         await self.store.commit([write.staged] if write.staged else [])
-        info = kind_info_or_400(req.kind)
-        return self._respond(write, self.store.get(
-            info.kind, _key(info, self._namespace_of(info, req.namespace), req.name)))
+        return self._respond(write)
 
     # -- batch ---------------------------------------------------------------------------------
 
@@ -451,22 +446,8 @@ class APIService:
             writes.append((i, write))
         await self.store.commit([w.staged for _, w in writes if w.staged is not None])
         for i, write in writes:
-            if write.staged is None:
-                op = req.ops[i]
-                fallback = self._current_for(op)
-                results[i].response.CopyFrom(self._respond(write, fallback))
-            else:
-                results[i].response.CopyFrom(self._respond(write))
+            results[i].response.CopyFrom(self._respond(write))
         return api_pb2.BatchResponse(results=results)
-
-    def _current_for(self, op: api_pb2.BatchOp) -> Entry | None:
-        which = op.WhichOneof("op")
-        if which == "update":
-            kind, key = self._key_of_any(op.update.object)
-            return self.store.get(kind, key)
-        sub = getattr(op, which)
-        info = kind_info_or_400(sub.kind)
-        return self.store.get(info.kind, _key(info, self._namespace_of(info, sub.namespace), sub.name))
 
     # -- watch ---------------------------------------------------------------------------------
 
