@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 
 from controlplane.storage import Entry, Store, WatchEvent
 from ketch.api import errors
@@ -115,7 +114,6 @@ class WatchHub:
         # Every event with rev > window_start is in the window.
         self.window_start = store.revision
         self.watchers: dict[str, set[Watcher]] = {}
-        self.on_events: list[Callable[[list[WatchEvent]], None]] = []
         store.add_listener(self._on_commit)
 
     def _on_commit(self, events: list[WatchEvent]) -> None:
@@ -126,8 +124,6 @@ class WatchHub:
                 w.offer(event)
         while len(window) > self.window_size:
             self.window_start = window.popleft().rev
-        for fn in self.on_events:
-            fn(events)
 
     def watch(self, kind: str, match: Filter, from_rev: int | None) -> Watcher:
         """Register a watcher; synchronous so nothing can commit between replay and live."""
