@@ -23,7 +23,7 @@ class LocalTransport:
             "Update": service.update, "Patch": service.patch, "Delete": service.delete,
             "Batch": service.batch, "NodeStats": service.node_stats, "Version": service.version,
         }
-        self._streams = {"Watch": service.watch, "PodLogs": service.pod_logs}
+        self._streams = {"Watch": service.watch, "WatchBatched": service.watch_batched, "PodLogs": service.pod_logs}
 
     async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
         return await self._unary[method](request)  # type: ignore[operator]

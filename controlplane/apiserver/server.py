@@ -94,6 +94,10 @@ class APIServicer(api_pb2_grpc.APIServicer):
         async for item in self._stream(self.service.watch(request), context):
             yield item
 
+    async def WatchBatched(self, request, context):
+        async for item in self._stream(self.service.watch_batched(request), context):
+            yield item
+
     async def PodLogs(self, request, context):
         async for item in self._stream(self.service.pod_logs(request), context):
             yield item

@@ -51,6 +51,8 @@ MAX_OBJECT_BYTES = 1_572_864  # etcd's default request limit, as Kubernetes has 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 BOOKMARK_INTERVAL = 2.0
 BOOKMARK_CATCH_UP = 0.2
+# A watch list closes at about this many bytes of objects (messages stay far below the limits).
+WATCH_LIST_BYTES = 1 << 20
 
 Clock = Callable[[], float]
 
@@ -452,6 +454,13 @@ class APIService:
     # -- watch ---------------------------------------------------------------------------------
 
     async def watch(self, req: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEvent]:
+        async for batch in self.watch_batched(req):
+            for event in batch.events:
+                yield event
+
+    async def watch_batched(self, req: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEventList]:
+        """The watch stream, as lists of the events that were ready together (each list at most
+        about WATCH_LIST_BYTES of objects), so a busy stream costs one write per list."""
         info = kind_info_or_400(req.kind)
         match = Filter(req.namespace if info.namespaced else "",
                        parse_label_selector(req.label_selector),
@@ -474,15 +483,24 @@ class APIService:
                     idle += timeout
                     if self.store.revision > sent or idle >= BOOKMARK_INTERVAL:
                         sent, idle = self.store.revision, 0.0
-                        yield api_pb2.WatchEvent(type="BOOKMARK", resource_version=str(sent))
+                        out = api_pb2.WatchEventList()
+                        out.events.add(type="BOOKMARK", resource_version=str(sent))
+                        yield out
                     continue
                 idle = 0.0
                 if batch:
                     sent = max(sent, batch[-1][2])
+                out, size = api_pb2.WatchEventList(), 0
                 for etype, entry, rev in batch:
-                    yield api_pb2.WatchEvent(
-                        type=etype, resource_version=str(rev),
-                        object=any_pb2.Any(type_url=type_url, value=entry.data))
+                    if size >= WATCH_LIST_BYTES:
+                        yield out
+                        out, size = api_pb2.WatchEventList(), 0
+                    ev = out.events.add(type=etype, resource_version=str(rev))
+                    ev.object.type_url = type_url
+                    ev.object.value = entry.data
+                    size += len(entry.data)
+                if out.events:
+                    yield out
                 if watcher.closed:
                     if watcher.error is not None:
                         raise watcher.error

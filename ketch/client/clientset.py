@@ -183,9 +183,10 @@ class Client:
                                    field_selector=field_selector, resource_version=resource_version,
                                    allow_bookmarks=allow_bookmarks)
         parse = info.message.FromString
-        async for ev in self.transport.stream("Watch", req):
-            obj = parse(ev.object.value) if ev.object.type_url else None
-            yield WatchEvent(ev.type, obj, ev.resource_version)
+        async for events in self.transport.stream("WatchBatched", req):
+            for ev in events.events:
+                obj = parse(ev.object.value) if ev.object.type_url else None
+                yield WatchEvent(ev.type, obj, ev.resource_version)
 
     async def pod_logs(self, name: str, namespace: str = "", container: str = "", follow: bool = False,
                        previous: bool = False, tail_lines: int | None = None,

@@ -69,6 +69,11 @@ class APIStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.WatchEvent.FromString,
                 _registered_method=True)
+        self.WatchBatched = channel.unary_stream(
+                '/ketch.v1.API/WatchBatched',
+                request_serializer=ketch_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.WatchEventList.FromString,
+                _registered_method=True)
         self.Batch = channel.unary_unary(
                 '/ketch.v1.API/Batch',
                 request_serializer=ketch_dot_v1_dot_api__pb2.BatchRequest.SerializeToString,
@@ -146,6 +151,14 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchBatched(self, request, context):
+        """Watch, with the events that are ready together sent in one message: under load one write
+        carries many events, which is what clients (informers) use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Batch(self, request, context):
         """Many writes in one call and one storage commit. Each op succeeds or fails on its own.
         """
@@ -210,6 +223,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.WatchRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.WatchEvent.SerializeToString,
+            ),
+            'WatchBatched': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchBatched,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.WatchRequest.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.WatchEventList.SerializeToString,
             ),
             'Batch': grpc.unary_unary_rpc_method_handler(
                     servicer.Batch,
@@ -421,6 +439,33 @@ class API:
             '/ketch.v1.API/Watch',
             ketch_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
             ketch_dot_v1_dot_api__pb2.WatchEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchBatched(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ketch.v1.API/WatchBatched',
+            ketch_dot_v1_dot_api__pb2.WatchRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.WatchEventList.FromString,
             options,
             channel_credentials,
             insecure,

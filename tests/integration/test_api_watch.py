@@ -90,3 +90,31 @@ async def test_bookmarks_carry_the_latest_revision(api, monkeypatch) -> None:
         assert ev.type == "BOOKMARK"
         assert ev.resource_version == rv
         break
+
+
+async def test_a_batch_commit_arrives_as_one_watch_list_and_plain_watch_sees_the_same(api) -> None:
+    """WatchBatched sends the events ready together in one message; Watch streams them one by one."""
+    import grpc
+
+    from ketch.client.clientset import Batch
+    from ketch.v1 import api_pb2, api_pb2_grpc
+
+    _, rv = await api.client.list("Node")
+    batch = Batch()
+    for i in range(10):
+        batch.create(ns(f"b{i}"))
+    await api.client.batch(batch)
+    req = api_pb2.WatchRequest(kind="Node", resource_version=rv)
+    async with grpc.aio.insecure_channel(api.address) as channel:
+        stub = api_pb2_grpc.APIStub(channel)
+        lists = stub.WatchBatched(req)
+        first = await asyncio.wait_for(lists.read(), 10)
+        lists.cancel()
+        singles = []
+        async for ev in stub.Watch(req):
+            singles.append(ev)
+            if len(singles) == 10:
+                break
+    assert len(first.events) == 10
+    assert [e.resource_version for e in first.events] == [e.resource_version for e in singles]
+    assert [core_pb2.Node.FromString(e.object.value).metadata.name for e in singles] == [f"b{i}" for i in range(10)]
