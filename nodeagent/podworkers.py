@@ -515,7 +515,7 @@ class PodWorker:
             self._stop_probes(name)
             self.killing[name] = kind
             asyncio.get_running_loop().create_task(self.deps.runtime.stop(handle, max(grace, MIN_GRACE)))
-        self.deps.status.mark(self.uid)
+        self.deps.status.mark(self.uid, urgent=True)
 
     # -- exits ---------------------------------------------------------------------------------
 
@@ -551,6 +551,8 @@ class PodWorker:
             self._ended_logs.append(ended)
         self._save()
         self._wake.set()
+        # Not urgent: when this ends the pod, the worker's sync finishes it and _finish writes the
+        # final status at once, in one write with the sandbox's teardown.
         self.deps.status.mark(self.uid)
 
     # -- stopping --------------------------------------------------------------------------------

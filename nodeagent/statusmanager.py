@@ -1,4 +1,10 @@
-"""Pod status writes, batched: one Batch of status updates every ~50 ms for all pods that changed.
+"""Pod status writes, batched: one Batch of status updates for all pods that changed.
+
+A change that ends something a controller waits for (a container exited, a probe changed
+readiness) is urgent: it goes out at once, together with whatever else is dirty, or right after
+the write in flight (group commit: a busy agent sends fewer, larger batches). Other changes (a
+container started) wait up to `interval` (~50 ms), so a process that exits within it is reported
+once, as finished, instead of as running and then finished.
 
 Workers only mark their pod dirty; at flush time the manager asks each dirty pod's worker for its
 status, lays it over the latest copy of the pod (the informer's, or the object the last write
@@ -45,12 +51,15 @@ class StatusManager:
         self.interval = interval
         self.clock = clock
         self._providers: dict[str, StatusFn] = {}
-        self._dirty: dict[str, None] = {}
+        # uid -> loop time by which its status must be written.
+        self._dirty: dict[str, float] = {}
         self._written: dict[str, core_pb2.Pod] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         # uid -> (name, namespace, done) of pods to delete with grace 0 once stopped.
         self._deletes: dict[str, tuple[str, str, asyncio.Future[None]]] = {}
         self._wake = asyncio.Event()
+        # Loop time by which the next batch must go (None: nothing is dirty).
+        self._due: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.writes = 0
         self.batches = 0
@@ -66,13 +75,24 @@ class StatusManager:
         self._written.pop(uid, None)
         self._resolve(uid)
 
-    def mark(self, uid: str) -> None:
-        self._dirty[uid] = None
-        self._wake.set()
+    def mark(self, uid: str, urgent: bool = False) -> None:
+        due = self._request(urgent)
+        if due < self._dirty.get(uid, due + 1):
+            self._dirty[uid] = due
+
+    def _request(self, urgent: bool) -> float:
+        due = asyncio.get_running_loop().time() + (0.0 if urgent else self.interval)
+        self._due_by(due)
+        return due
+
+    def _due_by(self, due: float) -> None:
+        if self._due is None or due < self._due:
+            self._due = due
+            self._wake.set()
 
     async def flushed(self, uid: str) -> None:
         """Return once the pod's current status is in the API (or the pod is gone)."""
-        self.mark(uid)
+        self.mark(uid, urgent=True)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(uid, []).append(fut)
         await fut
@@ -84,7 +104,7 @@ class StatusManager:
         if entry is None:
             entry = (pod.metadata.name, pod.metadata.namespace, asyncio.get_running_loop().create_future())
             self._deletes[uid] = entry
-        self._wake.set()
+        self._request(urgent=True)
         await asyncio.shield(entry[2])
 
     def latest(self, uid: str) -> core_pb2.Pod | None:
@@ -127,12 +147,23 @@ class StatusManager:
             if not fut.done():
                 fut.set_result(None)
 
+    async def _wait_until_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            delay = None if self._due is None else self._due - loop.time()
+            if delay is not None and delay <= 0:
+                break
+            self._wake.clear()
+            # A mark meanwhile (an urgent one moves the due time up) wakes us to look again.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+        self._due = None
+
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await asyncio.sleep(self.interval)
+            await self._wait_until_due()
             try:
                 await self.flush()
                 backoff = 0.1
@@ -140,12 +171,12 @@ class StatusManager:
                 log.info("writing pod statuses failed (%s); retrying in %.1fs", err, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                self._wake.set()
+                self._request(urgent=True)
             except Exception:
                 log.exception("writing pod statuses failed")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                self._wake.set()
+                self._request(urgent=True)
 
     def _collect(self) -> tuple[Batch, list[str]]:
         batch = Batch()
@@ -154,9 +185,13 @@ class StatusManager:
         for uid, (name, namespace, _) in list(self._deletes.items())[:MAX_OPS]:
             batch.delete("Pod", name, namespace, grace_period_seconds=0, uid=uid)
             uids.append("delete:" + uid)
-        for uid in list(self._dirty):
+        loop_now = asyncio.get_running_loop().time()
+        for uid, due in list(self._dirty.items()):
+            if due > loop_now:
+                self._due_by(due)  # not yet: it may still change (a process that exits at once)
+                continue
             if len(batch) >= MAX_OPS:
-                self._wake.set()
+                self._request(urgent=True)
                 break
             del self._dirty[uid]
             provider = self._providers.get(uid)
@@ -189,7 +224,7 @@ class StatusManager:
             results = await self.client.batch(batch)
         except errors.StatusError:
             for uid in uids:
-                self._dirty[uid] = None
+                self._dirty[uid] = 0.0
             raise
         self.batches += 1
         refetch: list[str] = []
@@ -200,7 +235,7 @@ class StatusManager:
                     self._deleted(uid)
                 else:
                     log.info("pod %s: final delete failed (%s); retrying", uid, res.error)
-                    self._wake.set()
+                    self._request(urgent=False)
                 continue
             if res.error is None:
                 self.writes += 1
@@ -228,11 +263,10 @@ class StatusManager:
             self.forget(uid)
             return
         except errors.StatusError:
-            self._dirty[uid] = None
+            self._dirty[uid] = 0.0
             raise
         if fresh.metadata.uid != uid:
             self.forget(uid)
             return
         self._written[uid] = fresh
-        self._dirty[uid] = None
-        self._wake.set()
+        self.mark(uid, urgent=True)
