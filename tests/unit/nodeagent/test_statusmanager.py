@@ -136,3 +136,29 @@ async def test_final_delete_rides_in_a_batch(api: TestAPIServer) -> None:
         assert await _phases(api.local) == {}
     finally:
         await h.sm.stop()
+
+
+async def test_an_urgent_change_goes_at_once_and_a_routine_one_waits_for_the_interval(api: TestAPIServer) -> None:
+    """A started container may exit a moment later (one write instead of two); a finished pod
+    or a readiness change is what controllers wait for, so it does not wait."""
+    assert api.local is not None
+    routine, urgent = await _make_pods(api.local, 2)
+    h = Harness(api.local, [routine, urgent])
+    h.sm.interval = 30.0
+    h.sm.start()
+    try:
+        h.sm.mark(routine.metadata.uid)
+        h.sm.mark(urgent.metadata.uid, urgent=True)
+
+        async def written(name: str) -> None:
+            while (await _phases(api.local)).get(name) != "Running":
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(written("p1"), 5)
+        assert (await _phases(api.local))["p0"] == "Pending"  # its 30 s are not over
+        assert h.sm.batches == 1
+        # flushed() is urgent too, and takes the routine change with it.
+        await asyncio.wait_for(h.sm.flushed(routine.metadata.uid), 5)
+        assert (await _phases(api.local))["p0"] == "Running"
+    finally:
+        await h.sm.stop()
