@@ -26,12 +26,13 @@ from google.protobuf.message import DecodeError, Message
 
 from controlplane.storage import Entry, Store
 from controlplane.storage.store import _Staged
-from ketch.api import errors, manifest, timeutil
+from ketch.api import errors, manifest, meta, timeutil
 from ketch.api.defaults import apply_defaults
 from ketch.api.kinds import KindInfo, info_for_type_url, kind_info
 from ketch.api.patch import apply_patch
 from ketch.api.selectors import parse_field_selector, parse_label_selector
 from ketch.api.validation import (
+    validate_binding,
     validate_create,
     validate_metadata_update,
     validate_status_update,
@@ -168,6 +169,11 @@ class APIService:
         if errs:
             raise errors.invalid_error(info.kind, obj.metadata.name or obj.metadata.generate_name, errs)  # type: ignore[attr-defined]
 
+    @staticmethod
+    def _validate_as(kind: str, name: str, errs: list[errors.FieldError]) -> None:
+        if errs:
+            raise errors.invalid_error(kind, name, errs)
+
     # -- create --------------------------------------------------------------------------------
 
     def stage_create(self, req: api_pb2.CreateRequest) -> _StagedWrite:
@@ -248,6 +254,8 @@ class APIService:
             result = _copy(old.obj)
             del result.spec.finalizers[:]  # type: ignore[attr-defined]
             result.spec.finalizers.extend(new.spec.finalizers)  # type: ignore[attr-defined]
+        elif subresource == "binding" and info.kind == "Pod":
+            result = self._bind(new, old.obj)
         elif subresource:
             raise errors.BadRequest(f'unknown subresource "{subresource}"')
         else:
@@ -293,6 +301,25 @@ class APIService:
             return _StagedWrite(info.kind, old.key, staged, [], deleted=True)
         staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv)
         return _StagedWrite(info.kind, old.key, staged, ignored_fields(result) if body_changed else [])
+
+    def _bind(self, binding: Message, pod: Message) -> Message:
+        """Kubernetes' pods/binding: set spec.nodeName (and PodScheduled=True) on an unbound pod,
+        with the binding's annotations; nothing else of the stored pod is looked at again."""
+        md = pod.metadata  # type: ignore[attr-defined]
+        node = binding.spec.node_name  # type: ignore[attr-defined]
+        self._validate_as("Binding", md.name, validate_binding(node))
+        if md.deletion_timestamp:
+            raise errors.Conflict(f"pod {md.name} is being deleted, cannot be assigned to a host")
+        if pod.spec.node_name:  # type: ignore[attr-defined]
+            raise errors.Conflict(f'pod {md.name} is already assigned to node "{pod.spec.node_name}"')  # type: ignore[attr-defined]
+        result = _copy(pod)
+        result.spec.node_name = node  # type: ignore[attr-defined]
+        annotations = binding.metadata.annotations  # type: ignore[attr-defined]
+        if annotations:
+            result.metadata.annotations.update(annotations)  # type: ignore[attr-defined]
+            self._validate_as("Binding", md.name, validate_metadata_update(result, pod))
+        meta.set_condition(result.status.conditions, "PodScheduled", "True", now=self.clock())  # type: ignore[attr-defined]
+        return result
 
     def stage_update(self, req: api_pb2.UpdateRequest) -> _StagedWrite:
         info, new = unpack(req.object)

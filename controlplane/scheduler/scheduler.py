@@ -298,9 +298,7 @@ class Scheduler(BatchingController):
         sent: list[_Placement] = []
         for p in placements:
             if p.node is not None:
-                bound = copy_of(p.pod)
-                bound.spec.node_name = p.node
-                batch.update(bound)
+                batch.bind(p.pod, p.node)
                 sent.append(p)
                 continue
             self.unschedulable[p.key] = None

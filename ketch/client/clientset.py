@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 
 from ketch.api import errors
 from ketch.api.kinds import KindInfo, info_for_type_url, info_of, kind_info
-from ketch.v1 import api_pb2
+from ketch.v1 import api_pb2, core_pb2
 
 from .transport import GrpcTransport, Transport
 
@@ -49,13 +49,27 @@ class WatchEvent:
     resource_version: str
 
 
-@dataclass(slots=True)
 class BatchOutcome:
-    """One batch op's result: the object (None if gone) or the error."""
+    """One batch op's result: the object (None if gone) or the error. The object is decoded on
+    first use: most batch writers (binds, finalizer removals, status writes) only look at errors."""
 
-    object: Message | None
-    error: errors.StatusError | None
-    deleted: bool = False
+    __slots__ = ("_any", "_object", "deleted", "error")
+
+    def __init__(self, obj: Message | None, error: errors.StatusError | None, deleted: bool = False,
+                 packed: any_pb2.Any | None = None) -> None:
+        self._object = obj
+        self._any = packed
+        self.error = error
+        self.deleted = deleted
+
+    @property
+    def object(self) -> Message | None:
+        if self._any is not None:
+            self._object, self._any = unpack(self._any), None
+        return self._object
+
+    def __repr__(self) -> str:
+        return f"BatchOutcome(object={self.object!r}, error={self.error!r}, deleted={self.deleted})"
 
 
 class Batch:
@@ -79,6 +93,13 @@ class Batch:
         self.ops.append(api_pb2.BatchOp(update=api_pb2.UpdateRequest(object=pack(obj), subresource="status")))
         return self
 
+    def bind(self, pod: core_pb2.Pod, node: str) -> Batch:
+        """Assign an unbound pod to a node (pods/binding): a Conflict if it is bound or deleting
+        already, or if it changed since pod's resourceVersion."""
+        self.ops.append(api_pb2.BatchOp(update=api_pb2.UpdateRequest(
+            object=pack(binding(pod, node)), subresource="binding")))
+        return self
+
     def patch(self, kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str = "",
               patch_type: str = "merge", subresource: str = "") -> Batch:
         self.ops.append(api_pb2.BatchOp(patch=_patch_request(kind, name, patch, namespace, patch_type, subresource)))
@@ -89,6 +110,15 @@ class Batch:
         self.ops.append(api_pb2.BatchOp(delete=_delete_request(
             kind, name, namespace, propagation_policy, grace_period_seconds, uid)))
         return self
+
+
+def binding(pod: core_pb2.Pod, node: str) -> core_pb2.Pod:
+    """The request of a binding: the pod's identity and preconditions, and the node."""
+    out = core_pb2.Pod(api_version="v1", kind="Pod")
+    md, pmd = out.metadata, pod.metadata
+    md.name, md.namespace, md.uid, md.resource_version = pmd.name, pmd.namespace, pmd.uid, pmd.resource_version
+    out.spec.node_name = node
+    return out
 
 
 def _patch_request(kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str,
@@ -171,8 +201,8 @@ class Client:
             if r.code:
                 out.append(BatchOutcome(None, errors.from_code(r.code, r.message, r.reason)))
             else:
-                obj = unpack(r.response.object) if r.response.object.type_url else None
-                out.append(BatchOutcome(obj, None, r.response.deleted))
+                packed = r.response.object if r.response.object.type_url else None
+                out.append(BatchOutcome(None, None, r.response.deleted, packed))
         return out
 
     async def watch(self, kind: KindRef, namespace: str = "", label_selector: str = "",

@@ -204,3 +204,23 @@ async def test_batch_ops_succeed_or_fail_on_their_own(api) -> None:
     assert isinstance(outcomes[1].error, errors.AlreadyExists)
     assert isinstance(outcomes[2].error, errors.NotFound)
     assert (await api.client.get("Namespace", "new-one")).metadata.uid
+
+
+async def test_binding_assigns_an_unbound_pod_once(api) -> None:
+    """pods/binding sets nodeName and PodScheduled=True; a bound or deleting pod, a stale
+    resourceVersion and a bad node name are refused and change nothing."""
+    p = await api.client.create(pod("b1"))
+    stale = await api.client.create(pod("b2"))
+    await api.client.patch("Pod", "b2", {"metadata": {"labels": {"x": "y"}}}, namespace="default")
+    bad = await api.client.create(pod("b3"))
+    out = await api.client.batch(Batch().bind(p, "node-a").bind(stale, "node-a").bind(bad, "Not_A_Node"))
+    assert out[0].error is None
+    bound = await api.client.get("Pod", "b1", namespace="default")
+    assert bound.spec.node_name == "node-a"
+    assert [(c.type, c.status) for c in bound.status.conditions] == [("PodScheduled", "True")]
+    assert isinstance(out[1].error, errors.Conflict)
+    assert isinstance(out[2].error, errors.Invalid) and "target.name" in out[2].error.message
+    assert (await api.client.get("Pod", "b3", namespace="default")).spec.node_name == ""
+    again = await api.client.batch(Batch().bind(bound, "node-b"))
+    assert isinstance(again[0].error, errors.Conflict) and 'already assigned to node "node-a"' in again[0].error.message
+    assert (await api.client.get("Pod", "b1", namespace="default")).spec.node_name == "node-a"

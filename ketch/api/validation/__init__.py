@@ -15,7 +15,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ketch.api.errors import FieldError
+from ketch.api.errors import FieldError, required
 
 from . import apps, batch, batch_update, cluster, core, field, meta
 
@@ -83,3 +83,13 @@ def validate_update(new: Message, old: Message) -> list[FieldError]:
 def validate_status_update(new: Message, old: Message) -> list[FieldError]:
     fn = _STATUS.get(new.DESCRIPTOR.full_name)
     return fn(new, old) if fn is not None else []
+
+
+def validate_binding(target_node: str) -> list[FieldError]:
+    """ValidatePodBinding: the target (a Node) is named by a DNS subdomain."""
+    errs: list[FieldError] = []
+    if not target_node:
+        errs.append(required("target.name"))
+    else:
+        field.dns_subdomain_field(errs, target_node, "target.name")
+    return errs
