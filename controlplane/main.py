@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ketch import gctuning
 from ketch.api import durations
 from ketch.client.clientset import Client
 
@@ -68,6 +69,7 @@ async def run(args: argparse.Namespace) -> int:
     hub = WatchHub(store)
     service = APIService(store, hub, default_toleration_seconds=int(args.pod_eviction_timeout))
     await service.ensure_default_namespaces()
+    gctuning.tune_for_server()
     try:
         server, _port = await start_grpc_server(service, args.listen)
     except (OSError, RuntimeError) as err:

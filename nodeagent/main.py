@@ -16,6 +16,7 @@ import socket
 import sys
 from pathlib import Path
 
+from ketch import gctuning
 from ketch.api import durations, quantity
 
 from .agent import Agent, AgentConfig
@@ -96,6 +97,7 @@ async def run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    gctuning.tune_for_server()
     try:
         return await Agent(cfg).run(stop)
     except OSError as err:
