@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
+CACHE_KIB = 256 * 1024  # an upper bound: pages are cached as they are used
+
+
 class SQLiteBackend:
     blocking = True
 
@@ -35,6 +38,9 @@ class SQLiteBackend:
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        # The whole table's pages stay cached (SQLite's default is 2 MiB): a commit that replaces
+        # rows all over the B-tree then reads nothing back from the file.
+        self._conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
