@@ -113,6 +113,9 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> int:
         cfg = self.cfg
         self.pods_root.mkdir(parents=True, exist_ok=True)
+        moved = layout.migrate_nested(self.pods_root)
+        if moved:
+            log.info("moved the files of %d pods to the flat layout of %s", len(moved), self.pods_root)
         host_ip = node_ip_for(cfg.server)
         self.runtime = ProcessRuntime()
         self.runtime.install()
