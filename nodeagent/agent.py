@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from .limits.watchdog import MemoryWatchdog
 from .podmanager import PodWorkers
 from .podworkers import WorkerDeps
 from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
-from .runtime import checkpoint
+from .runtime import checkpoint, layout
 from .runtime.logs import LogManager
 from .runtime.process import ProcessRuntime
 from .runtime.restarts import BackOff
@@ -60,19 +61,40 @@ class AgentConfig:
     use_cgroups: bool = True
 
 
-def remove_expired(pods_root: Path, retention: float, now: float, active: Callable[[str], bool]) -> list[str]:
-    """Files of pods gone from the API: the working dir goes at once, logs and exit details after
-    the retention period. Returns the uids removed entirely."""
+def _pod_files(pods_root: str) -> dict[str, list[str]]:
+    """The files under pods_root by pod uid (`<uid>.*`; sandboxes, named `<uid>`, are not files)."""
+    out: dict[str, list[str]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(pods_root):
+            uid, dot, _ = entry.name.partition(".")
+            if dot:
+                out.setdefault(uid, []).append(entry.path)
+    return out
+
+
+def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: float,
+                   active: Callable[[str], bool]) -> list[str]:
+    """Files of pods gone from the API: the sandbox goes at once, logs and exit details after the
+    retention period. Returns the uids removed entirely.
+
+    One scan of the (flat) pods_root per pass finds every pod's files, those of older runs a
+    record no longer names included. The checkpoint goes last: a pass cut short is done again.
+    """
+    root = os.fspath(pods_root)
     removed = []
-    for pod_dir, rec in checkpoint.load_all(pods_root):
-        if rec.gone_at is None or active(rec.uid):
+    for uid, files in _pod_files(root).items():
+        state = layout.state_file(root, uid)
+        rec = checkpoint.load(state)
+        if rec is None or rec.gone_at is None or active(uid):
             continue
-        sandbox = pod_dir / "sandbox"
-        if sandbox.exists():
+        sandbox = layout.sandbox_dir(root, uid)
+        if os.path.isdir(sandbox):
             shutil.rmtree(sandbox, ignore_errors=True)
         if now - rec.gone_at > retention:
-            shutil.rmtree(pod_dir, ignore_errors=True)
-            removed.append(rec.uid)
+            for path in sorted(files, key=lambda p: p == state):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            removed.append(uid)
     return removed
 
 
@@ -91,6 +113,9 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> int:
         cfg = self.cfg
         self.pods_root.mkdir(parents=True, exist_ok=True)
+        moved = layout.migrate_nested(self.pods_root)
+        if moved:
+            log.info("moved the files of %d pods to the flat layout of %s", len(moved), self.pods_root)
         host_ip = node_ip_for(cfg.server)
         self.runtime = ProcessRuntime()
         self.runtime.install()

@@ -13,7 +13,7 @@ from typing import Any
 from ketch.v1 import core_pb2
 
 from .podworkers import ORPHAN_GRACE, PodWorker, WorkerDeps
-from .runtime import checkpoint
+from .runtime import checkpoint, layout
 from .runtime.checkpoint import PodRecord
 from .status import TERMINAL_PHASES
 
@@ -35,7 +35,7 @@ class PodWorkers:
         self._idle.set()
 
     def load_checkpoints(self) -> None:
-        for _, rec in checkpoint.load_all(self.deps.pods_root):
+        for rec in checkpoint.load_all(self.deps.pods_root):
             if rec.gone_at is None:
                 self.recovered[rec.uid] = rec
 
@@ -104,12 +104,12 @@ class PodWorkers:
         task.add_done_callback(self._background.discard)
 
     def _write_gone(self, uid: str, now: float) -> None:
-        pod_dir = self.deps.pods_root / uid
-        rec = checkpoint.load(pod_dir)
+        path = layout.state_file(self.deps.pods_root, uid)
+        rec = checkpoint.load(path)
         if rec is not None and rec.gone_at is None:
             rec.gone_at = now
             with contextlib.suppress(OSError):
-                checkpoint.save(pod_dir, rec)
+                checkpoint.save(path, rec)
 
     # -- after the informer synced -----------------------------------------------------------
 
@@ -128,7 +128,7 @@ class PodWorkers:
             rec.finished = True
             rec.gone_at = self.deps.clock()
             with contextlib.suppress(OSError):
-                checkpoint.save(self.deps.pods_root / rec.uid, rec)
+                checkpoint.save(layout.state_file(self.deps.pods_root, rec.uid), rec)
         await asyncio.gather(*stops, return_exceptions=True)
 
     # -- queries -------------------------------------------------------------------------------

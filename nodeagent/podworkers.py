@@ -31,7 +31,7 @@ from . import envvars
 from .limits.cgroups import Cgroup, CgroupManager
 from .limits.watchdog import MemoryWatchdog
 from .probes import ExecContext, ProbeWorker, has_handler
-from .runtime import checkpoint, logs
+from .runtime import checkpoint, layout, logs
 from .runtime.checkpoint import PodRecord, Proc
 from .runtime.interface import ExitInfo, Handle, LaunchSpec, StartError
 from .runtime.process import ProcessRuntime
@@ -69,7 +69,7 @@ class WorkerDeps:
     recorder: Any = None
     allocatable: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
-    # Slow housekeeping (garbage collection of old pod dirs) runs here. A pod's own small writes and
+    # Slow housekeeping (garbage collection of gone pods' files) runs here. A pod's own small writes and
     # its spawn (vfork + exec: well under a millisecond) run on the event loop: handing each to a
     # thread cost more in GIL hand-offs than the work itself (measured: a third of the agent's CPU).
     io: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="agent-io"))
@@ -143,7 +143,10 @@ class PodWorker:
         self.deps = deps
         self.pod = pod
         self.uid = pod.metadata.uid
-        self.pod_dir = deps.pods_root / self.uid
+        # Plain strings: the per-pod hot path (_start, _launch, checkpoints) avoids pathlib.
+        self.pods_root = os.fspath(deps.pods_root)
+        self.sandbox = layout.sandbox_dir(self.pods_root, self.uid)
+        self.state_file = layout.state_file(self.pods_root, self.uid)
         self.record = record or PodRecord(self.uid, pod.metadata.namespace, pod.metadata.name, PodRun())
         self.recovered = record is not None
         self.handles: dict[str, Handle] = {}
@@ -153,7 +156,7 @@ class PodWorker:
         self.gone = False  # removed from the API
         self.shutdown = False  # the node is leaving (drain)
         self.killing: dict[str, str] = {}
-        self._dirs_made = record is not None
+        self._sandbox_made = False  # known to exist (the first run in it makes it, or finds it)
         self._ckpt_gen = 0  # bumped on every change to the record
         self._ckpt_written = 0  # the generation on disk
         self._ended_logs: list[Any] = []
@@ -367,10 +370,9 @@ class PodWorker:
         if uid is not None and not any(v.name == "HOME" for v in c.env):
             env["HOME"] = _home_of(uid)
         argv = envvars.container_argv(c, env)
-        sandbox = self.pod_dir / "sandbox"
-        cwd = c.working_dir or str(sandbox)
+        cwd = c.working_dir or self.sandbox
         run_no = cr.restart_count
-        log_file = logs.log_path(self.pod_dir, c.name, run_no)
+        log_file = layout.log_file(self.pods_root, self.uid, c.name, run_no)
         mem, cpu = _limits(c)
         # The checkpoint written right after the spawn (same thread job): the window in which a
         # crash could leave a process the next agent does not know about stays as small as it can.
@@ -378,7 +380,7 @@ class PodWorker:
         gen = self._ckpt_gen
         try:
             pid, ticks, started_at, cg = self._launch(
-                c.name, argv, env, cwd, str(log_file), uid, gid, run_no, mem, cpu, record)
+                c.name, argv, env, cwd, log_file, uid, gid, run_no, mem, cpu, record)
         except StartError as err:
             self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
             return self._start_failed(c, cr, now, str(err))
@@ -397,20 +399,11 @@ class PodWorker:
                 record: dict[str, Any]) -> tuple[int, int, float, Cgroup | None]:
         """Prepare the files, spawn, checkpoint the new pid (in one step, so the window in which a
         crash could leave a process the next agent does not know about stays as small as it can)."""
-        sandbox = self.pod_dir / "sandbox"
+        logs.prune_runs(self.pods_root, self.uid, name, run_no)
         try:
-            if not self._dirs_made:
-                for d in (self.pod_dir, sandbox):
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(d)
-                self._dirs_made = True
-            if cwd != str(sandbox):
-                os.makedirs(cwd, exist_ok=True)
-            elif uid is not None:
-                os.chown(sandbox, uid, gid if gid is not None else -1)
+            self._prepare_cwd(cwd, uid, gid)
         except OSError as err:
             raise StartError(f"cannot prepare the container's directories: {err}") from err
-        logs.prune_runs(self.pod_dir, name, run_no)
         cg = None
         if self.deps.cgroups is not None and (mem or cpu):
             cg = self.deps.cgroups.create(f"{self.uid}_{name}_{run_no}", mem, cpu)
@@ -425,10 +418,22 @@ class PodWorker:
         if cg is not None:
             record["cgroups"][name] = [str(cg.memory_dir or ""), str(cg.cpu_dir or "")]
         try:
-            checkpoint.write(self.pod_dir, record)
+            checkpoint.write(self.state_file, record)
         except OSError as err:
             log.warning("pod %s: cannot write its checkpoint: %s", self.uid, err)
         return pid, ticks, started_at, cg
+
+    def _prepare_cwd(self, cwd: str, uid: int | None, gid: int | None) -> None:
+        """The sandbox is made only when a container runs in it (a mkdir is the dearest inode)."""
+        if cwd != self.sandbox:
+            os.makedirs(cwd, exist_ok=True)
+            return
+        if not self._sandbox_made:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(cwd)
+            self._sandbox_made = True
+        if uid is not None:
+            os.chown(cwd, uid, gid if gid is not None else -1)
 
     def _start_failed(self, c: core_pb2.Container, cr: ContainerRun, now: float, message: str) -> float:
         cr.state = "terminated"
@@ -454,7 +459,7 @@ class PodWorker:
         cg = self.cgroups.get(c.name)
         if cg is not None:
             self.record.cgroups[c.name] = [str(cg.memory_dir or ""), str(cg.cpu_dir or "")]
-        self.deps.logs.begin(self.uid, c.name, logs.log_path(self.pod_dir, c.name, cr.restart_count))
+        self.deps.logs.begin(self.uid, c.name, layout.log_file(self.pods_root, self.uid, c.name, cr.restart_count))
         handle.exited.add_done_callback(lambda fut, name=c.name, h=handle: self._exited(name, h, fut))
         if has_startup:
             self._start_probe(c, "startup")
@@ -469,7 +474,7 @@ class PodWorker:
         if not c.HasField(f"{kind}_probe") or not has_handler(probe):
             return
         ctx = self.exec_ctx.get(c.name) or ExecContext(
-            envvars.container_env(self.pod, c, self.deps.host_ip), c.working_dir or str(self.pod_dir / "sandbox"))
+            envvars.container_env(self.pod, c, self.deps.host_ip), c.working_dir or self.sandbox)
         handle = self.handles[c.name]
 
         def on_result(k: str, ok: bool, message: str, name: str = c.name, h: Handle = handle) -> None:
@@ -650,11 +655,7 @@ class PodWorker:
         if record is None:
             return
         try:
-            if not self._dirs_made:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(self.pod_dir)
-                self._dirs_made = True
-            checkpoint.write(self.pod_dir, record)
+            checkpoint.write(self.state_file, record)
         except OSError as err:
             log.warning("pod %s: cannot write its checkpoint: %s", self.uid, err)
 

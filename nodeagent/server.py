@@ -8,7 +8,6 @@ server to ask the next node. Errors carry Kubernetes' reason in the `ketch-reaso
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from ketch.api import errors
 from ketch.v1 import api_pb2, api_pb2_grpc
 
 from . import procfs
-from .runtime import checkpoint, logs
+from .runtime import checkpoint, layout, logs
 from .runtime.checkpoint import PodRecord
 
 log = logging.getLogger(__name__)
@@ -41,19 +40,17 @@ class LogSource:
         self.log_manager = log_manager
 
     def record(self, uid: str) -> PodRecord | None:
-        return self.live_record(uid) or checkpoint.load(self.pods_root / uid)
+        return self.live_record(uid) or checkpoint.load(layout.state_file(self.pods_root, uid))
 
     def find(self, namespace: str, name: str) -> PodRecord | None:
         """The most recent pod of that name whose files are kept here."""
         best: tuple[float, PodRecord] | None = None
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.pods_root):
-                rec = checkpoint.load(Path(entry.path))
-                if rec is None or rec.namespace != namespace or rec.name != name:
-                    continue
-                when = rec.run.start_time or 0.0
-                if best is None or when > best[0]:
-                    best = (when, rec)
+        for rec in checkpoint.load_all(self.pods_root):
+            if rec.namespace != namespace or rec.name != name:
+                continue
+            when = rec.run.start_time or 0.0
+            if best is None or when > best[0]:
+                best = (when, rec)
         if best is None:
             return None
         return self.live_record(best[1].uid) or best[1]
@@ -72,7 +69,7 @@ def _pick_container(rec: PodRecord, name: str, container: str) -> str:
     return container
 
 
-def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[Path, Callable[[], bool], tuple]:
+def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Callable[[], bool], tuple]:
     """Resolve a request to (log file, is-the-run-still-going, samples); raises StatusError."""
     rec = source.record(req.pod_uid) if req.pod_uid else source.find(req.namespace or "default", req.name)
     if rec is None:
@@ -83,16 +80,15 @@ def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[Path, Call
         raise errors.NotFound(f'pods "{req.name}" not found')
     container = _pick_container(rec, req.name, req.container)
     cr = rec.run.containers[container]
-    pod_dir = source.pods_root / rec.uid
     run = cr.restart_count
     if req.previous:
         run -= 1
-        path = logs.log_path(pod_dir, container, run)
-        if run < 0 or not path.exists():
+        path = layout.log_file(source.pods_root, rec.uid, container, run)
+        if run < 0 or not os.path.exists(path):
             raise errors.BadRequest(f'previous terminated container "{container}" in pod "{req.name}" not found')
         return path, lambda: False, source.log_manager.samples(path)
-    path = logs.log_path(pod_dir, container, run)
-    if not path.exists():
+    path = layout.log_file(source.pods_root, rec.uid, container, run)
+    if not os.path.exists(path):
         reason = cr.waiting_reason or "ContainerCreating"
         raise errors.BadRequest(f'container "{container}" in pod "{req.name}" is waiting to start: {reason}')
     uid = rec.uid

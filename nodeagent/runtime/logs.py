@@ -1,11 +1,13 @@
 """Container logs: one file per run, size-capped, read back for `ketch logs`.
 
-A run's stdout and stderr go straight into `<pod dir>/<container>.<run>.log` (the process
-holds the file itself, so logging survives an agent restart and costs the agent nothing). The
-agent checks the files of running containers every second: a file over the size cap is rotated
-copytruncate-style into `<run>.log.1` (one rotated file kept), and the size is sampled so that
-lines can be given write times (to about a second) for `--timestamps` and `--since`. The
-current and the previous run are kept (`--previous`); older runs are removed.
+A run's stdout and stderr go straight into `<data-dir>/pods/<uid>.<container>.<run>.log` (see
+runtime/layout.py; the process holds the file itself, so logging survives an agent restart and
+costs the agent nothing). The agent checks the files of running containers every second: a file
+over the size cap is rotated copytruncate-style into `<run>.log.1` (one rotated file kept), and
+the size is sampled so that lines can be given write times (to about a second) for
+`--timestamps` and `--since`; an ended run's samples are kept in `.log.idx` / `.log.1.idx`. The
+current and the previous run are kept (`--previous`); a run's start removes the files of the
+run before the previous one. Paths are plain strings (the per-pod hot path avoids pathlib).
 """
 
 from __future__ import annotations
@@ -18,37 +20,30 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ketch.api import timeutil
+
+from . import layout
 
 MAX_SAMPLES = 2048
 CHUNK = 32 * 1024
 
 
-def log_path(pod_dir: Path, container: str, run: int) -> Path:
-    """Container names are DNS labels (no dots), so `<container>.<run>.log` is unambiguous."""
-    return pod_dir / f"{container}.{run}.log"
+def prune_runs(pods_root: str | os.PathLike[str], uid: str, container: str, current: int) -> None:
+    """Remove the files of run current-2, by name: pods_root is flat and large, never scanned.
 
-
-def prune_runs(pod_dir: Path, container: str, current: int) -> None:
-    """Remove the files of runs older than the previous one."""
+    Every run's start prunes (run numbers go up one at a time), so older runs are gone already.
+    """
     if current < 2:
         return
-    prefix = container + "."
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(pod_dir):
-            if not entry.name.startswith(prefix):
-                continue
-            run = entry.name[len(prefix):].split(".", 1)[0]
-            if run.isdigit() and int(run) < current - 1:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+    for path in layout.log_files(layout.log_file(pods_root, uid, container, current - 2)):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 @dataclass(slots=True)
 class _Active:
-    path: Path
+    path: str
     samples: list[tuple[int, float]] = field(default_factory=list)
     rotated_samples: list[tuple[int, float]] = field(default_factory=list)
     size: int = 0
@@ -59,15 +54,19 @@ def _thin(samples: list[tuple[int, float]]) -> None:
         del samples[1:-1:2]
 
 
-def _write_index(path: Path, samples: list[tuple[int, float]]) -> None:
-    if samples:
-        with contextlib.suppress(OSError):
-            path.write_text(json.dumps(samples))
+def _write_index(path: str, samples: list[tuple[int, float]]) -> None:
+    """Keep an ended run's samples. A single one (the run ended within a sampling tick, as most
+    short runs do) says no more than the file's mtime, which readers fall back to: no file then,
+    as each new file is an inode and inodes are what a pod costs the kernel most."""
+    if len(samples) > 1:
+        with contextlib.suppress(OSError), open(path, "w") as f:
+            f.write(json.dumps(samples))
 
 
-def _read_index(path: Path) -> list[tuple[int, float]]:
+def _read_index(path: str) -> list[tuple[int, float]]:
     try:
-        return [(int(o), float(t)) for o, t in json.loads(path.read_text())]
+        with open(path) as f:
+            return [(int(o), float(t)) for o, t in json.loads(f.read())]
     except (OSError, ValueError, TypeError):
         return []
 
@@ -80,7 +79,7 @@ class LogManager:
         self.clock = clock
         self._active: dict[tuple[str, str], _Active] = {}
 
-    def begin(self, uid: str, container: str, path: Path) -> None:
+    def begin(self, uid: str, container: str, path: str) -> None:
         self._active[(uid, container)] = _Active(path)
 
     def end(self, uid: str, container: str) -> _Active | None:
@@ -90,15 +89,15 @@ class LogManager:
     def finalize(self, act: _Active) -> None:
         """Sample the ended run once more and keep its samples next to the file."""
         self._sample(act)
-        _write_index(Path(str(act.path) + ".idx"), act.samples)
-        _write_index(Path(str(act.path) + ".1.idx"), act.rotated_samples)
+        _write_index(act.path + ".idx", act.samples)
+        _write_index(act.path + ".1.idx", act.rotated_samples)
 
-    def samples(self, path: Path) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    def samples(self, path: str) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """(samples of the file, samples of its rotated part)."""
         for act in self._active.values():
             if act.path == path:
                 return list(act.samples), list(act.rotated_samples)
-        return _read_index(Path(str(path) + ".idx")), _read_index(Path(str(path) + ".1.idx"))
+        return _read_index(path + ".idx"), _read_index(path + ".1.idx")
 
     def tick(self) -> None:
         for act in list(self._active.values()):
@@ -121,8 +120,8 @@ class LogManager:
             self._rotate(act)
 
     def _rotate(self, act: _Active) -> None:
-        rotated = Path(str(act.path) + ".1")
-        tmp = Path(str(act.path) + ".1.tmp")
+        rotated = act.path + ".1"
+        tmp = act.path + ".1.tmp"
         try:
             shutil.copyfile(act.path, tmp)
             os.replace(tmp, rotated)
@@ -168,7 +167,7 @@ def _stamp(ts: float) -> bytes:
     return f"{base}.{nanos:09d}Z ".encode()
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -176,7 +175,7 @@ def _read(path: Path) -> bytes:
         return b""
 
 
-def _read_from(path: Path, offset: int, length: int) -> bytes:
+def _read_from(path: str, offset: int, length: int) -> bytes:
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -185,20 +184,20 @@ def _read_from(path: Path, offset: int, length: int) -> bytes:
         return b""
 
 
-def _mtime(path: Path) -> float:
+def _mtime(path: str) -> float:
     try:
         return os.stat(path).st_mtime
     except OSError:
         return time.time()
 
 
-def read_lines(path: Path, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
+def read_lines(path: str, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
                opts: LogOptions, now: float) -> tuple[list[tuple[bytes, float]], int]:
     """The lines of a run's log (rotated part first) after tail/since, and the file's size read."""
-    rotated = Path(str(path) + ".1")
+    rotated = path + ".1"
     current = _read(path)
     lines: list[tuple[bytes, float]] = []
-    if rotated.exists():
+    if os.path.exists(rotated):
         lines.extend(_line_times(_read(rotated), samples[1], _mtime(rotated)))
     lines.extend(_line_times(current, samples[0], _mtime(path)))
     if opts.since_seconds is not None:
@@ -215,7 +214,7 @@ def render(lines: list[tuple[bytes, float]], timestamps: bool) -> bytes:
     return b"".join(_stamp(t) + line for line, t in lines)
 
 
-async def stream_log(path: Path, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
+async def stream_log(path: str, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
                      opts: LogOptions, is_running: Callable[[], bool],
                      poll: float = 0.25) -> AsyncIterator[bytes]:
     """The log as chunks; with follow, keeps sending what the run writes until it ends."""
@@ -234,7 +233,7 @@ async def stream_log(path: Path, samples: tuple[list[tuple[int, float]], list[tu
     if not opts.follow:
         return
     at_line_start = not data or data.endswith(b"\n")
-    rotated = Path(str(path) + ".1")
+    rotated = path + ".1"
     while True:
         running = is_running()
         chunk = b""

@@ -114,8 +114,11 @@ def test_init_containers_env_and_working_dir(cluster: Cluster) -> None:
     out = logs(cluster, "envpod").splitlines()
     assert out[:2] == ["first", "second"]
     assert out[2] == "hello $(GREETING) envpod demo envpod-3"
-    # The default working dir is a sandbox under the agent's data dir.
-    assert Path(out[3]).is_relative_to(cluster.dir / "agent-node-a")
+    # The default working dir is the pod's sandbox, next to its checkpoint and logs (flat).
+    pods, uid = cluster.dir / "agent-node-a" / "pods", p["metadata"]["uid"]
+    assert Path(out[3]) == pods / uid
+    assert sorted(n for n in os.listdir(pods) if n.startswith(uid) and not n.endswith(".idx")) == [
+        uid, f"{uid}.first.0.log", f"{uid}.main.0.log", f"{uid}.second.0.log", f"{uid}.state.json"]
 
 
 def test_logs_follow_a_running_pod(cluster: Cluster) -> None:

@@ -5,8 +5,19 @@ stops them and removes the node; a node deleted under a running agent comes back
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
-from .agent_helpers import apply_all, container, pid_of, pod, pod_manifest, processes_with, wait_phase, wait_running
+from .agent_helpers import (
+    apply_all,
+    container,
+    logs,
+    pid_of,
+    pod,
+    pod_manifest,
+    processes_with,
+    wait_phase,
+    wait_running,
+)
 from .harness import Cluster, wait_until
 
 
@@ -46,6 +57,45 @@ def test_kill_9_agent_then_restart_adopts_running_pods(cluster_factory) -> None:
             assert term["exitCode"] == code
         assert container(p)["restartCount"] == 0
     assert processes_with(marker) == []
+
+
+def _nest(pods: Path, uid: str) -> None:
+    """Put a pod's files back in the nested layout of earlier agents: pods/<uid>/{state.json,
+    sandbox/, <container>.<run>.log}."""
+    tmp = pods / f"nesting-{uid}"
+    tmp.mkdir()
+    if (pods / uid).is_dir():
+        (pods / uid).rename(tmp / "sandbox")
+    for f in pods.glob(f"{uid}.*"):
+        name = f.name[len(uid) + 1:]
+        f.rename(tmp / ("state.json" if name == "state.json" else name))
+    tmp.rename(pods / uid)
+
+
+def test_an_agent_upgraded_from_the_nested_layout_adopts_its_pods(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    c: Cluster = cluster_factory()
+    c.start_controlplane()
+    c.start_agent("node-a")
+    go = c.dir / "go"
+    marker = f"nested-{c.port}"
+    script = f"echo before; while [ ! -e {go} ]; do sleep 0.1; done; echo after $(basename $(pwd -P))"
+    apply_all(c, pod_manifest("old", "node-a", ["sh", "-c", script, marker]))
+    p = wait_running(c, "old")
+    pid, uid = pid_of(p), p["metadata"]["uid"]
+    c.send("agent-node-a", signal.SIGKILL)
+    c.procs["agent-node-a"].wait(10)
+    pods = c.dir / "agent-node-a" / "pods"
+    _nest(pods, uid)
+    assert (pods / uid / "state.json").is_file() and (pods / uid / "sandbox").is_dir()
+
+    c.start_agent("node-a")
+    wait_until(lambda: "adopted container" in c.logs("agent-node-a"), 20, "the agent to adopt its pod")
+    assert pid_of(wait_running(c, "old")) == pid
+    assert processes_with(marker) == [pid], "nothing may be started twice"
+    go.touch()
+    wait_phase(c, "old", "Succeeded")
+    assert logs(c, "old") == f"before\nafter {uid}\n"
+    assert (pods / f"{uid}.state.json").is_file() and not (pods / uid / "state.json").exists()
 
 
 def test_sigterm_leaves_pods_running_and_drain_removes_the_node(cluster_factory) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import pytest
 
 from ketch.api import errors
 from ketch.v1 import api_pb2
-from nodeagent.runtime import checkpoint, logs
+from nodeagent.runtime import checkpoint, layout, logs
 from nodeagent.runtime.checkpoint import PodRecord
 from nodeagent.server import LogSource, open_log, pod_logs
 from nodeagent.status import ContainerRun, PodRun
@@ -20,12 +20,11 @@ def _record(root: Path, uid: str, name: str, start: float, runs: dict[str, int])
     for cname, count in runs.items():
         run.containers[cname] = ContainerRun(cname, state="terminated", restart_count=count)
     rec = PodRecord(uid, "default", name, run, container_names=list(runs))
-    d = root / uid
-    d.mkdir()
-    checkpoint.save(d, rec)
+    (root / uid).mkdir()  # the sandbox
+    checkpoint.save(layout.state_file(root, uid), rec)
     for cname, count in runs.items():
         for r in range(count + 1):
-            logs.log_path(d, cname, r).write_text(f"{name} {cname} run {r}\n")
+            Path(layout.log_file(root, uid, cname, r)).write_text(f"{name} {cname} run {r}\n")
     return rec
 
 
@@ -39,13 +38,14 @@ def source(tmp_path: Path) -> LogSource:
 
 def test_by_name_picks_the_most_recent_pod(source: LogSource) -> None:
     path, running, _ = open_log(source, api_pb2.PodLogsRequest(namespace="default", name="web"))
-    assert path.read_text() == "web main run 2\n"
+    assert path == layout.log_file(source.pods_root, "new", "main", 2)
+    assert Path(path).read_text() == "web main run 2\n"
     assert running() is False
 
 
 def test_previous_run(source: LogSource) -> None:
     path, _, _ = open_log(source, api_pb2.PodLogsRequest(name="web", pod_uid="new", previous=True))
-    assert path.read_text() == "web main run 1\n"
+    assert Path(path).read_text() == "web main run 1\n"
     with pytest.raises(errors.BadRequest, match='previous terminated container "main" in pod "web" not found'):
         open_log(source, api_pb2.PodLogsRequest(name="web", pod_uid="old", previous=True))
 

@@ -1,0 +1,100 @@
+"""Where a pod's files live under the agent's `<data-dir>/pods` (pods_root), in one place.
+
+    pods/<uid>/                         the sandbox: default working dir of the pod's containers
+    pods/<uid>.state.json               the checkpoint (runtime/checkpoint.py)
+    pods/<uid>.<container>.<run>.log    a run's stdout and stderr (runtime/logs.py), with
+        .log.1  .log.idx  .log.1.idx    its rotated part and their write-time samples
+
+The directory is flat because on ext4 every new inode, and a mkdir most of all, costs system
+CPU (a scan of block-group descriptors): a pod allocates at most its sandbox (only when a
+container uses it), its checkpoint (once, then rewritten in place) and one log file per run.
+Pod uids and container names (DNS labels) have no dots, so `<uid>.` prefixes only that pod's
+files and the names cannot collide. Paths are plain strings: pathlib showed up in the agent's
+per-pod profile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+STATE_SUFFIX = ".state.json"
+LOG_COMPANIONS = (".1", ".idx", ".1.idx")
+# The layout before this one: pods/<uid>/{state.json, sandbox/, <container>.<run>.log*}.
+NESTED_STATE = "state.json"
+NESTED_SANDBOX = "sandbox"
+MIGRATING = ".nested-"  # pods/.nested-<uid>: a nested pod dir being flattened
+
+
+def sandbox_dir(pods_root: str | os.PathLike[str], uid: str) -> str:
+    return f"{os.fspath(pods_root)}/{uid}"
+
+
+def state_file(pods_root: str | os.PathLike[str], uid: str) -> str:
+    return f"{os.fspath(pods_root)}/{uid}{STATE_SUFFIX}"
+
+
+def log_file(pods_root: str | os.PathLike[str], uid: str, container: str, run: int) -> str:
+    return f"{os.fspath(pods_root)}/{uid}.{container}.{run}.log"
+
+
+def log_files(path: str) -> list[str]:
+    """A run's log file and its companions (which may not exist)."""
+    return [path, *(path + suffix for suffix in LOG_COMPANIONS)]
+
+
+def pod_files_prefix(uid: str) -> str:
+    """The name prefix of the pod's files (not of its sandbox, which is named just `<uid>`)."""
+    return uid + "."
+
+
+def migrate_nested(pods_root: str | os.PathLike[str]) -> list[str]:
+    """Flatten the pods an agent of the nested layout left, so that an agent upgraded under
+    running pods re-adopts them (without their checkpoints it would start them a second time).
+
+    Only renames: running containers keep their working dir and log file (both follow the
+    inode). The nested dir first moves aside to `.nested-<uid>`, so that its sandbox can take
+    the name `<uid>`, and its checkpoint moves last: a pass cut short is finished by the next.
+    Returns the uids flattened.
+    """
+    root = os.fspath(pods_root)
+    done = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return done
+    for name in names:
+        uid = name[len(MIGRATING):] if name.startswith(MIGRATING) else name
+        try:
+            if uid == name:
+                if "." in name or not _is_nested(root, name):
+                    continue
+                os.rename(f"{root}/{name}", f"{root}/{MIGRATING}{uid}")
+            _flatten(root, uid)
+        except OSError as err:
+            log.warning("pod %s: cannot move its files to the flat layout: %s", uid, err)
+            continue
+        done.append(uid)
+    return done
+
+
+def _is_nested(root: str, uid: str) -> bool:
+    return os.path.isfile(f"{root}/{uid}/{NESTED_STATE}") and not os.path.exists(state_file(root, uid))
+
+
+def _flatten(root: str, uid: str) -> None:
+    old = f"{root}/{MIGRATING}{uid}"
+    if os.path.isdir(f"{old}/{NESTED_SANDBOX}"):
+        os.rename(f"{old}/{NESTED_SANDBOX}", sandbox_dir(root, uid))
+    for name in sorted(os.listdir(old), key=lambda n: n == NESTED_STATE):
+        if name == NESTED_STATE:
+            os.rename(f"{old}/{name}", state_file(root, uid))
+        elif name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{old}/{name}")
+        else:
+            os.rename(f"{old}/{name}", f"{root}/{pod_files_prefix(uid)}{name}")
+    os.rmdir(old)
