@@ -54,9 +54,27 @@ async def wait_for_ready_nodes(client: Client, count: int, timeout: float = 60) 
         await asyncio.sleep(0.2)
 
 
+def filesystem_of(path: str | Path) -> str:
+    """The type and mount point of the filesystem holding path ("ext4 on /"), for the report:
+    the agents' per-pod files cost what that filesystem charges for new inodes."""
+    best = ("?", "")
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                _, mount, fstype, *_ = line.split()
+                inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best[1]):
+                    best = (fstype, mount)
+    except OSError:
+        pass
+    return f"{best[0]} on {best[1] or '?'}"
+
+
 class LocalCluster:
-    def __init__(self, name: str, keep: bool = False, log_path: Path | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix=f"ketch-bench-{name}-"))
+    def __init__(self, name: str, keep: bool = False, log_path: Path | None = None,
+                 data_root: str | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=f"ketch-bench-{name}-", dir=data_root))
         self.keep = keep
         self.log_path = log_path or self.dir / "cluster.log"
         self.server = f"127.0.0.1:{free_port()}"

@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import time
 
-from cluster import LocalCluster, wait_for_ready_nodes, xargs_seconds
+from cluster import LocalCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
 from ketch.api import manifest
 from ketch.client import connect
@@ -69,8 +69,12 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=4)
     p.add_argument("--controllers", default="*", help="the control plane's --controllers (default: all)")
     p.add_argument("--keep-logs", action="store_true", help="print the cluster's log file path and keep it")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="where the cluster's data dirs go (default: the system temp dir); the agents "
+                        "create each pod's files there")
     args = p.parse_args()
-    with LocalCluster("jobs", keep=args.keep_logs) as cluster:
+    with LocalCluster("jobs", keep=args.keep_logs, data_root=args.data_root) as cluster:
+        where = filesystem_of(cluster.dir)
         cluster.start_controlplane(controllers=args.controllers)
         for i in range(args.agents):
             cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
@@ -80,7 +84,7 @@ def main() -> None:
     n = args.completions
     print(f"xargs -P {args.parallelism}: {n} x true in {base_s:.2f}s ({n / base_s:.0f}/s)")
     print(f"ketch Job, parallelism {args.parallelism}, {args.agents} agents: {n} completions in {ketch_s:.2f}s "
-          f"({n / ketch_s:.0f} pods/s; succeeded {succeeded}, failed {failed})")
+          f"({n / ketch_s:.0f} pods/s; succeeded {succeeded}, failed {failed}; data dirs on {where})")
     print(f"ratio ketch/xargs: {ketch_s / base_s:.1f}x")
 
 

@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import time
 
-from cluster import LocalCluster, wait_for_ready_nodes, xargs_seconds
+from cluster import LocalCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
 from ketch.client import connect
 from ketch.client.clientset import Batch
@@ -69,15 +69,20 @@ def main() -> None:
     p.add_argument("--pods", type=int, default=1000)
     p.add_argument("--agents", type=int, default=4)
     p.add_argument("--parallelism", type=int, default=64, help="xargs -P for the baseline")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="where the cluster's data dirs go (default: the system temp dir); the agents "
+                        "create each pod's files there")
     args = p.parse_args()
-    with LocalCluster("pods") as cluster:
+    with LocalCluster("pods", data_root=args.data_root) as cluster:
+        where = filesystem_of(cluster.dir)
         cluster.start_controlplane(controllers="scheduler,podgc")
         for i in range(args.agents):
             cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
         ketch_s = asyncio.run(run_pods(cluster.server, args.pods, args.agents))
         base_s = xargs_seconds(args.pods, args.parallelism)
     print(f"xargs -P {args.parallelism}: {args.pods} × true in {base_s:.2f}s ({args.pods / base_s:.0f}/s)")
-    print(f"ketch, {args.agents} agents: {args.pods} pods in {ketch_s:.2f}s ({args.pods / ketch_s:.0f} pods/s)")
+    print(f"ketch, {args.agents} agents: {args.pods} pods in {ketch_s:.2f}s ({args.pods / ketch_s:.0f} pods/s; "
+          f"data dirs on {where})")
     print(f"ratio ketch/xargs: {ketch_s / base_s:.1f}x")
 
 
