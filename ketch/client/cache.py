@@ -58,6 +58,10 @@ class Indexer:
         self.indexers: dict[str, IndexFunc] = dict(indexers or {})
         self.items: dict[str, Any] = {}
         self.indices: dict[str, dict[str, set[str]]] = {name: {} for name in self.indexers}
+        # key -> the values each index function gave for the cached object: an update compares
+        # against these instead of calling the functions on the old object again, and touches
+        # the index sets only where a value changed (for most updates, nowhere).
+        self._values: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def add_indexer(self, name: str, fn: IndexFunc) -> None:
         if name in self.indexers:
@@ -65,39 +69,45 @@ class Indexer:
         self.indexers[name] = fn
         index: dict[str, set[str]] = {}
         for k, obj in self.items.items():
-            for v in fn(obj):
+            values = tuple(fn(obj))
+            self._values[k][name] = values
+            for v in values:
                 index.setdefault(v, set()).add(k)
         self.indices[name] = index
 
-    def _unindex(self, k: str, obj: Any) -> None:
-        for name, fn in self.indexers.items():
-            index = self.indices[name]
-            for v in fn(obj):
-                keys = index.get(v)
-                if keys is not None:
-                    keys.discard(k)
-                    if not keys:
-                        del index[v]
-
-    def _index(self, k: str, obj: Any) -> None:
-        for name, fn in self.indexers.items():
-            index = self.indices[name]
-            for v in fn(obj):
-                index.setdefault(v, set()).add(k)
+    def _drop(self, index: dict[str, set[str]], k: str, values: Iterable[str]) -> None:
+        for v in values:
+            keys = index.get(v)
+            if keys is not None:
+                keys.discard(k)
+                if not keys:
+                    del index[v]
 
     def upsert(self, obj: Message) -> Any | None:
         k = key_of(obj)
         old = self.items.get(k)
-        if old is not None:
-            self._unindex(k, old)
         self.items[k] = obj
-        self._index(k, obj)
+        previous = self._values.get(k)
+        current: dict[str, tuple[str, ...]] = {}
+        for name, fn in self.indexers.items():
+            values = tuple(fn(obj))
+            current[name] = values
+            before = previous.get(name, ()) if previous is not None else ()
+            if values == before:
+                continue
+            index = self.indices[name]
+            self._drop(index, k, before)
+            for v in values:
+                index.setdefault(v, set()).add(k)
+        self._values[k] = current
         return old
 
     def remove(self, k: str) -> Any | None:
         old = self.items.pop(k, None)
-        if old is not None:
-            self._unindex(k, old)
+        previous = self._values.pop(k, None)
+        if previous is not None:
+            for name, values in previous.items():
+                self._drop(self.indices[name], k, values)
         return old
 
     def get(self, k: str) -> Any | None:

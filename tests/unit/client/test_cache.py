@@ -1,0 +1,52 @@
+"""The informer cache's secondary indexes follow every change of the values they index."""
+
+from __future__ import annotations
+
+from ketch.client.cache import STANDARD_INDEXERS, Indexer
+from ketch.v1 import core_pb2
+
+
+def pod(name: str, node: str = "", owner: str = "", ns: str = "default") -> core_pb2.Pod:
+    p = core_pb2.Pod()
+    p.metadata.name, p.metadata.namespace = name, ns
+    p.spec.node_name = node
+    if owner:
+        ref = p.metadata.owner_references.add(kind="Job", name="j", uid=owner)
+        ref.controller = True
+    return p
+
+
+def by_node(obj: core_pb2.Pod) -> list[str]:
+    return [obj.spec.node_name] if obj.spec.node_name else []
+
+
+def names(items: list[core_pb2.Pod]) -> list[str]:
+    return sorted(p.metadata.name for p in items)
+
+
+def test_an_update_moves_the_key_between_index_values_and_removal_clears_it() -> None:
+    idx = Indexer({**STANDARD_INDEXERS, "node": by_node})
+    idx.upsert(pod("a", owner="u1"))
+    idx.upsert(pod("b", node="n1", owner="u1"))
+    assert names(idx.by_index("node", "n1")) == ["b"]
+    assert names(idx.by_index("controller", "u1")) == ["a", "b"]
+
+    idx.upsert(pod("a", node="n2", owner="u1"))  # bound: appears under n2
+    idx.upsert(pod("b", node="n1", owner="u2"))  # adopted by another owner
+    assert names(idx.by_index("node", "n2")) == ["a"]
+    assert names(idx.by_index("controller", "u1")) == ["a"]
+    assert names(idx.by_index("controller", "u2")) == ["b"]
+
+    idx.remove("default/b")
+    assert idx.by_index("node", "n1") == [] and idx.by_index("controller", "u2") == []
+    assert "n1" not in idx.indices["node"]  # no empty sets left behind
+    assert names(idx.by_index("namespace", "default")) == ["a"]
+
+
+def test_an_indexer_added_later_covers_cached_objects_and_later_changes() -> None:
+    idx = Indexer()
+    idx.upsert(pod("a", node="n1"))
+    idx.add_indexer("node", by_node)
+    assert names(idx.by_index("node", "n1")) == ["a"]
+    idx.upsert(pod("a", node="n3"))
+    assert idx.by_index("node", "n1") == [] and names(idx.by_index("node", "n3")) == ["a"]
