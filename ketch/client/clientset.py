@@ -94,8 +94,8 @@ class Batch:
         return self
 
     def bind(self, pod: core_pb2.Pod, node: str) -> Batch:
-        """Assign an unbound pod to a node (pods/binding): a Conflict if it is bound or deleting
-        already, or if it changed since pod's resourceVersion."""
+        """Assign an unbound pod to a node (pods/binding): a Conflict if it is bound or being
+        deleted already, or if the name now belongs to another pod (uid)."""
         self.ops.append(api_pb2.BatchOp(update=api_pb2.UpdateRequest(
             object=pack(binding(pod, node)), subresource="binding")))
         return self
@@ -113,10 +113,11 @@ class Batch:
 
 
 def binding(pod: core_pb2.Pod, node: str) -> core_pb2.Pod:
-    """The request of a binding: the pod's identity and preconditions, and the node."""
+    """The request of a binding: the pod's identity and the node. Like Kubernetes' Binding it
+    carries no resourceVersion: a pod whose labels or status changed meanwhile is still bound."""
     out = core_pb2.Pod(api_version="v1", kind="Pod")
     md, pmd = out.metadata, pod.metadata
-    md.name, md.namespace, md.uid, md.resource_version = pmd.name, pmd.namespace, pmd.uid, pmd.resource_version
+    md.name, md.namespace, md.uid = pmd.name, pmd.namespace, pmd.uid
     out.spec.node_name = node
     return out
 

@@ -207,20 +207,28 @@ async def test_batch_ops_succeed_or_fail_on_their_own(api) -> None:
 
 
 async def test_binding_assigns_an_unbound_pod_once(api) -> None:
-    """pods/binding sets nodeName and PodScheduled=True; a bound or deleting pod, a stale
-    resourceVersion and a bad node name are refused and change nothing."""
+    """pods/binding sets nodeName and PodScheduled=True, also on a pod that changed since the
+    scheduler saw it (Kubernetes' Binding has no resourceVersion); a bound pod, another pod of
+    the same name (uid) and a bad node name are refused and change nothing."""
     p = await api.client.create(pod("b1"))
-    stale = await api.client.create(pod("b2"))
+    changed = await api.client.create(pod("b2"))
     await api.client.patch("Pod", "b2", {"metadata": {"labels": {"x": "y"}}}, namespace="default")
     bad = await api.client.create(pod("b3"))
-    out = await api.client.batch(Batch().bind(p, "node-a").bind(stale, "node-a").bind(bad, "Not_A_Node"))
-    assert out[0].error is None
+    replaced = await api.client.create(pod("b4"))
+    await api.client.delete("Pod", "b4", namespace="default")
+    await api.client.create(pod("b4"))
+    out = await api.client.batch(
+        Batch().bind(p, "node-a").bind(changed, "node-a").bind(bad, "Not_A_Node").bind(replaced, "node-a"))
+    assert out[0].error is None and out[1].error is None
     bound = await api.client.get("Pod", "b1", namespace="default")
     assert bound.spec.node_name == "node-a"
     assert [(c.type, c.status) for c in bound.status.conditions] == [("PodScheduled", "True")]
-    assert isinstance(out[1].error, errors.Conflict)
+    relabelled = await api.client.get("Pod", "b2", namespace="default")
+    assert relabelled.spec.node_name == "node-a" and relabelled.metadata.labels["x"] == "y"
     assert isinstance(out[2].error, errors.Invalid) and "target.name" in out[2].error.message
     assert (await api.client.get("Pod", "b3", namespace="default")).spec.node_name == ""
+    assert isinstance(out[3].error, errors.Conflict)
+    assert (await api.client.get("Pod", "b4", namespace="default")).spec.node_name == ""
     again = await api.client.batch(Batch().bind(bound, "node-b"))
     assert isinstance(again[0].error, errors.Conflict) and 'already assigned to node "node-a"' in again[0].error.message
     assert (await api.client.get("Pod", "b1", namespace="default")).spec.node_name == "node-a"
