@@ -3,9 +3,10 @@
 Handlers enqueue the keys of pods that need a node. Each round (controllers/batching.py) takes
 every key that is ready (up to `round_size`), places the pods one after another against a
 snapshot of the nodes built from the informer caches (pods already bound and not terminal, plus
-our own binds not yet seen back from the watch: the "assumed" pods), and sends all the binds —
-updates of spec.nodeName that compare-and-swap on resourceVersion, so a pod is never bound
-twice — in one Batch call, with a Scheduled event for each. The API server sets
+our own binds not yet seen back from the watch: the "assumed" pods), scores the feasible nodes
+(scoring.py: least allocation, preferred node affinity, PreferNoSchedule taints) and sends all
+the binds — the pods/binding subresource, which refuses a pod that is bound already, so a pod is
+never bound twice — in one Batch call, with a Scheduled event for each. The API server sets
 PodScheduled=True on a binding.
 
 A pod that fits nowhere gets a FailedScheduling event and PodScheduled=False/Unschedulable, and
@@ -258,7 +259,7 @@ class Scheduler(BatchingController):
                 reasons[info.name] = why
             else:
                 feasible.append(info)
-        best = scoring.pick_node(feasible, nz, after=self.last_node)
+        best = scoring.pick_node(feasible, nz, after=self.last_node, spec=pod.spec)
         if best is None:
             return None, predicates.fit_error_message(len(infos), reasons)
         best.add_pod(req, nz)

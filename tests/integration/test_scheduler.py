@@ -134,3 +134,29 @@ async def test_room_freed_by_a_finished_pod_is_reused(api: TestAPIServer) -> Non
             return (await client.get("Pod", "second", "default")).spec.node_name
 
         assert await eventually(second_bound, timeout=10, what="second pod bound") == "only"
+
+
+async def test_preferred_affinity_and_prefer_no_schedule_taints_steer_placement(api: TestAPIServer) -> None:
+    """Soft rules move pods without excluding nodes: the preferred zone gets the pods that
+    prefer it, the PreferNoSchedule node gets none of the others while the rest have room."""
+    client = api.client
+    await create_node(client, node("zone-a", labels={"zone": "a"}))
+    await create_node(client, node("zone-b", labels={"zone": "b"}))
+    await create_node(client, node("spot", taints=[{"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}]))
+    prefer_b = {"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 80, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}]}}}
+    async with running(client, Scheduler):
+        batch = Batch()
+        for i in range(4):
+            batch.create(pod(f"b{i}", extra_spec=prefer_b))
+        for i in range(6):
+            batch.create(pod(f"any{i}"))
+        assert all(o.error is None for o in await client.batch(batch))
+
+        async def all_bound():
+            placed = await _nodes_of(client)
+            return placed if len(placed) == 10 and all(placed.values()) else None
+
+        placed = await eventually(all_bound, timeout=20, what="10 pods bound")
+    assert {placed[f"b{i}"] for i in range(4)} == {"zone-b"}
+    assert "spot" not in placed.values()

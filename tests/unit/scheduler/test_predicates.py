@@ -302,3 +302,55 @@ def test_score_is_in_range_and_integer() -> None:
     assert scoring.least_allocated_score(info, Resources()) == 100
     info.non_zero_requested.milli_cpu = 5000
     assert 0 <= scoring.least_allocated_score(info, Resources()) <= 100
+
+
+# -- preference plugins (NodeAffinity, TaintToleration) -------------------------------------------
+
+
+def _preferring(*terms: tuple[int, str, str], tolerations: list[dict[str, str]] | None = None) -> core_pb2.PodSpec:
+    prefs = [{"weight": w, "preference": _expr(k, "In", v)} for w, k, v in terms]
+    spec: dict[str, Any] = {"tolerations": tolerations or []}
+    if prefs:
+        spec["affinity"] = {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": prefs}}
+    return make_pod(spec).spec
+
+
+def _labelled(name: str, cpu_used: int = 0, labels: dict[str, str] | None = None,
+              taints: list[dict[str, str]] | None = None) -> NodeInfo:
+    info = predicates.node_info_of(make_node(name, labels=labels, taints=taints))
+    info.non_zero_requested.milli_cpu = cpu_used
+    return info
+
+
+PREFER_NO = {"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}
+
+
+@pytest.mark.parametrize(("spec", "nodes", "best"), [
+    (_preferring((50, "zone", "b")), [_labelled("a"), _labelled("b", 2000, {"zone": "b"})], "b"),
+    (_preferring((10, "zone", "a"), (90, "disk", "ssd")),
+     [_labelled("a", labels={"zone": "a"}), _labelled("b", labels={"disk": "ssd"})], "b"),
+    (_preferring(), [_labelled("a", taints=[PREFER_NO]), _labelled("b", 2000)], "b"),
+    (_preferring(tolerations=[{"key": "spot", "operator": "Exists", "effect": "PreferNoSchedule"}]),
+     [_labelled("a", taints=[PREFER_NO]), _labelled("b", 2000)], "a"),
+    (_preferring(tolerations=[{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]),
+     [_labelled("a", taints=[PREFER_NO]), _labelled("b", 2000)], "b"),
+    (_preferring((100, "zone", "a")),
+     [_labelled("a", labels={"zone": "a"}, taints=[PREFER_NO]), _labelled("b")], "b"),
+], ids=["a preferred node wins over a less loaded one", "the heavier preference wins",
+        "an untolerated PreferNoSchedule taint repels", "a matching toleration cancels it",
+        "a toleration of another effect does not", "taints (x3) outweigh affinity (x2)"])
+def test_preferences_rank_nodes(spec: core_pb2.PodSpec, nodes: list[NodeInfo], best: str) -> None:
+    got = scoring.pick_node(nodes, Resources(milli_cpu=100, memory=200 * 2**20), spec=spec)
+    assert got is not None and got.name == best
+
+
+@pytest.mark.parametrize(("raw", "reverse", "want"), [
+    ([0, 0], False, [0, 0]), ([0, 0], True, [100, 100]),
+    ([10, 40], False, [25, 100]), ([1, 3], True, [67, 0]),
+])
+def test_normalize_is_kubernetes_default(raw: list[int], reverse: bool, want: list[int]) -> None:
+    assert scoring.normalize(raw, reverse) == want
+
+
+def test_no_preferences_and_no_soft_taints_skip_the_plugins() -> None:
+    assert scoring.preference_scores(_preferring(), [_labelled("a"), _labelled("b")]) is None
