@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ketch.api import durations, quantity
+from ketch.api import durations, lifecycle, quantity
 from ketch.client.clientset import Client
 from ketch.v1 import core_pb2
 
 from . import envvars
+from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
 from .limits.watchdog import MemoryWatchdog
 from .probes import ExecContext, ProbeWorker, has_handler
@@ -42,6 +43,9 @@ from .statusmanager import StatusManager
 log = logging.getLogger(__name__)
 
 MIN_GRACE = 2.0  # the kubelet's minimumGracePeriodInSeconds
+# A postStart hook that has not answered by then counts as failed (the kubelet waits without
+# bound, which leaves a container stuck; exec and httpGet hooks are expected to be quick).
+POST_START_TIMEOUT = 120.0
 DEFAULT_GRACE = 30
 UNKNOWN_EXIT = 137
 CONFIG_RETRY = 10.0
@@ -392,6 +396,9 @@ class PodWorker:
             self.deps.watchdog.watch(handle.pid, mem)
         self.exec_ctx[c.name] = ExecContext(env, cwd, uid, gid)
         self._attach(c, cr, handle)
+        post_start = hooks_of(pod, c).get("postStart") if c.HasField("lifecycle") else None
+        if post_start is not None:
+            asyncio.get_running_loop().create_task(self._post_start(c, handle, post_start))
         return float("inf")
 
     def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: str, log_file: str,
@@ -519,8 +526,41 @@ class PodWorker:
                      if probe.HasField("termination_grace_period_seconds") else _grace_of_pod(self.pod))
             self._stop_probes(name)
             self.killing[name] = kind
-            asyncio.get_running_loop().create_task(self.deps.runtime.stop(handle, max(grace, MIN_GRACE)))
+            asyncio.get_running_loop().create_task(self._kill(name, handle, grace))
         self.deps.status.mark(self.uid, urgent=True)
+
+    # -- lifecycle hooks -------------------------------------------------------------------------
+
+    def _hook_context(self, c: core_pb2.Container) -> ExecContext:
+        return self.exec_ctx.get(c.name) or ExecContext(
+            envvars.container_env(self.pod, c, self.deps.host_ip), c.working_dir or self.sandbox)
+
+    async def _pre_stop(self, name: str, handle: Handle, budget: float) -> None:
+        """Run the container's preStop hook, if any, within budget seconds of the grace period."""
+        c = self._container_spec(name)
+        hook = hooks_of(self.pod, c).get("preStop") if c is not None and c.HasField("lifecycle") else None
+        if hook is None or c is None or not handle.running:
+            return
+        ok, message = await run_hook(self.deps.runtime, hook, c, self._hook_context(c), budget)
+        if not ok:
+            self.deps.event(self.pod, "Warning", "FailedPreStopHook", f"PreStopHook failed: {message}")
+
+    async def _kill(self, name: str, handle: Handle, grace: float) -> None:
+        """Stop one container (a failed liveness/startup probe or postStart hook): preStop, then
+        SIGTERM with what is left of the grace period (at least the minimum), then SIGKILL."""
+        start = self.deps.clock()
+        await self._pre_stop(name, handle, grace)
+        await self.deps.runtime.stop(handle, max(grace - (self.deps.clock() - start), MIN_GRACE))
+
+    async def _post_start(self, c: core_pb2.Container, handle: Handle, hook: lifecycle.Handler) -> None:
+        """Run postStart beside the new process; if it fails, the container is killed and its
+        restartPolicy decides what follows, as in Kubernetes."""
+        ok, message = await run_hook(self.deps.runtime, hook, c, self._hook_context(c), POST_START_TIMEOUT)
+        if ok or self.handles.get(c.name) is not handle or not handle.running:
+            return
+        self.deps.event(self.pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {message}")
+        self._stop_probes(c.name)
+        await self._kill(c.name, handle, _grace_of_pod(self.pod))
 
     # -- exits ---------------------------------------------------------------------------------
 
@@ -595,9 +635,12 @@ class PodWorker:
         if handle is None:
             return
         runtime = self.deps.runtime
-        if grace > 0:
-            runtime.signal(handle, 15)
         deadline = start + max(requested, MIN_GRACE)
+        if grace > 0:
+            await self._pre_stop(name, handle, deadline - self.deps.clock())
+            # As the kubelet: whatever the hook took, the process still gets the minimum grace.
+            deadline = max(deadline, self.deps.clock() + MIN_GRACE)
+            runtime.signal(handle, 15)
         while handle.running:
             # A shorter grace period may arrive (a second delete): honour it.
             if self.pod.metadata.deletion_timestamp and not self.shutdown:

@@ -96,3 +96,54 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def _events(cluster: Cluster, reason: str, name: str) -> list[dict]:
+    return [e for e in cluster.items("events")
+            if e.get("reason") == reason and e.get("involvedObject", {}).get("name") == name]
+
+
+def test_lifecycle_hooks(cluster: Cluster) -> None:
+    """preStop runs before SIGTERM and its time counts in the grace period (a sleep hook delays
+    the stop); a failing preStop is reported and the pod still goes; postStart runs beside the
+    new process, and a failing one kills the container, which restartPolicy then restarts."""
+    trap = f"trap 'cat prestop-ran 2>/dev/null || echo no-hook; exit 0' TERM; echo up; {LOOP}"
+    apply_all(
+        cluster,
+        pod_manifest("hooked", "node-a", ["sh", "-c", trap], container_fields={"lifecycle": {
+            "postStart": {"exec": {"command": ["sh", "-c", "echo started > poststart-ran"]}},
+            "preStop": {"exec": {"command": ["sh", "-c", "echo hook-ran > prestop-ran"]}}}}),
+        pod_manifest("sleepy", "node-a", ["sh", "-c", trap], container_fields={"lifecycle": {
+            "preStop": {"sleep": {"seconds": 3}}}}),
+        pod_manifest("broken-stop", "node-a", ["sh", "-c", trap], container_fields={"lifecycle": {
+            "preStop": {"exec": {"command": ["false"]}}}}),
+        pod_manifest("broken-start", "node-a", ["sh", "-c", LOOP], restart="Always", container_fields={"lifecycle": {
+            "postStart": {"exec": {"command": ["false"]}}}}),
+    )
+    for name in ("hooked", "sleepy", "broken-stop"):
+        wait_running(cluster, name)
+        wait_until(lambda name=name: logs(cluster, name) == "up\n", 10, f"{name} to start")
+
+    started = time.monotonic()
+    cluster.ketch("delete", "pod", "hooked", "sleepy", "broken-stop", "--wait=false")
+    wait_until(lambda: _gone(cluster, "hooked") and _gone(cluster, "broken-stop"), 20, "hooked pods to go")
+    assert logs(cluster, "hooked").endswith("hook-ran\n")  # the hook ran, and before SIGTERM
+    assert logs(cluster, "broken-stop").endswith("no-hook\n")
+    assert _events(cluster, "FailedPreStopHook", "broken-stop")
+    wait_until(lambda: _gone(cluster, "sleepy"), 20, "sleepy to go")
+    assert time.monotonic() - started >= 3  # SIGTERM only after the 3 s sleep
+    assert logs(cluster, "sleepy").endswith("no-hook\n")
+
+    p = wait_until(lambda: (q := pod(cluster, "broken-start")) and q["status"].get("containerStatuses")
+                   and container(q)["restartCount"] >= 1 and q, 40, "a restart after the failed postStart")
+    assert _events(cluster, "FailedPostStartHook", "broken-start")
+    assert container(p)["lastState"]["terminated"]["exitCode"] in (137, 143)
+
+
+def test_invalid_lifecycle_is_refused_with_the_field(cluster: Cluster) -> None:
+    bad = pod_manifest("bad-hook", "node-a", ["true"], container_fields={"lifecycle": {
+        "preStop": {"sleep": {"seconds": 60}}}}, spec={"terminationGracePeriodSeconds": 10})
+    out = cluster.ketch("apply", "-f", "-", input=bad, check=False)
+    assert out.returncode != 0
+    assert "spec.containers[0].lifecycle.preStop.sleep.seconds" in out.stderr
+    assert pod(cluster, "bad-hook") is None

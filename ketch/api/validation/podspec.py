@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from google.protobuf import struct_pb2
 
-from ketch.api import intstr
+from ketch.api import intstr, lifecycle
 from ketch.api.errors import duplicate, forbidden, invalid, not_found, not_supported, required
 from ketch.v1 import core_pb2
 
@@ -113,6 +113,7 @@ def _containers(errs: Errors, spec: core_pb2.PodSpec, volumes: set[str], path: s
         else:
             seen.add(c.name)
         _probes(errs, c, p)
+        _lifecycle(errs, c, p, spec)
         if c.HasField("restart_policy"):
             errs.append(forbidden(p + ".restartPolicy", "may not be set for non-init containers"))
 
@@ -133,6 +134,7 @@ def _init_containers(errs: Errors, spec: core_pb2.PodSpec, volumes: set[str], pa
             names.add(c.name)
         if sidecar:
             _probes(errs, c, p)
+            _lifecycle(errs, c, p, spec)
             continue
         why = "may not be set for init containers without restartPolicy=Always"
         if c.HasField("lifecycle"):
@@ -333,6 +335,21 @@ def _probes(errs: Errors, c: core_pb2.Container, path: str) -> None:
                                 "must not be set for readinessProbes"))
     if c.HasField("startup_probe"):
         _probe(errs, c.startup_probe, path + ".startupProbe", success_one=True)
+
+
+def _lifecycle(errs: Errors, c: core_pb2.Container, path: str, spec: core_pb2.PodSpec) -> None:
+    grace = spec.termination_grace_period_seconds if spec.HasField("termination_grace_period_seconds") else None
+    hooks, problems = lifecycle.parse(c, path, grace)
+    errs.extend(problems)
+    for name, handler in hooks.items():
+        action = handler.action
+        hp = f"{path}.lifecycle.{name}"
+        if action is not None and action.HasField("http_get"):
+            _port(errs, action.http_get.port, hp + ".httpGet.port")
+            if action.http_get.scheme not in ("HTTP", "HTTPS"):
+                errs.append(not_supported(hp + ".httpGet.scheme", action.http_get.scheme, ["HTTP", "HTTPS"]))
+        elif action is not None and action.HasField("tcp_socket"):
+            _port(errs, action.tcp_socket.port, hp + ".tcpSocket.port")
 
 
 def _probe(errs: Errors, probe: core_pb2.Probe, path: str, success_one: bool) -> None:
