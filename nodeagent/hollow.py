@@ -26,11 +26,12 @@ from ketch.api import errors, meta, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Batch, Client, connect
 from ketch.client.informer import Informer
-from ketch.v1 import coordination_pb2, core_pb2, meta_pb2
+from ketch.v1 import core_pb2
+
+from .heartbeat import LEASE_NAMESPACE, lease_duration, new_lease
 
 log = logging.getLogger(__name__)
 
-LEASE_NAMESPACE = "kube-node-lease"
 HOLLOW_LABEL = "ketch.dev/hollow"
 FLUSH_DELAY = 0.05
 MAX_BATCH = 500
@@ -65,18 +66,6 @@ def set_ready_status(status: core_pb2.NodeStatus, now: float) -> None:
             ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             ("Ready", "True", "KubeletReady", "kubelet is posting ready status (hollow)")):
         meta.set_condition(status.conditions, ctype, value, reason, message, now=now, heartbeat=True)
-
-
-def new_lease(name: str, uid: str, duration: int, now: float) -> coordination_pb2.Lease:
-    lease = coordination_pb2.Lease(api_version="coordination.k8s.io/v1", kind="Lease")
-    lease.metadata.name, lease.metadata.namespace = name, LEASE_NAMESPACE
-    if uid:
-        lease.metadata.owner_references.append(meta_pb2.OwnerReference(
-            api_version="v1", kind="Node", name=name, uid=uid))
-    lease.spec.holder_identity = name
-    lease.spec.lease_duration_seconds = duration
-    lease.spec.renew_time = timeutil.format(now, micro=True)
-    return lease
 
 
 def run_seconds(pod: Any) -> float | None:
@@ -138,7 +127,7 @@ class HollowNodes:
         self.labels = labels or {}
         self.interval = heartbeat_interval
         self.drain_on_exit = drain_on_exit
-        self.duration = max(40, int(4 * heartbeat_interval + 0.999))
+        self.duration = lease_duration(heartbeat_interval)
         self.client: Client | None = None
         self.uids: dict[str, str] = {}
         self.dirty_pods: set[str] = set()
