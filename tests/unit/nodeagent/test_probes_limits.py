@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,6 @@ from nodeagent.limits.watchdog import MemoryWatchdog
 from nodeagent.probes import ExecContext, ProbeWorker, run_once, timing
 from nodeagent.runtime.interface import LaunchSpec
 from nodeagent.runtime.process import ProcessRuntime
-
-
-@pytest.fixture
-async def runtime() -> AsyncIterator[ProcessRuntime]:
-    rt = ProcessRuntime()
-    rt.install()
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def test_probe_defaults() -> None:

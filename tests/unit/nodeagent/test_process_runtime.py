@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,6 @@ import pytest
 from nodeagent import procfs
 from nodeagent.runtime.interface import LaunchSpec, StartError
 from nodeagent.runtime.process import ProcessRuntime
-
-
-@pytest.fixture
-async def runtime() -> AsyncIterator[ProcessRuntime]:
-    rt = ProcessRuntime()
-    rt.install()
-    try:
-        yield rt
-    finally:
-        rt.close()
 
 
 def _spec(tmp_path: Path, *argv: str) -> LaunchSpec:
