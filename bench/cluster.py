@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ketch.client.clientset import Client  # noqa: E402
+from ketch.testing.processes import signal_group, stop_groups  # noqa: E402
 
 
 def free_port() -> int:
@@ -100,26 +101,10 @@ class LocalCluster:
                            str(self.dir / name), "--log-level", "WARNING", *flags])
 
     def kill(self, name: str) -> None:
-        try:
-            os.killpg(self.procs[name].pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        signal_group(self.procs[name], signal.SIGKILL)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs.values()):  # agents first, the control plane last
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(5)
+        stop_groups(reversed(self.procs.values()), 20)  # agents first, the control plane last
         if self._log is not None:
             self._log.close()
         if self.keep:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ketch.client import connect
+from ketch.testing.processes import stop_groups, wait_or_kill
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -103,30 +104,12 @@ class Cluster:
             return None
         if proc.poll() is None:
             self.send(name, sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+            wait_or_kill(proc, timeout)
         return proc.returncode
 
     def stop(self) -> None:
-        for name in sorted(self.procs, key=lambda n: n == "controlplane"):
-            proc = self.procs[name]
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for proc in self.procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(5)
+        # Agents first, the control plane last.
+        stop_groups([self.procs[n] for n in sorted(self.procs, key=lambda n: n == "controlplane")], 10)
         self.kill_leftover_pods()
 
     def kill_leftover_pods(self) -> None:
