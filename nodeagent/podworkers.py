@@ -396,7 +396,7 @@ class PodWorker:
             self.deps.watchdog.watch(handle.pid, mem)
         self.exec_ctx[c.name] = ExecContext(env, cwd, uid, gid)
         self._attach(c, cr, handle)
-        post_start = hooks_of(pod, c).get("postStart") if c.HasField("lifecycle") else None
+        post_start = hooks_of(pod, c).get("postStart")
         if post_start is not None:
             asyncio.get_running_loop().create_task(self._post_start(c, handle, post_start))
         return float("inf")
@@ -538,7 +538,7 @@ class PodWorker:
     async def _pre_stop(self, name: str, handle: Handle, budget: float) -> None:
         """Run the container's preStop hook, if any, within budget seconds of the grace period."""
         c = self._container_spec(name)
-        hook = hooks_of(self.pod, c).get("preStop") if c is not None and c.HasField("lifecycle") else None
+        hook = hooks_of(self.pod, c).get("preStop") if c is not None else None
         if hook is None or c is None or not handle.running:
             return
         ok, message = await run_hook(self.deps.runtime, hook, c, self._hook_context(c), budget)

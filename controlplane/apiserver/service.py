@@ -166,8 +166,7 @@ class APIService:
         return info, entry
 
     def _validate(self, info: KindInfo, obj: Message, errs: list[errors.FieldError]) -> None:
-        if errs:
-            raise errors.invalid_error(info.kind, obj.metadata.name or obj.metadata.generate_name, errs)  # type: ignore[attr-defined]
+        self._validate_as(info.kind, obj.metadata.name or obj.metadata.generate_name, errs)  # type: ignore[attr-defined]
 
     @staticmethod
     def _validate_as(kind: str, name: str, errs: list[errors.FieldError]) -> None:
