@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import platform
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +28,7 @@ from ketch.client.informer import Informer
 from ketch.v1 import core_pb2
 
 from .heartbeat import LEASE_NAMESPACE, lease_duration, new_lease
+from .registration import CONDITIONS, arch
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def hollow_node(name: str, labels: dict[str, str], now: float) -> core_pb2.Node:
     node = core_pb2.Node(api_version="v1", kind="Node")
     node.metadata.name = name
     node.metadata.labels.update({"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                 "kubernetes.io/arch": platform.machine() or "amd64", HOLLOW_LABEL: "true",
+                                 "kubernetes.io/arch": arch(), HOLLOW_LABEL: "true",
                                  **labels})
     set_ready_status(node.status, now)
     return node
@@ -60,12 +60,10 @@ def set_ready_status(status: core_pb2.NodeStatus, now: float) -> None:
     status.allocatable.update(CAPACITY)
     if not status.addresses:
         status.addresses.add(type="InternalIP", address="127.0.0.1")
-    for ctype, value, reason, message in (
-            ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-            ("Ready", "True", "KubeletReady", "kubelet is posting ready status (hollow)")):
-        meta.set_condition(status.conditions, ctype, value, reason, message, now=now, heartbeat=True)
+    for ctype, (reason, message, _, _) in CONDITIONS.items():
+        meta.set_condition(status.conditions, ctype, "False", reason, message, now=now, heartbeat=True)
+    meta.set_condition(status.conditions, "Ready", "True", "KubeletReady", "kubelet is posting ready status (hollow)",
+                       now=now, heartbeat=True)
 
 
 def run_seconds(pod: Any) -> float | None:
