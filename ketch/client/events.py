@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,32 @@ class _Bucket:
     last: float
 
 
+class SpamFilter:
+    """client-go's EventSourceObjectSpamFilter: a token bucket per key (an involved object), a
+    burst of SPAM_BURST events, then one per SPAM_REFILL_SECONDS."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, burst: int = SPAM_BURST,
+                 refill_seconds: float = SPAM_REFILL_SECONDS) -> None:
+        self.clock = clock
+        self.burst = burst
+        self.refill_seconds = refill_seconds
+        self._buckets: dict[str, _Bucket] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > MAX_REMEMBERED:
+                self._buckets = {k: b for k, b in self._buckets.items() if now - b.last < self.refill_seconds}
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.last) / self.refill_seconds)
+        bucket.last = now
+        if bucket.tokens < 1:
+            return False
+        bucket.tokens -= 1
+        return True
+
+
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str = "") -> None:
         self.client = client
@@ -55,17 +82,19 @@ class EventRecorder:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._written: dict[_Key, _Written] = {}
-        self._buckets: dict[str, _Bucket] = {}
+        self.spam = SpamFilter()
         self.dropped = 0
 
-    def event(self, obj: Any, etype: str, reason: str, message: str) -> None:
-        """Record an Event about obj (Normal or Warning)."""
+    def event(self, obj: Any, etype: str, reason: str, message: str, spam_key: str = "") -> None:
+        """Record an Event about obj (Normal or Warning). Events share the spam filter's budget
+        by object, or by spam_key when given (a controller's many per-pod events about one owner
+        can then use up their own budget, not the owner's)."""
         try:
             info = info_of(obj)
         except KeyError:
             return
         md = obj.metadata
-        if not self._allow(md.uid or f"{md.namespace}/{md.name}"):
+        if not self.spam.allow(spam_key or md.uid or f"{md.namespace}/{md.name}"):
             self.dropped += 1
             return
         ev = core_pb2.Event(type=etype, reason=reason, message=message)
@@ -81,20 +110,6 @@ class EventRecorder:
         ev.reporting_instance = self.host or self.component
         self._pending.append(ev)
         self._kick()
-
-    def _allow(self, obj_key: str) -> bool:
-        now = time.monotonic()
-        bucket = self._buckets.get(obj_key)
-        if bucket is None:
-            if len(self._buckets) > MAX_REMEMBERED:
-                self._buckets = {k: b for k, b in self._buckets.items() if now - b.last < SPAM_REFILL_SECONDS}
-            bucket = self._buckets[obj_key] = _Bucket(SPAM_BURST, now)
-        bucket.tokens = min(SPAM_BURST, bucket.tokens + (now - bucket.last) / SPAM_REFILL_SECONDS)
-        bucket.last = now
-        if bucket.tokens < 1:
-            return False
-        bucket.tokens -= 1
-        return True
 
     def _kick(self) -> None:
         if self._task is None or self._task.done():

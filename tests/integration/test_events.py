@@ -38,3 +38,16 @@ async def test_one_object_cannot_flood_the_event_store(api) -> None:
     await rec.flush()
     assert len(await _events(api)) == SPAM_BURST
     assert rec.dropped == 40
+
+
+async def test_a_spam_key_gives_many_related_events_a_budget_of_their_own(api) -> None:
+    """A Job's per-pod events (keyed apart) use up their own budget; the Job's own events still go."""
+    node = await _node(api)
+    rec = EventRecorder(api.client, "test")
+    for i in range(SPAM_BURST + 10):
+        rec.event(node, "Normal", "SuccessfulCreate", f"Created pod: p{i}", spam_key=node.metadata.uid + "/pods")
+    rec.event(node, "Normal", "Completed", "Job completed")
+    await rec.flush()
+    reasons = [e.reason for e in await _events(api)]
+    assert reasons.count("SuccessfulCreate") == SPAM_BURST
+    assert reasons.count("Completed") == 1

@@ -91,7 +91,7 @@ class JobController(PodManagement, StatusTracking, Controller):
         self.sync_batch_period = float(opts.extra.get(
             "job_sync_batch_period", os.environ.get("KETCH_JOB_SYNC_BATCH_PERIOD", DEFAULT_SYNC_BATCH_PERIOD)))
         self.recorder = ctx.recorder("job-controller")
-        self.pod_control: PodControl = pod_control or RealPodControl(ctx.client, self.recorder, self.clock.now)
+        self.pod_control: PodControl = pod_control or RealPodControl(ctx.client, self.recorder)
         self.expectations = ControllerExpectations(self.clock.now)
         self.finalizer_expectations = tracking.FinalizerExpectations()
         self.backoff_store = BackoffStore()

@@ -2,10 +2,10 @@
 client (every call is ONE Batch RPC, however many pods it carries) and a recording fake.
 
 RealPodControl records the SuccessfulCreate / FailedCreate / SuccessfulDelete / FailedDelete
-events Kubernetes' pod control records, through the budget Kubernetes' event pipeline puts on
-one object's events (client-go's spam filter: a burst of 25, then one per 5 minutes), so a Job
-of thousands of pods does not write thousands of Events; the Job's own events (Completed,
-failures, Suspended...) are recorded by the controller directly and never dropped.
+events Kubernetes' pod control records, through the recorder's spam filter (client-go's: a burst
+of 25, then one per 5 minutes) on a budget of their own, so a Job of thousands of pods does not
+write thousands of Events and its own events (Completed, failures, Suspended...), on the Job's
+budget, are not crowded out.
 
 Each method returns one error (or None) per pod, in order (NotFound included: the controller
 decides what a vanished pod means), and never raises for a per-pod failure; a transport
@@ -14,8 +14,7 @@ failure raises.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ketch.api import errors
@@ -59,42 +58,15 @@ def _first_error(*errs: errors.StatusError | None) -> errors.StatusError | None:
     return found[0] if found else None
 
 
-EVENT_BURST = 25
-EVENT_REFILL_SECONDS = 300.0
-
-
-class EventBudget:
-    """A token bucket per involved object (client-go's EventSourceObjectSpamFilter)."""
-
-    def __init__(self, now: Callable[[], float], burst: int = EVENT_BURST,
-                 refill_seconds: float = EVENT_REFILL_SECONDS) -> None:
-        self.now = now
-        self.burst = burst
-        self.refill_seconds = refill_seconds
-        self._buckets: dict[str, tuple[float, float]] = {}  # uid -> (tokens, last update)
-
-    def allow(self, uid: str) -> bool:
-        now = self.now()
-        tokens, last = self._buckets.get(uid, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) / self.refill_seconds)
-        if len(self._buckets) > 10_000:
-            self._buckets.clear()
-        if tokens < 1:
-            self._buckets[uid] = (tokens, now)
-            return False
-        self._buckets[uid] = (tokens - 1, now)
-        return True
-
-
 class RealPodControl:
-    def __init__(self, client: Client, recorder: EventRecorder, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: Client, recorder: EventRecorder) -> None:
         self.client = client
         self.recorder = recorder
-        self.budget = EventBudget(now)
 
     def _event(self, job: batch_pb2.Job, etype: str, reason: str, message: str) -> None:
-        if self.budget.allow(job.metadata.uid):
-            self.recorder.event(job, etype, reason, message)
+        # Pod events have a budget of their own: the Job's own events (Completed, failures) are
+        # never crowded out by thousands of SuccessfulCreate.
+        self.recorder.event(job, etype, reason, message, spam_key=job.metadata.uid + "/pods")
 
     async def create_pods(self, job: batch_pb2.Job, pods: Sequence[core_pb2.Pod]) -> PodErrors:
         batch = Batch()

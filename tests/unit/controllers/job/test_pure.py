@@ -263,10 +263,10 @@ def test_ts_helper_is_rfc3339() -> None:
 
 
 def test_pod_event_budget_is_a_burst_then_one_per_five_minutes() -> None:
-    from controlplane.controllers.job.podcontrol import EventBudget
+    from ketch.client.events import SpamFilter
 
     clock = FakeClock(NOW)
-    budget = EventBudget(clock.now)
+    budget = SpamFilter(clock.now)
     assert all(budget.allow("job-a") for _ in range(25))
     assert not budget.allow("job-a")
     assert budget.allow("job-b")  # per involved object
