@@ -26,7 +26,7 @@ from typing import Any
 
 from ketch.api import errors, meta, scheduling, timeutil
 from ketch.api.scheduling import NO_EXECUTE, NO_SCHEDULE
-from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.cache import NODE_NAME_INDEX, DeletedFinalStateUnknown, by_node_name, copy_of
 from ketch.client.clientset import Batch
 from ketch.v1 import core_pb2
 
@@ -35,7 +35,6 @@ from .base import Controller, ControllerContext
 log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
-NODE_NAME_INDEX = "nodeName"
 COMPONENT = "node-controller"
 PRESSURE_CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure")
 STOPPED_MESSAGE = "Kubelet stopped posting node status."
@@ -190,10 +189,6 @@ def pods_to_mark_not_ready(pods: Iterable[Any], node_name: str, now: float) -> l
 # The controller
 
 
-def _by_node_name(obj: Any) -> list[str]:
-    return [obj.spec.node_name] if obj.spec.node_name else []
-
-
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
     # Kubernetes updates nodes 8 at a time; when many nodes go at once their writes overlap and
@@ -208,7 +203,7 @@ class NodeLifecycleController(Controller):
         self.nodes = ctx.informers.informer("Node")
         self.leases = ctx.informers.informer("Lease", namespace=LEASE_NAMESPACE)
         self.pods = ctx.informers.informer("Pod")
-        self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
+        self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.recorder = ctx.recorder(COMPONENT)
         self.health: dict[str, NodeHealth] = {}
         # Ready status by node, for the full-disruption rule (loaded from the cache at first use).

@@ -28,7 +28,7 @@ from typing import Any
 
 from ketch.api import errors, meta, timeutil
 from ketch.api.meta import key_of
-from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.cache import NODE_NAME_INDEX, DeletedFinalStateUnknown, by_node_name, copy_of
 from ketch.client.clientset import Batch
 
 from .base import Controller, ControllerContext
@@ -37,15 +37,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TERMINATED_POD_GC_THRESHOLD = 12500
 DEFAULT_QUARANTINE = 40.0
-NODE_NAME_INDEX = "nodeName"
 OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
 TERMINATED_KEY = "terminated"
 NODE_PREFIX = "node:"
 GONE_NODE_MESSAGE = "PodGC: node no longer exists"
-
-
-def _by_node_name(obj: Any) -> list[str]:
-    return [obj.spec.node_name] if obj.spec.node_name else []
 
 
 # -- pure ----------------------------------------------------------------------------------------
@@ -105,7 +100,7 @@ class PodGCController(Controller):
         self.threshold = terminated_pod_gc_threshold
         self.pods = ctx.informers.informer("Pod")
         self.nodes = ctx.informers.informer("Node")
-        self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
+        self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.terminated: set[str] = set()
         self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_deleted)
         self.nodes.add_handler(self._node_changed, lambda old, new: self._node_changed(new), self._node_deleted)

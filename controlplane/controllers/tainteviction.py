@@ -20,7 +20,7 @@ from typing import Any
 
 from ketch.api import errors, meta, scheduling, timeutil
 from ketch.api.scheduling import NO_EXECUTE
-from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.cache import NODE_NAME_INDEX, DeletedFinalStateUnknown, by_node_name, copy_of
 from ketch.client.clientset import Batch
 from ketch.v1 import core_pb2
 
@@ -28,7 +28,6 @@ from .base import Controller, ControllerContext
 
 log = logging.getLogger(__name__)
 
-NODE_NAME_INDEX = "nodeName"
 COMPONENT = "taint-eviction-controller"
 DISRUPTION_TARGET = "DisruptionTarget"
 REASON = "DeletionByTaintManager"
@@ -92,10 +91,6 @@ def with_disruption_target(pod: Any, now: float) -> Any | None:
     return upd
 
 
-def _by_node_name(obj: Any) -> list[str]:
-    return [obj.spec.node_name] if obj.spec.node_name else []
-
-
 def _exec_taints_view(node: Any) -> tuple[tuple[str, str, str], ...]:
     return tuple((t.key, t.value, t.time_added) for t in node.spec.taints if t.effect == NO_EXECUTE)
 
@@ -108,7 +103,7 @@ class TaintEvictionController(Controller):
         super().__init__(ctx)
         self.nodes = ctx.informers.informer("Node")
         self.pods = ctx.informers.informer("Pod")
-        self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
+        self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.recorder = ctx.recorder(COMPONENT)
         # When a taint without timeAdded was first seen, by node: (key, value) -> time.
         self.first_seen: dict[str, dict[tuple[str, str], float]] = {}

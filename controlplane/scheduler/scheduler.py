@@ -33,12 +33,7 @@ from .predicates import NodeInfo, Resources
 log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
-NODE_NAME_INDEX = "nodeName"
 DEFAULT_BATCH_SIZE = 500
-
-
-def _by_node_name(obj: Any) -> list[str]:
-    return [obj.spec.node_name] if obj.spec.node_name else []
 
 
 def _is_terminal(pod: Any) -> bool:
@@ -92,7 +87,6 @@ class Scheduler(BatchingController):
         self.recorder = ctx.recorder(SCHEDULER_NAME)
         self.pods = ctx.informers.informer("Pod")
         self.nodes = ctx.informers.informer("Node")
-        self.pods.add_indexer(NODE_NAME_INDEX, _by_node_name)
         # Our binds the cache has not shown yet, by pod uid (Kubernetes' "assumed pods").
         self.assumed: dict[str, _Assumed] = {}
         # Keys of pods that fit nowhere, retried (oldest first) when the cluster changes.

@@ -46,6 +46,14 @@ def by_owner_uid(obj: Any) -> list[str]:
     return [ref.uid for ref in obj.metadata.owner_references]
 
 
+NODE_NAME_INDEX = "nodeName"
+
+
+def by_node_name(obj: Any) -> list[str]:
+    """Pods by the node they are bound to (controllers that act per node)."""
+    return [obj.spec.node_name] if obj.spec.node_name else []
+
+
 STANDARD_INDEXERS: dict[str, IndexFunc] = {
     "namespace": by_namespace,
     "controller": by_controller_uid,
