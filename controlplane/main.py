@@ -19,8 +19,14 @@ from .apiserver.local import LocalTransport
 from .apiserver.server import start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
-from .controllers.base import Options
 from .controllers.manager import CONTROLLERS, ControllerManager
+from .controllers.options import (
+    ControllerOptions,
+    EventTTLOptions,
+    JobOptions,
+    NodeLifecycleOptions,
+    PodGCOptions,
+)
 from .storage import Store, open_backend
 
 log = logging.getLogger("ketch.controlplane")
@@ -41,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0, metavar="DURATION")
     p.add_argument("--node-startup-grace-period", type=_duration, default=60.0, metavar="DURATION")
     p.add_argument("--node-monitor-period", type=_duration, default=None, metavar="DURATION",
-                   help="how often node health is checked (default: 5s, or less for a short grace period)")
+                   help="accepted for kube-controller-manager compatibility and ignored: each node is "
+                        "re-checked exactly when its grace period would run out")
     p.add_argument("--pod-eviction-timeout", type=_duration, default=300.0, metavar="DURATION",
                    help="tolerationSeconds of the default not-ready/unreachable tolerations")
     p.add_argument("--job-backoff-base", type=_duration, default=10.0, metavar="DURATION")
@@ -78,13 +85,12 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     log.info("serving the Ketch API on %s (store %s, revision %d)", args.listen, args.store, store.revision)
 
-    options = Options(
-        job_backoff_base=args.job_backoff_base, job_backoff_max=args.job_backoff_max,
-        node_monitor_grace_period=args.node_monitor_grace_period,
-        node_startup_grace_period=args.node_startup_grace_period,
-        node_monitor_period=args.node_monitor_period or min(5.0, max(args.node_monitor_grace_period / 8, 0.2)),
-        pod_eviction_timeout=args.pod_eviction_timeout,
-        extra={"terminated-pod-gc-threshold": args.terminated_pod_gc_threshold, "event-ttl": args.event_ttl},
+    options = ControllerOptions(
+        job=JobOptions(backoff_base=args.job_backoff_base, backoff_max=args.job_backoff_max),
+        node_lifecycle=NodeLifecycleOptions(monitor_grace_period=args.node_monitor_grace_period,
+                                            startup_grace_period=args.node_startup_grace_period),
+        podgc=PodGCOptions(terminated_pod_gc_threshold=args.terminated_pod_gc_threshold),
+        event_ttl=EventTTLOptions(ttl=args.event_ttl),
     )
     if args.controllers == "*":
         enabled = None

@@ -20,27 +20,16 @@ from ketch.client.events import EventRecorder
 from ketch.client.informer import InformerFactory
 from ketch.client.workqueue import RateLimiter, WorkQueue
 
+from .options import ControllerOptions
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Options:
-    """The control plane's timing knobs (DESIGN.md); defaults are Kubernetes' own."""
-
-    job_backoff_base: float = 10.0
-    job_backoff_max: float = 360.0
-    node_monitor_grace_period: float = 40.0
-    node_startup_grace_period: float = 60.0
-    node_monitor_period: float = 5.0
-    pod_eviction_timeout: float = 300.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class ControllerContext:
     client: Client
     informers: InformerFactory
-    options: Options = field(default_factory=Options)
+    options: ControllerOptions = field(default_factory=ControllerOptions)
     clock: Clock = field(default_factory=RealClock)
     recorders: dict[str, EventRecorder] = field(default_factory=dict)
 

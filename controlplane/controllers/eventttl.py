@@ -4,7 +4,7 @@ Kubernetes stores Events with an etcd lease of one hour from their last write; K
 no leases, so this controller does it: each Event is queued with add_after at its expiry (its
 last write: lastTimestamp, else eventTime, else creationTimestamp, plus the TTL; a repeat that
 bumps lastTimestamp pushes the expiry back), and the Events whose time has come are deleted in
-rounds, one Batch per round. The TTL is `Options.extra["event-ttl"]` in seconds.
+rounds, one Batch per round. The TTL is `EventTTLOptions.ttl` in seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from .batching import BatchingController
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVENT_TTL = 3600.0
 
 
 # -- pure ----------------------------------------------------------------------------------------
@@ -51,7 +50,7 @@ class EventTTLController(BatchingController):
 
     def __init__(self, ctx: ControllerContext, ttl: float | None = None) -> None:
         super().__init__(ctx)
-        self.ttl = float(ttl if ttl is not None else ctx.options.extra.get("event-ttl", DEFAULT_EVENT_TTL))
+        self.ttl = ttl if ttl is not None else ctx.options.event_ttl.ttl
         self.events = ctx.informers.informer("Event")
         self.events.add_handler(self._schedule, lambda old, new: self._schedule(new), None)
 

@@ -13,7 +13,8 @@ import logging
 from ketch.client.clientset import Client
 from ketch.client.informer import InformerFactory
 
-from .base import Controller, ControllerContext, Options
+from .base import Controller, ControllerContext
+from .options import ControllerOptions
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _load(path: str) -> type[Controller] | None:
 
 
 class ControllerManager:
-    def __init__(self, client: Client, options: Options, enabled: list[str] | None = None) -> None:
+    def __init__(self, client: Client, options: ControllerOptions, enabled: list[str] | None = None) -> None:
         self.informers = InformerFactory(client)
         self.ctx = ControllerContext(client=client, informers=self.informers, options=options)
         self.controllers: list[Controller] = []

@@ -197,9 +197,9 @@ class NodeLifecycleController(Controller):
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        opts = ctx.options
-        self.grace = opts.node_monitor_grace_period
-        self.startup_grace = opts.node_startup_grace_period
+        opts = ctx.options.node_lifecycle
+        self.grace = opts.monitor_grace_period
+        self.startup_grace = opts.startup_grace_period
         self.nodes = ctx.informers.informer("Node")
         self.leases = ctx.informers.informer("Lease", namespace=LEASE_NAMESPACE)
         self.pods = ctx.informers.informer("Pod")

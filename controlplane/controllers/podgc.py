@@ -35,8 +35,6 @@ from .base import Controller, ControllerContext
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TERMINATED_POD_GC_THRESHOLD = 12500
-DEFAULT_QUARANTINE = 40.0
 OUT_OF_SERVICE_TAINT = "node.kubernetes.io/out-of-service"
 TERMINATED_KEY = "terminated"
 NODE_PREFIX = "node:"
@@ -90,14 +88,12 @@ class PodGCController(Controller):
     def __init__(self, ctx: ControllerContext, terminated_pod_gc_threshold: int | None = None,
                  quarantine: float | None = None) -> None:
         super().__init__(ctx)
-        self.quarantine = float(quarantine if quarantine is not None
-                                else ctx.options.extra.get("podgc-quarantine", DEFAULT_QUARANTINE))
+        opts = ctx.options.podgc
+        self.quarantine = quarantine if quarantine is not None else opts.quarantine
         # Nodes seen missing, by name: when (monotonic) their quarantine ends.
         self.missing: dict[str, float] = {}
-        if terminated_pod_gc_threshold is None:
-            terminated_pod_gc_threshold = int(ctx.options.extra.get(
-                "terminated-pod-gc-threshold", DEFAULT_TERMINATED_POD_GC_THRESHOLD))
-        self.threshold = terminated_pod_gc_threshold
+        self.threshold = (terminated_pod_gc_threshold if terminated_pod_gc_threshold is not None
+                          else opts.terminated_pod_gc_threshold)
         self.pods = ctx.informers.informer("Pod")
         self.nodes = ctx.informers.informer("Node")
         self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)

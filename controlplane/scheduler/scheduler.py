@@ -33,7 +33,6 @@ from .predicates import NodeInfo, Resources
 log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
-DEFAULT_BATCH_SIZE = 500
 
 
 def _is_terminal(pod: Any) -> bool:
@@ -83,7 +82,7 @@ class Scheduler(BatchingController):
 
     def __init__(self, ctx: ControllerContext, batch_size: int | None = None) -> None:
         super().__init__(ctx)
-        self.round_size = batch_size or int(ctx.options.extra.get("scheduler-batch-size", DEFAULT_BATCH_SIZE))
+        self.round_size = batch_size or ctx.options.scheduler.batch_size
         self.recorder = ctx.recorder(SCHEDULER_NAME)
         self.pods = ctx.informers.informer("Pod")
         self.nodes = ctx.informers.informer("Node")

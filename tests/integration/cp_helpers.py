@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from controlplane.controllers.base import Controller, ControllerContext, Options
+from controlplane.controllers.base import Controller, ControllerContext
+from controlplane.controllers.options import ControllerOptions
 from ketch.api import manifest, timeutil
 from ketch.client.clientset import Client
 from ketch.client.informer import InformerFactory
@@ -17,10 +18,10 @@ from ketch.v1 import batch_pb2, core_pb2
 
 @asynccontextmanager
 async def running(client: Client, *makers: Callable[[ControllerContext], Controller],
-                  options: Options | None = None) -> AsyncIterator[list[Controller]]:
+                  options: ControllerOptions | None = None) -> AsyncIterator[list[Controller]]:
     """Build the controllers on one informer factory, start everything, stop it all on exit."""
     informers = InformerFactory(client)
-    ctx = ControllerContext(client=client, informers=informers, options=options or Options())
+    ctx = ControllerContext(client=client, informers=informers, options=options or ControllerOptions())
     controllers = [make(ctx) for make in makers]
     informers.start()
     tasks = [asyncio.create_task(c.run(), name=f"test-{c.name}") for c in controllers]

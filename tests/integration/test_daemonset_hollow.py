@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controlplane.controllers.base import Options
 from controlplane.controllers.daemonset.controller import DaemonSetController
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.controllers.options import ControllerOptions, NodeLifecycleOptions
 from ketch.api import meta
 from ketch.testing.apiserver import TestAPIServer
 from nodeagent.hollow import HollowNodes, hollow_names
@@ -27,7 +27,7 @@ async def test_hollow_nodes_run_a_daemonset_and_are_lost_together(api: TestAPISe
     stop = asyncio.Event()
     hollow = HollowNodes(api.address, hollow_names("hollow", N), labels={"pool": "sim"}, heartbeat_interval=0.5)
     task = asyncio.create_task(hollow.run(stop))
-    options = Options(node_monitor_grace_period=2.0)
+    options = ControllerOptions(node_lifecycle=NodeLifecycleOptions(monitor_grace_period=2.0))
     try:
         async def nodes_ready() -> bool:
             nodes, _ = await c.list("Node")

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from controlplane.controllers.base import Options
 from controlplane.controllers.job.controller import JobController
+from controlplane.controllers.options import ControllerOptions, JobOptions
 from ketch.api import errors, manifest, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Client
@@ -23,7 +23,7 @@ from tests.conftest import eventually
 
 from .cp_helpers import running
 
-FAST = Options(job_backoff_base=0.05, job_backoff_max=0.2)
+FAST = ControllerOptions(job=JobOptions(backoff_base=0.05, backoff_max=0.2))
 TRACKING = "batch.kubernetes.io/job-tracking"
 Outcome = Callable[[core_pb2.Pod], "int | None"]  # exit code, or None to keep running
 
@@ -144,7 +144,7 @@ class FakeAgent:
 
 
 @asynccontextmanager
-async def cluster(client: Client, outcome: Outcome, options: Options = FAST,
+async def cluster(client: Client, outcome: Outcome, options: ControllerOptions = FAST,
                   conditions: Callable[[core_pb2.Pod], list[tuple[str, str]]] | None = None
                   ) -> AsyncIterator[FakeAgent]:
     agent = FakeAgent(client, outcome, conditions)

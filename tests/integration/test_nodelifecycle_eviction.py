@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from controlplane.controllers.base import Options
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
+from controlplane.controllers.options import ControllerOptions, NodeLifecycleOptions
 from controlplane.controllers.tainteviction import TaintEvictionController
 from ketch.api import errors, meta, timeutil
 from ketch.client.clientset import Client
@@ -70,7 +70,8 @@ async def cluster(names: list[str]) -> AsyncIterator[tuple[Client, Heartbeats]]:
             await create_node(client, node(name))
         beats = Heartbeats(client, names)
         await beats.start()
-        options = Options(node_monitor_grace_period=GRACE, node_startup_grace_period=2 * GRACE)
+        options = ControllerOptions(node_lifecycle=NodeLifecycleOptions(monitor_grace_period=GRACE,
+                                                                      startup_grace_period=2 * GRACE))
         try:
             async with running(client, NodeLifecycleController, TaintEvictionController, options=options):
                 yield client, beats

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
@@ -31,21 +30,13 @@ from . import decisions, spec, tracking
 from .backoff import BackoffStore
 from .decisions import SyncContext, new_condition
 from .expectations import ControllerExpectations
-from .manage import PodManagement
+from .manage import PodManager
 from .podcontrol import PodControl, RealPodControl
 from .pods import TRACKING_FINALIZER, has_tracking_finalizer
-from .status import StatusTracking
+from .status import StatusWriter
 
 log = logging.getLogger(__name__)
 
-# Pod events and status-only Job updates are batched: at most one sync per period per Job
-# (Kubernetes waits 1 s). A Job replaces its finished pods only when it syncs, so with short pods
-# the period bounds throughput at about parallelism / period: measured in-process with 2,000
-# completions at parallelism 64, 0.3 s gave ~200 pods/s, 0.1 s ~600/s, 0.05 s ~700/s, 0.02 s
-# ~850/s (and more syncs); with real agents (bench/jobs.py on tmpfs) 0.02 s finished ~5 % sooner
-# than 0.05 s for ~5 % more control-plane CPU. Override with Options.extra["job_sync_batch_period"]
-# or the environment variable KETCH_JOB_SYNC_BATCH_PERIOD (seconds).
-DEFAULT_SYNC_BATCH_PERIOD = 0.02
 API_BACKOFF_BASE = 1.0  # per-item back-off after an API error, as Kubernetes' DefaultJobApiBackOff
 API_BACKOFF_MAX = 60.0
 ORPHAN_INDEX = "job-orphans"  # pods with no controller, by namespace: candidates for adoption
@@ -53,13 +44,6 @@ ORPHAN_INDEX = "job-orphans"  # pods with no controller, by namespace: candidate
 # finished but not yet counted (still holding the tracking finalizer). A big Job's finished and
 # counted pods are the vast majority and change nothing, so a sync skips them.
 UNSETTLED_INDEX = "job-unsettled"
-
-
-def _rv(obj: Any) -> int:
-    try:
-        return int(obj.metadata.resource_version)
-    except ValueError:
-        return 0
 
 
 def _orphans_by_namespace(pod: Any) -> list[str]:
@@ -78,31 +62,27 @@ def _unsettled_by_controller(pod: Any) -> list[str]:
     return [ref.uid] if ref is not None else []
 
 
-class JobController(PodManagement, StatusTracking, Controller):
+class JobController(Controller):
     name = "job"
     workers = 4
 
     def __init__(self, ctx: ControllerContext, pod_control: PodControl | None = None,
                  rate_limiter: RateLimiter | None = None) -> None:
         super().__init__(ctx, rate_limiter or ItemExponentialFailureRateLimiter(API_BACKOFF_BASE, API_BACKOFF_MAX))
-        opts = ctx.options
-        self.backoff_base = float(opts.job_backoff_base)
-        self.backoff_max = float(opts.job_backoff_max)
-        self.sync_batch_period = float(opts.extra.get(
-            "job_sync_batch_period", os.environ.get("KETCH_JOB_SYNC_BATCH_PERIOD", DEFAULT_SYNC_BATCH_PERIOD)))
+        opts = ctx.options.job
+        self.sync_batch_period = opts.sync_batch_period
         self.recorder = ctx.recorder("job-controller")
         self.pod_control: PodControl = pod_control or RealPodControl(ctx.client, self.recorder)
         self.expectations = ControllerExpectations(self.clock.now)
         self.finalizer_expectations = tracking.FinalizerExpectations()
         self.backoff_store = BackoffStore()
+        self.pod_manager = PodManager(self.pod_control, self.expectations, opts, self.enqueue_with_delay)
+        self.status_writer = StatusWriter(ctx.client, self.recorder, self.pod_control, self.backoff_store,
+                                          self.finalizer_expectations, self.enqueue_with_delay)
         self.orphan_queue: WorkQueue[str] = WorkQueue(
             "job_orphan_pod", ItemExponentialFailureRateLimiter(API_BACKOFF_BASE, API_BACKOFF_MAX))
         self._conflicts: dict[str, int] = {}
         self._last_sync: dict[str, float] = {}  # loop time each Job's last sync started
-        # Jobs whose last creates all succeeded: their next slow start begins with one batch of
-        # everything instead of 1, 2, 4, ... (any failure starts over at 1, as Kubernetes does).
-        self._creates_ok: set[str] = set()
-        self._written: dict[str, batch_pb2.Job] = {}  # our last status write per Job (latest_job)
         self.jobs = ctx.informers.informer("Job")
         self.pods = ctx.informers.informer("Pod")
         self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
@@ -324,27 +304,13 @@ class JobController(PodManagement, StatusTracking, Controller):
             return
         self._conflicts.pop(key, None)
 
-    def latest_job(self, key: str, cached: Any | None) -> Any | None:
-        """The cached Job, or the one our own last status write returned if the cache has not
-        caught up with it yet. Without this, pods whose finalizer removal the cache already
-        shows (so they no longer count as new) next to a Job whose counters do not include them
-        yet would look like missing completions, and extra pods would be started. Ketch's
-        resourceVersions are the store's global revision, so they order writes."""
-        written = self._written.get(key)
-        if written is None or cached is None:
-            return cached
-        if written.metadata.uid == cached.metadata.uid and _rv(written) > _rv(cached):
-            return written  # read-only, like a cached object
-        self._written.pop(key, None)  # the cache has it (or a newer Job)
-        return cached
-
     async def sync_job(self, key: str) -> None:
         ns, name = meta.split_key(key)
-        shared = self.latest_job(key, self.jobs.get(ns, name))
+        shared = self.status_writer.latest_job(key, self.jobs.get(ns, name))
         if shared is None:
             self._last_sync.pop(key, None)
-            self._written.pop(key, None)
-            self._creates_ok.discard(key)
+            self.status_writer.forget(key)
+            self.pod_manager.forget(key)
             self.expectations.delete(key)
             self.finalizer_expectations.delete(key)
             self.backoff_store.remove(key)
@@ -353,8 +319,8 @@ class JobController(PodManagement, StatusTracking, Controller):
             return
         if spec.is_finished(shared):
             self.backoff_store.remove(key)
-            self._creates_ok.discard(key)
-            self._written.pop(key, None)
+            self.pod_manager.forget(key)
+            self.status_writer.forget(key)
             return
         if spec.completion_mode(shared) not in (spec.INDEXED, spec.NON_INDEXED):
             self.recorder.event(shared, "Warning", "UnknownCompletionMode",
@@ -388,7 +354,7 @@ class JobController(PodManagement, StatusTracking, Controller):
         manage_err: errors.StatusError | None = None
         if jc.finished_condition is not None:
             # Finishing: every active pod goes, keeping its finalizer (it will be counted).
-            deleted_ready, deleted, manage_err = await self.delete_active_pods(job, jc.active_pods)
+            deleted_ready, deleted, manage_err = await self.pod_manager.delete_active_pods(job, jc.active_pods)
             if deleted != active or not satisfied:
                 jc.finished_condition = None  # pods the cache has not shown yet may remain
             active -= deleted
@@ -397,14 +363,14 @@ class JobController(PodManagement, StatusTracking, Controller):
         else:
             manage_called = False
             if satisfied and not job.metadata.deletion_timestamp:
-                active, manage_err = await self.manage_job(jc)
+                active, manage_err = await self.pod_manager.manage_job(jc)
                 manage_called = True
             if decisions.is_complete(jc, active):
                 jc.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True",
                                                       decisions.REASON_COMPLETIONS_REACHED,
                                                       decisions.MSG_COMPLETIONS_REACHED, now)
             elif manage_called:
-                suspend_changed = self._update_suspended_condition(job, now)
+                suspend_changed = self.status_writer.update_suspended_condition(job, now)
 
         needs_flush = (suspend_changed or start_time_set or active != status.active
                        or not status.HasField("ready") or jc.ready != status.ready
@@ -412,7 +378,7 @@ class JobController(PodManagement, StatusTracking, Controller):
         status.active = active
         status.ready = jc.ready
         status.terminating = jc.terminating
-        await self.track_status_and_remove_finalizers(jc, needs_flush)
+        await self.status_writer.track_status_and_remove_finalizers(jc, needs_flush)
         if manage_err is not None:
             raise manage_err
 

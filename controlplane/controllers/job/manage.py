@@ -1,19 +1,21 @@
 """Creating and deleting a Job's pods: Kubernetes' manageJob and its pod-control calls.
 
-A mixin of JobController (it uses the controller's expectations, pod control, queue and
-back-off knobs). Creates go out in slow-start batches, one Batch RPC per batch; deletions of
-pods the Job no longer wants strip the tracking finalizer first (they are not failures), while
-a finishing Job's pods keep it (they will be counted).
+A collaborator of JobController, given what it uses (pod control, the creation/deletion
+expectations, the back-off knobs and a way to re-queue a Job later). Creates go out in
+slow-start batches, one Batch RPC per batch; deletions of pods the Job no longer wants strip the
+tracking finalizer first (they are not failures), while a finishing Job's pods keep it (they
+will be counted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ketch.api import errors, meta
-from ketch.client.workqueue import WorkQueue
 from ketch.v1 import batch_pb2, core_pb2
 
+from ..options import JobOptions
 from . import decisions, indexed, spec
 from .backoff import remaining_per_index
 from .decisions import SyncContext
@@ -24,19 +26,26 @@ from .pods import TRACKING_FINALIZER, is_ready, pods_for_removal
 MAX_POD_CREATE_DELETE_PER_SYNC = 500
 
 
-class PodManagement:
+RequeueAfter = Callable[[str, float], None]
+
+
+class PodManager:
     """manage_job and the pod writes behind it."""
 
-    queue: WorkQueue[str]
-    expectations: ControllerExpectations
-    pod_control: PodControl
-    backoff_base: float
-    backoff_max: float
-    _creates_ok: set[str]
+    def __init__(self, pod_control: PodControl, expectations: ControllerExpectations, options: JobOptions,
+                 requeue_after: RequeueAfter) -> None:
+        self.pod_control = pod_control
+        self.expectations = expectations
+        self.backoff_base = options.backoff_base
+        self.backoff_max = options.backoff_max
+        self.requeue_after = requeue_after
+        # Jobs whose last creates all succeeded: their next slow start begins with one batch of
+        # everything instead of 1, 2, 4, ... (any failure starts over at 1, as Kubernetes does).
+        self._creates_ok: set[str] = set()
 
-    def enqueue_with_delay(self, key: str, delay: float) -> None:
-        raise NotImplementedError
-
+    def forget(self, key: str) -> None:
+        """The Job is gone or finished: drop what was remembered about its creates."""
+        self._creates_ok.discard(key)
 
     async def manage_job(self, jc: SyncContext) -> tuple[int, errors.StatusError | None]:
         """Create or delete pods toward the wanted number of active pods (never both)."""
@@ -60,7 +69,7 @@ class PodManagement:
         if not spec.has_backoff_limit_per_index(job) and jc.new_backoff_record is not None:
             remaining = jc.new_backoff_record.remaining(jc.now, self.backoff_base, self.backoff_max)
             if remaining > 0:
-                self.enqueue_with_delay(key, remaining)
+                self.requeue_after(key, remaining)
                 return active, None
         diff = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
         indexes: list[int] = []
@@ -69,7 +78,7 @@ class PodManagement:
             if spec.has_backoff_limit_per_index(job):
                 indexes, remaining = self._indexes_ready_now(jc, indexes)
                 if remaining > 0:
-                    self.enqueue_with_delay(key, remaining)
+                    self.requeue_after(key, remaining)
                     return active, None
             diff = len(indexes)
         if diff <= 0:

@@ -1,13 +1,16 @@
 """Writing a Job's status with the finalizer protocol (tracking.py), and its conditions.
 
-A mixin of JobController. Newly finished pods are recorded (uncounted UIDs, completed indexes)
-and the status written before any finalizer is removed; released pods then move into the
-counters; the terminal condition (Complete/Failed) is added only once nothing is uncounted and
-no pod is terminating, as Kubernetes 1.31 does.
+A collaborator of JobController, given the client, the event recorder, pod control, the
+back-off and finalizer records it updates and a way to re-queue a Job. Newly finished pods are
+recorded (uncounted UIDs, completed indexes) and the status written before any finalizer is
+removed; released pods then move into the counters; the terminal condition (Complete/Failed) is
+added only once nothing is uncounted and no pod is terminating, as Kubernetes 1.31 does. It also
+remembers our last status write per Job, for as long as the informer cache lags behind it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
@@ -25,20 +28,45 @@ from .pods import TRACKING_FINALIZER
 MAX_UNCOUNTED_PODS = 500
 
 
-class StatusTracking:
-    """track_status_and_remove_finalizers and the condition helpers."""
+def _rv(obj: Any) -> int:
+    try:
+        return int(obj.metadata.resource_version)
+    except ValueError:
+        return 0
 
-    client: Client
-    recorder: EventRecorder
-    pod_control: PodControl
-    backoff_store: BackoffStore
-    finalizer_expectations: tracking.FinalizerExpectations
-    _written: dict[str, batch_pb2.Job]
 
-    def enqueue_with_delay(self, key: str, delay: float) -> None:
-        raise NotImplementedError
+class StatusWriter:
+    """track_status_and_remove_finalizers, the condition helpers, and our last status writes."""
 
-    def _update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
+    def __init__(self, client: Client, recorder: EventRecorder, pod_control: PodControl,
+                 backoff_store: BackoffStore, finalizer_expectations: tracking.FinalizerExpectations,
+                 requeue_after: Callable[[str, float], None]) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.pod_control = pod_control
+        self.backoff_store = backoff_store
+        self.finalizer_expectations = finalizer_expectations
+        self.requeue_after = requeue_after
+        self._written: dict[str, batch_pb2.Job] = {}  # our last status write per Job (latest_job)
+
+    def forget(self, key: str) -> None:
+        self._written.pop(key, None)
+
+    def latest_job(self, key: str, cached: Any | None) -> Any | None:
+        """The cached Job, or the one our own last status write returned if the cache has not
+        caught up with it yet. Without this, pods whose finalizer removal the cache already
+        shows (so they no longer count as new) next to a Job whose counters do not include them
+        yet would look like missing completions, and extra pods would be started. Ketch's
+        resourceVersions are the store's global revision, so they order writes."""
+        written = self._written.get(key)
+        if written is None or cached is None:
+            return cached
+        if written.metadata.uid == cached.metadata.uid and _rv(written) > _rv(cached):
+            return written  # read-only, like a cached object
+        self._written.pop(key, None)  # the cache has it (or a newer Job)
+        return cached
+
+    def update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
         if spec.suspended(job):
             changed = ensure_condition(job.status, spec.SUSPENDED, "True", "JobSuspended", "Job suspended", now)
             if changed:
@@ -135,7 +163,7 @@ class StatusTracking:
         elif counters_moved:
             # Released pods move from uncountedTerminatedPods into the counters with the next
             # sync's (single) status write; the pod updates enqueue it anyway, this makes sure.
-            self.enqueue_with_delay(jc.key, 0)
+            self.requeue_after(jc.key, 0)
 
     async def _flush_and_release(self, jc: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
                                  needs_flush: bool) -> bool:
@@ -198,6 +226,6 @@ class StatusTracking:
     async def update_status(self, job: batch_pb2.Job) -> batch_pb2.Job:
         updated: batch_pb2.Job = await self.client.update_status(job)
         # Remembered (exactly as written: a copy, as the sync goes on changing its own) until
-        # the cache catches up: see JobController.latest_job.
+        # the cache catches up: see latest_job.
         self._written[meta.key_of(updated)] = copy_of(updated)
         return updated

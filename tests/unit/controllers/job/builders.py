@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlplane.controllers.base import ControllerContext, Options
+from controlplane.controllers.base import ControllerContext
 from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.job.indexed import COMPLETION_INDEX_KEY, INDEX_FAILURE_COUNT_KEY
 from controlplane.controllers.job.podcontrol import FakePodControl
 from controlplane.controllers.job.pods import TRACKING_FINALIZER
+from controlplane.controllers.options import ControllerOptions, JobOptions
 from ketch.api import errors, meta, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.informer import InformerFactory
@@ -214,7 +215,7 @@ def harness(pod_control: FakePodControl | None = None, backoff_base: float = 10.
     clock = FakeClock(now)
     recorder = FakeRecorder()
     ctx = ControllerContext(client=client, informers=InformerFactory(client),  # type: ignore[arg-type]
-                            options=Options(job_backoff_base=backoff_base, job_backoff_max=backoff_max),
+                            options=ControllerOptions(job=JobOptions(backoff_base, backoff_max)),
                             clock=clock, recorders={"job-controller": recorder})  # type: ignore[dict-item]
     pc = pod_control or FakePodControl()
     return Harness(JobController(ctx, pod_control=pc), pc, client, recorder, clock)
