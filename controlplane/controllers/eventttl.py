@@ -52,10 +52,13 @@ class EventTTLController(BatchingController):
         super().__init__(ctx)
         self.ttl = ttl if ttl is not None else ctx.options.event_ttl.ttl
         self.events = ctx.informers.informer("Event")
-        self.events.add_handler(self._schedule, lambda old, new: self._schedule(new), None)
+        self.events.add_handler(self.add_event, self.update_event, None)
 
-    def _schedule(self, event: Any) -> None:
+    def add_event(self, event: Any) -> None:
         self.queue.add_after(key_of(event), expires_in(event, self.ttl, self.clock.now()))
+
+    def update_event(self, old: Any, new: Any) -> None:
+        self.add_event(new)
 
     async def process(self, keys: list[str]) -> None:
         now = self.clock.now()

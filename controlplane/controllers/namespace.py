@@ -84,16 +84,19 @@ class NamespaceController(Controller):
         # Kubernetes' namespace queue: 5 ms doubling to 60 s per namespace.
         super().__init__(ctx, ItemExponentialFailureRateLimiter(0.005, 60.0))
         self.namespaces = ctx.informers.informer("Namespace")
-        self.namespaces.add_handler(self._on_namespace, lambda old, new: self._on_namespace(new), None)
+        self.namespaces.add_handler(self.add_namespace, self.update_namespace, None)
         for info in NAMESPACED_KINDS:
             if info.kind != "Event":
-                ctx.informers.informer(info.kind).add_handler(on_delete=self._on_content_deleted)
+                ctx.informers.informer(info.kind).add_handler(on_delete=self.delete_namespaced_object)
 
-    def _on_namespace(self, ns: Any) -> None:
+    def add_namespace(self, ns: Any) -> None:
         if needs_finalizing(ns):
             self.queue.add(ns.metadata.name)
 
-    def _on_content_deleted(self, obj: Any) -> None:
+    def update_namespace(self, old: Any, new: Any) -> None:
+        self.add_namespace(new)
+
+    def delete_namespaced_object(self, obj: Any) -> None:
         if isinstance(obj, DeletedFinalStateUnknown):
             obj = obj.obj
             if obj is None:

@@ -211,26 +211,26 @@ class NodeLifecycleController(Controller):
         self.num_ready = 0
         self.statuses_loaded = False
         self.disrupted = False
-        self.nodes.add_handler(self._on_node, self._on_node_update, self._on_node_delete)
-        self.leases.add_handler(self._on_lease, self._on_lease_update)
+        self.nodes.add_handler(self.add_node, self.update_node, self.delete_node)
+        self.leases.add_handler(self.add_lease, self.update_lease)
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def _on_node(self, node: Any) -> None:
+    def add_node(self, node: Any) -> None:
         self.enqueue(node.metadata.name)
 
-    def _on_node_update(self, old: Any, new: Any) -> None:
+    def update_node(self, old: Any, new: Any) -> None:
         if old.metadata.resource_version != new.metadata.resource_version:
             self.enqueue(new.metadata.name)
 
-    def _on_node_delete(self, obj: Any) -> None:
+    def delete_node(self, obj: Any) -> None:
         node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         self.enqueue(node.metadata.name)
 
-    def _on_lease(self, lease: Any) -> None:
+    def add_lease(self, lease: Any) -> None:
         self.enqueue(lease.metadata.name)
 
-    def _on_lease_update(self, old: Any, new: Any) -> None:
+    def update_lease(self, old: Any, new: Any) -> None:
         if old.spec.renew_time != new.spec.renew_time:
             self.enqueue(new.metadata.name)
 

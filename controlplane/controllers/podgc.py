@@ -98,12 +98,12 @@ class PodGCController(Controller):
         self.nodes = ctx.informers.informer("Node")
         self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.terminated: set[str] = set()
-        self.pods.add_handler(self._pod_changed, lambda old, new: self._pod_changed(new), self._pod_deleted)
-        self.nodes.add_handler(self._node_changed, lambda old, new: self._node_changed(new), self._node_deleted)
+        self.pods.add_handler(self.add_pod, self.update_pod, self.delete_pod)
+        self.nodes.add_handler(self.add_node, self.update_node, self.delete_node)
 
     # -- handlers ---------------------------------------------------------------------------------
 
-    def _pod_changed(self, pod: Any) -> None:
+    def add_pod(self, pod: Any) -> None:
         k = key_of(pod)
         if is_terminated(pod):
             self.terminated.add(k)
@@ -118,17 +118,23 @@ class PodGCController(Controller):
         if node is None or (pod.metadata.deletion_timestamp and out_of_service(node)):
             self.queue.add(NODE_PREFIX + node_name)
 
-    def _pod_deleted(self, obj: Any) -> None:
+    def update_pod(self, old: Any, new: Any) -> None:
+        self.add_pod(new)
+
+    def delete_pod(self, obj: Any) -> None:
         pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if pod is not None:
             self.terminated.discard(key_of(pod))
 
-    def _node_changed(self, node: Any) -> None:
+    def add_node(self, node: Any) -> None:
         self.missing.pop(node.metadata.name, None)  # (back) in the cache: no quarantine running
         if out_of_service(node):
             self.queue.add(NODE_PREFIX + node.metadata.name)
 
-    def _node_deleted(self, obj: Any) -> None:
+    def update_node(self, old: Any, new: Any) -> None:
+        self.add_node(new)
+
+    def delete_node(self, obj: Any) -> None:
         node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         name = node.metadata.name if node is not None else obj.key
         self.queue.add(NODE_PREFIX + name)

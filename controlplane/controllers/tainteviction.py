@@ -107,20 +107,20 @@ class TaintEvictionController(Controller):
         self.recorder = ctx.recorder(COMPONENT)
         # When a taint without timeAdded was first seen, by node: (key, value) -> time.
         self.first_seen: dict[str, dict[tuple[str, str], float]] = {}
-        self.nodes.add_handler(self._on_node, self._on_node_update, self._on_node_delete)
-        self.pods.add_handler(self._on_pod, self._on_pod_update)
+        self.nodes.add_handler(self.add_node, self.update_node, self.delete_node)
+        self.pods.add_handler(self.add_pod, self.update_pod)
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def _on_node(self, node: Any) -> None:
+    def add_node(self, node: Any) -> None:
         if _exec_taints_view(node):
             self.enqueue(node.metadata.name)
 
-    def _on_node_update(self, old: Any, new: Any) -> None:
+    def update_node(self, old: Any, new: Any) -> None:
         if _exec_taints_view(old) != _exec_taints_view(new):
             self.enqueue(new.metadata.name)
 
-    def _on_node_delete(self, obj: Any) -> None:
+    def delete_node(self, obj: Any) -> None:
         node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         self.first_seen.pop(node.metadata.name, None)
 
@@ -132,10 +132,10 @@ class TaintEvictionController(Controller):
         if node is not None and _exec_taints_view(node):
             self.enqueue(name)
 
-    def _on_pod(self, pod: Any) -> None:
+    def add_pod(self, pod: Any) -> None:
         self._enqueue_pod_node(pod)
 
-    def _on_pod_update(self, old: Any, new: Any) -> None:
+    def update_pod(self, old: Any, new: Any) -> None:
         if old.spec.node_name != new.spec.node_name or list(old.spec.tolerations) != list(new.spec.tolerations):
             self._enqueue_pod_node(new)
 

@@ -56,13 +56,16 @@ class TTLAfterFinishedController(Controller):
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.jobs = ctx.informers.informer("Job")
-        self.jobs.add_handler(self._on_job, lambda old, new: self._on_job(new), self._on_delete)
+        self.jobs.add_handler(self.add_job, self.update_job, self.delete_job)
 
-    def _on_job(self, job: Any) -> None:
+    def add_job(self, job: Any) -> None:
         if needs_cleanup(job):
             self.queue.add(key_of(job))
 
-    def _on_delete(self, obj: Any) -> None:
+    def update_job(self, old: Any, new: Any) -> None:
+        self.add_job(new)
+
+    def delete_job(self, obj: Any) -> None:
         job = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if job is not None:
             self.queue.forget(key_of(job))

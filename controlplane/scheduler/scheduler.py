@@ -104,8 +104,8 @@ class Scheduler(BatchingController):
         self._usage: dict[str, _Usage] = {}
         # Parsed allocatable per node, by (name, resourceVersion).
         self._node_base: dict[str, tuple[str, NodeInfo]] = {}
-        self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-        self.nodes.add_handler(self._node_added, self._node_updated, None)
+        self.pods.add_handler(self.add_pod, self.update_pod, self.delete_pod)
+        self.nodes.add_handler(self.add_node, self.update_node, None)
 
     # -- handlers: only enqueue ------------------------------------------------------------------
 
@@ -133,14 +133,14 @@ class Scheduler(BatchingController):
             usage.pod_count += 1
             self._counted[uid] = want
 
-    def _pod_added(self, pod: Any) -> None:
+    def add_pod(self, pod: Any) -> None:
         self._account(pod)
         if pod.spec.node_name:
             self.assumed.pop(pod.metadata.uid, None)
         elif predicates.needs_scheduling(pod, SCHEDULER_NAME):
             self.queue.add(key_of(pod))
 
-    def _pod_updated(self, old: Any, new: Any) -> None:
+    def update_pod(self, old: Any, new: Any) -> None:
         self._account(new)
         k = key_of(new)
         if new.spec.node_name:
@@ -159,7 +159,7 @@ class Scheduler(BatchingController):
             return  # only status changed (our own PodScheduled=False write): nothing new to try
         self.queue.add(k)
 
-    def _pod_deleted(self, obj: Any) -> None:
+    def delete_pod(self, obj: Any) -> None:
         pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if pod is None:
             return
@@ -173,10 +173,10 @@ class Scheduler(BatchingController):
         if pod.spec.node_name and not _is_terminal(pod):
             self._retry_unschedulable()
 
-    def _node_added(self, node: Any) -> None:
+    def add_node(self, node: Any) -> None:
         self._retry_unschedulable()
 
-    def _node_updated(self, old: Any, new: Any) -> None:
+    def update_node(self, old: Any, new: Any) -> None:
         if _node_sched_view(old) != _node_sched_view(new):
             self._retry_unschedulable()
 

@@ -109,15 +109,15 @@ class CronJobController(Controller):
         self.jobs = ctx.informers.informer("Job")
         # The status this controller wrote last, per key, until the informer has caught up.
         self._written: dict[str, batch_pb2.CronJob] = {}
-        self.cronjobs.add_handler(self._cronjob_added, self._cronjob_updated, self._cronjob_deleted)
-        self.jobs.add_handler(self._job_added, self._job_updated, self._job_deleted)
+        self.cronjobs.add_handler(self.add_cronjob, self.update_cronjob, self.delete_cronjob)
+        self.jobs.add_handler(self.add_job, self.update_job, self.delete_job)
 
     # -- handlers: enqueue only ------------------------------------------------------------------
 
-    def _cronjob_added(self, cj: Any) -> None:
+    def add_cronjob(self, cj: Any) -> None:
         self.enqueue(meta.key_of(cj))
 
-    def _cronjob_updated(self, old: Any, new: Any) -> None:
+    def update_cronjob(self, old: Any, new: Any) -> None:
         if old.metadata.resource_version == new.metadata.resource_version:
             return
         key = meta.key_of(new)
@@ -137,7 +137,7 @@ class CronJobController(Controller):
             return
         self.enqueue(key)
 
-    def _cronjob_deleted(self, obj: Any) -> None:
+    def delete_cronjob(self, obj: Any) -> None:
         cj = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if cj is None:
             return
@@ -155,12 +155,12 @@ class CronJobController(Controller):
             return None
         return meta.key(job.metadata.namespace, ref.name)
 
-    def _job_added(self, job: Any) -> None:
+    def add_job(self, job: Any) -> None:
         key = self._owner_key(job)
         if key is not None:
             self.enqueue(key)
 
-    def _job_updated(self, old: Any, new: Any) -> None:
+    def update_job(self, old: Any, new: Any) -> None:
         if old.metadata.resource_version == new.metadata.resource_version:
             return
         old_key, new_key = self._owner_key(old), self._owner_key(new)
@@ -169,7 +169,7 @@ class CronJobController(Controller):
         if new_key is not None:
             self.enqueue(new_key)
 
-    def _job_deleted(self, obj: Any) -> None:
+    def delete_job(self, obj: Any) -> None:
         job = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if job is None:
             return

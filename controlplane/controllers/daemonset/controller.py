@@ -81,22 +81,21 @@ class DaemonSetController(Controller):
         self.failed_backoff = Backoff()
         self.recorder = ctx.recorder(COMPONENT)
         self.burst_replicas = BURST_REPLICAS
-        self.dss.add_handler(self._on_ds_add, self._on_ds_update, self._on_ds_delete)
-        self.pods.add_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
-        self.nodes.add_handler(self._on_node_change, self._on_node_update, self._on_node_change)
-        self.revisions.add_handler(self._on_revision, lambda _old, new: self._on_revision(new),
-                                   self._on_revision)
+        self.dss.add_handler(self.add_daemonset, self.update_daemonset, self.delete_daemonset)
+        self.pods.add_handler(self.add_pod, self.update_pod, self.delete_pod)
+        self.nodes.add_handler(self.add_node, self.update_node, self.delete_node)
+        self.revisions.add_handler(self.add_revision, self.update_revision, self.delete_revision)
 
     # -- handlers: enqueue only ----------------------------------------------------------------
 
-    def _on_ds_add(self, ds: Any) -> None:
+    def add_daemonset(self, ds: Any) -> None:
         self.enqueue(meta.key_of(ds))
 
-    def _on_ds_update(self, old: Any, new: Any) -> None:
+    def update_daemonset(self, old: Any, new: Any) -> None:
         if old.metadata.resource_version != new.metadata.resource_version:
             self.enqueue(meta.key_of(new))
 
-    def _on_ds_delete(self, obj: Any) -> None:
+    def delete_daemonset(self, obj: Any) -> None:
         ds = _unwrap(obj)
         key = meta.key_of(ds)
         self.expectations.delete(key)
@@ -115,10 +114,10 @@ class DaemonSetController(Controller):
         return [ds for ds in self.dss.list(pod.metadata.namespace)
                 if _has_selector(ds) and selectors.selector_matches(ds.spec.selector, labels)]
 
-    def _on_pod_add(self, pod: Any) -> None:
+    def add_pod(self, pod: Any) -> None:
         if pod.metadata.deletion_timestamp:
             if pod.metadata.uid not in self._counted_deletions:
-                self._on_pod_delete(pod)
+                self.delete_pod(pod)
                 self._counted_deletions.add(pod.metadata.uid)
             return
         ref = meta.controller_ref(pod)
@@ -132,13 +131,13 @@ class DaemonSetController(Controller):
         for ds in self._dss_selecting(pod):  # an orphan: whoever selects it may adopt it
             self.enqueue(meta.key_of(ds))
 
-    def _on_pod_update(self, old: Any, new: Any) -> None:
+    def update_pod(self, old: Any, new: Any) -> None:
         if old.metadata.resource_version == new.metadata.resource_version:
             return
         if new.metadata.deletion_timestamp:
             # A graceful deletion shows up as an update: count it when it starts (once per pod).
             if new.metadata.uid not in self._counted_deletions:
-                self._on_pod_delete(new)
+                self.delete_pod(new)
                 self._counted_deletions.add(new.metadata.uid)
             else:
                 self._enqueue_controller(new)
@@ -160,7 +159,7 @@ class DaemonSetController(Controller):
             if ds is not None:
                 self.enqueue(meta.key_of(ds))
 
-    def _on_pod_delete(self, obj: Any) -> None:
+    def delete_pod(self, obj: Any) -> None:
         pod = _unwrap(obj)
         counted = pod.metadata.uid in self._counted_deletions
         self._counted_deletions.discard(pod.metadata.uid)
@@ -179,20 +178,29 @@ class DaemonSetController(Controller):
         for ds in self.dss.list():
             self.enqueue(meta.key_of(ds))
 
-    def _on_node_change(self, _node: Any) -> None:
+    def add_node(self, _node: Any) -> None:
         self._enqueue_all()
 
-    def _on_node_update(self, old: Any, new: Any) -> None:
+    def delete_node(self, obj: Any) -> None:
+        self.add_node(obj)
+
+    def update_node(self, old: Any, new: Any) -> None:
         if _node_view(old) != _node_view(new):
             self._enqueue_all()
 
-    def _on_revision(self, obj: Any) -> None:
+    def add_revision(self, obj: Any) -> None:
         rev = _unwrap(obj)
         ref = meta.controller_ref(rev)
         if ref is not None:
             ds = self._resolve(rev.metadata.namespace, ref)
             if ds is not None:
                 self.enqueue(meta.key_of(ds))
+
+    def update_revision(self, old: Any, new: Any) -> None:
+        self.add_revision(new)
+
+    def delete_revision(self, obj: Any) -> None:
+        self.add_revision(obj)
 
     # -- sync ----------------------------------------------------------------------------------
 

@@ -334,51 +334,51 @@ class JobController(Controller):
         satisfied = self.expectations.satisfied(key)
         pods = await self.get_pods_for_job(job)
         now = self.clock.now()
-        jc = SyncContext(key=key, job=job, pods=pods, now=now,
+        job_ctx = SyncContext(key=key, job=job, pods=pods, now=now,
                          expected_rm_finalizers=self.finalizer_expectations.expected(key))
-        new_succeeded, new_failed = decisions.classify(jc)
-        active = len(jc.active_pods)
+        new_succeeded, new_failed = decisions.classify(job_ctx)
+        active = len(job_ctx.active_pods)
         start_time_set = False
         if not status.start_time and not spec.suspended(job):
             status.start_time = timeutil.format(now)
             start_time_set = True
-        jc.new_backoff_record = self.backoff_store.new_record(key, new_succeeded, new_failed)
+        job_ctx.new_backoff_record = self.backoff_store.new_record(key, new_succeeded, new_failed)
 
-        deadline_in = decisions.decide_failure(jc)
+        deadline_in = decisions.decide_failure(job_ctx)
         if deadline_in is not None:
             self.queue.add_after(key, deadline_in)
         if spec.is_indexed(job):
-            decisions.decide_indexed(jc)
+            decisions.decide_indexed(job_ctx)
 
         suspend_changed = False
         manage_err: errors.StatusError | None = None
-        if jc.finished_condition is not None:
+        if job_ctx.finished_condition is not None:
             # Finishing: every active pod goes, keeping its finalizer (it will be counted).
-            deleted_ready, deleted, manage_err = await self.pod_manager.delete_active_pods(job, jc.active_pods)
+            deleted_ready, deleted, manage_err = await self.pod_manager.delete_active_pods(job, job_ctx.active_pods)
             if deleted != active or not satisfied:
-                jc.finished_condition = None  # pods the cache has not shown yet may remain
+                job_ctx.finished_condition = None  # pods the cache has not shown yet may remain
             active -= deleted
-            jc.terminating += deleted
-            jc.ready -= deleted_ready
+            job_ctx.terminating += deleted
+            job_ctx.ready -= deleted_ready
         else:
             manage_called = False
             if satisfied and not job.metadata.deletion_timestamp:
-                active, manage_err = await self.pod_manager.manage_job(jc)
+                active, manage_err = await self.pod_manager.manage_job(job_ctx)
                 manage_called = True
-            if decisions.is_complete(jc, active):
-                jc.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True",
+            if decisions.is_complete(job_ctx, active):
+                job_ctx.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True",
                                                       decisions.REASON_COMPLETIONS_REACHED,
                                                       decisions.MSG_COMPLETIONS_REACHED, now)
             elif manage_called:
                 suspend_changed = self.status_writer.update_suspended_condition(job, now)
 
         needs_flush = (suspend_changed or start_time_set or active != status.active
-                       or not status.HasField("ready") or jc.ready != status.ready
-                       or not status.HasField("terminating") or jc.terminating != status.terminating)
+                       or not status.HasField("ready") or job_ctx.ready != status.ready
+                       or not status.HasField("terminating") or job_ctx.terminating != status.terminating)
         status.active = active
-        status.ready = jc.ready
-        status.terminating = jc.terminating
-        await self.status_writer.track_status_and_remove_finalizers(jc, needs_flush)
+        status.ready = job_ctx.ready
+        status.terminating = job_ctx.terminating
+        await self.status_writer.track_status_and_remove_finalizers(job_ctx, needs_flush)
         if manage_err is not None:
             raise manage_err
 

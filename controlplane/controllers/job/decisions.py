@@ -77,9 +77,9 @@ class SyncContext:
     _matches: dict[str, failure_policy.Match] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unc = self.job.status.uncounted_terminated_pods
-        self.uncounted_succeeded = set(unc.succeeded)
-        self.uncounted_failed = set(unc.failed)
+        uncounted = self.job.status.uncounted_terminated_pods
+        self.uncounted_succeeded = set(uncounted.succeeded)
+        self.uncounted_failed = set(uncounted.failed)
 
     def policy_match(self, pod: Any) -> failure_policy.Match:
         """The pod failure policy's verdict on a failed pod (memoized for this sync)."""
@@ -110,86 +110,86 @@ def past_backoff_limit_on_failure(job: batch_pb2.Job, pods: Sequence[Any]) -> bo
     return total > 0 if limit == 0 else total >= limit
 
 
-def classify(jc: SyncContext) -> tuple[list[Any], list[Any]]:
+def classify(job_ctx: SyncContext) -> tuple[list[Any], list[Any]]:
     """One pass over the pods: active, ready and terminating counts, and the newly finished
     pods (still carrying the finalizer, not yet in the uncounted lists; Indexed: valid index).
 
-    Returns (newly succeeded, newly failed) and sets jc.succeeded / jc.failed.
+    Returns (newly succeeded, newly failed) and sets job_ctx.succeeded / job_ctx.failed.
     """
-    job = jc.job
+    job = job_ctx.job
     is_idx = spec.is_indexed(job)
     completions = spec.indexed_completions(job) if is_idx else 0
     only_failed = spec.only_replace_failed_pods(job)
-    expected = jc.expected_rm_finalizers
+    expected = job_ctx.expected_rm_finalizers
     new_succeeded: list[Any] = []
     new_failed: list[Any] = []
-    for p in jc.pods:
+    for p in job_ctx.pods:
         md = p.metadata
         phase = p.status.phase
         deleting = bool(md.deletion_timestamp)
         if phase != "Succeeded" and phase != "Failed":
             if deleting:
-                jc.terminating += 1
+                job_ctx.terminating += 1
             else:
-                jc.active_pods.append(p)
+                job_ctx.active_pods.append(p)
                 if is_ready(p):
-                    jc.ready += 1
+                    job_ctx.ready += 1
         if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
             continue
         if is_idx:
-            ix = indexed.completion_index(p)
-            if ix == indexed.UNKNOWN_INDEX or ix >= completions:
+            index = indexed.completion_index(p)
+            if index == indexed.UNKNOWN_INDEX or index >= completions:
                 continue
         if phase == "Succeeded":
-            if md.uid not in jc.uncounted_succeeded:
+            if md.uid not in job_ctx.uncounted_succeeded:
                 new_succeeded.append(p)
-        elif (phase == "Failed" or (deleting and not only_failed)) and md.uid not in jc.uncounted_failed:
+        elif (phase == "Failed" or (deleting and not only_failed)) and md.uid not in job_ctx.uncounted_failed:
             new_failed.append(p)
     status = job.status
-    jc.succeeded = status.succeeded + len(new_succeeded) + len(jc.uncounted_succeeded)
-    jc.failed = (status.failed + sum(1 for p in new_failed if jc.policy_match(p).count_failed)
-                 + len(jc.uncounted_failed))
+    job_ctx.succeeded = status.succeeded + len(new_succeeded) + len(job_ctx.uncounted_succeeded)
+    job_ctx.failed = (status.failed + sum(1 for p in new_failed if job_ctx.policy_match(p).count_failed)
+                 + len(job_ctx.uncounted_failed))
     return new_succeeded, new_failed
 
 
-def decide_failure(jc: SyncContext) -> float | None:
-    """Steps 7a-e; sets jc.finished_condition. Returns when to sync again for the deadline."""
-    job, now = jc.job, jc.now
+def decide_failure(job_ctx: SyncContext) -> float | None:
+    """Steps 7a-e; sets job_ctx.finished_condition. Returns when to sync again for the deadline."""
+    job, now = job_ctx.job, job_ctx.now
     scm = spec.find_condition(job, spec.SUCCESS_CRITERIA_MET)
     if scm is not None and scm.status == "True":
-        jc.finished_condition = copy_of(scm)
+        job_ctx.finished_condition = copy_of(scm)
         return None
     ft = spec.find_condition(job, spec.FAILURE_TARGET)
     if ft is not None and ft.status == "True":
-        jc.finished_condition = new_condition(spec.FAILED, "True", ft.reason, ft.message, now)
+        job_ctx.finished_condition = new_condition(spec.FAILED, "True", ft.reason, ft.message, now)
         return None
     if spec.pod_failure_policy(job) is not None:
-        for p in jc.pods:
+        for p in job_ctx.pods:
             if is_pod_failed(p, job):
-                m = jc.policy_match(p)
+                m = job_ctx.policy_match(p)
                 if m.message is not None:
-                    jc.finished_condition = failure_target("PodFailurePolicy", m.message, now)
+                    job_ctx.finished_condition = failure_target("PodFailurePolicy", m.message, now)
                     return None
-    if jc.failed > spec.backoff_limit(job) or past_backoff_limit_on_failure(job, jc.pods):
-        jc.finished_condition = failure_target("BackoffLimitExceeded", "Job has reached the specified backoff limit",
-                                               now)
+    if job_ctx.failed > spec.backoff_limit(job) or past_backoff_limit_on_failure(job, job_ctx.pods):
+        job_ctx.finished_condition = failure_target("BackoffLimitExceeded",
+                                                    "Job has reached the specified backoff limit", now)
     elif job.spec.HasField("active_deadline_seconds") and not spec.suspended(job) and job.status.start_time:
         elapsed = now - timeutil.parse(job.status.start_time)
         if elapsed >= job.spec.active_deadline_seconds:
-            jc.finished_condition = failure_target("DeadlineExceeded", "Job was active longer than specified deadline",
-                                                   now)
+            job_ctx.finished_condition = failure_target("DeadlineExceeded",
+                                                        "Job was active longer than specified deadline", now)
         else:
             return job.spec.active_deadline_seconds - elapsed
     return None
 
 
-def is_index_failed(jc: SyncContext, pod: Any) -> bool:
+def is_index_failed(job_ctx: SyncContext, pod: Any) -> bool:
     """A counted failure of a pod that had used up its index's backoffLimitPerIndex, or FailIndex."""
-    job = jc.job
+    job = job_ctx.job
     counted = False
     if is_pod_failed(pod, job):
         if spec.pod_failure_policy(job) is not None:
-            m = jc.policy_match(pod)
+            m = job_ctx.policy_match(pod)
             if m.action == failure_policy.FAIL_INDEX:
                 return True
             counted = m.count_failed
@@ -198,108 +198,109 @@ def is_index_failed(jc: SyncContext, pod: Any) -> bool:
     return counted and indexed.index_failure_count(pod) >= job.spec.backoff_limit_per_index
 
 
-def decide_indexed(jc: SyncContext) -> None:
+def decide_indexed(job_ctx: SyncContext) -> None:
     """Steps 7f-g for Indexed Jobs: succeeded and failed indexes, per-index limits, success policy."""
-    job, now = jc.job, jc.now
+    job, now = job_ctx.job, job_ctx.now
     completions = spec.indexed_completions(job)
-    jc.prev_succeeded_indexes = Intervals.parse(job.status.completed_indexes, completions)
-    valid = [(indexed.completion_index(p), p) for p in jc.pods if has_tracking_finalizer(p)]
-    valid = [(ix, p) for ix, p in valid if ix != indexed.UNKNOWN_INDEX and ix < completions]
-    new_succeeded = sorted({ix for ix, p in valid if p.status.phase == "Succeeded"})
-    jc.succeeded_indexes = jc.prev_succeeded_indexes.with_indexes(new_succeeded)
-    jc.succeeded = jc.succeeded_indexes.total()
+    job_ctx.prev_succeeded_indexes = Intervals.parse(job.status.completed_indexes, completions)
+    valid = [(indexed.completion_index(p), p) for p in job_ctx.pods if has_tracking_finalizer(p)]
+    valid = [(index, p) for index, p in valid if index != indexed.UNKNOWN_INDEX and index < completions]
+    new_succeeded = sorted({index for index, p in valid if p.status.phase == "Succeeded"})
+    job_ctx.succeeded_indexes = job_ctx.prev_succeeded_indexes.with_indexes(new_succeeded)
+    job_ctx.succeeded = job_ctx.succeeded_indexes.total()
     if spec.has_backoff_limit_per_index(job):
         prev_failed = Intervals.parse(
             job.status.failed_indexes if job.status.HasField("failed_indexes") else "", completions)
-        jc.failed_indexes = prev_failed.with_indexes(sorted({ix for ix, p in valid if is_index_failed(jc, p)}))
-        if jc.finished_condition is None:
-            n_failed = jc.failed_indexes.total()
+        failed_now = {index for index, p in valid if is_index_failed(job_ctx, p)}
+        job_ctx.failed_indexes = prev_failed.with_indexes(sorted(failed_now))
+        if job_ctx.finished_condition is None:
+            n_failed = job_ctx.failed_indexes.total()
             if job.spec.HasField("max_failed_indexes") and n_failed > job.spec.max_failed_indexes:
-                jc.finished_condition = failure_target(
+                job_ctx.finished_condition = failure_target(
                     "MaxFailedIndexesExceeded", "Job has exceeded the specified maximal number of failed indexes", now)
-            elif n_failed > 0 and n_failed + jc.succeeded_indexes.total() >= completions:
-                jc.finished_condition = failure_target("FailedIndexes", "Job has failed indexes", now)
-        jc.delayed_deletion_per_index = pods_with_delayed_deletion(jc, valid)
-    if jc.finished_condition is None:
-        msg, met = success_policy.match(spec.success_policy(job), completions, jc.succeeded_indexes)
+            elif n_failed > 0 and n_failed + job_ctx.succeeded_indexes.total() >= completions:
+                job_ctx.finished_condition = failure_target("FailedIndexes", "Job has failed indexes", now)
+        job_ctx.delayed_deletion_per_index = pods_with_delayed_deletion(job_ctx, valid)
+    if job_ctx.finished_condition is None:
+        msg, met = success_policy.match(spec.success_policy(job), completions, job_ctx.succeeded_indexes)
         if met:
-            jc.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True", "SuccessPolicy", msg, now)
+            job_ctx.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True", "SuccessPolicy", msg, now)
 
 
-def pods_with_delayed_deletion(jc: SyncContext, valid: list[tuple[int, Any]]) -> dict[int, Any]:
+def pods_with_delayed_deletion(job_ctx: SyncContext, valid: list[tuple[int, Any]]) -> dict[int, Any]:
     """Per index, the last failed pod whose release waits for its replacement to exist, so
     that the replacement inherits its failure counts."""
-    active_ix = indexed.indexes_of(jc.active_pods)
-    failed_ix = jc.failed_indexes or Intervals()
+    active_ix = indexed.indexes_of(job_ctx.active_pods)
+    failed_ix = job_ctx.failed_indexes or Intervals()
     out: dict[int, Any] = {}
-    for ix, p in valid:
-        if p.metadata.uid in jc.expected_rm_finalizers or not is_pod_failed(p, jc.job):
+    for index, p in valid:
+        if p.metadata.uid in job_ctx.expected_rm_finalizers or not is_pod_failed(p, job_ctx.job):
             continue
-        if jc.succeeded_indexes.has(ix) or failed_ix.has(ix) or ix in active_ix:
+        if job_ctx.succeeded_indexes.has(index) or failed_ix.has(index) or index in active_ix:
             continue
-        last = out.get(ix)
+        last = out.get(index)
         if last is None or (indexed.index_absolute_failure_count(last) <= indexed.index_absolute_failure_count(p)
                             and not finished_time(p) < finished_time(last)):
-            out[ix] = p
+            out[index] = p
     return out
 
 
-def want_active(jc: SyncContext) -> int:
+def want_active(job_ctx: SyncContext) -> int:
     """How many pods should be active: parallelism, never more than the completions left;
     work-queue mode starts no more once any pod succeeded."""
-    job = jc.job
-    active = len(jc.active_pods)
+    job = job_ctx.job
+    active = len(job_ctx.active_pods)
     parallelism = spec.parallelism(job)
     completions = spec.completions(job)
     if completions is None:
-        return active if jc.succeeded > 0 else parallelism
-    return max(0, min(completions - jc.succeeded, parallelism))
+        return active if job_ctx.succeeded > 0 else parallelism
+    return max(0, min(completions - job_ctx.succeeded, parallelism))
 
 
-def is_complete(jc: SyncContext, active: int) -> bool:
-    completions = spec.completions(jc.job)
+def is_complete(job_ctx: SyncContext, active: int) -> bool:
+    completions = spec.completions(job_ctx.job)
     if completions is None:
-        return jc.succeeded > 0 and active == 0
-    return jc.succeeded >= completions and active == 0
+        return job_ctx.succeeded > 0 and active == 0
+    return job_ctx.succeeded >= completions and active == 0
 
 
-def pending_indexes(jc: SyncContext, count: int) -> list[int]:
+def pending_indexes(job_ctx: SyncContext, count: int) -> list[int]:
     """The lowest indexes not succeeded, not active, not failed (nor terminating, when only
     failed pods are replaced)."""
-    non_pending = jc.succeeded_indexes.with_indexes(sorted(indexed.indexes_of(jc.active_pods)))
-    if spec.only_replace_failed_pods(jc.job):
-        terminating = [p for p in jc.pods if p.metadata.deletion_timestamp
+    non_pending = job_ctx.succeeded_indexes.with_indexes(sorted(indexed.indexes_of(job_ctx.active_pods)))
+    if spec.only_replace_failed_pods(job_ctx.job):
+        terminating = [p for p in job_ctx.pods if p.metadata.deletion_timestamp
                        and p.status.phase not in ("Succeeded", "Failed")]
         non_pending = non_pending.with_indexes(sorted(indexed.indexes_of(terminating)))
-    if jc.failed_indexes is not None:
-        non_pending = non_pending.merge(jc.failed_indexes)
-    return indexed.first_pending_indexes(count, spec.indexed_completions(jc.job), non_pending)
+    if job_ctx.failed_indexes is not None:
+        non_pending = non_pending.merge(job_ctx.failed_indexes)
+    return indexed.first_pending_indexes(count, spec.indexed_completions(job_ctx.job), non_pending)
 
 
-def new_index_failure_counts(jc: SyncContext, replaced: Any | None) -> tuple[int, int]:
+def new_index_failure_counts(job_ctx: SyncContext, replaced: Any | None) -> tuple[int, int]:
     """The failure-count annotations of a pod replacing `replaced` in its index."""
     if replaced is None:
         return 0, 0
     failures = indexed.index_failure_count(replaced)
     ignored = indexed.index_ignored_failure_count(replaced)
-    if jc.policy_match(replaced).count_failed:
+    if job_ctx.policy_match(replaced).count_failed:
         failures += 1
     else:
         ignored += 1
     return failures, ignored
 
 
-def can_remove_finalizer(jc: SyncContext, pod: Any, considered_failed: bool) -> bool:
+def can_remove_finalizer(job_ctx: SyncContext, pod: Any, considered_failed: bool) -> bool:
     """A pod is released when the Job is finishing or deleted, when it succeeded, or when it
     failed (except the last failed pod of an index, until its replacement exists)."""
-    if jc.job.metadata.deletion_timestamp or jc.finished_condition is not None:
+    if job_ctx.job.metadata.deletion_timestamp or job_ctx.finished_condition is not None:
         return True
     if pod.status.phase == "Succeeded":
         return True
     if not considered_failed:
         return False
-    if spec.has_backoff_limit_per_index(jc.job):
-        waiting = jc.delayed_deletion_per_index.get(indexed.completion_index(pod))
+    if spec.has_backoff_limit_per_index(job_ctx.job):
+        waiting = job_ctx.delayed_deletion_per_index.get(indexed.completion_index(pod))
         if waiting is not None and waiting.metadata.uid == pod.metadata.uid:
             return False
     return True

@@ -88,20 +88,20 @@ class Intervals:
 
     def with_indexes(self, ordered: Iterable[int]) -> Intervals:
         """A new set with these indexes (given in increasing order) added."""
-        return self.merge(Intervals([(ix, ix) for ix in ordered]))
+        return self.merge(Intervals([(index, index) for index in ordered]))
 
     def total(self) -> int:
         return sum(last - first + 1 for first, last in self.spans)
 
-    def has(self, ix: int) -> bool:
+    def has(self, index: int) -> bool:
         lo, hi = 0, len(self.spans)
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.spans[mid][1] >= ix:
+            if self.spans[mid][1] >= index:
                 hi = mid
             else:
                 lo = mid + 1
-        return hi < len(self.spans) and self.spans[hi][0] <= ix
+        return hi < len(self.spans) and self.spans[hi][0] <= index
 
     def __iter__(self) -> Iterator[int]:
         for first, last in self.spans:
@@ -140,10 +140,10 @@ def completion_index(pod: Any) -> int:
     if value is None:
         return UNKNOWN_INDEX
     try:
-        ix = int(value)
+        index = int(value)
     except ValueError:
         return UNKNOWN_INDEX
-    return ix if ix >= 0 else UNKNOWN_INDEX
+    return index if index >= 0 else UNKNOWN_INDEX
 
 
 def _annotation_int(pod: Any, key: str) -> int:
@@ -172,9 +172,9 @@ def index_absolute_failure_count(pod: Any) -> int:
 def indexes_of(pods: Iterable[Any]) -> set[int]:
     out = set()
     for p in pods:
-        ix = completion_index(p)
-        if ix != UNKNOWN_INDEX:
-            out.add(ix)
+        index = completion_index(p)
+        if index != UNKNOWN_INDEX:
+            out.add(index)
     return out
 
 

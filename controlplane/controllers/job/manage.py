@@ -47,52 +47,53 @@ class PodManager:
         """The Job is gone or finished: drop what was remembered about its creates."""
         self._creates_ok.discard(key)
 
-    async def manage_job(self, jc: SyncContext) -> tuple[int, errors.StatusError | None]:
+    async def manage_job(self, job_ctx: SyncContext) -> tuple[int, errors.StatusError | None]:
         """Create or delete pods toward the wanted number of active pods (never both)."""
-        job, key = jc.job, jc.key
-        active = len(jc.active_pods)
+        job, key = job_ctx.job, job_ctx.key
+        active = len(job_ctx.active_pods)
         is_idx = spec.is_indexed(job)
         completions = spec.completions(job)
         if spec.suspended(job):
-            to_delete = pods_for_removal(jc.active_pods, active, completions, is_idx)
-            return await self._delete_and_account(jc, active, to_delete)
-        want = decisions.want_active(jc)
+            to_delete = pods_for_removal(job_ctx.active_pods, active, completions, is_idx)
+            return await self._delete_and_account(job_ctx, active, to_delete)
+        want = decisions.want_active(job_ctx)
         rm_at_least = max(active - want, 0)
-        to_delete = pods_for_removal(jc.active_pods, rm_at_least, completions, is_idx)
+        to_delete = pods_for_removal(job_ctx.active_pods, rm_at_least, completions, is_idx)
         if to_delete:
-            return await self._delete_and_account(jc, active, to_delete[:MAX_POD_CREATE_DELETE_PER_SYNC])
+            return await self._delete_and_account(job_ctx, active, to_delete[:MAX_POD_CREATE_DELETE_PER_SYNC])
 
-        terminating = jc.terminating if spec.only_replace_failed_pods(job) else 0
+        terminating = job_ctx.terminating if spec.only_replace_failed_pods(job) else 0
         diff = want - terminating - active
         if diff <= 0:
             return active, None
-        if not spec.has_backoff_limit_per_index(job) and jc.new_backoff_record is not None:
-            remaining = jc.new_backoff_record.remaining(jc.now, self.backoff_base, self.backoff_max)
+        if not spec.has_backoff_limit_per_index(job) and job_ctx.new_backoff_record is not None:
+            remaining = job_ctx.new_backoff_record.remaining(job_ctx.now, self.backoff_base, self.backoff_max)
             if remaining > 0:
                 self.requeue_after(key, remaining)
                 return active, None
         diff = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
         indexes: list[int] = []
         if is_idx:
-            indexes = decisions.pending_indexes(jc, diff)
+            indexes = decisions.pending_indexes(job_ctx, diff)
             if spec.has_backoff_limit_per_index(job):
-                indexes, remaining = self._indexes_ready_now(jc, indexes)
+                indexes, remaining = self._indexes_ready_now(job_ctx, indexes)
                 if remaining > 0:
                     self.requeue_after(key, remaining)
                     return active, None
             diff = len(indexes)
         if diff <= 0:
             return active, None
-        return await self._create_pods(jc, active, diff, indexes)
+        return await self._create_pods(job_ctx, active, diff, indexes)
 
-    def _indexes_ready_now(self, jc: SyncContext, indexes: list[int]) -> tuple[list[int], float]:
+    def _indexes_ready_now(self, job_ctx: SyncContext, indexes: list[int]) -> tuple[list[int], float]:
         """backoffLimitPerIndex: the indexes whose own back-off has passed, or the least wait."""
         now_list: list[int] = []
         least: float | None = None
-        for ix in indexes:
-            r = remaining_per_index(jc.now, self.backoff_base, self.backoff_max, jc.delayed_deletion_per_index.get(ix))
+        for index in indexes:
+            last_failed = job_ctx.delayed_deletion_per_index.get(index)
+            r = remaining_per_index(job_ctx.now, self.backoff_base, self.backoff_max, last_failed)
             if r <= 0:
-                now_list.append(ix)
+                now_list.append(index)
             elif least is None or r < least:
                 least = r
         if now_list:
@@ -108,9 +109,9 @@ class PodManager:
             template.metadata.finalizers.append(TRACKING_FINALIZER)
         return template
 
-    def new_pod(self, jc: SyncContext, template: core_pb2.PodTemplateSpec, owner: Any,
+    def new_pod(self, job_ctx: SyncContext, template: core_pb2.PodTemplateSpec, owner: Any,
                 index: int | None) -> core_pb2.Pod:
-        job = jc.job
+        job = job_ctx.job
         pod = core_pb2.Pod(api_version="v1", kind="Pod")
         md = pod.metadata
         tmd = template.metadata
@@ -123,24 +124,25 @@ class PodManager:
         if index is None:
             md.generate_name = f"{job.metadata.name}-"
             return pod
-        ix = str(index)
-        md.annotations[indexed.COMPLETION_INDEX_KEY] = ix
-        md.labels[indexed.COMPLETION_INDEX_KEY] = ix
+        index_text = str(index)
+        md.annotations[indexed.COMPLETION_INDEX_KEY] = index_text
+        md.labels[indexed.COMPLETION_INDEX_KEY] = index_text
         pod.spec.hostname = f"{job.metadata.name}-{index}"
         md.generate_name = indexed.generate_name_with_index(job.metadata.name, index)
         if spec.has_backoff_limit_per_index(job):
-            failures, ignored = decisions.new_index_failure_counts(jc, jc.delayed_deletion_per_index.get(index))
+            replaced = job_ctx.delayed_deletion_per_index.get(index)
+            failures, ignored = decisions.new_index_failure_counts(job_ctx, replaced)
             md.annotations[indexed.INDEX_FAILURE_COUNT_KEY] = str(failures)
             if ignored > 0:
                 md.annotations[indexed.INDEX_IGNORED_FAILURE_COUNT_KEY] = str(ignored)
         return pod
 
-    async def _create_pods(self, jc: SyncContext, active: int, diff: int,
+    async def _create_pods(self, job_ctx: SyncContext, active: int, diff: int,
                            indexes: list[int]) -> tuple[int, errors.StatusError | None]:
         """Slow start: batches of 1, 2, 4, ...; each batch is one Batch RPC. A batch with a
         failure stops the rest (retried on a later sync). After a sync whose creates all
         succeeded, the next one sends everything in one batch."""
-        job, key = jc.job, jc.key
+        job, key = job_ctx.job, job_ctx.key
         self.expectations.expect_creations(key, diff)
         active += diff
         template = self._pod_template(job)
@@ -150,7 +152,7 @@ class PodManager:
         batch_size = diff if key in self._creates_ok else min(diff, 1)
         self._creates_ok.discard(key)
         while diff > 0:
-            pods = [self.new_pod(jc, template, owner, queue.pop(0) if queue else None) for _ in range(batch_size)]
+            pods = [self.new_pod(job_ctx, template, owner, queue.pop(0) if queue else None) for _ in range(batch_size)]
             failures = 0
             for err in await self.pod_control.create_pods(job, pods):
                 if err is None:
@@ -173,24 +175,24 @@ class PodManager:
             self._creates_ok.add(key)
         return active, first_err
 
-    async def _delete_and_account(self, jc: SyncContext, active: int,
+    async def _delete_and_account(self, job_ctx: SyncContext, active: int,
                                   to_delete: list[Any]) -> tuple[int, errors.StatusError | None]:
         """Delete pods the Job no longer wants (suspend, scale-down, duplicate indexes), with their
         finalizers stripped first so they are not counted as failed."""
         if not to_delete:
             return active, None
-        self.expectations.expect_deletions(jc.key, len(to_delete))
+        self.expectations.expect_deletions(job_ctx.key, len(to_delete))
         first_err: errors.StatusError | None = None
-        for pod, err in zip(to_delete, await self.pod_control.delete_pods(jc.job, to_delete, True), strict=True):
+        for pod, err in zip(to_delete, await self.pod_control.delete_pods(job_ctx.job, to_delete, True), strict=True):
             if err is not None:
-                self.expectations.deletion_observed(jc.key)  # the informer will not see this one
+                self.expectations.deletion_observed(job_ctx.key)  # the informer will not see this one
                 if not isinstance(err, errors.NotFound):
                     first_err = first_err or err
                     continue
             active -= 1
-            jc.terminating += 1
+            job_ctx.terminating += 1
             if is_ready(pod):
-                jc.ready -= 1
+                job_ctx.ready -= 1
         return active, first_err
 
     async def delete_active_pods(self, job: batch_pb2.Job,

@@ -77,13 +77,13 @@ def pods_for_removal(pods: list[Any], rm_at_least: int, completions: int | None,
         left = []
         by_index: dict[int, list[Any]] = {}
         for p in pods:
-            ix = indexed.completion_index(p)
-            if ix == indexed.UNKNOWN_INDEX or (completions is not None and ix >= completions):
+            index = indexed.completion_index(p)
+            if index == indexed.UNKNOWN_INDEX or (completions is not None and index >= completions):
                 rm.append(p)
             else:
-                by_index.setdefault(ix, []).append(p)
-        for ix in sorted(by_index):
-            same = by_index[ix]
+                by_index.setdefault(index, []).append(p)
+        for index in sorted(by_index):
+            same = by_index[index]
             if len(same) > 1:
                 same = sort_for_deletion(same)
                 rm.extend(same[:-1])

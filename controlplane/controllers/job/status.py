@@ -80,61 +80,63 @@ class StatusWriter:
         return changed
 
 
-    async def track_status_and_remove_finalizers(self, jc: SyncContext, needs_flush: bool) -> None:
+    async def track_status_and_remove_finalizers(self, job_ctx: SyncContext, needs_flush: bool) -> None:
         """Record newly finished pods (uncounted UIDs / completed indexes), write the status,
         strip their finalizers, move them into the counters, and finish the Job if it can."""
-        job = jc.job
+        job = job_ctx.job
         status = job.status
         is_idx = spec.is_indexed(job)
         completions = spec.indexed_completions(job) if is_idx else 0
         policy = spec.pod_failure_policy(job)
-        expected = jc.expected_rm_finalizers
-        uids_with_finalizer = {p.metadata.uid for p in jc.pods
+        expected = job_ctx.expected_rm_finalizers
+        uids_with_finalizer = {p.metadata.uid for p in job_ctx.pods
                                if TRACKING_FINALIZER in p.metadata.finalizers and p.metadata.uid not in expected}
         if tracking.clean_uncounted(status, uids_with_finalizer):
             needs_flush = True
-        unc = status.uncounted_terminated_pods
-        failing = jc.finished_condition is not None and jc.finished_condition.type != spec.SUCCESS_CRITERIA_MET
+        uncounted = status.uncounted_terminated_pods
+        finishing = job_ctx.finished_condition
+        failing = finishing is not None and finishing.type != spec.SUCCESS_CRITERIA_MET
         pods_to_release: list[Any] = []
         new_succeeded_ix: list[int] = []
         reached_max = False
-        for pod in jc.pods:
+        for pod in job_ctx.pods:
             md = pod.metadata
             if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
                 continue
             considered_failed = is_pod_failed(pod, job)
-            if not decisions.can_remove_finalizer(jc, pod, considered_failed):
+            if not decisions.can_remove_finalizer(job_ctx, pod, considered_failed):
                 continue
             pods_to_release.append(pod)
-            if pod.status.phase == "Succeeded" and md.uid not in jc.uncounted_failed:
+            if pod.status.phase == "Succeeded" and md.uid not in job_ctx.uncounted_failed:
                 if is_idx:
-                    ix = indexed.completion_index(pod)
-                    if ix != indexed.UNKNOWN_INDEX and ix < completions and not jc.prev_succeeded_indexes.has(ix):
-                        new_succeeded_ix.append(ix)
+                    index = indexed.completion_index(pod)
+                    if (index != indexed.UNKNOWN_INDEX and index < completions
+                            and not job_ctx.prev_succeeded_indexes.has(index)):
+                        new_succeeded_ix.append(index)
                         needs_flush = True
-                elif md.uid not in jc.uncounted_succeeded:
-                    unc.succeeded.append(md.uid)
+                elif md.uid not in job_ctx.uncounted_succeeded:
+                    uncounted.succeeded.append(md.uid)
                     needs_flush = True
             elif considered_failed or failing:
                 # A failing Job counts every pod that did not succeed as failed.
-                ix = indexed.completion_index(pod)
-                valid = not is_idx or (ix != indexed.UNKNOWN_INDEX and ix < completions)
-                if (md.uid not in jc.uncounted_failed and valid
-                        and (policy is None or jc.policy_match(pod).count_failed)):
-                    unc.failed.append(md.uid)
+                index = indexed.completion_index(pod)
+                valid = not is_idx or (index != indexed.UNKNOWN_INDEX and index < completions)
+                if (md.uid not in job_ctx.uncounted_failed and valid
+                        and (policy is None or job_ctx.policy_match(pod).count_failed)):
+                    uncounted.failed.append(md.uid)
                     needs_flush = True
-            if len(new_succeeded_ix) + len(unc.succeeded) + len(unc.failed) >= MAX_UNCOUNTED_PODS:
+            if len(new_succeeded_ix) + len(uncounted.succeeded) + len(uncounted.failed) >= MAX_UNCOUNTED_PODS:
                 # Keep status small and let other Jobs have a turn; the status write requeues us.
                 reached_max = True
                 break
         if is_idx:
-            jc.succeeded_indexes = jc.succeeded_indexes.with_indexes(sorted(set(new_succeeded_ix)))
-            text = str(jc.succeeded_indexes)
+            job_ctx.succeeded_indexes = job_ctx.succeeded_indexes.with_indexes(sorted(set(new_succeeded_ix)))
+            text = str(job_ctx.succeeded_indexes)
             if text != status.completed_indexes:
                 needs_flush = True
-            status.succeeded = jc.succeeded_indexes.total()
+            status.succeeded = job_ctx.succeeded_indexes.total()
             status.completed_indexes = text
-            failed_text = str(jc.failed_indexes) if jc.failed_indexes is not None else None
+            failed_text = str(job_ctx.failed_indexes) if job_ctx.failed_indexes is not None else None
             current = status.failed_indexes if status.HasField("failed_indexes") else None
             if current != failed_text:
                 if failed_text is None:
@@ -142,75 +144,77 @@ class StatusWriter:
                 else:
                     status.failed_indexes = failed_text
                 needs_flush = True
-        fc = jc.finished_condition
-        if fc is not None and fc.type == spec.FAILURE_TARGET:
+        condition = job_ctx.finished_condition
+        if condition is not None and condition.type == spec.FAILURE_TARGET:
             # The interim condition is written before any finalizer is removed.
-            status.conditions.append(fc)
+            status.conditions.append(condition)
             needs_flush = True
-            jc.finished_condition = new_condition(spec.FAILED, "True", fc.reason, fc.message, jc.now)
-        elif fc is not None and fc.type == spec.SUCCESS_CRITERIA_MET:
+            job_ctx.finished_condition = new_condition(spec.FAILED, "True", condition.reason, condition.message,
+                                                       job_ctx.now)
+        elif condition is not None and condition.type == spec.SUCCESS_CRITERIA_MET:
             if not spec.condition_true(job, spec.SUCCESS_CRITERIA_MET):
-                status.conditions.append(fc)
+                status.conditions.append(condition)
                 needs_flush = True
-            jc.finished_condition = new_condition(spec.COMPLETE, "True", fc.reason, fc.message, jc.now)
+            job_ctx.finished_condition = new_condition(spec.COMPLETE, "True", condition.reason, condition.message,
+                                                       job_ctx.now)
 
-        counters_moved = await self._flush_and_release(jc, pods_to_release, uids_with_finalizer, needs_flush)
-        finished = not reached_max and self._enact_finished(jc)
+        counters_moved = await self._flush_and_release(job_ctx, pods_to_release, uids_with_finalizer, needs_flush)
+        finished = not reached_max and self._enact_finished(job_ctx)
         if finished:
-            jc.job = await self.update_status(jc.job)
-            if jc.finished_condition is not None:
-                self._record_finished(jc.job, jc.finished_condition)
+            job_ctx.job = await self.update_status(job_ctx.job)
+            if job_ctx.finished_condition is not None:
+                self._record_finished(job_ctx.job, job_ctx.finished_condition)
         elif counters_moved:
             # Released pods move from uncountedTerminatedPods into the counters with the next
             # sync's (single) status write; the pod updates enqueue it anyway, this makes sure.
-            self.requeue_after(jc.key, 0)
+            self.requeue_after(job_ctx.key, 0)
 
-    async def _flush_and_release(self, jc: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
+    async def _flush_and_release(self, job_ctx: SyncContext, pods: list[Any], uids_with_finalizer: set[str],
                                  needs_flush: bool) -> bool:
         """Write the status holding the new uncounted UIDs, then strip those pods' finalizers,
         then move the released ones into the counters in memory (written at once if some
         removals failed, else by the next sync or with the terminal condition). Returns whether
         counters moved that are not written yet."""
         if needs_flush:
-            jc.job = await self.update_status(jc.job)
-            if jc.new_backoff_record is not None:
-                self.backoff_store.update(jc.new_backoff_record)
+            job_ctx.job = await self.update_status(job_ctx.job)
+            if job_ctx.new_backoff_record is not None:
+                self.backoff_store.update(job_ctx.new_backoff_record)
             needs_flush = False
         rm_err: errors.StatusError | None = None
         if pods:
             uids = [p.metadata.uid for p in pods]
-            self.finalizer_expectations.expect_removed(jc.key, uids)
+            self.finalizer_expectations.expect_removed(job_ctx.key, uids)
             for pod, err in zip(pods, await self.pod_control.remove_finalizers(pods), strict=True):
                 uid = pod.metadata.uid
                 if err is None:
                     uids_with_finalizer.discard(uid)
                     continue
-                self.finalizer_expectations.observed(jc.key, uid)  # no update will come for it
+                self.finalizer_expectations.observed(job_ctx.key, uid)  # no update will come for it
                 if isinstance(err, errors.NotFound):
                     uids_with_finalizer.discard(uid)
                 elif rm_err is None:
                     rm_err = err
-        if tracking.clean_uncounted(jc.job.status, uids_with_finalizer):
+        if tracking.clean_uncounted(job_ctx.job.status, uids_with_finalizer):
             needs_flush = True
         if rm_err is not None:
             if needs_flush:
-                jc.job = await self.update_status(jc.job)
+                job_ctx.job = await self.update_status(job_ctx.job)
             raise rm_err
         return needs_flush
 
-    def _enact_finished(self, jc: SyncContext) -> bool:
+    def _enact_finished(self, job_ctx: SyncContext) -> bool:
         """Add the terminal condition once nothing is uncounted and no pod is terminating."""
-        fc = jc.finished_condition
-        if fc is None:
+        condition = job_ctx.finished_condition
+        if condition is None:
             return False
-        status = jc.job.status
-        unc = status.uncounted_terminated_pods
-        if len(unc.succeeded) or len(unc.failed) or jc.terminating > 0:
+        status = job_ctx.job.status
+        uncounted = status.uncounted_terminated_pods
+        if len(uncounted.succeeded) or len(uncounted.failed) or job_ctx.terminating > 0:
             return False
-        ensure_condition(status, fc.type, fc.status, fc.reason, fc.message, jc.now)
-        if fc.type == spec.COMPLETE:
-            c = spec.find_condition(jc.job, spec.COMPLETE)
-            status.completion_time = c.last_transition_time if c is not None else timeutil.format(jc.now)
+        ensure_condition(status, condition.type, condition.status, condition.reason, condition.message, job_ctx.now)
+        if condition.type == spec.COMPLETE:
+            c = spec.find_condition(job_ctx.job, spec.COMPLETE)
+            status.completion_time = c.last_transition_time if c is not None else timeutil.format(job_ctx.now)
         return True
 
     def _record_finished(self, job: batch_pb2.Job, cond: batch_pb2.JobCondition) -> None:

@@ -51,17 +51,17 @@ def clean_uncounted(status: batch_pb2.JobStatus, uids_with_finalizer: set[str]) 
     Returns whether the status changed.
     """
     changed = False
-    unc = status.uncounted_terminated_pods
-    kept = [u for u in unc.succeeded if u in uids_with_finalizer]
-    if len(kept) != len(unc.succeeded):
-        status.succeeded += len(unc.succeeded) - len(kept)
-        del unc.succeeded[:]
-        unc.succeeded.extend(kept)
+    uncounted = status.uncounted_terminated_pods
+    kept = [u for u in uncounted.succeeded if u in uids_with_finalizer]
+    if len(kept) != len(uncounted.succeeded):
+        status.succeeded += len(uncounted.succeeded) - len(kept)
+        del uncounted.succeeded[:]
+        uncounted.succeeded.extend(kept)
         changed = True
-    kept = [u for u in unc.failed if u in uids_with_finalizer]
-    if len(kept) != len(unc.failed):
-        status.failed += len(unc.failed) - len(kept)
-        del unc.failed[:]
-        unc.failed.extend(kept)
+    kept = [u for u in uncounted.failed if u in uids_with_finalizer]
+    if len(kept) != len(uncounted.failed):
+        status.failed += len(uncounted.failed) - len(kept)
+        del uncounted.failed[:]
+        uncounted.failed.extend(kept)
         changed = True
     return changed

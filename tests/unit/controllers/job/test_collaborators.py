@@ -29,11 +29,11 @@ class Requeues:
 
 
 def _context(parallelism: int, completions: int | None = None, failures: int = 0) -> decisions.SyncContext:
-    jc = decisions.SyncContext(key=KEY, job=new_job(parallelism, completions), pods=[], now=NOW)
-    decisions.classify(jc)
+    job_ctx = decisions.SyncContext(key=KEY, job=new_job(parallelism, completions), pods=[], now=NOW)
+    decisions.classify(job_ctx)
     if failures:
-        jc.new_backoff_record = BackoffRecord(KEY, failures, NOW - 1)
-    return jc
+        job_ctx.new_backoff_record = BackoffRecord(KEY, failures, NOW - 1)
+    return job_ctx
 
 
 def _manager(pod_control: FakePodControl, requeues: Requeues) -> tuple[PodManager, ControllerExpectations]:

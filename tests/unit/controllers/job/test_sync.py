@@ -317,17 +317,17 @@ async def test_sync_job(case: Case) -> None:
         assert len(pc.finalizers_removed) == case.expected_finalizers_removed
 
     st = h.status
-    unc = st.uncounted_terminated_pods
+    uncounted = st.uncounted_terminated_pods
     assert st.active == case.expected_active
     assert st.ready == case.expected_ready
     # Recorded: counted, or in uncountedTerminatedPods until the next sync's status write.
-    assert st.succeeded + len(unc.succeeded) == case.expected_succeeded
-    assert st.failed + len(unc.failed) == case.expected_failed
+    assert st.succeeded + len(uncounted.succeeded) == case.expected_succeeded
+    assert st.failed + len(uncounted.failed) == case.expected_failed
     assert st.terminating == case.expected_terminating
     if case.expected_uncounted_failed is not None:
-        assert len(unc.failed) == case.expected_uncounted_failed
+        assert len(uncounted.failed) == case.expected_uncounted_failed
     if _is_finished(st):
-        assert not unc.succeeded and not unc.failed
+        assert not uncounted.succeeded and not uncounted.failed
     assert st.completed_indexes == case.expected_completed_indexes
     if case.expected_failed_indexes is not None:
         assert st.HasField("failed_indexes")
