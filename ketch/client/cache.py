@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ketch.api.meta import key_of
+from ketch.api.meta import controller_ref, key_of
 
 IndexFunc = Callable[[Any], Iterable[str]]
 
@@ -54,6 +54,14 @@ def by_node_name(obj: Any) -> list[str]:
     return [obj.spec.node_name] if obj.spec.node_name else []
 
 
+ORPHANS_BY_NAMESPACE_INDEX = "orphansByNamespace"
+
+
+def orphans_by_namespace(obj: Any) -> list[str]:
+    """Objects no controller owns, by namespace: what a controller may adopt (Job, DaemonSet)."""
+    return [obj.metadata.namespace] if controller_ref(obj) is None else []
+
+
 STANDARD_INDEXERS: dict[str, IndexFunc] = {
     "namespace": by_namespace,
     "controller": by_controller_uid,
@@ -72,8 +80,14 @@ class Indexer:
         self._values: dict[str, dict[str, tuple[str, ...]]] = {}
 
     def add_indexer(self, name: str, fn: IndexFunc) -> None:
-        if name in self.indexers:
+        """Index the cache by fn under name. Controllers share informers, so registering the same
+        function again is a no-op; another function under a taken name is refused, as client-go's
+        AddIndexers refuses an indexer conflict (one would silently answer for the other)."""
+        current = self.indexers.get(name)
+        if current is fn:
             return
+        if current is not None:
+            raise ValueError(f"indexer conflict: an index named {name!r} already exists")
         self.indexers[name] = fn
         index: dict[str, set[str]] = {}
         for k, obj in self.items.items():

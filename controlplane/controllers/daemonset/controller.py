@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ketch.api import errors, manifest, meta, selectors
-from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, DeletedFinalStateUnknown, copy_of, orphans_by_namespace
 from ketch.client.clientset import Batch
 from ketch.v1 import apps_pb2
 
@@ -40,12 +40,7 @@ log = logging.getLogger(__name__)
 BURST_REPLICAS = 250
 SLOW_START_INITIAL_BATCH = 1
 DEFAULT_REVISION_HISTORY_LIMIT = 10
-ORPHAN_INDEX = "orphan-by-namespace"
 COMPONENT = "daemonset-controller"
-
-
-def _orphans_by_namespace(obj: Any) -> list[str]:
-    return [obj.metadata.namespace] if meta.controller_ref(obj) is None else []
 
 
 def _unwrap(obj: Any) -> Any:
@@ -73,8 +68,8 @@ class DaemonSetController(Controller):
         self.pods = inf.informer("Pod")
         self.nodes = inf.informer("Node")
         self.revisions = inf.informer("ControllerRevision")
-        self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
-        self.revisions.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
+        self.pods.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
+        self.revisions.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
         self.expectations = Expectations(self.clock)
         # Pods whose graceful deletion was already counted against the expectations.
         self._counted_deletions: set[str] = set()
@@ -280,7 +275,7 @@ class DaemonSetController(Controller):
             elif not pod.metadata.deletion_timestamp:
                 refs = [r for r in pod.metadata.owner_references if r.uid != uid]
                 batch.patch("Pod", pod.metadata.name, _owner_patch(pod, refs), namespace=ns)
-        for pod in self.pods.by_index(ORPHAN_INDEX, ns):
+        for pod in self.pods.by_index(ORPHANS_BY_NAMESPACE_INDEX, ns):
             if pod.metadata.deletion_timestamp or not sel.matches(pod.metadata.labels):
                 continue
             refs = [*pod.metadata.owner_references, meta.owner_ref_for(ds)]
@@ -385,7 +380,8 @@ class DaemonSetController(Controller):
         ns, uid = ds.metadata.namespace, ds.metadata.uid
         sel = selectors.from_label_selector(ds.spec.selector)
         revs = [r for r in self.revisions.by_index("controller", uid) if r.metadata.namespace == ns]
-        orphans = [r for r in self.revisions.by_index(ORPHAN_INDEX, ns) if sel.matches(r.metadata.labels)]
+        orphans = [r for r in self.revisions.by_index(ORPHANS_BY_NAMESPACE_INDEX, ns)
+                   if sel.matches(r.metadata.labels)]
         if orphans:
             batch = Batch()
             for rev in orphans:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ketch.api import errors, meta, timeutil
 from ketch.api.selectors import NOTHING, Selector, from_label_selector
-from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, DeletedFinalStateUnknown, copy_of, orphans_by_namespace
 from ketch.client.workqueue import ItemExponentialFailureRateLimiter, RateLimiter, WorkQueue
 from ketch.v1 import batch_pb2
 
@@ -39,15 +39,10 @@ log = logging.getLogger(__name__)
 
 API_BACKOFF_BASE = 1.0  # per-item back-off after an API error, as Kubernetes' DefaultJobApiBackOff
 API_BACKOFF_MAX = 60.0
-ORPHAN_INDEX = "job-orphans"  # pods with no controller, by namespace: candidates for adoption
 # Controlled pods that still matter to their Job's sync, by controller uid: not finished, or
 # finished but not yet counted (still holding the tracking finalizer). A big Job's finished and
 # counted pods are the vast majority and change nothing, so a sync skips them.
 UNSETTLED_INDEX = "job-unsettled"
-
-
-def _orphans_by_namespace(pod: Any) -> list[str]:
-    return [pod.metadata.namespace] if meta.controller_ref(pod) is None else []
 
 
 def is_settled(pod: Any) -> bool:
@@ -85,7 +80,7 @@ class JobController(Controller):
         self._last_sync: dict[str, float] = {}  # loop time each Job's last sync started
         self.jobs = ctx.informers.informer("Job")
         self.pods = ctx.informers.informer("Pod")
-        self.pods.add_indexer(ORPHAN_INDEX, _orphans_by_namespace)
+        self.pods.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
         self.pods.add_indexer(UNSETTLED_INDEX, _unsettled_by_controller)
         # Jobs (by uid) with a settled pod whose labels changed: their next sync looks at every
         # pod, to release the ones their selector no longer matches.
@@ -405,7 +400,7 @@ class JobController(Controller):
                 release.append(p)
         adopt: list[Any] = []
         if not md.deletion_timestamp and not selector.empty():
-            adopt = [p for p in self.pods.by_index(ORPHAN_INDEX, md.namespace)
+            adopt = [p for p in self.pods.by_index(ORPHANS_BY_NAMESPACE_INDEX, md.namespace)
                      if not p.metadata.deletion_timestamp and selector.matches(p.metadata.labels)]
         if release:
             patch = {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": md.uid}]}}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ketch.client.cache import STANDARD_INDEXERS, Indexer
+import pytest
+
+from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, STANDARD_INDEXERS, Indexer, orphans_by_namespace
 from ketch.v1 import core_pb2
 
 
@@ -50,3 +52,24 @@ def test_an_indexer_added_later_covers_cached_objects_and_later_changes() -> Non
     assert names(idx.by_index("node", "n1")) == ["a"]
     idx.upsert(pod("a", node="n3"))
     assert idx.by_index("node", "n1") == [] and names(idx.by_index("node", "n3")) == ["a"]
+
+
+def test_a_shared_indexer_registers_once_and_a_conflicting_one_is_refused() -> None:
+    idx = Indexer()
+    idx.upsert(pod("a", node="n1"))
+    idx.add_indexer("node", by_node)
+    idx.add_indexer("node", by_node)  # a second controller on the same informer: no-op
+    assert names(idx.by_index("node", "n1")) == ["a"]
+    with pytest.raises(ValueError, match="indexer conflict"):
+        idx.add_indexer("node", lambda obj: [obj.metadata.namespace])
+    assert names(idx.by_index("node", "n1")) == ["a"]  # the first one still answers
+
+
+def test_orphans_are_indexed_by_namespace_until_a_controller_owns_them() -> None:
+    idx = Indexer()
+    idx.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
+    idx.upsert(pod("a", node="n1"))
+    idx.upsert(pod("b", node="n1", owner="u1"))
+    assert names(idx.by_index(ORPHANS_BY_NAMESPACE_INDEX, "default")) == ["a"]
+    idx.upsert(pod("a", node="n1", owner="u2"))  # adopted
+    assert idx.by_index(ORPHANS_BY_NAMESPACE_INDEX, "default") == []
