@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
 from ketch.api.meta import controller_ref, key_of
 
 IndexFunc = Callable[[Any], Iterable[str]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,50 @@ def copy_of(obj: Any) -> Any:
     out = type(obj)()
     out.CopyFrom(obj)
     return out
+
+
+def resource_version_of(obj: Any) -> int:
+    """Ketch's resourceVersions are the store's global revision, so they order all writes."""
+    try:
+        return int(obj.metadata.resource_version)
+    except ValueError:
+        return 0
+
+
+class LastWrites(Generic[T]):
+    """Our own last write of each object, kept until the informer cache shows it (or newer).
+
+    A controller that reads its cache right after writing would otherwise act on the state
+    before its own write (a Job counting pods twice, a CronJob starting a run twice). Objects
+    handed in and out are shared and read-only, like cached ones.
+    """
+
+    def __init__(self) -> None:
+        self._written: dict[str, T] = {}
+
+    def remember(self, key: str, obj: T) -> None:
+        self._written[key] = obj
+
+    def forget(self, key: str) -> None:
+        self._written.pop(key, None)
+
+    def latest(self, key: str, cached: T | None) -> T | None:
+        """cached, or our write when it is newer than cached (the same object: same uid). An
+        object gone from the cache is gone: None, and our write is forgotten."""
+        written = self._written.get(key)
+        if written is None:
+            return cached
+        if cached is None:
+            del self._written[key]
+            return None
+        if (written.metadata.uid == cached.metadata.uid  # type: ignore[attr-defined]
+                and resource_version_of(written) > resource_version_of(cached)):
+            return written
+        del self._written[key]  # the cache has it (or a newer object of the name)
+        return cached
+
+    def __len__(self) -> int:
+        return len(self._written)
 
 
 def by_namespace(obj: Any) -> list[str]:

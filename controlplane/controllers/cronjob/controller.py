@@ -8,7 +8,7 @@ Job; trim the history; write status once; requeue at the next scheduled time wit
 Never twice for one scheduled time: the Job's name is derived from the time, so a second create
 fails with AlreadyExists (then the Job is adopted into status.active if it is ours), and
 status.lastScheduleTime is persisted with the run. The status this controller last wrote is kept
-until the informer catches up (`_written`), so a sync right after a write never acts on the older
+until the informer catches up (`LastWrites`), so a sync right after a write never acts on the older
 status.
 
 Punctuality: the requeue is computed from the injected clock (`ctx.clock`) and set a few
@@ -24,7 +24,7 @@ from typing import Any
 
 from ketch.api import cron, errors, meta, timeutil
 from ketch.api.cron import Schedule, ScheduleError
-from ketch.client.cache import DeletedFinalStateUnknown, copy_of
+from ketch.client.cache import DeletedFinalStateUnknown, LastWrites, copy_of, resource_version_of
 from ketch.client.clientset import Batch
 from ketch.client.workqueue import RateLimiter
 from ketch.v1 import batch_pb2
@@ -58,13 +58,6 @@ def parse_schedule(expr: str, tz: str | None) -> Schedule:
 
 def time_zone_of(cj: Any) -> str | None:
     return cj.spec.time_zone if cj.spec.HasField("time_zone") else None
-
-
-def _rv(obj: Any) -> int:
-    try:
-        return int(obj.metadata.resource_version)
-    except ValueError:
-        return 0
 
 
 def job_from_template(cj: batch_pb2.CronJob, scheduled: float, by_seconds: bool) -> batch_pb2.Job:
@@ -108,7 +101,7 @@ class CronJobController(Controller):
         self.cronjobs = ctx.informers.informer("CronJob")
         self.jobs = ctx.informers.informer("Job")
         # The status this controller wrote last, per key, until the informer has caught up.
-        self._written: dict[str, batch_pb2.CronJob] = {}
+        self._written: LastWrites[batch_pb2.CronJob] = LastWrites()
         self.cronjobs.add_handler(self.add_cronjob, self.update_cronjob, self.delete_cronjob)
         self.jobs.add_handler(self.add_job, self.update_job, self.delete_job)
 
@@ -142,7 +135,7 @@ class CronJobController(Controller):
         if cj is None:
             return
         key = meta.key_of(cj)
-        self._written.pop(key, None)
+        self._written.forget(key)
         self.enqueue(key)
 
     def _owner_key(self, job: Any) -> str | None:
@@ -180,16 +173,7 @@ class CronJobController(Controller):
     # -- sync --------------------------------------------------------------------------------------
 
     def _freshest(self, key: str) -> Any | None:
-        cached = self.cronjobs.store.get(key)
-        written = self._written.get(key)
-        if cached is None:
-            self._written.pop(key, None)
-            return None
-        if written is not None:
-            if written.metadata.uid == cached.metadata.uid and _rv(written) > _rv(cached):
-                return written
-            del self._written[key]
-        return cached
+        return self._written.latest(key, self.cronjobs.store.get(key))
 
     async def sync(self, key: str) -> None:
         cached = self._freshest(key)
@@ -225,7 +209,7 @@ class CronJobController(Controller):
         if unexpected:
             # The cache may lag our own status: look at the stored CronJob before complaining.
             fresh = await self.client.get("CronJob", cj.metadata.name, cj.metadata.namespace)
-            if fresh.metadata.uid == cj.metadata.uid and _rv(fresh) > _rv(cj):
+            if fresh.metadata.uid == cj.metadata.uid and resource_version_of(fresh) > resource_version_of(cj):
                 cj = fresh
                 unexpected, completed = self._mirror_children(cj, children)
         for name, cond in completed:
@@ -408,7 +392,7 @@ class CronJobController(Controller):
         if cj.status.SerializeToString(deterministic=True) == original.status.SerializeToString(deterministic=True):
             return
         updated = await self.client.update_status(cj)
-        self._written[key] = updated
+        self._written.remember(key, updated)
 
     def _requeue(self, key: str, cj: Any, sched: Schedule) -> None:
         earliest = earliest_time(timeutil.parse(cj.metadata.creation_timestamp),

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
-from ketch.client.cache import copy_of
+from ketch.client.cache import LastWrites, copy_of
 from ketch.client.clientset import Client
 from ketch.client.events import EventRecorder
 from ketch.v1 import batch_pb2
@@ -26,13 +26,6 @@ from .podcontrol import PodControl
 from .pods import TRACKING_FINALIZER
 
 MAX_UNCOUNTED_PODS = 500
-
-
-def _rv(obj: Any) -> int:
-    try:
-        return int(obj.metadata.resource_version)
-    except ValueError:
-        return 0
 
 
 class StatusWriter:
@@ -47,24 +40,17 @@ class StatusWriter:
         self.backoff_store = backoff_store
         self.finalizer_expectations = finalizer_expectations
         self.requeue_after = requeue_after
-        self._written: dict[str, batch_pb2.Job] = {}  # our last status write per Job (latest_job)
+        self._written: LastWrites[batch_pb2.Job] = LastWrites()  # for latest_job
 
     def forget(self, key: str) -> None:
-        self._written.pop(key, None)
+        self._written.forget(key)
 
     def latest_job(self, key: str, cached: Any | None) -> Any | None:
         """The cached Job, or the one our own last status write returned if the cache has not
         caught up with it yet. Without this, pods whose finalizer removal the cache already
         shows (so they no longer count as new) next to a Job whose counters do not include them
-        yet would look like missing completions, and extra pods would be started. Ketch's
-        resourceVersions are the store's global revision, so they order writes."""
-        written = self._written.get(key)
-        if written is None or cached is None:
-            return cached
-        if written.metadata.uid == cached.metadata.uid and _rv(written) > _rv(cached):
-            return written  # read-only, like a cached object
-        self._written.pop(key, None)  # the cache has it (or a newer Job)
-        return cached
+        yet would look like missing completions, and extra pods would be started."""
+        return self._written.latest(key, cached)
 
     def update_suspended_condition(self, job: batch_pb2.Job, now: float) -> bool:
         if spec.suspended(job):
@@ -231,5 +217,5 @@ class StatusWriter:
         updated: batch_pb2.Job = await self.client.update_status(job)
         # Remembered (exactly as written: a copy, as the sync goes on changing its own) until
         # the cache catches up: see latest_job.
-        self._written[meta.key_of(updated)] = copy_of(updated)
+        self._written.remember(meta.key_of(updated), copy_of(updated))
         return updated

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, STANDARD_INDEXERS, Indexer, orphans_by_namespace
+from ketch.client.cache import (
+    ORPHANS_BY_NAMESPACE_INDEX,
+    STANDARD_INDEXERS,
+    Indexer,
+    LastWrites,
+    orphans_by_namespace,
+)
 from ketch.v1 import core_pb2
 
 
@@ -73,3 +79,32 @@ def test_orphans_are_indexed_by_namespace_until_a_controller_owns_them() -> None
     assert names(idx.by_index(ORPHANS_BY_NAMESPACE_INDEX, "default")) == ["a"]
     idx.upsert(pod("a", node="n1", owner="u2"))  # adopted
     assert idx.by_index(ORPHANS_BY_NAMESPACE_INDEX, "default") == []
+
+
+def _at(rv: int, uid: str = "u1") -> core_pb2.Pod:
+    p = pod("a")
+    p.metadata.uid, p.metadata.resource_version = uid, str(rv)
+    return p
+
+
+@pytest.mark.parametrize(("written", "cached", "want", "kept"), [
+    (None, 5, 5, False),
+    (7, 5, 7, True),          # the cache lags our write
+    (7, 7, 7, False),         # caught up: the cache wins, the write is forgotten
+    (7, 9, 9, False),         # someone wrote after us
+    (7, None, None, False),   # deleted: gone, whatever we wrote
+], ids=["nothing-written", "cache-lags", "caught-up", "newer-in-cache", "deleted"])
+def test_last_writes_give_the_newer_of_cache_and_our_write(written: int | None, cached: int | None,
+                                                           want: int | None, kept: bool) -> None:
+    writes: LastWrites[core_pb2.Pod] = LastWrites()
+    if written is not None:
+        writes.remember("default/a", _at(written))
+    got = writes.latest("default/a", _at(cached) if cached is not None else None)
+    assert (got.metadata.resource_version if got is not None else None) == (str(want) if want else None)
+    assert len(writes) == (1 if kept else 0)
+
+
+def test_last_writes_ignore_a_write_to_an_object_since_replaced() -> None:
+    writes: LastWrites[core_pb2.Pod] = LastWrites()
+    writes.remember("default/a", _at(50, uid="old"))
+    assert writes.latest("default/a", _at(20, uid="new")).metadata.uid == "new"

@@ -101,7 +101,7 @@ def test_latest_job_prefers_our_newer_write_until_the_cache_catches_up() -> None
     writer = _writer()
     assert writer.latest_job(KEY, _job_at(10)) is not None
     written = _job_at(12)
-    writer._written[KEY] = copy_of(written)
+    writer._written.remember(KEY, copy_of(written))
     assert writer.latest_job(KEY, _job_at(11)).metadata.resource_version == "12"
     # The cache shows our write (or something newer): the cache wins and the memory is dropped.
     assert writer.latest_job(KEY, _job_at(13)).metadata.resource_version == "13"
@@ -110,7 +110,7 @@ def test_latest_job_prefers_our_newer_write_until_the_cache_catches_up() -> None
 
 def test_latest_job_ignores_a_write_to_an_older_job_of_the_same_name() -> None:
     writer = _writer()
-    writer._written[KEY] = _job_at(50)
+    writer._written.remember(KEY, _job_at(50))
     replaced = _job_at(20, uid="another-uid")
     assert writer.latest_job(KEY, replaced) is replaced
     assert writer.latest_job(KEY, None) is None
