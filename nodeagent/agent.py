@@ -24,6 +24,7 @@ from ketch.api import errors
 from ketch.client.cache import DeletedFinalStateUnknown
 from ketch.client.clientset import Client, connect
 from ketch.client.events import EventRecorder
+from ketch.client.flowcontrol import Backoff
 from ketch.client.informer import Informer
 from ketch.v1 import core_pb2
 
@@ -36,7 +37,6 @@ from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
 from .runtime import checkpoint, layout
 from .runtime.logs import LogManager
 from .runtime.process import ProcessRuntime
-from .runtime.restarts import BackOff
 from .server import LogSource, NodeAgentServicer, start_server
 from .statusmanager import StatusManager
 
@@ -132,7 +132,7 @@ class Agent:
         self.deps = WorkerDeps(
             node_name=cfg.node_name, host_ip=host_ip, pods_root=self.pods_root, client=client,
             runtime=self.runtime, status=self.status, logs=self.logs,
-            backoff=BackOff(cfg.backoff_base, cfg.backoff_max), watchdog=self.watchdog,
+            backoff=Backoff(cfg.backoff_base, cfg.backoff_max), watchdog=self.watchdog,
             cgroups=self.cgroups, recorder=self.recorder, allocatable=allocatable)
         self.workers = PodWorkers(self.deps)
 

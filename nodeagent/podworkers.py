@@ -25,6 +25,7 @@ from typing import Any
 
 from ketch.api import durations, lifecycle, quantity
 from ketch.client.clientset import Client
+from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
 from . import envvars
@@ -36,7 +37,7 @@ from .runtime import checkpoint, layout, logs
 from .runtime.checkpoint import PodRecord, Proc
 from .runtime.interface import ExitInfo, Handle, LaunchSpec, StartError
 from .runtime.process import ProcessRuntime
-from .runtime.restarts import BackOff, init_should_restart, should_restart
+from .runtime.restarts import init_should_restart, should_restart
 from .status import TERMINAL_PHASES, ContainerRun, PodRun, Terminated, compute_status, container_id, restart_policy
 from .statusmanager import StatusManager
 
@@ -67,7 +68,7 @@ class WorkerDeps:
     runtime: ProcessRuntime
     status: StatusManager
     logs: logs.LogManager
-    backoff: BackOff
+    backoff: Backoff
     watchdog: MemoryWatchdog
     cgroups: CgroupManager | None = None
     recorder: Any = None
@@ -345,12 +346,12 @@ class PodWorker:
             cr.last if cr.waiting_reason == "CrashLoopBackOff" else None)
         if ended is not None:
             finished = ended.finished_at or now
-            delay = self.deps.backoff.delay(key, finished, now)
+            delay = self.deps.backoff.remaining(key, finished, now)
             if delay > 0:
                 if cr.state != "waiting":
                     cr.last, cr.terminated, cr.state = ended, None, "waiting"
                     cr.waiting_reason = "CrashLoopBackOff"
-                    back = durations.format(self.deps.backoff.current(key))
+                    back = durations.format(self.deps.backoff.get(key))
                     cr.waiting_message = (f"back-off {back} restarting failed container={c.name} "
                                           f"pod={self.pod.metadata.name}_{self.pod.metadata.namespace}({self.uid})")
                     self.deps.event(self.pod, "Warning", "BackOff",

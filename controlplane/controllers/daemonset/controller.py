@@ -23,7 +23,7 @@ from ketch.v1 import apps_pb2
 from ..base import Controller, ControllerContext
 from . import history
 from .expectations import Expectations
-from .manage import Backoff, apply_status, compute_status, manage, status_differs
+from .manage import apply_status, compute_status, failed_pods_backoff, manage, status_differs
 from .predicates import (
     REVISION_HASH_LABEL,
     new_pod,
@@ -73,7 +73,7 @@ class DaemonSetController(Controller):
         self.expectations = Expectations(self.clock)
         # Pods whose graceful deletion was already counted against the expectations.
         self._counted_deletions: set[str] = set()
-        self.failed_backoff = Backoff()
+        self.failed_backoff = failed_pods_backoff()
         self.recorder = ctx.recorder(COMPONENT)
         self.burst_replicas = BURST_REPLICAS
         self.dss.add_handler(self.add_daemonset, self.update_daemonset, self.delete_daemonset)

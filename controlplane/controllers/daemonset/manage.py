@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ketch.client.flowcontrol import Backoff
 from ketch.v1 import apps_pb2
 
 from .predicates import is_pod_available, is_pod_ready, is_pod_updated, pod_sort_key
@@ -20,32 +21,10 @@ BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 900.0
 
 
-class Backoff:
-    """client-go flowcontrol.Backoff: per key, a delay doubling from initial to max; an entry
-    unused for twice max starts over. Times are the injected clock's."""
-
-    def __init__(self, initial: float = BACKOFF_INITIAL, maximum: float = BACKOFF_MAX) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.entries: dict[str, tuple[float, float]] = {}  # key -> (delay, last update)
-
-    def get(self, key: str) -> float:
-        entry = self.entries.get(key)
-        return entry[0] if entry else 0.0
-
-    def next(self, key: str, now: float) -> None:
-        entry = self.entries.get(key)
-        if entry is None or now - entry[1] > 2 * self.maximum:
-            self.entries[key] = (self.initial, now)
-        else:
-            self.entries[key] = (min(entry[0] * 2, self.maximum), now)
-
-    def in_backoff_since_update(self, key: str, now: float) -> bool:
-        entry = self.entries.get(key)
-        return entry is not None and now - entry[1] < entry[0]
-
-    def gc(self, now: float) -> None:
-        self.entries = {k: v for k, v in self.entries.items() if now - v[1] <= 2 * self.maximum}
+def failed_pods_backoff() -> Backoff:
+    """Kubernetes' failedPodsBackoff: a node's failed daemon pods are replaced after 1 s,
+    doubling to 15 min."""
+    return Backoff(BACKOFF_INITIAL, BACKOFF_MAX)
 
 
 @dataclass

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 from nodeagent.limits.watchdog import MemoryWatchdog
 from nodeagent.podworkers import PodWorker, WorkerDeps
 from nodeagent.runtime import checkpoint, layout
 from nodeagent.runtime.logs import LogManager
 from nodeagent.runtime.process import ProcessRuntime
-from nodeagent.runtime.restarts import BackOff
 
 UID = "0b9e7c1e-5a8f-4d3b-9c2e-7f1a2b3c4d5e"
 
@@ -40,7 +40,7 @@ async def deps(tmp_path: Path) -> AsyncIterator[WorkerDeps]:
     root.mkdir()
     d = WorkerDeps(node_name="n", host_ip="127.0.0.1", pods_root=root, client=None,  # type: ignore[arg-type]
                    runtime=runtime, status=_Status(), logs=LogManager(),  # type: ignore[arg-type]
-                   backoff=BackOff(0.01, 0.01), watchdog=MemoryWatchdog())
+                   backoff=Backoff(0.01, 0.01), watchdog=MemoryWatchdog())
     try:
         yield d
     finally:

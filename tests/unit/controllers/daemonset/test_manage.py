@@ -81,7 +81,7 @@ def _pods(specs: list[PodSpec]) -> dict[str, list]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_manage(case: Case) -> None:
     ds = make_ds(max_unavailable=0 if case.max_surge else None, max_surge=case.max_surge)
-    plan = m.manage(ds, case.fits, _pods(case.pods), "new", T0, m.Backoff())
+    plan = m.manage(ds, case.fits, _pods(case.pods), "new", T0, m.failed_pods_backoff())
     assert plan.nodes_needing_pods == case.create
     assert sorted(p.metadata.name for p in plan.pods_to_delete) == sorted(case.delete)
     assert [p.metadata.name for p in plan.orphaned_pods] == case.orphaned
@@ -90,7 +90,7 @@ def test_manage(case: Case) -> None:
 
 def test_failed_pods_back_off_per_node() -> None:
     ds = make_ds()
-    backoff = m.Backoff()
+    backoff = m.failed_pods_backoff()
     pods = _pods([PodSpec("pa", "a", phase="Failed")])
     fits = {"a": RUN}
     plan = m.manage(ds, fits, pods, "new", T0, backoff)
@@ -103,19 +103,6 @@ def test_failed_pods_back_off_per_node() -> None:
     plan = m.manage(ds, fits, pods, "new", T0 + 1.5, backoff)
     assert [p.metadata.name for p in plan.pods_to_delete] == ["pa"]
     assert backoff.get(m.failed_pods_backoff_key(ds, "a")) == 2.0
-
-
-def test_backoff_doubles_to_the_cap_and_resets_after_idle() -> None:
-    b = m.Backoff(1.0, 8.0)
-    t = 0.0
-    delays = []
-    for _ in range(6):
-        b.next("k", t)
-        delays.append(b.get("k"))
-        t += 1
-    assert delays == [1, 2, 4, 8, 8, 8]
-    b.next("k", t + 17)
-    assert b.get("k") == 1
 
 
 def test_status_counts() -> None:
