@@ -136,4 +136,14 @@ async def test_owner_created_after_its_dependent_is_not_mistaken_for_gone(api: T
 
 async def test_keys_of_vanished_objects_are_dropped(api: TestAPIServer) -> None:
     async with running(api.local, GarbageCollector) as (gc,):
-        await gc.process(["Pod:default/nothing-here", "Nope:x"])
+        keys = ["Pod:default/nothing-here", "Nope:x"]
+        for k in keys:  # as if earlier writes for them had failed
+            gc.queue.rate_limiter.when(k)
+        assert all(gc.queue.num_requeues(k) == 1 for k in keys)
+        revision = api.store.revision
+        await gc.process(keys)
+        # Nothing to decide for objects no cache holds (or kinds nobody serves): no write, no
+        # re-queue, and their back-off history is forgotten.
+        assert [gc.queue.num_requeues(k) for k in keys] == [0, 0]
+        assert len(gc.queue) == 0 and not gc.queue._delayed
+        assert api.store.revision == revision
