@@ -21,7 +21,7 @@ import sys
 import time
 
 import grpc
-from cluster import LocalCluster, free_port
+from cluster import BenchCluster, free_port
 
 from ketch.client import connect
 from ketch.v1 import core_pb2
@@ -171,7 +171,7 @@ def main() -> None:
     echo_port = free_port()
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)], start_new_session=True)
     try:
-        with LocalCluster("api") as cluster:
+        with BenchCluster("api") as cluster:
             cluster.start_controlplane(controllers="none")
             asyncio.run(bench(args, cluster.server, f"127.0.0.1:{echo_port}"))
     finally:

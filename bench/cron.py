@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 
-from cluster import LocalCluster
+from cluster import BenchCluster
 
 from ketch.api import errors, manifest, timeutil
 from ketch.client import connect
@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--controllers", default="*",
                         help="controllers the control plane runs (default: * for all; cronjob alone to isolate it)")
     args = parser.parse_args()
-    with LocalCluster("cron") as cluster:
+    with BenchCluster("cron") as cluster:
         cluster.start_controlplane(controllers=args.controllers)
         print(f"measuring {args.runs} runs of */1 * * * * * (controllers: {args.controllers}) ...", flush=True)
         lateness = asyncio.run(measure(cluster.server, args.runs))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cluster import LocalCluster
+from cluster import BenchCluster
 
 from ketch.api import durations, manifest, meta
 from ketch.client import connect
@@ -151,10 +151,10 @@ def main() -> None:
     p.add_argument("--lost", type=int, default=50, help="nodes in the agent that is killed")
     p.add_argument("--grace", default="10s", help="--node-monitor-grace-period of the control plane")
     p.add_argument("--heartbeat-interval", default="2s")
-    p.add_argument("--log", default="", help="write the processes' logs (control plane at INFO) to this file")
+    p.add_argument("--log", default="", help="keep the processes' logs (control plane at INFO) in this dir")
     args = p.parse_args()
     grace = durations.parse(args.grace)
-    with LocalCluster("ds", log_path=Path(args.log) if args.log else None) as cluster:
+    with BenchCluster("ds", log_dir=Path(args.log) if args.log else None) as cluster:
         cluster.start_controlplane("--node-monitor-grace-period", args.grace,
                                    *(["--log-level", "INFO"] if args.log else []))
         for name, count in (("kept", args.nodes - args.lost), ("lost", args.lost)):

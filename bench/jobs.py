@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import time
 
-from cluster import LocalCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
+from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
 from ketch.api import manifest
 from ketch.client import connect
@@ -73,7 +73,7 @@ def main() -> None:
                    help="where the cluster's data dirs go (default: the system temp dir); the agents "
                         "create each pod's files there")
     args = p.parse_args()
-    with LocalCluster("jobs", keep=args.keep_logs, data_root=args.data_root) as cluster:
+    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root) as cluster:
         where = filesystem_of(cluster.dir)
         cluster.start_controlplane(controllers=args.controllers)
         for i in range(args.agents):

@@ -17,12 +17,12 @@ from typing import Any
 from ketch.api import durations, errors, manifest
 from ketch.api.kinds import KindInfo, info_of
 from ketch.client.clientset import Batch
+from ketch.client.watching import until_each
 
 from .factory import Factory
 from .main import CLIError, add_bool_flag, add_common, format_error
 from .manifests import read_documents
 from .resources import display_name, parse_targets, quoted_name
-from .watching import until_each
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan", "true": "Background",
            "false": "Orphan"}

@@ -19,19 +19,15 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
 
-from ketch.api import durations, errors
+from ketch.api import durations
 from ketch.client.clientset import Client, connect
+from ketch.local.launcher import CONTROLPLANE, LocalCluster
 
 from .factory import Factory
 from .main import CLIError
-from .watching import states
 
 DEFAULT_DIR = "./.ketch/local"
 STATE_FILE = "local.json"
@@ -66,113 +62,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(run=run_down)
 
 
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    log: IO[bytes] | None = None
-    exited: asyncio.Future[int] | None = field(default=None, repr=False)
-
-    def start(self, env: dict[str, str], cwd: Path) -> None:
-        self.log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the process runs
-        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=cwd, start_new_session=True)
-        self.exited = asyncio.ensure_future(asyncio.to_thread(self.proc.wait))
-
-    def signal_group(self, sig: int) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, sig)
-
-    async def stop(self, timeout: float) -> None:
-        """SIGTERM the group, then SIGKILL after timeout."""
-        if self.proc is None or self.exited is None:
-            return
-        self.signal_group(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(asyncio.shield(self.exited), timeout)
-        except TimeoutError:
-            self.signal_group(signal.SIGKILL)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.exited), 10)
-        self.close()
-
-    def kill(self) -> None:
-        self.signal_group(signal.SIGKILL)
-
-    def close(self) -> None:
-        if self.log is not None:
-            self.log.close()
-            self.log = None
-
-    def tail(self, lines: int = 1) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
-
-
-def controlplane_argv(args: argparse.Namespace, data: Path, address: str) -> list[str]:
-    argv = [sys.executable, "-m", "controlplane", "--listen", address, "--data-dir", str(data / "controlplane")]
-    if args.store:
-        argv += ["--store", args.store]
+def controlplane_flags(args: argparse.Namespace) -> list[str]:
+    flags = ["--store", args.store] if args.store else []
     for flag in ("job_backoff_base", "job_backoff_max", "node_monitor_grace_period", "pod_eviction_timeout"):
         value = getattr(args, flag)
         if value:
             durations.parse(value)
-            argv += ["--" + flag.replace("_", "-"), value]
-    return argv + list(args.controlplane_arg)
+            flags += ["--" + flag.replace("_", "-"), value]
+    return flags + list(args.controlplane_arg)
 
 
-def agent_argv(args: argparse.Namespace, data: Path, address: str, node: str) -> list[str]:
-    argv = [sys.executable, "-m", "nodeagent", "--server", address, "--node-name", node,
-            "--data-dir", str(data / node)]
+def agent_flags(args: argparse.Namespace) -> list[str]:
+    flags: list[str] = []
     for flag in ("heartbeat_interval", "crash_loop_backoff_base", "crash_loop_backoff_max"):
         value = getattr(args, flag)
         if value:
             durations.parse(value)
-            argv += ["--" + flag.replace("_", "-"), value]
+            flags += ["--" + flag.replace("_", "-"), value]
     if not args.keep_pods:
-        argv.append("--drain-on-exit")
-    return argv + list(args.agent_arg)
-
-
-async def wait_api(client: Client, cp: Child, deadline: float) -> None:
-    """The API answers Version. (It is not listening yet, so there is nothing to watch: retry.)"""
-    while True:
-        if cp.exited is not None and cp.exited.done():
-            raise CLIError(f"the control plane exited with code {cp.exited.result()} during start-up: "
-                           f"{cp.tail() or 'no output'} (log: {cp.log_path})")
-        try:
-            await client.version()
-            return
-        except (errors.Unavailable, errors.Timeout):
-            pass
-        if time.monotonic() > deadline:
-            raise CLIError(f"the API server did not answer in time (log: {cp.log_path})")
-        await asyncio.sleep(0.2)
-
-
-def node_ready(node: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
-
-
-async def wait_nodes(client: Client, names: list[str]) -> None:
-    """Every named node exists and is Ready (by watch)."""
-    watch = states(client, "Node")
-    async with contextlib.aclosing(watch):
-        async for current in watch:
-            if all((n := current.get(("", name))) is not None and node_ready(n) for name in names):
-                return
-
-
-async def _first_exit(children: list[Child]) -> Child:
-    waits = {asyncio.shield(c.exited): c for c in children if c.exited is not None}
-    done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    return waits[next(iter(done))]
+        flags.append("--drain-on-exit")
+    return flags + list(args.agent_arg)
 
 
 async def run_up(args: argparse.Namespace, factory: Factory) -> int:
@@ -181,16 +90,11 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
     ready_timeout = durations.parse(args.ready_timeout)
     stop_timeout = durations.parse(args.stop_timeout)
     data = Path(args.data_dir).expanduser().resolve()
-    data.mkdir(parents=True, exist_ok=True)
-    (data / "controlplane").mkdir(exist_ok=True)
-    address = f"127.0.0.1:{args.port}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", KETCH_SERVER=address)
-    cp = Child("controlplane", controlplane_argv(args, data, address), data / "controlplane.log")
+    cluster = LocalCluster(data, port=args.port)
     nodes = [f"node-{i}" for i in range(1, args.agents + 1)]
-    agents = []
+    cluster.controlplane(*controlplane_flags(args))
     for node in nodes:
-        (data / node).mkdir(exist_ok=True)
-        agents.append(Child(f"agent {node}", agent_argv(args, data, address, node), data / f"{node}.log"))
+        cluster.agent(node, *agent_flags(args))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -201,18 +105,18 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
         signals += 1
         stop.set()
         if signals > 1:  # a second Ctrl-C: no more patience
-            for c in [*agents, cp]:
-                c.kill()
+            for name in cluster.members:
+                cluster.kill(name)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    client = connect(address)
+    client = connect(cluster.server)
     state_file = data / STATE_FILE
     code = 0
     try:
-        cp.start(env, data)
-        state_file.write_text(json.dumps({"pid": os.getpid(), "server": address}))
-        startup = asyncio.ensure_future(_start(client, cp, agents, nodes, env, data, ready_timeout))
+        cluster.members[CONTROLPLANE].start(cluster.env, data)
+        state_file.write_text(json.dumps({"pid": os.getpid(), "server": cluster.server}))
+        startup = asyncio.ensure_future(_start(cluster, client, nodes, ready_timeout))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not startup.done():
@@ -224,20 +128,19 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
             stopper.cancel()
             startup.result()  # raises start-up failures
             names = ", ".join(nodes) if nodes else "no nodes"
-            factory.print(f"Ketch local cluster is up: API server {address}, {names} Ready.")
+            factory.print(f"Ketch local cluster is up: API server {cluster.server}, {names} Ready.")
             factory.print(f"Data and logs: {data}")
             factory.print("Point the CLI at it:")
-            factory.print(f"  export KETCH_SERVER={address}")
+            factory.print(f"  export KETCH_SERVER={cluster.server}")
             factory.print("Press Ctrl-C to stop it.")
             factory.out.flush()
-            died = asyncio.ensure_future(_first_exit([cp, *agents]))
+            died = asyncio.ensure_future(cluster.first_exit())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({died, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if died.done() and not stop.is_set():
-                child = died.result()
-                assert child.exited is not None
-                factory.error_line(f"error: {child.name} exited with code {child.exited.result()}: "
-                                   f"{child.tail() or 'no output'} (log: {child.log_path}); stopping the cluster")
+                member = died.result()
+                factory.error_line(f"error: {member.title} exited with code {member.returncode}: "
+                                   f"{member.tail() or 'no output'} (log: {member.log_path}); stopping the cluster")
                 code = 1
             died.cancel()
             stopper.cancel()
@@ -247,8 +150,7 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
     finally:
         factory.print("Stopping the local cluster...")
         factory.out.flush()
-        await asyncio.gather(*(a.stop(stop_timeout) for a in agents))
-        await cp.stop(stop_timeout)
+        await asyncio.to_thread(cluster.stop, stop_timeout)
         await client.close()
         with contextlib.suppress(OSError):
             state_file.unlink()
@@ -258,31 +160,16 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
     return code
 
 
-async def _start(client: Client, cp: Child, agents: list[Child], nodes: list[str], env: dict[str, str],
-                 data: Path, ready_timeout: float) -> None:
+async def _start(cluster: LocalCluster, client: Client, nodes: list[str], ready_timeout: float) -> None:
     deadline = time.monotonic() + ready_timeout
-    await wait_api(client, cp, deadline)
-    for a in agents:
-        a.start(env, data)
-    if not nodes:
-        return
-    waiting = asyncio.ensure_future(wait_nodes(client, nodes))
-    died = asyncio.ensure_future(_first_exit([cp, *agents]))
     try:
-        done, _ = await asyncio.wait({waiting, died}, timeout=max(1.0, deadline - time.monotonic()),
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if waiting in done:
-            waiting.result()
-            return
-        if died in done:
-            child = died.result()
-            assert child.exited is not None
-            raise CLIError(f"{child.name} exited with code {child.exited.result()} during start-up: "
-                           f"{child.tail() or 'no output'} (log: {child.log_path})")
-        raise CLIError(f"the nodes were not Ready within {ready_timeout:.0f}s (logs in {data})")
-    finally:
-        waiting.cancel()
-        died.cancel()
+        await cluster.wait_for_api(client, ready_timeout)
+        for member in cluster.agents:
+            member.start(cluster.env, cluster.dir)
+        if nodes:
+            await cluster.wait_for_nodes(client, nodes, max(1.0, deadline - time.monotonic()))
+    except (RuntimeError, TimeoutError) as err:
+        raise CLIError(str(err)) from None
 
 
 async def run_down(args: argparse.Namespace, factory: Factory) -> int:

@@ -18,10 +18,10 @@ from typing import Any
 
 from ketch.api import durations, errors, manifest, meta, timeutil
 from ketch.client.clientset import Batch
+from ketch.client.watching import states
 
 from .factory import Factory
 from .main import CLIError, add_common, format_error
-from .watching import states
 
 
 def register(sub: argparse._SubParsersAction) -> None:

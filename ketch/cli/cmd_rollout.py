@@ -20,6 +20,7 @@ from typing import Any
 
 from ketch.api import durations, errors, manifest, meta, timeutil
 from ketch.api.selectors import selector_string
+from ketch.client.watching import object_states
 from ketch.v1 import core_pb2
 
 from . import describe
@@ -28,7 +29,6 @@ from .main import CLIError, add_bool_flag, add_common
 from .printers import pod_status_reason
 from .resources import display_name, parse_one
 from .tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, tabwrite
-from .watching import object_states
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

@@ -18,12 +18,12 @@ from typing import Any
 
 from ketch.api import durations, errors, manifest
 from ketch.api.kinds import KindInfo
+from ketch.client.watching import object_states, states
 
 from . import jsonpath
 from .factory import Factory
 from .main import CLIError, add_common
 from .resources import display_name, parse_targets
-from .watching import object_states, states
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,16 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ketch.client import connect
-from ketch.testing.processes import stop_groups, wait_or_kill
+from ketch.local.launcher import LocalCluster
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
@@ -55,61 +48,32 @@ def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return None
 
 
-class Cluster:
+class Cluster(LocalCluster):
+    """The shared local-cluster launcher, with the CLI at hand and agents named `agent-<node>`."""
+
     def __init__(self, workdir: Path, cp_flags: list[str] | None = None) -> None:
-        self.dir = workdir
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.server = f"127.0.0.1:{self.port}"
+        super().__init__(workdir, agent_prefix="agent-")
         self.cp_flags = cp_flags or []
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.env = dict(os.environ, KETCH_SERVER=self.server, PYTHONUNBUFFERED="1")
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                start_new_session=True, cwd=self.dir)
-        self.procs[name] = proc
-        return proc
-
-    def start_controlplane(self, extra: list[str] | None = None, wait: bool = True) -> None:
-        data = self.dir / "controlplane"
-        data.mkdir(exist_ok=True)
-        self._spawn("controlplane", [str(BIN / "ketch-controlplane"), "--listen", self.server,
-                                     "--data-dir", str(data), *self.cp_flags, *(extra or [])])
+    def start_controlplane(self, extra: list[str] | None = None, wait: bool = True) -> None:  # type: ignore[override]
+        super().start_controlplane(*self.cp_flags, *(extra or []))
         if wait:
             wait_until(lambda: self.ketch("get", "ns", check=False).returncode == 0, 30, "the control plane")
 
-    def start_agent(self, node: str, extra: list[str] | None = None, wait_ready: bool = True) -> None:
-        data = self.dir / f"agent-{node}"
-        data.mkdir(exist_ok=True)
-        self._spawn(f"agent-{node}", [str(BIN / "ketch-agent"), "--server", self.server, "--node-name", node,
-                                      "--data-dir", str(data), "--heartbeat-interval", "1s", *(extra or [])])
+    def start_agent(self, node: str, extra: list[str] | None = None, wait_ready: bool = True) -> None:  # type: ignore[override]
+        super().start_agent(node, "--heartbeat-interval", "1s", *(extra or []))
         if wait_ready:
             wait_until(lambda: self.node_ready(node), 30, f"node {node} to be Ready")
 
     def send(self, name: str, sig: int) -> None:
-        proc = self.procs[name]
-        try:
-            if sig == signal.SIGKILL:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
+        self.members[name].send_signal(sig)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
-        proc = self.procs.get(name)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            self.send(name, sig)
-            wait_or_kill(proc, timeout)
-        return proc.returncode
+        member = self.members.get(name)
+        return member.stop(timeout, sig) if member is not None else None
 
-    def stop(self) -> None:
-        # Agents first, the control plane last.
-        stop_groups([self.procs[n] for n in sorted(self.procs, key=lambda n: n == "controlplane")], 10)
+    def stop(self, timeout: float = 10) -> None:
+        super().stop(timeout)
         self.kill_leftover_pods()
 
     def kill_leftover_pods(self) -> None:

@@ -37,8 +37,7 @@ def test_kill_9_agent_then_restart_adopts_running_pods(cluster_factory) -> None:
     before = {name: pid_of(wait_running(c, name)) for name in codes}
     assert sorted(processes_with(marker)) == sorted(before.values())
 
-    c.send("agent-node-a", signal.SIGKILL)
-    c.procs["agent-node-a"].wait(10)
+    c.stop_process("agent-node-a", signal.SIGKILL, 10)
     # The pods' processes live on without their agent.
     assert sorted(processes_with(marker)) == sorted(before.values())
 
@@ -82,8 +81,7 @@ def test_an_agent_upgraded_from_the_nested_layout_adopts_its_pods(cluster_factor
     apply_all(c, pod_manifest("old", "node-a", ["sh", "-c", script, marker]))
     p = wait_running(c, "old")
     pid, uid = pid_of(p), p["metadata"]["uid"]
-    c.send("agent-node-a", signal.SIGKILL)
-    c.procs["agent-node-a"].wait(10)
+    c.stop_process("agent-node-a", signal.SIGKILL, 10)
     pods = c.dir / "agent-node-a" / "pods"
     _nest(pods, uid)
     assert (pods / uid / "state.json").is_file() and (pods / uid / "sandbox").is_dir()

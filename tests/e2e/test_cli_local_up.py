@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import BIN, free_port, wait_until
+from ketch.local.launcher import free_port
+
+from .harness import BIN, wait_until
 
 HELLO = """
 apiVersion: batch/v1

@@ -18,6 +18,7 @@ FORBIDDEN = {
     "ketch.api": ("ketch.client", "ketch.cli", "controlplane", "nodeagent"),
     "ketch.client": ("ketch.cli", "controlplane", "nodeagent"),
     "ketch.cli": ("controlplane", "nodeagent"),
+    "ketch.local": ("ketch.cli", "controlplane", "nodeagent"),
     "ketch.v1": ("ketch.api", "ketch.client", "ketch.cli", "controlplane", "nodeagent"),
     "controlplane.storage": ("controlplane.apiserver", "controlplane.controllers", "controlplane.scheduler"),
 }

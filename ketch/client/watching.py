@@ -1,13 +1,15 @@
 """Waiting on the API without polling: list once, then follow a watch from the list's version.
 
 `states()` yields the current set of matching objects after the list and again after every
-change, so a verb states what it waits for as a predicate over that set (`wait`, `delete
---wait`, `rollout status`, `drain`, `local up`). A watch that ends or falls out of the server's
-window ("too old resource version") is resumed by listing again, as an informer does.
+change, so a caller states what it waits for as a predicate over that set (the CLI's `wait`,
+`delete --wait`, `rollout status`, `drain`; the local-cluster launcher waiting for Ready
+nodes). A watch that ends or falls out of the server's window ("too old resource version") is
+resumed by listing again, as an informer does.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,8 +58,6 @@ async def until_each(client: Client, kind: str, namespace: str, names: list[str]
 
     `on_done(name)` is called as each one gets there. One stream serves any number of objects.
     """
-    import contextlib
-
     pending = list(names)
     # One object: let the server filter by name; several: watch the kind in the namespace.
     field_selector = f"metadata.name={names[0]}" if len(names) == 1 else ""
@@ -70,4 +70,17 @@ async def until_each(client: Client, kind: str, namespace: str, names: list[str]
                     if on_done is not None:
                         on_done(name)
             if not pending:
+                return
+
+
+def node_ready(node: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+
+
+async def until_nodes_ready(client: Client, names: list[str]) -> None:
+    """Every named Node exists and is Ready (one watch)."""
+    watch = states(client, "Node")
+    async with contextlib.aclosing(watch):
+        async for current in watch:
+            if all((n := current.get(("", name))) is not None and node_ready(n) for name in names):
                 return

@@ -1,0 +1,1 @@
+"""Running a whole cluster on this machine (ketch local up, tests, benchmarks)."""

@@ -1,0 +1,264 @@
+"""A cluster of real processes on this machine: one control plane and any number of agents.
+
+The one launcher behind `ketch local up`, the end-to-end test harness and the benchmarks. Each
+member runs `python -m controlplane` or `python -m nodeagent` in a process group of its own, with
+its own data dir (`DIR/controlplane`, `DIR/<node>`) and log file, on 127.0.0.1; stopping ends the
+agents first and the control plane last (SIGTERM, then SIGKILL after a timeout), so agents can
+still reach the API while they leave. It only ever starts processes: nothing here imports the
+control plane or the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ketch.api import errors
+from ketch.client.clientset import Client
+from ketch.client.watching import until_nodes_ready
+
+CONTROLPLANE = "controlplane"
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process's group; a group already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait for the process; if it is still there after timeout, SIGKILL its group and reap it."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        signal_group(proc, signal.SIGKILL)
+        proc.wait(5)
+
+
+def stop_groups(procs: Iterable[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM every live group in the order given, then wait for each (SIGKILL after timeout)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            signal_group(proc, signal.SIGTERM)
+    for proc in procs:
+        wait_or_kill(proc, timeout)
+
+
+@dataclass
+class Member:
+    """One process of the cluster, not started until `start`."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str], cwd: Path) -> None:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the process runs
+        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=cwd, start_new_session=True)
+
+    @property
+    def title(self) -> str:
+        """How messages name it."""
+        return "the control plane" if self.name == CONTROLPLANE else f"agent {self.name}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def send_signal(self, sig: int) -> None:
+        """SIGKILL goes to the whole group (nothing it started survives); others to the process,
+        which handles them (graceful stop, re-exec)."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        if sig == signal.SIGKILL:
+            signal_group(self.proc, sig)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    def stop(self, timeout: float, sig: int = signal.SIGTERM) -> int | None:
+        """Signal the process and wait for it (SIGKILL to its group after timeout)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+            wait_or_kill(self.proc, timeout)
+        self.close()
+        return self.proc.returncode
+
+    async def exited(self) -> int:
+        """Wait for the process to end; its exit code. A pidfd turns readable at the exit, so any
+        number of members are watched without a thread each."""
+        proc = self.proc
+        assert proc is not None
+        if proc.poll() is not None:
+            return proc.returncode
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:  # reaped meanwhile
+            return proc.wait()
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        return proc.wait()
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def tail(self, lines: int = 1) -> str:
+        """The last lines of its log, joined, for one-line error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(text[-lines:])
+
+
+class LocalCluster:
+    """Members by name: `controlplane`, and one per agent (named `agent_prefix + node`)."""
+
+    def __init__(self, data_dir: Path, port: int = 0, env: dict[str, str] | None = None,
+                 log_dir: Path | None = None, agent_prefix: str = "") -> None:
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = Path(log_dir) if log_dir is not None else self.dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.server = f"127.0.0.1:{self.port}"
+        self.agent_prefix = agent_prefix
+        self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", KETCH_SERVER=self.server)
+        self.members: dict[str, Member] = {}
+
+    # -- members ---------------------------------------------------------------------------------
+
+    def controlplane(self, *flags: str) -> Member:
+        data = self.dir / CONTROLPLANE
+        data.mkdir(exist_ok=True)
+        argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data), *flags]
+        return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log"))
+
+    def agent(self, node: str, *flags: str) -> Member:
+        name = self.agent_prefix + node
+        data = self.dir / name
+        data.mkdir(exist_ok=True)
+        argv = [sys.executable, "-m", "nodeagent", "--server", self.server, "--node-name", node,
+                "--data-dir", str(data), *flags]
+        return self._add(Member(name, argv, self.log_dir / f"{name}.log"))
+
+    def _add(self, member: Member) -> Member:
+        old = self.members.get(member.name)
+        if old is not None and old.running:
+            raise RuntimeError(f"{member.name} is already running")
+        self.members[member.name] = member
+        return member
+
+    def start_controlplane(self, *flags: str) -> Member:
+        member = self.controlplane(*flags)
+        member.start(self.env, self.dir)
+        return member
+
+    def start_agent(self, node: str, *flags: str) -> Member:
+        member = self.agent(node, *flags)
+        member.start(self.env, self.dir)
+        return member
+
+    @property
+    def agents(self) -> list[Member]:
+        return [m for name, m in self.members.items() if name != CONTROLPLANE]
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def stop(self, timeout: float = 20) -> None:
+        """The agents first (together), then the control plane, which they may still need while
+        they leave (--drain-on-exit); each group is SIGKILLed after timeout."""
+        agents = self.agents
+        stop_groups([m.proc for m in agents if m.proc is not None], timeout)
+        cp = self.members.get(CONTROLPLANE)
+        if cp is not None and cp.proc is not None:
+            stop_groups([cp.proc], timeout)
+        for m in [*agents, *([cp] if cp is not None else [])]:
+            m.close()
+
+    def kill(self, name: str) -> None:
+        self.members[name].send_signal(signal.SIGKILL)
+
+    # -- readiness -------------------------------------------------------------------------------
+
+    async def wait_for_api(self, client: Client, timeout: float) -> None:
+        """The API answers Version (it may not listen yet, so there is nothing to watch: retry)."""
+        deadline = time.monotonic() + timeout
+        cp = self.members.get(CONTROLPLANE)
+        while True:
+            if cp is not None and cp.proc is not None and not cp.running:
+                raise RuntimeError(f"the control plane exited with code {cp.returncode} during start-up: "
+                                   f"{cp.tail() or 'no output'} (log: {cp.log_path})")
+            try:
+                await client.version()
+                return
+            except (errors.Unavailable, errors.Timeout):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the API server did not answer within {timeout:.0f}s (log: {self.log_dir})")
+            await asyncio.sleep(0.1)
+
+    async def wait_for_nodes(self, client: Client, names: list[str], timeout: float) -> None:
+        """Every named node is Ready; fails at once, naming it, if a member exits meanwhile."""
+        waiting = asyncio.ensure_future(until_nodes_ready(client, names))
+        died = asyncio.ensure_future(self.first_exit())
+        try:
+            done, _ = await asyncio.wait({waiting, died}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if waiting in done:
+                waiting.result()
+                return
+            if died in done:
+                member = died.result()
+                raise RuntimeError(f"{member.title} exited with code {member.returncode} during start-up: "
+                                   f"{member.tail() or 'no output'} (log: {member.log_path})")
+            raise TimeoutError(f"the nodes were not Ready within {timeout:.0f}s (logs in {self.log_dir})")
+        finally:
+            waiting.cancel()
+            died.cancel()
+
+    async def first_exit(self) -> Member:
+        """The first started member to exit."""
+        started = [m for m in self.members.values() if m.proc is not None]
+        waits = {asyncio.ensure_future(m.exited()): m for m in started}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in waits:
+                fut.cancel()
+        return waits[next(iter(done))]
