@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from ketch.api import errors
 from ketch.client.cache import DeletedFinalStateUnknown
 from ketch.client.clientset import Client, connect
@@ -99,54 +101,61 @@ def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: flo
 
 
 class Agent:
+    """Everything is built in __init__ (no I/O but the host's facts: its address, cgroups and
+    capacity), started by run, and stopped by shutdown whatever run reached."""
+
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg
         self.pods_root = cfg.data_dir / "pods"
         self.stopping = False
-        self.client: Client | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._reregister = asyncio.Event()
-        self.port = 0
-
-    # -- start ---------------------------------------------------------------------------------
-
-    async def run(self, stop: asyncio.Event) -> int:
-        cfg = self.cfg
-        self.pods_root.mkdir(parents=True, exist_ok=True)
-        moved = layout.migrate_nested(self.pods_root)
-        if moved:
-            log.info("moved the files of %d pods to the flat layout of %s", len(moved), self.pods_root)
-        host_ip = node_ip_for(cfg.server)
+        self.host_ip = node_ip_for(cfg.server)
         self.runtime = ProcessRuntime()
-        self.runtime.install()
         self.cgroups = CgroupManager.detect() if cfg.use_cgroups else None
-        self.client = client = connect(cfg.server)
-        self.pod_informer = Informer(client, "Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.client: Client = connect(cfg.server)
+        self.pod_informer = Informer(self.client, "Pod", field_selector=f"spec.nodeName={cfg.node_name}")
         self.pod_informer.add_indexer("uid", lambda p: [p.metadata.uid])
-        self.node_informer = Informer(client, "Node", field_selector=f"metadata.name={cfg.node_name}")
-        self.status = StatusManager(client, self._cached_pod, cfg.status_interval)
+        self.node_informer = Informer(self.client, "Node", field_selector=f"metadata.name={cfg.node_name}")
+        self.status = StatusManager(self.client, self._cached_pod, cfg.status_interval)
         self.logs = LogManager(cfg.log_max_size)
         self.watchdog = MemoryWatchdog()
-        self.recorder = EventRecorder(client, "kubelet", cfg.node_name)
+        self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
         _, allocatable = capacity(cfg.data_dir)
         self.deps = WorkerDeps(
-            node_name=cfg.node_name, host_ip=host_ip, pods_root=self.pods_root, client=client,
+            node_name=cfg.node_name, host_ip=self.host_ip, pods_root=self.pods_root, client=self.client,
             runtime=self.runtime, status=self.status, logs=self.logs,
             backoff=Backoff(cfg.backoff_base, cfg.backoff_max), watchdog=self.watchdog,
             cgroups=self.cgroups, recorder=self.recorder, allocatable=allocatable)
         self.workers = PodWorkers(self.deps)
-
-        listen = cfg.listen or ("127.0.0.1:0" if host_ip == "127.0.0.1" else "0.0.0.0:0")
+        self.listen = cfg.listen or ("127.0.0.1:0" if self.host_ip == "127.0.0.1" else "0.0.0.0:0")
         source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs)
-        self.server, self.port = await start_server(
-            NodeAgentServicer(cfg.node_name, source, self._running_containers), listen)
-        log.info("agent %s: serving logs and stats on %s (port %d), node address %s",
-                 cfg.node_name, listen, self.port, host_ip)
-
+        self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers)
+        self.server: grpc.aio.Server | None = None
         report = cfg.node_status_report or min(300.0, max(6 * cfg.heartbeat_interval, 1.0))
-        self.registrar = NodeRegistrar(client, NodeConfig(cfg.node_name, cfg.data_dir, cfg.labels, host_ip, self.port),
+        # The port is the server's, known once it listens (run sets it before registering).
+        self.node_config = NodeConfig(cfg.node_name, cfg.data_dir, cfg.labels, self.host_ip)
+        self.registrar = NodeRegistrar(self.client, self.node_config,
                                        lambda: self.node_informer.get("", cfg.node_name), report)
-        self.heartbeat = LeaseHeartbeat(client, cfg.node_name, cfg.heartbeat_interval, lambda: self.registrar.uid)
+        self.heartbeat = LeaseHeartbeat(self.client, cfg.node_name, cfg.heartbeat_interval,
+                                        lambda: self.registrar.uid)
+
+    @property
+    def port(self) -> int:
+        return self.node_config.port
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Start everything, serve until stop is set, then shut down."""
+        self.pods_root.mkdir(parents=True, exist_ok=True)
+        moved = layout.migrate_nested(self.pods_root)
+        if moved:
+            log.info("moved the files of %d pods to the flat layout of %s", len(moved), self.pods_root)
+        self.runtime.install()
+        self.server, self.node_config.port = await start_server(self.servicer, self.listen)
+        log.info("agent %s: serving logs and stats on %s (port %d), node address %s",
+                 self.cfg.node_name, self.listen, self.port, self.host_ip)
         if not await self._register(stop):
             await self._close()
             return 0
@@ -299,9 +308,9 @@ class Agent:
         await self.watchdog.stop()
         with contextlib.suppress(Exception):
             await self.recorder.close()
-        with contextlib.suppress(Exception):
-            await self.server.stop(grace=0.5)
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await self.server.stop(grace=0.5)
         self.runtime.close()
         self.deps.io.shutdown(wait=False)
-        if self.client is not None:
-            await self.client.close()
+        await self.client.close()

@@ -99,6 +99,7 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     gctuning.tune_for_server()
     try:
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)  # before the agent measures its disk
         return await Agent(cfg).run(stop)
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)

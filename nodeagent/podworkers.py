@@ -375,17 +375,16 @@ class PodWorker:
         if uid is not None and not any(v.name == "HOME" for v in c.env):
             env["HOME"] = _home_of(uid)
         argv = envvars.container_argv(c, env)
-        cwd = c.working_dir or self.sandbox
         run_no = cr.restart_count
-        log_file = layout.log_file(self.pods_root, self.uid, c.name, run_no)
-        mem, cpu = _limits(c)
+        spec = LaunchSpec(argv, env, c.working_dir or self.sandbox,
+                          layout.log_file(self.pods_root, self.uid, c.name, run_no), uid, gid)
+        limits = _limits(c)
         # The checkpoint written right after the spawn (same thread job): the window in which a
         # crash could leave a process the next agent does not know about stays as small as it can.
         record = checkpoint.to_dict(self.record)
         gen = self._ckpt_gen
         try:
-            pid, ticks, started_at, cg = self._launch(
-                c.name, argv, env, cwd, log_file, uid, gid, run_no, mem, cpu, record)
+            pid, ticks, started_at, cg = self._launch(c.name, spec, run_no, limits, record)
         except StartError as err:
             self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
             return self._start_failed(c, cr, now, str(err))
@@ -393,29 +392,30 @@ class PodWorker:
         self._ckpt_written = max(self._ckpt_written, gen)
         if cg is not None:
             self.cgroups[c.name] = cg
-        elif mem:
-            self.deps.watchdog.watch(handle.pid, mem)
-        self.exec_ctx[c.name] = ExecContext(env, cwd, uid, gid)
+        elif limits[0]:
+            self.deps.watchdog.watch(handle.pid, limits[0])
+        self.exec_ctx[c.name] = ExecContext(env, spec.cwd, uid, gid)
         self._attach(c, cr, handle)
         post_start = hooks_of(pod, c).get("postStart")
         if post_start is not None:
             asyncio.get_running_loop().create_task(self._post_start(c, handle, post_start))
         return float("inf")
 
-    def _launch(self, name: str, argv: list[str], env: dict[str, str], cwd: str, log_file: str,
-                uid: int | None, gid: int | None, run_no: int, mem: int | None, cpu: int | None,
+    def _launch(self, name: str, spec: LaunchSpec, run_no: int, limits: tuple[int | None, int | None],
                 record: dict[str, Any]) -> tuple[int, int, float, Cgroup | None]:
         """Prepare the files, spawn, checkpoint the new pid (in one step, so the window in which a
-        crash could leave a process the next agent does not know about stays as small as it can)."""
+        crash could leave a process the next agent does not know about stays as small as it can).
+        limits: (memory bytes, cpu millicores) for the run's cgroup, where cgroups are used."""
         logs.prune_runs(self.pods_root, self.uid, name, run_no)
         try:
-            self._prepare_cwd(cwd, uid, gid)
+            self._prepare_cwd(spec.cwd, spec.uid, spec.gid)
         except OSError as err:
             raise StartError(f"cannot prepare the container's directories: {err}") from err
+        mem, cpu = limits
         cg = None
         if self.deps.cgroups is not None and (mem or cpu):
             cg = self.deps.cgroups.create(f"{self.uid}_{name}_{run_no}", mem, cpu)
-        spec = LaunchSpec(argv, env, cwd, log_file, uid, gid, cg.procs_files if cg else [])
+            spec.cgroup_procs = list(cg.procs_files)
         try:
             pid, ticks, started_at = self.deps.runtime.launch_spec(spec)
         except StartError:
