@@ -1,2 +1,2 @@
 """ketch-agent: the node agent. Registers its Node, heartbeats, and runs the pods bound to it
-as processes (see DESIGN.md, "Node agent")."""
+as processes (see docs/design.md, "Node agent")."""

@@ -3,7 +3,7 @@ together and its writes go in one Batch call.
 
 For controllers whose keys arrive in bursts — the scheduler (a Job creating hundreds of pods),
 the garbage collector (a Job's pods when the Job goes), event expiry — one RPC per round instead
-of one per key is the difference between keeping up and falling behind (DESIGN.md, "Performance
+of one per key is the difference between keeping up and falling behind (docs/design.md, "Performance
 principles"). The queue's guarantees still hold: a key is in at most one round at a time, and a
 key added while its round runs is taken again by a later round.
 """

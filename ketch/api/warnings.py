@@ -1,6 +1,6 @@
 """Warnings for fields that are stored but mean nothing to a host process.
 
-Kubernetes manifests apply unchanged (DESIGN.md): ports, volumes, image pull settings, service
+Kubernetes manifests apply unchanged (docs/design.md): ports, volumes, image pull settings, service
 accounts, DNS settings, pod affinity and the like are accepted and stored, and the API server
 returns one warning per field that the user set, which `ketch apply` prints as kubectl prints
 server warnings:

@@ -424,7 +424,3 @@ class ProcessRuntime:
             if handle.running:
                 self.signal(handle, signal.SIGKILL)
         return await handle.exited
-
-    @property
-    def exit_codes_of_adopted_known(self) -> bool:
-        return self._connector is not None

@@ -1,4 +1,4 @@
-"""The direction of imports DESIGN.md sets: controlplane and nodeagent never import each other;
+"""The direction of imports docs/design.md sets: controlplane and nodeagent never import each other;
 ketch.* never imports either; ketch.api imports only ketch.v1; the CLI and client never import
 the server side. Checked on the source (module-level and function-level imports alike)."""
 
@@ -59,4 +59,4 @@ def test_imports_follow_the_layering(module: str, path: Path) -> None:
     rules = [(pkg, banned) for pkg, banned in FORBIDDEN.items() if module == pkg or module.startswith(pkg + ".")]
     bad = sorted(imp for imp in _imports(path, module) for _, banned in rules for b in banned
                  if imp == b or imp.startswith(b + "."))
-    assert not bad, f"{module} imports {bad}, against the layering in DESIGN.md"
+    assert not bad, f"{module} imports {bad}, against the layering in docs/design.md"
