@@ -48,10 +48,11 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def expansion(root: yaml.Node) -> tuple[int, int]:
+def expansion(root: yaml.Node, anchors: dict[str, yaml.Node] | None = None) -> tuple[int, int]:
     """(decoded nodes, of which through aliases) for decoding the document rooted at root, as
     go-yaml counts them: every node once where it is written, an alias once plus its whole
-    target each time it is used. Raises YAMLLimitError for an anchor that contains itself."""
+    target each time it is used. Raises YAMLLimitError for an anchor that contains itself
+    (named from anchors, the document's anchor names)."""
     expanded: dict[int, int] = {}  # finished nodes: their size with aliases expanded
     open_ids: set[int] = set()
     written = 2  # the document node and the root
@@ -75,8 +76,8 @@ def expansion(root: yaml.Node) -> tuple[int, int]:
             written += 1
             frame[3] += 1 + expanded[key]
         elif key in open_ids:
-            anchor = f" {child.anchor!r}" if getattr(child, "anchor", None) else ""
-            raise YAMLLimitError(f"anchor{anchor} value contains itself")
+            name = next((a for a, n in (anchors or {}).items() if n is child), None)
+            raise YAMLLimitError(f"anchor {name!r} value contains itself" if name else "anchor value contains itself")
         else:
             written += 1
             open_ids.add(key)
@@ -85,21 +86,23 @@ def expansion(root: yaml.Node) -> tuple[int, int]:
     return decodes, decodes - written
 
 
-def check_aliases(root: yaml.Node) -> None:
+def check_aliases(root: yaml.Node, anchors: dict[str, yaml.Node] | None = None) -> None:
     """Refuse the document as go-yaml does when alias expansion is most of it."""
-    decodes, aliases = expansion(root)
+    decodes, aliases = expansion(root, anchors)
     if aliases > _MIN_ALIASES and decodes > _MIN_DECODES and aliases / decodes > allowed_alias_ratio(decodes):
         raise YAMLLimitError("document contains excessive aliasing")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that remembers each node's anchor name, for the self-reference message."""
+    """SafeLoader that keeps the last document's anchors (for the self-reference message)."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        anchor = self.peek_event().anchor if not self.check_event(yaml.AliasEvent) else None
-        node = super().compose_node(parent, index)
-        if anchor and getattr(node, "anchor", None) is None:
-            node.anchor = anchor
+    last_anchors: dict[str, yaml.Node] = {}
+
+    def compose_document(self) -> Any:
+        self.get_event()
+        node = self.compose_node(None, None)  # type: ignore[no-untyped-call]
+        self.get_event()
+        self.last_anchors, self.anchors = self.anchors, {}
         return node
 
 
@@ -114,7 +117,7 @@ def safe_load_all(text: str) -> Iterator[Any]:
                 node = loader.get_node()
             except RecursionError:
                 raise YAMLLimitError("document is nested too deeply") from None
-            check_aliases(node)
+            check_aliases(node, loader.last_anchors)
             try:
                 yield loader.construct_document(node)
             except RecursionError:
