@@ -69,7 +69,7 @@ def _pod_files(pods_root: str) -> dict[str, list[str]]:
     with contextlib.suppress(OSError):
         for entry in os.scandir(pods_root):
             uid, dot, _ = entry.name.partition(".")
-            if dot:
+            if dot and uid:
                 out.setdefault(uid, []).append(entry.path)
     return out
 

@@ -1,8 +1,14 @@
 """Node heartbeats: the Lease `kube-node-lease/<node>`, renewed every heartbeat interval.
 
-As the kubelet's node lease controller: holderIdentity is the node, leaseDurationSeconds 40 (or
-four heartbeat intervals when that is longer, so a slow heartbeat never lets the lease lapse),
+As the kubelet's node lease controller: holderIdentity is the node, leaseDurationSeconds four
+heartbeat intervals (the kubelet renews every 25 % of its nodeLeaseDurationSeconds, 10 s of 40 s),
 renewTime with microseconds, and an owner reference to the Node so the lease goes with it.
+
+The control plane marks a node NotReady when no renewal arrives within its
+--node-monitor-grace-period (40 s by default), which the agent is not told: so the lease
+duration states what the agent promises, the node lifecycle controller warns (an Event on the
+Node) when it exceeds the grace period, and the agent warns at start when its interval would
+exceed a quarter of the default grace period (interval_warning).
 Renewal is a compare-and-swap on the last lease written; a Conflict re-reads it, NotFound
 creates it again. Failed renewals retry with a growing back-off (200 ms up to 7 s).
 """
@@ -23,10 +29,33 @@ log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
 DEFAULT_LEASE_SECONDS = 40
+# The control plane's default --node-monitor-grace-period, and renewals per lease (kubelet: 25 %).
+DEFAULT_GRACE_SECONDS = 40.0
+RENEWALS_PER_LEASE = 4
 
 
 def lease_duration(interval: float) -> int:
-    return max(DEFAULT_LEASE_SECONDS, math.ceil(4 * interval))
+    """Four heartbeat intervals, whole seconds (the Lease field is an integer), at least 1."""
+    return max(1, math.ceil(RENEWALS_PER_LEASE * interval - 1e-9))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def interval_warning(interval: float, grace: float = DEFAULT_GRACE_SECONDS) -> str:
+    """What to tell the operator when heartbeats this far apart will make the node flap ("" if
+    they will not): the control plane waits only its grace period for the next renewal."""
+    if RENEWALS_PER_LEASE * interval <= grace:
+        return ""
+    pair = (f"--heartbeat-interval {_seconds(interval)} is more than a quarter of the control plane's default "
+            f"--node-monitor-grace-period ({_seconds(grace)})")
+    if interval >= grace:
+        what = "this node will turn NotReady between heartbeats and its pods will be evicted"
+    else:
+        what = "a late or lost heartbeat will turn this node NotReady"
+    return (f"{pair}: {what}. Keep the interval at most {_seconds(grace / RENEWALS_PER_LEASE)}, or run the "
+            f"control plane with --node-monitor-grace-period {_seconds(lease_duration(interval))} or more")
 
 
 def new_lease(node: str, node_uid: str, duration: int, now: float) -> coordination_pb2.Lease:

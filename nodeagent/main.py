@@ -20,6 +20,9 @@ from ketch import gctuning
 from ketch.api import durations, quantity
 
 from .agent import Agent, AgentConfig
+from .heartbeat import interval_warning
+
+log = logging.getLogger("nodeagent")
 
 
 def _duration(text: str) -> float:
@@ -83,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(args: argparse.Namespace) -> int:
+    warning = interval_warning(args.heartbeat_interval)
+    if warning:
+        log.warning("%s", warning)
     if args.hollow > 0:
         return await run_hollow(args)
     cfg = AgentConfig(

@@ -1,6 +1,10 @@
 """The set of pod workers: routes informer events to the worker of each pod UID, remembers which
 pods are finished (a uid each: finished pods cost no more), re-adopts what the checkpoints on
 disk describe, and stops or leaves the pods when the agent goes.
+
+A pod's uid and container names become file names under pods_root, so a pod whose uid is not a
+UUID or whose container names are not DNS-1123 labels is never run (the API server makes no
+such pod; this is the agent not trusting that).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import contextlib
 import logging
 from typing import Any
 
+from ketch.api.validation import field
+from ketch.api.validation.podlogs import is_uid
 from ketch.v1 import core_pb2
 
 from .podworkers import ORPHAN_GRACE, PodWorker, WorkerDeps
@@ -18,6 +24,16 @@ from .runtime.checkpoint import PodRecord
 from .status import TERMINAL_PHASES
 
 log = logging.getLogger(__name__)
+
+
+def unsafe_names(pod: core_pb2.Pod) -> str:
+    """Why the pod's uid or container names cannot name its files ("" when they can)."""
+    if not is_uid(pod.metadata.uid):
+        return f"its uid {pod.metadata.uid[:100]!r} is not a UUID"
+    for c in (*pod.spec.init_containers, *pod.spec.containers):
+        if len(c.name) > 63 or field.dns1123_label(c.name):
+            return f"its container name {c.name[:100]!r} is not a DNS-1123 label"
+    return ""
 
 
 class PodWorkers:
@@ -33,6 +49,7 @@ class PodWorkers:
         self._deleting: set[str] = set()
         self._idle = asyncio.Event()
         self._idle.set()
+        self.refused: set[str] = set()
 
     def load_checkpoints(self) -> None:
         for rec in checkpoint.load_all(self.deps.pods_root):
@@ -49,6 +66,13 @@ class PodWorkers:
             return
         if uid in self.finished or not self.accepting:
             self._finish_deletion(pod)
+            return
+        if uid in self.refused:
+            return
+        why = unsafe_names(pod)
+        if why:
+            self.refused.add(uid)
+            log.error("pod %s/%s is not run: %s", pod.metadata.namespace, pod.metadata.name, why)
             return
         rec = self.recovered.pop(uid, None)
         if rec is not None and rec.finished and not rec.procs:
@@ -78,6 +102,9 @@ class PodWorkers:
 
     def delete(self, pod: core_pb2.Pod) -> None:
         uid = pod.metadata.uid
+        if uid in self.refused:  # never run, so it has no files
+            self.refused.discard(uid)
+            return
         self._deleting.discard(uid)
         self.finished.discard(uid)
         self.deps.status.forget(uid)

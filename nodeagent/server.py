@@ -3,6 +3,11 @@
 Logs are found by pod UID (filled in by the API server) or, for a pod that is gone from the API,
 by namespace and name among the pods whose files the agent still keeps; NOT_FOUND tells the API
 server to ask the next node. Errors carry Kubernetes' reason in the `ketch-reason` trailer.
+
+Every name in a request becomes part of a path, so a request is checked before anything is
+looked up (a pod uid must be a UUID, names DNS-1123: INVALID_ARGUMENT otherwise), the record a
+uid finds must be the pod the request names (a uid does not open another namespace's logs), and
+the log file, symlinks resolved, must be under the agent's pods dir.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import grpc
 import psutil
 
 from ketch.api import errors
+from ketch.api.validation.podlogs import check_pod_log_request
 from ketch.v1 import api_pb2, api_pb2_grpc
 
 from . import procfs
@@ -69,9 +75,20 @@ def _pick_container(rec: PodRecord, name: str, container: str) -> str:
     return container
 
 
+def _checked(source: LogSource, path: str) -> str:
+    if not layout.inside(source.pods_root, path):
+        log.warning("refused to serve %s: it resolves outside %s", path, source.pods_root)
+        raise errors.BadRequest("the log file is outside the agent's pods directory")
+    return path
+
+
 def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Callable[[], bool], tuple]:
     """Resolve a request to (log file, is-the-run-still-going, samples); raises StatusError."""
-    rec = source.record(req.pod_uid) if req.pod_uid else source.find(req.namespace or "default", req.name)
+    check_pod_log_request(req)
+    namespace = req.namespace or "default"
+    rec = source.record(req.pod_uid) if req.pod_uid else source.find(namespace, req.name)
+    if rec is not None and (rec.namespace, rec.name) != (namespace, req.name):
+        raise errors.NotFound(f'pods "{req.name}" not found')
     if rec is None:
         if req.pod_uid:
             # The pod is bound here but nothing of it has started yet.
@@ -86,8 +103,8 @@ def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Calla
         path = layout.log_file(source.pods_root, rec.uid, container, run)
         if run < 0 or not os.path.exists(path):
             raise errors.BadRequest(f'previous terminated container "{container}" in pod "{req.name}" not found')
-        return path, lambda: False, source.log_manager.samples(path)
-    path = layout.log_file(source.pods_root, rec.uid, container, run)
+        return _checked(source, path), lambda: False, source.log_manager.samples(path)
+    path = _checked(source, layout.log_file(source.pods_root, rec.uid, container, run))
     if not os.path.exists(path):
         reason = cr.waiting_reason or "ContainerCreating"
         raise errors.BadRequest(f'container "{container}" in pod "{req.name}" is waiting to start: {reason}')

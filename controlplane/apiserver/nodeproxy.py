@@ -1,18 +1,40 @@
 """Reaching node agents: the API server proxies `ketch logs` and `ketch top` to them.
 
-An agent publishes its endpoint in its Node (status.addresses InternalIP and
+An agent publishes its endpoint in its Node (status.addresses and
 status.daemonEndpoints.kubeletEndpoint.Port); channels are cached per address.
+
+Whoever may write a Node's status chooses where the control plane connects, so the target is
+checked before every dial, as kube-apiserver's node proxy checks it (proxyutil.IsProxyableIP and
+IsProxyableHostname): an IP address or a DNS name, a port in 1-65535, and neither an
+unspecified, link-local (169.254.169.254 is the cloud metadata service), multicast nor broadcast
+address, for a DNS name among any of the addresses it resolves to. Unlike Kubernetes, loopback
+is allowed: `ketch local up` and the tests run every agent on 127.0.0.1. Which client may write
+which Node (and so publish an address at all) comes with authentication and the Node authorizer
+(mTLS), not here. A log request is validated before it leaves, since the agent turns its names
+into paths (ketch.api.validation.podlogs).
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from controlplane.storage import Store
 from ketch.api import errors
+from ketch.api.validation import field
+from ketch.api.validation.podlogs import check_pod_log_request
 from ketch.v1 import api_pb2, api_pb2_grpc
+
+# Which of a Node's addresses the agent is dialled at, in order (the agent publishes InternalIP).
+ADDRESS_PREFERENCE = ("InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS", "Hostname")
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _map_rpc_error(err: grpc.aio.AioRpcError, node: str) -> errors.StatusError:
@@ -23,22 +45,84 @@ def _map_rpc_error(err: grpc.aio.AioRpcError, node: str) -> errors.StatusError:
     return errors.from_code(code, err.details() or "", str(reason))
 
 
+def ip_refusal(ip: IPAddress) -> str:
+    """Why the control plane does not dial this IP ("" when it does)."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip == _BROADCAST:
+        return "the broadcast address"
+    return ""
+
+
+def is_dns_name(host: str) -> bool:
+    return len(host) <= 253 and not field.dns1123_subdomain(host.lower())
+
+
+def agent_endpoint(node: Any) -> tuple[str, int]:
+    """(host, port) of the node's agent from its status, checked for form; raises StatusError."""
+    name = node.metadata.name
+    port = node.status.daemon_endpoints.kubelet_endpoint.port
+    if not port:
+        raise errors.Unavailable(f"node {name} publishes no agent endpoint")
+    if not 1 <= port <= 65535:
+        raise errors.BadRequest(f"node {name} publishes the agent port {port}: must be between 1 and 65535")
+    by_type: dict[str, str] = {}
+    for a in node.status.addresses:
+        by_type.setdefault(a.type, a.address)
+    host = next((by_type[t] for t in ADDRESS_PREFERENCE if by_type.get(t)), "")
+    if not host:  # (kube-apiserver: "no preferred addresses found", an internal error)
+        raise errors.InternalError(f"node {name} publishes no address")
+    try:
+        ip: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is None and not is_dns_name(host):
+        raise errors.BadRequest(f"node {name} publishes the address {host[:100]!r}, which is neither an IP "
+                                "address nor a DNS name")
+    if ip is not None and (why := ip_refusal(ip)):
+        raise errors.BadRequest(f"node {name} publishes the address {host}, which the control plane does not "
+                                f"dial: {why}")
+    return host, port
+
+
+async def _check_resolved(name: str, host: str, port: int) -> None:
+    """Every address a DNS name resolves to must be one the control plane dials."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as err:
+        raise errors.Unavailable(f"node {name} is not reachable: cannot resolve {host}: {err}") from None
+    for *_, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        if why := ip_refusal(ip):
+            raise errors.BadRequest(f"node {name} publishes the address {host}, which resolves to {ip}, which "
+                                    f"the control plane does not dial: {why}")
+
+
+def grpc_target(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class NodeDialer:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    def _stub(self, node_name: str) -> api_pb2_grpc.NodeAgentStub:
+    async def _stub(self, node_name: str) -> api_pb2_grpc.NodeAgentStub:
         entry = self.store.get("Node", node_name)
         if entry is None:
             raise errors.NotFound(f'nodes "{node_name}" not found')
-        node = entry.obj
-        port = node.status.daemon_endpoints.kubelet_endpoint.port  # type: ignore[attr-defined]
-        address = next((a.address for a in node.status.addresses  # type: ignore[attr-defined]
-                        if a.type == "InternalIP"), "127.0.0.1")
-        if not port:
-            raise errors.Unavailable(f"node {node_name} publishes no agent endpoint")
-        target = f"{address}:{port}"
+        host, port = agent_endpoint(entry.obj)
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            await _check_resolved(node_name, host, port)
+        target = grpc_target(host, port)
         channel = self._channels.get(target)
         if channel is None:
             channel = grpc.aio.insecure_channel(target)
@@ -46,7 +130,8 @@ class NodeDialer:
         return api_pb2_grpc.NodeAgentStub(channel)
 
     async def pod_logs(self, node: str, req: api_pb2.PodLogsRequest) -> AsyncIterator[api_pb2.LogChunk]:
-        stub = self._stub(node)
+        check_pod_log_request(req)
+        stub = await self._stub(node)
         try:
             async for chunk in stub.PodLogs(req):
                 yield chunk
@@ -54,7 +139,7 @@ class NodeDialer:
             raise _map_rpc_error(err, node) from None
 
     async def node_stats(self, node: str, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
-        stub = self._stub(node)
+        stub = await self._stub(node)
         try:
             return await stub.NodeStats(req, timeout=10)
         except grpc.aio.AioRpcError as err:

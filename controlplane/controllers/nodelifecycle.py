@@ -15,6 +15,12 @@ and no pod is evicted until some node is Ready again.
 
 Timing uses the work queue: each node is re-checked at the moment its grace would run out
 (add_after), and Lease and Node events re-check it at once; nothing polls.
+
+An agent renews its Lease every heartbeat interval and states four intervals as the Lease's
+leaseDurationSeconds (the kubelet: a 40 s lease renewed every 10 s). A lease longer than the
+grace period means fewer than four renewals per grace period, so one late renewal makes the node
+flap NotReady; the agent cannot know the grace period, so the controller says it: a Warning
+Event `LeaseDurationExceedsGracePeriod` on the Node (and a log line), once per lease duration.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ COMPONENT = "node-controller"
 PRESSURE_CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure")
 STOPPED_MESSAGE = "Kubelet stopped posting node status."
 NEVER_MESSAGE = "Kubelet never posted node status."
+SLOW_LEASE_REASON = "LeaseDurationExceedsGracePeriod"
+RENEWALS_PER_LEASE = 4  # the kubelet renews its lease every 25 % of its duration
 
 # Condition (type, status) -> the NoSchedule taint key it implies.
 CONDITION_TAINTS: dict[tuple[str, str], str] = {
@@ -91,6 +99,20 @@ def observe(saved: NodeHealth | None, node: Any, lease: Any | None, now: float) 
         health.probe_timestamp = now
         health.lease_renew = renew
     return health
+
+
+def slow_lease_message(node: str, lease: Any | None, grace: float) -> str:
+    """The warning for a node whose Lease outlasts the grace period ("" when it does not)."""
+    if lease is None or not lease.spec.HasField("lease_duration_seconds"):
+        return ""
+    duration = lease.spec.lease_duration_seconds
+    if duration <= grace:
+        return ""
+    interval = duration / RENEWALS_PER_LEASE
+    return (f"Node {node} renews its Lease about every {interval:g}s (leaseDurationSeconds {duration}), too "
+            f"slowly for the node-monitor grace period of {grace:g}s: a late heartbeat will turn it NotReady. "
+            f"Set its agent's --heartbeat-interval to at most {grace / RENEWALS_PER_LEASE:g}s, or the control "
+            f"plane's --node-monitor-grace-period to at least {duration}s")
 
 
 def grace_period(node: Any, grace: float, startup_grace: float) -> float:
@@ -206,6 +228,8 @@ class NodeLifecycleController(Controller):
         self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.recorder = ctx.recorder(COMPONENT)
         self.health: dict[str, NodeHealth] = {}
+        # The lease duration each node was last warned about (warned once per value).
+        self.slow_leases: dict[str, int] = {}
         # Ready status by node, for the full-disruption rule (loaded from the cache at first use).
         self.statuses: dict[str, str] = {}
         self.num_ready = 0
@@ -240,10 +264,12 @@ class NodeLifecycleController(Controller):
         node = self.nodes.get("", key)
         if node is None:
             self.health.pop(key, None)
+            self.slow_leases.pop(key, None)
             self._check_disruption(key, None)
             return
         now = self.clock.now()
         lease = self.leases.get(LEASE_NAMESPACE, key)
+        self._warn_slow_lease(node, lease)
         health = observe(self.health.get(key), node, lease, now)
         self.health[key] = health
         observed_ready = ready_status(node)
@@ -272,6 +298,18 @@ class NodeLifecycleController(Controller):
             del upd.spec.taints[:]
             upd.spec.taints.extend(taints)
             await self.client.update(upd)
+
+    def _warn_slow_lease(self, node: Any, lease: Any | None) -> None:
+        name = node.metadata.name
+        message = slow_lease_message(name, lease, self.grace)
+        if not message:
+            self.slow_leases.pop(name, None)
+            return
+        duration = lease.spec.lease_duration_seconds
+        if self.slow_leases.get(name) != duration:
+            self.slow_leases[name] = duration
+            log.warning("%s", message)
+            self.recorder.event(node, "Warning", SLOW_LEASE_REASON, message)
 
     async def _mark_pods_not_ready(self, node_name: str, now: float) -> None:
         pods = pods_to_mark_not_ready(self.pods.by_index(NODE_NAME_INDEX, node_name), node_name, now)

@@ -15,6 +15,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from . import safeyaml
 from .errors import BadRequest
 from .kinds import KindInfo, info_for_manifest, info_of
 
@@ -44,6 +45,8 @@ def load_documents(text: str) -> list[dict[str, Any]]:
             docs = value if isinstance(value, list) else [value]
         except json.JSONDecodeError:
             docs = _load_yaml(text)
+        except RecursionError:
+            raise DecodeError("error parsing JSON: document is nested too deeply") from None
     else:
         docs = _load_yaml(text)
     out: list[dict[str, Any]] = []
@@ -61,7 +64,7 @@ def load_documents(text: str) -> list[dict[str, Any]]:
 
 def _load_yaml(text: str) -> list[Any]:
     try:
-        return list(yaml.safe_load_all(text))
+        return list(safeyaml.safe_load_all(text))
     except yaml.YAMLError as err:
         raise DecodeError(f"error parsing YAML: {err}".replace("\n", " ")) from err
 

@@ -19,6 +19,7 @@ from .main import add_common
 from .printers import check_output, event_time, print_objects, qualified_name, sort_objects, table
 from .resources import parse_targets, resolve_kind
 from .tabwriter import GET_MINWIDTH, GET_PADDING, table_text
+from .terminal import escape_cell
 
 ALL_KINDS = ("Pod", "DaemonSet", "Job", "CronJob")
 
@@ -164,6 +165,7 @@ class _WatchTable:
         self.widths: list[int] = []
 
     def render(self, rows: list[list[str]]) -> str:
+        rows = [[escape_cell(c) for c in row] for row in rows]
         for row in rows:
             for i, cell in enumerate(row[:-1]):
                 w = max(GET_MINWIDTH, len(cell) + GET_PADDING)

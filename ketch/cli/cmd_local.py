@@ -31,6 +31,19 @@ from .main import CLIError
 
 DEFAULT_DIR = "./.ketch/local"
 STATE_FILE = "local.json"
+# The agent's and the control plane's defaults, and heartbeats per grace period (the kubelet's 25 %).
+DEFAULT_HEARTBEAT, DEFAULT_GRACE, HEARTBEATS_PER_GRACE = "10s", "40s", 4
+
+
+def pairing_warning(heartbeat: str, grace: str) -> str:
+    """What to say when the agents' heartbeats are too far apart for the control plane's grace
+    period (fewer than four per period: one late heartbeat makes a node NotReady); "" if fine."""
+    heartbeat, grace = heartbeat or DEFAULT_HEARTBEAT, grace or DEFAULT_GRACE
+    beat, limit = durations.parse(heartbeat), durations.parse(grace)
+    if HEARTBEATS_PER_GRACE * beat <= limit:
+        return ""
+    return (f"--heartbeat-interval {heartbeat} is more than a quarter of --node-monitor-grace-period {grace}: a late "
+            f"heartbeat will turn a node NotReady; keep the interval at most {limit / HEARTBEATS_PER_GRACE:g}s")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,6 +102,9 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
         raise CLIError("--agents must be 0 or more")
     ready_timeout = durations.parse(args.ready_timeout)
     stop_timeout = durations.parse(args.stop_timeout)
+    warning = pairing_warning(args.heartbeat_interval, args.node_monitor_grace_period)
+    if warning:
+        factory.warn(warning)
     data = Path(args.data_dir).expanduser().resolve()
     cluster = LocalCluster(data, port=args.port)
     nodes = [f"node-{i}" for i in range(1, args.agents + 1)]

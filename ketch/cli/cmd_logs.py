@@ -20,6 +20,7 @@ from ketch.api.selectors import selector_string
 from .factory import Factory
 from .main import CLIError, add_common
 from .resources import display_name, resolve_kind
+from .terminal import escape
 
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 PHASE_ORDER = {"Running": 0, "Unknown": 1, "Pending": 2}
@@ -59,7 +60,7 @@ class _Sink:
 
     def __init__(self, factory: Factory, prefix: str = "") -> None:
         self.out = factory.out
-        self.prefix = prefix.encode()
+        self.prefix = escape(prefix).encode()  # the header is ours; the log lines stay raw
         self.partial = b""
 
     def _write(self, data: bytes) -> None:

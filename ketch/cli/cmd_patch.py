@@ -16,10 +16,11 @@ from typing import Any
 
 import yaml
 
-from ketch.api import manifest
+from ketch.api import manifest, safeyaml
 
 from .factory import Factory
 from .main import CLIError, add_common
+from .manifests import read_text
 from .printers import print_objects
 from .resources import display_name, parse_targets
 
@@ -43,7 +44,9 @@ def parse_patch(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as json_err:
         try:
-            value = yaml.safe_load(text)
+            value = safeyaml.safe_load(text)
+        except safeyaml.YAMLLimitError as err:
+            raise CLIError(f"unable to parse the patch: yaml: {err}") from None
         except yaml.YAMLError:
             raise CLIError(f'unable to parse "{text}": {json_err}') from None
         if not isinstance(value, dict | list):
@@ -54,7 +57,7 @@ def parse_patch(text: str) -> Any:
 async def run(args: argparse.Namespace, factory: Factory) -> int:
     if bool(args.patch) == bool(args.patch_file):
         raise CLIError("must specify exactly one of -p/--patch and --patch-file")
-    text = args.patch or Path(args.patch_file).read_text()
+    text = args.patch or read_text(Path(args.patch_file))
     patch = parse_patch(text)
     if args.type == "json" and not isinstance(patch, list):
         raise CLIError("a JSON patch (--type json) must be a list of operations")

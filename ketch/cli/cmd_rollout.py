@@ -29,6 +29,7 @@ from .main import CLIError, add_bool_flag, add_common
 from .printers import pod_status_reason
 from .resources import display_name, parse_one
 from .tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, tabwrite
+from .terminal import escape_cell
 
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -208,7 +209,7 @@ async def rollout_history(args: argparse.Namespace, factory: Factory) -> int:
         factory.print("No rollout history found.")
         return 0
     text = "REVISION\tCHANGE-CAUSE\n" + "".join(
-        f"{r.revision}\t{r.metadata.annotations.get(CHANGE_CAUSE) or '<none>'}\n" for r in revs)
+        f"{r.revision}\t{escape_cell(r.metadata.annotations.get(CHANGE_CAUSE) or '<none>')}\n" for r in revs)
     factory.out.write(tabwrite(text, DESCRIBE_MINWIDTH, DESCRIBE_PADDING) + "\n")
     return 0
 

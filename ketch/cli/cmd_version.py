@@ -41,10 +41,10 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             doc["serverVersion"] = server_info
         print(json.dumps(doc, indent=2), file=factory.out)
     else:
-        print(f"Client Version: {CLIENT_VERSION}", file=factory.out)
+        factory.print(f"Client Version: {CLIENT_VERSION}")
         if server_info:
-            print(f"Server Version: {server_info['gitVersion']} (Kubernetes {server_info['kubernetesSemantics']} "
-                  "semantics)", file=factory.out)
+            semantics = server_info["kubernetesSemantics"]
+            factory.print(f"Server Version: {server_info['gitVersion']} (Kubernetes {semantics} semantics)")
     if error is not None:
         raise error
     return 0

@@ -18,6 +18,7 @@ from ketch.api.selectors import selector_string
 
 from .printers import event_time, human_duration, job_status, node_roles, pod_columns, since
 from .tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, tabwrite
+from .terminal import escape
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -30,7 +31,8 @@ class Writer:
         self._done: list[str] = []
 
     def write(self, level: int, text: str) -> None:
-        self._pending.append("  " * level + text)
+        # As kubectl's PrefixWriter: whatever an object holds reaches the terminal escaped.
+        self._pending.append("  " * level + escape(text))
 
     def line(self, level: int, title: str, value: Any = "") -> None:
         self.write(level, f"{title}:\t{value}\n")

@@ -15,6 +15,8 @@ from typing import TextIO
 
 from ketch.client.clientset import Client, connect
 
+from .terminal import escape
+
 DEFAULT_SERVER = "127.0.0.1:6443"
 
 
@@ -57,13 +59,14 @@ class Factory:
         return self._client
 
     def warn(self, message: str) -> None:
-        print(f"Warning: {message}", file=self.err)
+        print(escape(f"Warning: {message}"), file=self.err)
 
     def print(self, text: str = "") -> None:
-        print(text, file=self.out)
+        """A human message: object names and server text in it are escaped for the terminal."""
+        print(escape(text), file=self.out)
 
     def error_line(self, text: str) -> None:
-        print(" ".join(text.split("\n")), file=self.err)
+        print(escape(" ".join(text.split("\n"))), file=self.err)
 
     async def close(self) -> None:
         if self._client is not None and self._owns_client:

@@ -21,6 +21,7 @@ from ketch.api import errors
 from ketch.api.kinds import UnknownKindError
 
 from .factory import Factory
+from .terminal import escape
 
 VERBS = (
     "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
@@ -107,12 +108,12 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
     except BrokenPipeError:
         return 0
     except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:
-        print(one_line(format_error(err, factory.server_address)), file=factory.err)
+        print(escape(one_line(format_error(err, factory.server_address))), file=factory.err)
         return 1
     except Exception as err:  # a bug: still one line, with the traceback on request
         if os.environ.get("KETCH_DEBUG"):
             traceback.print_exc(file=factory.err)
-        print(one_line(f"error: internal error: {type(err).__name__}: {err}"), file=factory.err)
+        print(escape(one_line(f"error: internal error: {type(err).__name__}: {err}")), file=factory.err)
         return 1
 
 

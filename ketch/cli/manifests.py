@@ -1,4 +1,10 @@
-"""Reading `-f FILE|-|DIR|URL-less` arguments into objects, as kubectl's resource builder."""
+"""Reading `-f FILE|-|DIR|URL-less` arguments into objects, as kubectl's resource builder.
+
+Input is hostile until parsed: each file (or stdin) is read only up to MAX_MANIFEST_BYTES, so
+`-f /dev/zero` or a runaway pipe fails at once instead of filling memory, and YAML is loaded
+with go-yaml's alias limits (ketch.api.safeyaml). A parse error names its source, as kubectl's
+`error parsing FILE: ...` does.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,52 @@ from typing import Any, TextIO
 
 from ketch.api import manifest
 
+from .main import CLIError
+
+# One object may be at most 3 MiB on the API server (kube-apiserver's request limit); a file of
+# many objects gets room for a few, and stays far below what parsing it would cost in memory.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+def _too_large(source: str) -> CLIError:
+    return CLIError(f"{source} is larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB, the most a manifest may be")
+
+
+def read_text(path: Path) -> str:
+    """A file's text, refusing files above MAX_MANIFEST_BYTES without reading them whole."""
+    with path.open("rb") as f:
+        data = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise _too_large(f'the file "{path}"')
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CLIError(f"error parsing {path}: not UTF-8 text: {err.reason} at byte {err.start}") from None
+
+
+def read_stdin(stdin: TextIO) -> str:
+    text = stdin.read(MAX_MANIFEST_BYTES + 1)
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise _too_large("the standard input")
+    return text
+
+
+def parse(source: str, text: str) -> list[dict[str, Any]]:
+    try:
+        return manifest.load_documents(text)
+    except manifest.DecodeError as err:
+        detail = err.message
+        for fmt in ("YAML", "JSON"):
+            detail = detail.replace(f"error parsing {fmt}: ", f"{fmt.lower()}: ", 1)
+        raise CLIError(f"error parsing {source}: {detail}") from None
+
 
 def read_documents(paths: list[str], stdin: TextIO | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(source, document) for every document in every file (directories: *.yaml, *.yml, *.json)."""
     out: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
         if path == "-":
-            text = (stdin or sys.stdin).read()
-            out.extend(("STDIN", d) for d in manifest.load_documents(text))
+            out.extend(("STDIN", d) for d in parse("STDIN", read_stdin(stdin or sys.stdin)))
             continue
         p = Path(path)
         if p.is_dir():
@@ -25,7 +69,7 @@ def read_documents(paths: list[str], stdin: TextIO | None = None) -> list[tuple[
         else:
             raise ValueError(f'the path "{path}" does not exist')
         for f in files:
-            out.extend((str(f), d) for d in manifest.load_documents(f.read_text()))
+            out.extend((str(f), d) for d in parse(str(f), read_text(f)))
     if not out:
         raise ValueError("no objects passed to apply")
     return out

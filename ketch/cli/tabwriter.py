@@ -7,6 +7,8 @@ tabs ("Pod Template:") ends every block above it, exactly as in kubectl's descri
 
 from __future__ import annotations
 
+from .terminal import escape_cell
+
 # kubectl get: printers.GetNewTabWriter; kubectl describe and rollout history: tabbedString.
 GET_MINWIDTH, GET_PADDING = 6, 3
 DESCRIBE_MINWIDTH, DESCRIBE_PADDING = 0, 2
@@ -54,7 +56,7 @@ def tabwrite(text: str, minwidth: int = GET_MINWIDTH, padding: int = GET_PADDING
 
 
 def table_text(rows: list[list[str]]) -> str:
-    """Rows of cells as `kubectl get` prints them."""
+    """Rows of cells as `kubectl get` prints them, control characters escaped in every cell."""
     if not rows:
         return ""
-    return tabwrite("".join("\t".join(r) + "\n" for r in rows), GET_MINWIDTH, GET_PADDING)
+    return tabwrite("".join("\t".join(map(escape_cell, r)) + "\n" for r in rows), GET_MINWIDTH, GET_PADDING)

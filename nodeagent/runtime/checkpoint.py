@@ -151,13 +151,20 @@ def _replace(path: str, data: bytes) -> None:
 
 
 def load(path: str) -> PodRecord | None:
-    """The record at path; the first JSON value counts (an interrupted rewrite leaves a tail)."""
+    """The record at path; the first JSON value counts (an interrupted rewrite leaves a tail).
+    A record whose uid or container names could not name a file under pods_root is no record:
+    its names become paths (logs, sandbox) wherever it is used."""
     try:
         with open(path, "rb") as f:
             text = f.read().decode()
-        return from_dict(_DECODER.raw_decode(text)[0])
+        rec = from_dict(_DECODER.raw_decode(text)[0])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+    if not isinstance(rec.uid, str) or not layout.is_part(rec.uid):
+        return None
+    if not all(isinstance(n, str) and layout.is_part(n) for n in (*rec.run.containers, *rec.container_names)):
+        return None
+    return rec
 
 
 def load_all(pods_root: str | os.PathLike[str]) -> list[PodRecord]:

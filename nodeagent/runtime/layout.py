@@ -11,6 +11,11 @@ container uses it), its checkpoint (once, then rewritten in place) and one log f
 Pod uids and container names (DNS labels) have no dots, so `<uid>.` prefixes only that pod's
 files and the names cannot collide. Paths are plain strings: pathlib showed up in the agent's
 per-pod profile.
+
+Every uid and container name is checked to be one plain file-name part (no `/`, no dot, not
+empty) before it becomes a path, whatever checked it before (the API server, the agent's gRPC
+server, the checkpoint reader), so no value can name a file outside pods_root; `inside()` is the
+resolved-path check for paths built from what a request names.
 """
 
 from __future__ import annotations
@@ -29,16 +34,33 @@ NESTED_SANDBOX = "sandbox"
 MIGRATING = ".nested-"  # pods/.nested-<uid>: a nested pod dir being flattened
 
 
+def is_part(name: str) -> bool:
+    """Whether name can be one part of a file name here: no separator, no dot, no NUL."""
+    return bool(name) and "/" not in name and "." not in name and "\0" not in name
+
+
+def _part(name: str, what: str) -> str:
+    if not is_part(name):
+        raise ValueError(f"{what} {name[:100]!r} cannot name a file")
+    return name
+
+
 def sandbox_dir(pods_root: str | os.PathLike[str], uid: str) -> str:
-    return f"{os.fspath(pods_root)}/{uid}"
+    return f"{os.fspath(pods_root)}/{_part(uid, 'pod uid')}"
 
 
 def state_file(pods_root: str | os.PathLike[str], uid: str) -> str:
-    return f"{os.fspath(pods_root)}/{uid}{STATE_SUFFIX}"
+    return f"{os.fspath(pods_root)}/{_part(uid, 'pod uid')}{STATE_SUFFIX}"
 
 
 def log_file(pods_root: str | os.PathLike[str], uid: str, container: str, run: int) -> str:
-    return f"{os.fspath(pods_root)}/{uid}.{container}.{run}.log"
+    return f"{os.fspath(pods_root)}/{_part(uid, 'pod uid')}.{_part(container, 'container name')}.{run}.log"
+
+
+def inside(pods_root: str | os.PathLike[str], path: str) -> bool:
+    """Whether path, with every symlink resolved, is under pods_root (defence in depth)."""
+    root = os.path.realpath(pods_root)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root
 
 
 def log_files(path: str) -> list[str]:
@@ -48,7 +70,7 @@ def log_files(path: str) -> list[str]:
 
 def pod_files_prefix(uid: str) -> str:
     """The name prefix of the pod's files (not of its sandbox, which is named just `<uid>`)."""
-    return uid + "."
+    return _part(uid, "pod uid") + "."
 
 
 def migrate_nested(pods_root: str | os.PathLike[str]) -> list[str]:
@@ -68,6 +90,8 @@ def migrate_nested(pods_root: str | os.PathLike[str]) -> list[str]:
         return done
     for name in names:
         uid = name[len(MIGRATING):] if name.startswith(MIGRATING) else name
+        if not is_part(uid):
+            continue
         try:
             if uid == name:
                 if "." in name or not _is_nested(root, name):

@@ -1,11 +1,18 @@
 """Node, Namespace, Event and Lease validation (core/v1 and coordination.k8s.io/v1).
 
 Node: taints (key, value, effect, unique by key and effect), capacity/allocatable quantities,
-providerID and podCIDRs fixed once set. Namespace: DNS-1123 label names and spec finalizers.
+providerID and podCIDRs fixed once set, addresses unique. Beyond Kubernetes, which checks only
+that addresses are unique, the agent's endpoint is checked too, since the control plane dials
+it: every address has one of the five address types, an IP for InternalIP/ExternalIP and a
+DNS-1123 subdomain for Hostname/InternalDNS/ExternalDNS, and daemonEndpoints.kubeletEndpoint.Port
+is 0 (none) or 1-65535. (Which addresses the control plane then agrees to dial is its node
+proxy's rule: no link-local, unspecified or multicast IPs.) Namespace: DNS-1123 label names and spec finalizers.
 Event: the core/v1 rules (namespace agreement with the involved object). Lease: durations.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from ketch.api.errors import FieldError, forbidden, invalid, not_supported, required
 from ketch.v1 import coordination_pb2, core_pb2
@@ -20,7 +27,53 @@ def validate_node(node: core_pb2.Node) -> Errors:
     if node.spec.taints:
         taints(errs, node.spec.taints, "spec.taints")
     _node_resources(errs, node.status)
+    node_endpoints(errs, node.status)
     return errs
+
+
+NODE_ADDRESS_TYPES = ["Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS"]
+_IP_TYPES = ("InternalIP", "ExternalIP")
+IP_MSG = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
+
+
+def _is_ip(text: str) -> bool:
+    if "%" in text:  # Go's ParseIP takes no IPv6 zone
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def node_endpoints(errs: Errors, status: core_pb2.NodeStatus) -> None:
+    """status.addresses (unique, typed, well-formed) and the agent's port."""
+    seen: set[tuple[str, str]] = set()
+    for i, addr in enumerate(status.addresses):
+        p = idx("status.addresses", i)
+        if not addr.type:
+            errs.append(required(p + ".type"))
+        elif addr.type not in NODE_ADDRESS_TYPES:
+            errs.append(not_supported(p + ".type", addr.type, NODE_ADDRESS_TYPES))
+        if not addr.address:
+            errs.append(required(p + ".address"))
+        elif addr.type in _IP_TYPES:
+            if not _is_ip(addr.address):
+                errs.append(invalid(p + ".address", addr.address, IP_MSG))
+        elif addr.type in NODE_ADDRESS_TYPES:
+            if len(addr.address) > 253:  # kept out of the (cached) pattern check
+                errs.append(invalid(p + ".address", addr.address[:253] + "...", field.max_len_error(253)))
+            else:
+                field.dns_subdomain_field(errs, addr.address, p + ".address")
+        k = (addr.type, addr.address)
+        if k in seen:
+            errs.append(FieldError("Duplicate", p, "", Shown(f'{{Type:"{addr.type}", Address:"{addr.address}"}}'),
+                                   True))
+        seen.add(k)
+    port = status.daemon_endpoints.kubelet_endpoint.port
+    if port and not 1 <= port <= 65535:
+        errs.append(invalid("status.daemonEndpoints.kubeletEndpoint.Port", port,
+                            field.inclusive_range_error(1, 65535)))
 
 
 def taints(errs: Errors, values: list[core_pb2.Taint], path: str) -> None:
@@ -69,13 +122,7 @@ def validate_node_update(new: core_pb2.Node, old: core_pb2.Node) -> Errors:
 def validate_node_status_update(new: core_pb2.Node, old: core_pb2.Node) -> Errors:
     errs: Errors = []
     _node_resources(errs, new.status)
-    seen: set[tuple[str, str]] = set()
-    for i, addr in enumerate(new.status.addresses):
-        k = (addr.type, addr.address)
-        if k in seen:
-            errs.append(FieldError("Duplicate", idx("status.addresses", i), "",
-                                   Shown(f'{{Type:"{addr.type}", Address:"{addr.address}"}}'), True))
-        seen.add(k)
+    node_endpoints(errs, new.status)
     return errs
 
 

@@ -131,6 +131,34 @@ CASES = [
           "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
           "status.allocatable.cpu: Invalid value: \"lots\": quantities must match the regular expression "
           "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")),
+    Case("an agent's addresses and port as it registers them are valid", NODE, {"status": {
+        "addresses": [{"type": "InternalIP", "address": "10.0.0.7"}, {"type": "Hostname", "address": "node-a"},
+                      {"type": "ExternalIP", "address": "2001:db8::1"}, {"type": "InternalDNS", "address": "a.lan"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}}),
+    Case("node addresses have one of the five types", NODE, {"status": {"addresses": [
+        {"type": "Internal", "address": "10.0.0.7"}, {"address": "10.0.0.8"}]}},
+         ('status.addresses[0].type: Unsupported value: "Internal": supported values: "Hostname", "InternalIP", '
+          '"ExternalIP", "InternalDNS", "ExternalDNS"', "status.addresses[1].type: Required value")),
+    Case("an InternalIP or ExternalIP is an IP", NODE, {"status": {"addresses": [
+        {"type": "InternalIP", "address": "10.0.0.300"}, {"type": "ExternalIP", "address": "fe80::1%eth0"},
+        {"type": "InternalIP"}]}},
+         ('status.addresses[0].address: Invalid value: "10.0.0.300": must be a valid IP address, (e.g. 10.9.8.7 or '
+          "2001:db8::ffff)",
+          'status.addresses[1].address: Invalid value: "fe80::1%eth0": must be a valid IP address, (e.g. 10.9.8.7 '
+          "or 2001:db8::ffff)",
+          "status.addresses[2].address: Required value")),
+    Case("a Hostname or DNS address is a DNS name", NODE, {"status": {"addresses": [
+        {"type": "Hostname", "address": "evil host:1"}]}},
+         ('status.addresses[0].address: Invalid value: "evil host:1": a lowercase RFC 1123 subdomain must consist of '
+          "lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character "
+          "(e.g. 'example.com', regex used for validation is "
+          "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",)),
+    Case("the agent's port is a port", NODE, {"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": 70000}}}},
+         ("status.daemonEndpoints.kubeletEndpoint.Port: Invalid value: 70000: must be between 1 and 65535, "
+          "inclusive",)),
+    Case("node addresses are unique", NODE, {"status": {"addresses": [
+        {"type": "InternalIP", "address": "10.0.0.7"}, {"type": "InternalIP", "address": "10.0.0.7"}]}},
+         ('status.addresses[1]: Duplicate value: {Type:"InternalIP", Address:"10.0.0.7"}',)),
     # Namespace
     Case("a namespace name is a DNS label", NAMESPACE, {"metadata": {"name": "team.a"}},
          (f'metadata.name: Invalid value: "team.a": {LABEL_MSG}',)),

@@ -217,6 +217,14 @@ STATUS_CASES = [
          lambda j: (j.status.uncounted_terminated_pods.succeeded.append("u1"),
                     j.status.uncounted_terminated_pods.failed.append("u1")),
          ('status.uncountedTerminatedPods.failed[0]: Duplicate value: "u1"',)),
+    Case("a node's status may not publish a link in place of an address", NODE,
+         lambda n: n.status.addresses.add(type="InternalIP", address="169.254.169.254:80/latest"),
+         ('status.addresses[0].address: Invalid value: "169.254.169.254:80/latest": must be a valid IP address, '
+          "(e.g. 10.9.8.7 or 2001:db8::ffff)",)),
+    Case("a node's status may not publish port 0x10000", NODE,
+         lambda n: setattr(n.status.daemon_endpoints.kubelet_endpoint, "port", 65536),
+         ("status.daemonEndpoints.kubeletEndpoint.Port: Invalid value: 65536: must be between 1 and 65535, "
+          "inclusive",)),
     Case("a DaemonSet collision count never decreases", DAEMONSET, lambda d: setattr(d.status, "collision_count", 0),
          ("status.collisionCount: Invalid value: 0: cannot be decremented",),
          setup_old=lambda d: setattr(d.status, "collision_count", 1)),

@@ -254,3 +254,26 @@ def test_disruption_target_condition() -> None:
     assert (cond.status, cond.reason, cond.message) == ("True", "DeletionByTaintManager",
                                                         "Taint manager: deleting due to NoExecute taint")
     assert te.with_disruption_target(upd, T0 + 1) is None
+
+
+# -- a Lease that outlasts the grace period -------------------------------------------------------
+
+def _lease_of(seconds: int | None) -> coordination_pb2.Lease:
+    out = lease(T0)
+    if seconds is not None:
+        out.spec.lease_duration_seconds = seconds
+    return out
+
+
+@pytest.mark.parametrize(("seconds", "grace", "warned"), [
+    (40, 40.0, False), (4, 4.0, False), (None, 4.0, False), (60, 40.0, True), (40, 4.0, True)])
+def test_slow_lease_warning(seconds: int | None, grace: float, warned: bool) -> None:
+    assert bool(nl.slow_lease_message("n1", _lease_of(seconds), grace)) == warned
+    assert nl.slow_lease_message("n1", None, grace) == ""
+
+
+def test_slow_lease_message_names_both_flags() -> None:
+    assert nl.slow_lease_message("n1", _lease_of(60), 40.0) == (
+        "Node n1 renews its Lease about every 15s (leaseDurationSeconds 60), too slowly for the node-monitor "
+        "grace period of 40s: a late heartbeat will turn it NotReady. Set its agent's --heartbeat-interval to "
+        "at most 10s, or the control plane's --node-monitor-grace-period to at least 60s")

@@ -14,6 +14,7 @@ import pytest
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 from nodeagent.limits.watchdog import MemoryWatchdog
+from nodeagent.podmanager import PodWorkers
 from nodeagent.podworkers import PodWorker, WorkerDeps
 from nodeagent.runtime import checkpoint, layout
 from nodeagent.runtime.logs import LogManager
@@ -117,3 +118,19 @@ async def test_restarts_keep_the_current_and_the_previous_run(deps: WorkerDeps, 
     logs = [n for n in _files(deps.pods_root) if n.endswith(".log")]
     assert logs == [f"{UID}.main.2.log", f"{UID}.main.3.log"]
     assert Path(layout.log_file(deps.pods_root, UID, "main", 3)).read_text() == "run 3\n"
+
+
+@pytest.mark.parametrize(("uid", "container"), [("../../escape", "main"), (UID, "../main"), (UID, "a.b")],
+                         ids=["uid", "container", "container with a dot"])
+async def test_a_pod_whose_names_would_leave_pods_root_is_never_run(
+        deps: WorkerDeps, tmp_path: Path, uid: str, container: str) -> None:
+    pod = _pod("touch ran")
+    pod.metadata.uid = uid
+    pod.spec.containers[0].name = container
+    workers = PodWorkers(deps)
+    workers.update(pod)
+    workers.update(pod)  # and again: still nothing (and logged once)
+    assert workers.workers == {} and workers.refused == {uid}
+    assert os.listdir(deps.pods_root) == [] and sorted(os.listdir(tmp_path)) == ["pods"]
+    workers.delete(pod)
+    assert workers.refused == set()
