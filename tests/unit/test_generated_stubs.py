@@ -1,5 +1,6 @@
 """The committed stubs in ketch/v1 must match, byte for byte, what the locked grpcio-tools makes of
-proto/ketch/v1."""
+proto/ketch/v1, and pyproject.toml's grpcio and protobuf floors must be what those stubs check at
+import time (a lower floor installs fine and then dies on `import ketch.v1`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import importlib.metadata
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parents[2]
+STUBS = ROOT / "ketch" / "v1"
 
 
 def locked_version(name: str) -> str:
@@ -17,6 +23,17 @@ def locked_version(name: str) -> str:
     match = re.search(rf"^{re.escape(name)}==(\S+)", (ROOT / "requirements.lock").read_text(), re.MULTILINE)
     assert match, f"requirements.lock pins no {name}; run scripts/lock.sh"
     return match.group(1)
+
+
+def floor(name: str) -> Version:
+    """The lowest version pyproject.toml admits for a runtime dependency (its `>=` bound)."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in map(Requirement, deps):
+        if dep.name == name:
+            lows = [Version(s.version) for s in dep.specifier if s.operator == ">="]
+            assert lows, f"pyproject.toml gives {name} no floor: {dep}"
+            return max(lows)
+    raise AssertionError(f"pyproject.toml does not depend on {name}")
 
 
 def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
@@ -36,3 +53,20 @@ def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
              if not (ROOT / rel).exists() or (ROOT / rel).read_bytes() != (tmp_path / rel).read_bytes()]
     assert not stale, f"generated protobuf code is stale: {stale}; run `make proto`"
 
+
+def test_grpcio_floor_is_what_the_stubs_check() -> None:
+    stamps = {Version(v) for f in STUBS.glob("*_pb2_grpc.py")
+              for v in re.findall(r"^GRPC_GENERATED_VERSION = '([^']+)'", f.read_text(), re.MULTILINE)}
+    assert stamps, "no GRPC_GENERATED_VERSION in ketch/v1"
+    assert floor("grpcio") == max(stamps), (
+        f"ketch/v1 refuses grpcio older than {max(stamps)} but pyproject.toml says grpcio>={floor('grpcio')}")
+
+
+def test_protobuf_floor_is_what_the_stubs_check() -> None:
+    call = re.compile(r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,"
+                      r"\s*(\d+),\s*(\d+),\s*(\d+),")
+    stamps = {Version(".".join(m)) for f in STUBS.glob("*_pb2.py") for m in call.findall(f.read_text())}
+    assert stamps, "no ValidateProtobufRuntimeVersion call in ketch/v1"
+    assert floor("protobuf") == max(stamps), (
+        f"ketch/v1 refuses a protobuf runtime older than {max(stamps)} "
+        f"but pyproject.toml says protobuf>={floor('protobuf')}")

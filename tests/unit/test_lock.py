@@ -21,7 +21,8 @@ def pins() -> dict[str, tuple[str, int]]:
     for entry in re.split(r"\n(?=\S)", (ROOT / "requirements.lock").read_text()):
         head = re.match(r"([A-Za-z0-9._-]+)==(\S+)", entry)
         if head:
-            out[canonicalize_name(head.group(1))] = (head.group(2), len(re.findall(r"--hash=sha256:[0-9a-f]{64}", entry)))
+            hashes = re.findall(r"--hash=sha256:[0-9a-f]{64}", entry)
+            out[canonicalize_name(head.group(1))] = (head.group(2), len(hashes))
     return out
 
 
