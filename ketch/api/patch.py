@@ -59,7 +59,9 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
             field = key.partition("/")[2]
-            drop = set(json.dumps(v) for v in value or [])
+            if not isinstance(value, list):
+                raise BadRequest(f"{key} must be a list")
+            drop = set(json.dumps(v) for v in value)
             result[field] = [v for v in result.get(field) or [] if json.dumps(v) not in drop]
             continue
         if key.startswith("$setElementOrder/") or key == "$retainKeys":
@@ -79,12 +81,15 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
 
 def _merge_keyed_list(current: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
     out = [copy.deepcopy(item) for item in current]
-    index = {item.get(merge_key): i for i, item in enumerate(out) if isinstance(item, dict)}
+    index = {item.get(merge_key): i for i, item in enumerate(out)
+             if isinstance(item, dict) and _primitive(item.get(merge_key))}
     for item in patch:
         if not isinstance(item, dict) or merge_key not in item:
             out.append(copy.deepcopy(item))
             continue
         k = item[merge_key]
+        if not _primitive(k):
+            raise BadRequest(f"the merge key {merge_key} of a list item must be a string or number, not {k!r}")
         if item.get("$patch") == "delete":
             if k in index:
                 out[index[k]] = None
@@ -95,6 +100,10 @@ def _merge_keyed_list(current: list[Any], patch: list[Any], merge_key: str) -> l
             index[k] = len(out)
             out.append({kk: vv for kk, vv in item.items() if kk != "$patch"})
     return [item for item in out if item is not None]
+
+
+def _primitive(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 # ---------------------------------------------------------------------------------------------

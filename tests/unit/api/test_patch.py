@@ -58,3 +58,15 @@ def test_a_bad_json_patch_is_the_clients_error(ops: list[dict[str, object]]) -> 
     with pytest.raises((errors.Invalid, errors.BadRequest)):
         json_patch(doc, ops)
     assert doc == {"a": {"b": [1, 2]}}
+
+
+@pytest.mark.parametrize("patch", [
+    # Found by tests/unit/api/test_fuzz_api.py: a list as a merge key's value raised TypeError
+    # (unhashable), which the API server answered as an internal error.
+    {"spec": {"containers": [{"name": ["main"], "image": "x"}]}},
+    {"metadata": {"$deleteFromPrimitiveList/finalizers": 5}},
+])
+def test_a_bad_strategic_merge_patch_is_the_clients_error(patch: dict[str, object]) -> None:
+    doc = {"metadata": {"finalizers": ["a"]}, "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    with pytest.raises(errors.BadRequest):
+        strategic_merge_patch(doc, patch)
