@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from google.protobuf import any_pb2
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from controlplane.apiserver import registry
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 _EXPLORE = int(os.environ.get("KETCH_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
-    max_examples=_EXPLORE or 60,
+    max_examples=_EXPLORE or 100,
     deadline=None,
     derandomize=not _EXPLORE,
     database=None,
@@ -101,10 +101,25 @@ def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
+def _like(value: Any) -> st.SearchStrategy[Any]:
+    """Values of value's JSON type, which get past decoding to defaulting and validation."""
+    if isinstance(value, bool):
+        return st.booleans()
+    if isinstance(value, int):
+        return _ints
+    if isinstance(value, str):
+        return _text
+    if isinstance(value, list):
+        return st.lists(st.one_of(*(_like(v) for v in value[:1])) if value else _json, max_size=3)
+    if isinstance(value, dict):
+        return st.dictionaries(_text, _text, max_size=3)
+    return _json
+
+
 def _mutate(data: st.DataObject, doc: dict[str, Any], keep_kind: bool) -> dict[str, Any]:
     """A few random edits of doc: set a value, delete a key, or add an unknown or known key."""
     doc = copy.deepcopy(doc)
-    for _ in range(data.draw(st.integers(1, 4), label="edits")):
+    for _ in range(data.draw(st.integers(1, 3), label="edits")):
         paths = [p for p in _paths(doc) if not (keep_kind and p in (("apiVersion",), ("kind",)))]
         if not paths:
             break
@@ -114,7 +129,8 @@ def _mutate(data: st.DataObject, doc: dict[str, Any], keep_kind: bool) -> dict[s
             parent = parent[part]
         action = data.draw(st.sampled_from(["set", "set", "delete", "add"]), label="action")
         if action == "set":
-            parent[path[-1]] = data.draw(_yamlish, label="value")
+            parent[path[-1]] = data.draw(st.one_of(_like(parent[path[-1]]), _like(parent[path[-1]]), _yamlish),
+                                         label="value")
         elif action == "delete":
             del parent[path[-1]]
         elif isinstance(parent, dict):
@@ -161,11 +177,14 @@ async def call(service: APIService, op: Awaitable[T]) -> T | None:
     Any other exception propagates and fails the example."""
     before = service.store.revision
     try:
-        return await op
+        result = await op
     except errors.StatusError as err:
+        event(f"refused: {type(err).__name__}")
         assert not isinstance(err, errors.InternalError), f"internal error: {err}"
         assert service.store.revision == before, f"a refused call ({err}) changed the store"
         return None
+    event("accepted")
+    return result
 
 
 def check_store(service: APIService) -> None:
@@ -201,9 +220,11 @@ def test_random_bytes_as_any_kinds_object(data: st.DataObject, kind: str, update
     info = kind_info(kind)
     base = BASES.get(kind)
     valid = manifest.from_dict(base).SerializeToString() if base else b""
-    # Raw noise, or a valid object's bytes with some of them changed (protobuf wire noise).
+    # Raw noise, or a valid object's bytes with some of them changed or appended (protobuf wire noise).
     value = data.draw(st.one_of(
         st.binary(max_size=64),
+        st.binary(min_size=1, max_size=8).map(lambda tail: valid + tail),
+        st.integers(16, 2**20).map(lambda number: valid + _varint(number << 3) + b"\x01"),  # a field unknown here
         st.builds(lambda edits: _edit_bytes(valid, edits),
                   st.lists(st.tuples(st.integers(0, max(len(valid) - 1, 0)), st.binary(max_size=3)), max_size=4)),
     ), label="value")
@@ -217,6 +238,15 @@ def test_random_bytes_as_any_kinds_object(data: st.DataObject, kind: str, update
             await call(service, service.create(api_pb2.CreateRequest(object=obj)))
 
     run(body)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
 
 
 def _edit_bytes(data: bytes, edits: list[tuple[int, bytes]]) -> bytes:
@@ -235,6 +265,7 @@ def test_random_manifests_are_stored_valid_or_refused(data: st.DataObject, kind:
         try:
             obj = manifest.from_dict(doc)
         except errors.StatusError as err:  # decoding refused it: a client error, not a crash
+            event(f"not decoded: {type(err).__name__}")
             assert not isinstance(err, errors.InternalError), err
             return
         created = await call(service, service.create(api_pb2.CreateRequest(object=packed(obj))))
