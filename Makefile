@@ -1,10 +1,13 @@
 ## Ketch developer targets. `make help` lists them.
 PY ?= .venv/bin/python
 
-.PHONY: help proto check lint test test-unit test-int test-e2e bench
+.PHONY: help lock proto check lint test test-unit test-int test-e2e bench
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+lock: ## re-resolve requirements.lock to the newest allowed releases (then ./scripts/setup.sh)
+	./scripts/lock.sh
 
 proto: ## regenerate ketch/v1 from proto/ketch/v1
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/ketch/v1/*.proto

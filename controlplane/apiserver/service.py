@@ -77,6 +77,18 @@ def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
         msg.ParseFromString(obj.value)
     except DecodeError as err:
         raise errors.BadRequest(f"cannot decode the {info.kind}: {err}") from None
+    # Fields this server's schema lacks would be stored and served, though no manifest can say
+    # them: refused, as strict decoding refuses an unknown JSON field.
+    size = msg.ByteSize()
+    msg.DiscardUnknownFields()
+    if msg.ByteSize() != size:
+        raise errors.BadRequest(f"cannot decode the {info.kind}: it has fields unknown to this server")
+    if msg.api_version and msg.api_version != info.api_version:  # type: ignore[attr-defined]
+        raise errors.BadRequest(f"the API version in the data ({msg.api_version}) does not match "  # type: ignore[attr-defined]
+                                f"the expected API version ({info.api_version})")
+    if msg.kind and msg.kind != info.kind:  # type: ignore[attr-defined]
+        raise errors.BadRequest(f'the kind in the data ("{msg.kind}") does not match the expected kind '  # type: ignore[attr-defined]
+                                f'("{info.kind}")')
     return info, msg
 
 

@@ -59,7 +59,9 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
     for key, value in patch.items():
         if key.startswith("$deleteFromPrimitiveList/"):
             field = key.partition("/")[2]
-            drop = set(json.dumps(v) for v in value or [])
+            if not isinstance(value, list):
+                raise BadRequest(f"{key} must be a list")
+            drop = set(json.dumps(v) for v in value)
             result[field] = [v for v in result.get(field) or [] if json.dumps(v) not in drop]
             continue
         if key.startswith("$setElementOrder/") or key == "$retainKeys":
@@ -79,12 +81,15 @@ def strategic_merge_patch(target: Any, patch: Any) -> Any:
 
 def _merge_keyed_list(current: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
     out = [copy.deepcopy(item) for item in current]
-    index = {item.get(merge_key): i for i, item in enumerate(out) if isinstance(item, dict)}
+    index = {item.get(merge_key): i for i, item in enumerate(out)
+             if isinstance(item, dict) and _primitive(item.get(merge_key))}
     for item in patch:
         if not isinstance(item, dict) or merge_key not in item:
             out.append(copy.deepcopy(item))
             continue
         k = item[merge_key]
+        if not _primitive(k):
+            raise BadRequest(f"the merge key {merge_key} of a list item must be a string or number, not {k!r}")
         if item.get("$patch") == "delete":
             if k in index:
                 out[index[k]] = None
@@ -97,25 +102,33 @@ def _merge_keyed_list(current: list[Any], patch: list[Any], merge_key: str) -> l
     return [item for item in out if item is not None]
 
 
+def _primitive(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
 # ---------------------------------------------------------------------------------------------
 # RFC 6902
 
 
-def _pointer(path: str) -> list[str]:
+def _pointer(path: Any) -> list[str]:
     if path == "":
         return []
-    if not path.startswith("/"):
+    if not isinstance(path, str) or not path.startswith("/"):
         raise BadRequest(f"invalid JSON pointer {path!r}")
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _index(part: str, size: int, parts: list[str]) -> int:
+    """An array index as RFC 6901 writes it (digits, no sign, no leading zero), below size."""
+    if not part.isdecimal() or not part.isascii() or (part != "0" and part.startswith("0")) or int(part) >= size:
+        raise Invalid(f"path /{'/'.join(parts)} does not exist")
+    return int(part)
 
 
 def _walk(doc: Any, parts: list[str]) -> Any:
     for part in parts:
         if isinstance(doc, list):
-            try:
-                doc = doc[int(part)]
-            except (ValueError, IndexError):
-                raise Invalid(f"path /{'/'.join(parts)} does not exist") from None
+            doc = doc[_index(part, len(doc), parts)]
         elif isinstance(doc, dict):
             if part not in doc:
                 raise Invalid(f"path /{'/'.join(parts)} does not exist")
@@ -134,10 +147,7 @@ def _add(doc: Any, parts: list[str], value: Any) -> Any:
         if last == "-":
             parent.append(value)
         else:
-            idx = int(last)
-            if idx > len(parent):
-                raise Invalid(f"index {idx} out of range")
-            parent.insert(idx, value)
+            parent.insert(_index(last, len(parent) + 1, parts), value)
     elif isinstance(parent, dict):
         parent[last] = value
     else:
@@ -146,15 +156,16 @@ def _add(doc: Any, parts: list[str], value: Any) -> Any:
 
 
 def _remove(doc: Any, parts: list[str]) -> Any:
+    if not parts:
+        raise Invalid("the whole object cannot be removed")
     parent = _walk(doc, parts[:-1])
     last = parts[-1]
-    try:
-        if isinstance(parent, list):
-            del parent[int(last)]
-        else:
-            del parent[last]
-    except (KeyError, IndexError, ValueError):
-        raise Invalid(f"path /{'/'.join(parts)} does not exist") from None
+    if isinstance(parent, list):
+        del parent[_index(last, len(parent), parts)]
+    elif isinstance(parent, dict) and last in parent:
+        del parent[last]
+    else:
+        raise Invalid(f"path /{'/'.join(parts)} does not exist")
     return doc
 
 

@@ -140,16 +140,27 @@ async def test_replace_deletes_the_running_job_and_starts_a_new_one(client: Clie
     await eventually(one_active, timeout=10, what="one active run, the new one")
 
 
-async def test_suspend_stops_new_runs_and_resume_restarts_them(client: Client) -> None:
-    await client.create(cronjob("nap"))
-    await eventually(lambda: jobs_of(client, "nap"), timeout=10, what="a run")
-    await client.patch("CronJob", "nap", {"spec": {"suspend": True}}, NS)
-    await asyncio.sleep(0.3)  # a run already in flight may land
-    count = len(await jobs_of(client, "nap"))
-    await asyncio.sleep(2.5)
-    assert len(await jobs_of(client, "nap")) == count
-    await client.patch("CronJob", "nap", {"spec": {"suspend": False}}, NS)
-    await eventually(lambda: _at_least(client, "nap", count + 1), timeout=10, what="a run after resume")
+async def test_suspend_stops_new_runs_and_resume_restarts_them(api: TestAPIServer) -> None:
+    client = api.client
+    assert client is not None
+    async with running(client, CronJobController) as [controller]:
+        assert isinstance(controller, CronJobController)
+        await client.create(cronjob("nap"))
+        await eventually(lambda: jobs_of(client, "nap"), timeout=10, what="a run")
+        await client.patch("CronJob", "nap", {"spec": {"suspend": True}}, NS)
+
+        # A run already in flight may land; once the controller's cache holds the suspend and no
+        # sync of the key is under way (one begun earlier has finished), none can be.
+        def settled() -> bool:
+            cached = controller.cronjobs.get(NS, "nap")
+            return cached is not None and cached.spec.suspend and f"{NS}/nap" not in controller.queue._processing
+
+        await eventually(settled, timeout=10, what="the controller to see the suspend")
+        count = len(await jobs_of(client, "nap"))
+        await asyncio.sleep(2.5)  # two and a half schedule periods in which nothing may run
+        assert len(await jobs_of(client, "nap")) == count
+        await client.patch("CronJob", "nap", {"spec": {"suspend": False}}, NS)
+        await eventually(lambda: _at_least(client, "nap", count + 1), timeout=10, what="a run after resume")
 
 
 async def test_history_limits_keep_exactly_the_configured_number(client: Client) -> None:

@@ -40,3 +40,33 @@ def test_unknown_patch_type_and_bad_json() -> None:
         apply_patch({}, "weird", "{}")
     with pytest.raises(errors.BadRequest):
         apply_patch({}, "merge", "{not json")
+
+
+@pytest.mark.parametrize("ops", [
+    # Found by tests/unit/api/test_fuzz_api.py: each raised ValueError or IndexError, which the
+    # API server answered as an internal error instead of the client's mistake.
+    [{"op": "add", "path": "", "value": []}, {"op": "add", "path": "/apiVersion", "value": 1}],
+    [{"op": "move", "path": "/a"}],  # no "from": the whole document would move
+    [{"op": "remove", "path": ""}],
+    [{"op": "remove", "path": "/a/b/x"}],
+    [{"op": "add", "path": "/a/b/-1", "value": 0}],  # Python would insert before the last item
+    [{"op": "replace", "path": "/a/b/01", "value": 0}],  # not an RFC 6901 array index
+    [{"op": "add", "path": 5, "value": 0}],
+])
+def test_a_bad_json_patch_is_the_clients_error(ops: list[dict[str, object]]) -> None:
+    doc = {"a": {"b": [1, 2]}}
+    with pytest.raises((errors.Invalid, errors.BadRequest)):
+        json_patch(doc, ops)
+    assert doc == {"a": {"b": [1, 2]}}
+
+
+@pytest.mark.parametrize("patch", [
+    # Found by tests/unit/api/test_fuzz_api.py: a list as a merge key's value raised TypeError
+    # (unhashable), which the API server answered as an internal error.
+    {"spec": {"containers": [{"name": ["main"], "image": "x"}]}},
+    {"metadata": {"$deleteFromPrimitiveList/finalizers": 5}},
+])
+def test_a_bad_strategic_merge_patch_is_the_clients_error(patch: dict[str, object]) -> None:
+    doc = {"metadata": {"finalizers": ["a"]}, "spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    with pytest.raises(errors.BadRequest):
+        strategic_merge_patch(doc, patch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from nodeagent.runtime import checkpoint, layout
@@ -59,15 +60,18 @@ def test_migrate_nested_pods(tmp_path: Path) -> None:
 
 def test_a_running_container_follows_its_files(tmp_path: Path) -> None:
     d = _nested(tmp_path, "u")
+    # A Python child, not `sh`: dash answers `pwd -P` from the directory it read at start, so the
+    # shell's answer depended on whether it started before or after the move. The child blocks on
+    # stdin until the migration is done, then asks the kernel where its working dir is now.
+    child = "import os, sys; sys.stdin.read(); print(os.getcwd()); print(open('work').read(), end='')"
     with open(d / "main.2.log", "ab") as out:
-        # `env pwd -P`, not the builtin: dash's builtin prints the directory it saw at start-up,
-        # before or after the move depending on how fast it started.
-        proc = subprocess.Popen(["sh", "-c", "while [ ! -e go ]; do sleep 0.02; done; env pwd -P; cat work"],
-                                cwd=d / "sandbox", stdout=out, stderr=out)
+        proc = subprocess.Popen([sys.executable, "-c", child], cwd=d / "sandbox",
+                                stdin=subprocess.PIPE, stdout=out, stderr=out)
     try:
         assert layout.migrate_nested(tmp_path) == ["u"]
-        (tmp_path / "u" / "go").touch()
-        assert proc.wait(10) == 0
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
     finally:
         proc.kill()
+        proc.wait()
     assert Path(layout.log_file(tmp_path, "u", "main", 2)).read_text() == f"{tmp_path.resolve()}/u\nw"

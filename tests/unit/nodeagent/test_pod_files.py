@@ -19,6 +19,7 @@ from nodeagent.podworkers import PodWorker, WorkerDeps
 from nodeagent.runtime import checkpoint, layout
 from nodeagent.runtime.logs import LogManager
 from nodeagent.runtime.process import ProcessRuntime
+from tests.conftest import eventually
 
 UID = "0b9e7c1e-5a8f-4d3b-9c2e-7f1a2b3c4d5e"
 
@@ -94,12 +95,12 @@ async def test_the_checkpoint_is_rewritten_in_place(deps: WorkerDeps, tmp_path: 
                        lambda w: done.set())
     worker.start()
     state = layout.state_file(deps.pods_root, UID)
-    for _ in range(500):
+
+    def started() -> bool:
         rec = checkpoint.load(state)
-        if rec is not None and rec.procs:
-            break
-        await asyncio.sleep(0.01)
-    assert rec is not None and "main" in rec.procs
+        return rec is not None and "main" in rec.procs
+
+    await eventually(started, timeout=20, what="the checkpoint of the running container")
     inode = os.stat(state).st_ino
     go.touch()
     await asyncio.wait_for(done.wait(), 20)

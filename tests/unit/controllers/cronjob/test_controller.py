@@ -19,6 +19,7 @@ from ketch.client.informer import InformerFactory
 from ketch.testing.apiserver import TestAPIServer
 from ketch.testing.fake_clock import FakeClock
 from ketch.v1 import batch_pb2
+from tests.conftest import eventually
 
 T0 = 1_699_999_200.0  # 2023-11-14T22:00:00Z, a whole hour
 NS = "default"
@@ -234,7 +235,9 @@ async def test_the_job_carries_template_metadata_owner_and_scheduled_time(
         cj = await client.get("CronJob", CJ, NS)
         cj.spec.time_zone = "Asia/Tokyo"
         await client.update(cj)
-        await asyncio.sleep(0.05)
+        # sync reads the informer's cache: wait until it holds the update (a bare sleep raced it).
+        await eventually(lambda: controller.cronjobs.get(NS, CJ).spec.time_zone == "Asia/Tokyo",
+                         what="the cache to see the new time zone")
         await controller.sync(f"{NS}/{CJ}")
         job = await client.get("Job", _name(0, case), NS)
         assert job.metadata.labels["team"] == "a"
@@ -279,7 +282,7 @@ async def test_a_deleted_cronjob_is_forgotten(world: tuple[TestAPIServer, FakeCl
     controller = await _setup(api, clock, Case("gone", last_schedule=-60))
     try:
         await client.delete("CronJob", CJ, NS)
-        await asyncio.sleep(0.05)
+        await eventually(lambda: controller.cronjobs.get(NS, CJ) is None, what="the cache to drop the CronJob")
         await controller.sync(f"{NS}/{CJ}")
         assert (await client.list("Job", NS))[0] == []
         assert controller.queue._delayed.get(f"{NS}/{CJ}") is None
