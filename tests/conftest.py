@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ketch.testing.apiserver import TestAPIServer
+from controlplane.apiserver.testing import TestAPIServer
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import asyncio
 import io
 import json
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors
 from ketch.cli.factory import Factory
 from ketch.cli.main import execute
-from ketch.testing.apiserver import TestAPIServer
 
 from ..conftest import eventually
 from .test_cli_support import CLI

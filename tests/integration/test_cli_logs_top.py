@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors, manifest
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import api_pb2
 
 from .test_cli_nodes_rollout import make_node, make_pod

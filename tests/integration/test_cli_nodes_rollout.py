@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import manifest, timeutil
 from ketch.cli.factory import Factory
 from ketch.cli.main import execute
 from ketch.client.clientset import Client
-from ketch.testing.apiserver import TestAPIServer
 
 from ..conftest import eventually
 from .test_cli_support import CLI

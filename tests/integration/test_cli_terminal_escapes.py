@@ -9,10 +9,10 @@ import json
 
 import yaml
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import manifest, timeutil
 from ketch.cli.cmd_logs import _Sink
 from ketch.cli.factory import Factory
-from ketch.testing.apiserver import TestAPIServer
 
 from .test_cli_apply_get import PI
 from .test_cli_support import CLI

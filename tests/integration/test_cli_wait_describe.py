@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import manifest, timeutil
-from ketch.testing.apiserver import TestAPIServer
 
 from .test_cli_apply_get import PI
 from .test_cli_support import CLI

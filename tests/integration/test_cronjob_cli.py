@@ -7,10 +7,10 @@ import io
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors, meta
 from ketch.cli import cmd_create_job
 from ketch.cli.factory import Factory
-from ketch.testing.apiserver import TestAPIServer
 from tests.integration.test_cronjob_controller import NS, cronjob
 
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.cronjob import schedule as S
 from controlplane.controllers.cronjob.controller import CronJobController
 from ketch.api import manifest, timeutil
 from ketch.client.clientset import Client
-from ketch.testing.apiserver import TestAPIServer
 from tests.conftest import eventually
 from tests.integration.cp_helpers import running
 

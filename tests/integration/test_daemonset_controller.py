@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.daemonset.controller import DaemonSetController
 from ketch.api import errors, manifest, meta
 from ketch.client.clientset import Client
 from ketch.client.informer import Informer
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import apps_pb2
 from tests.conftest import eventually
 

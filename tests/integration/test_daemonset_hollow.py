@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.daemonset.controller import DaemonSetController
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.controllers.options import ControllerOptions, NodeLifecycleOptions
 from ketch.api import meta
-from ketch.testing.apiserver import TestAPIServer
 from nodeagent.hollow import HollowNodes, hollow_names
 from tests.conftest import eventually
 

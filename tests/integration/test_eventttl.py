@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.eventttl import EventTTLController
 from ketch.api import timeutil
 from ketch.client.clientset import Batch
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import core_pb2
 from tests.conftest import eventually
 

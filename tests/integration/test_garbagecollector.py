@@ -3,10 +3,10 @@ of a Job with pods, dangling owners, and owners that are partly gone."""
 
 from __future__ import annotations
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.garbagecollector import GarbageCollector
 from ketch.api import manifest
 from ketch.client.clientset import Batch, Client
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import meta_pb2
 from tests.conftest import eventually
 

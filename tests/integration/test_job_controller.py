@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.job.controller import JobController
 from controlplane.controllers.options import ControllerOptions, JobOptions
 from ketch.api import errors, manifest, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Client
 from ketch.client.informer import Informer
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import batch_pb2, core_pb2
 from tests.conftest import eventually
 

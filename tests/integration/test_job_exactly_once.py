@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from ketch.testing.apiserver import TestAPIServer
+from controlplane.apiserver.testing import TestAPIServer
 from tests.conftest import eventually
 
 from .cp_helpers import running

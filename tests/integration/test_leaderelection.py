@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.client.clientset import Client
 from ketch.client.leaderelection import LeaderElector
-from ketch.testing.apiserver import TestAPIServer
 from tests.conftest import eventually
 
 NS, NAME = "kube-system", "ketch-controlplane"

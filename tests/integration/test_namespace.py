@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.namespace import NamespaceController
 from ketch.api import errors, manifest, meta
 from ketch.client.clientset import Batch
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import core_pb2
 from tests.conftest import eventually
 

@@ -19,8 +19,8 @@ from typing import Any
 import grpc
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors, manifest
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import api_pb2, api_pb2_grpc
 from nodeagent.runtime import checkpoint, logs
 from nodeagent.runtime.checkpoint import PodRecord

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.nodelifecycle import NodeLifecycleController
 from controlplane.controllers.options import ControllerOptions, NodeLifecycleOptions
 from controlplane.controllers.tainteviction import TaintEvictionController
 from ketch.api import errors, meta, timeutil
 from ketch.client.clientset import Client
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import coordination_pb2
 from tests.conftest import eventually
 

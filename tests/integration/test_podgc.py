@@ -3,10 +3,10 @@ terminated pods beyond the threshold go oldest first."""
 
 from __future__ import annotations
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.podgc import PodGCController
 from ketch.api import meta
 from ketch.client.clientset import Batch
-from ketch.testing.apiserver import TestAPIServer
 from tests.conftest import eventually
 
 from .cp_helpers import create_node, exists, node, pod, running

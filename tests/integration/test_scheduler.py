@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.scheduler.scheduler import Scheduler
 from ketch.api import meta
 from ketch.client.clientset import Batch
-from ketch.testing.apiserver import TestAPIServer
 from tests.conftest import eventually
 
 from .cp_helpers import create_node, node, pod, running

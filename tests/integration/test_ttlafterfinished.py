@@ -3,9 +3,9 @@ and a TTL changed after the Job finished is honoured."""
 
 from __future__ import annotations
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.garbagecollector import GarbageCollector
 from controlplane.controllers.ttlafterfinished import TTLAfterFinishedController
-from ketch.testing.apiserver import TestAPIServer
 from tests.conftest import eventually
 
 from .cp_helpers import exists, finish_job, job, pod, running

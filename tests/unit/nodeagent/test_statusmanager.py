@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors
 from ketch.client.clientset import Client
-from ketch.testing.apiserver import TestAPIServer
 from ketch.v1 import core_pb2
 from nodeagent.status import ContainerRun, PodRun, Terminated, compute_status
 from nodeagent.statusmanager import StatusManager

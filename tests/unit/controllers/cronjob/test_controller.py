@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.base import ControllerContext
 from controlplane.controllers.cronjob import schedule as S
 from controlplane.controllers.cronjob.controller import CronJobController
 from ketch.api import errors, manifest, meta, timeutil
 from ketch.client.informer import InformerFactory
-from ketch.testing.apiserver import TestAPIServer
 from ketch.testing.fake_clock import FakeClock
 from ketch.v1 import batch_pb2
 from tests.conftest import eventually

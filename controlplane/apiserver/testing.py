@@ -9,7 +9,15 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from controlplane.storage import Store
+from controlplane.storage.backend import MemoryBackend
 from ketch.client.clientset import Client, connect
+
+from . import registry
+from .local import LocalTransport
+from .server import start_grpc_server
+from .service import APIService
+from .watch import WatchHub
 
 
 class TestAPIServer:
@@ -23,14 +31,6 @@ class TestAPIServer:
         self.local: Client | None = None
 
     async def __aenter__(self) -> TestAPIServer:
-        # Imported here: ketch.* must not import controlplane at module level (DESIGN.md).
-        from controlplane.apiserver import registry
-        from controlplane.apiserver.local import LocalTransport
-        from controlplane.apiserver.service import APIService
-        from controlplane.apiserver.watch import WatchHub
-        from controlplane.storage import Store
-        from controlplane.storage.backend import MemoryBackend
-
         self.store = Store(MemoryBackend(), registry.fields_of)
         await self.store.start()
         self.hub = WatchHub(self.store)
@@ -39,8 +39,6 @@ class TestAPIServer:
         self.local = Client(LocalTransport(self.service))
         self.server = None
         if self.use_grpc:
-            from controlplane.apiserver.server import start_grpc_server
-
             self.server, port = await start_grpc_server(self.service, "127.0.0.1:0")
             self.address = f"127.0.0.1:{port}"
             self.client = connect(self.address)
