@@ -78,7 +78,7 @@ def labels(w: Writer, level: int, title: str, mapping: Any) -> None:
     multiline(w, level, title, dict(mapping).items())
 
 
-def annotations(w: Writer, level: int, title: str, mapping: Any) -> None:
+def annotations_section(w: Writer, level: int, title: str, mapping: Any) -> None:
     items = {k: v for k, v in dict(mapping).items() if k != LAST_APPLIED}
     multiline(w, level, title, items.items(), sep=": ")
 
@@ -174,7 +174,7 @@ def pod_template(w: Writer, template: Any, level: int = 0) -> None:
     w.write(level, "Pod Template:\n")
     labels(w, level + 1, "Labels", template.metadata.labels)
     if len(template.metadata.annotations):
-        annotations(w, level + 1, "Annotations", template.metadata.annotations)
+        annotations_section(w, level + 1, "Annotations", template.metadata.annotations)
     spec = template.spec
     if spec.service_account_name:
         w.line(level + 1, "Service Account", spec.service_account_name)
@@ -308,7 +308,7 @@ def describe_pod(pod: Any, now: float) -> Writer:
     if status.start_time:
         w.line(0, "Start Time", rfc1123(status.start_time))
     labels(w, 0, "Labels", pod.metadata.labels)
-    annotations(w, 0, "Annotations", pod.metadata.annotations)
+    annotations_section(w, 0, "Annotations", pod.metadata.annotations)
     if pod.metadata.deletion_timestamp:
         w.line(0, "Status", f"Terminating (lasts {since(pod.metadata.deletion_timestamp, now)})")
         grace = pod.metadata.deletion_grace_period_seconds
@@ -380,7 +380,7 @@ def describe_job(job: Any, now: float) -> Writer:
     object_meta(w, job)
     w.line(0, "Selector", selector_string(spec.selector) or "<none>")
     labels(w, 0, "Labels", job.metadata.labels)
-    annotations(w, 0, "Annotations", job.metadata.annotations)
+    annotations_section(w, 0, "Annotations", job.metadata.annotations)
     controlled_by(w, job)
     _job_spec_lines(w, spec)
     if status.start_time:
@@ -413,7 +413,7 @@ def describe_cronjob(cj: Any, now: float, jobs: list[Any] | None = None) -> Writ
     spec, status = cj.spec, cj.status
     object_meta(w, cj)
     labels(w, 0, "Labels", cj.metadata.labels)
-    annotations(w, 0, "Annotations", cj.metadata.annotations)
+    annotations_section(w, 0, "Annotations", cj.metadata.annotations)
     w.line(0, "Schedule", spec.schedule)
     if spec.HasField("time_zone"):
         w.line(0, "Time Zone", spec.time_zone)
@@ -448,7 +448,7 @@ def describe_daemonset(ds: Any, now: float, pods: list[Any] | None = None) -> Wr
     ns_text = ",".join(f"{k}={v}" for k, v in sorted(spec.template.spec.node_selector.items()))
     w.line(0, "Node-Selector", ns_text or "<none>")
     labels(w, 0, "Labels", ds.metadata.labels)
-    annotations(w, 0, "Annotations", ds.metadata.annotations)
+    annotations_section(w, 0, "Annotations", ds.metadata.annotations)
     w.line(0, "Desired Number of Nodes Scheduled", status.desired_number_scheduled)
     w.line(0, "Current Number of Nodes Scheduled", status.current_number_scheduled)
     w.line(0, "Number of Nodes Scheduled with Up-to-date Pods", status.updated_number_scheduled)
@@ -507,7 +507,7 @@ def describe_node(node: Any, now: float, pods: list[Any] | None = None, lease: A
     w.line(0, "Name", node.metadata.name)
     w.line(0, "Roles", node_roles(node))
     labels(w, 0, "Labels", node.metadata.labels)
-    annotations(w, 0, "Annotations", node.metadata.annotations)
+    annotations_section(w, 0, "Annotations", node.metadata.annotations)
     w.line(0, "CreationTimestamp", rfc1123(node.metadata.creation_timestamp))
     taints = [f"{t.key}={t.value}:{t.effect}" if t.value else f"{t.key}:{t.effect}" for t in spec.taints]
     if taints:
@@ -585,7 +585,7 @@ def describe_namespace(ns: Any, now: float) -> Writer:
     w = Writer()
     w.line(0, "Name", ns.metadata.name)
     labels(w, 0, "Labels", ns.metadata.labels)
-    annotations(w, 0, "Annotations", ns.metadata.annotations)
+    annotations_section(w, 0, "Annotations", ns.metadata.annotations)
     w.line(0, "Status", ns.status.phase or "Active")
     w.write(0, "\nNo resource quota.\n\nNo LimitRange resource.\n")
     return w
@@ -624,7 +624,7 @@ def describe_generic(obj: Any, now: float, namespaced: bool = True) -> Writer:
     md = doc.get("metadata", {})
     object_meta(w, obj, namespaced)
     labels(w, 0, "Labels", obj.metadata.labels)
-    annotations(w, 0, "Annotations", obj.metadata.annotations)
+    annotations_section(w, 0, "Annotations", obj.metadata.annotations)
     w.line(0, "API Version", doc.get("apiVersion", ""))
     w.line(0, "Kind", doc.get("kind", ""))
     rest_md = {k: v for k, v in md.items() if k not in ("name", "namespace", "labels", "annotations")}

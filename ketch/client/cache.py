@@ -6,6 +6,7 @@ changing it (`copy_of`).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -186,10 +187,10 @@ class Indexer:
     def list(self) -> list[Any]:
         return list(self.items.values())
 
-    def keys(self) -> list[str]:
+    def keys(self) -> builtins.list[str]:
         return list(self.items)
 
-    def by_index(self, name: str, value: str) -> list[Any]:
+    def by_index(self, name: str, value: str) -> builtins.list[Any]:
         keys = self.indices[name].get(value, ())
         items = self.items
         return [items[k] for k in keys]

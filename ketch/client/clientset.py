@@ -7,6 +7,7 @@ write go to `on_warning`, as client-go's WarningHandler.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -177,8 +178,8 @@ class Client:
         resp = await self.transport.unary("Update", api_pb2.UpdateRequest(object=pack(obj), subresource="status"))
         return unpack(resp.object)  # type: ignore[return-value]
 
-    async def patch(self, kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str = "",
-                    patch_type: str = "merge", subresource: str = "") -> Any:
+    async def patch(self, kind: KindRef, name: str, patch: dict[str, Any] | builtins.list[Any] | str,
+                    namespace: str = "", patch_type: str = "merge", subresource: str = "") -> Any:
         resp = await self.transport.unary(
             "Patch", _patch_request(kind, name, patch, namespace, patch_type, subresource))
         self._warn(resp)
@@ -192,7 +193,7 @@ class Client:
         self._warn(resp)
         return (unpack(resp.object) if resp.object.type_url else None), resp.deleted
 
-    async def batch(self, batch: Batch | Iterable[api_pb2.BatchOp]) -> list[BatchOutcome]:
+    async def batch(self, batch: Batch | Iterable[api_pb2.BatchOp]) -> builtins.list[BatchOutcome]:
         ops = batch.ops if isinstance(batch, Batch) else list(batch)
         if not ops:
             return []
@@ -232,10 +233,10 @@ class Client:
             yield chunk.data
 
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
-        return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))  # type: ignore[no-any-return]
+        return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))
 
     async def version(self) -> api_pb2.VersionInfo:
-        return await self.transport.unary("Version", api_pb2.VersionRequest(), timeout=10)  # type: ignore[no-any-return]
+        return await self.transport.unary("Version", api_pb2.VersionRequest(), timeout=10)
 
     async def close(self) -> None:
         await self.transport.close()

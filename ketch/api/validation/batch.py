@@ -9,6 +9,7 @@ template. Indexed jobs' interval strings ("0,2-4") are parsed by `parse_indexes`
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from ketch.api import cron
 from ketch.api.errors import FieldError, duplicate, invalid, not_supported, required, too_many
@@ -231,7 +232,7 @@ def _on_exit_codes(errs: Errors, req: batch_pb2.PodFailurePolicyOnExitCodesRequi
         errs.append(invalid(values_path, shown, "must be ordered"))
 
 
-def _on_pod_conditions(errs: Errors, patterns: list[batch_pb2.PodFailurePolicyOnPodConditionsPattern],
+def _on_pod_conditions(errs: Errors, patterns: Sequence[batch_pb2.PodFailurePolicyOnPodConditionsPattern],
                        path: str) -> None:
     if len(patterns) > MAX_POD_CONDITIONS:
         errs.append(too_many(path, len(patterns), MAX_POD_CONDITIONS))

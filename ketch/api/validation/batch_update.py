@@ -11,6 +11,8 @@ conditions stay, index strings well-formed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ketch.api.errors import FieldError, duplicate, invalid
 from ketch.v1 import batch_pb2
 
@@ -48,7 +50,7 @@ def _completions(errs: Errors, ns: batch_pb2.JobSpec, os_: batch_pb2.JobSpec) ->
         errs.append(invalid("spec.completions", ns.completions, "can only be modified in tandem with spec.parallelism"))
 
 
-def _true(conditions: list[batch_pb2.JobCondition], ctype: str) -> bool:
+def _true(conditions: Sequence[batch_pb2.JobCondition], ctype: str) -> bool:
     return any(c.type == ctype and c.status == "True" for c in conditions)
 
 

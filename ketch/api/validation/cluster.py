@@ -13,6 +13,7 @@ Event: the core/v1 rules (namespace agreement with the involved object). Lease: 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 from ketch.api.errors import FieldError, forbidden, invalid, not_supported, required
 from ketch.v1 import coordination_pb2, core_pb2
@@ -76,7 +77,7 @@ def node_endpoints(errs: Errors, status: core_pb2.NodeStatus) -> None:
                             field.inclusive_range_error(1, 65535)))
 
 
-def taints(errs: Errors, values: list[core_pb2.Taint], path: str) -> None:
+def taints(errs: Errors, values: Sequence[core_pb2.Taint], path: str) -> None:
     seen: set[tuple[str, str]] = set()
     for i, taint in enumerate(values):
         p = idx(path, i)

@@ -8,6 +8,8 @@ phase, nor restart a container its restartPolicy says is finished.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ketch.api.errors import forbidden, invalid
 from ketch.v1 import core_pb2
 
@@ -96,7 +98,8 @@ def _changed_fields(new: core_pb2.PodSpec, old: core_pb2.PodSpec) -> list[str]:
     return out
 
 
-def _only_added_tolerations(errs: Errors, new: list[core_pb2.Toleration], old: list[core_pb2.Toleration]) -> None:
+def _only_added_tolerations(errs: Errors, new: Sequence[core_pb2.Toleration],
+                            old: Sequence[core_pb2.Toleration]) -> None:
     kept = {(t.key, t.operator, t.value, t.effect) for t in new}
     for t in old:
         if (t.key, t.operator, t.value, t.effect) not in kept:
@@ -124,7 +127,7 @@ def validate_pod_status_update(new: core_pb2.Pod, old: core_pb2.Pod) -> Errors:
     return errs
 
 
-def _state_transitions(errs: Errors, new: list[core_pb2.ContainerStatus], old: list[core_pb2.ContainerStatus],
+def _state_transitions(errs: Errors, new: Sequence[core_pb2.ContainerStatus], old: Sequence[core_pb2.ContainerStatus],
                        path: str, policy: str, restartable: set[str]) -> None:
     """A container that finished for good (per restartPolicy) may not be reported running again."""
     if policy == "Always" or not old:

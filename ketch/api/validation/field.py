@@ -257,7 +257,7 @@ def labels(errs: Errors, values: Mapping[str, str], path: str) -> None:
 TOTAL_ANNOTATION_SIZE = 256 * 1024
 
 
-def annotations(errs: Errors, values: Mapping[str, str], path: str) -> None:
+def annotation_map(errs: Errors, values: Mapping[str, str], path: str) -> None:
     size = 0
     for k, v in values.items():
         for m in qualified_name(k.lower()):

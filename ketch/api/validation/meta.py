@@ -6,7 +6,7 @@ finalizers. Called first by every kind's validator with the `metadata` path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ketch.api.errors import forbidden, invalid, required
 from ketch.v1 import meta_pb2
@@ -40,14 +40,14 @@ def object_meta(errs: Errors, md: meta_pb2.ObjectMeta, namespaced: bool, name_fn
     if md.labels:
         field.labels(errs, md.labels, path + ".labels")
     if md.annotations:
-        field.annotations(errs, md.annotations, path + ".annotations")
+        field.annotation_map(errs, md.annotations, path + ".annotations")
     if md.owner_references:
         owner_references(errs, md.owner_references, path + ".ownerReferences")
     if md.finalizers:
         finalizers(errs, md.finalizers, path + ".finalizers")
 
 
-def owner_references(errs: Errors, refs: list[meta_pb2.OwnerReference], path: str) -> None:
+def owner_references(errs: Errors, refs: Sequence[meta_pb2.OwnerReference], path: str) -> None:
     first_controller = ""
     for ref in refs:
         group, _, version = ref.api_version.rpartition("/")
@@ -72,7 +72,7 @@ def owner_references(errs: Errors, refs: list[meta_pb2.OwnerReference], path: st
                 first_controller = name
 
 
-def finalizers(errs: Errors, names: list[str], path: str) -> None:
+def finalizers(errs: Errors, names: Sequence[str], path: str) -> None:
     for i, name in enumerate(names):
         field.qualified_name_field(errs, name, path)
         if "/" not in name and name not in STANDARD_FINALIZERS:

@@ -8,6 +8,7 @@ Runs after defaulting, so defaulted fields (restartPolicy, dnsPolicy, probe thre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 from google.protobuf import struct_pb2
@@ -39,7 +40,7 @@ def pod_template(errs: Errors, tmpl: core_pb2.PodTemplateSpec, path: str) -> Non
     if md.labels:
         field.labels(errs, md.labels, path + ".labels")
     if md.annotations:
-        field.annotations(errs, md.annotations, path + ".annotations")
+        field.annotation_map(errs, md.annotations, path + ".annotations")
     pod_spec(errs, tmpl.spec, path + ".spec")
     if tmpl.spec.ephemeral_containers:
         errs.append(forbidden(path + ".spec.ephemeralContainers", "ephemeral containers not allowed in pod template"))
@@ -169,7 +170,7 @@ def _container_common(errs: Errors, c: core_pb2.Container, volumes: set[str], pa
         resources.security_context(errs, c.security_context, path + ".securityContext")
 
 
-def _ports(errs: Errors, ports: list[struct_pb2.Struct], path: str) -> None:
+def _ports(errs: Errors, ports: Sequence[struct_pb2.Struct], path: str) -> None:
     names: set[str] = set()
     for i, port in enumerate(ports):
         p = idx(path, i)
@@ -207,7 +208,7 @@ def _port_name(name: str) -> tuple[str, ...]:
     return tuple(msgs)
 
 
-def _volumes(errs: Errors, volumes: list[struct_pb2.Struct], path: str) -> set[str]:
+def _volumes(errs: Errors, volumes: Sequence[struct_pb2.Struct], path: str) -> set[str]:
     names: set[str] = set()
     for i, vol in enumerate(volumes):
         p = idx(path, i) + ".name"
@@ -239,7 +240,7 @@ def _mount(errs: Errors, mount: struct_pb2.Struct, volumes: set[str], path: str)
 # Environment
 
 
-def env(errs: Errors, variables: list[core_pb2.EnvVar], path: str) -> None:
+def env(errs: Errors, variables: Sequence[core_pb2.EnvVar], path: str) -> None:
     for i, ev in enumerate(variables):
         p = idx(path, i)
         if not ev.name:

@@ -6,6 +6,8 @@ selector requirement operators; pod (anti-)affinity is stored but not validated 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ketch.api.errors import forbidden, invalid, not_supported, required
 from ketch.v1 import core_pb2
 
@@ -19,7 +21,7 @@ TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
 # Scheduling: tolerations and node affinity
 
 
-def tolerations(errs: Errors, tols: list[core_pb2.Toleration], path: str) -> None:
+def tolerations(errs: Errors, tols: Sequence[core_pb2.Toleration], path: str) -> None:
     for i, tol in enumerate(tols):
         p = idx(path, i)
         if tol.key:
