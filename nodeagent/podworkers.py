@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -412,10 +413,11 @@ class PodWorker:
         except OSError as err:
             raise StartError(f"cannot prepare the container's directories: {err}") from err
         mem, cpu = limits
-        cg = None
+        cg: Cgroup | None = None
         if self.deps.cgroups is not None and (mem or cpu):
             cg = self.deps.cgroups.create(f"{self.uid}_{name}_{run_no}", mem, cpu)
-            spec.cgroup_procs = list(cg.procs_files)
+            if cg is not None:
+                spec.cgroup_procs = list(cg.procs_files)
         try:
             pid, ticks, started_at = self.deps.runtime.launch_spec(spec)
         except StartError:
@@ -468,7 +470,7 @@ class PodWorker:
         if cg is not None:
             self.record.cgroups[c.name] = [str(cg.memory_dir or ""), str(cg.cpu_dir or "")]
         self.deps.logs.begin(self.uid, c.name, layout.log_file(self.pods_root, self.uid, c.name, cr.restart_count))
-        handle.exited.add_done_callback(lambda fut, name=c.name, h=handle: self._exited(name, h, fut))
+        handle.exited.add_done_callback(functools.partial(self._exited, c.name, handle))
         if has_startup:
             self._start_probe(c, "startup")
         else:

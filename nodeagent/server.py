@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 import psutil
@@ -186,11 +187,13 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
         self.source = source
         self.containers = containers
 
-    async def _abort(self, context: grpc.aio.ServicerContext, err: errors.StatusError) -> None:
+    async def _abort(self, context: grpc.aio.ServicerContext, err: errors.StatusError) -> NoReturn:
         await context.abort(_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), err.message,
                             trailing_metadata=(("ketch-reason", err.reason),))
+        raise AssertionError("context.abort raises")
 
-    async def PodLogs(self, request, context):  # type: ignore[no-untyped-def]
+    async def PodLogs(self, request: api_pb2.PodLogsRequest,
+                      context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.LogChunk]:
         try:
             async for chunk in pod_logs(self.source, request):
                 yield chunk
@@ -200,7 +203,8 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
             log.exception("PodLogs failed")
             await self._abort(context, errors.InternalError(f"internal error: {err}"))
 
-    async def NodeStats(self, request, context):  # type: ignore[no-untyped-def]
+    async def NodeStats(self, request: api_pb2.NodeStatsRequest,
+                        context: grpc.aio.ServicerContext) -> api_pb2.NodeStatsResponse:
         if request.node and request.node != self.node:
             await self._abort(context, errors.NotFound(f'nodes "{request.node}" not found'))
         try:

@@ -41,7 +41,7 @@ def _load(path: str) -> type[Controller] | None:
         if err.name and module_name.startswith(err.name):
             return None
         raise
-    return getattr(module, cls_name)  # type: ignore[no-any-return]
+    return getattr(module, cls_name)
 
 
 class ControllerManager:

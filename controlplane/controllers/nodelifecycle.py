@@ -302,7 +302,7 @@ class NodeLifecycleController(Controller):
     def _warn_slow_lease(self, node: Any, lease: Any | None) -> None:
         name = node.metadata.name
         message = slow_lease_message(name, lease, self.grace)
-        if not message:
+        if not message or lease is None:
             self.slow_leases.pop(name, None)
             return
         duration = lease.spec.lease_duration_seconds

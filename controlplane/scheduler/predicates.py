@@ -223,8 +223,8 @@ def filter_reasons(pod: core_pb2.Pod, requests: Resources, info: NodeInfo) -> li
     node = info.node
     tolerations = pod.spec.tolerations
     if node.spec.unschedulable:
-        taint = core_pb2.Taint(key=UNSCHEDULABLE_TAINT, effect="NoSchedule")
-        if not any(tolerates(t, taint) for t in tolerations):
+        unschedulable = core_pb2.Taint(key=UNSCHEDULABLE_TAINT, effect="NoSchedule")
+        if not any(tolerates(t, unschedulable) for t in tolerations):
             return [ERR_UNSCHEDULABLE]
     taint = untolerated_taint(effective_taints(node), tolerations)
     if taint is not None:

@@ -236,9 +236,9 @@ class Scheduler(BatchingController):
                 continue
             if cached.spec.node_name:
                 continue  # already counted from the cache
-            info = infos.get(a.node)
-            if info is not None:
-                info.add_pod(a.requests, a.non_zero)
+            target = infos.get(a.node)
+            if target is not None:
+                target.add_pod(a.requests, a.non_zero)
         return infos
 
     def place(self, pod: Any, infos: dict[str, NodeInfo]) -> tuple[NodeInfo | None, str]:

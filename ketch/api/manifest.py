@@ -8,7 +8,7 @@ wrong type is an error naming the field's path, and nothing is half-decoded.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from google.protobuf import json_format
@@ -204,7 +204,7 @@ def decode_into(message: Message, data: dict[str, Any], what: str = "") -> Messa
     """Strictly decode data into message (replacing its contents)."""
     errors: list[str] = []
     unknown: list[str] = []
-    cleaned = _clean(message.DESCRIPTOR, data, "", errors, unknown)
+    cleaned = _clean(cast(Descriptor, message.DESCRIPTOR), data, "", errors, unknown)
     if unknown or errors:
         parts = [f'unknown field "{u}"' for u in unknown] + errors
         prefix = f"{what}: " if what else ""

@@ -100,7 +100,7 @@ class _Loader(yaml.SafeLoader):
 
     def compose_document(self) -> Any:
         self.get_event()
-        node = self.compose_node(None, None)  # type: ignore[no-untyped-call]
+        node = self.compose_node(None, None)  # type: ignore[arg-type]  # the root has no parent or index
         self.get_event()
         self.last_anchors, self.anchors = self.anchors, {}
         return node
@@ -115,6 +115,8 @@ def safe_load_all(text: str) -> Iterator[Any]:
                 if not loader.check_node():
                     return
                 node = loader.get_node()
+                if node is None:
+                    return
             except RecursionError:
                 raise YAMLLimitError("document is nested too deeply") from None
             check_aliases(node, loader.last_anchors)

@@ -48,8 +48,8 @@ def _keyed(items: Any, key: str) -> bool:
     return isinstance(items, list) and all(isinstance(i, dict) and key in i for i in items)
 
 
-def _find(items: list[Any], key: str, value: Any) -> Any:
-    for item in items:
+def _find(items: object, key: str, value: Any) -> Any:
+    for item in items if isinstance(items, list) else ():
         if isinstance(item, dict) and item.get(key) == value:
             return item
     return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from typing import Any
 
 from ketch.api import errors, manifest
 from ketch.v1 import core_pb2
@@ -56,7 +57,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                 doc = with_annotation(doc)
             try:
                 obj = manifest.from_dict(doc)
-                created = await client.create(obj)
+                created: Any = await client.create(obj)
             except errors.Unavailable:
                 raise
             except errors.StatusError as err:

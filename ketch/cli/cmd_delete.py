@@ -126,7 +126,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             continue
         factory.print(display_name(info, name) if args.output == "name" else f"{quoted_name(info, name)} deleted")
         if not outcome.deleted and outcome.object is not None:
-            pending.append((info, name, ns, outcome.object.metadata.uid))  # type: ignore[attr-defined]
+            pending.append((info, name, ns, outcome.object.metadata.uid))
     if wait and pending:
         try:
             async with asyncio.timeout(timeout if timeout > 0 else None):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +133,7 @@ async def _targets(args: argparse.Namespace, factory: Factory, waiter: Waiter) -
     """(kind, name, namespace, uid) to wait on; named objects that do not exist are errors, except
     for --for=delete (already done) and --for=create (waited for)."""
     client = factory.client()
-    out = []
+    out: list[tuple[KindInfo, str, str, str]] = []
     if not args.targets:
         raise CLIError("resource(s) were provided, but no name was specified" if args.selector else
                        "you must provide one or more resources by argument or filename")
@@ -218,7 +218,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     groups: dict[tuple[str, str], list[tuple[KindInfo, str, str, str]]] = {}
     for t in targets:
         groups.setdefault((t[0].kind, t[2]), []).append(t)
-    jobs = []
+    jobs: list[Coroutine[Any, Any, None]] = []
     for (_kind, ns), group in groups.items():
         if len(group) == 1 or timeout <= 0:
             jobs.extend(one(*t) for t in group)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -64,7 +64,8 @@ class BatchOutcome:
         self.deleted = deleted
 
     @property
-    def object(self) -> Message | None:
+    def object(self) -> Any:
+        """The decoded object (its type is the op's kind, known only at run time), or None."""
         if self._any is not None:
             self._object, self._any = unpack(self._any), None
         return self._object
@@ -209,7 +210,7 @@ class Client:
 
     async def watch(self, kind: KindRef, namespace: str = "", label_selector: str = "",
                     field_selector: str = "", resource_version: str = "",
-                    allow_bookmarks: bool = True) -> AsyncIterator[WatchEvent]:
+                    allow_bookmarks: bool = True) -> AsyncGenerator[WatchEvent, None]:
         info = _info(kind)
         req = api_pb2.WatchRequest(kind=info.kind, namespace=namespace, label_selector=label_selector,
                                    field_selector=field_selector, resource_version=resource_version,
@@ -222,7 +223,7 @@ class Client:
 
     async def pod_logs(self, name: str, namespace: str = "", container: str = "", follow: bool = False,
                        previous: bool = False, tail_lines: int | None = None,
-                       since_seconds: int | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+                       since_seconds: int | None = None, timestamps: bool = False) -> AsyncGenerator[bytes, None]:
         req = api_pb2.PodLogsRequest(namespace=namespace, name=name, container=container, follow=follow,
                                      previous=previous, timestamps=timestamps)
         if tail_lines is not None:

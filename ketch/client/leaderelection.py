@@ -28,7 +28,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,7 +105,7 @@ Callback = Callable[[], Any]
 class LeaderElector:
     def __init__(self, client: Client, namespace: str, name: str, identity: str, *,
                  lease_duration: float = 15.0, renew_deadline: float = 10.0, retry_period: float = 2.0,
-                 on_started_leading: Callable[[], Awaitable[None]] | None = None,
+                 on_started_leading: Callable[[], Coroutine[Any, Any, None]] | None = None,
                  on_stopped_leading: Callback | None = None,
                  on_new_leader: Callable[[str], Any] | None = None,
                  release_on_cancel: bool = True,

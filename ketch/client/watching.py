@@ -10,7 +10,7 @@ resumed by listing again, as an informer does.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from ketch.api import errors
@@ -24,7 +24,7 @@ def key_of(obj: Any) -> Key:
 
 
 async def states(client: Client, kind: str, namespace: str = "", label_selector: str = "",
-                 field_selector: str = "") -> AsyncIterator[dict[Key, Any]]:
+                 field_selector: str = "") -> AsyncGenerator[dict[Key, Any], None]:
     """The matching objects by (namespace, name): after the list, then after every watch event."""
     current: dict[Key, Any] = {}
     while True:
@@ -46,7 +46,7 @@ async def states(client: Client, kind: str, namespace: str = "", label_selector:
             continue
 
 
-async def object_states(client: Client, kind: str, name: str, namespace: str = "") -> AsyncIterator[Any]:
+async def object_states(client: Client, kind: str, name: str, namespace: str = "") -> AsyncGenerator[Any, None]:
     """One object's successive states (None while it does not exist)."""
     async for current in states(client, kind, namespace, field_selector=f"metadata.name={name}"):
         yield current.get((namespace, name))

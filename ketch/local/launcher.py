@@ -124,8 +124,13 @@ class Member:
         except ProcessLookupError:  # reaped meanwhile
             return proc.wait()
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, wake)
         try:
             await ready
         finally:

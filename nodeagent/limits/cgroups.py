@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,7 +205,7 @@ class CgroupManager:
         return None
 
     @staticmethod
-    def _delegate_v2(base: Path, controllers: list[str]) -> None:
+    def _delegate_v2(base: Path, controllers: Sequence[str]) -> None:
         enable = " ".join("+" + c for c in controllers)
         try:
             _write(base / "cgroup.subtree_control", enable)

@@ -83,7 +83,7 @@ def migrate_nested(pods_root: str | os.PathLike[str]) -> list[str]:
     Returns the uids flattened.
     """
     root = os.fspath(pods_root)
-    done = []
+    done: list[str] = []
     try:
         names = os.listdir(root)
     except OSError:

@@ -349,7 +349,7 @@ class DaemonSetController(Controller):
         return None
 
     async def _delete_pods(self, ds: apps_pb2.DaemonSet, key: str,
-                           pods: list[tuple[Any, int | None]]) -> Exception | None:
+                           pods: Sequence[tuple[Any, int | None]]) -> Exception | None:
         batch = Batch()
         for pod, grace in pods:
             batch.delete("Pod", pod.metadata.name, namespace=pod.metadata.namespace,

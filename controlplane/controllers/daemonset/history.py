@@ -107,7 +107,8 @@ def max_revision(revisions: Iterable[apps_pb2.ControllerRevision]) -> int:
 def split_revisions(key: str, revisions: Iterable[apps_pb2.ControllerRevision],
                     ) -> tuple[list[apps_pb2.ControllerRevision], list[apps_pb2.ControllerRevision]]:
     """(revisions matching the current template, the others)."""
-    current, old = [], []
+    current: list[apps_pb2.ControllerRevision] = []
+    old: list[apps_pb2.ControllerRevision] = []
     for rev in revisions:
         (current if revision_matches(key, rev) else old).append(rev)
     return current, old

@@ -133,11 +133,13 @@ def _update_without_surge(ds: apps_pb2.DaemonSet, by_node: Mapping[str, Sequence
         elif new is not None:
             if not is_pod_available(new, mrs, now):
                 num_unavailable += 1
-        elif not is_pod_available(old, mrs, now):
-            replacements.append(old.metadata.name)  # an unavailable old pod may always go
-            num_unavailable += 1
-        elif num_unavailable < max_unavailable:
-            candidates.append(old.metadata.name)
+        else:
+            assert old is not None  # exactly one of the two is set here
+            if not is_pod_available(old, mrs, now):
+                replacements.append(old.metadata.name)  # an unavailable old pod may always go
+                num_unavailable += 1
+            elif num_unavailable < max_unavailable:
+                candidates.append(old.metadata.name)
     remaining = min(max(max_unavailable - num_unavailable, 0), len(candidates))
     return UpdatePlan(pods_to_delete=replacements + candidates[:remaining])
 
