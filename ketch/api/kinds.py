@@ -1,16 +1,19 @@
 """The kinds Ketch serves, and how each is named, stored and scoped.
 
+The names come from the API itself: every kind is a message of ketch/v1 carrying the
+`(ketch.v1.resource)` option (meta.proto), as Kubernetes' discovery describes its resources.
 Every other module looks kinds up here instead of hard-coding message classes or plural names,
-so adding a kind means one entry in KINDS (see docs/checklist-new-kind.md).
+so adding a kind is its message in the protos plus its server-side strategy
+(docs/checklist-new-kind.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
-from ketch.v1 import apps_pb2, batch_pb2, coordination_pb2, core_pb2
+from ketch.v1 import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,6 @@ class KindInfo:
     short_names: tuple[str, ...] = ()
     # Kinds with a status subresource: spec writes keep status, status writes keep spec.
     has_status: bool = True
-    # Kinds whose spec changes bump metadata.generation.
-    has_spec: bool = True
-    aliases: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def group(self) -> str:
@@ -48,22 +48,22 @@ class KindInfo:
         return self.message()
 
 
-KINDS: tuple[KindInfo, ...] = (
-    KindInfo("Pod", "v1", "pods", core_pb2.Pod, short_names=("po",)),
-    KindInfo("Node", "v1", "nodes", core_pb2.Node, namespaced=False, short_names=("no",)),
-    KindInfo("Namespace", "v1", "namespaces", core_pb2.Namespace, namespaced=False, short_names=("ns",)),
-    KindInfo("Event", "v1", "events", core_pb2.Event, short_names=("ev",), has_status=False, has_spec=False),
-    KindInfo("Job", "batch/v1", "jobs", batch_pb2.Job),
-    KindInfo("CronJob", "batch/v1", "cronjobs", batch_pb2.CronJob, short_names=("cj",)),
-    KindInfo("DaemonSet", "apps/v1", "daemonsets", apps_pb2.DaemonSet, short_names=("ds",)),
-    KindInfo(
-        "ControllerRevision", "apps/v1", "controllerrevisions", apps_pb2.ControllerRevision,
-        has_status=False, has_spec=False,
-    ),
-    KindInfo(
-        "Lease", "coordination.k8s.io/v1", "leases", coordination_pb2.Lease, has_status=False,
-    ),
-)
+def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
+    """Every message of the modules that carries the resource option, in declaration order."""
+    out = []
+    for module in modules:
+        for name in module.DESCRIPTOR.message_types_by_name:  # type: ignore[attr-defined]
+            message: type[Message] = getattr(module, name)
+            options = message.DESCRIPTOR.GetOptions()
+            if not options.HasExtension(meta_pb2.resource):
+                continue
+            res = options.Extensions[meta_pb2.resource]
+            out.append(KindInfo(name, res.api_version, res.plural, message, namespaced=not res.cluster_scoped,
+                                short_names=tuple(res.short_names), has_status=not res.no_status_subresource))
+    return tuple(out)
+
+
+KINDS: tuple[KindInfo, ...] = _served((core_pb2, batch_pb2, apps_pb2, coordination_pb2))
 
 _BY_KIND = {k.kind: k for k in KINDS}
 _BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in KINDS}

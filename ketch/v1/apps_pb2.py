@@ -27,7 +27,7 @@ from ketch.v1 import core_pb2 as ketch_dot_v1_dot_core__pb2
 from ketch.v1 import meta_pb2 as ketch_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ketch/v1/apps.proto\x12\x08ketch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13ketch/v1/core.proto\x1a\x13ketch/v1/meta.proto\"\xa8\x01\n\tDaemonSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.ketch.v1.DaemonSetSpec\x12)\n\x06status\x18\x05 \x01(\x0b\x32\x19.ketch.v1.DaemonSetStatus\"\xfe\x01\n\rDaemonSetSpec\x12)\n\x08selector\x18\x01 \x01(\x0b\x32\x17.ketch.v1.LabelSelector\x12+\n\x08template\x18\x02 \x01(\x0b\x32\x19.ketch.v1.PodTemplateSpec\x12:\n\x0fupdate_strategy\x18\x03 \x01(\x0b\x32!.ketch.v1.DaemonSetUpdateStrategy\x12\x19\n\x11min_ready_seconds\x18\x04 \x01(\x05\x12#\n\x16revision_history_limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x19\n\x17_revision_history_limit\"a\n\x17\x44\x61\x65monSetUpdateStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x38\n\x0erolling_update\x18\x02 \x01(\x0b\x32 .ketch.v1.RollingUpdateDaemonSet\"t\n\x16RollingUpdateDaemonSet\x12/\n\x0fmax_unavailable\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\tmax_surge\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"\xd8\x03\n\x0f\x44\x61\x65monSetStatus\x12%\n\x18\x63urrent_number_scheduled\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12 \n\x13number_misscheduled\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12%\n\x18\x64\x65sired_number_scheduled\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x19\n\x0cnumber_ready\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x05\x12 \n\x18updated_number_scheduled\x18\x06 \x01(\x05\x12\x18\n\x10number_available\x18\x07 \x01(\x05\x12\x1a\n\x12number_unavailable\x18\x08 \x01(\x05\x12\x1c\n\x0f\x63ollision_count\x18\t \x01(\x05H\x04\x88\x01\x01\x12\x30\n\nconditions\x18\n \x03(\x0b\x32\x1c.ketch.v1.DaemonSetConditionB\x1b\n\x19_current_number_scheduledB\x16\n\x14_number_misscheduledB\x1b\n\x19_desired_number_scheduledB\x0f\n\r_number_readyB\x12\n\x10_collision_count\"q\n\x12\x44\x61\x65monSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\x98\x01\n\x12\x43ontrollerRevision\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08revision\x18\x05 \x01(\x05\x42\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ketch/v1/apps.proto\x12\x08ketch.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x13ketch/v1/core.proto\x1a\x13ketch/v1/meta.proto\"\xc7\x01\n\tDaemonSet\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12%\n\x04spec\x18\x04 \x01(\x0b\x32\x17.ketch.v1.DaemonSetSpec\x12)\n\x06status\x18\x05 \x01(\x0b\x32\x19.ketch.v1.DaemonSetStatus:\x1d\xea\xe0\x18\x19\n\x07\x61pps/v1\x12\ndaemonsets\x1a\x02\x64s\"\xfe\x01\n\rDaemonSetSpec\x12)\n\x08selector\x18\x01 \x01(\x0b\x32\x17.ketch.v1.LabelSelector\x12+\n\x08template\x18\x02 \x01(\x0b\x32\x19.ketch.v1.PodTemplateSpec\x12:\n\x0fupdate_strategy\x18\x03 \x01(\x0b\x32!.ketch.v1.DaemonSetUpdateStrategy\x12\x19\n\x11min_ready_seconds\x18\x04 \x01(\x05\x12#\n\x16revision_history_limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x42\x19\n\x17_revision_history_limit\"a\n\x17\x44\x61\x65monSetUpdateStrategy\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x38\n\x0erolling_update\x18\x02 \x01(\x0b\x32 .ketch.v1.RollingUpdateDaemonSet\"t\n\x16RollingUpdateDaemonSet\x12/\n\x0fmax_unavailable\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12)\n\tmax_surge\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\"\xd8\x03\n\x0f\x44\x61\x65monSetStatus\x12%\n\x18\x63urrent_number_scheduled\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12 \n\x13number_misscheduled\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12%\n\x18\x64\x65sired_number_scheduled\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x19\n\x0cnumber_ready\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x1b\n\x13observed_generation\x18\x05 \x01(\x05\x12 \n\x18updated_number_scheduled\x18\x06 \x01(\x05\x12\x18\n\x10number_available\x18\x07 \x01(\x05\x12\x1a\n\x12number_unavailable\x18\x08 \x01(\x05\x12\x1c\n\x0f\x63ollision_count\x18\t \x01(\x05H\x04\x88\x01\x01\x12\x30\n\nconditions\x18\n \x03(\x0b\x32\x1c.ketch.v1.DaemonSetConditionB\x1b\n\x19_current_number_scheduledB\x16\n\x14_number_misscheduledB\x1b\n\x19_desired_number_scheduledB\x0f\n\r_number_readyB\x12\n\x10_collision_count\"q\n\x12\x44\x61\x65monSetCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xbe\x01\n\x12\x43ontrollerRevision\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12%\n\x04\x64\x61ta\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08revision\x18\x05 \x01(\x05:$\xea\xe0\x18 \n\x07\x61pps/v1\x12\x13\x63ontrollerrevisions(\x01\x42\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ketch.v1.apps_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\026ketch.dev/api/ketch/v1'
+  _globals['_DAEMONSET']._loaded_options = None
+  _globals['_DAEMONSET']._serialized_options = b'\352\340\030\031\n\007apps/v1\022\ndaemonsets\032\002ds'
+  _globals['_CONTROLLERREVISION']._loaded_options = None
+  _globals['_CONTROLLERREVISION']._serialized_options = b'\352\340\030 \n\007apps/v1\022\023controllerrevisions(\001'
   _globals['_DAEMONSET']._serialized_start=106
-  _globals['_DAEMONSET']._serialized_end=274
-  _globals['_DAEMONSETSPEC']._serialized_start=277
-  _globals['_DAEMONSETSPEC']._serialized_end=531
-  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_start=533
-  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_end=630
-  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_start=632
-  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_end=748
-  _globals['_DAEMONSETSTATUS']._serialized_start=751
-  _globals['_DAEMONSETSTATUS']._serialized_end=1223
-  _globals['_DAEMONSETCONDITION']._serialized_start=1225
-  _globals['_DAEMONSETCONDITION']._serialized_end=1338
-  _globals['_CONTROLLERREVISION']._serialized_start=1341
-  _globals['_CONTROLLERREVISION']._serialized_end=1493
+  _globals['_DAEMONSET']._serialized_end=305
+  _globals['_DAEMONSETSPEC']._serialized_start=308
+  _globals['_DAEMONSETSPEC']._serialized_end=562
+  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_start=564
+  _globals['_DAEMONSETUPDATESTRATEGY']._serialized_end=661
+  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_start=663
+  _globals['_ROLLINGUPDATEDAEMONSET']._serialized_end=779
+  _globals['_DAEMONSETSTATUS']._serialized_start=782
+  _globals['_DAEMONSETSTATUS']._serialized_end=1254
+  _globals['_DAEMONSETCONDITION']._serialized_start=1256
+  _globals['_DAEMONSETCONDITION']._serialized_end=1369
+  _globals['_CONTROLLERREVISION']._serialized_start=1372
+  _globals['_CONTROLLERREVISION']._serialized_end=1562
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ from ketch.v1 import core_pb2 as ketch_dot_v1_dot_core__pb2
 from ketch.v1 import meta_pb2 as ketch_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ketch/v1/batch.proto\x12\x08ketch.v1\x1a\x13ketch/v1/core.proto\x1a\x13ketch/v1/meta.proto\"\x96\x01\n\x03Job\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12\x1f\n\x04spec\x18\x04 \x01(\x0b\x32\x11.ketch.v1.JobSpec\x12#\n\x06status\x18\x05 \x01(\x0b\x32\x13.ketch.v1.JobStatus\"\xbe\x06\n\x07JobSpec\x12\x18\n\x0bparallelism\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0b\x63ompletions\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12$\n\x17\x61\x63tive_deadline_seconds\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x36\n\x12pod_failure_policy\x18\x04 \x01(\x0b\x32\x1a.ketch.v1.PodFailurePolicy\x12/\n\x0esuccess_policy\x18\x05 \x01(\x0b\x32\x17.ketch.v1.SuccessPolicy\x12\x1a\n\rbackoff_limit\x18\x06 \x01(\x05H\x03\x88\x01\x01\x12$\n\x17\x62\x61\x63koff_limit_per_index\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x1f\n\x12max_failed_indexes\x18\x08 \x01(\x05H\x05\x88\x01\x01\x12)\n\x08selector\x18\t \x01(\x0b\x32\x17.ketch.v1.LabelSelector\x12\x1c\n\x0fmanual_selector\x18\n \x01(\x08H\x06\x88\x01\x01\x12+\n\x08template\x18\x0b \x01(\x0b\x32\x19.ketch.v1.PodTemplateSpec\x12\'\n\x1attl_seconds_after_finished\x18\x0c \x01(\x05H\x07\x88\x01\x01\x12\x1c\n\x0f\x63ompletion_mode\x18\r \x01(\tH\x08\x88\x01\x01\x12\x14\n\x07suspend\x18\x0e \x01(\x08H\t\x88\x01\x01\x12#\n\x16pod_replacement_policy\x18\x0f \x01(\tH\n\x88\x01\x01\x12\x17\n\nmanaged_by\x18\x10 \x01(\tH\x0b\x88\x01\x01\x42\x0e\n\x0c_parallelismB\x0e\n\x0c_completionsB\x1a\n\x18_active_deadline_secondsB\x10\n\x0e_backoff_limitB\x1a\n\x18_backoff_limit_per_indexB\x15\n\x13_max_failed_indexesB\x12\n\x10_manual_selectorB\x1d\n\x1b_ttl_seconds_after_finishedB\x12\n\x10_completion_modeB\n\n\x08_suspendB\x19\n\x17_pod_replacement_policyB\r\n\x0b_managed_by\"A\n\x10PodFailurePolicy\x12-\n\x05rules\x18\x01 \x03(\x0b\x32\x1e.ketch.v1.PodFailurePolicyRule\"\xbc\x01\n\x14PodFailurePolicyRule\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12G\n\ron_exit_codes\x18\x02 \x01(\x0b\x32\x30.ketch.v1.PodFailurePolicyOnExitCodesRequirement\x12K\n\x11on_pod_conditions\x18\x03 \x03(\x0b\x32\x30.ketch.v1.PodFailurePolicyOnPodConditionsPattern\"z\n&PodFailurePolicyOnExitCodesRequirement\x12\x1b\n\x0e\x63ontainer_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x05\x42\x11\n\x0f_container_name\"F\n&PodFailurePolicyOnPodConditionsPattern\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\";\n\rSuccessPolicy\x12*\n\x05rules\x18\x01 \x03(\x0b\x32\x1b.ketch.v1.SuccessPolicyRule\"{\n\x11SuccessPolicyRule\x12\x1e\n\x11succeeded_indexes\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0fsucceeded_count\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x14\n\x12_succeeded_indexesB\x12\n\x10_succeeded_count\"\xf0\x02\n\tJobStatus\x12*\n\nconditions\x18\x01 \x03(\x0b\x32\x16.ketch.v1.JobCondition\x12\x12\n\nstart_time\x18\x02 \x01(\t\x12\x17\n\x0f\x63ompletion_time\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x05\x12\x11\n\tsucceeded\x18\x05 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x05\x12\x18\n\x0bterminating\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11\x63ompleted_indexes\x18\x08 \x01(\t\x12\x1b\n\x0e\x66\x61iled_indexes\x18\t \x01(\tH\x01\x88\x01\x01\x12\x44\n\x19uncounted_terminated_pods\x18\n \x01(\x0b\x32!.ketch.v1.UncountedTerminatedPods\x12\x12\n\x05ready\x18\x0b \x01(\x05H\x02\x88\x01\x01\x42\x0e\n\x0c_terminatingB\x11\n\x0f_failed_indexesB\x08\n\x06_ready\"<\n\x17UncountedTerminatedPods\x12\x11\n\tsucceeded\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x03(\t\"\x84\x01\n\x0cJobCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0flast_probe_time\x18\x03 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"Z\n\x0fJobTemplateSpec\x12&\n\x08metadata\x18\x01 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12\x1f\n\x04spec\x18\x02 \x01(\x0b\x32\x11.ketch.v1.JobSpec\"\xa2\x01\n\x07\x43ronJob\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12#\n\x04spec\x18\x04 \x01(\x0b\x32\x15.ketch.v1.CronJobSpec\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.ketch.v1.CronJobStatus\"\x8e\x03\n\x0b\x43ronJobSpec\x12\x10\n\x08schedule\x18\x01 \x01(\t\x12\x16\n\ttime_zone\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x19starting_deadline_seconds\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\x12\x63oncurrency_policy\x18\x04 \x01(\t\x12\x14\n\x07suspend\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12/\n\x0cjob_template\x18\x06 \x01(\x0b\x32\x19.ketch.v1.JobTemplateSpec\x12*\n\x1dsuccessful_jobs_history_limit\x18\x07 \x01(\x05H\x03\x88\x01\x01\x12&\n\x19\x66\x61iled_jobs_history_limit\x18\x08 \x01(\x05H\x04\x88\x01\x01\x42\x0c\n\n_time_zoneB\x1c\n\x1a_starting_deadline_secondsB\n\n\x08_suspendB \n\x1e_successful_jobs_history_limitB\x1c\n\x1a_failed_jobs_history_limit\"t\n\rCronJobStatus\x12)\n\x06\x61\x63tive\x18\x01 \x03(\x0b\x32\x19.ketch.v1.ObjectReference\x12\x1a\n\x12last_schedule_time\x18\x02 \x01(\t\x12\x1c\n\x14last_successful_time\x18\x03 \x01(\tB\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14ketch/v1/batch.proto\x12\x08ketch.v1\x1a\x13ketch/v1/core.proto\x1a\x13ketch/v1/meta.proto\"\xac\x01\n\x03Job\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12\x1f\n\x04spec\x18\x04 \x01(\x0b\x32\x11.ketch.v1.JobSpec\x12#\n\x06status\x18\x05 \x01(\x0b\x32\x13.ketch.v1.JobStatus:\x14\xea\xe0\x18\x10\n\x08\x62\x61tch/v1\x12\x04jobs\"\xbe\x06\n\x07JobSpec\x12\x18\n\x0bparallelism\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12\x18\n\x0b\x63ompletions\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12$\n\x17\x61\x63tive_deadline_seconds\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x36\n\x12pod_failure_policy\x18\x04 \x01(\x0b\x32\x1a.ketch.v1.PodFailurePolicy\x12/\n\x0esuccess_policy\x18\x05 \x01(\x0b\x32\x17.ketch.v1.SuccessPolicy\x12\x1a\n\rbackoff_limit\x18\x06 \x01(\x05H\x03\x88\x01\x01\x12$\n\x17\x62\x61\x63koff_limit_per_index\x18\x07 \x01(\x05H\x04\x88\x01\x01\x12\x1f\n\x12max_failed_indexes\x18\x08 \x01(\x05H\x05\x88\x01\x01\x12)\n\x08selector\x18\t \x01(\x0b\x32\x17.ketch.v1.LabelSelector\x12\x1c\n\x0fmanual_selector\x18\n \x01(\x08H\x06\x88\x01\x01\x12+\n\x08template\x18\x0b \x01(\x0b\x32\x19.ketch.v1.PodTemplateSpec\x12\'\n\x1attl_seconds_after_finished\x18\x0c \x01(\x05H\x07\x88\x01\x01\x12\x1c\n\x0f\x63ompletion_mode\x18\r \x01(\tH\x08\x88\x01\x01\x12\x14\n\x07suspend\x18\x0e \x01(\x08H\t\x88\x01\x01\x12#\n\x16pod_replacement_policy\x18\x0f \x01(\tH\n\x88\x01\x01\x12\x17\n\nmanaged_by\x18\x10 \x01(\tH\x0b\x88\x01\x01\x42\x0e\n\x0c_parallelismB\x0e\n\x0c_completionsB\x1a\n\x18_active_deadline_secondsB\x10\n\x0e_backoff_limitB\x1a\n\x18_backoff_limit_per_indexB\x15\n\x13_max_failed_indexesB\x12\n\x10_manual_selectorB\x1d\n\x1b_ttl_seconds_after_finishedB\x12\n\x10_completion_modeB\n\n\x08_suspendB\x19\n\x17_pod_replacement_policyB\r\n\x0b_managed_by\"A\n\x10PodFailurePolicy\x12-\n\x05rules\x18\x01 \x03(\x0b\x32\x1e.ketch.v1.PodFailurePolicyRule\"\xbc\x01\n\x14PodFailurePolicyRule\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12G\n\ron_exit_codes\x18\x02 \x01(\x0b\x32\x30.ketch.v1.PodFailurePolicyOnExitCodesRequirement\x12K\n\x11on_pod_conditions\x18\x03 \x03(\x0b\x32\x30.ketch.v1.PodFailurePolicyOnPodConditionsPattern\"z\n&PodFailurePolicyOnExitCodesRequirement\x12\x1b\n\x0e\x63ontainer_name\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\x05\x42\x11\n\x0f_container_name\"F\n&PodFailurePolicyOnPodConditionsPattern\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\";\n\rSuccessPolicy\x12*\n\x05rules\x18\x01 \x03(\x0b\x32\x1b.ketch.v1.SuccessPolicyRule\"{\n\x11SuccessPolicyRule\x12\x1e\n\x11succeeded_indexes\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x1c\n\x0fsucceeded_count\x18\x02 \x01(\x05H\x01\x88\x01\x01\x42\x14\n\x12_succeeded_indexesB\x12\n\x10_succeeded_count\"\xf0\x02\n\tJobStatus\x12*\n\nconditions\x18\x01 \x03(\x0b\x32\x16.ketch.v1.JobCondition\x12\x12\n\nstart_time\x18\x02 \x01(\t\x12\x17\n\x0f\x63ompletion_time\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x05\x12\x11\n\tsucceeded\x18\x05 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x05\x12\x18\n\x0bterminating\x18\x07 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x11\x63ompleted_indexes\x18\x08 \x01(\t\x12\x1b\n\x0e\x66\x61iled_indexes\x18\t \x01(\tH\x01\x88\x01\x01\x12\x44\n\x19uncounted_terminated_pods\x18\n \x01(\x0b\x32!.ketch.v1.UncountedTerminatedPods\x12\x12\n\x05ready\x18\x0b \x01(\x05H\x02\x88\x01\x01\x42\x0e\n\x0c_terminatingB\x11\n\x0f_failed_indexesB\x08\n\x06_ready\"<\n\x17UncountedTerminatedPods\x12\x11\n\tsucceeded\x18\x01 \x03(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x03(\t\"\x84\x01\n\x0cJobCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x17\n\x0flast_probe_time\x18\x03 \x01(\t\x12\x1c\n\x14last_transition_time\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"Z\n\x0fJobTemplateSpec\x12&\n\x08metadata\x18\x01 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12\x1f\n\x04spec\x18\x02 \x01(\x0b\x32\x11.ketch.v1.JobSpec\"\xc0\x01\n\x07\x43ronJob\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12#\n\x04spec\x18\x04 \x01(\x0b\x32\x15.ketch.v1.CronJobSpec\x12\'\n\x06status\x18\x05 \x01(\x0b\x32\x17.ketch.v1.CronJobStatus:\x1c\xea\xe0\x18\x18\n\x08\x62\x61tch/v1\x12\x08\x63ronjobs\x1a\x02\x63j\"\x8e\x03\n\x0b\x43ronJobSpec\x12\x10\n\x08schedule\x18\x01 \x01(\t\x12\x16\n\ttime_zone\x18\x02 \x01(\tH\x00\x88\x01\x01\x12&\n\x19starting_deadline_seconds\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\x12\x63oncurrency_policy\x18\x04 \x01(\t\x12\x14\n\x07suspend\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12/\n\x0cjob_template\x18\x06 \x01(\x0b\x32\x19.ketch.v1.JobTemplateSpec\x12*\n\x1dsuccessful_jobs_history_limit\x18\x07 \x01(\x05H\x03\x88\x01\x01\x12&\n\x19\x66\x61iled_jobs_history_limit\x18\x08 \x01(\x05H\x04\x88\x01\x01\x42\x0c\n\n_time_zoneB\x1c\n\x1a_starting_deadline_secondsB\n\n\x08_suspendB \n\x1e_successful_jobs_history_limitB\x1c\n\x1a_failed_jobs_history_limit\"t\n\rCronJobStatus\x12)\n\x06\x61\x63tive\x18\x01 \x03(\x0b\x32\x19.ketch.v1.ObjectReference\x12\x1a\n\x12last_schedule_time\x18\x02 \x01(\t\x12\x1c\n\x14last_successful_time\x18\x03 \x01(\tB\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,34 +34,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ketch.v1.batch_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\026ketch.dev/api/ketch/v1'
+  _globals['_JOB']._loaded_options = None
+  _globals['_JOB']._serialized_options = b'\352\340\030\020\n\010batch/v1\022\004jobs'
+  _globals['_CRONJOB']._loaded_options = None
+  _globals['_CRONJOB']._serialized_options = b'\352\340\030\030\n\010batch/v1\022\010cronjobs\032\002cj'
   _globals['_JOB']._serialized_start=77
-  _globals['_JOB']._serialized_end=227
-  _globals['_JOBSPEC']._serialized_start=230
-  _globals['_JOBSPEC']._serialized_end=1060
-  _globals['_PODFAILUREPOLICY']._serialized_start=1062
-  _globals['_PODFAILUREPOLICY']._serialized_end=1127
-  _globals['_PODFAILUREPOLICYRULE']._serialized_start=1130
-  _globals['_PODFAILUREPOLICYRULE']._serialized_end=1318
-  _globals['_PODFAILUREPOLICYONEXITCODESREQUIREMENT']._serialized_start=1320
-  _globals['_PODFAILUREPOLICYONEXITCODESREQUIREMENT']._serialized_end=1442
-  _globals['_PODFAILUREPOLICYONPODCONDITIONSPATTERN']._serialized_start=1444
-  _globals['_PODFAILUREPOLICYONPODCONDITIONSPATTERN']._serialized_end=1514
-  _globals['_SUCCESSPOLICY']._serialized_start=1516
-  _globals['_SUCCESSPOLICY']._serialized_end=1575
-  _globals['_SUCCESSPOLICYRULE']._serialized_start=1577
-  _globals['_SUCCESSPOLICYRULE']._serialized_end=1700
-  _globals['_JOBSTATUS']._serialized_start=1703
-  _globals['_JOBSTATUS']._serialized_end=2071
-  _globals['_UNCOUNTEDTERMINATEDPODS']._serialized_start=2073
-  _globals['_UNCOUNTEDTERMINATEDPODS']._serialized_end=2133
-  _globals['_JOBCONDITION']._serialized_start=2136
-  _globals['_JOBCONDITION']._serialized_end=2268
-  _globals['_JOBTEMPLATESPEC']._serialized_start=2270
-  _globals['_JOBTEMPLATESPEC']._serialized_end=2360
-  _globals['_CRONJOB']._serialized_start=2363
-  _globals['_CRONJOB']._serialized_end=2525
-  _globals['_CRONJOBSPEC']._serialized_start=2528
-  _globals['_CRONJOBSPEC']._serialized_end=2926
-  _globals['_CRONJOBSTATUS']._serialized_start=2928
-  _globals['_CRONJOBSTATUS']._serialized_end=3044
+  _globals['_JOB']._serialized_end=249
+  _globals['_JOBSPEC']._serialized_start=252
+  _globals['_JOBSPEC']._serialized_end=1082
+  _globals['_PODFAILUREPOLICY']._serialized_start=1084
+  _globals['_PODFAILUREPOLICY']._serialized_end=1149
+  _globals['_PODFAILUREPOLICYRULE']._serialized_start=1152
+  _globals['_PODFAILUREPOLICYRULE']._serialized_end=1340
+  _globals['_PODFAILUREPOLICYONEXITCODESREQUIREMENT']._serialized_start=1342
+  _globals['_PODFAILUREPOLICYONEXITCODESREQUIREMENT']._serialized_end=1464
+  _globals['_PODFAILUREPOLICYONPODCONDITIONSPATTERN']._serialized_start=1466
+  _globals['_PODFAILUREPOLICYONPODCONDITIONSPATTERN']._serialized_end=1536
+  _globals['_SUCCESSPOLICY']._serialized_start=1538
+  _globals['_SUCCESSPOLICY']._serialized_end=1597
+  _globals['_SUCCESSPOLICYRULE']._serialized_start=1599
+  _globals['_SUCCESSPOLICYRULE']._serialized_end=1722
+  _globals['_JOBSTATUS']._serialized_start=1725
+  _globals['_JOBSTATUS']._serialized_end=2093
+  _globals['_UNCOUNTEDTERMINATEDPODS']._serialized_start=2095
+  _globals['_UNCOUNTEDTERMINATEDPODS']._serialized_end=2155
+  _globals['_JOBCONDITION']._serialized_start=2158
+  _globals['_JOBCONDITION']._serialized_end=2290
+  _globals['_JOBTEMPLATESPEC']._serialized_start=2292
+  _globals['_JOBTEMPLATESPEC']._serialized_end=2382
+  _globals['_CRONJOB']._serialized_start=2385
+  _globals['_CRONJOB']._serialized_end=2577
+  _globals['_CRONJOBSPEC']._serialized_start=2580
+  _globals['_CRONJOBSPEC']._serialized_end=2978
+  _globals['_CRONJOBSTATUS']._serialized_start=2980
+  _globals['_CRONJOBSTATUS']._serialized_end=3096
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ketch.v1 import meta_pb2 as ketch_dot_v1_dot_meta__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bketch/v1/coordination.proto\x12\x08ketch.v1\x1a\x13ketch/v1/meta.proto\"u\n\x05Lease\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12!\n\x04spec\x18\x04 \x01(\x0b\x32\x13.ketch.v1.LeaseSpec\"\xb5\x02\n\tLeaseSpec\x12\x1c\n\x0fholder_identity\x18\x01 \x01(\tH\x00\x88\x01\x01\x12#\n\x16lease_duration_seconds\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x0c\x61\x63quire_time\x18\x03 \x01(\t\x12\x12\n\nrenew_time\x18\x04 \x01(\t\x12\x1e\n\x11lease_transitions\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x15\n\x08strategy\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x1d\n\x10preferred_holder\x18\x07 \x01(\tH\x04\x88\x01\x01\x42\x12\n\x10_holder_identityB\x19\n\x17_lease_duration_secondsB\x14\n\x12_lease_transitionsB\x0b\n\t_strategyB\x13\n\x11_preferred_holderB\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bketch/v1/coordination.proto\x12\x08ketch.v1\x1a\x13ketch/v1/meta.proto\"\x9d\x01\n\x05Lease\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12&\n\x08metadata\x18\x03 \x01(\x0b\x32\x14.ketch.v1.ObjectMeta\x12!\n\x04spec\x18\x04 \x01(\x0b\x32\x13.ketch.v1.LeaseSpec:&\xea\xe0\x18\"\n\x16\x63oordination.k8s.io/v1\x12\x06leases(\x01\"\xb5\x02\n\tLeaseSpec\x12\x1c\n\x0fholder_identity\x18\x01 \x01(\tH\x00\x88\x01\x01\x12#\n\x16lease_duration_seconds\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x14\n\x0c\x61\x63quire_time\x18\x03 \x01(\t\x12\x12\n\nrenew_time\x18\x04 \x01(\t\x12\x1e\n\x11lease_transitions\x18\x05 \x01(\x05H\x02\x88\x01\x01\x12\x15\n\x08strategy\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x1d\n\x10preferred_holder\x18\x07 \x01(\tH\x04\x88\x01\x01\x42\x12\n\x10_holder_identityB\x19\n\x17_lease_duration_secondsB\x14\n\x12_lease_transitionsB\x0b\n\t_strategyB\x13\n\x11_preferred_holderB\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ketch.v1.coordination_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\026ketch.dev/api/ketch/v1'
-  _globals['_LEASE']._serialized_start=62
-  _globals['_LEASE']._serialized_end=179
-  _globals['_LEASESPEC']._serialized_start=182
-  _globals['_LEASESPEC']._serialized_end=491
+  _globals['_LEASE']._loaded_options = None
+  _globals['_LEASE']._serialized_options = b'\352\340\030\"\n\026coordination.k8s.io/v1\022\006leases(\001'
+  _globals['_LEASE']._serialized_start=63
+  _globals['_LEASE']._serialized_end=220
+  _globals['_LEASESPEC']._serialized_start=223
+  _globals['_LEASESPEC']._serialized_end=532
 # @@protoc_insertion_point(module_scope)

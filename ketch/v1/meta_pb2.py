@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ketch/v1/meta.proto\x12\x08ketch.v1\"\xe7\x04\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rgenerate_name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x12\n\ngeneration\x18\x06 \x01(\x05\x12\x1a\n\x12\x63reation_timestamp\x18\x07 \x01(\t\x12\x1a\n\x12\x64\x65letion_timestamp\x18\x08 \x01(\t\x12*\n\x1d\x64\x65letion_grace_period_seconds\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x30\n\x06labels\x18\n \x03(\x0b\x32 .ketch.v1.ObjectMeta.LabelsEntry\x12:\n\x0b\x61nnotations\x18\x0b \x03(\x0b\x32%.ketch.v1.ObjectMeta.AnnotationsEntry\x12\x32\n\x10owner_references\x18\x0c \x03(\x0b\x32\x18.ketch.v1.OwnerReference\x12\x12\n\nfinalizers\x18\r \x03(\t\x12\x34\n\x0emanaged_fields\x18\x0e \x03(\x0b\x32\x1c.ketch.v1.ManagedFieldsEntry\x12\x11\n\tself_link\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42 \n\x1e_deletion_grace_period_seconds\"\xf5\x01\n\x12ManagedFieldsEntry\x12\x0f\n\x07manager\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\t\x12\x13\n\x0b\x66ields_type\x18\x05 \x01(\t\x12\x13\n\x0bsubresource\x18\x06 \x01(\t\x12=\n\tfields_v1\x18\x07 \x03(\x0b\x32*.ketch.v1.ManagedFieldsEntry.FieldsV1Entry\x1a/\n\rFieldsV1Entry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x17\n\ncontroller\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12!\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\r\n\x0b_controllerB\x17\n\x15_block_owner_deletion\"\xc2\x01\n\rLabelSelector\x12>\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32(.ketch.v1.LabelSelector.MatchLabelsEntry\x12=\n\x11match_expressions\x18\x02 \x03(\x0b\x32\".ketch.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x90\x01\n\x0fObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\t\"\x85\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x1b\n\x13observed_generation\x18\x03 \x01(\x05\x12\x1c\n\x14last_transition_time\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\tB\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13ketch/v1/meta.proto\x12\x08ketch.v1\x1a google/protobuf/descriptor.proto\"\xe7\x04\n\nObjectMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rgenerate_name\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x18\n\x10resource_version\x18\x05 \x01(\t\x12\x12\n\ngeneration\x18\x06 \x01(\x05\x12\x1a\n\x12\x63reation_timestamp\x18\x07 \x01(\t\x12\x1a\n\x12\x64\x65letion_timestamp\x18\x08 \x01(\t\x12*\n\x1d\x64\x65letion_grace_period_seconds\x18\t \x01(\x05H\x00\x88\x01\x01\x12\x30\n\x06labels\x18\n \x03(\x0b\x32 .ketch.v1.ObjectMeta.LabelsEntry\x12:\n\x0b\x61nnotations\x18\x0b \x03(\x0b\x32%.ketch.v1.ObjectMeta.AnnotationsEntry\x12\x32\n\x10owner_references\x18\x0c \x03(\x0b\x32\x18.ketch.v1.OwnerReference\x12\x12\n\nfinalizers\x18\r \x03(\t\x12\x34\n\x0emanaged_fields\x18\x0e \x03(\x0b\x32\x1c.ketch.v1.ManagedFieldsEntry\x12\x11\n\tself_link\x18\x0f \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42 \n\x1e_deletion_grace_period_seconds\"\xf5\x01\n\x12ManagedFieldsEntry\x12\x0f\n\x07manager\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\t\x12\x13\n\x0b\x66ields_type\x18\x05 \x01(\t\x12\x13\n\x0bsubresource\x18\x06 \x01(\t\x12=\n\tfields_v1\x18\x07 \x03(\x0b\x32*.ketch.v1.ManagedFieldsEntry.FieldsV1Entry\x1a/\n\rFieldsV1Entry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x0eOwnerReference\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x17\n\ncontroller\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12!\n\x14\x62lock_owner_deletion\x18\x06 \x01(\x08H\x01\x88\x01\x01\x42\r\n\x0b_controllerB\x17\n\x15_block_owner_deletion\"\xc2\x01\n\rLabelSelector\x12>\n\x0cmatch_labels\x18\x01 \x03(\x0b\x32(.ketch.v1.LabelSelector.MatchLabelsEntry\x12=\n\x11match_expressions\x18\x02 \x03(\x0b\x32\".ketch.v1.LabelSelectorRequirement\x1a\x32\n\x10MatchLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"I\n\x18LabelSelectorRequirement\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\x12\x0e\n\x06values\x18\x03 \x03(\t\"\x90\x01\n\x0fObjectReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03uid\x18\x04 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x18\n\x10resource_version\x18\x06 \x01(\t\x12\x12\n\nfield_path\x18\x07 \x01(\t\"\x85\x01\n\tCondition\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x1b\n\x13observed_generation\x18\x03 \x01(\x05\x12\x1c\n\x14last_transition_time\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\"{\n\x08Resource\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x0e\n\x06plural\x18\x02 \x01(\t\x12\x13\n\x0bshort_names\x18\x03 \x03(\t\x12\x16\n\x0e\x63luster_scoped\x18\x04 \x01(\x08\x12\x1d\n\x15no_status_subresource\x18\x05 \x01(\x08:G\n\x08resource\x12\x1f.google.protobuf.MessageOptions\x18\x8d\x8c\x03 \x01(\x0b\x32\x12.ketch.v1.ResourceB\x18Z\x16ketch.dev/api/ketch/v1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,26 +41,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MANAGEDFIELDSENTRY_FIELDSV1ENTRY']._serialized_options = b'8\001'
   _globals['_LABELSELECTOR_MATCHLABELSENTRY']._loaded_options = None
   _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_options = b'8\001'
-  _globals['_OBJECTMETA']._serialized_start=34
-  _globals['_OBJECTMETA']._serialized_end=649
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=518
-  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=563
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=565
-  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=615
-  _globals['_MANAGEDFIELDSENTRY']._serialized_start=652
-  _globals['_MANAGEDFIELDSENTRY']._serialized_end=897
-  _globals['_MANAGEDFIELDSENTRY_FIELDSV1ENTRY']._serialized_start=850
-  _globals['_MANAGEDFIELDSENTRY_FIELDSV1ENTRY']._serialized_end=897
-  _globals['_OWNERREFERENCE']._serialized_start=900
-  _globals['_OWNERREFERENCE']._serialized_end=1078
-  _globals['_LABELSELECTOR']._serialized_start=1081
-  _globals['_LABELSELECTOR']._serialized_end=1275
-  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=1225
-  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1275
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=1277
-  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=1350
-  _globals['_OBJECTREFERENCE']._serialized_start=1353
-  _globals['_OBJECTREFERENCE']._serialized_end=1497
-  _globals['_CONDITION']._serialized_start=1500
-  _globals['_CONDITION']._serialized_end=1633
+  _globals['_OBJECTMETA']._serialized_start=68
+  _globals['_OBJECTMETA']._serialized_end=683
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_start=552
+  _globals['_OBJECTMETA_LABELSENTRY']._serialized_end=597
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_start=599
+  _globals['_OBJECTMETA_ANNOTATIONSENTRY']._serialized_end=649
+  _globals['_MANAGEDFIELDSENTRY']._serialized_start=686
+  _globals['_MANAGEDFIELDSENTRY']._serialized_end=931
+  _globals['_MANAGEDFIELDSENTRY_FIELDSV1ENTRY']._serialized_start=884
+  _globals['_MANAGEDFIELDSENTRY_FIELDSV1ENTRY']._serialized_end=931
+  _globals['_OWNERREFERENCE']._serialized_start=934
+  _globals['_OWNERREFERENCE']._serialized_end=1112
+  _globals['_LABELSELECTOR']._serialized_start=1115
+  _globals['_LABELSELECTOR']._serialized_end=1309
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_start=1259
+  _globals['_LABELSELECTOR_MATCHLABELSENTRY']._serialized_end=1309
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_start=1311
+  _globals['_LABELSELECTORREQUIREMENT']._serialized_end=1384
+  _globals['_OBJECTREFERENCE']._serialized_start=1387
+  _globals['_OBJECTREFERENCE']._serialized_end=1531
+  _globals['_CONDITION']._serialized_start=1534
+  _globals['_CONDITION']._serialized_end=1667
+  _globals['_RESOURCE']._serialized_start=1669
+  _globals['_RESOURCE']._serialized_end=1792
 # @@protoc_insertion_point(module_scope)

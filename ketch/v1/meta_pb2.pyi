@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -5,6 +6,8 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+RESOURCE_FIELD_NUMBER: _ClassVar[int]
+resource: _descriptor.FieldDescriptor
 
 class ObjectMeta(_message.Message):
     __slots__ = ("name", "generate_name", "namespace", "uid", "resource_version", "generation", "creation_timestamp", "deletion_timestamp", "deletion_grace_period_seconds", "labels", "annotations", "owner_references", "finalizers", "managed_fields", "self_link")
@@ -153,3 +156,17 @@ class Condition(_message.Message):
     reason: str
     message: str
     def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Resource(_message.Message):
+    __slots__ = ("api_version", "plural", "short_names", "cluster_scoped", "no_status_subresource")
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLURAL_FIELD_NUMBER: _ClassVar[int]
+    SHORT_NAMES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_SCOPED_FIELD_NUMBER: _ClassVar[int]
+    NO_STATUS_SUBRESOURCE_FIELD_NUMBER: _ClassVar[int]
+    api_version: str
+    plural: str
+    short_names: _containers.RepeatedScalarFieldContainer[str]
+    cluster_scoped: bool
+    no_status_subresource: bool
+    def __init__(self, api_version: _Optional[str] = ..., plural: _Optional[str] = ..., short_names: _Optional[_Iterable[str]] = ..., cluster_scoped: _Optional[bool] = ..., no_status_subresource: _Optional[bool] = ...) -> None: ...
