@@ -1,0 +1,51 @@
+"""The API server's strategies, one per kind (Kubernetes' pkg/registry): everything the request
+chain needs to know about a kind. Adding a kind is its message (with the resource option) in
+proto/ketch/v1 and one Strategy here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from google.protobuf.message import Message
+
+from ketch.api import errors
+from ketch.api.kinds import KINDS
+
+from .apps import ControllerRevisionStrategy, DaemonSetStrategy
+from .batch import CronJobStrategy, JobStrategy
+from .coordination import LeaseStrategy
+from .core import (
+    DEFAULT_NAMESPACES,
+    DEFAULT_TOLERATION_SECONDS,
+    EventStrategy,
+    NamespaceStrategy,
+    NodeStrategy,
+    PodStrategy,
+)
+from .strategy import Strategy
+
+__all__ = ["DEFAULT_NAMESPACES", "DEFAULT_TOLERATION_SECONDS", "Registry", "Strategy"]
+
+
+class Registry:
+    """The strategies by kind name, configured with the server's options."""
+
+    def __init__(self, default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+        strategies: list[Strategy] = [
+            PodStrategy(default_toleration_seconds), NodeStrategy(), NamespaceStrategy(), EventStrategy(),
+            JobStrategy(), CronJobStrategy(), DaemonSetStrategy(), ControllerRevisionStrategy(), LeaseStrategy(),
+        ]
+        self._by_kind: dict[str, Strategy] = {s.kind: s for s in strategies}
+        missing = [k.kind for k in KINDS if k.kind not in self._by_kind]
+        if missing:
+            raise RuntimeError(f"kinds without a strategy: {', '.join(missing)}")
+
+    def __getitem__(self, kind: str) -> Strategy:
+        try:
+            return self._by_kind[kind]
+        except KeyError:
+            raise errors.NotFound(f'the server doesn\'t have a resource type "{kind}"') from None
+
+    def field_values(self, kind: str, obj: Message) -> Mapping[str, str]:
+        """The store's field indexer: what field selectors match on."""
+        return self._by_kind[kind].field_values(obj)

@@ -1,0 +1,63 @@
+"""Strategies of batch/v1: Job and CronJob (pkg/registry/batch/*)."""
+
+from __future__ import annotations
+
+from ketch.api.defaults import batch as batch_defaults
+from ketch.api.errors import FieldError
+from ketch.api.validation import batch, batch_update
+from ketch.v1 import batch_pb2
+
+from .strategy import ORPHAN, Strategy
+
+
+class JobStrategy(Strategy):
+    kind = "Job"
+    bumps_generation = True
+    resets_status_on_create = True
+    # Kubernetes keeps a Job's pods when no propagation is asked for, and says so.
+    default_propagation = ORPHAN
+    default_propagation_warning = (
+        "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background "
+        "to remove them or set propagationPolicy=Orphan to suppress this warning")
+
+    def default(self, obj: batch_pb2.Job) -> None:
+        batch_defaults.job(obj)
+
+    def prepare_for_create(self, obj: batch_pb2.Job, now: float) -> None:
+        """The generated selector and pod labels (manualSelector unset), as Kubernetes' job strategy."""
+        super().prepare_for_create(obj, now)
+        uid, name = obj.metadata.uid, obj.metadata.name
+        labels = obj.spec.template.metadata.labels
+        if not (obj.spec.HasField("manual_selector") and obj.spec.manual_selector):
+            for k, v in (("batch.kubernetes.io/controller-uid", uid), ("controller-uid", uid),
+                         ("batch.kubernetes.io/job-name", name), ("job-name", name)):
+                labels.setdefault(k, v)
+            obj.spec.selector.Clear()
+            obj.spec.selector.match_labels["batch.kubernetes.io/controller-uid"] = uid
+        if not obj.metadata.labels:
+            for k, v in labels.items():
+                obj.metadata.labels[k] = v
+
+    def validate(self, obj: batch_pb2.Job) -> list[FieldError]:
+        return batch.validate_job(obj)
+
+    def validate_update(self, new: batch_pb2.Job, old: batch_pb2.Job) -> list[FieldError]:
+        return batch_update.validate_job_update(new, old)
+
+    def validate_status_update(self, new: batch_pb2.Job, old: batch_pb2.Job) -> list[FieldError]:
+        return batch_update.validate_job_status_update(new, old)
+
+
+class CronJobStrategy(Strategy):
+    kind = "CronJob"
+    bumps_generation = True
+    resets_status_on_create = True
+
+    def default(self, obj: batch_pb2.CronJob) -> None:
+        batch_defaults.cronjob(obj)
+
+    def validate(self, obj: batch_pb2.CronJob) -> list[FieldError]:
+        return batch.validate_cronjob(obj)
+
+    def validate_update(self, new: batch_pb2.CronJob, old: batch_pb2.CronJob) -> list[FieldError]:
+        return batch_update.validate_cronjob_update(new, old)
