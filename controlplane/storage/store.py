@@ -30,28 +30,74 @@ FieldIndexer = Callable[[str, Message], Mapping[str, str]]
 
 
 @dataclass(slots=True, eq=False)
-class Entry:
-    """One object version. obj is shared and must never be mutated: copy it first."""
+class Version:
+    """What a watch needs of one object version: its bytes, and what selectors look at."""
 
     kind: str
     key: str
     namespace: str
     name: str
     rv: int
-    obj: Message
     data: bytes
     labels: Mapping[str, str]
     fields: Mapping[str, str]
 
 
+class Entry(Version):
+    """One object version and its parsed message. obj is shared and must never be mutated:
+    copy it first.
+
+    The message is parsed from data when first asked for if the store did not keep it (see
+    PARSED_ON_READ): a parsed message costs several KB, ten times its bytes.
+    """
+
+    __slots__ = ("_obj", "_version")
+
+    def __init__(self, kind: str, key: str, namespace: str, name: str, rv: int, data: bytes,
+                 labels: Mapping[str, str], fields: Mapping[str, str], obj: Message | None = None) -> None:
+        Version.__init__(self, kind, key, namespace, name, rv, data, labels, fields)
+        self._obj = obj
+        self._version: Version | None = None
+
+    @property
+    def obj(self) -> Message:
+        if self._obj is None:
+            self._obj = kind_info(self.kind).message.FromString(self.data)
+        return self._obj
+
+    def drop_parsed(self) -> None:
+        """Let the parsed message go (it is made again from data if asked for)."""
+        self._obj = None
+
+    def version(self) -> Version:
+        """This version without the parsed message (made once, shared by every event naming it)."""
+        if self._version is None:
+            self._version = Version(self.kind, self.key, self.namespace, self.name, self.rv, self.data,
+                                    self.labels, self.fields)
+        return self._version
+
+
+# Kinds whose messages the store does not keep parsed between writes: Events are the most
+# numerous objects (one or more per pod, kept an hour), written once or a few times and read
+# back almost never (the API answers with their bytes), so their parsed messages would be most
+# of the store's memory under churn.
+PARSED_ON_READ = frozenset({"Event"})
+
+
 @dataclass(slots=True, eq=False)
 class WatchEvent:
-    """A committed change. For DELETED, entry is the object's last state at the deletion rv."""
+    """A committed change. For DELETED, entry is the object's last state at the deletion rv.
+
+    entry and prev are Versions, not Entries: the watch window keeps tens of thousands of
+    events, and a superseded or deleted object's parsed message (several KB, ten times its
+    bytes) is then freed as soon as the store lets go of it instead of when the event leaves
+    the window.
+    """
 
     rev: int
     type: str
-    entry: Entry
-    prev: Entry | None
+    entry: Version
+    prev: Version | None
 
 
 @dataclass(slots=True, eq=False)
@@ -117,7 +163,10 @@ class Store:
                 continue
             info = kind_info(rec.kind)
             obj = info.message.FromString(rec.data)
-            self._objects.setdefault(rec.kind, {})[rec.key] = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+            entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+            if rec.kind in PARSED_ON_READ:
+                entry.drop_parsed()
+            self._objects.setdefault(rec.kind, {})[rec.key] = entry
         self.revision = revision
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
@@ -161,7 +210,7 @@ class Store:
 
     def _entry(self, kind: str, key: str, rv: int, obj: Message, data: bytes) -> Entry:
         md = obj.metadata  # type: ignore[attr-defined]
-        return Entry(kind, key, md.namespace, md.name, rv, obj, data, dict(md.labels), self._fields_of(kind, obj))
+        return Entry(kind, key, md.namespace, md.name, rv, data, dict(md.labels), self._fields_of(kind, obj), obj=obj)
 
     def stage(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
               create: bool = False) -> _Staged:
@@ -266,10 +315,13 @@ class Store:
             if op.entry is None:
                 objs.pop(op.key, None)
                 assert op.tombstone is not None
-                events.append(WatchEvent(op.rev, "DELETED", op.tombstone, prev))
+                events.append(WatchEvent(op.rev, "DELETED", op.tombstone.version(), prev and prev.version()))
             else:
                 objs[op.key] = op.entry
-                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry, prev))
+                if op.kind in PARSED_ON_READ:
+                    op.entry.drop_parsed()
+                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry.version(),
+                                         prev and prev.version()))
             if self._staged.get((op.kind, op.key)) is op:
                 del self._staged[(op.kind, op.key)]
         return events
