@@ -6,27 +6,42 @@ assign revisions in order. Writes are then made durable in batches by one writer
 writes, one fsync); only after that are they applied to the committed view that reads see, and
 published to the watch hub, in revision order. A client's write is acknowledged after it is
 durable, so it survives kill -9, and no reader ever sees a write that could be lost.
+
+When the backend fails a commit (a full disk), that batch and every batch staged after it
+(they may build on it) fail with the backend's error, and all staged state is dropped, so
+nothing unacknowledged can show later; revisions are never reused. The Store then refuses
+writes, tells its health listeners, and probes the backend every PROBE_INTERVAL until it can
+write again. Reads go on meanwhile. Past the quota (etcd's --quota-backend-bytes), writes are
+refused as etcd refuses them, except those that delete or finish deleting an object, so an
+operator can free space.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from ketch.api import errors
 from ketch.api.kinds import kind_info
 
 from .backend import Backend, MemoryBackend, Record
+from .dbfile import DB_NAME, StorageError
 
 log = logging.getLogger(__name__)
 
 FieldIndexer = Callable[[str, Message], Mapping[str, str]]
+HealthListener = Callable[[bool], None]
+
+PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failing
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
+QUOTA_EXCEEDED = "etcdserver: mvcc: database space exceeded"  # etcd's words, which tools look for
 
 
 @dataclass(slots=True, eq=False)
@@ -121,7 +136,7 @@ def open_backend(spec: str, data_dir: Path) -> Backend:
     if spec in ("", "sqlite"):
         from .sqlite import SQLiteBackend
 
-        return SQLiteBackend(data_dir / "ketch.db")
+        return SQLiteBackend(data_dir / DB_NAME)
     if spec == "memory":
         return MemoryBackend()
     if spec.startswith("etcd://"):
@@ -134,25 +149,33 @@ def _no_fields(kind: str, obj: Message) -> Mapping[str, str]:
 
 
 class Store:
-    def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields) -> None:
+    def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields, *,
+                 quota_bytes: int = DEFAULT_QUOTA_BYTES, probe_interval: float = PROBE_INTERVAL) -> None:
         self.backend = backend
         self._fields_of = field_indexer
         self._objects: dict[str, dict[str, Entry]] = {}
         # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
         self._staged: dict[tuple[str, str], _Staged] = {}
         self.revision = 0  # highest committed revision
+        self.compacted = 0  # no watch may resume at or below this revision (set by a restore)
         self._next_rev = 1
         self._pending: list[_Batch] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._listeners: list[Callable[[list[WatchEvent]], None]] = []
+        self._health_listeners: list[HealthListener] = []
+        self.quota_bytes = quota_bytes  # 0: no quota
         self._failed: BaseException | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self.probe_interval = probe_interval
         self._closing = False
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Load every object. Raises StorageError (one line for the operator) when the stored
+        data cannot be read back."""
         loop = asyncio.get_running_loop()
         if self.backend.blocking:
             revision, records = await loop.run_in_executor(self._executor, self.backend.load)
@@ -161,24 +184,58 @@ class Store:
         for rec in records:
             if rec.data is None:
                 continue
-            info = kind_info(rec.kind)
-            obj = info.message.FromString(rec.data)
+            try:
+                info = kind_info(rec.kind)
+                obj = info.message.FromString(rec.data)
+            except (KeyError, DecodeError) as err:
+                raise StorageError(f"stored object {rec.kind} {rec.key!r} cannot be read back ({err}): "
+                                   "the database is damaged; restore a backup") from None
             entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
             if rec.kind in PARSED_ON_READ:
                 entry.drop_parsed()
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
         self.revision = revision
+        self.compacted = self.backend.compacted_revision()
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def stop(self) -> None:
         self._closing = True
         self._wakeup.set()
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
         if self._writer is not None:
             await self._writer
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.backend.close)
         self._executor.shutdown(wait=True)
+
+    # -- health --------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backend is failing writes (a full disk), until a probe succeeds."""
+        return self._failed is None
+
+    @property
+    def failure(self) -> str:
+        return str(self._failed) if self._failed is not None else ""
+
+    def add_health_listener(self, fn: HealthListener) -> None:
+        """fn(healthy) is called on the event loop whenever the Store fails or recovers."""
+        self._health_listeners.append(fn)
+
+    def _tell_health(self) -> None:
+        for fn in self._health_listeners:
+            try:
+                fn(self.healthy)
+            except Exception:
+                log.exception("storage health listener failed")
+
+    def over_quota(self, extra: int = 0) -> bool:
+        return bool(self.quota_bytes) and self.backend.used_bytes + extra > self.quota_bytes
 
     def add_listener(self, fn: Callable[[list[WatchEvent]], None]) -> None:
         """fn gets every committed batch of events, in order, on the event loop."""
@@ -220,7 +277,8 @@ class Store:
         The object's metadata.resourceVersion is set to the assigned revision.
         """
         if self._failed is not None:
-            raise errors.InternalError(f"storage failed: {self._failed}")
+            raise errors.InternalError(f"storage is failing, writes are refused until it can write again: "
+                                       f"{self._failed}")
         info = kind_info(kind)
         current = self.latest(kind, key)
         what = f'{info.qualified_plural} "{key.rpartition("/")[2]}"'
@@ -233,6 +291,8 @@ class Store:
             raise errors.Conflict(
                 f"Operation cannot be fulfilled on {what}: the object has been modified; "
                 "please apply your changes to the latest version and try again")
+        if obj is not None and self.quota_bytes:
+            self._check_quota(obj, current)
         rev = self._next_rev
         self._next_rev += 1
         if obj is None:
@@ -248,6 +308,19 @@ class Store:
             staged = _Staged(kind, key, rev, entry, current)
         self._staged[(kind, key)] = staged
         return staged
+
+    def _check_quota(self, obj: Message, current: Entry | None) -> None:
+        """Past the quota only writes that finish a deletion go through (deletion marks,
+        finalizer removals, a terminating pod's last status): they are how space is freed."""
+        if not self.over_quota(obj.ByteSize()):
+            return
+        deleting = obj.metadata.deletion_timestamp or (  # type: ignore[attr-defined]
+            current is not None and current.obj.metadata.deletion_timestamp)  # type: ignore[attr-defined]
+        if deleting:
+            return
+        raise errors.InternalError(
+            f"{QUOTA_EXCEEDED} (the store uses {self.backend.used_bytes} bytes; --quota-backend-bytes "
+            f"is {self.quota_bytes}): delete objects to free space")
 
     async def commit(self, staged: Iterable[_Staged]) -> None:
         """Wait until the staged writes are durable and applied (group commit)."""
@@ -285,12 +358,8 @@ class Store:
                     await loop.run_in_executor(self._executor, self.backend.commit, records, top)
                 else:
                     self.backend.commit(records, top)
-            except BaseException as err:  # the disk failed: nothing more can be promised
-                log.critical("storage commit failed; refusing further writes: %s", err)
-                self._failed = err
-                for b in batches:
-                    if b.future and not b.future.done():
-                        b.future.set_exception(errors.InternalError(f"storage commit failed: {err}"))
+            except BaseException as err:
+                self._fail(err, batches)
                 if isinstance(err, asyncio.CancelledError):
                     raise
                 continue
@@ -304,8 +373,47 @@ class Store:
                     listener(events)
                 except Exception:
                     log.exception("watch listener failed")
+            if self.backend.wants_compaction():
+                freed = await loop.run_in_executor(self._executor, self.backend.compact)
+                log.debug("store: gave %d free pages back to the file system", freed)
             if self._pending:
                 self._wakeup.set()
+
+    def _fail(self, err: BaseException, batches: list[_Batch]) -> None:
+        """A commit failed: it and everything staged after it fail; staged state is dropped."""
+        failed = batches + self._pending
+        self._pending = []
+        self._staged.clear()
+        first = self._failed is None
+        self._failed = err
+        message = errors.InternalError(f"storage write failed: {err}")
+        for b in failed:
+            if b.future and not b.future.done():
+                b.future.set_exception(message)
+        if first:
+            log.error("storage commit failed (%s); refusing writes until the store can write again", err)
+            self._tell_health()
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe_until_writable(), name="store-probe")
+
+    async def _probe_until_writable(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            await asyncio.sleep(self.probe_interval)
+            try:
+                if self.backend.blocking:
+                    await loop.run_in_executor(self._executor, self.backend.probe, self.revision)
+                else:
+                    self.backend.probe(self.revision)
+            except Exception as err:
+                if str(err) != str(self._failed):
+                    log.error("storage still failing: %s", err)
+                self._failed = err
+                continue
+            log.warning("storage writes again (it failed with: %s)", self._failed)
+            self._failed = None
+            self._tell_health()
+            return
 
     def _apply(self, ops: list[_Staged]) -> list[WatchEvent]:
         events: list[WatchEvent] = []
