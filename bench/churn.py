@@ -11,6 +11,10 @@ the pairs/s over the first and last tenth of the pass, and the control plane's R
 after; then the two ratios the churn goals are stated in (end throughput of the last pass over
 start throughput of the first; RSS after the last pass over RSS after the first).
 
+Each unschedulable pod gets a FailedScheduling Event, kept --event-ttl (1 h, as Kubernetes), so
+with the defaults memory grows by what those Events cost (about 3.5 KB each) however long the
+run; `--cp-flag=--event-ttl=20s` shows the steady state once Events expire as fast as they come.
+
     .venv/bin/python bench/churn.py [--passes 3] [--pairs 8000] [--clients 8]
 """
 
@@ -20,6 +24,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import sqlite3
 import time
 from typing import Any
 
@@ -114,6 +119,15 @@ def db_mb(path: str) -> float:
     return total / (1 << 20)
 
 
+def count_events(path: str) -> int:
+    """Events in the database, read from the file (a LIST would itself grow the server's RSS)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM objects WHERE kind='Event'").fetchone()[0])
+    finally:
+        conn.close()
+
+
 async def _wait_api(server: str) -> None:
     client = connect(server, wait_for_ready=True)
     try:
@@ -140,7 +154,8 @@ def main() -> None:
         db = str(cluster.dir / "cp" / "ketch.db")
         time.sleep(args.settle)
         rss = [rss_mb(pid)]
-        print(f"control plane RSS at start: {rss[0]:.0f} MB; {args.clients} clients, {args.pairs} pairs per pass")
+        print(f"control plane (pid {pid}) RSS at start: {rss[0]:.0f} MB; {args.clients} clients, "
+              f"{args.pairs} pairs per pass", flush=True)
         firsts, lasts = [], []
         for i in range(args.passes):
             before = rss_mb(pid)
@@ -150,8 +165,10 @@ def main() -> None:
             rss.append(after)
             firsts.append(first)
             lasts.append(last)
+            events = count_events(db)
             print(f"pass {i + 1}: {overall:6.0f} pairs/s (first tenth {first:.0f}, last tenth {last:.0f}); "
-                  f"RSS {before:.0f} -> {after:.0f} MB; db+wal {db_mb(db):.1f} MB")
+                  f"RSS {before:.0f} -> {after:.0f} MB; db+wal {db_mb(db):.1f} MB; {events} Events kept",
+                  flush=True)
         print(f"throughput, end of last pass / start of first: {lasts[-1] / firsts[0]:.2f} (goal >= 0.90)")
         print(f"RSS after pass {args.passes} / after pass 1: {rss[-1] / rss[1]:.2f} (goal <= 1.50)")
 

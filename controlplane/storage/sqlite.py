@@ -51,6 +51,7 @@ class SQLiteBackend:
         except BaseException:
             self._dir_lock.release()
             raise
+        self._page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
         self._measure()
 
     def _open(self, path: Path, synchronous: str) -> sqlite3.Connection:
@@ -174,7 +175,6 @@ class SQLiteBackend:
     def _measure(self) -> None:
         conn = self._conn
         self._page_count = conn.execute("PRAGMA page_count").fetchone()[0]
-        self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         self.free_pages = conn.execute("PRAGMA freelist_count").fetchone()[0]
         # In use, not the file's size: deleted objects' pages count as free at once, so deleting
         # objects brings a database over its quota back under it without a compaction first.
