@@ -108,11 +108,27 @@ def empty_file_error(path: Path) -> StorageError:
         "file to start a new, empty cluster")
 
 
+_DAMAGE = ("malformed", "not a database", "corrupt")
+
+
 def unusable_error(path: Path, err: BaseException) -> StorageError:
+    """Damage gets the advice to restore; anything else (a full disk, permissions, I/O) must not,
+    or an operator might throw away a good database."""
+    if not any(word in str(err) for word in _DAMAGE):
+        return StorageError(f"cannot open {path}: {err} ({_free_space(path.parent)}); the file was "
+                            "not changed: fix the cause and start again")
     return StorageError(
         f"{path} cannot be read as a Ketch database ({err}). Restore a backup "
         f"(ketch-controlplane restore --data-dir {path.parent} --from FILE), or move the file "
         "away to start a new, empty cluster")
+
+
+def _free_space(directory: Path) -> str:
+    try:
+        st = os.statvfs(directory)
+    except OSError as err:
+        return f"free space unknown: {err.strerror}"
+    return f"{st.f_bavail * st.f_frsize} bytes free in {directory}"
 
 
 class DataDirLock:
@@ -132,8 +148,11 @@ class DataDirLock:
             os.close(fd)
             raise StorageError(f"cannot {what}: the data dir {self.path.parent} is in use by another "
                                f"control plane (pid {holder}); stop it first") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:  # the pid only names the holder in the message above: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
         self._fd = fd
 
     def release(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,32 @@ def test_full_disk_refuses_writes_reports_not_serving_and_recovers(tmpfs: Path, 
     c.start_controlplane(flags)
     after = asyncio.run(_snapshot(c.server))
     assert after == acked  # exactly the acknowledged objects, at their acknowledged versions
+
+
+def test_a_start_on_a_full_disk_names_the_cause_and_keeps_the_database(tmpfs: Path, cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    c: Cluster = cluster_factory(["--controllers", "none"])
+    flags = ["--data-dir", str(tmpfs / "cp")]
+    c.start_controlplane(flags)
+    acked = asyncio.run(_create(c.server, 5))
+    assert c.stop_process("controlplane", signal.SIGTERM) == 0
+    _fill(tmpfs / "filler")
+
+    result = subprocess.run([str(Path(sys.executable).parent / "ketch-controlplane"), "--listen", c.server,
+                             *flags, "--controllers", "none"], capture_output=True, text=True, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stderr
+    assert "cannot open" in lines[0] and "bytes free" in lines[0]
+    assert "restore" not in lines[0]  # a full disk is not a damaged database: no advice to replace it
+
+    (tmpfs / "filler").unlink()
+    c.start_controlplane(flags)
+    assert asyncio.run(_snapshot(c.server)) == acked
+
+
+async def _create(server: str, n: int) -> dict[str, str]:
+    client = connect(server)
+    try:
+        made = [await client.create(_namespace(f"ns-{i}")) for i in range(n)]
+        return {m.metadata.name: m.metadata.resource_version for m in made}
+    finally:
+        await client.close()
