@@ -34,10 +34,6 @@ class Backend(Protocol):
         """A small real write, to learn whether a failed backend can write again; raises if not."""
         ...
 
-    def compacted_revision(self) -> int:
-        """After load: revisions at or below this are compacted (no watch may resume there)."""
-        ...
-
     @property
     def used_bytes(self) -> int:
         """The database's size in use (for the quota), as of the last commit."""
@@ -74,9 +70,6 @@ class MemoryBackend:
 
     def probe(self, revision: int) -> None:
         return None
-
-    def compacted_revision(self) -> int:
-        return 0
 
     def wants_compaction(self) -> bool:
         return False

@@ -143,6 +143,9 @@ def restore(data_dir: Path, source: Path, bump: int = BUMP_REVISION) -> tuple[Su
                     dbfile.adopt(dst)
                 dst.execute("BEGIN IMMEDIATE")
                 dst.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (revision,))
+                # A record for the operator: the store serves no history from before its start
+                # (the watch window begins at the revision it loads), so every revision up to
+                # this one is compacted as soon as the control plane starts.
                 dst.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (revision,))
                 dst.execute("INSERT OR REPLACE INTO meta VALUES ('restored_at', ?)", (int(time.time()),))
                 dst.execute("COMMIT")

@@ -45,7 +45,6 @@ class SQLiteBackend:
         self.free_pages = 0
         self._page_count = 0
         self._page_size = 4096
-        self._compacted = 0
         try:
             self._conn = self._open(path, synchronous)
         except BaseException:
@@ -113,14 +112,9 @@ class SQLiteBackend:
             except sqlite3.Error as err:
                 raise dbfile.unusable_error(self.path, err) from None
         revision = int(meta.get("revision", 0))
-        self._compacted = int(meta.get("compacted", 0))
         if records:
             revision = max(revision, records[-1].rv)
         return revision, records
-
-    def compacted_revision(self) -> int:
-        """Revisions at or below this were marked compacted (by a restore): no watch resumes there."""
-        return self._compacted
 
     def commit(self, records: list[Record], revision: int) -> None:
         upserts = [(r.kind, r.key, r.rv, r.data) for r in records if r.data is not None]

@@ -42,6 +42,7 @@ FieldIndexer = Callable[[str, Message], Mapping[str, str]]
 HealthListener = Callable[[bool], None]
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})  # shared by every object without labels
+_LARGEST_WRITE = 1_572_864  # the API's object size limit: below quota by this much, no need to measure
 PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failing
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 QUOTA_EXCEEDED = "etcdserver: mvcc: database space exceeded"  # etcd's words, which tools look for
@@ -160,7 +161,6 @@ class Store:
         # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
         self._staged: dict[tuple[str, str], _Staged] = {}
         self.revision = 0  # highest committed revision
-        self.compacted = 0  # no watch may resume at or below this revision (set by a restore)
         self._next_rev = 1
         self._pending: list[_Batch] = []
         self._wakeup = asyncio.Event()
@@ -198,7 +198,6 @@ class Store:
                 entry.drop_parsed()
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
         self.revision = revision
-        self.compacted = self.backend.compacted_revision()
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
@@ -320,7 +319,7 @@ class Store:
     def _check_quota(self, obj: Message, current: Entry | None) -> None:
         """Past the quota only writes that finish a deletion go through (deletion marks,
         finalizer removals, a terminating pod's last status): they are how space is freed."""
-        if not self.over_quota(obj.ByteSize()):
+        if not self.over_quota(_LARGEST_WRITE) or not self.over_quota(obj.ByteSize()):
             return
         deleting = obj.metadata.deletion_timestamp or (  # type: ignore[attr-defined]
             current is not None and current.obj.metadata.deletion_timestamp)  # type: ignore[attr-defined]

@@ -57,9 +57,6 @@ class FlakyBackend:
         if self.failing is not None:
             raise self.failing
 
-    def compacted_revision(self) -> int:
-        return 0
-
     def wants_compaction(self) -> bool:
         return False
 
