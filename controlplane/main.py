@@ -1,4 +1,6 @@
-"""ketch-controlplane: flags to wiring. Store, watch hub, API service, gRPC, controllers."""
+"""ketch-controlplane: flags to wiring. Store, watch hub, API service, gRPC, controllers.
+
+`ketch-controlplane backup|restore ...` are the store's maintenance commands (see backup.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from .controllers.options import (
     PodGCOptions,
 )
 from .storage import Store, open_backend
+from .storage.dbfile import StorageError
+from .storage.store import DEFAULT_QUOTA_BYTES
 
 log = logging.getLogger("ketch.controlplane")
 
@@ -39,11 +43,27 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _quota(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --quota-backend-bytes {text!r}: a number of bytes") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"invalid --quota-backend-bytes {value}: must not be negative")
+    return value or DEFAULT_QUOTA_BYTES  # 0 means the default, as in etcd
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ketch-controlplane", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="ketch-controlplane", description=__doc__.splitlines()[0],
+        epilog="Store maintenance: `ketch-controlplane backup --data-dir DIR --to FILE` (works while "
+               "running) and `ketch-controlplane restore --data-dir DIR --from FILE` (while stopped).")
     p.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT for the gRPC API (default 127.0.0.1:6443)")
     p.add_argument("--data-dir", default="./ketch-data", help="where the SQLite store lives")
     p.add_argument("--store", default="sqlite", help="sqlite (default), memory, or etcd://H:P[,H:P]")
+    p.add_argument("--quota-backend-bytes", type=_quota, default=DEFAULT_QUOTA_BYTES, metavar="BYTES",
+                   help="past this size of the database in use, writes other than deletions are refused "
+                        "(etcd's NOSPACE quota; default 2 GiB, 0 for the default)")
     p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0, metavar="DURATION")
     p.add_argument("--node-startup-grace-period", type=_duration, default=60.0, metavar="DURATION")
     p.add_argument("--node-monitor-period", type=_duration, default=None, metavar="DURATION",
@@ -71,8 +91,16 @@ async def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    store = Store(backend, registry.fields_of)
-    await store.start()
+    except (StorageError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    store = Store(backend, registry.fields_of, quota_bytes=args.quota_backend_bytes)
+    try:
+        await store.start()
+    except StorageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        await store.stop()
+        return 1
     hub = WatchHub(store)
     service = APIService(store, hub, default_toleration_seconds=int(args.pod_eviction_timeout))
     await service.ensure_default_namespaces()
@@ -116,7 +144,45 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_maintenance_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ketch-controlplane", description="Store maintenance.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    b = sub.add_parser("backup", help="copy the store to FILE (consistent; works while the control plane runs)")
+    b.add_argument("--data-dir", required=True, help="the control plane's data dir")
+    b.add_argument("--to", required=True, metavar="FILE", help="the backup file to write (replaced if it exists)")
+    r = sub.add_parser("restore", help="make FILE the store of DIR (the control plane must be stopped)")
+    r.add_argument("--data-dir", required=True, help="the control plane's data dir")
+    r.add_argument("--from", dest="source", required=True, metavar="FILE", help="a file written by backup")
+    r.add_argument("--bump-revision", type=int, default=None, metavar="N",
+                   help="raise the revision this far past the old one (default 1000000000)")
+    return p
+
+
+def maintenance(argv: list[str]) -> int:
+    """backup / restore: one line on success, one line on stderr and exit 1 on failure."""
+    from .storage import backup as bk
+
+    args = build_maintenance_parser().parse_args(argv)
+    try:
+        if args.command == "backup":
+            done = bk.backup(Path(args.data_dir), Path(args.to))
+            print(f"saved revision {done.revision} ({done.objects} objects, {done.size} bytes) to {done.path}")
+        else:
+            bump = bk.BUMP_REVISION if args.bump_revision is None else args.bump_revision
+            done, kept = bk.restore(Path(args.data_dir), Path(args.source), bump)
+            aside = f"; the replaced database is kept as {kept}" if kept else ""
+            print(f"restored {done.objects} objects from {args.source} into {done.path}; revision raised to "
+                  f"{done.revision}, older revisions compacted{aside}")
+    except (StorageError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("backup", "restore"):
+        sys.exit(maintenance(argv))
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

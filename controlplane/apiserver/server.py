@@ -6,6 +6,7 @@ reason in the trailing metadata key `ketch-reason`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -103,6 +104,27 @@ class APIServicer(api_pb2_grpc.APIServicer):
             yield item
 
 
+async def _track_store_health(service: APIService, servicer: health.aio.HealthServicer,
+                              names: tuple[str, ...]) -> None:
+    """SERVING while the store can write; NOT_SERVING while it fails (a full disk), for the
+    server as a whole ("") and the API service: the process stays up and keeps answering reads."""
+    pending: set[asyncio.Task[None]] = set()
+
+    async def publish(healthy: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in names:
+            await servicer.set(name, status)
+
+    def changed(_healthy: bool) -> None:
+        # The store's state when the task runs, not when it was queued: quick flaps end right.
+        task = asyncio.get_running_loop().create_task(publish(service.store.healthy))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    service.store.add_health_listener(changed)
+    await publish(service.store.healthy)
+
+
 async def start_grpc_server(service: APIService, listen: str) -> tuple[grpc.aio.Server, int]:
     """Serve the API on listen (HOST:PORT, port 0 for any free port); returns the bound port."""
     server = grpc.aio.server(options=GRPC_OPTIONS)
@@ -119,8 +141,7 @@ async def start_grpc_server(service: APIService, listen: str) -> tuple[grpc.aio.
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set(names[0], health_pb2.HealthCheckResponse.SERVING)
+    await _track_store_health(service, health_servicer, ("", names[0]))
     if service.node_dialer is None:
         service.node_dialer = NodeDialer(service.store)
     return server, port

@@ -26,7 +26,25 @@ class Backend(Protocol):
         ...
 
     def commit(self, records: list[Record], revision: int) -> None:
-        """Make records durable, in order, as one transaction; blocking (runs in a thread)."""
+        """Make records durable, in order, as one transaction; blocking (runs in a thread).
+        On failure nothing of the transaction is kept, and the backend's own error is raised."""
+        ...
+
+    def probe(self, revision: int) -> None:
+        """A small real write, to learn whether a failed backend can write again; raises if not."""
+        ...
+
+    @property
+    def used_bytes(self) -> int:
+        """The database's size in use (for the quota), as of the last commit."""
+        ...
+
+    def wants_compaction(self) -> bool:
+        """Whether enough of the file is free pages to be worth a compact()."""
+        ...
+
+    def compact(self) -> int:
+        """Give free space back to the file system, a bounded step at a time; blocking."""
         ...
 
     def close(self) -> None:
@@ -42,12 +60,22 @@ class MemoryBackend:
     """Keeps nothing: for tests and throwaway clusters."""
 
     blocking = False
+    used_bytes = 0
 
     def load(self) -> tuple[int, list[Record]]:
         return 0, []
 
     def commit(self, records: list[Record], revision: int) -> None:
         return None
+
+    def probe(self, revision: int) -> None:
+        return None
+
+    def wants_compaction(self) -> bool:
+        return False
+
+    def compact(self) -> int:
+        return 0
 
     def close(self) -> None:
         return None

@@ -6,52 +6,117 @@ assign revisions in order. Writes are then made durable in batches by one writer
 writes, one fsync); only after that are they applied to the committed view that reads see, and
 published to the watch hub, in revision order. A client's write is acknowledged after it is
 durable, so it survives kill -9, and no reader ever sees a write that could be lost.
+
+When the backend fails a commit (a full disk), that batch and every batch staged after it
+(they may build on it) fail with the backend's error, and all staged state is dropped, so
+nothing unacknowledged can show later; revisions are never reused. The Store then refuses
+writes, tells its health listeners, and probes the backend every PROBE_INTERVAL until it can
+write again. Reads go on meanwhile. Past the quota (etcd's --quota-backend-bytes), writes are
+refused as etcd refuses them, except those that delete or finish deleting an object, so an
+operator can free space.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from ketch.api import errors
 from ketch.api.kinds import kind_info
 
 from .backend import Backend, MemoryBackend, Record
+from .dbfile import DB_NAME, StorageError
 
 log = logging.getLogger(__name__)
 
 FieldIndexer = Callable[[str, Message], Mapping[str, str]]
+HealthListener = Callable[[bool], None]
+
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})  # shared by every object without labels
+_LARGEST_WRITE = 1_572_864  # the API's object size limit: below quota by this much, no need to measure
+PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failing
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
+QUOTA_EXCEEDED = "etcdserver: mvcc: database space exceeded"  # etcd's words, which tools look for
 
 
 @dataclass(slots=True, eq=False)
-class Entry:
-    """One object version. obj is shared and must never be mutated: copy it first."""
+class Version:
+    """What a watch needs of one object version: its bytes, and what selectors look at."""
 
     kind: str
     key: str
     namespace: str
     name: str
     rv: int
-    obj: Message
     data: bytes
     labels: Mapping[str, str]
     fields: Mapping[str, str]
 
 
+class Entry(Version):
+    """One object version and its parsed message. obj is shared and must never be mutated:
+    copy it first.
+
+    The message is parsed from data when first asked for if the store did not keep it (see
+    PARSED_ON_READ): a parsed message costs several KB, ten times its bytes.
+    """
+
+    __slots__ = ("_obj", "_version")
+
+    def __init__(self, kind: str, key: str, namespace: str, name: str, rv: int, data: bytes,
+                 labels: Mapping[str, str], fields: Mapping[str, str], obj: Message | None = None) -> None:
+        Version.__init__(self, kind, key, namespace, name, rv, data, labels, fields)
+        self._obj = obj
+        self._version: Version | None = None
+
+    @property
+    def obj(self) -> Message:
+        if self._obj is None:
+            self._obj = kind_info(self.kind).message.FromString(self.data)
+        return self._obj
+
+    def drop_parsed(self) -> None:
+        """Let the parsed message go (it is made again from data if asked for)."""
+        self._obj = None
+
+    def version(self) -> Version:
+        """This version without the parsed message (made once, shared by every event naming it)."""
+        if self._version is None:
+            self._version = Version(self.kind, self.key, self.namespace, self.name, self.rv, self.data,
+                                    self.labels, self.fields)
+        return self._version
+
+
+# Kinds whose messages the store does not keep parsed between writes: Events are the most
+# numerous objects (one or more per pod, kept an hour), written once or a few times and read
+# back almost never (the API answers with their bytes), so their parsed messages would be most
+# of the store's memory under churn.
+PARSED_ON_READ = frozenset({"Event"})
+
+
 @dataclass(slots=True, eq=False)
 class WatchEvent:
-    """A committed change. For DELETED, entry is the object's last state at the deletion rv."""
+    """A committed change. For DELETED, entry is the object's last state at the deletion rv.
+
+    entry and prev are Versions, not Entries: the watch window keeps tens of thousands of
+    events, and a superseded or deleted object's parsed message (several KB, ten times its
+    bytes) is then freed as soon as the store lets go of it instead of when the event leaves
+    the window.
+    """
 
     rev: int
     type: str
-    entry: Entry
-    prev: Entry | None
+    entry: Version
+    prev: Version | None
 
 
 @dataclass(slots=True, eq=False)
@@ -75,7 +140,7 @@ def open_backend(spec: str, data_dir: Path) -> Backend:
     if spec in ("", "sqlite"):
         from .sqlite import SQLiteBackend
 
-        return SQLiteBackend(data_dir / "ketch.db")
+        return SQLiteBackend(data_dir / DB_NAME)
     if spec == "memory":
         return MemoryBackend()
     if spec.startswith("etcd://"):
@@ -88,7 +153,8 @@ def _no_fields(kind: str, obj: Message) -> Mapping[str, str]:
 
 
 class Store:
-    def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields) -> None:
+    def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields, *,
+                 quota_bytes: int = DEFAULT_QUOTA_BYTES, probe_interval: float = PROBE_INTERVAL) -> None:
         self.backend = backend
         self._fields_of = field_indexer
         self._objects: dict[str, dict[str, Entry]] = {}
@@ -101,12 +167,18 @@ class Store:
         self._writer: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._listeners: list[Callable[[list[WatchEvent]], None]] = []
+        self._health_listeners: list[HealthListener] = []
+        self.quota_bytes = quota_bytes  # 0: no quota
         self._failed: BaseException | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self.probe_interval = probe_interval
         self._closing = False
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Load every object. Raises StorageError (one line for the operator) when the stored
+        data cannot be read back."""
         loop = asyncio.get_running_loop()
         if self.backend.blocking:
             revision, records = await loop.run_in_executor(self._executor, self.backend.load)
@@ -115,9 +187,16 @@ class Store:
         for rec in records:
             if rec.data is None:
                 continue
-            info = kind_info(rec.kind)
-            obj = info.message.FromString(rec.data)
-            self._objects.setdefault(rec.kind, {})[rec.key] = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+            try:
+                info = kind_info(rec.kind)
+                obj = info.message.FromString(rec.data)
+            except (KeyError, DecodeError) as err:
+                raise StorageError(f"stored object {rec.kind} {rec.key!r} cannot be read back ({err}): "
+                                   "the database is damaged; restore a backup") from None
+            entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+            if rec.kind in PARSED_ON_READ:
+                entry.drop_parsed()
+            self._objects.setdefault(rec.kind, {})[rec.key] = entry
         self.revision = revision
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
@@ -125,11 +204,40 @@ class Store:
     async def stop(self) -> None:
         self._closing = True
         self._wakeup.set()
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
         if self._writer is not None:
             await self._writer
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.backend.close)
         self._executor.shutdown(wait=True)
+
+    # -- health --------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backend is failing writes (a full disk), until a probe succeeds."""
+        return self._failed is None
+
+    @property
+    def failure(self) -> str:
+        return str(self._failed) if self._failed is not None else ""
+
+    def add_health_listener(self, fn: HealthListener) -> None:
+        """fn(healthy) is called on the event loop whenever the Store fails or recovers."""
+        self._health_listeners.append(fn)
+
+    def _tell_health(self) -> None:
+        for fn in self._health_listeners:
+            try:
+                fn(self.healthy)
+            except Exception:
+                log.exception("storage health listener failed")
+
+    def over_quota(self, extra: int = 0) -> bool:
+        return bool(self.quota_bytes) and self.backend.used_bytes + extra > self.quota_bytes
 
     def add_listener(self, fn: Callable[[list[WatchEvent]], None]) -> None:
         """fn gets every committed batch of events, in order, on the event loop."""
@@ -161,7 +269,12 @@ class Store:
 
     def _entry(self, kind: str, key: str, rv: int, obj: Message, data: bytes) -> Entry:
         md = obj.metadata  # type: ignore[attr-defined]
-        return Entry(kind, key, md.namespace, md.name, rv, obj, data, dict(md.labels), self._fields_of(kind, obj))
+        # Selectors read a missing field as "", so empty values are left out; the rest repeat
+        # across objects (kinds, phases, reasons, node names) and are interned: with every
+        # object in memory, this is a third of what an Event costs the store.
+        fields = {name: sys.intern(value) for name, value in self._fields_of(kind, obj).items() if value}
+        labels = dict(md.labels) if md.labels else _NO_LABELS
+        return Entry(kind, key, sys.intern(md.namespace), md.name, rv, data, labels, fields, obj=obj)
 
     def stage(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
               create: bool = False) -> _Staged:
@@ -171,7 +284,8 @@ class Store:
         The object's metadata.resourceVersion is set to the assigned revision.
         """
         if self._failed is not None:
-            raise errors.InternalError(f"storage failed: {self._failed}")
+            raise errors.InternalError(f"storage is failing, writes are refused until it can write again: "
+                                       f"{self._failed}")
         info = kind_info(kind)
         current = self.latest(kind, key)
         what = f'{info.qualified_plural} "{key.rpartition("/")[2]}"'
@@ -184,6 +298,8 @@ class Store:
             raise errors.Conflict(
                 f"Operation cannot be fulfilled on {what}: the object has been modified; "
                 "please apply your changes to the latest version and try again")
+        if obj is not None and self.quota_bytes:
+            self._check_quota(obj, current)
         rev = self._next_rev
         self._next_rev += 1
         if obj is None:
@@ -199,6 +315,19 @@ class Store:
             staged = _Staged(kind, key, rev, entry, current)
         self._staged[(kind, key)] = staged
         return staged
+
+    def _check_quota(self, obj: Message, current: Entry | None) -> None:
+        """Past the quota only writes that finish a deletion go through (deletion marks,
+        finalizer removals, a terminating pod's last status): they are how space is freed."""
+        if not self.over_quota(_LARGEST_WRITE) or not self.over_quota(obj.ByteSize()):
+            return
+        deleting = obj.metadata.deletion_timestamp or (  # type: ignore[attr-defined]
+            current is not None and current.obj.metadata.deletion_timestamp)  # type: ignore[attr-defined]
+        if deleting:
+            return
+        raise errors.InternalError(
+            f"{QUOTA_EXCEEDED} (the store uses {self.backend.used_bytes} bytes; --quota-backend-bytes "
+            f"is {self.quota_bytes}): delete objects to free space")
 
     async def commit(self, staged: Iterable[_Staged]) -> None:
         """Wait until the staged writes are durable and applied (group commit)."""
@@ -236,12 +365,8 @@ class Store:
                     await loop.run_in_executor(self._executor, self.backend.commit, records, top)
                 else:
                     self.backend.commit(records, top)
-            except BaseException as err:  # the disk failed: nothing more can be promised
-                log.critical("storage commit failed; refusing further writes: %s", err)
-                self._failed = err
-                for b in batches:
-                    if b.future and not b.future.done():
-                        b.future.set_exception(errors.InternalError(f"storage commit failed: {err}"))
+            except BaseException as err:
+                self._fail(err, batches)
                 if isinstance(err, asyncio.CancelledError):
                     raise
                 continue
@@ -255,8 +380,47 @@ class Store:
                     listener(events)
                 except Exception:
                     log.exception("watch listener failed")
+            if self.backend.wants_compaction():
+                freed = await loop.run_in_executor(self._executor, self.backend.compact)
+                log.debug("store: gave %d free pages back to the file system", freed)
             if self._pending:
                 self._wakeup.set()
+
+    def _fail(self, err: BaseException, batches: list[_Batch]) -> None:
+        """A commit failed: it and everything staged after it fail; staged state is dropped."""
+        failed = batches + self._pending
+        self._pending = []
+        self._staged.clear()
+        first = self._failed is None
+        self._failed = err
+        message = errors.InternalError(f"storage write failed: {err}")
+        for b in failed:
+            if b.future and not b.future.done():
+                b.future.set_exception(message)
+        if first:
+            log.error("storage commit failed (%s); refusing writes until the store can write again", err)
+            self._tell_health()
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe_until_writable(), name="store-probe")
+
+    async def _probe_until_writable(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            await asyncio.sleep(self.probe_interval)
+            try:
+                if self.backend.blocking:
+                    await loop.run_in_executor(self._executor, self.backend.probe, self.revision)
+                else:
+                    self.backend.probe(self.revision)
+            except Exception as err:
+                if str(err) != str(self._failed):
+                    log.error("storage still failing: %s", err)
+                self._failed = err
+                continue
+            log.warning("storage writes again (it failed with: %s)", self._failed)
+            self._failed = None
+            self._tell_health()
+            return
 
     def _apply(self, ops: list[_Staged]) -> list[WatchEvent]:
         events: list[WatchEvent] = []
@@ -266,10 +430,13 @@ class Store:
             if op.entry is None:
                 objs.pop(op.key, None)
                 assert op.tombstone is not None
-                events.append(WatchEvent(op.rev, "DELETED", op.tombstone, prev))
+                events.append(WatchEvent(op.rev, "DELETED", op.tombstone.version(), prev and prev.version()))
             else:
                 objs[op.key] = op.entry
-                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry, prev))
+                if op.kind in PARSED_ON_READ:
+                    op.entry.drop_parsed()
+                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry.version(),
+                                         prev and prev.version()))
             if self._staged.get((op.kind, op.key)) is op:
                 del self._staged[(op.kind, op.key)]
         return events

@@ -7,6 +7,9 @@ by a background task. As Kubernetes' event correlator does, it
   repeats between two writes cost one write);
 * filters spam: each object may have a burst of 25 events, then one per five minutes (a pod
   the scheduler retries a thousand times does not write a thousand events).
+Both remember at most MAX_REMEMBERED keys, least recently used first out, as client-go's LRU
+caches do: under churn (thousands of short-lived pods) memory and the cost of an event stay
+flat; a key pushed out only loses its repeat count or its spam budget.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +32,7 @@ from .clientset import Batch, Client
 log = logging.getLogger(__name__)
 
 AGGREGATE_WINDOW = 600.0
-MAX_REMEMBERED = 4096
+MAX_REMEMBERED = 4096  # client-go's maxLruCacheEntries
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
 
@@ -56,15 +60,17 @@ class SpamFilter:
         self.clock = clock
         self.burst = burst
         self.refill_seconds = refill_seconds
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def allow(self, key: str) -> bool:
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
-            if len(self._buckets) > MAX_REMEMBERED:
-                self._buckets = {k: b for k, b in self._buckets.items() if now - b.last < self.refill_seconds}
             bucket = self._buckets[key] = _Bucket(self.burst, now)
+            if len(self._buckets) > MAX_REMEMBERED:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.last) / self.refill_seconds)
         bucket.last = now
         if bucket.tokens < 1:
@@ -81,7 +87,7 @@ class EventRecorder:
         self._pending: list[core_pb2.Event] = []
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._written: dict[_Key, _Written] = {}
+        self._written: OrderedDict[_Key, _Written] = OrderedDict()
         self.spam = SpamFilter()
         self.dropped = 0
 
@@ -164,15 +170,16 @@ class EventRecorder:
                 batch.create(ev)
             keys.append(k)
         results = await self.client.batch(batch)
+        written = self._written
         for k, res in zip(keys, results, strict=True):
             if res.error is None and res.object is not None:
-                first_seen = self._written[k].first_seen if k in self._written else now
-                self._written[k] = _Written(res.object, first_seen)
+                first_seen = written[k].first_seen if k in written else now
+                written[k] = _Written(res.object, first_seen)
+                written.move_to_end(k)
             elif isinstance(res.error, errors.NotFound):
-                self._written.pop(k, None)  # expired meanwhile: the next repeat creates anew
-        if len(self._written) > MAX_REMEMBERED:
-            cutoff = now - AGGREGATE_WINDOW
-            self._written = {k: w for k, w in self._written.items() if w.first_seen >= cutoff}
+                written.pop(k, None)  # expired meanwhile: the next repeat creates anew
+        while len(written) > MAX_REMEMBERED:
+            written.popitem(last=False)
 
     async def flush(self) -> None:
         """Write what is queued now (for shutdown and tests)."""

@@ -51,3 +51,22 @@ async def test_expired_events_are_deleted_and_fresh_ones_kept(api: TestAPIServer
             return await names() == {"fresh"}
 
         await eventually(soon_gone, timeout=10, what="the event to expire after its TTL")
+
+
+async def test_the_ttl_controller_caches_stamps_not_events(api: TestAPIServer) -> None:
+    """Events are the most numerous objects: the controller's informer keeps a small stamp of
+    each (what the TTL needs), not the Event (several KB parsed)."""
+    from controlplane.controllers.eventttl import Stamp
+
+    client = api.client
+    now = time.time()
+    batch = Batch()
+    for i in range(50):
+        batch.create(event(f"e-{i}", now))
+    await client.batch(batch)
+    async with running(client, lambda ctx: EventTTLController(ctx, ttl=3600)) as (ctrl,):
+        cached = await eventually(lambda: len(ctrl.events.store) == 50 and ctrl.events.store.list(),
+                                  what="the informer to list the events")
+        assert all(isinstance(s, Stamp) for s in cached)
+        got = ctrl.events.get("default", "e-7")
+        assert got is not None and got.metadata.uid and abs(got.last_seen - now) < 2

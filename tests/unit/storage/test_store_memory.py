@@ -1,0 +1,65 @@
+"""What the store and the watch window keep alive under churn: bytes, not parsed messages.
+
+A parsed message costs several KB (ten times its bytes). The watch window holds the last
+50,000 events; before, each held the full Entries of the new and previous version, so a
+create+delete churn kept three parsed pods alive per pair until the events left the window,
+and every Event object (one per unschedulable pod, kept an hour) stayed parsed in the store.
+"""
+
+from __future__ import annotations
+
+from controlplane.apiserver import registry
+from controlplane.apiserver.watch import WatchHub
+from controlplane.storage import Entry, Store
+from controlplane.storage.backend import MemoryBackend
+from ketch.v1 import core_pb2
+
+
+def _pod(name: str) -> core_pb2.Pod:
+    pod = core_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace = name, "default"
+    pod.metadata.labels["app"] = "churn"
+    pod.spec.containers.add(name="c", command=["true"])
+    return pod
+
+
+async def test_the_watch_window_keeps_no_parsed_objects_of_churned_pods() -> None:
+    store = Store(MemoryBackend(), registry.fields_of)
+    await store.start()
+    hub = WatchHub(store)
+    for i in range(200):
+        key = f"default/p-{i}"
+        await store.write("Pod", key, _pod(f"p-{i}"), create=True)
+        pod = _pod(f"p-{i}")
+        pod.status.phase = "Pending"
+        await store.write("Pod", key, pod)
+        await store.write("Pod", key, None)
+    assert len(hub.window) == 600
+    holding = [ev for ev in hub.window
+               if isinstance(ev.entry, Entry) or isinstance(ev.prev, Entry)]
+    assert not holding, f"{len(holding)} window events hold parsed objects"
+    # What a watcher needs is all there: replay from the start sees every change, filtered.
+    from controlplane.apiserver.watch import Filter
+    from ketch.api.selectors import parse_label_selector
+
+    w = hub.watch("Pod", Filter("default", parse_label_selector("app=churn"), ()), 0)
+    types = [t for t, _, _ in w.items]
+    assert types == ["ADDED", "MODIFIED", "DELETED"] * 200
+    assert core_pb2.Pod.FromString(w.items[-1][1].data).metadata.name == "p-199"
+    await store.stop()
+
+
+async def test_events_are_kept_as_bytes_and_parsed_when_read() -> None:
+    store = Store(MemoryBackend(), registry.fields_of)
+    await store.start()
+    ev = core_pb2.Event(type="Warning", reason="FailedScheduling", message="no nodes")
+    ev.metadata.name, ev.metadata.namespace = "p.1", "default"
+    ev.involved_object.kind, ev.involved_object.name = "Pod", "p"
+    await store.write("Event", "default/p.1", ev, create=True)
+    entry = store.get("Event", "default/p.1")
+    assert entry is not None
+    assert entry._obj is None  # no parsed message held between writes
+    assert entry.fields["involvedObject.name"] == "p"  # field selectors still work
+    assert entry.obj.reason == "FailedScheduling"  # parsed on read
+    assert entry.obj.metadata.resource_version == str(entry.rv)
+    await store.stop()
