@@ -5,12 +5,23 @@ only what its kind, namespace, label and field selectors let through; an object 
 stops matching a watcher's selectors shows up as ADDED or DELETED for that watcher, as
 Kubernetes does. Registration and replay happen in one synchronous step on the event loop, so a
 watcher never misses or repeats an event between its replay and the live stream.
+
+What a watcher that does not keep up may hold is bounded (WatchLimits): its queue keeps
+references to the hub's shared events (a slot each, not a copy), and once more live events,
+or bytes of them, wait than its limits allow since it last took any, or it has taken none for
+max_stall seconds while events wait, it is dropped with Gone ("relist and watch again"): its
+queue is freed at once, and its client sees the error after what was already sent to it (an
+informer relists). A client that stops reading altogether fills its HTTP/2 flow-control window
+and blocks the stream's write; it then holds at most the one message being written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from controlplane.storage import Entry, Store, WatchEvent
 from ketch.api import errors
@@ -18,6 +29,24 @@ from ketch.api.selectors import FieldRequirement, Selector
 
 DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idle watchers inside it
 DEFAULT_WATCHER_BACKLOG = 50_000
+
+
+@dataclass(frozen=True)
+class WatchLimits:
+    """How far one watcher may fall behind before it is dropped (0: no limit).
+
+    Counted over the live events queued since the watcher last took its queue: the initial
+    listing and the replay from a resourceVersion are bounded by the store and the window.
+    The defaults are for clients over the network; the control plane's own controllers, in
+    process, get only the event bound (they drain as fast as events come).
+    """
+
+    max_events: int = 10_000
+    max_bytes: int = 16 * 1024 * 1024
+    max_stall: float = 60.0
+
+
+LOCAL_WATCH_LIMITS = WatchLimits(max_events=DEFAULT_WATCHER_BACKLOG, max_bytes=0, max_stall=0)
 
 
 class Filter:
@@ -47,55 +76,82 @@ def field_value(entry: Entry, name: str) -> str:
     return entry.fields.get(name, "")
 
 
-class Watcher:
-    """One client's stream: a queue of (type, entry, rev) filled by the hub."""
+# A queued item: a live event (shared with the hub's window) or an object of the initial listing.
+_Item = WatchEvent | Entry
 
-    def __init__(self, hub: WatchHub, kind: str, match: Filter, backlog: int) -> None:
+
+class Watcher:
+    """One client's stream: a queue filled by the hub, taken by the stream's writer."""
+
+    def __init__(self, hub: WatchHub, kind: str, match: Filter, limits: WatchLimits) -> None:
         self.hub = hub
         self.kind = kind
         self.match = match
-        self.backlog = backlog
-        self.items: deque[tuple[str, Entry, int]] = deque()
+        self.limits = limits
+        self.items: deque[_Item] = deque()
+        # Live events and their bytes queued since the writer last took the queue.
+        self.pending_events = 0
+        self.pending_bytes = 0
+        self.taken_at = hub.clock()
+        self.waiting = False  # the writer waits for events: it is not behind, however long it waits
         self.wakeup = asyncio.Event()
         self.error: errors.StatusError | None = None
         self.closed = False
 
-    def offer(self, event: WatchEvent) -> None:
+    def offer(self, event: WatchEvent, replay: bool = False) -> None:
         if self.closed:
             return
-        new_ok = event.type != "DELETED" and self.match(event.entry)
-        old_ok = self.match(event.prev)
-        if new_ok:
-            kind = "MODIFIED" if old_ok else "ADDED"
-        elif old_ok:
-            kind = "DELETED"
-        else:
+        if not (event.type != "DELETED" and self.match(event.entry)) and not self.match(event.prev):
             return
-        self.items.append((kind, event.entry, event.rev))
-        if len(self.items) > self.backlog:
-            # A reader this slow would hold the whole window; it must relist instead.
-            self.error = errors.Gone("watch closed: the client fell too far behind; relist and watch again")
-            self.items.clear()
-            self.close()
+        self.items.append(event)
+        if not replay:
+            self.pending_events += 1
+            self.pending_bytes += len(event.entry.data)
+            if self._behind():
+                # A reader this slow would hold ever more; it must relist instead.
+                self.error = errors.Gone("watch closed: the client fell too far behind; relist and watch again")
+                self.items.clear()
+                self.close()
         self.wakeup.set()
 
+    def _behind(self) -> bool:
+        lim = self.limits
+        return bool((lim.max_events and self.pending_events > lim.max_events)
+                    or (lim.max_bytes and self.pending_bytes > lim.max_bytes)
+                    or (lim.max_stall and not self.waiting and self.hub.clock() - self.taken_at > lim.max_stall))
+
     def push_initial(self, entry: Entry) -> None:
-        self.items.append(("ADDED", entry, entry.rv))
+        self.items.append(entry)
+
+    def _event(self, item: _Item) -> tuple[str, Entry, int]:
+        if isinstance(item, Entry):
+            return "ADDED", item, item.rv
+        # The type for this watcher's selectors (decided again here rather than kept per item).
+        if item.type != "DELETED" and self.match(item.entry):
+            return ("MODIFIED" if self.match(item.prev) else "ADDED"), item.entry, item.rev
+        return "DELETED", item.entry, item.rev
 
     async def next_batch(self, timeout: float | None) -> list[tuple[str, Entry, int]] | None:
         """Queued events, waiting up to timeout; None when the wait timed out."""
-        if not self.items and not self.closed:
-            self.wakeup.clear()
-            try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
-                # lands as the event fires, and the watching task then never stops.
-                async with asyncio.timeout(timeout):
-                    await self.wakeup.wait()
-            except TimeoutError:
-                return None
-        batch = list(self.items)
-        self.items.clear()
-        return batch
+        try:
+            if not self.items and not self.closed:
+                self.wakeup.clear()
+                self.waiting = True
+                try:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                    # lands as the event fires, and the watching task then never stops.
+                    async with asyncio.timeout(timeout):
+                        await self.wakeup.wait()
+                except TimeoutError:
+                    return None
+                finally:
+                    self.waiting = False
+            batch = [self._event(item) for item in self.items]
+            self.items.clear()
+            return batch
+        finally:
+            self.taken_at = self.hub.clock()
+            self.pending_events = self.pending_bytes = 0
 
     def close(self) -> None:
         if not self.closed:
@@ -106,11 +162,11 @@ class Watcher:
 
 class WatchHub:
     def __init__(self, store: Store, window: int = DEFAULT_WINDOW,
-                 watcher_backlog: int = DEFAULT_WATCHER_BACKLOG) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.window: deque[WatchEvent] = deque()
         self.window_size = window
-        self.watcher_backlog = watcher_backlog
+        self.clock = clock
         # Every event with rev > window_start is in the window.
         self.window_start = store.revision
         self.watchers: dict[str, set[Watcher]] = {}
@@ -125,9 +181,10 @@ class WatchHub:
         while len(window) > self.window_size:
             self.window_start = window.popleft().rev
 
-    def watch(self, kind: str, match: Filter, from_rev: int | None) -> Watcher:
+    def watch(self, kind: str, match: Filter, from_rev: int | None,
+              limits: WatchLimits = LOCAL_WATCH_LIMITS) -> Watcher:
         """Register a watcher; synchronous so nothing can commit between replay and live."""
-        w = Watcher(self, kind, match, self.watcher_backlog)
+        w = Watcher(self, kind, match, limits)
         if from_rev is None:
             for entry in self.store.list(kind, match.namespace):
                 if match(entry):
@@ -141,7 +198,7 @@ class WatchHub:
             if from_rev < self.store.revision:
                 for event in self._since(from_rev):
                     if event.entry.kind == kind:
-                        w.offer(event)
+                        w.offer(event, replay=True)
         self.watchers.setdefault(kind, set()).add(w)
         return w
 

@@ -14,6 +14,11 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 MAX_OBJECT_BYTES = 1_572_864
 JSON_PATCH_MAX_COPY_BYTES = 3 * 1024 * 1024
 MAX_JSON_PATCH_OPERATIONS = 10_000
+# A Batch over the network: the bytes of objects its operations read (a patch's base) and store.
+# Ten times what Ketch's own agents send in their largest batches; an op past it fails alone
+# with 413 and can go in the next Batch. (Without it, 3 MiB of small patches to a large object
+# made the server build and hold one large object per patch.)
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 # Nesting of a patch document and of what patching makes: far beyond any Kubernetes object
 # (a pod's deepest field is about ten levels down), far below Python's recursion limit.
 MAX_JSON_DEPTH = 100
@@ -30,7 +35,8 @@ def request_too_large(limit: int = MAX_REQUEST_BYTES) -> TooLarge:
 
 
 def object_too_large(kind: str, name: str, size: int, limit: int = MAX_OBJECT_BYTES) -> TooLarge:
-    return TooLarge(f'Request entity too large: the {kind} "{name}" would be {size} bytes, limit is {limit}')
+    what = f'the {kind} "{name}"' if name else f"the {kind}"
+    return TooLarge(f"Request entity too large: {what} is {size} bytes, limit is {limit}")
 
 
 def clip(text: str, keep: int = 80) -> str:

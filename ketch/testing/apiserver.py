@@ -15,8 +15,9 @@ from ketch.client.clientset import Client, connect
 class TestAPIServer:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, grpc: bool = True, **service_kwargs: Any) -> None:
+    def __init__(self, grpc: bool = True, server_limits: Any = None, **service_kwargs: Any) -> None:
         self.use_grpc = grpc
+        self.server_limits = server_limits  # controlplane.apiserver.server.ServerLimits
         self.service_kwargs = service_kwargs
         self.address = ""
         self.client: Client | None = None
@@ -41,7 +42,7 @@ class TestAPIServer:
         if self.use_grpc:
             from controlplane.apiserver.server import start_grpc_server
 
-            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0")
+            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits)
             self.address = f"127.0.0.1:{port}"
             self.client = connect(self.address)
         else:
