@@ -491,9 +491,13 @@ def main() -> None:
     import tempfile
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="ketch-hostile-"))
-    for name in args.cases or list(CASES):
-        line = asyncio.run(run_case(name, args, workdir))
-        print(f"{name:<15} {line}", flush=True)
+
+    async def run_all() -> None:  # one event loop: grpc.aio does not move between loops
+        for name in args.cases or list(CASES):
+            line = await run_case(name, args, workdir)
+            print(f"{name:<15} {line}", flush=True)
+
+    asyncio.run(run_all())
 
 
 if __name__ == "__main__":

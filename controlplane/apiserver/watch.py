@@ -9,10 +9,12 @@ watcher never misses or repeats an event between its replay and the live stream.
 What a watcher that does not keep up may hold is bounded (WatchLimits): its queue keeps
 references to the hub's shared events (a slot each, not a copy), and once more live events,
 or bytes of them, wait than its limits allow since it last took any, or it has taken none for
-max_stall seconds while events wait, it is dropped with Gone ("relist and watch again"): its
-queue is freed at once, and its client sees the error after what was already sent to it (an
-informer relists). A client that stops reading altogether fills its HTTP/2 flow-control window
-and blocks the stream's write; it then holds at most the one message being written.
+max_stall seconds while events wait, it is dropped, as kube-apiserver drops a watcher whose
+buffer is full: its queue is freed at once and its stream ends cleanly after what was already
+sent, so the client watches again from the last resourceVersion it saw and gets what it missed
+from the window (or Gone, "too old resource version", if that has passed, and relists). A
+client that stops reading altogether fills its HTTP/2 flow-control window and blocks the
+stream's write; it then holds at most the one message being written.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ class WatchLimits:
     process, get only the event bound (they drain as fast as events come).
     """
 
-    max_events: int = 10_000
-    max_bytes: int = 16 * 1024 * 1024
-    max_stall: float = 60.0
+    max_events: int = 1_000
+    max_bytes: int = 4 * 1024 * 1024
+    max_stall: float = 30.0
 
 
 LOCAL_WATCH_LIMITS = WatchLimits(max_events=DEFAULT_WATCHER_BACKLOG, max_bytes=0, max_stall=0)
@@ -108,8 +110,7 @@ class Watcher:
             self.pending_events += 1
             self.pending_bytes += len(event.entry.data)
             if self._behind():
-                # A reader this slow would hold ever more; it must relist instead.
-                self.error = errors.Gone("watch closed: the client fell too far behind; relist and watch again")
+                # A reader this slow would hold ever more: it watches again from where it is.
                 self.items.clear()
                 self.close()
         self.wakeup.set()
