@@ -78,8 +78,9 @@ def field_value(entry: Entry, name: str) -> str:
     return entry.fields.get(name, "")
 
 
-# A queued item: a live event (shared with the hub's window) or an object of the initial listing.
-_Item = WatchEvent | Entry
+# A queued item: a live event (shared with the hub's window), the same with the type this
+# watcher's selectors give it, or an object of the initial listing.
+_Item = WatchEvent | tuple[str, WatchEvent] | Entry
 
 
 class Watcher:
@@ -89,7 +90,7 @@ class Watcher:
         self.hub = hub
         self.kind = kind
         self.match = match
-        self.limits = limits
+        self.max_events, self.max_bytes, self.max_stall = limits.max_events, limits.max_bytes, limits.max_stall
         self.items: deque[_Item] = deque()
         # Live events and their bytes queued since the writer last took the queue.
         self.pending_events = 0
@@ -103,34 +104,38 @@ class Watcher:
     def offer(self, event: WatchEvent, replay: bool = False) -> None:
         if self.closed:
             return
-        if not (event.type != "DELETED" and self.match(event.entry)) and not self.match(event.prev):
+        new_ok = event.type != "DELETED" and self.match(event.entry)
+        old_ok = self.match(event.prev)
+        if new_ok:
+            kind = "MODIFIED" if old_ok else "ADDED"
+        elif old_ok:
+            kind = "DELETED"
+        else:
             return
-        self.items.append(event)
+        # The shared event itself when this watcher sees it as the store does (nearly always);
+        # a pair only when its selectors make a change an ADDED or a DELETED.
+        self.items.append(event if kind == event.type else (kind, event))
         if not replay:
             self.pending_events += 1
             self.pending_bytes += len(event.entry.data)
-            if self._behind():
+            if ((self.pending_events > self.max_events > 0) or (self.pending_bytes > self.max_bytes > 0)
+                    or (self.max_stall and not self.waiting and self.hub.clock() - self.taken_at > self.max_stall)):
                 # A reader this slow would hold ever more: it watches again from where it is.
                 self.items.clear()
                 self.close()
         self.wakeup.set()
 
-    def _behind(self) -> bool:
-        lim = self.limits
-        return bool((lim.max_events and self.pending_events > lim.max_events)
-                    or (lim.max_bytes and self.pending_bytes > lim.max_bytes)
-                    or (lim.max_stall and not self.waiting and self.hub.clock() - self.taken_at > lim.max_stall))
-
     def push_initial(self, entry: Entry) -> None:
         self.items.append(entry)
 
-    def _event(self, item: _Item) -> tuple[str, Entry, int]:
+    @staticmethod
+    def _event(item: _Item) -> tuple[str, Entry, int]:
+        if isinstance(item, WatchEvent):
+            return item.type, item.entry, item.rev
         if isinstance(item, Entry):
             return "ADDED", item, item.rv
-        # The type for this watcher's selectors (decided again here rather than kept per item).
-        if item.type != "DELETED" and self.match(item.entry):
-            return ("MODIFIED" if self.match(item.prev) else "ADDED"), item.entry, item.rev
-        return "DELETED", item.entry, item.rev
+        kind, event = item
+        return kind, event.entry, event.rev
 
     async def next_batch(self, timeout: float | None) -> list[tuple[str, Entry, int]] | None:
         """Queued events, waiting up to timeout; None when the wait timed out."""
@@ -147,7 +152,9 @@ class Watcher:
                     return None
                 finally:
                     self.waiting = False
-            batch = [self._event(item) for item in self.items]
+            event_type = WatchEvent
+            batch = [(item.type, item.entry, item.rev) if type(item) is event_type else self._event(item)
+                     for item in self.items]
             self.items.clear()
             return batch
         finally:
