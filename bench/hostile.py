@@ -12,7 +12,7 @@ Cases (all by default; name some to run only those):
   grow-patch      1 MiB merge patches of a Node's status until it is 30 MiB
   big-batch       a Batch of 40 creates of 1.4 MB each (56 MB)
   slow-watchers   500 watchers that never read, then 5,000 writes of ~1.2 KB
-  idle-conns      1,100 idle connections (HTTP/2 preface and SETTINGS, then nothing) against a
+  idle-conns      1,100 idle connections (HTTP/2 preface, SETTINGS and its ACK, then nothing) against a
                   control plane whose soft RLIMIT_NOFILE is 1024: how long until a new client
                   is served
   malformed       undecodable request bytes, and an undecodable object inside an Any
@@ -358,6 +358,7 @@ def _h2_preface(settings: bool) -> bytes:
     out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
     if settings:
         out += b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+        out += b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"  # and the ACK of the server's, as a live client sends
     return out
 
 

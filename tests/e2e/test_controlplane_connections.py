@@ -25,6 +25,9 @@ from .harness import BIN, free_port, wait_until
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
+# ... and the acknowledgement of the server's, which a client that is merely idle sends (without
+# it gRPC drops the connection after its SETTINGS timeout).
+SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
 SERVED_WITHIN = 60.0
 
 
@@ -63,7 +66,7 @@ class ControlPlane:
         socks = []
         for _ in range(count):
             s = socket.create_connection((host, int(port)), timeout=10)
-            s.sendall(PREFACE + (SETTINGS if settings else b""))
+            s.sendall(PREFACE + (SETTINGS + SETTINGS_ACK if settings else b""))
             socks.append(s)
         return socks
 
