@@ -564,9 +564,7 @@ class APIService:
                     size += len(entry.data)
                 if out.events:
                     yield out
-                if watcher.closed:
-                    if watcher.error is not None:
-                        raise watcher.error
+                if watcher.closed:  # dropped for falling behind, or the server stops: the client resumes
                     return
         finally:
             watcher.close()

@@ -98,7 +98,6 @@ class Watcher:
         self.taken_at = hub.clock()
         self.waiting = False  # the writer waits for events: it is not behind, however long it waits
         self.wakeup = asyncio.Event()
-        self.error: errors.StatusError | None = None
         self.closed = False
 
     def offer(self, event: WatchEvent, replay: bool = False) -> None:
