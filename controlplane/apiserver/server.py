@@ -93,6 +93,10 @@ def grpc_options(server_limits: ServerLimits, open_files: int) -> list[tuple[str
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        # Count the streams HTTP/2 counts (gRPC's default also counts finished ones it has not yet
+        # freed, and refuses new streams with REFUSED_STREAM that clients report as UNAVAILABLE):
+        # a client over the limit then waits for a free stream instead of failing.
+        ("grpc.http.overload_protection", 0),
         ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
         ("grpc.max_allowed_incoming_connections", max_connections(open_files)),
     ]

@@ -467,3 +467,17 @@ async def test_informer_resumes_after_its_watch_is_dropped(small_watch: TestAPIS
         await eventually(lambda: inf.get("", "after") is not None, what="the informer to keep watching")
     finally:
         await inf.stop()
+
+
+async def test_many_calls_at_once_on_one_connection_wait_for_a_stream() -> None:
+    # Past the server's 1,000 streams per connection a client waits for a free stream; gRPC's
+    # default "overload protection" refused them instead (UNAVAILABLE: RST_STREAM, REFUSED_STREAM).
+    async with TestAPIServer(server_limits=ServerLimits(max_requests_inflight=0,
+                                                        max_mutating_requests_inflight=0)) as api, raw(api) as ch:
+        get = ch.unary_unary("/ketch.v1.API/Get", request_serializer=api_pb2.GetRequest.SerializeToString,
+                             response_deserializer=api_pb2.ObjectResponse.FromString)
+        req = api_pb2.GetRequest(kind="Namespace", name="default")
+        await get(req, timeout=GENEROUS)
+        results = await asyncio.gather(*(get(req, timeout=120) for _ in range(2500)), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert not failed, f"{len(failed)} of 2500 failed, the first: {failed[0]!r}"
