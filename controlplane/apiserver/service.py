@@ -71,7 +71,7 @@ def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
     try:
         info = info_for_type_url(obj.type_url)
     except KeyError as err:
-        raise errors.BadRequest(str(err)) from None
+        raise errors.BadRequest(limits.clip(str(err), 200)) from None
     if len(obj.value) > MAX_OBJECT_BYTES:
         raise limits.object_too_large(info.kind, "", len(obj.value))
     msg = info.new()
@@ -647,6 +647,6 @@ def kind_info_or_400(kind: str) -> KindInfo:
     try:
         return kind_info(kind)
     except KeyError:
-        raise errors.NotFound(f'the server doesn\'t have a resource type "{kind}"') from None
+        raise errors.NotFound(f'the server doesn\'t have a resource type "{limits.clip(kind)}"') from None
 
 
