@@ -328,22 +328,32 @@ async def case_slow_watchers(cp: ControlPlane, args: argparse.Namespace) -> str:
     for call in calls:
         await call.initial_metadata()  # sent with the first bookmark: the watch is registered
 
+    def namespace(i: int) -> Any:
+        ns = core_pb2.Namespace(api_version="v1", kind="Namespace")
+        ns.metadata.name = f"slow-{i}"
+        ns.metadata.labels["slow"] = "yes"
+        ns.metadata.annotations["fill"] = "x" * 1000
+        return ns
+
     async def run() -> str:
         async with channel(cp.address) as ch:
-            create = method(ch, "Create", api_pb2.ObjectResponse)
-            sem = asyncio.Semaphore(32)
+            if args.burst:  # Batches of --burst creates: each watcher's writer takes many events at once
+                batch = method(ch, "Batch", api_pb2.BatchResponse)
+                for start in range(0, args.writes, args.burst):
+                    ops = [api_pb2.BatchOp(create=api_pb2.CreateRequest(object=any_of(namespace(i))))
+                           for i in range(start, min(start + args.burst, args.writes))]
+                    await batch(api_pb2.BatchRequest(ops=ops), timeout=args.timeout)
+            else:
+                create = method(ch, "Create", api_pb2.ObjectResponse)
+                sem = asyncio.Semaphore(32)
 
-            async def one(i: int) -> None:
-                ns = core_pb2.Namespace(api_version="v1", kind="Namespace")
-                ns.metadata.name = f"slow-{i}"
-                ns.metadata.labels["slow"] = "yes"
-                ns.metadata.annotations["fill"] = "x" * 1000
-                async with sem:
-                    await create(api_pb2.CreateRequest(object=any_of(ns)), timeout=args.timeout)
+                async def one(i: int) -> None:
+                    async with sem:
+                        await create(api_pb2.CreateRequest(object=any_of(namespace(i))), timeout=args.timeout)
 
-            await asyncio.gather(*(one(i) for i in range(args.writes)))
+                await asyncio.gather(*(one(i) for i in range(args.writes)))
         await asyncio.sleep(3)
-        return f"{args.writes} writes done"
+        return f"{args.writes} writes done" + (f" in Batches of {args.burst}" if args.burst else "")
 
     line = await hostile(cp, run, args.timeout)
     closed = sum(1 for c in calls if c.done())
@@ -480,6 +490,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a hostile request")
     p.add_argument("--watchers", type=int, default=500)
     p.add_argument("--writes", type=int, default=5000)
+    p.add_argument("--burst", type=int, default=0, help="slow-watchers: write in Batches of this many creates")
     p.add_argument("--idle-conns", type=int, default=1100)
     p.add_argument("--flood", type=int, default=2000)
     p.add_argument("--workdir", default="", help="keep the control planes' data and logs here")

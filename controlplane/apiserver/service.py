@@ -54,8 +54,9 @@ MAX_OBJECT_BYTES = limits.MAX_OBJECT_BYTES  # etcd's default request limit, as K
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 BOOKMARK_INTERVAL = 2.0
 BOOKMARK_CATCH_UP = 0.2
-# A watch list closes at about this many bytes of objects (messages stay far below the limits).
-WATCH_LIST_BYTES = 1 << 20
+# A watch list closes at about this many bytes of objects: dozens of events per write, and what a
+# client that stops reading leaves the server holding (the one message its stream cannot send).
+WATCH_LIST_BYTES = 64 * 1024
 
 Clock = Callable[[], float]
 
