@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connection-idle", type=_duration, default=DEFAULT_MAX_CONNECTION_IDLE, metavar="DURATION",
                    help="close client connections with no request for this long; clients reconnect on their "
                         "next request (0: never; default 90s)")
+    p.add_argument("--max-connection-age", type=_duration, default=0.0, metavar="DURATION",
+                   help="close client connections this old (after 30s of grace), ending their watches and log "
+                        "streams too: reclaims streams whose clients stopped reading (0: never, the default)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
@@ -89,7 +92,7 @@ async def run(args: argparse.Namespace) -> int:
         server, _port = await start_grpc_server(service, args.listen, ServerLimits(
             max_requests_inflight=args.max_requests_inflight,
             max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-            max_connection_idle=args.max_connection_idle))
+            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age))
     except (OSError, RuntimeError) as err:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
         await store.stop()

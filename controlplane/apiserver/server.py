@@ -10,8 +10,8 @@ message that does not decode is INVALID_ARGUMENT, not gRPC's UNKNOWN; requests i
 bounded (inflight.py); a Batch's writes are bounded in bytes; a watch's queue is bounded
 (watch.py). Connections: at most MAX_CONCURRENT_STREAMS streams each, closed when idle
 (HTTP/2 GOAWAY; clients reconnect on their next call) or when they send nothing within the
-handshake timeout, and never so many that the process runs out of file descriptors, which
-would lock every new client out until some closed.
+handshake timeout, optionally when they reach a maximum age, and never so many that the
+process runs out of file descriptors, which would lock every new client out until some closed.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ MAX_CONCURRENT_STREAMS = 1000
 # which is how long idle sockets held file descriptors before).
 HANDSHAKE_TIMEOUT_MS = 10_000
 DEFAULT_MAX_CONNECTION_IDLE = 90.0  # kube-apiserver's HTTP/2 IdleTimeout
+MAX_CONNECTION_AGE_GRACE = 30.0
 REMOTE_WATCH_LIMITS = WatchLimits()
 # File descriptors kept for everything but client connections (the store, connections to the
 # node agents, the event loop): at least this many, or a quarter of the limit.
@@ -60,6 +61,9 @@ class ServerLimits:
     max_requests_inflight: int = 400
     max_mutating_requests_inflight: int = 200
     max_connection_idle: float = DEFAULT_MAX_CONNECTION_IDLE
+    # Off by default: it also ends every healthy watch and log stream at that age (clients watch
+    # again; `ketch logs -f` stops). On, it is what reclaims a stream whose client never reads.
+    max_connection_age: float = 0.0
     max_batch_bytes: int = limits.MAX_BATCH_BYTES
     watch: WatchLimits = REMOTE_WATCH_LIMITS
 
@@ -102,6 +106,11 @@ def grpc_options(server_limits: ServerLimits, open_files: int) -> list[tuple[str
     ]
     if server_limits.max_connection_idle > 0:
         opts.append(("grpc.max_connection_idle_ms", int(server_limits.max_connection_idle * 1000)))
+    if server_limits.max_connection_age > 0:
+        age = server_limits.max_connection_age
+        opts.append(("grpc.max_connection_age_ms", int(age * 1000)))
+        # After GOAWAY, calls have this long to finish before the connection is closed under them.
+        opts.append(("grpc.max_connection_age_grace_ms", int(min(age, MAX_CONNECTION_AGE_GRACE) * 1000)))
     return opts
 
 

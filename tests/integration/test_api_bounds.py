@@ -403,6 +403,32 @@ async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_wat
     assert revisions == sorted(revisions)
 
 
+async def test_max_connection_age_closes_the_stream_of_a_client_that_never_reads() -> None:
+    async with TestAPIServer(server_limits=ServerLimits(max_connection_age=1.0)) as api, \
+            grpc.aio.insecure_channel(api.address, options=[("grpc.http2.bdp_probe", 0),
+                                                            ("grpc.use_local_subchannel_pool", 1)]) as ch:
+        assert api.client is not None
+        watch = ch.unary_stream("/ketch.v1.API/WatchBatched", request_serializer=api_pb2.WatchRequest.SerializeToString,
+                                response_deserializer=api_pb2.WatchEventList.FromString)
+        call = watch(api_pb2.WatchRequest(kind="Namespace"), timeout=120)
+        await eventually(lambda: len(api.hub.watchers.get("Namespace", ())) == 1, what="the watch to start")
+        batch = Batch()
+        for i in range(100):
+            ns = namespace(f"a{i}")
+            ns.metadata.annotations["fill"] = "x" * 4000
+            batch.create(ns)
+        await api.client.batch(batch)
+        # The client reads nothing; the server closes the connection under the stream (age 1 s,
+        # grace 1 s), whatever the stream was still trying to send, and lets go of the watcher
+        # (100 events are well inside its limits: only the closed connection ends it).
+        await eventually(lambda: not api.hub.watchers.get("Namespace"), timeout=GENEROUS,
+                         what="the stuck stream to be closed")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in call:
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
 async def test_watcher_stalled_past_max_stall_is_dropped(api: TestAPIServer) -> None:
     from controlplane.apiserver.watch import Filter
     from ketch.api.selectors import EVERYTHING
