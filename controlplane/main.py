@@ -17,8 +17,9 @@ from ketch.api import durations
 from ketch.client.clientset import Client
 
 from .apiserver import registry
+from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport
-from .apiserver.server import start_grpc_server
+from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
 from .controllers.manager import CONTROLLERS, ControllerManager
@@ -79,11 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long Events are kept after their last update (default 1h)")
     p.add_argument("--controllers", default="*",
                    help=f"comma-separated controllers to run, or * (all: {','.join(CONTROLLERS)}), or none")
+    p.add_argument("--max-requests-inflight", type=int, default=DEFAULT_MAX_REQUESTS_INFLIGHT, metavar="N",
+                   help="read requests served at once; more are refused with 429 TooManyRequests and retried "
+                        f"by clients (0: no limit; default {DEFAULT_MAX_REQUESTS_INFLIGHT})")
+    p.add_argument("--max-mutating-requests-inflight", type=int, default=DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+                   metavar="N", help="write requests served at once (0: no limit; default "
+                                     f"{DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT})")
+    p.add_argument("--max-connection-idle", type=_duration, default=DEFAULT_MAX_CONNECTION_IDLE, metavar="DURATION",
+                   help="close client connections with no request for this long; clients reconnect on their "
+                        "next request (0: never; default 90s)")
+    p.add_argument("--max-connection-age", type=_duration, default=0.0, metavar="DURATION",
+                   help="close client connections this old (after 30s of grace), ending their watches and log "
+                        "streams too: reclaims streams whose clients stopped reading (0: never, the default)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
 
 async def run(args: argparse.Namespace) -> int:
+    for flag in ("max_requests_inflight", "max_mutating_requests_inflight"):
+        if getattr(args, flag) < 0:
+            print(f"error: --{flag.replace('_', '-')} must be 0 or more", file=sys.stderr)
+            return 2
+    open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -106,12 +124,16 @@ async def run(args: argparse.Namespace) -> int:
     await service.ensure_default_namespaces()
     gctuning.tune_for_server()
     try:
-        server, _port = await start_grpc_server(service, args.listen)
+        server, _port = await start_grpc_server(service, args.listen, ServerLimits(
+            max_requests_inflight=args.max_requests_inflight,
+            max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age))
     except (OSError, RuntimeError) as err:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
         await store.stop()
         return 1
-    log.info("serving the Ketch API on %s (store %s, revision %d)", args.listen, args.store, store.revision)
+    log.info("serving the Ketch API on %s (store %s, revision %d, open files limit %d)", args.listen, args.store,
+             store.revision, open_files)
 
     options = ControllerOptions(
         job=JobOptions(backoff_base=args.job_backoff_base, backoff_max=args.job_backoff_max),

@@ -1,36 +1,118 @@
-"""The gRPC face of the API server: servicer adapters, health, reflection, size limits.
+"""The gRPC face of the API server: servicer adapters, health, reflection, and the limits on
+what one client can make the server hold.
 
 Thin: every handler calls APIService and maps StatusError to a gRPC status with Kubernetes'
 reason in the trailing metadata key `ketch-reason`.
+
+Limits here, as kube-apiserver has them: a request message is at most 3 MiB (our decoder
+refuses it with Kubernetes' 413 wording; gRPC itself drops anything past 4 MiB unread), and a
+message that does not decode is INVALID_ARGUMENT, not gRPC's UNKNOWN; requests in flight are
+bounded (inflight.py); a Batch's writes are bounded in bytes; a watch's queue is bounded
+(watch.py). Connections: at most MAX_CONCURRENT_STREAMS streams each, closed when idle
+(HTTP/2 GOAWAY; clients reconnect on their next call) or when they send nothing within the
+handshake timeout, optionally when they reach a maximum age, and never so many that the
+process runs out of file descriptors, which would lock every new client out until some closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import resource
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ketch.api import errors
-from ketch.v1 import api_pb2, api_pb2_grpc
+from ketch.api import errors, limits
+from ketch.v1 import api_pb2
 
+from .inflight import MaxInFlight
 from .nodeproxy import NodeDialer
-from .service import APIService
+from .service import APIService, WatchLimits
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", -1),
-    ("grpc.so_reuseport", 0),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-    ("grpc.http2.max_pings_without_data", 0),
-]
+# gRPC's own cap, above our 3 MiB request limit so that requests between the two get
+# Kubernetes' error with our reason; past it gRPC refuses before reading the message.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# kube-apiserver allows 100 streams per HTTP/2 connection, but Go clients open another
+# connection at the limit while gRPC clients queue on one (every channel of a process to one
+# server shares a connection): 1,000 leaves room for a process with many watchers.
+MAX_CONCURRENT_STREAMS = 1000
+# Time for a new connection to send its HTTP/2 preface and SETTINGS (gRPC's default: 120 s,
+# which is how long idle sockets held file descriptors before).
+HANDSHAKE_TIMEOUT_MS = 10_000
+DEFAULT_MAX_CONNECTION_IDLE = 90.0  # kube-apiserver's HTTP/2 IdleTimeout
+MAX_CONNECTION_AGE_GRACE = 30.0
+REMOTE_WATCH_LIMITS = WatchLimits()
+# File descriptors kept for everything but client connections (the store, connections to the
+# node agents, the event loop): at least this many, or a quarter of the limit.
+FD_RESERVE = 128
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What the gRPC server bounds; 0 disables a limit."""
+
+    max_requests_inflight: int = 400
+    max_mutating_requests_inflight: int = 200
+    max_connection_idle: float = DEFAULT_MAX_CONNECTION_IDLE
+    # Off by default: it also ends every healthy watch and log stream at that age (clients watch
+    # again; `ketch logs -f` stops). On, it is what reclaims a stream whose client never reads.
+    max_connection_age: float = 0.0
+    max_batch_bytes: int = limits.MAX_BATCH_BYTES
+    watch: WatchLimits = REMOTE_WATCH_LIMITS
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (a unit's default soft limit, often 1024,
+    is what an idle crowd exhausts first); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft if soft != resource.RLIM_INFINITY else target
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as err:
+        log.warning("cannot raise the open files limit from %d to %d: %s", soft, target, err)
+        return soft
+    return target
+
+
+def max_connections(open_files: int) -> int:
+    """Client connections the server accepts at once, leaving file descriptors for the rest."""
+    return max(open_files - max(FD_RESERVE, open_files // 4), 16)
+
+
+def grpc_options(server_limits: ServerLimits, open_files: int) -> list[tuple[str, Any]]:
+    opts: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", -1),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_concurrent_streams", MAX_CONCURRENT_STREAMS),
+        # Count the streams HTTP/2 counts (gRPC's default also counts finished ones it has not yet
+        # freed, and refuses new streams with REFUSED_STREAM that clients report as UNAVAILABLE):
+        # a client over the limit then waits for a free stream instead of failing.
+        ("grpc.http.overload_protection", 0),
+        ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+        ("grpc.max_allowed_incoming_connections", max_connections(open_files)),
+    ]
+    if server_limits.max_connection_idle > 0:
+        opts.append(("grpc.max_connection_idle_ms", int(server_limits.max_connection_idle * 1000)))
+    if server_limits.max_connection_age > 0:
+        age = server_limits.max_connection_age
+        opts.append(("grpc.max_connection_age_ms", int(age * 1000)))
+        # After GOAWAY, calls have this long to finish before the connection is closed under them.
+        opts.append(("grpc.max_connection_age_grace_ms", int(min(age, MAX_CONNECTION_AGE_GRACE) * 1000)))
+    return opts
 
 
 async def _abort(context: grpc.aio.ServicerContext, err: errors.StatusError) -> None:
@@ -41,49 +123,87 @@ async def _abort(context: grpc.aio.ServicerContext, err: errors.StatusError) -> 
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class APIServicer(api_pb2_grpc.APIServicer):
-    def __init__(self, service: APIService) -> None:
-        self.service = service
+class _Refused:
+    """What the decoder hands the handler instead of a request it could not accept: grpc.aio
+    answers a decoder that raises with UNKNOWN, so the handler reports the error instead."""
 
-    async def _unary(self, fn, request, context):  # type: ignore[no-untyped-def]
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.StatusError) -> None:
+        self.error = error
+
+
+def _decoder(cls: type[Message]) -> Callable[[bytes], Message | _Refused]:
+    name = cls.DESCRIPTOR.name
+
+    def decode(data: bytes) -> Message | _Refused:
+        if len(data) > limits.MAX_REQUEST_BYTES:
+            return _Refused(limits.request_too_large())
         try:
-            return await fn(request)
+            return cls.FromString(data)
+        except Exception as err:  # DecodeError, or anything else the parser raises on bad bytes
+            return _Refused(errors.BadRequest(f"cannot decode the {name} request: {err}"))
+
+    return decode
+
+
+class APIServicer:
+    """The API service's handlers; registered by _handlers with decoders that refuse what they
+    cannot accept (see _Refused)."""
+
+    def __init__(self, service: APIService, server_limits: ServerLimits | None = None) -> None:
+        self.service = service
+        self.limits = server_limits or ServerLimits()
+        self.inflight = MaxInFlight(self.limits.max_requests_inflight, self.limits.max_mutating_requests_inflight)
+
+    async def _unary(self, method: str, fn, request, context):  # type: ignore[no-untyped-def]
+        try:
+            if isinstance(request, _Refused):
+                raise request.error
+            with self.inflight.slot(method):
+                return await fn(request)
         except errors.StatusError as err:
             await _abort(context, err)
         except Exception as err:
-            log.exception("internal error in %s", getattr(fn, "__name__", fn))
+            log.exception("internal error in %s", method)
             await _abort(context, errors.InternalError(f"internal error: {err}"))
 
     async def Create(self, request, context):
-        return await self._unary(self.service.create, request, context)
+        return await self._unary("Create", self.service.create, request, context)
 
     async def Get(self, request, context):
-        return await self._unary(self.service.get, request, context)
+        return await self._unary("Get", self.service.get, request, context)
 
     async def List(self, request, context):
-        return await self._unary(self.service.list, request, context)
+        return await self._unary("List", self.service.list, request, context)
 
     async def Update(self, request, context):
-        return await self._unary(self.service.update, request, context)
+        return await self._unary("Update", self.service.update, request, context)
 
     async def Patch(self, request, context):
-        return await self._unary(self.service.patch, request, context)
+        return await self._unary("Patch", self.service.patch, request, context)
 
     async def Delete(self, request, context):
-        return await self._unary(self.service.delete, request, context)
+        return await self._unary("Delete", self.service.delete, request, context)
 
     async def Batch(self, request, context):
-        return await self._unary(self.service.batch, request, context)
+        async def batch(req: api_pb2.BatchRequest) -> api_pb2.BatchResponse:
+            return await self.service.batch(req, max_bytes=self.limits.max_batch_bytes or None)
+
+        return await self._unary("Batch", batch, request, context)
 
     async def NodeStats(self, request, context):
-        return await self._unary(self.service.node_stats, request, context)
+        return await self._unary("NodeStats", self.service.node_stats, request, context)
 
     async def Version(self, request, context):
-        return await self._unary(self.service.version, request, context)
+        return await self._unary("Version", self.service.version, request, context)
 
-    async def _stream(self, gen: AsyncIterator, context) -> AsyncIterator:  # type: ignore[no-untyped-def]
+    async def _stream(self, open_stream: Callable[[Any], AsyncIterator[Any]], request,  # type: ignore[no-untyped-def]
+                      context) -> AsyncIterator:
         try:
-            async for item in gen:
+            if isinstance(request, _Refused):
+                raise request.error
+            async for item in open_stream(request):
                 yield item
         except errors.StatusError as err:
             await _abort(context, err)
@@ -91,16 +211,20 @@ class APIServicer(api_pb2_grpc.APIServicer):
             log.exception("internal error in a stream")
             await _abort(context, errors.InternalError(f"internal error: {err}"))
 
+    def _watch(self, batched: bool) -> Callable[[api_pb2.WatchRequest], AsyncIterator[Any]]:
+        fn = self.service.watch_batched if batched else self.service.watch
+        return lambda req: fn(req, self.limits.watch)
+
     async def Watch(self, request, context):
-        async for item in self._stream(self.service.watch(request), context):
+        async for item in self._stream(self._watch(batched=False), request, context):
             yield item
 
     async def WatchBatched(self, request, context):
-        async for item in self._stream(self.service.watch_batched(request), context):
+        async for item in self._stream(self._watch(batched=True), request, context):
             yield item
 
     async def PodLogs(self, request, context):
-        async for item in self._stream(self.service.pod_logs(request), context):
+        async for item in self._stream(self.service.pod_logs, request, context):
             yield item
 
 
@@ -125,17 +249,34 @@ async def _track_store_health(service: APIService, servicer: health.aio.HealthSe
     await publish(service.store.healthy)
 
 
-async def start_grpc_server(service: APIService, listen: str) -> tuple[grpc.aio.Server, int]:
+def _handlers(servicer: APIServicer) -> dict[str, grpc.RpcMethodHandler]:
+    """The API's method handlers, as the generated add_APIServicer_to_server makes them but
+    with our decoders."""
+    out = {}
+    for m in api_pb2.DESCRIPTOR.services_by_name["API"].methods:
+        request, response = getattr(api_pb2, m.input_type.name), getattr(api_pb2, m.output_type.name)
+        make = grpc.unary_stream_rpc_method_handler if m.server_streaming else grpc.unary_unary_rpc_method_handler
+        out[m.name] = make(getattr(servicer, m.name), request_deserializer=_decoder(request),
+                           response_serializer=response.SerializeToString)
+    return out
+
+
+async def start_grpc_server(service: APIService, listen: str,
+                            server_limits: ServerLimits | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve the API on listen (HOST:PORT, port 0 for any free port); returns the bound port."""
-    server = grpc.aio.server(options=GRPC_OPTIONS)
-    api_pb2_grpc.add_APIServicer_to_server(APIServicer(service), server)
+    server_limits = server_limits or ServerLimits()
+    open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if open_files == resource.RLIM_INFINITY:
+        open_files = 1 << 20
+    server = grpc.aio.server(options=grpc_options(server_limits, open_files))
+    servicer = APIServicer(service, server_limits)
+    name = api_pb2.DESCRIPTOR.services_by_name["API"].full_name
+    handlers = _handlers(servicer)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = (
-        api_pb2.DESCRIPTOR.services_by_name["API"].full_name,
-        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-        reflection.SERVICE_NAME,
-    )
+    names = (name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port(listen)
     if port == 0:

@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError, Message
 
 from controlplane.storage import Entry, Store
 from controlplane.storage.store import _Staged
-from ketch.api import errors, manifest, meta, timeutil
+from ketch.api import errors, limits, manifest, meta, timeutil
 from ketch.api.defaults import apply_defaults
 from ketch.api.kinds import KindInfo, info_for_type_url, kind_info
 from ketch.api.patch import apply_patch
@@ -42,18 +42,21 @@ from ketch.api.warnings import ignored_fields
 from ketch.v1 import api_pb2
 
 from . import registry
-from .watch import Filter, WatchHub
+from .watch import LOCAL_WATCH_LIMITS, Filter, WatchHub, WatchLimits
+
+__all__ = ["MAX_OBJECT_BYTES", "APIService", "WatchLimits"]
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 KUBERNETES_SEMANTICS = "v1.31"
-MAX_OBJECT_BYTES = 1_572_864  # etcd's default request limit, as Kubernetes has it
+MAX_OBJECT_BYTES = limits.MAX_OBJECT_BYTES  # etcd's default request limit, as Kubernetes has it
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 BOOKMARK_INTERVAL = 2.0
 BOOKMARK_CATCH_UP = 0.2
-# A watch list closes at about this many bytes of objects (messages stay far below the limits).
-WATCH_LIST_BYTES = 1 << 20
+# A watch list closes at about this many bytes of objects: dozens of events per write, and what a
+# client that stops reading leaves the server holding (the one message its stream cannot send).
+WATCH_LIST_BYTES = 64 * 1024
 
 Clock = Callable[[], float]
 
@@ -69,9 +72,9 @@ def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
     try:
         info = info_for_type_url(obj.type_url)
     except KeyError as err:
-        raise errors.BadRequest(str(err)) from None
+        raise errors.BadRequest(limits.clip(str(err), 200)) from None
     if len(obj.value) > MAX_OBJECT_BYTES:
-        raise errors.TooLarge(f"the object is too large: {len(obj.value)} bytes (limit {MAX_OBJECT_BYTES})")
+        raise limits.object_too_large(info.kind, "", len(obj.value))
     msg = info.new()
     try:
         msg.ParseFromString(obj.value)
@@ -185,6 +188,14 @@ class APIService:
         if errs:
             raise errors.invalid_error(kind, name, errs)
 
+    @staticmethod
+    def _check_size(info: KindInfo, obj: Message) -> None:
+        """Every object stored, however it was made (create, update, status, patch, batch), is at
+        most MAX_OBJECT_BYTES: a patch or a status write could otherwise grow it without bound."""
+        size = obj.ByteSize()
+        if size > MAX_OBJECT_BYTES:
+            raise limits.object_too_large(info.kind, obj.metadata.name, size)  # type: ignore[attr-defined]
+
     # -- create --------------------------------------------------------------------------------
 
     def stage_create(self, req: api_pb2.CreateRequest) -> _StagedWrite:
@@ -209,6 +220,7 @@ class APIService:
         apply_defaults(obj)
         registry.prepare_for_create(info, obj, now, self.default_toleration_seconds)
         self._validate(info, obj, validate_create(obj))
+        self._check_size(info, obj)
         warnings = ignored_fields(obj)
         staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True)
         return _StagedWrite(info.kind, staged.key, staged, warnings)
@@ -310,6 +322,7 @@ class APIService:
             # The last finalizer is gone: the object goes now.
             staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)
             return _StagedWrite(info.kind, old.key, staged, [], deleted=True)
+        self._check_size(info, result)
         staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv)
         return _StagedWrite(info.kind, old.key, staged, ignored_fields(result) if body_changed else [])
 
@@ -462,19 +475,28 @@ class APIService:
 
     # -- batch ---------------------------------------------------------------------------------
 
-    async def batch(self, req: api_pb2.BatchRequest) -> api_pb2.BatchResponse:
+    async def batch(self, req: api_pb2.BatchRequest, max_bytes: int | None = None) -> api_pb2.BatchResponse:
+        """Stage every op, then commit them together. max_bytes (for clients over the network)
+        bounds the bytes of objects the ops read as a patch's base and stage: the op that would
+        start past it, and every later one, fail alone with RequestEntityTooLarge."""
         writes: list[tuple[int, _StagedWrite]] = []
         results: list[api_pb2.BatchResult] = []
+        used = 0
         for i, op in enumerate(req.ops):
             result = api_pb2.BatchResult()
             results.append(result)
             which = op.WhichOneof("op")
             try:
+                if max_bytes is not None and used > max_bytes:
+                    raise errors.TooLarge(
+                        f"Request entity too large: limit is {max_bytes} bytes of objects read and written by "
+                        "one Batch; send the remaining operations in another Batch")
                 if which == "create":
                     write = self.stage_create(op.create)
                 elif which == "update":
                     write = self.stage_update(op.update)
                 elif which == "patch":
+                    used += self._stored_size(op.patch.kind, op.patch.namespace, op.patch.name)
                     write = self.stage_patch(op.patch)
                 elif which == "delete":
                     write = self.stage_delete(op.delete)
@@ -484,28 +506,44 @@ class APIService:
                 result.code, result.message, result.reason = err.code, err.message, err.reason
                 continue
             writes.append((i, write))
+            if write.staged is not None:
+                staged = write.staged.entry or write.staged.tombstone
+                used += len(staged.data) if staged is not None else 0
         await self.store.commit([w.staged for _, w in writes if w.staged is not None])
         for i, write in writes:
             results[i].response.CopyFrom(self._respond(write))
         return api_pb2.BatchResponse(results=results)
 
+    def _stored_size(self, kind: str, namespace: str, name: str) -> int:
+        """Bytes of the object a request names (0 when there is none): what patching it costs."""
+        try:
+            info = kind_info(kind)
+        except KeyError:
+            return 0
+        entry = self.store.latest(info.kind, _key(info, self._namespace_of(info, namespace), name))
+        return len(entry.data) if entry is not None else 0
+
     # -- watch ---------------------------------------------------------------------------------
 
-    async def watch(self, req: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEvent]:
-        async for batch in self.watch_batched(req):
+    async def watch(self, req: api_pb2.WatchRequest,
+                    limits: WatchLimits | None = None) -> AsyncIterator[api_pb2.WatchEvent]:
+        async for batch in self.watch_batched(req, limits):
             for event in batch.events:
                 yield event
 
-    async def watch_batched(self, req: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEventList]:
+    async def watch_batched(self, req: api_pb2.WatchRequest,
+                            limits: WatchLimits | None = None) -> AsyncIterator[api_pb2.WatchEventList]:
         """The watch stream, as lists of the events that were ready together (each list at most
-        about WATCH_LIST_BYTES of objects), so a busy stream costs one write per list."""
+        about WATCH_LIST_BYTES of objects), so a busy stream costs one write per list. limits:
+        how far the client may fall behind (watch.py); the gRPC server passes its own, in-process
+        callers get LOCAL_WATCH_LIMITS."""
         info = kind_info_or_400(req.kind)
         match = Filter(req.namespace if info.namespaced else "",
                        parse_label_selector(req.label_selector),
                        parse_field_selector(req.field_selector, info.kind))
         rv = req.resource_version
         from_rev = None if rv in ("", "0") else _rv(rv)
-        watcher = self.hub.watch(info.kind, match, from_rev)
+        watcher = self.hub.watch(info.kind, match, from_rev, limits or LOCAL_WATCH_LIMITS)
         type_url = info.type_url
         # An idle watcher hears of newer revisions soon (a client waiting for its caches to reach
         # a revision, such as the garbage collector, need not wait long), and of the current one
@@ -539,9 +577,7 @@ class APIService:
                     size += len(entry.data)
                 if out.events:
                     yield out
-                if watcher.closed:
-                    if watcher.error is not None:
-                        raise watcher.error
+                if watcher.closed:  # dropped for falling behind, or the server stops: the client resumes
                     return
         finally:
             watcher.close()
@@ -624,6 +660,6 @@ def kind_info_or_400(kind: str) -> KindInfo:
     try:
         return kind_info(kind)
     except KeyError:
-        raise errors.NotFound(f'the server doesn\'t have a resource type "{kind}"') from None
+        raise errors.NotFound(f'the server doesn\'t have a resource type "{limits.clip(kind)}"') from None
 
 

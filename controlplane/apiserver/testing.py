@@ -23,8 +23,9 @@ from .watch import WatchHub
 class TestAPIServer:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, grpc: bool = True, **service_kwargs: Any) -> None:
+    def __init__(self, grpc: bool = True, server_limits: Any = None, **service_kwargs: Any) -> None:
         self.use_grpc = grpc
+        self.server_limits = server_limits  # controlplane.apiserver.server.ServerLimits
         self.service_kwargs = service_kwargs
         self.address = ""
         self.client: Client | None = None
@@ -39,7 +40,7 @@ class TestAPIServer:
         self.local = Client(LocalTransport(self.service))
         self.server = None
         if self.use_grpc:
-            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0")
+            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits)
             self.address = f"127.0.0.1:{port}"
             self.client = connect(self.address)
         else:

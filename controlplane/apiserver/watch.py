@@ -5,12 +5,25 @@ only what its kind, namespace, label and field selectors let through; an object 
 stops matching a watcher's selectors shows up as ADDED or DELETED for that watcher, as
 Kubernetes does. Registration and replay happen in one synchronous step on the event loop, so a
 watcher never misses or repeats an event between its replay and the live stream.
+
+What a watcher that does not keep up may hold is bounded (WatchLimits): its queue keeps
+references to the hub's shared events (a slot each, not a copy), and once more live events,
+or bytes of them, wait than its limits allow since it last took any, or it has taken none for
+max_stall seconds while events wait, it is dropped, as kube-apiserver drops a watcher whose
+buffer is full: its queue is freed at once and its stream ends cleanly after what was already
+sent, so the client watches again from the last resourceVersion it saw and gets what it missed
+from the window (or Gone, "too old resource version", if that has passed, and relists). A
+client that stops reading altogether fills its HTTP/2 flow-control window and blocks the
+stream's write; it then holds at most the one message being written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from controlplane.storage import Entry, Store, WatchEvent
 from ketch.api import errors
@@ -18,6 +31,24 @@ from ketch.api.selectors import FieldRequirement, Selector
 
 DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idle watchers inside it
 DEFAULT_WATCHER_BACKLOG = 50_000
+
+
+@dataclass(frozen=True)
+class WatchLimits:
+    """How far one watcher may fall behind before it is dropped (0: no limit).
+
+    Counted over the live events queued since the watcher last took its queue: the initial
+    listing and the replay from a resourceVersion are bounded by the store and the window.
+    The defaults are for clients over the network; the control plane's own controllers, in
+    process, get only the event bound (they drain as fast as events come).
+    """
+
+    max_events: int = 1_000
+    max_bytes: int = 4 * 1024 * 1024
+    max_stall: float = 30.0
+
+
+LOCAL_WATCH_LIMITS = WatchLimits(max_events=DEFAULT_WATCHER_BACKLOG, max_bytes=0, max_stall=0)
 
 
 class Filter:
@@ -47,20 +78,29 @@ def field_value(entry: Entry, name: str) -> str:
     return entry.fields.get(name, "")
 
 
-class Watcher:
-    """One client's stream: a queue of (type, entry, rev) filled by the hub."""
+# A queued item: a live event (shared with the hub's window), the same with the type this
+# watcher's selectors give it, or an object of the initial listing.
+_Item = WatchEvent | tuple[str, WatchEvent] | Entry
 
-    def __init__(self, hub: WatchHub, kind: str, match: Filter, backlog: int) -> None:
+
+class Watcher:
+    """One client's stream: a queue filled by the hub, taken by the stream's writer."""
+
+    def __init__(self, hub: WatchHub, kind: str, match: Filter, limits: WatchLimits) -> None:
         self.hub = hub
         self.kind = kind
         self.match = match
-        self.backlog = backlog
-        self.items: deque[tuple[str, Entry, int]] = deque()
+        self.max_events, self.max_bytes, self.max_stall = limits.max_events, limits.max_bytes, limits.max_stall
+        self.items: deque[_Item] = deque()
+        # Live events and their bytes queued since the writer last took the queue.
+        self.pending_events = 0
+        self.pending_bytes = 0
+        self.taken_at = hub.clock()
+        self.waiting = False  # the writer waits for events: it is not behind, however long it waits
         self.wakeup = asyncio.Event()
-        self.error: errors.StatusError | None = None
         self.closed = False
 
-    def offer(self, event: WatchEvent) -> None:
+    def offer(self, event: WatchEvent, replay: bool = False) -> None:
         if self.closed:
             return
         new_ok = event.type != "DELETED" and self.match(event.entry)
@@ -71,31 +111,54 @@ class Watcher:
             kind = "DELETED"
         else:
             return
-        self.items.append((kind, event.entry, event.rev))
-        if len(self.items) > self.backlog:
-            # A reader this slow would hold the whole window; it must relist instead.
-            self.error = errors.Gone("watch closed: the client fell too far behind; relist and watch again")
-            self.items.clear()
-            self.close()
+        # The shared event itself when this watcher sees it as the store does (nearly always);
+        # a pair only when its selectors make a change an ADDED or a DELETED.
+        self.items.append(event if kind == event.type else (kind, event))
+        if not replay:
+            self.pending_events += 1
+            self.pending_bytes += len(event.entry.data)
+            if ((self.pending_events > self.max_events > 0) or (self.pending_bytes > self.max_bytes > 0)
+                    or (self.max_stall and not self.waiting and self.hub.clock() - self.taken_at > self.max_stall)):
+                # A reader this slow would hold ever more: it watches again from where it is.
+                self.items.clear()
+                self.close()
         self.wakeup.set()
 
     def push_initial(self, entry: Entry) -> None:
-        self.items.append(("ADDED", entry, entry.rv))
+        self.items.append(entry)
+
+    @staticmethod
+    def _event(item: _Item) -> tuple[str, Entry, int]:
+        if isinstance(item, WatchEvent):
+            return item.type, item.entry, item.rev
+        if isinstance(item, Entry):
+            return "ADDED", item, item.rv
+        kind, event = item
+        return kind, event.entry, event.rev
 
     async def next_batch(self, timeout: float | None) -> list[tuple[str, Entry, int]] | None:
         """Queued events, waiting up to timeout; None when the wait timed out."""
-        if not self.items and not self.closed:
-            self.wakeup.clear()
-            try:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
-                # lands as the event fires, and the watching task then never stops.
-                async with asyncio.timeout(timeout):
-                    await self.wakeup.wait()
-            except TimeoutError:
-                return None
-        batch = list(self.items)
-        self.items.clear()
-        return batch
+        try:
+            if not self.items and not self.closed:
+                self.wakeup.clear()
+                self.waiting = True
+                try:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                    # lands as the event fires, and the watching task then never stops.
+                    async with asyncio.timeout(timeout):
+                        await self.wakeup.wait()
+                except TimeoutError:
+                    return None
+                finally:
+                    self.waiting = False
+            event_type = WatchEvent
+            batch = [(item.type, item.entry, item.rev) if type(item) is event_type else self._event(item)
+                     for item in self.items]
+            self.items.clear()
+            return batch
+        finally:
+            self.taken_at = self.hub.clock()
+            self.pending_events = self.pending_bytes = 0
 
     def close(self) -> None:
         if not self.closed:
@@ -106,11 +169,11 @@ class Watcher:
 
 class WatchHub:
     def __init__(self, store: Store, window: int = DEFAULT_WINDOW,
-                 watcher_backlog: int = DEFAULT_WATCHER_BACKLOG) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.window: deque[WatchEvent] = deque()
         self.window_size = window
-        self.watcher_backlog = watcher_backlog
+        self.clock = clock
         # Every event with rev > window_start is in the window.
         self.window_start = store.revision
         self.watchers: dict[str, set[Watcher]] = {}
@@ -125,9 +188,10 @@ class WatchHub:
         while len(window) > self.window_size:
             self.window_start = window.popleft().rev
 
-    def watch(self, kind: str, match: Filter, from_rev: int | None) -> Watcher:
+    def watch(self, kind: str, match: Filter, from_rev: int | None,
+              limits: WatchLimits = LOCAL_WATCH_LIMITS) -> Watcher:
         """Register a watcher; synchronous so nothing can commit between replay and live."""
-        w = Watcher(self, kind, match, self.watcher_backlog)
+        w = Watcher(self, kind, match, limits)
         if from_rev is None:
             for entry in self.store.list(kind, match.namespace):
                 if match(entry):
@@ -141,7 +205,7 @@ class WatchHub:
             if from_rev < self.store.revision:
                 for event in self._since(from_rev):
                     if event.entry.kind == kind:
-                        w.offer(event)
+                        w.offer(event, replay=True)
         self.watchers.setdefault(kind, set()).add(w)
         return w
 

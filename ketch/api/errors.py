@@ -83,8 +83,17 @@ class Forbidden(StatusError):
 
 
 class TooLarge(StatusError):
+    """A request or the object it would store is over a size limit (HTTP 413)."""
+
     code = RESOURCE_EXHAUSTED
     reason = "RequestEntityTooLarge"
+
+
+class TooManyRequests(StatusError):
+    """The server has too many requests in flight; wait and retry (HTTP 429)."""
+
+    code = RESOURCE_EXHAUSTED
+    reason = "TooManyRequests"
 
 
 class Unavailable(StatusError):
@@ -105,7 +114,7 @@ class Timeout(StatusError):
 _BY_REASON: dict[str, type[StatusError]] = {
     cls.reason: cls
     for cls in (BadRequest, Invalid, NotFound, AlreadyExists, Conflict, Gone, Forbidden, TooLarge,
-                Unavailable, InternalError, Timeout)
+                TooManyRequests, Unavailable, InternalError, Timeout)
 }
 _BY_CODE: dict[int, type[StatusError]] = {
     INVALID_ARGUMENT: BadRequest,
@@ -144,6 +153,10 @@ def is_already_exists(err: BaseException) -> bool:
 
 def is_gone(err: BaseException) -> bool:
     return isinstance(err, Gone)
+
+
+def is_too_many_requests(err: BaseException) -> bool:
+    return isinstance(err, TooManyRequests)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,10 @@
 A parsed selector is a tuple of Requirements, all of which must hold (comma means AND), as in
 apimachinery's labels.Selector. An empty selector matches everything; `NOTHING` matches nothing
 (a nil structured selector).
+
+Parsing is linear in the selector's length, and a selector is at most MAX_SELECTOR_LENGTH
+characters and MAX_SELECTOR_REQUIREMENTS requirements (ketch.api.limits): a list or watch checks
+every requirement against every object it looks at, so a selector's size is the server's work.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from ketch.v1 import meta_pb2
 
 from .errors import BadRequest
+from .limits import MAX_SELECTOR_LENGTH, MAX_SELECTOR_REQUIREMENTS, clip
 
 
 @dataclass(frozen=True)
@@ -79,18 +84,27 @@ class _Nothing(Selector):
 EVERYTHING = Selector(())
 NOTHING = _Nothing(())
 
-_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)")
+_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)\s*")
+
+
+def _check_size(text: str, what: str) -> None:
+    if len(text) > MAX_SELECTOR_LENGTH:
+        raise BadRequest(f"invalid {what} selector: {len(text)} characters, the limit is {MAX_SELECTOR_LENGTH}")
+
+
+def _check_count(count: int, what: str) -> None:
+    if count > MAX_SELECTOR_REQUIREMENTS:
+        raise BadRequest(f"invalid {what} selector: {count} requirements, the limit is {MAX_SELECTOR_REQUIREMENTS}")
 
 
 def _tokens(text: str) -> list[str]:
+    """The selector's tokens, in one pass: each match starts where the last one ended."""
     out: list[str] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
+    pos, end = 0, len(text)
+    while pos < end:
         m = _TOKEN.match(text, pos)
         if not m:
-            raise BadRequest(f"unable to parse requirement: {text!r}")
+            raise BadRequest(f"unable to parse requirement: {clip(text)!r}")
         out.append(m.group(1))
         pos = m.end()
     return out
@@ -98,6 +112,7 @@ def _tokens(text: str) -> list[str]:
 
 def parse_label_selector(text: str) -> Selector:
     """Parse `a=b,c!=d,e in (f,g),h notin (i),j,!k`."""
+    _check_size(text, "label")
     text = text.strip()
     if not text:
         return EVERYTHING
@@ -108,7 +123,7 @@ def parse_label_selector(text: str) -> Selector:
     def expect_values() -> frozenset[str]:
         nonlocal i
         if i >= len(toks) or toks[i] != "(":
-            raise BadRequest(f"unable to parse requirement: found '{toks[i] if i < len(toks) else ''}', "
+            raise BadRequest(f"unable to parse requirement: found '{clip(toks[i]) if i < len(toks) else ''}', "
                              "expected: '('")
         i += 1
         vals: list[str] = []
@@ -153,11 +168,13 @@ def parse_label_selector(text: str) -> Selector:
                 i += 1
                 reqs.append(Requirement(key, op, expect_values()))
             else:
-                raise BadRequest(f"unable to parse requirement: unexpected {toks[i]!r} in {text!r}")
+                raise BadRequest(f"unable to parse requirement: unexpected {clip(toks[i])!r} in {clip(text)!r}")
         if i < len(toks):
             if toks[i] != ",":
-                raise BadRequest(f"unable to parse requirement: expected ',' in {text!r}")
+                raise BadRequest(f"unable to parse requirement: expected ',' in {clip(text)!r}")
             i += 1
+    reqs = list(dict.fromkeys(reqs))  # "a,a,a": one requirement
+    _check_count(len(reqs), "label")
     return Selector(reqs)
 
 
@@ -211,6 +228,7 @@ class FieldRequirement:
 
 
 def parse_field_selector(text: str, kind: str) -> tuple[FieldRequirement, ...]:
+    _check_size(text, "field")
     text = text.strip()
     if not text:
         return ()
@@ -228,9 +246,11 @@ def parse_field_selector(text: str, kind: str) -> tuple[FieldRequirement, ...]:
             field, _, value = part.partition("=")
             negate = False
         else:
-            raise BadRequest(f"invalid selector: '{text}'; can't understand '{part}'")
+            raise BadRequest(f"invalid selector: '{clip(text)}'; can't understand '{clip(part)}'")
         field = field.strip()
         if field not in allowed:
-            raise BadRequest(f'field label not supported: {field}')
+            raise BadRequest(f"field label not supported: {clip(field)}")
         out.append(FieldRequirement(field, negate, value.strip()))
-    return tuple(out)
+    reqs = tuple(dict.fromkeys(out))
+    _check_count(len(reqs), "field")
+    return reqs

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -128,14 +129,18 @@ class Informer:
             except errors.Gone:
                 need_list = True
             except errors.StatusError as err:
-                log.debug("informer %s: %s; retrying in %.1fs", self.kind, err, backoff)
-                await asyncio.sleep(backoff)
+                # TooManyRequests (after the transport's own retries), Unavailable, ...: wait,
+                # jittered so that informers refused together do not come back together.
+                delay = backoff * random.uniform(0.5, 1.5)
+                log.debug("informer %s: %s; retrying in %.1fs", self.kind, err, delay)
+                await asyncio.sleep(delay)
                 backoff = min(backoff * 2, 5.0)
                 if not self.resource_version:
                     need_list = True
             except Exception:
-                log.exception("informer %s failed; relisting in %.1fs", self.kind, backoff)
-                await asyncio.sleep(backoff)
+                delay = backoff * random.uniform(0.5, 1.5)
+                log.exception("informer %s failed; relisting in %.1fs", self.kind, delay)
+                await asyncio.sleep(delay)
                 backoff = min(backoff * 2, 5.0)
                 need_list = True
 

@@ -3,11 +3,18 @@
 A transport has two operations: a unary call and a server stream, both by method name
 ("Create", "Watch", ...) with the request and response messages of api.proto. Both raise
 ketch.api.errors.StatusError subclasses, whichever side of a network the server is on.
+
+A unary call the server refused with TooManyRequests (its requests in flight were at their
+limit; nothing was done) is sent again after a jittered, doubling back-off, as client-go does
+with a 429, until the call's timeout would pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -20,6 +27,9 @@ from ketch.v1 import api_pb2_grpc
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 30.0
+RETRY_BASE = 0.05
+RETRY_CAP = 2.0
+MAX_RETRIES = 10
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -30,6 +40,13 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds before retry number attempt (0-based): doubling from RETRY_BASE up to RETRY_CAP,
+    each drawn from the upper half of that span, so clients refused together spread out."""
+    span = min(RETRY_CAP, RETRY_BASE * (2 ** attempt))
+    return span / 2 + random.uniform(0, span / 2)
 
 
 class Transport(Protocol):
@@ -83,13 +100,25 @@ class GrpcTransport:
                 await old.close()
 
     async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
-        fn = getattr(self._api(), method)
-        try:
-            return await fn(request, timeout=timeout or self.timeout, wait_for_ready=self.wait_for_ready)
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNAVAILABLE:
-                await self._fail_over()
-            raise status_error(err) from None
+        deadline = time.monotonic() + (timeout or self.timeout)
+        attempt = 0
+        while True:
+            fn = getattr(self._api(), method)
+            try:
+                return await fn(request, timeout=max(deadline - time.monotonic(), 0.001),
+                                wait_for_ready=self.wait_for_ready)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    await self._fail_over()
+                failure = status_error(err)
+            if errors.is_too_many_requests(failure) and attempt < MAX_RETRIES:
+                delay = retry_delay(attempt)
+                if time.monotonic() + delay < deadline:
+                    log.debug("%s: %s; retrying in %.2fs", method, failure, delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
+            raise failure
 
     async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
         fn = getattr(self._api(), method)

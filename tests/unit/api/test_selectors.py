@@ -54,3 +54,47 @@ def test_field_selectors_are_checked_per_kind() -> None:
     assert neg.matches({"status.phase": "Pending"})
     with pytest.raises(errors.BadRequest, match=r"field label not supported: spec\.nodeName"):
         parse_field_selector("spec.nodeName=n1", "Job")
+
+
+# -- bounds ----------------------------------------------------------------------------------------
+
+
+def _big_selector(size: int) -> str:
+    head = "app in ("
+    return head + ",".join(["v"] * ((size - len(head) - 1) // 2)) + ")"
+
+
+@pytest.mark.parametrize("size", [1_500_000, 10_000_000], ids=["1.5MB", "10MB"])
+def test_huge_label_selector_is_a_bad_request_naming_the_limit(size: int) -> None:
+    # The parser sliced the rest of the text at every token: a 1.5 MB selector froze the
+    # server for 22 s, a 10 MB one for minutes.
+    with pytest.raises(errors.BadRequest, match=r"invalid label selector: \d+ characters, the limit is 65536"):
+        parse_label_selector(_big_selector(size))
+
+
+@pytest.mark.parametrize("size", [1_500_000, 10_000_000], ids=["1.5MB", "10MB"])
+def test_huge_field_selector_is_a_bad_request_naming_the_limit(size: int) -> None:
+    text = ",".join(["metadata.name=a"] * (size // 16))
+    with pytest.raises(errors.BadRequest, match=r"invalid field selector: \d+ characters, the limit is 65536"):
+        parse_field_selector(text, "Pod")
+
+
+def test_selector_at_the_length_limit_parses() -> None:
+    sel = parse_label_selector(_big_selector(64 * 1024))
+    assert len(sel) == 1 and sel.matches({"app": "v"})
+
+
+def test_too_many_requirements_is_a_bad_request_and_repeats_count_once() -> None:
+    many = ",".join(f"!k{i}" for i in range(257))
+    with pytest.raises(errors.BadRequest, match="257 requirements, the limit is 256"):
+        parse_label_selector(many)
+    assert len(parse_label_selector(",".join(["a=b"] * 10_000))) == 1
+    fields = ",".join(f"metadata.name!=n{i}" for i in range(257))
+    with pytest.raises(errors.BadRequest, match="257 requirements, the limit is 256"):
+        parse_field_selector(fields, "Pod")
+
+
+def test_error_messages_show_a_long_selector_clipped() -> None:
+    with pytest.raises(errors.BadRequest) as info:
+        parse_label_selector("a in b" + "x" * 60_000)
+    assert len(str(info.value)) < 300
