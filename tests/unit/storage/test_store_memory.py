@@ -43,9 +43,10 @@ async def test_the_watch_window_keeps_no_parsed_objects_of_churned_pods() -> Non
     from ketch.api.selectors import parse_label_selector
 
     w = hub.watch("Pod", Filter("default", parse_label_selector("app=churn"), ()), 0)
-    types = [t for t, _, _ in w.items]
-    assert types == ["ADDED", "MODIFIED", "DELETED"] * 200
-    assert core_pb2.Pod.FromString(w.items[-1][1].data).metadata.name == "p-199"
+    batch = await w.next_batch(0)
+    assert batch is not None
+    assert [t for t, _, _ in batch] == ["ADDED", "MODIFIED", "DELETED"] * 200
+    assert core_pb2.Pod.FromString(batch[-1][1].data).metadata.name == "p-199"
     await store.stop()
 
 
