@@ -16,9 +16,10 @@ from ketch import gctuning
 from ketch.api import durations
 from ketch.client.clientset import Client
 
-from .apiserver import registry
+from .apiserver.bootstrap import ensure_default_namespaces
 from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport
+from .apiserver.nodeproxy import NodeProxy
 from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
@@ -30,6 +31,7 @@ from .controllers.options import (
     NodeLifecycleOptions,
     PodGCOptions,
 )
+from .registry import Registry
 from .storage import Store, open_backend
 from .storage.dbfile import StorageError
 from .storage.store import DEFAULT_QUOTA_BYTES
@@ -112,7 +114,9 @@ async def run(args: argparse.Namespace) -> int:
     except (StorageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    store = Store(backend, registry.fields_of, quota_bytes=args.quota_backend_bytes)
+    registry = Registry(default_toleration_seconds=int(args.pod_eviction_timeout))
+    store = Store(backend, registry.field_values, parsed_on_read=registry.parsed_on_read(),
+                  quota_bytes=args.quota_backend_bytes)
     try:
         await store.start()
     except StorageError as err:
@@ -120,14 +124,16 @@ async def run(args: argparse.Namespace) -> int:
         await store.stop()
         return 1
     hub = WatchHub(store)
-    service = APIService(store, hub, default_toleration_seconds=int(args.pod_eviction_timeout))
-    await service.ensure_default_namespaces()
+    service = APIService(store, hub, registry=registry)
+    proxy = NodeProxy(store)
+    local = LocalTransport(service, proxy)
+    await ensure_default_namespaces(local.chain)
     gctuning.tune_for_server()
     try:
         server, _port = await start_grpc_server(service, args.listen, ServerLimits(
             max_requests_inflight=args.max_requests_inflight,
             max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age))
+            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age), proxy)
     except (OSError, RuntimeError) as err:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
         await store.stop()
@@ -148,7 +154,7 @@ async def run(args: argparse.Namespace) -> int:
         enabled = []
     else:
         enabled = [c.strip() for c in args.controllers.split(",") if c.strip()]
-    manager = ControllerManager(Client(LocalTransport(service)), options, enabled)
+    manager = ControllerManager(Client(local), options, enabled)
     await manager.start()
 
     stop = asyncio.Event()
@@ -160,8 +166,7 @@ async def run(args: argparse.Namespace) -> int:
     await manager.stop()
     hub.close_all()
     await server.stop(grace=1.0)
-    if service.node_dialer is not None:
-        await service.node_dialer.close()
+    await proxy.close()
     await store.stop()
     return 0
 

@@ -149,3 +149,53 @@ class NodeDialer:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+
+
+class NodeProxy:
+    """The pods/log and nodes/stats subresources: served by the node the pod is (or was) on."""
+
+    def __init__(self, store: Store, dialer: NodeDialer | None = None) -> None:
+        self.store = store
+        self.dialer = dialer if dialer is not None else NodeDialer(store)
+
+    async def pod_logs(self, req: api_pb2.PodLogsRequest) -> AsyncIterator[api_pb2.LogChunk]:
+        ns = req.namespace or "default"
+        entry = self.store.get("Pod", f"{ns}/{req.name}")
+        forward = api_pb2.PodLogsRequest()
+        forward.CopyFrom(req)
+        forward.namespace = ns
+        if entry is not None:
+            pod = entry.obj
+            node = pod.spec.node_name  # type: ignore[attr-defined]
+            if not node:
+                raise errors.BadRequest(f'pod "{req.name}" is not scheduled to a node yet')
+            forward.pod_uid = pod.metadata.uid  # type: ignore[attr-defined]
+            if not req.container:
+                containers = pod.spec.containers  # type: ignore[attr-defined]
+                if len(containers) > 1:
+                    names = " ".join(c.name for c in containers)
+                    raise errors.BadRequest(
+                        f"a container name must be specified for pod {req.name}, choose one of: [{names}]")
+                forward.container = containers[0].name if containers else ""
+            candidates = [node]
+        else:
+            # The pod is gone; its node keeps its logs for a while. Ask the nodes.
+            candidates = [e.name for e in self.store.list("Node")]
+        last: errors.StatusError = errors.NotFound(f'pods "{req.name}" not found')
+        for node in candidates:
+            try:
+                async for chunk in self.dialer.pod_logs(node, forward):
+                    yield chunk
+                return
+            except errors.NotFound as err:
+                last = err
+                continue
+        raise last
+
+    async def node_stats(self, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
+        if self.store.get("Node", req.node) is None:
+            raise errors.NotFound(f'nodes "{req.node}" not found')
+        return await self.dialer.node_stats(req.node, req)
+
+    async def close(self) -> None:
+        await self.dialer.close()

@@ -31,8 +31,10 @@ from grpc_reflection.v1alpha import reflection
 from ketch.api import errors, limits
 from ketch.v1 import api_pb2
 
+from .authn import Credentials
+from .chain import RequestChain
 from .inflight import MaxInFlight
-from .nodeproxy import NodeDialer
+from .nodeproxy import NodeProxy
 from .service import APIService, WatchLimits
 
 log = logging.getLogger(__name__)
@@ -147,85 +149,58 @@ def _decoder(cls: type[Message]) -> Callable[[bytes], Message | _Refused]:
     return decode
 
 
-class APIServicer:
-    """The API service's handlers; registered by _handlers with decoders that refuse what they
-    cannot accept (see _Refused)."""
+def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
+    """What a gRPC request carries that may say who sent it (authn.py decides)."""
+    metadata = {str(k): str(v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+    return Credentials(metadata=metadata)
 
-    def __init__(self, service: APIService, server_limits: ServerLimits | None = None) -> None:
-        self.service = service
-        self.limits = server_limits or ServerLimits()
-        self.inflight = MaxInFlight(self.limits.max_requests_inflight, self.limits.max_mutating_requests_inflight)
 
-    async def _unary(self, method: str, fn, request, context):  # type: ignore[no-untyped-def]
+def _unary_handler(chain: RequestChain, method: str) -> Callable[..., Any]:
+    async def handle(request: Message | _Refused, context: grpc.aio.ServicerContext) -> Any:
         try:
             if isinstance(request, _Refused):
                 raise request.error
-            with self.inflight.slot(method):
-                return await fn(request)
+            return await chain.unary(method, request, credentials_of(context))
         except errors.StatusError as err:
             await _abort(context, err)
         except Exception as err:
             log.exception("internal error in %s", method)
             await _abort(context, errors.InternalError(f"internal error: {err}"))
 
-    async def Create(self, request, context):
-        return await self._unary("Create", self.service.create, request, context)
+    return handle
 
-    async def Get(self, request, context):
-        return await self._unary("Get", self.service.get, request, context)
 
-    async def List(self, request, context):
-        return await self._unary("List", self.service.list, request, context)
-
-    async def Update(self, request, context):
-        return await self._unary("Update", self.service.update, request, context)
-
-    async def Patch(self, request, context):
-        return await self._unary("Patch", self.service.patch, request, context)
-
-    async def Delete(self, request, context):
-        return await self._unary("Delete", self.service.delete, request, context)
-
-    async def Batch(self, request, context):
-        async def batch(req: api_pb2.BatchRequest) -> api_pb2.BatchResponse:
-            return await self.service.batch(req, max_bytes=self.limits.max_batch_bytes or None)
-
-        return await self._unary("Batch", batch, request, context)
-
-    async def NodeStats(self, request, context):
-        return await self._unary("NodeStats", self.service.node_stats, request, context)
-
-    async def Version(self, request, context):
-        return await self._unary("Version", self.service.version, request, context)
-
-    async def _stream(self, open_stream: Callable[[Any], AsyncIterator[Any]], request,  # type: ignore[no-untyped-def]
-                      context) -> AsyncIterator:
+def _stream_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(request: Message | _Refused, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             if isinstance(request, _Refused):
                 raise request.error
-            async for item in open_stream(request):
+            async for item in chain.stream(method, request, credentials_of(context)):
                 yield item
         except errors.StatusError as err:
             await _abort(context, err)
         except Exception as err:
-            log.exception("internal error in a stream")
+            log.exception("internal error in %s", method)
             await _abort(context, errors.InternalError(f"internal error: {err}"))
 
-    def _watch(self, batched: bool) -> Callable[[api_pb2.WatchRequest], AsyncIterator[Any]]:
-        fn = self.service.watch_batched if batched else self.service.watch
-        return lambda req: fn(req, self.limits.watch)
+    return handle
 
-    async def Watch(self, request, context):
-        async for item in self._stream(self._watch(batched=False), request, context):
-            yield item
 
-    async def WatchBatched(self, request, context):
-        async for item in self._stream(self._watch(batched=True), request, context):
-            yield item
-
-    async def PodLogs(self, request, context):
-        async for item in self._stream(self.service.pod_logs, request, context):
-            yield item
+def _handlers(chain: RequestChain) -> dict[str, grpc.RpcMethodHandler]:
+    """The API's method handlers, as the generated add_APIServicer_to_server makes them but
+    with our decoders, each handing its request to the chain."""
+    out = {}
+    for m in api_pb2.DESCRIPTOR.services_by_name["API"].methods:
+        request, response = getattr(api_pb2, m.input_type.name), getattr(api_pb2, m.output_type.name)
+        if m.server_streaming:
+            out[m.name] = grpc.unary_stream_rpc_method_handler(
+                _stream_handler(chain, m.name), request_deserializer=_decoder(request),
+                response_serializer=response.SerializeToString)
+        else:
+            out[m.name] = grpc.unary_unary_rpc_method_handler(
+                _unary_handler(chain, m.name), request_deserializer=_decoder(request),
+                response_serializer=response.SerializeToString)
+    return out
 
 
 async def _track_store_health(service: APIService, servicer: health.aio.HealthServicer,
@@ -249,29 +224,25 @@ async def _track_store_health(service: APIService, servicer: health.aio.HealthSe
     await publish(service.store.healthy)
 
 
-def _handlers(servicer: APIServicer) -> dict[str, grpc.RpcMethodHandler]:
-    """The API's method handlers, as the generated add_APIServicer_to_server makes them but
-    with our decoders."""
-    out = {}
-    for m in api_pb2.DESCRIPTOR.services_by_name["API"].methods:
-        request, response = getattr(api_pb2, m.input_type.name), getattr(api_pb2, m.output_type.name)
-        make = grpc.unary_stream_rpc_method_handler if m.server_streaming else grpc.unary_unary_rpc_method_handler
-        out[m.name] = make(getattr(servicer, m.name), request_deserializer=_decoder(request),
-                           response_serializer=response.SerializeToString)
-    return out
+def remote_chain(service: APIService, proxy: NodeProxy, server_limits: ServerLimits) -> RequestChain:
+    """The chain for clients over the network: in-flight limits, Batch and watch bounds."""
+    inflight = MaxInFlight(server_limits.max_requests_inflight, server_limits.max_mutating_requests_inflight)
+    return RequestChain(service, proxy, inflight=inflight, max_batch_bytes=server_limits.max_batch_bytes or None,
+                        watch_limits=server_limits.watch)
 
 
-async def start_grpc_server(service: APIService, listen: str,
-                            server_limits: ServerLimits | None = None) -> tuple[grpc.aio.Server, int]:
-    """Serve the API on listen (HOST:PORT, port 0 for any free port); returns the bound port."""
+async def start_grpc_server(service: APIService, listen: str, server_limits: ServerLimits | None = None,
+                            proxy: NodeProxy | None = None) -> tuple[grpc.aio.Server, int]:
+    """Serve the API on listen (HOST:PORT, port 0 for any free port); returns the bound port.
+    proxy: how logs and stats reach the agents (made here if not given)."""
     server_limits = server_limits or ServerLimits()
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if open_files == resource.RLIM_INFINITY:
         open_files = 1 << 20
     server = grpc.aio.server(options=grpc_options(server_limits, open_files))
-    servicer = APIServicer(service, server_limits)
+    chain = remote_chain(service, proxy or NodeProxy(service.store), server_limits)
     name = api_pb2.DESCRIPTOR.services_by_name["API"].full_name
-    handlers = _handlers(servicer)
+    handlers = _handlers(chain)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)
     health_servicer = health.aio.HealthServicer()
@@ -283,6 +254,4 @@ async def start_grpc_server(service: APIService, listen: str,
         raise OSError(f"cannot listen on {listen}")
     await server.start()
     await _track_store_health(service, health_servicer, ("", names[0]))
-    if service.node_dialer is None:
-        service.node_dialer = NodeDialer(service.store)
     return server, port

@@ -9,12 +9,14 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.backend import MemoryBackend
 from ketch.client.clientset import Client, connect
 
-from . import registry
+from .bootstrap import ensure_default_namespaces
 from .local import LocalTransport
+from .nodeproxy import NodeProxy
 from .server import start_grpc_server
 from .service import APIService
 from .watch import WatchHub
@@ -32,15 +34,19 @@ class TestAPIServer:
         self.local: Client | None = None
 
     async def __aenter__(self) -> TestAPIServer:
-        self.store = Store(MemoryBackend(), registry.fields_of)
+        kwargs = dict(self.service_kwargs)
+        registry = Registry(**{k: kwargs.pop(k) for k in ("default_toleration_seconds",) if k in kwargs})
+        self.store = Store(MemoryBackend(), registry.field_values, parsed_on_read=registry.parsed_on_read())
         await self.store.start()
         self.hub = WatchHub(self.store)
-        self.service = APIService(self.store, self.hub, **self.service_kwargs)
-        await self.service.ensure_default_namespaces()
-        self.local = Client(LocalTransport(self.service))
+        self.service = APIService(self.store, self.hub, registry=registry, **kwargs)
+        self.proxy = NodeProxy(self.store)
+        transport = LocalTransport(self.service, self.proxy)
+        await ensure_default_namespaces(transport.chain)
+        self.local = Client(transport)
         self.server = None
         if self.use_grpc:
-            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits)
+            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits, self.proxy)
             self.address = f"127.0.0.1:{port}"
             self.client = connect(self.address)
         else:
@@ -54,6 +60,5 @@ class TestAPIServer:
         self.hub.close_all()
         if self.server is not None:
             await self.server.stop(grace=0.2)
-        if self.service.node_dialer is not None:
-            await self.service.node_dialer.close()
+        await self.proxy.close()
         await self.store.stop()

@@ -46,6 +46,10 @@ class Registry:
         except KeyError:
             raise errors.NotFound(f'the server doesn\'t have a resource type "{kind}"') from None
 
+    def parsed_on_read(self) -> frozenset[str]:
+        """Kinds the store keeps as bytes only, parsing them when read (see Strategy.keeps_parsed)."""
+        return frozenset(kind for kind, s in self._by_kind.items() if not s.keeps_parsed)
+
     def field_values(self, kind: str, obj: Message) -> Mapping[str, str]:
         """The store's field indexer: what field selectors match on."""
         return self._by_kind[kind].field_values(obj)

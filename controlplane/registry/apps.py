@@ -5,6 +5,7 @@ from __future__ import annotations
 from ketch.api.defaults import apps as apps_defaults
 from ketch.api.errors import FieldError
 from ketch.api.validation import apps
+from ketch.api.warnings import pod_spec_warnings
 from ketch.v1 import apps_pb2
 
 from .strategy import Strategy
@@ -28,6 +29,9 @@ class DaemonSetStrategy(Strategy):
 
     def validate(self, obj: apps_pb2.DaemonSet) -> list[FieldError]:
         return apps.validate_daemonset(obj)
+
+    def warnings(self, obj: apps_pb2.DaemonSet) -> list[str]:
+        return pod_spec_warnings(obj.spec.template.spec, "spec.template.spec")
 
     def validate_update(self, new: apps_pb2.DaemonSet, old: apps_pb2.DaemonSet) -> list[FieldError]:
         return apps.validate_daemonset_update(new, old)

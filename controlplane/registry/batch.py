@@ -5,6 +5,7 @@ from __future__ import annotations
 from ketch.api.defaults import batch as batch_defaults
 from ketch.api.errors import FieldError
 from ketch.api.validation import batch, batch_update
+from ketch.api.warnings import pod_spec_warnings
 from ketch.v1 import batch_pb2
 
 from .strategy import ORPHAN, Strategy
@@ -41,6 +42,9 @@ class JobStrategy(Strategy):
     def validate(self, obj: batch_pb2.Job) -> list[FieldError]:
         return batch.validate_job(obj)
 
+    def warnings(self, obj: batch_pb2.Job) -> list[str]:
+        return pod_spec_warnings(obj.spec.template.spec, "spec.template.spec")
+
     def validate_update(self, new: batch_pb2.Job, old: batch_pb2.Job) -> list[FieldError]:
         return batch_update.validate_job_update(new, old)
 
@@ -58,6 +62,9 @@ class CronJobStrategy(Strategy):
 
     def validate(self, obj: batch_pb2.CronJob) -> list[FieldError]:
         return batch.validate_cronjob(obj)
+
+    def warnings(self, obj: batch_pb2.CronJob) -> list[str]:
+        return pod_spec_warnings(obj.spec.job_template.spec.template.spec, "spec.jobTemplate.spec.template.spec")
 
     def validate_update(self, new: batch_pb2.CronJob, old: batch_pb2.CronJob) -> list[FieldError]:
         return batch_update.validate_cronjob_update(new, old)

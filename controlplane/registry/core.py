@@ -9,6 +9,7 @@ from ketch.api import errors, meta
 from ketch.api.defaults import core as core_defaults
 from ketch.api.errors import FieldError
 from ketch.api.validation import cluster, core, field
+from ketch.api.warnings import pod_spec_warnings
 from ketch.v1 import core_pb2
 
 from .strategy import Strategy
@@ -80,6 +81,9 @@ class PodStrategy(Strategy):
 
     def validate(self, obj: core_pb2.Pod) -> list[FieldError]:
         return core.validate_pod(obj)
+
+    def warnings(self, obj: core_pb2.Pod) -> list[str]:
+        return pod_spec_warnings(obj.spec, "spec")
 
     def validate_update(self, new: core_pb2.Pod, old: core_pb2.Pod) -> list[FieldError]:
         return core.validate_pod_update(new, old)
@@ -210,6 +214,10 @@ class NamespaceStrategy(Strategy):
 class EventStrategy(Strategy):
     kind = "Event"
     creatable_in_terminating_namespace = True
+    # The most numerous objects (one or more per pod, kept an hour), written once or a few times
+    # and read back almost never (the API answers with their bytes): parsed, they would be most
+    # of the store's memory under churn.
+    keeps_parsed = False
     field_labels = frozenset({"involvedObject.kind", "involvedObject.name", "involvedObject.namespace",
                               "involvedObject.uid", "reason", "type", "source"})
     name_rule = staticmethod(cluster.path_segment_name)

@@ -42,6 +42,9 @@ class Strategy:
     creatable_in_terminating_namespace: ClassVar[bool] = False
     # Field selectors beyond metadata.name/namespace, with how to read them off an object.
     field_labels: ClassVar[frozenset[str]] = frozenset()
+    # The store keeps the parsed message between writes (else only the bytes, parsed when read):
+    # worth it for kinds read far more often than written.
+    keeps_parsed: ClassVar[bool] = True
     # How metadata.name is checked on a metadata-only update.
     name_rule: ClassVar[NameFn] = staticmethod(field_rules.name_is_dns_subdomain)
 
@@ -63,6 +66,10 @@ class Strategy:
         errs: list[FieldError] = []
         meta_rules.object_meta(errs, obj.metadata, self.info.namespaced, type(self).name_rule)
         return errs
+
+    def warnings(self, obj: Any) -> list[str]:
+        """What to tell the client about fields the server accepts and ignores."""
+        return []
 
     def initial_generation(self) -> int:
         return 1 if self.bumps_generation else 0

@@ -66,8 +66,8 @@ class Entry(Version):
     """One object version and its parsed message. obj is shared and must never be mutated:
     copy it first.
 
-    The message is parsed from data when first asked for if the store did not keep it (see
-    PARSED_ON_READ): a parsed message costs several KB, ten times its bytes.
+    The message is parsed from data when first asked for if the store did not keep it (kinds the
+    store was told to keep as bytes only).
     """
 
     __slots__ = ("_obj", "_version")
@@ -94,13 +94,6 @@ class Entry(Version):
             self._version = Version(self.kind, self.key, self.namespace, self.name, self.rv, self.data,
                                     self.labels, self.fields)
         return self._version
-
-
-# Kinds whose messages the store does not keep parsed between writes: Events are the most
-# numerous objects (one or more per pod, kept an hour), written once or a few times and read
-# back almost never (the API answers with their bytes), so their parsed messages would be most
-# of the store's memory under churn.
-PARSED_ON_READ = frozenset({"Event"})
 
 
 @dataclass(slots=True, eq=False)
@@ -154,9 +147,13 @@ def _no_fields(kind: str, obj: Message) -> Mapping[str, str]:
 
 class Store:
     def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields, *,
+                 parsed_on_read: frozenset[str] = frozenset(),
                  quota_bytes: int = DEFAULT_QUOTA_BYTES, probe_interval: float = PROBE_INTERVAL) -> None:
         self.backend = backend
         self._fields_of = field_indexer
+        # Kinds whose messages are not kept parsed between writes (only their bytes): a parsed
+        # message costs several KB, ten times its bytes.
+        self._parsed_on_read = parsed_on_read
         self._objects: dict[str, dict[str, Entry]] = {}
         # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
         self._staged: dict[tuple[str, str], _Staged] = {}
@@ -194,7 +191,7 @@ class Store:
                 raise StorageError(f"stored object {rec.kind} {rec.key!r} cannot be read back ({err}): "
                                    "the database is damaged; restore a backup") from None
             entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
-            if rec.kind in PARSED_ON_READ:
+            if rec.kind in self._parsed_on_read:
                 entry.drop_parsed()
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
         self.revision = revision
@@ -433,7 +430,7 @@ class Store:
                 events.append(WatchEvent(op.rev, "DELETED", op.tombstone.version(), prev and prev.version()))
             else:
                 objs[op.key] = op.entry
-                if op.kind in PARSED_ON_READ:
+                if op.kind in self._parsed_on_read:
                     op.entry.drop_parsed()
                 events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry.version(),
                                          prev and prev.version()))

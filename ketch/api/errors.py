@@ -25,6 +25,7 @@ OUT_OF_RANGE = 11
 UNIMPLEMENTED = 12
 INTERNAL = 13
 UNAVAILABLE = 14
+UNAUTHENTICATED = 16
 
 
 class StatusError(Exception):
@@ -77,6 +78,13 @@ class Gone(StatusError):
     reason = "Expired"
 
 
+class Unauthorized(StatusError):
+    """No credentials, or credentials the server does not accept (HTTP 401)."""
+
+    code = UNAUTHENTICATED
+    reason = "Unauthorized"
+
+
 class Forbidden(StatusError):
     code = FAILED_PRECONDITION
     reason = "Forbidden"
@@ -113,7 +121,7 @@ class Timeout(StatusError):
 
 _BY_REASON: dict[str, type[StatusError]] = {
     cls.reason: cls
-    for cls in (BadRequest, Invalid, NotFound, AlreadyExists, Conflict, Gone, Forbidden, TooLarge,
+    for cls in (BadRequest, Invalid, NotFound, AlreadyExists, Conflict, Gone, Unauthorized, Forbidden, TooLarge,
                 TooManyRequests, Unavailable, InternalError, Timeout)
 }
 _BY_CODE: dict[int, type[StatusError]] = {
@@ -126,6 +134,7 @@ _BY_CODE: dict[int, type[StatusError]] = {
     RESOURCE_EXHAUSTED: TooLarge,
     UNAVAILABLE: Unavailable,
     DEADLINE_EXCEEDED: Timeout,
+    UNAUTHENTICATED: Unauthorized,
     INTERNAL: InternalError,
 }
 
@@ -139,24 +148,9 @@ def from_code(code: int, message: str, reason: str = "") -> StatusError:
     return err
 
 
-def is_not_found(err: BaseException) -> bool:
-    return isinstance(err, NotFound)
 
 
-def is_conflict(err: BaseException) -> bool:
-    return isinstance(err, Conflict)
 
-
-def is_already_exists(err: BaseException) -> bool:
-    return isinstance(err, AlreadyExists)
-
-
-def is_gone(err: BaseException) -> bool:
-    return isinstance(err, Gone)
-
-
-def is_too_many_requests(err: BaseException) -> bool:
-    return isinstance(err, TooManyRequests)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -202,16 +202,6 @@ def selector_string(sel: meta_pb2.LabelSelector) -> str:
 # ---------------------------------------------------------------------------------------------
 # Field selectors
 
-FIELDS_BY_KIND: dict[str, frozenset[str]] = {
-    "Pod": frozenset({"metadata.name", "metadata.namespace", "spec.nodeName", "status.phase",
-                      "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-                      "status.podIP", "status.nominatedNodeName"}),
-    "Event": frozenset({"metadata.name", "metadata.namespace", "involvedObject.kind",
-                        "involvedObject.name", "involvedObject.namespace", "involvedObject.uid",
-                        "reason", "type", "source"}),
-    "Node": frozenset({"metadata.name", "spec.unschedulable"}),
-}
-_DEFAULT_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
 
 
 @dataclass(frozen=True)
@@ -227,12 +217,12 @@ class FieldRequirement:
         return (have != self.value) if self.negate else (have == self.value)
 
 
-def parse_field_selector(text: str, kind: str) -> tuple[FieldRequirement, ...]:
+def parse_field_selector(text: str, allowed: frozenset[str]) -> tuple[FieldRequirement, ...]:
+    """The requirements of a field selector over the fields a kind answers (its strategy's)."""
     _check_size(text, "field")
     text = text.strip()
     if not text:
         return ()
-    allowed = FIELDS_BY_KIND.get(kind, _DEFAULT_FIELDS)
     out = []
     for part in text.split(","):
         part = part.strip()

@@ -111,7 +111,7 @@ class GrpcTransport:
                 if err.code() == grpc.StatusCode.UNAVAILABLE:
                     await self._fail_over()
                 failure = status_error(err)
-            if errors.is_too_many_requests(failure) and attempt < MAX_RETRIES:
+            if isinstance(failure, errors.TooManyRequests) and attempt < MAX_RETRIES:
                 delay = retry_delay(attempt)
                 if time.monotonic() + delay < deadline:
                     log.debug("%s: %s; retrying in %.2fs", method, failure, delay)

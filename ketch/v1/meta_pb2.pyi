@@ -157,6 +157,16 @@ class Condition(_message.Message):
     message: str
     def __init__(self, type: _Optional[str] = ..., status: _Optional[str] = ..., observed_generation: _Optional[int] = ..., last_transition_time: _Optional[str] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
+class PartialObjectMetadata(_message.Message):
+    __slots__ = ("api_version", "kind", "metadata")
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ...) -> None: ...
+
 class Resource(_message.Message):
     __slots__ = ("api_version", "plural", "short_names", "cluster_scoped", "no_status_subresource")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]

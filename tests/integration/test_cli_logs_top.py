@@ -44,10 +44,9 @@ class FakeDialer:
 
 
 async def setup(api: TestAPIServer) -> FakeDialer:
-    if api.service.node_dialer is not None:
-        await api.service.node_dialer.close()
+    await api.proxy.dialer.close()
     dialer = FakeDialer()
-    api.service.node_dialer = dialer
+    api.proxy.dialer = dialer  # type: ignore[assignment]
     await make_node(api.client, "node-1")
     await make_node(api.client, "node-2")
     await make_pod(api.client, "p", "node-1")

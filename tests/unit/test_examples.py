@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controlplane.apiserver import registry
 from ketch.api import manifest
-from ketch.api.defaults import apply_defaults
-from ketch.api.kinds import kind_info
-from ketch.api.validation import validate_create
+from tests.unit.api.objects import apply_defaults, strategy_of, validate_create
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
@@ -31,5 +28,5 @@ def test_example_is_a_valid_object(path: Path) -> None:
         md.generation = 1
         # As the API server does on create: defaults, then the server-set fields, then validation.
         apply_defaults(obj)
-        registry.prepare_for_create(kind_info(obj.DESCRIPTOR.name), obj, 0.0)
+        strategy_of(obj).prepare_for_create(obj, 0.0)
         assert validate_create(obj) == [], path.name

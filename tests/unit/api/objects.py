@@ -12,12 +12,33 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from controlplane.apiserver import registry
+from controlplane.registry import Registry, Strategy
 from ketch.api import manifest
-from ketch.api.defaults import apply_defaults
+from ketch.api.errors import FieldError
 from ketch.api.kinds import info_of
 
 UID = "0b5c4a77-1c7e-4b7e-9a5e-2f1f3b9a1c01"
+REGISTRY = Registry()
+
+
+def strategy_of(obj: Message) -> Strategy:
+    return REGISTRY[obj.DESCRIPTOR.name]
+
+
+def apply_defaults(obj: Message) -> None:
+    strategy_of(obj).default(obj)
+
+
+def validate_create(obj: Message) -> list[FieldError]:
+    return strategy_of(obj).validate(obj)
+
+
+def validate_update(new: Message, old: Message) -> list[FieldError]:
+    return strategy_of(new).validate_update(new, old)
+
+
+def validate_status_update(new: Message, old: Message) -> list[FieldError]:
+    return strategy_of(new).validate_status_update(new, old)
 
 
 def container(name: str = "main", **fields: Any) -> dict[str, Any]:
@@ -72,5 +93,5 @@ def server_view(doc: dict[str, Any], changes: dict[str, Any] | None = None) -> M
     if not md.name and md.generate_name:
         md.name = md.generate_name + "abcde"
     apply_defaults(obj)
-    registry.prepare_for_create(info, obj, 0.0)
+    strategy_of(obj).prepare_for_create(obj, 0.0)
     return obj

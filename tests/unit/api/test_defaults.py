@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from ketch.api import manifest
-from ketch.api.defaults import apply_defaults
 from ketch.api.defaults.core import image_pull_policy_for
 
-from .objects import CRONJOB, DAEMONSET, JOB, LEASE, NAMESPACE, NODE, POD, container, merge, pod_spec
+from .objects import CRONJOB, DAEMONSET, JOB, LEASE, NAMESPACE, NODE, POD, apply_defaults, container, merge, pod_spec
 
 MAX_INT32 = 2**31 - 1
 

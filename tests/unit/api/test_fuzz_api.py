@@ -15,22 +15,25 @@ import asyncio
 import copy
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from google.protobuf import any_pb2
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from controlplane.apiserver import registry
+from controlplane.apiserver.bootstrap import ensure_default_namespaces
+from controlplane.apiserver.local import LocalTransport
 from controlplane.apiserver.service import APIService
 from controlplane.apiserver.watch import WatchHub
+from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.backend import MemoryBackend
 from ketch.api import errors, manifest
 from ketch.api.kinds import KINDS, info_of, kind_info
-from ketch.api.validation import validate_create
 from ketch.v1 import api_pb2
+
+from .objects import validate_create
 
 T = TypeVar("T")
 
@@ -153,18 +156,44 @@ def _selectors() -> st.SearchStrategy[str]:
 # The service, and the properties every call must keep
 
 
-def run(body: Callable[[APIService], Awaitable[None]]) -> None:
+class API:
+    """The API's operations through the whole request chain, as the control plane's own clients
+    call it: attributes, authorization, decode, admission, validation, store."""
+
+    def __init__(self, service: API) -> None:
+        self.store = service.store
+        self.transport = LocalTransport(service)
+
+    def create(self, req: api_pb2.CreateRequest) -> Awaitable[api_pb2.ObjectResponse]:
+        return self.transport.unary("Create", req)  # type: ignore[no-any-return]
+
+    def update(self, req: api_pb2.UpdateRequest) -> Awaitable[api_pb2.ObjectResponse]:
+        return self.transport.unary("Update", req)  # type: ignore[no-any-return]
+
+    def patch(self, req: api_pb2.PatchRequest) -> Awaitable[api_pb2.ObjectResponse]:
+        return self.transport.unary("Patch", req)  # type: ignore[no-any-return]
+
+    def list(self, req: api_pb2.ListRequest) -> Awaitable[api_pb2.ListResponse]:
+        return self.transport.unary("List", req)  # type: ignore[no-any-return]
+
+    def watch(self, req: api_pb2.WatchRequest) -> AsyncIterator[api_pb2.WatchEvent]:
+        return self.transport.stream("Watch", req)
+
+
+def run(body: Callable[[API], Awaitable[None]]) -> None:
     """A fresh service for each example, so that an example replays the same way when shrunk."""
 
     async def main() -> None:
-        store = Store(MemoryBackend(), registry.fields_of)
+        registry = Registry()
+        store = Store(MemoryBackend(), registry.field_values, parsed_on_read=registry.parsed_on_read())
         await store.start()
         hub = WatchHub(store)
-        service = APIService(store, hub)
-        await service.ensure_default_namespaces()
+        service = APIService(store, hub, registry=registry)
+        api = API(service)
+        await ensure_default_namespaces(api.transport.chain)
         try:
-            await body(service)
-            check_store(service)
+            await body(api)
+            check_store(api)
         finally:
             hub.close_all()
             await store.stop()
@@ -172,7 +201,7 @@ def run(body: Callable[[APIService], Awaitable[None]]) -> None:
     asyncio.run(main())
 
 
-async def call(service: APIService, op: Awaitable[T]) -> T | None:
+async def call(service: API, op: Awaitable[T]) -> T | None:
     """op's result, or None when the API refused it with a StatusError that is not internal.
     Any other exception propagates and fails the example."""
     before = service.store.revision
@@ -187,7 +216,7 @@ async def call(service: APIService, op: Awaitable[T]) -> T | None:
     return result
 
 
-def check_store(service: APIService) -> None:
+def check_store(service: API) -> None:
     """Every stored object re-validates and round-trips through its manifest JSON."""
     for info in KINDS:
         for entry in service.store.list(info.kind, ""):
@@ -205,7 +234,7 @@ def packed(obj: Any) -> any_pb2.Any:
     return any_pb2.Any(type_url=info_of(obj).type_url, value=obj.SerializeToString())
 
 
-async def create_base(service: APIService, kind: str) -> Any:
+async def create_base(service: API, kind: str) -> Any:
     resp = await service.create(api_pb2.CreateRequest(object=packed(manifest.from_dict(BASES[kind]))))
     return resp.object
 
@@ -229,7 +258,7 @@ def test_random_bytes_as_any_kinds_object(data: st.DataObject, kind: str, update
                   st.lists(st.tuples(st.integers(0, max(len(valid) - 1, 0)), st.binary(max_size=3)), max_size=4)),
     ), label="value")
 
-    async def body(service: APIService) -> None:
+    async def body(service: API) -> None:
         obj = any_pb2.Any(type_url=info.type_url, value=value)
         if update and base:
             await create_base(service, kind)
@@ -261,7 +290,7 @@ def _edit_bytes(data: bytes, edits: list[tuple[int, bytes]]) -> bytes:
 def test_random_manifests_are_stored_valid_or_refused(data: st.DataObject, kind: str, keep_kind: bool) -> None:
     doc = _mutate(data, BASES[kind], keep_kind)
 
-    async def body(service: APIService) -> None:
+    async def body(service: API) -> None:
         try:
             obj = manifest.from_dict(doc)
         except errors.StatusError as err:  # decoding refused it: a client error, not a crash
@@ -286,7 +315,7 @@ def test_random_manifests_are_stored_valid_or_refused(data: st.DataObject, kind:
        patch_type=st.sampled_from(["merge", "strategic", "json", "", "bogus"]),
        subresource=st.sampled_from(["", "", "status"]))
 def test_random_patches_on_stored_objects(data: st.DataObject, kind: str, patch_type: str, subresource: str) -> None:
-    async def body(service: APIService) -> None:
+    async def body(service: API) -> None:
         stored = await create_base(service, kind)
         obj = kind_info(kind).new()
         stored.Unpack(obj)
@@ -322,7 +351,7 @@ def _mutate_to_patch(data: st.DataObject, current: dict[str, Any]) -> st.SearchS
        resource_version=st.sampled_from(["", "0", "1", "999999", "-1", "x"]))
 def test_random_selectors_on_list_and_watch(kind: str, label: str, field: str, namespace: str,
                                              resource_version: str) -> None:
-    async def body(service: APIService) -> None:
+    async def body(service: API) -> None:
         for k in MANIFEST_KINDS:
             await create_base(service, k)
         await call(service, service.list(api_pb2.ListRequest(
@@ -357,7 +386,7 @@ def _node_bytes(**fields: Any) -> bytes:
 
 
 def _refused(value: bytes, update: bool = False) -> None:
-    async def body(service: APIService) -> None:
+    async def body(service: API) -> None:
         if update:
             await create_base(service, "Node")
         before = service.store.revision

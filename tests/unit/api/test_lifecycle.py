@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from ketch.api import manifest
-from ketch.api.defaults import apply_defaults
-from ketch.api.validation import validate_create
+
+from .objects import apply_defaults, validate_create
 
 
 def errors_of(lifecycle: dict[str, Any], grace: int = 30) -> list[str]:

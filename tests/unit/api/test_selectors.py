@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import pytest
 
+from controlplane.registry import Registry
 from ketch.api import errors
 from ketch.api.selectors import from_label_selector, parse_field_selector, parse_label_selector
 from ketch.v1 import meta_pb2
+
+POD_FIELDS = Registry()["Pod"].selectable_fields()
+JOB_FIELDS = Registry()["Job"].selectable_fields()
 
 LABELS = {"app": "web", "tier": "fe", "ver": "3"}
 
@@ -48,12 +52,12 @@ def test_structured_selector_nil_matches_nothing_and_empty_everything() -> None:
 
 
 def test_field_selectors_are_checked_per_kind() -> None:
-    (req,) = parse_field_selector("spec.nodeName=n1", "Pod")
+    (req,) = parse_field_selector("spec.nodeName=n1", POD_FIELDS)
     assert req.matches({"spec.nodeName": "n1"}) and not req.matches({"spec.nodeName": "n2"})
-    (neg,) = parse_field_selector("status.phase!=Running", "Pod")
+    (neg,) = parse_field_selector("status.phase!=Running", POD_FIELDS)
     assert neg.matches({"status.phase": "Pending"})
     with pytest.raises(errors.BadRequest, match=r"field label not supported: spec\.nodeName"):
-        parse_field_selector("spec.nodeName=n1", "Job")
+        parse_field_selector("spec.nodeName=n1", JOB_FIELDS)
 
 
 # -- bounds ----------------------------------------------------------------------------------------
@@ -76,7 +80,7 @@ def test_huge_label_selector_is_a_bad_request_naming_the_limit(size: int) -> Non
 def test_huge_field_selector_is_a_bad_request_naming_the_limit(size: int) -> None:
     text = ",".join(["metadata.name=a"] * (size // 16))
     with pytest.raises(errors.BadRequest, match=r"invalid field selector: \d+ characters, the limit is 65536"):
-        parse_field_selector(text, "Pod")
+        parse_field_selector(text, POD_FIELDS)
 
 
 def test_selector_at_the_length_limit_parses() -> None:
@@ -91,7 +95,7 @@ def test_too_many_requirements_is_a_bad_request_and_repeats_count_once() -> None
     assert len(parse_label_selector(",".join(["a=b"] * 10_000))) == 1
     fields = ",".join(f"metadata.name!=n{i}" for i in range(257))
     with pytest.raises(errors.BadRequest, match="257 requirements, the limit is 256"):
-        parse_field_selector(fields, "Pod")
+        parse_field_selector(fields, POD_FIELDS)
 
 
 def test_error_messages_show_a_long_selector_clipped() -> None:

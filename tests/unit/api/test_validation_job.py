@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 
 from ketch.api import errors
-from ketch.api.validation import validate_create
 
-from .objects import CRONJOB, JOB, UID, container, pod_spec, server_view
+from .objects import CRONJOB, JOB, UID, container, pod_spec, server_view, validate_create
 
 RESTART_REQUIRED = 'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"'
 NONNEG = "Invalid value: -1: must be greater than or equal to 0"

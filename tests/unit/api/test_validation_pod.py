@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from ketch.api.validation import validate_create
-
-from .objects import POD, container, server_view
+from .objects import POD, container, server_view, validate_create
 
 LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
              "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "

@@ -10,11 +10,22 @@ from typing import Any
 import pytest
 from google.protobuf.message import Message
 
-from ketch.api.defaults import apply_defaults
-from ketch.api.validation import validate_create, validate_status_update, validate_update
 from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
-from .objects import CRONJOB, DAEMONSET, JOB, NODE, POD, REVISION, UID, server_view
+from .objects import (
+    CRONJOB,
+    DAEMONSET,
+    JOB,
+    NODE,
+    POD,
+    REVISION,
+    UID,
+    apply_defaults,
+    server_view,
+    validate_create,
+    validate_status_update,
+    validate_update,
+)
 
 POD_FIELDS = ("spec: Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
               "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to "

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from controlplane.apiserver import registry
+from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.backend import Record
 from ketch.api import errors
@@ -84,7 +84,7 @@ def _pod(name: str, phase: str = "") -> core_pb2.Pod:
 @pytest.fixture
 async def flaky() -> tuple[Store, FlakyBackend, list[bool]]:
     backend = FlakyBackend()
-    store = Store(backend, registry.fields_of, probe_interval=0.05)  # type: ignore[arg-type]
+    store = Store(backend, Registry().field_values, probe_interval=0.05)  # type: ignore[arg-type]
     health: list[bool] = []
     store.add_health_listener(health.append)
     await store.start()

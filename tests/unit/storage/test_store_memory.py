@@ -8,11 +8,13 @@ and every Event object (one per unschedulable pod, kept an hour) stayed parsed i
 
 from __future__ import annotations
 
-from controlplane.apiserver import registry
 from controlplane.apiserver.watch import WatchHub
+from controlplane.registry import Registry
 from controlplane.storage import Entry, Store
 from controlplane.storage.backend import MemoryBackend
 from ketch.v1 import core_pb2
+
+REGISTRY = Registry()
 
 
 def _pod(name: str) -> core_pb2.Pod:
@@ -24,7 +26,7 @@ def _pod(name: str) -> core_pb2.Pod:
 
 
 async def test_the_watch_window_keeps_no_parsed_objects_of_churned_pods() -> None:
-    store = Store(MemoryBackend(), registry.fields_of)
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
     await store.start()
     hub = WatchHub(store)
     for i in range(200):
@@ -51,7 +53,7 @@ async def test_the_watch_window_keeps_no_parsed_objects_of_churned_pods() -> Non
 
 
 async def test_events_are_kept_as_bytes_and_parsed_when_read() -> None:
-    store = Store(MemoryBackend(), registry.fields_of)
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
     await store.start()
     ev = core_pb2.Event(type="Warning", reason="FailedScheduling", message="no nodes")
     ev.metadata.name, ev.metadata.namespace = "p.1", "default"
