@@ -26,7 +26,6 @@ from .apiserver.watch import WatchHub
 from .controllers.manager import CONTROLLERS, ControllerManager
 from .controllers.options import (
     ControllerOptions,
-    EventTTLOptions,
     JobOptions,
     NodeLifecycleOptions,
     PodGCOptions,
@@ -114,9 +113,9 @@ async def run(args: argparse.Namespace) -> int:
     except (StorageError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    registry = Registry(default_toleration_seconds=int(args.pod_eviction_timeout))
+    registry = Registry(default_toleration_seconds=int(args.pod_eviction_timeout), event_ttl=args.event_ttl)
     store = Store(backend, registry.field_values, parsed_on_read=registry.parsed_on_read(),
-                  quota_bytes=args.quota_backend_bytes)
+                  expiry_of=registry.expiry_of, quota_bytes=args.quota_backend_bytes)
     try:
         await store.start()
     except StorageError as err:
@@ -146,7 +145,6 @@ async def run(args: argparse.Namespace) -> int:
         node_lifecycle=NodeLifecycleOptions(monitor_grace_period=args.node_monitor_grace_period,
                                             startup_grace_period=args.node_startup_grace_period),
         podgc=PodGCOptions(terminated_pod_gc_threshold=args.terminated_pod_gc_threshold),
-        event_ttl=EventTTLOptions(ttl=args.event_ttl),
     )
     if args.controllers == "*":
         enabled = None

@@ -35,8 +35,9 @@ class TestAPIServer:
 
     async def __aenter__(self) -> TestAPIServer:
         kwargs = dict(self.service_kwargs)
-        registry = Registry(**{k: kwargs.pop(k) for k in ("default_toleration_seconds",) if k in kwargs})
-        self.store = Store(MemoryBackend(), registry.field_values, parsed_on_read=registry.parsed_on_read())
+        registry = Registry(**{k: kwargs.pop(k) for k in ("default_toleration_seconds", "event_ttl") if k in kwargs})
+        self.store = Store(MemoryBackend(), registry.field_values, parsed_on_read=registry.parsed_on_read(),
+                           expiry_of=registry.expiry_of)
         await self.store.start()
         self.hub = WatchHub(self.store)
         self.service = APIService(self.store, self.hub, registry=registry, **kwargs)

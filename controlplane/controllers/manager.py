@@ -29,7 +29,6 @@ CONTROLLERS: dict[str, str] = {
     "ttl-after-finished": "controlplane.controllers.ttlafterfinished:TTLAfterFinishedController",
     "podgc": "controlplane.controllers.podgc:PodGCController",
     "namespace": "controlplane.controllers.namespace:NamespaceController",
-    "event-ttl": "controlplane.controllers.eventttl:EventTTLController",
 }
 
 

@@ -41,11 +41,6 @@ class PodGCOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class EventTTLOptions:
-    ttl: float = 3600.0  # --event-ttl
-
-
-@dataclass(frozen=True, slots=True)
 class SchedulerOptions:
     batch_size: int = 500  # pods bound per round (one Batch RPC)
 
@@ -57,5 +52,4 @@ class ControllerOptions:
     job: JobOptions = field(default_factory=JobOptions)
     node_lifecycle: NodeLifecycleOptions = field(default_factory=NodeLifecycleOptions)
     podgc: PodGCOptions = field(default_factory=PodGCOptions)
-    event_ttl: EventTTLOptions = field(default_factory=EventTTLOptions)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)

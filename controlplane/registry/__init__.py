@@ -15,6 +15,7 @@ from .apps import ControllerRevisionStrategy, DaemonSetStrategy
 from .batch import CronJobStrategy, JobStrategy
 from .coordination import LeaseStrategy
 from .core import (
+    DEFAULT_EVENT_TTL,
     DEFAULT_NAMESPACES,
     DEFAULT_TOLERATION_SECONDS,
     EventStrategy,
@@ -24,15 +25,16 @@ from .core import (
 )
 from .strategy import Strategy
 
-__all__ = ["DEFAULT_NAMESPACES", "DEFAULT_TOLERATION_SECONDS", "Registry", "Strategy"]
+__all__ = ["DEFAULT_EVENT_TTL", "DEFAULT_NAMESPACES", "DEFAULT_TOLERATION_SECONDS", "Registry", "Strategy"]
 
 
 class Registry:
     """The strategies by kind name, configured with the server's options."""
 
-    def __init__(self, default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS) -> None:
+    def __init__(self, default_toleration_seconds: int = DEFAULT_TOLERATION_SECONDS,
+                 event_ttl: float = DEFAULT_EVENT_TTL) -> None:
         strategies: list[Strategy] = [
-            PodStrategy(default_toleration_seconds), NodeStrategy(), NamespaceStrategy(), EventStrategy(),
+            PodStrategy(default_toleration_seconds), NodeStrategy(), NamespaceStrategy(), EventStrategy(event_ttl),
             JobStrategy(), CronJobStrategy(), DaemonSetStrategy(), ControllerRevisionStrategy(), LeaseStrategy(),
         ]
         self._by_kind: dict[str, Strategy] = {s.kind: s for s in strategies}
@@ -49,6 +51,10 @@ class Registry:
     def parsed_on_read(self) -> frozenset[str]:
         """Kinds the store keeps as bytes only, parsing them when read (see Strategy.keeps_parsed)."""
         return frozenset(kind for kind, s in self._by_kind.items() if not s.keeps_parsed)
+
+    def expiry_of(self, kind: str, obj: Message) -> float | None:
+        """The store's expiry hook: when an object of kind goes by itself (Events' TTL)."""
+        return self._by_kind[kind].expires_at(obj)
 
     def field_values(self, kind: str, obj: Message) -> Mapping[str, str]:
         """The store's field indexer: what field selectors match on."""

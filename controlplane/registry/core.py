@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ketch.api import errors, meta
+from ketch.api import errors, meta, timeutil
 from ketch.api.defaults import core as core_defaults
 from ketch.api.errors import FieldError
 from ketch.api.validation import cluster, core, field
@@ -19,6 +19,7 @@ UNREACHABLE_TAINT = "node.kubernetes.io/unreachable"
 DEFAULT_TOLERATION_SECONDS = 300
 DEFAULT_GRACE_SECONDS = 30
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+DEFAULT_EVENT_TTL = 3600.0  # kube-apiserver's --event-ttl
 NAMESPACE_FINALIZER = "kubernetes"
 
 
@@ -211,6 +212,17 @@ class NamespaceStrategy(Strategy):
         return obj.spec.finalizers
 
 
+def last_seen(event: core_pb2.Event) -> float:
+    """When the Event was last written (0 when it says nothing parseable)."""
+    for stamp in (event.last_timestamp, event.event_time, event.metadata.creation_timestamp):
+        if stamp:
+            try:
+                return timeutil.parse(stamp)
+            except ValueError:
+                continue
+    return 0.0
+
+
 class EventStrategy(Strategy):
     kind = "Event"
     creatable_in_terminating_namespace = True
@@ -218,6 +230,16 @@ class EventStrategy(Strategy):
     # and read back almost never (the API answers with their bytes): parsed, they would be most
     # of the store's memory under churn.
     keeps_parsed = False
+
+    def __init__(self, ttl: float = DEFAULT_EVENT_TTL) -> None:
+        super().__init__()
+        self.ttl = ttl
+
+    def expires_at(self, obj: core_pb2.Event) -> float | None:
+        """kube-apiserver stores every Event under an etcd lease of --event-ttl; here the store
+        deletes it that long after its last write (lastTimestamp, else eventTime, else its
+        creation), so a repeat that bumps lastTimestamp keeps it, and a restart keeps the time."""
+        return last_seen(obj) + self.ttl
     field_labels = frozenset({"involvedObject.kind", "involvedObject.name", "involvedObject.namespace",
                               "involvedObject.uid", "reason", "type", "source"})
     name_rule = staticmethod(cluster.path_segment_name)

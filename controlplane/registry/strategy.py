@@ -123,6 +123,10 @@ class Strategy:
         """Finalizers kept in the spec (Namespace's "kubernetes"), which hold a deletion too."""
         return ()
 
+    def expires_at(self, obj: Any) -> float | None:
+        """When the store deletes the object by itself (etcd's lease), or None: never."""
+        return None
+
     # -- reads -----------------------------------------------------------------------------------
 
     def field_values(self, obj: Any) -> Mapping[str, str]:

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ from .dbfile import DB_NAME, StorageError
 log = logging.getLogger(__name__)
 
 FieldIndexer = Callable[[str, Message], Mapping[str, str]]
+# When an object expires (wall-clock seconds), or None: etcd's leases, as kube-apiserver puts one
+# on every Event (--event-ttl).
+ExpiryOf = Callable[[str, Message], float | None]
 HealthListener = Callable[[bool], None]
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})  # shared by every object without labels
@@ -46,6 +51,7 @@ _LARGEST_WRITE = 1_572_864  # the API's object size limit: below quota by this m
 PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failing
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 QUOTA_EXCEEDED = "etcdserver: mvcc: database space exceeded"  # etcd's words, which tools look for
+EXPIRY_BATCH = 500  # expired objects deleted per commit
 
 
 @dataclass(slots=True, eq=False)
@@ -145,15 +151,27 @@ def _no_fields(kind: str, obj: Message) -> Mapping[str, str]:
     return {}
 
 
+def _never(kind: str, obj: Message) -> float | None:
+    return None
+
+
 class Store:
     def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields, *,
-                 parsed_on_read: frozenset[str] = frozenset(),
+                 parsed_on_read: frozenset[str] = frozenset(), expiry_of: ExpiryOf = _never,
+                 clock: Callable[[], float] = time.time,
                  quota_bytes: int = DEFAULT_QUOTA_BYTES, probe_interval: float = PROBE_INTERVAL) -> None:
         self.backend = backend
         self._fields_of = field_indexer
         # Kinds whose messages are not kept parsed between writes (only their bytes): a parsed
         # message costs several KB, ten times its bytes.
         self._parsed_on_read = parsed_on_read
+        self._expiry_of = expiry_of
+        self._clock = clock
+        # (deadline, rv, kind, key) of the objects that expire; an entry whose object has been
+        # written since (another rv) or deleted is stale and skipped when it comes up.
+        self._expiring: list[tuple[float, int, str, str]] = []
+        self._expiry_wakeup = asyncio.Event()
+        self._expirer: asyncio.Task[None] | None = None
         self._objects: dict[str, dict[str, Entry]] = {}
         # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
         self._staged: dict[tuple[str, str], _Staged] = {}
@@ -191,16 +209,22 @@ class Store:
                 raise StorageError(f"stored object {rec.kind} {rec.key!r} cannot be read back ({err}): "
                                    "the database is damaged; restore a backup") from None
             entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+            self._schedule_expiry(entry, obj)
             if rec.kind in self._parsed_on_read:
                 entry.drop_parsed()
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
         self.revision = revision
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._expirer = asyncio.create_task(self._expire_loop(), name="store-expiry")
 
     async def stop(self) -> None:
         self._closing = True
         self._wakeup.set()
+        if self._expirer is not None:
+            self._expirer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expirer
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -430,6 +454,7 @@ class Store:
                 events.append(WatchEvent(op.rev, "DELETED", op.tombstone.version(), prev and prev.version()))
             else:
                 objs[op.key] = op.entry
+                self._schedule_expiry(op.entry, op.entry.obj)
                 if op.kind in self._parsed_on_read:
                     op.entry.drop_parsed()
                 events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry.version(),
@@ -437,3 +462,48 @@ class Store:
             if self._staged.get((op.kind, op.key)) is op:
                 del self._staged[(op.kind, op.key)]
         return events
+
+    # -- expiry ----------------------------------------------------------------------------------
+
+    def _schedule_expiry(self, entry: Entry, obj: Message) -> None:
+        deadline = self._expiry_of(entry.kind, obj)
+        if deadline is None:
+            return
+        soonest = self._expiring[0][0] if self._expiring else None
+        heapq.heappush(self._expiring, (deadline, entry.rv, entry.kind, entry.key))
+        if soonest is None or deadline < soonest:
+            self._expiry_wakeup.set()
+
+    def _due(self, now: float, limit: int) -> list[tuple[int, str, str]]:
+        """Up to limit expired objects still at the version that expired: (rv, kind, key)."""
+        due: list[tuple[int, str, str]] = []
+        while self._expiring and self._expiring[0][0] <= now and len(due) < limit:
+            _, rv, kind, key = heapq.heappop(self._expiring)
+            current = self._objects.get(kind, {}).get(key)
+            if current is not None and current.rv == rv:
+                due.append((rv, kind, key))
+        return due
+
+    async def _expire_loop(self) -> None:
+        """Delete what has expired, in batches, as etcd revokes a lease: watchers see DELETED."""
+        while True:
+            self._expiry_wakeup.clear()
+            wait = (self._expiring[0][0] - self._clock()) if self._expiring else None
+            if wait is None or wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self._expiry_wakeup.wait()
+                continue
+            if self._failed is not None:
+                await asyncio.sleep(self.probe_interval)  # deletions wait until the store writes again
+                continue
+            staged = []
+            for rv, kind, key in self._due(self._clock(), EXPIRY_BATCH):
+                try:
+                    staged.append(self.stage(kind, key, None, expect_rv=rv))
+                except errors.StatusError:
+                    continue  # changed meanwhile (a staged write of the same object)
+            try:
+                await self.commit(staged)
+            except errors.StatusError as err:
+                log.warning("store: deleting %d expired objects failed: %s", len(staged), err)

@@ -6,10 +6,6 @@ watch that ends is resumed from the last resourceVersion seen (bookmarks keep it
 "too old resource version" error (or any gap) leads to a relist whose differences are delivered
 as adds, updates and deletes (a DeletedFinalStateUnknown for objects that vanished unseen).
 Handlers must be quick and never call the API: they enqueue keys.
-
-A transform (client-go's SetTransform) replaces each object before it is cached and handed to
-handlers, to keep only what a controller needs of a numerous kind: it must keep metadata's
-namespace, name and resourceVersion (and what the indexers read).
 """
 
 from __future__ import annotations
@@ -33,7 +29,6 @@ log = logging.getLogger(__name__)
 AddFunc = Callable[[Any], None]
 UpdateFunc = Callable[[Any, Any], None]
 DeleteFunc = Callable[[Any], None]
-Transform = Callable[[Any], Any]
 
 
 @dataclass
@@ -45,10 +40,8 @@ class Handler:
 
 class Informer:
     def __init__(self, client: Client, kind: str, namespace: str = "", label_selector: str = "",
-                 field_selector: str = "", indexers: dict[str, IndexFunc] | None = None,
-                 transform: Transform | None = None) -> None:
+                 field_selector: str = "", indexers: dict[str, IndexFunc] | None = None) -> None:
         self.client = client
-        self.transform = transform
         self.info: KindInfo = kind_info(kind)
         self.kind = self.info.kind
         self.namespace = namespace
@@ -147,8 +140,6 @@ class Informer:
     async def _relist(self) -> None:
         items, rv = await self.client.list(self.kind, self.namespace, self.label_selector, self.field_selector)
         self.relists += 1
-        if self.transform is not None:
-            items = [self.transform(obj) for obj in items]
         seen = set()
         for obj in items:
             k = key_of(obj)
@@ -171,8 +162,6 @@ class Informer:
             if ev.type == "BOOKMARK" or obj is None:
                 self.resource_version = ev.resource_version or self.resource_version
                 continue
-            if self.transform is not None:
-                obj = self.transform(obj)
             if ev.type == "DELETED":
                 self.store.remove(key_of(obj))
                 self._dispatch_delete(obj)
@@ -213,16 +202,15 @@ class InformerFactory:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.informers: dict[tuple[str, str, str, str, Transform | None], Informer] = {}
+        self.informers: dict[tuple[str, str, str, str], Informer] = {}
         self.started = False
 
     def informer(self, kind: str, namespace: str = "", label_selector: str = "",
-                 field_selector: str = "", transform: Transform | None = None) -> Informer:
-        """The shared informer; one with a transform is shared only by those asking for that one."""
-        k = (kind, namespace, label_selector, field_selector, transform)
+                 field_selector: str = "") -> Informer:
+        k = (kind, namespace, label_selector, field_selector)
         inf = self.informers.get(k)
         if inf is None:
-            inf = Informer(self.client, kind, namespace, label_selector, field_selector, transform=transform)
+            inf = Informer(self.client, kind, namespace, label_selector, field_selector)
             self.informers[k] = inf
             if self.started:
                 inf.start()
