@@ -7,7 +7,7 @@ every create and delete costs the API server, the store, the watch fan-out, the 
 the controllers, and nothing else) as a process on 127.0.0.1. Each pass runs a fixed number
 of create+delete pairs from --clients concurrent clients (each its own gRPC channel; the
 clients run in --client-procs processes so they do not share one core). Prints, per pass,
-the pairs/s over the first and last tenth of the pass, and the control plane's RSS before and
+the pairs/s over the first and last quarter of the pass, and the control plane's RSS before and
 after; then the two ratios the churn goals are stated in (end throughput of the last pass over
 start throughput of the first; RSS after the last pass over RSS after the first).
 
@@ -75,7 +75,9 @@ def _worker(server: str, prefixes: list[str], pairs: int, ready: Any, go: Any, o
 
 
 def run_pass(server: str, tag: str, pairs: int, clients: int, procs: int) -> tuple[float, float, float]:
-    """pairs create+delete pairs in all; returns (pairs/s in the first tenth, in the last, overall)."""
+    """pairs create+delete pairs in all; returns (pairs/s over the first quarter of them, over the
+    last quarter, overall). Quarters, not tenths: a tenth (a second or two here) moves by 15 % from
+    run to run on a shared 2-core machine."""
     per_client = max(1, pairs // clients)
     names = [f"churn-{tag}-{c}" for c in range(clients)]
     groups = [g for g in (names[i::procs] for i in range(procs)) if g]
@@ -95,9 +97,9 @@ def run_pass(server: str, tag: str, pairs: int, clients: int, procs: int) -> tup
         w.join()
     stamps.sort()
     n = len(stamps)
-    tenth = max(1, n // 10)
-    first = tenth / (stamps[tenth - 1] - start)
-    last = tenth / (stamps[-1] - stamps[-tenth - 1])
+    quarter = max(1, n // 4)
+    first = quarter / (stamps[quarter - 1] - start)
+    last = quarter / (stamps[-1] - stamps[-quarter - 1])
     return first, last, n / (stamps[-1] - start)
 
 
@@ -166,7 +168,7 @@ def main() -> None:
             firsts.append(first)
             lasts.append(last)
             events = count_events(db)
-            print(f"pass {i + 1}: {overall:6.0f} pairs/s (first tenth {first:.0f}, last tenth {last:.0f}); "
+            print(f"pass {i + 1}: {overall:6.0f} pairs/s (first quarter {first:.0f}, last quarter {last:.0f}); "
                   f"RSS {before:.0f} -> {after:.0f} MB; db+wal {db_mb(db):.1f} MB; {events} Events kept",
                   flush=True)
         print(f"throughput, end of last pass / start of first: {lasts[-1] / firsts[0]:.2f} (goal >= 0.90)")

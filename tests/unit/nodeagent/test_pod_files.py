@@ -100,9 +100,11 @@ async def test_the_checkpoint_is_rewritten_in_place(deps: WorkerDeps, tmp_path: 
         rec = checkpoint.load(state)
         return rec is not None and "main" in rec.procs
 
-    await eventually(started, timeout=20, what="the checkpoint of the running container")
-    inode = os.stat(state).st_ino
-    go.touch()
+    try:
+        await eventually(started, timeout=20, what="the checkpoint of the running container")
+        inode = os.stat(state).st_ino
+    finally:
+        go.touch()  # the container ends by itself, whatever happened above
     await asyncio.wait_for(done.wait(), 20)
     rec = checkpoint.load(state)
     assert rec is not None and rec.finished and not rec.procs
