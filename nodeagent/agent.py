@@ -114,9 +114,9 @@ class Agent:
         self.runtime = ProcessRuntime()
         self.cgroups = CgroupManager.detect() if cfg.use_cgroups else None
         self.client: Client = connect(cfg.server)
-        self.pod_informer = Informer(self.client, "Pod", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.pod_informer = Informer(self.client, core_pb2.Pod, field_selector=f"spec.nodeName={cfg.node_name}")
         self.pod_informer.add_indexer("uid", lambda p: [p.metadata.uid])
-        self.node_informer = Informer(self.client, "Node", field_selector=f"metadata.name={cfg.node_name}")
+        self.node_informer = Informer(self.client, core_pb2.Node, field_selector=f"metadata.name={cfg.node_name}")
         self.status = StatusManager(self.client, self._cached_pod, cfg.status_interval)
         self.logs = LogManager(cfg.log_max_size)
         self.watchdog = MemoryWatchdog()

@@ -151,9 +151,9 @@ class HollowNodes:
                     if stop.is_set():
                         return 0
                     backoff = min(backoff * 2, 5.0)
-            self.pods = Informer(client, "Pod")
+            self.pods = Informer(client, core_pb2.Pod)
             self.pods.add_handler(self._on_pod, lambda _o, p: self._on_pod(p), self._on_pod_gone)
-            self.nodes = Informer(client, "Node")
+            self.nodes = Informer(client, core_pb2.Node)
             self.nodes.add_handler(self._on_node, lambda _o, n: self._on_node(n), self._on_node_gone)
             tasks = [self.pods.start(), self.nodes.start(),
                      asyncio.create_task(self._heartbeats()), asyncio.create_task(self._flusher())]

@@ -13,6 +13,7 @@ only for durability.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import platform
 import random
@@ -278,7 +279,7 @@ class APIService:
             result = new
             copy_server_metadata(result, old.obj)
             if info.has_status:
-                if old.obj.HasField("status"):  # type: ignore[arg-type]
+                if old.obj.HasField("status"):
                     result.status.CopyFrom(old.obj.status)  # type: ignore[attr-defined]
                 else:
                     result.ClearField("status")
@@ -306,7 +307,7 @@ class APIService:
                         f"finalizers {sorted(added)}"))
             self._refuse_invalid(info.kind, result, errs)
         self.admission.validate(AdmissionRequest(UPDATE, attrs, result, old.obj))
-        md = result.metadata
+        md = result.metadata  # type: ignore[attr-defined]
         md.resource_version = old.obj.metadata.resource_version  # type: ignore[attr-defined]
         if result.SerializeToString(deterministic=True) == old.obj.SerializeToString(deterministic=True):
             if expect_rv is not None and expect_rv != old.rv:
@@ -433,14 +434,14 @@ class APIService:
 
     # -- batch ---------------------------------------------------------------------------------
 
-    async def batch(self, req: api_pb2.BatchRequest, op_attrs: list[Attributes | errors.StatusError],
+    async def batch(self, req: api_pb2.BatchRequest, op_attrs: builtins.list[Attributes | errors.StatusError],
                     max_bytes: int | None = None) -> api_pb2.BatchResponse:
         """Stage every op, then commit them together; each op succeeds or fails alone (op_attrs:
         its attributes, or why the chain refused it). max_bytes (for clients over the network)
         bounds the bytes of objects the ops read as a patch's base and stage: the op that would
         start past it, and every later one, fail alone with RequestEntityTooLarge."""
-        writes: list[tuple[int, _StagedWrite]] = []
-        results: list[api_pb2.BatchResult] = []
+        writes: builtins.list[tuple[int, _StagedWrite]] = []
+        results: builtins.list[api_pb2.BatchResult] = []
         used = 0
         for i, (op, attrs) in enumerate(zip(req.ops, op_attrs, strict=True)):
             result = api_pb2.BatchResult()

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from controlplane.storage import Entry, Store, WatchEvent
+from controlplane.storage.store import Version
 from ketch.api import errors
 from ketch.api.selectors import FieldRequirement, Selector
 
@@ -57,7 +58,7 @@ class Filter:
         self.labels = labels
         self.fields = fields
 
-    def __call__(self, entry: Entry | None) -> bool:
+    def __call__(self, entry: Version | None) -> bool:
         if entry is None:
             return False
         if self.namespace and entry.namespace != self.namespace:
@@ -70,7 +71,7 @@ class Filter:
         return True
 
 
-def field_value(entry: Entry, name: str) -> str:
+def field_value(entry: Version, name: str) -> str:
     if name == "metadata.name":
         return entry.name
     if name == "metadata.namespace":
@@ -128,7 +129,7 @@ class Watcher:
         self.items.append(entry)
 
     @staticmethod
-    def _event(item: _Item) -> tuple[str, Entry, int]:
+    def _event(item: _Item) -> tuple[str, Version, int]:
         if isinstance(item, WatchEvent):
             return item.type, item.entry, item.rev
         if isinstance(item, Entry):
@@ -136,7 +137,7 @@ class Watcher:
         kind, event = item
         return kind, event.entry, event.rev
 
-    async def next_batch(self, timeout: float | None) -> list[tuple[str, Entry, int]] | None:
+    async def next_batch(self, timeout: float | None) -> list[tuple[str, Version, int]] | None:
         """Queued events, waiting up to timeout; None when the wait timed out."""
         try:
             if not self.items and not self.closed:

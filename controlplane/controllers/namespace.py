@@ -25,7 +25,7 @@ from ketch.api.kinds import KINDS, KindInfo
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
 from ketch.client.clientset import Batch, pack
 from ketch.client.workqueue import ItemExponentialFailureRateLimiter
-from ketch.v1 import api_pb2
+from ketch.v1 import api_pb2, core_pb2
 
 from .base import Controller, ControllerContext
 
@@ -83,7 +83,7 @@ class NamespaceController(Controller):
     def __init__(self, ctx: ControllerContext) -> None:
         # Kubernetes' namespace queue: 5 ms doubling to 60 s per namespace.
         super().__init__(ctx, ItemExponentialFailureRateLimiter(0.005, 60.0))
-        self.namespaces = ctx.informers.informer("Namespace")
+        self.namespaces = ctx.informers.informer(core_pb2.Namespace)
         self.namespaces.add_handler(self.add_namespace, self.update_namespace, None)
         for info in NAMESPACED_KINDS:
             if info.kind != "Event":

@@ -34,7 +34,7 @@ from ketch.api import errors, meta, scheduling, timeutil
 from ketch.api.scheduling import NO_EXECUTE, NO_SCHEDULE
 from ketch.client.cache import NODE_NAME_INDEX, DeletedFinalStateUnknown, by_node_name, copy_of
 from ketch.client.clientset import Batch
-from ketch.v1 import core_pb2
+from ketch.v1 import coordination_pb2, core_pb2
 
 from .base import Controller, ControllerContext
 
@@ -74,16 +74,17 @@ class NodeHealth:
     lease_renew: float = 0.0
 
 
-def ready_condition(node: Any) -> Any | None:
+def ready_condition(node: core_pb2.Node) -> Any | None:
     return meta.find_condition(node.status.conditions, "Ready")
 
 
-def ready_status(node: Any) -> str:
+def ready_status(node: core_pb2.Node) -> str:
     cond = ready_condition(node)
     return cond.status if cond is not None else ""
 
 
-def observe(saved: NodeHealth | None, node: Any, lease: Any | None, now: float) -> NodeHealth:
+def observe(saved: NodeHealth | None, node: core_pb2.Node, lease: coordination_pb2.Lease | None,
+            now: float) -> NodeHealth:
     """tryUpdateNodeHealth's bookkeeping: the probe time moves whenever the Ready heartbeat
     changes, the condition appears or goes, or the Lease renewTime advances."""
     cond = ready_condition(node)
@@ -101,7 +102,7 @@ def observe(saved: NodeHealth | None, node: Any, lease: Any | None, now: float) 
     return health
 
 
-def slow_lease_message(node: str, lease: Any | None, grace: float) -> str:
+def slow_lease_message(node: str, lease: coordination_pb2.Lease | None, grace: float) -> str:
     """The warning for a node whose Lease outlasts the grace period ("" when it does not)."""
     if lease is None or not lease.spec.HasField("lease_duration_seconds"):
         return ""
@@ -115,7 +116,7 @@ def slow_lease_message(node: str, lease: Any | None, grace: float) -> str:
             f"plane's --node-monitor-grace-period to at least {duration}s")
 
 
-def grace_period(node: Any, grace: float, startup_grace: float) -> float:
+def grace_period(node: core_pb2.Node, grace: float, startup_grace: float) -> float:
     """The startup grace applies while the node has never posted a Ready condition."""
     return startup_grace if ready_condition(node) is None else grace
 
@@ -138,7 +139,7 @@ def mark_unknown(status: core_pb2.NodeStatus, creation_timestamp: str, now: floa
     return changed
 
 
-def wanted_taints(node: Any, fully_disrupted: bool) -> set[tuple[str, str]]:
+def wanted_taints(node: core_pb2.Node, fully_disrupted: bool) -> set[tuple[str, str]]:
     """The (key, effect) of every taint this controller wants on the node now."""
     out: set[tuple[str, str]] = set()
     for cond in node.status.conditions:
@@ -164,7 +165,7 @@ def _managed(taint: Any) -> bool:
     return False
 
 
-def reconcile_taints(node: Any, fully_disrupted: bool, now: float) -> list[core_pb2.Taint] | None:
+def reconcile_taints(node: core_pb2.Node, fully_disrupted: bool, now: float) -> list[core_pb2.Taint] | None:
     """The node's new taint list, or None if it is right already. Taints this controller does
     not manage are kept; an added taint gets timeAdded = now (the eviction clock starts)."""
     wanted = wanted_taints(node, fully_disrupted)
@@ -222,9 +223,9 @@ class NodeLifecycleController(Controller):
         opts = ctx.options.node_lifecycle
         self.grace = opts.monitor_grace_period
         self.startup_grace = opts.startup_grace_period
-        self.nodes = ctx.informers.informer("Node")
-        self.leases = ctx.informers.informer("Lease", namespace=LEASE_NAMESPACE)
-        self.pods = ctx.informers.informer("Pod")
+        self.nodes = ctx.informers.informer(core_pb2.Node)
+        self.leases = ctx.informers.informer(coordination_pb2.Lease, namespace=LEASE_NAMESPACE)
+        self.pods = ctx.informers.informer(core_pb2.Pod)
         self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.recorder = ctx.recorder(COMPONENT)
         self.health: dict[str, NodeHealth] = {}
@@ -240,7 +241,7 @@ class NodeLifecycleController(Controller):
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def add_node(self, node: Any) -> None:
+    def add_node(self, node: core_pb2.Node) -> None:
         self.enqueue(node.metadata.name)
 
     def update_node(self, old: Any, new: Any) -> None:
@@ -251,7 +252,7 @@ class NodeLifecycleController(Controller):
         node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         self.enqueue(node.metadata.name)
 
-    def add_lease(self, lease: Any) -> None:
+    def add_lease(self, lease: coordination_pb2.Lease) -> None:
         self.enqueue(lease.metadata.name)
 
     def update_lease(self, old: Any, new: Any) -> None:
@@ -299,7 +300,7 @@ class NodeLifecycleController(Controller):
             upd.spec.taints.extend(taints)
             await self.client.update(upd)
 
-    def _warn_slow_lease(self, node: Any, lease: Any | None) -> None:
+    def _warn_slow_lease(self, node: core_pb2.Node, lease: coordination_pb2.Lease | None) -> None:
         name = node.metadata.name
         message = slow_lease_message(name, lease, self.grace)
         if not message or lease is None:

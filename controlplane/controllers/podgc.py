@@ -30,6 +30,7 @@ from ketch.api import errors, meta, timeutil
 from ketch.api.meta import key_of
 from ketch.client.cache import NODE_NAME_INDEX, DeletedFinalStateUnknown, by_node_name, copy_of
 from ketch.client.clientset import Batch
+from ketch.v1 import core_pb2
 
 from .base import Controller, ControllerContext
 
@@ -44,11 +45,11 @@ GONE_NODE_MESSAGE = "PodGC: node no longer exists"
 # -- pure ----------------------------------------------------------------------------------------
 
 
-def is_terminated(pod: Any) -> bool:
+def is_terminated(pod: core_pb2.Pod) -> bool:
     return pod.status.phase in ("Succeeded", "Failed")
 
 
-def out_of_service(node: Any) -> bool:
+def out_of_service(node: core_pb2.Node) -> bool:
     """A NotReady node an administrator declared out of service: its terminating pods may go."""
     if meta.condition_true(node.status.conditions, "Ready"):
         return False
@@ -68,7 +69,7 @@ def terminated_to_delete(pods: list[Any], threshold: int) -> list[Any]:
     return terminated[:excess]
 
 
-def mark_failed_for_gone_node(pod: Any, now: float) -> Any | None:
+def mark_failed_for_gone_node(pod: core_pb2.Pod, now: float) -> Any | None:
     """The pod's status write before force-deletion (None when it is already terminal)."""
     if is_terminated(pod):
         return None
@@ -94,8 +95,8 @@ class PodGCController(Controller):
         self.missing: dict[str, float] = {}
         self.threshold = (terminated_pod_gc_threshold if terminated_pod_gc_threshold is not None
                           else opts.terminated_pod_gc_threshold)
-        self.pods = ctx.informers.informer("Pod")
-        self.nodes = ctx.informers.informer("Node")
+        self.pods = ctx.informers.informer(core_pb2.Pod)
+        self.nodes = ctx.informers.informer(core_pb2.Node)
         self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.terminated: set[str] = set()
         self.pods.add_handler(self.add_pod, self.update_pod, self.delete_pod)
@@ -103,7 +104,7 @@ class PodGCController(Controller):
 
     # -- handlers ---------------------------------------------------------------------------------
 
-    def add_pod(self, pod: Any) -> None:
+    def add_pod(self, pod: core_pb2.Pod) -> None:
         k = key_of(pod)
         if is_terminated(pod):
             self.terminated.add(k)
@@ -126,7 +127,7 @@ class PodGCController(Controller):
         if pod is not None:
             self.terminated.discard(key_of(pod))
 
-    def add_node(self, node: Any) -> None:
+    def add_node(self, node: core_pb2.Node) -> None:
         self.missing.pop(node.metadata.name, None)  # (back) in the cache: no quarantine running
         if out_of_service(node):
             self.queue.add(NODE_PREFIX + node.metadata.name)

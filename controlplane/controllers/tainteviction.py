@@ -34,11 +34,11 @@ REASON = "DeletionByTaintManager"
 MESSAGE = "Taint manager: deleting due to NoExecute taint"
 
 
-def no_execute_taints(node: Any) -> list[core_pb2.Taint]:
+def no_execute_taints(node: core_pb2.Node) -> list[core_pb2.Taint]:
     return [t for t in node.spec.taints if t.effect == NO_EXECUTE]
 
 
-def eviction_time(pod: Any, taints: Sequence[core_pb2.Taint], now: float,
+def eviction_time(pod: core_pb2.Pod, taints: Sequence[core_pb2.Taint], now: float,
                   first_seen: dict[tuple[str, str], float] | None = None) -> float | None:
     """When pod must go because of the node's NoExecute taints: now if one is not tolerated,
     the earliest (taint start + tolerationSeconds) over the tolerations used, or None (never)."""
@@ -81,7 +81,7 @@ def plan_evictions(pods: Iterable[Any], taints: Sequence[core_pb2.Taint], now: f
     return due, next_at
 
 
-def with_disruption_target(pod: Any, now: float) -> Any | None:
+def with_disruption_target(pod: core_pb2.Pod, now: float) -> Any | None:
     """A copy of pod with DisruptionTarget=True set, or None if it already has it."""
     cond = meta.find_condition(pod.status.conditions, DISRUPTION_TARGET)
     if cond is not None and cond.status == "True" and cond.reason == REASON:
@@ -91,7 +91,7 @@ def with_disruption_target(pod: Any, now: float) -> Any | None:
     return upd
 
 
-def _exec_taints_view(node: Any) -> tuple[tuple[str, str, str], ...]:
+def _exec_taints_view(node: core_pb2.Node) -> tuple[tuple[str, str, str], ...]:
     return tuple((t.key, t.value, t.time_added) for t in node.spec.taints if t.effect == NO_EXECUTE)
 
 
@@ -101,8 +101,8 @@ class TaintEvictionController(Controller):
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        self.nodes = ctx.informers.informer("Node")
-        self.pods = ctx.informers.informer("Pod")
+        self.nodes = ctx.informers.informer(core_pb2.Node)
+        self.pods = ctx.informers.informer(core_pb2.Pod)
         self.pods.add_indexer(NODE_NAME_INDEX, by_node_name)
         self.recorder = ctx.recorder(COMPONENT)
         # When a taint without timeAdded was first seen, by node: (key, value) -> time.
@@ -112,7 +112,7 @@ class TaintEvictionController(Controller):
 
     # -- handlers ------------------------------------------------------------------------------
 
-    def add_node(self, node: Any) -> None:
+    def add_node(self, node: core_pb2.Node) -> None:
         if _exec_taints_view(node):
             self.enqueue(node.metadata.name)
 
@@ -124,7 +124,7 @@ class TaintEvictionController(Controller):
         node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         self.first_seen.pop(node.metadata.name, None)
 
-    def _enqueue_pod_node(self, pod: Any) -> None:
+    def _enqueue_pod_node(self, pod: core_pb2.Pod) -> None:
         name = pod.spec.node_name
         if not name or pod.metadata.deletion_timestamp:
             return
@@ -132,7 +132,7 @@ class TaintEvictionController(Controller):
         if node is not None and _exec_taints_view(node):
             self.enqueue(name)
 
-    def add_pod(self, pod: Any) -> None:
+    def add_pod(self, pod: core_pb2.Pod) -> None:
         self._enqueue_pod_node(pod)
 
     def update_pod(self, old: Any, new: Any) -> None:

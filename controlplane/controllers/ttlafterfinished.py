@@ -15,6 +15,7 @@ from typing import Any
 from ketch.api import errors, timeutil
 from ketch.api.meta import key_of, split_key
 from ketch.client.cache import DeletedFinalStateUnknown
+from ketch.v1 import batch_pb2
 
 from .base import Controller, ControllerContext
 
@@ -24,13 +25,13 @@ log = logging.getLogger(__name__)
 # -- pure ----------------------------------------------------------------------------------------
 
 
-def needs_cleanup(job: Any) -> bool:
+def needs_cleanup(job: batch_pb2.Job) -> bool:
     """A Job with a TTL, finished, and not already being deleted."""
     return (job.spec.HasField("ttl_seconds_after_finished") and not job.metadata.deletion_timestamp
             and finish_time(job) is not None)
 
 
-def finish_time(job: Any) -> float | None:
+def finish_time(job: batch_pb2.Job) -> float | None:
     """When the Job finished (its True Complete or Failed condition's transition), or None."""
     for c in job.status.conditions:
         if c.type in ("Complete", "Failed") and c.status == "True":
@@ -38,7 +39,7 @@ def finish_time(job: Any) -> float | None:
     return None
 
 
-def time_left(job: Any, now: float) -> float | None:
+def time_left(job: batch_pb2.Job, now: float) -> float | None:
     """Seconds until the Job expires (≤ 0: expired now), or None when it does not expire."""
     if not needs_cleanup(job):
         return None
@@ -55,10 +56,10 @@ class TTLAfterFinishedController(Controller):
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        self.jobs = ctx.informers.informer("Job")
+        self.jobs = ctx.informers.informer(batch_pb2.Job)
         self.jobs.add_handler(self.add_job, self.update_job, self.delete_job)
 
-    def add_job(self, job: Any) -> None:
+    def add_job(self, job: batch_pb2.Job) -> None:
         if needs_cleanup(job):
             self.queue.add(key_of(job))
 
@@ -100,7 +101,7 @@ class TTLAfterFinishedController(Controller):
             return  # another Job of the same name now: its own events bring it here
 
 
-def _finished_text(job: Any) -> str:
+def _finished_text(job: batch_pb2.Job) -> str:
     for c in job.status.conditions:
         if c.type in ("Complete", "Failed") and c.status == "True":
             return c.last_transition_time

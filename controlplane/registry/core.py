@@ -98,7 +98,7 @@ class PodStrategy(Strategy):
 
     def subresource(self, name: str, new: Any, old: core_pb2.Pod, now: float) -> core_pb2.Pod:
         if name != "binding":
-            return super().subresource(name, new, old, now)  # type: ignore[no-any-return]
+            raise errors.BadRequest(f'unknown subresource "{name}"')
         return self._bind(new, old, now)
 
     def _bind(self, binding: core_pb2.Pod, pod: core_pb2.Pod, now: float) -> core_pb2.Pod:
@@ -169,7 +169,9 @@ class NodeStrategy(Strategy):
 class NamespaceStrategy(Strategy):
     kind = "Namespace"
     resets_status_on_create = True
-    name_rule = staticmethod(field.name_is_dns_label)
+
+    def name_rule(self, name: str, prefix: bool) -> tuple[str, ...]:
+        return field.name_is_dns_label(name, prefix)
 
     def default(self, obj: core_pb2.Namespace) -> None:
         core_defaults.namespace(obj)
@@ -190,7 +192,7 @@ class NamespaceStrategy(Strategy):
 
     def subresource(self, name: str, new: Any, old: core_pb2.Namespace, now: float) -> core_pb2.Namespace:
         if name != "finalize":
-            return super().subresource(name, new, old, now)  # type: ignore[no-any-return]
+            raise errors.BadRequest(f'unknown subresource "{name}"')
         result = core_pb2.Namespace()
         result.CopyFrom(old)
         del result.spec.finalizers[:]
@@ -242,7 +244,10 @@ class EventStrategy(Strategy):
         return last_seen(obj) + self.ttl
     field_labels = frozenset({"involvedObject.kind", "involvedObject.name", "involvedObject.namespace",
                               "involvedObject.uid", "reason", "type", "source"})
-    name_rule = staticmethod(cluster.path_segment_name)
+
+    def name_rule(self, name: str, prefix: bool) -> tuple[str, ...]:
+        """ValidatePathSegmentName: the only name rule Kubernetes applies to core/v1 Events."""
+        return cluster.path_segment_name(name, prefix)
 
     def validate(self, obj: core_pb2.Event) -> list[FieldError]:
         return cluster.validate_event(obj)

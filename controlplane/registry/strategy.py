@@ -22,7 +22,6 @@ from ketch.api.errors import FieldError
 from ketch.api.kinds import KindInfo, kind_info
 from ketch.api.validation import field as field_rules
 from ketch.api.validation import meta as meta_rules
-from ketch.api.validation.meta import NameFn
 
 # Field selectors every kind answers (cluster-scoped kinds: the name only).
 NAME_FIELDS = frozenset({"metadata.name", "metadata.namespace"})
@@ -45,8 +44,6 @@ class Strategy:
     # The store keeps the parsed message between writes (else only the bytes, parsed when read):
     # worth it for kinds read far more often than written.
     keeps_parsed: ClassVar[bool] = True
-    # How metadata.name is checked on a metadata-only update.
-    name_rule: ClassVar[NameFn] = staticmethod(field_rules.name_is_dns_subdomain)
 
     def __init__(self) -> None:
         self.info: KindInfo = kind_info(self.kind)
@@ -64,12 +61,16 @@ class Strategy:
     def validate(self, obj: Any) -> list[FieldError]:
         """Everything wrong with the object (also run on a spec update)."""
         errs: list[FieldError] = []
-        meta_rules.object_meta(errs, obj.metadata, self.info.namespaced, type(self).name_rule)
+        meta_rules.object_meta(errs, obj.metadata, self.info.namespaced, self.name_rule)
         return errs
 
     def warnings(self, obj: Any) -> list[str]:
         """What to tell the client about fields the server accepts and ignores."""
         return []
+
+    def name_rule(self, name: str, prefix: bool) -> tuple[str, ...]:
+        """What is wrong with a name (or generateName prefix) of this kind: a DNS subdomain."""
+        return field_rules.name_is_dns_subdomain(name, prefix)
 
     def initial_generation(self) -> int:
         return 1 if self.bumps_generation else 0
@@ -89,7 +90,7 @@ class Strategy:
     def validate_metadata_update(self, new: Any, old: Any) -> list[FieldError]:
         """An update that changes only metadata: the rest was valid when stored and is unchanged."""
         errs: list[FieldError] = []
-        meta_rules.object_meta(errs, new.metadata, self.info.namespaced, type(self).name_rule)
+        meta_rules.object_meta(errs, new.metadata, self.info.namespaced, self.name_rule)
         meta_rules.object_meta_update(errs, new.metadata, old.metadata)
         return errs
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ketch.api import meta, quantity, scheduling
 from ketch.v1 import core_pb2
@@ -234,7 +233,7 @@ def filter_reasons(pod: core_pb2.Pod, requests: Resources, info: NodeInfo) -> li
     return resource_fit_reasons(requests, info)
 
 
-def needs_scheduling(pod: Any, scheduler_name: str = "default-scheduler") -> bool:
+def needs_scheduling(pod: core_pb2.Pod, scheduler_name: str = "default-scheduler") -> bool:
     """An unbound, live pod that names this scheduler (or none) and has no scheduling gates."""
     spec = pod.spec
     if spec.node_name or pod.metadata.deletion_timestamp:

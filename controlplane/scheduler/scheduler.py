@@ -26,6 +26,7 @@ from ketch.api import errors, meta
 from ketch.api.meta import key_of, split_key
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
 from ketch.client.clientset import Batch
+from ketch.v1 import core_pb2
 
 from . import predicates, scoring
 from .predicates import NodeInfo, Resources
@@ -35,11 +36,11 @@ log = logging.getLogger(__name__)
 SCHEDULER_NAME = "default-scheduler"
 
 
-def _is_terminal(pod: Any) -> bool:
+def _is_terminal(pod: core_pb2.Pod) -> bool:
     return pod.status.phase in ("Succeeded", "Failed")
 
 
-def _node_sched_view(node: Any) -> tuple[Any, ...]:
+def _node_sched_view(node: core_pb2.Node) -> tuple[Any, ...]:
     """What of a Node matters for placement (heartbeats alone do not requeue anything)."""
     ready = meta.find_condition(node.status.conditions, "Ready")
     return (
@@ -72,7 +73,7 @@ class _Usage:
 @dataclass
 class _Placement:
     key: str
-    pod: Any
+    pod: core_pb2.Pod
     node: str | None
     message: str = ""
 
@@ -84,8 +85,8 @@ class Scheduler(BatchingController):
         super().__init__(ctx)
         self.round_size = batch_size or ctx.options.scheduler.batch_size
         self.recorder = ctx.recorder(SCHEDULER_NAME)
-        self.pods = ctx.informers.informer("Pod")
-        self.nodes = ctx.informers.informer("Node")
+        self.pods = ctx.informers.informer(core_pb2.Pod)
+        self.nodes = ctx.informers.informer(core_pb2.Node)
         # Our binds the cache has not shown yet, by pod uid (Kubernetes' "assumed pods").
         self.assumed: dict[str, _Assumed] = {}
         # Keys of pods that fit nowhere, retried (oldest first) when the cluster changes.
@@ -109,7 +110,7 @@ class Scheduler(BatchingController):
 
     # -- handlers: only enqueue ------------------------------------------------------------------
 
-    def _account(self, pod: Any, gone: bool = False) -> None:
+    def _account(self, pod: core_pb2.Pod, gone: bool = False) -> None:
         """Keep the per-node totals: a bound, non-terminal pod counts on its node."""
         uid = pod.metadata.uid
         want = None
@@ -133,7 +134,7 @@ class Scheduler(BatchingController):
             usage.pod_count += 1
             self._counted[uid] = want
 
-    def add_pod(self, pod: Any) -> None:
+    def add_pod(self, pod: core_pb2.Pod) -> None:
         self._account(pod)
         if pod.spec.node_name:
             self.assumed.pop(pod.metadata.uid, None)
@@ -173,7 +174,7 @@ class Scheduler(BatchingController):
         if pod.spec.node_name and not _is_terminal(pod):
             self._retry_unschedulable()
 
-    def add_node(self, node: Any) -> None:
+    def add_node(self, node: core_pb2.Node) -> None:
         self._retry_unschedulable()
 
     def update_node(self, old: Any, new: Any) -> None:
@@ -189,7 +190,7 @@ class Scheduler(BatchingController):
 
     # -- one round ---------------------------------------------------------------------------------
 
-    def _requests_of(self, pod: Any) -> tuple[Resources, Resources]:
+    def _requests_of(self, pod: core_pb2.Pod) -> tuple[Resources, Resources]:
         uid = pod.metadata.uid
         cached = self._requests.get(uid)
         if cached is None:
@@ -197,7 +198,7 @@ class Scheduler(BatchingController):
             self._requests[uid] = cached
         return cached
 
-    def _class_of(self, pod: Any) -> bytes:
+    def _class_of(self, pod: core_pb2.Pod) -> bytes:
         """Requests and placement constraints: two pods of one class fit the same nodes."""
         uid = pod.metadata.uid
         cls = self._classes.get(uid)
@@ -241,7 +242,7 @@ class Scheduler(BatchingController):
                 target.add_pod(a.requests, a.non_zero)
         return infos
 
-    def place(self, pod: Any, infos: dict[str, NodeInfo]) -> tuple[NodeInfo | None, str]:
+    def place(self, pod: core_pb2.Pod, infos: dict[str, NodeInfo]) -> tuple[NodeInfo | None, str]:
         """The chosen node (its NodeInfo updated), or None and the FailedScheduling message."""
         req, nz = self._requests_of(pod)
         feasible: list[NodeInfo] = []

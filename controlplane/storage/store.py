@@ -19,6 +19,7 @@ operator can free space.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import heapq
 import logging
@@ -277,7 +278,7 @@ class Store:
             return staged.entry
         return self._objects.get(kind, {}).get(key)
 
-    def list(self, kind: str, namespace: str = "") -> list[Entry]:
+    def list(self, kind: str, namespace: str = "") -> builtins.list[Entry]:
         objs = self._objects.get(kind, {})
         if not namespace:
             return list(objs.values())
@@ -407,7 +408,7 @@ class Store:
             if self._pending:
                 self._wakeup.set()
 
-    def _fail(self, err: BaseException, batches: list[_Batch]) -> None:
+    def _fail(self, err: BaseException, batches: builtins.list[_Batch]) -> None:
         """A commit failed: it and everything staged after it fail; staged state is dropped."""
         failed = batches + self._pending
         self._pending = []
@@ -443,8 +444,8 @@ class Store:
             self._tell_health()
             return
 
-    def _apply(self, ops: list[_Staged]) -> list[WatchEvent]:
-        events: list[WatchEvent] = []
+    def _apply(self, ops: builtins.list[_Staged]) -> builtins.list[WatchEvent]:
+        events: builtins.list[WatchEvent] = []
         for op in ops:
             objs = self._objects.setdefault(op.kind, {})
             prev = objs.get(op.key)
@@ -474,9 +475,9 @@ class Store:
         if soonest is None or deadline < soonest:
             self._expiry_wakeup.set()
 
-    def _due(self, now: float, limit: int) -> list[tuple[int, str, str]]:
+    def _due(self, now: float, limit: int) -> builtins.list[tuple[int, str, str]]:
         """Up to limit expired objects still at the version that expired: (rv, kind, key)."""
-        due: list[tuple[int, str, str]] = []
+        due: builtins.list[tuple[int, str, str]] = []
         while self._expiring and self._expiring[0][0] <= now and len(due) < limit:
             _, rv, kind, key = heapq.heappop(self._expiring)
             current = self._objects.get(kind, {}).get(key)

@@ -10,6 +10,7 @@ so adding a kind is its message in the protos plus its server-side strategy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf.message import Message
 
@@ -48,6 +49,10 @@ class KindInfo:
         return self.message()
 
 
+# The option's descriptor, as protobuf's Extensions take it (its generated stub types it loosely).
+_RESOURCE: Any = meta_pb2.resource
+
+
 def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
     """Every message of the modules that carries the resource option, in declaration order."""
     out = []
@@ -55,9 +60,9 @@ def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
         for name in module.DESCRIPTOR.message_types_by_name:  # type: ignore[attr-defined]
             message: type[Message] = getattr(module, name)
             options = message.DESCRIPTOR.GetOptions()
-            if not options.HasExtension(meta_pb2.resource):
+            if not options.HasExtension(_RESOURCE):
                 continue
-            res = options.Extensions[meta_pb2.resource]
+            res = options.Extensions[_RESOURCE]
             out.append(KindInfo(name, res.api_version, res.plural, message, namespaced=not res.cluster_scoped,
                                 short_names=tuple(res.short_names), has_status=not res.no_status_subresource))
     return tuple(out)

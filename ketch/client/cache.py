@@ -11,8 +11,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from google.protobuf.message import Message
-
 from ketch.api.meta import controller_ref, key_of
 
 IndexFunc = Callable[[Any], Iterable[str]]
@@ -115,10 +113,12 @@ STANDARD_INDEXERS: dict[str, IndexFunc] = {
 }
 
 
-class Indexer:
+class Indexer(Generic[T]):
+    """Objects of one kind by key (items shared and read-only), with secondary indexes."""
+
     def __init__(self, indexers: dict[str, IndexFunc] | None = None) -> None:
         self.indexers: dict[str, IndexFunc] = dict(indexers or {})
-        self.items: dict[str, Any] = {}
+        self.items: dict[str, T] = {}
         self.indices: dict[str, dict[str, set[str]]] = {name: {} for name in self.indexers}
         # key -> the values each index function gave for the cached object: an update compares
         # against these instead of calling the functions on the old object again, and touches
@@ -151,7 +151,7 @@ class Indexer:
                 if not keys:
                     del index[v]
 
-    def upsert(self, obj: Message) -> Any | None:
+    def upsert(self, obj: T) -> T | None:
         k = key_of(obj)
         old = self.items.get(k)
         self.items[k] = obj
@@ -170,7 +170,7 @@ class Indexer:
         self._values[k] = current
         return old
 
-    def remove(self, k: str) -> Any | None:
+    def remove(self, k: str) -> T | None:
         old = self.items.pop(k, None)
         previous = self._values.pop(k, None)
         if previous is not None:
@@ -178,19 +178,19 @@ class Indexer:
                 self._drop(self.indices[name], k, values)
         return old
 
-    def get(self, k: str) -> Any | None:
+    def get(self, k: str) -> T | None:
         return self.items.get(k)
 
-    def get_by(self, namespace: str, name: str) -> Any | None:
+    def get_by(self, namespace: str, name: str) -> T | None:
         return self.items.get(f"{namespace}/{name}" if namespace else name)
 
-    def list(self) -> list[Any]:
+    def list(self) -> list[T]:
         return list(self.items.values())
 
     def keys(self) -> builtins.list[str]:
         return list(self.items)
 
-    def by_index(self, name: str, value: str) -> builtins.list[Any]:
+    def by_index(self, name: str, value: str) -> builtins.list[T]:
         keys = self.indices[name].get(value, ())
         items = self.items
         return [items[k] for k in keys]

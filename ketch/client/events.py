@@ -170,16 +170,16 @@ class EventRecorder:
                 batch.create(ev)
             keys.append(k)
         results = await self.client.batch(batch)
-        written = self._written
+        remembered = self._written
         for k, res in zip(keys, results, strict=True):
             if res.error is None and res.object is not None:
-                first_seen = written[k].first_seen if k in written else now
-                written[k] = _Written(res.object, first_seen)
-                written.move_to_end(k)
+                first_seen = remembered[k].first_seen if k in remembered else now
+                remembered[k] = _Written(res.object, first_seen)
+                remembered.move_to_end(k)
             elif isinstance(res.error, errors.NotFound):
-                written.pop(k, None)  # expired meanwhile: the next repeat creates anew
-        while len(written) > MAX_REMEMBERED:
-            written.popitem(last=False)
+                remembered.pop(k, None)  # expired meanwhile: the next repeat creates anew
+        while len(remembered) > MAX_REMEMBERED:
+            remembered.popitem(last=False)
 
     async def flush(self) -> None:
         """Write what is queued now (for shutdown and tests)."""

@@ -11,11 +11,14 @@ Handlers must be quick and never call the API: they enqueue keys.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
+
+from google.protobuf.message import Message
 
 from ketch.api import errors
 from ketch.api.kinds import KindInfo, kind_info
@@ -26,6 +29,7 @@ from .clientset import Client
 
 log = logging.getLogger(__name__)
 
+M = TypeVar("M", bound=Message)
 AddFunc = Callable[[Any], None]
 UpdateFunc = Callable[[Any, Any], None]
 DeleteFunc = Callable[[Any], None]
@@ -38,16 +42,19 @@ class Handler:
     on_delete: DeleteFunc | None = None
 
 
-class Informer:
-    def __init__(self, client: Client, kind: str, namespace: str = "", label_selector: str = "",
+class Informer(Generic[M]):
+    """The informer of one kind; typed by the kind's message when made from its class
+    (`Informer(client, core_pb2.Pod)`), Any when made from its name."""
+
+    def __init__(self, client: Client, kind: str | type[M], namespace: str = "", label_selector: str = "",
                  field_selector: str = "", indexers: dict[str, IndexFunc] | None = None) -> None:
         self.client = client
-        self.info: KindInfo = kind_info(kind)
+        self.info: KindInfo = kind_info(kind if isinstance(kind, str) else kind.DESCRIPTOR.name)
         self.kind = self.info.kind
         self.namespace = namespace
         self.label_selector = label_selector
         self.field_selector = field_selector
-        self.store = Indexer({**STANDARD_INDEXERS, **(indexers or {})})
+        self.store: Indexer[M] = Indexer({**STANDARD_INDEXERS, **(indexers or {})})
         self.handlers: list[Handler] = []
         self.resource_version = ""
         self._synced = asyncio.Event()
@@ -80,15 +87,15 @@ class Informer:
 
     # -- lister --------------------------------------------------------------------------------
 
-    def get(self, namespace: str, name: str) -> Any | None:
+    def get(self, namespace: str, name: str) -> M | None:
         return self.store.get_by(namespace, name)
 
-    def list(self, namespace: str = "") -> list[Any]:
+    def list(self, namespace: str = "") -> builtins.list[M]:
         if namespace:
             return self.store.by_index("namespace", namespace)
         return self.store.list()
 
-    def by_index(self, name: str, value: str) -> list[Any]:
+    def by_index(self, name: str, value: str) -> builtins.list[M]:
         return self.store.by_index(name, value)
 
     # -- running -------------------------------------------------------------------------------
@@ -144,7 +151,7 @@ class Informer:
         for obj in items:
             k = key_of(obj)
             seen.add(k)
-            old = self.store.upsert(obj)
+            old: Any = self.store.upsert(obj)
             if old is None:
                 self._dispatch_add(obj)
             elif old.metadata.resource_version != obj.metadata.resource_version:
@@ -158,7 +165,7 @@ class Informer:
     async def _watch(self) -> None:
         async for ev in self.client.watch(self.kind, self.namespace, self.label_selector,
                                           self.field_selector, self.resource_version, allow_bookmarks=True):
-            obj = ev.object
+            obj: Any = ev.object  # the kind's message, decoded
             if ev.type == "BOOKMARK" or obj is None:
                 self.resource_version = ev.resource_version or self.resource_version
                 continue
@@ -202,15 +209,25 @@ class InformerFactory:
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self.informers: dict[tuple[str, str, str, str], Informer] = {}
+        self.informers: dict[tuple[str, str, str, str], Informer[Any]] = {}
         self.started = False
 
+    @overload
+    def informer(self, kind: type[M], namespace: str = "", label_selector: str = "",
+                 field_selector: str = "") -> Informer[M]: ...
+
+    @overload
     def informer(self, kind: str, namespace: str = "", label_selector: str = "",
-                 field_selector: str = "") -> Informer:
-        k = (kind, namespace, label_selector, field_selector)
+                 field_selector: str = "") -> Informer[Any]: ...
+
+    def informer(self, kind: str | type[Message], namespace: str = "", label_selector: str = "",
+                 field_selector: str = "") -> Informer[Any]:
+        """The shared informer of a kind, by its message class (typed) or its name."""
+        name = kind if isinstance(kind, str) else kind.DESCRIPTOR.name
+        k = (name, namespace, label_selector, field_selector)
         inf = self.informers.get(k)
         if inf is None:
-            inf = Informer(self.client, kind, namespace, label_selector, field_selector)
+            inf = Informer(self.client, name, namespace, label_selector, field_selector)
             self.informers[k] = inf
             if self.started:
                 inf.start()

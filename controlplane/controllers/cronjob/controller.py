@@ -56,7 +56,7 @@ def parse_schedule(expr: str, tz: str | None) -> Schedule:
     return cron.parse(expr, tz)
 
 
-def time_zone_of(cj: Any) -> str | None:
+def time_zone_of(cj: batch_pb2.CronJob) -> str | None:
     return cj.spec.time_zone if cj.spec.HasField("time_zone") else None
 
 
@@ -82,7 +82,7 @@ class _NoRequeue(Exception):
     """The schedule cannot produce times: report, write status, and wait for a spec change."""
 
 
-def _remove_active(cj: Any, uid: str) -> bool:
+def _remove_active(cj: batch_pb2.CronJob, uid: str) -> bool:
     kept = [r for r in cj.status.active if r.uid != uid]
     if len(kept) == len(cj.status.active):
         return False
@@ -98,8 +98,8 @@ class CronJobController(Controller):
     def __init__(self, ctx: ControllerContext, rate_limiter: RateLimiter | None = None) -> None:
         super().__init__(ctx, rate_limiter)
         self.recorder = ctx.recorder(COMPONENT)
-        self.cronjobs = ctx.informers.informer("CronJob")
-        self.jobs = ctx.informers.informer("Job")
+        self.cronjobs = ctx.informers.informer(batch_pb2.CronJob)
+        self.jobs = ctx.informers.informer(batch_pb2.Job)
         # The status this controller wrote last, per key, until the informer has caught up.
         self._written: LastWrites[batch_pb2.CronJob] = LastWrites()
         self.cronjobs.add_handler(self.add_cronjob, self.update_cronjob, self.delete_cronjob)
@@ -107,7 +107,7 @@ class CronJobController(Controller):
 
     # -- handlers: enqueue only ------------------------------------------------------------------
 
-    def add_cronjob(self, cj: Any) -> None:
+    def add_cronjob(self, cj: batch_pb2.CronJob) -> None:
         self.enqueue(meta.key_of(cj))
 
     def update_cronjob(self, old: Any, new: Any) -> None:
@@ -138,7 +138,7 @@ class CronJobController(Controller):
         self._written.forget(key)
         self.enqueue(key)
 
-    def _owner_key(self, job: Any) -> str | None:
+    def _owner_key(self, job: batch_pb2.Job) -> str | None:
         """The key of the CronJob that controls a Job, if it exists with that uid."""
         ref = meta.controller_ref(job)
         if ref is None or ref.kind != "CronJob":
@@ -148,7 +148,7 @@ class CronJobController(Controller):
             return None
         return meta.key(job.metadata.namespace, ref.name)
 
-    def add_job(self, job: Any) -> None:
+    def add_job(self, job: batch_pb2.Job) -> None:
         key = self._owner_key(job)
         if key is not None:
             self.enqueue(key)
@@ -204,7 +204,7 @@ class CronJobController(Controller):
         if sched is not None:
             self._requeue(key, cj, sched)
 
-    async def _reconcile_children(self, cj: Any, children: list[Any]) -> Any:
+    async def _reconcile_children(self, cj: batch_pb2.CronJob, children: list[Any]) -> Any:
         unexpected, completed = self._mirror_children(cj, children)
         if unexpected:
             # The cache may lag our own status: look at the stored CronJob before complaining.
@@ -228,7 +228,7 @@ class CronJobController(Controller):
                                 f"Saw a job that the controller did not create or forgot: {job.metadata.name}")
         return cj
 
-    def _mirror_children(self, cj: Any, children: list[Any]) -> tuple[list[Any], list[tuple[str, str]]]:
+    def _mirror_children(self, cj: batch_pb2.CronJob, children: list[Any]) -> tuple[list[Any], list[tuple[str, str]]]:
         """Finished children leave active; lastSuccessfulTime follows the latest completion.
         Returns the unfinished children not in active, and (name, condition) of those that left."""
         active = {r.uid for r in cj.status.active}
@@ -250,7 +250,7 @@ class CronJobController(Controller):
                     cj.status.last_successful_time = job.status.completion_time
         return unexpected, completed
 
-    async def _drop_missing(self, cj: Any, children: list[Any]) -> None:
+    async def _drop_missing(self, cj: batch_pb2.CronJob, children: list[Any]) -> None:
         """Active references whose Job is gone (asked of the API, not the cache) leave active."""
         present = {j.metadata.uid for j in children}
         for ref in list(cj.status.active):
@@ -262,7 +262,7 @@ class CronJobController(Controller):
                 self.recorder.event(cj, "Normal", "MissingJob", f"Active job went missing: {ref.name}")
                 _remove_active(cj, ref.uid)
 
-    def _schedulable(self, cj: Any) -> Schedule | None:
+    def _schedulable(self, cj: batch_pb2.CronJob) -> Schedule | None:
         """The schedule to run on, or None (with the event Kubernetes gives) if nothing may run."""
         if cj.metadata.deletion_timestamp:
             return None
@@ -285,7 +285,7 @@ class CronJobController(Controller):
                                 "https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/ for more details")
         return sched
 
-    async def _run_due(self, cj: Any, sched: Schedule) -> None:
+    async def _run_due(self, cj: batch_pb2.CronJob, sched: Schedule) -> None:
         now = self.clock.now()
         spec, status = cj.spec, cj.status
         deadline = spec.starting_deadline_seconds if spec.HasField("starting_deadline_seconds") else None
@@ -322,7 +322,8 @@ class CronJobController(Controller):
             await self._delete_jobs(cj, list(status.active), replacing=True)
         await self._create(cj, job_from_template(cj, scheduled, sched.has_seconds), scheduled)
 
-    def _report_missed(self, cj: Any, sched: Schedule, earliest: float, now: float, deadline: int) -> None:
+    def _report_missed(self, cj: batch_pb2.CronJob, sched: Schedule, earliest: float, now: float,
+                       deadline: int) -> None:
         """A due time left unrun because it is older than startingDeadlineSeconds (after downtime,
         say) gets the MissSchedule warning. (Kubernetes 1.31 words this event but, as it looks for
         due times only inside the deadline, never reaches it; Ketch tells the user.)"""
@@ -334,7 +335,7 @@ class CronJobController(Controller):
             self.recorder.event(cj, "Warning", "MissSchedule",
                                 f"Missed scheduled time to start a job: {format_rfc1123z(latest)}")
 
-    async def _create(self, cj: Any, job: batch_pb2.Job, scheduled: float) -> None:
+    async def _create(self, cj: batch_pb2.CronJob, job: batch_pb2.Job, scheduled: float) -> None:
         try:
             created = await self.client.create(job)
         except errors.AlreadyExists:
@@ -358,7 +359,7 @@ class CronJobController(Controller):
         cj.status.active.append(meta.object_ref(created))
         cj.status.last_schedule_time = timeutil.format(scheduled)
 
-    async def _delete_jobs(self, cj: Any, targets: list[Any], replacing: bool = False) -> None:
+    async def _delete_jobs(self, cj: batch_pb2.CronJob, targets: list[Any], replacing: bool = False) -> None:
         """Delete Jobs (references or objects) with their pods, in one batch; each leaves active."""
         batch = Batch()
         for t in targets:
@@ -378,7 +379,7 @@ class CronJobController(Controller):
         if failed is not None and replacing:
             raise failed  # do not start the new run next to one that could not be replaced
 
-    async def _trim_history(self, cj: Any, children: list[Any]) -> None:
+    async def _trim_history(self, cj: batch_pb2.CronJob, children: list[Any]) -> None:
         spec = cj.spec
         ok = spec.successful_jobs_history_limit if spec.HasField("successful_jobs_history_limit") \
             else DEFAULT_SUCCESSFUL_HISTORY
@@ -388,13 +389,13 @@ class CronJobController(Controller):
         if doomed:
             await self._delete_jobs(cj, doomed)
 
-    async def _write_status(self, key: str, original: Any, cj: Any) -> None:
+    async def _write_status(self, key: str, original: Any, cj: batch_pb2.CronJob) -> None:
         if cj.status.SerializeToString(deterministic=True) == original.status.SerializeToString(deterministic=True):
             return
         updated = await self.client.update_status(cj)
         self._written.remember(key, updated)
 
-    def _requeue(self, key: str, cj: Any, sched: Schedule) -> None:
+    def _requeue(self, key: str, cj: batch_pb2.CronJob, sched: Schedule) -> None:
         earliest = earliest_time(timeutil.parse(cj.metadata.creation_timestamp),
                                  timeutil.parse_or_none(cj.status.last_schedule_time))
         now = self.clock.now()

@@ -26,6 +26,7 @@ from typing import Any
 
 from ketch.api import timeutil
 from ketch.api.cron import Schedule, ScheduleError
+from ketch.v1 import batch_pb2
 
 # Requeue a little after the scheduled time so that the sync sees it as due. Kubernetes pads by
 # 100 ms for clock skew between machines; here the clock is the control plane's own, and a few
@@ -112,7 +113,7 @@ def job_name(cronjob_name: str, scheduled: float, by_seconds: bool) -> str:
     return f"{cronjob_name}-{stamp}"
 
 
-def scheduled_time_of(job: Any) -> float | None:
+def scheduled_time_of(job: batch_pb2.Job) -> float | None:
     """The scheduled time a Job was created for, from its annotation (None for manual runs)."""
     text = job.metadata.annotations.get(SCHEDULED_TIMESTAMP_ANNOTATION, "")
     if not text:
@@ -130,7 +131,7 @@ def format_rfc1123z(ts: float) -> str:
 
 # -- Jobs --------------------------------------------------------------------------------------
 
-def finished_condition(job: Any) -> str | None:
+def finished_condition(job: batch_pb2.Job) -> str | None:
     """"Complete" or "Failed" if the Job has finished (that condition is True), else None."""
     for c in job.status.conditions:
         if c.type in ("Complete", "Failed") and c.status == "True":
@@ -138,7 +139,7 @@ def finished_condition(job: Any) -> str | None:
     return None
 
 
-def _start_key(job: Any) -> tuple[int, float, str]:
+def _start_key(job: batch_pb2.Job) -> tuple[int, float, str]:
     start = job.status.start_time
     # Jobs without a start time sort last; the name breaks ties.
     return (0, timeutil.parse(start), job.metadata.name) if start else (1, 0.0, job.metadata.name)

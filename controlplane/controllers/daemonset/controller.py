@@ -18,7 +18,7 @@ from typing import Any
 from ketch.api import errors, manifest, meta, selectors
 from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, DeletedFinalStateUnknown, copy_of, orphans_by_namespace
 from ketch.client.clientset import Batch
-from ketch.v1 import apps_pb2
+from ketch.v1 import apps_pb2, core_pb2
 
 from ..base import Controller, ControllerContext
 from . import history
@@ -47,7 +47,7 @@ def _unwrap(obj: Any) -> Any:
     return obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
 
 
-def _node_view(node: Any) -> tuple[Any, ...]:
+def _node_view(node: core_pb2.Node) -> tuple[Any, ...]:
     """What of a Node can change where daemon pods belong (heartbeats alone change nothing)."""
     return (
         tuple(sorted(node.metadata.labels.items())),
@@ -64,10 +64,10 @@ class DaemonSetController(Controller):
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         inf = ctx.informers
-        self.dss = inf.informer("DaemonSet")
-        self.pods = inf.informer("Pod")
-        self.nodes = inf.informer("Node")
-        self.revisions = inf.informer("ControllerRevision")
+        self.dss = inf.informer(apps_pb2.DaemonSet)
+        self.pods = inf.informer(core_pb2.Pod)
+        self.nodes = inf.informer(core_pb2.Node)
+        self.revisions = inf.informer(apps_pb2.ControllerRevision)
         self.pods.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
         self.revisions.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
         self.expectations = Expectations(self.clock)
@@ -83,7 +83,7 @@ class DaemonSetController(Controller):
 
     # -- handlers: enqueue only ----------------------------------------------------------------
 
-    def add_daemonset(self, ds: Any) -> None:
+    def add_daemonset(self, ds: apps_pb2.DaemonSet) -> None:
         self.enqueue(meta.key_of(ds))
 
     def update_daemonset(self, old: Any, new: Any) -> None:
@@ -104,12 +104,12 @@ class DaemonSetController(Controller):
             return None
         return ds
 
-    def _dss_selecting(self, pod: Any) -> list[Any]:
+    def _dss_selecting(self, pod: core_pb2.Pod) -> list[Any]:
         labels = pod.metadata.labels
         return [ds for ds in self.dss.list(pod.metadata.namespace)
                 if _has_selector(ds) and selectors.selector_matches(ds.spec.selector, labels)]
 
-    def add_pod(self, pod: Any) -> None:
+    def add_pod(self, pod: core_pb2.Pod) -> None:
         if pod.metadata.deletion_timestamp:
             if pod.metadata.uid not in self._counted_deletions:
                 self.delete_pod(pod)
@@ -147,7 +147,7 @@ class DaemonSetController(Controller):
             for ds in self._dss_selecting(new):
                 self.enqueue(meta.key_of(ds))
 
-    def _enqueue_controller(self, pod: Any) -> None:
+    def _enqueue_controller(self, pod: core_pb2.Pod) -> None:
         ref = meta.controller_ref(pod)
         if ref is not None:
             ds = self._resolve(pod.metadata.namespace, ref)
@@ -490,7 +490,7 @@ class DaemonSetController(Controller):
             self.queue.add_after(meta.key_of(ds), ds.spec.min_ready_seconds)
 
 
-def _has_selector(ds: Any) -> bool:
+def _has_selector(ds: apps_pb2.DaemonSet) -> bool:
     sel = ds.spec.selector
     return bool(sel.match_labels) or bool(sel.match_expressions)
 

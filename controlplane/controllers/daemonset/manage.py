@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ketch.client.flowcontrol import Backoff
-from ketch.v1 import apps_pb2
+from ketch.v1 import apps_pb2, core_pb2
 
 from .predicates import is_pod_available, is_pod_ready, is_pod_updated, pod_sort_key
 from .update import NodeFit, allows_surge
@@ -60,7 +60,7 @@ def manage(ds: apps_pb2.DaemonSet, fits: Mapping[str, NodeFit], node_pods: Mappi
     return plan
 
 
-def _terminal_and_deleting(pod: Any) -> bool:
+def _terminal_and_deleting(pod: core_pb2.Pod) -> bool:
     return bool(pod.metadata.deletion_timestamp) and pod.status.phase in ("Succeeded", "Failed")
 
 

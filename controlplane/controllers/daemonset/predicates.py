@@ -7,8 +7,6 @@ nodeName set), so that taints and affinity are judged exactly as the scheduler w
 
 from __future__ import annotations
 
-from typing import Any
-
 from ketch.api import meta, scheduling, timeutil
 from ketch.api.scheduling import NO_EXECUTE, NO_SCHEDULE
 from ketch.v1 import apps_pb2, core_pb2
@@ -135,11 +133,11 @@ def node_should_run_daemon_pod(node: core_pb2.Node, ds: apps_pb2.DaemonSet,
 # Pod state
 
 
-def is_pod_ready(pod: Any) -> bool:
+def is_pod_ready(pod: core_pb2.Pod) -> bool:
     return meta.condition_true(pod.status.conditions, "Ready")
 
 
-def is_pod_available(pod: Any, min_ready_seconds: int, now: float) -> bool:
+def is_pod_available(pod: core_pb2.Pod, min_ready_seconds: int, now: float) -> bool:
     """Ready, and Ready for at least minReadySeconds (podutil.IsPodAvailable)."""
     cond = meta.find_condition(pod.status.conditions, "Ready")
     if cond is None or cond.status != "True":
@@ -150,7 +148,7 @@ def is_pod_available(pod: Any, min_ready_seconds: int, now: float) -> bool:
     return bool(since) and since + min_ready_seconds < now
 
 
-def is_pod_updated(pod: Any, hash_: str, generation: int | None) -> bool:
+def is_pod_updated(pod: core_pb2.Pod, hash_: str, generation: int | None) -> bool:
     """IsPodUpdated: the pod carries the current revision's hash or the template generation."""
     labels = pod.metadata.labels
     if generation is not None and labels.get(TEMPLATE_GENERATION_LABEL) == str(generation):
@@ -158,12 +156,12 @@ def is_pod_updated(pod: Any, hash_: str, generation: int | None) -> bool:
     return bool(hash_) and labels.get(REVISION_HASH_LABEL) == hash_
 
 
-def pod_sort_key(pod: Any) -> tuple[int, float, str]:
+def pod_sort_key(pod: core_pb2.Pod) -> tuple[int, float, str]:
     """podByCreationTimestampAndPhase: scheduled first, then oldest, then by name."""
     return (0 if pod.spec.node_name else 1, timeutil.parse(pod.metadata.creation_timestamp), pod.metadata.name)
 
 
-def target_node_name(pod: Any) -> str:
+def target_node_name(pod: core_pb2.Pod) -> str:
     """GetTargetNodeName: spec.nodeName, or the node its matchFields affinity pins it to."""
     if pod.spec.node_name:
         return str(pod.spec.node_name)

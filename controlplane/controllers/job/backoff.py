@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ketch.api import timeutil
+from ketch.v1 import core_pb2
 
 from . import indexed
 from .pods import ready_condition
@@ -54,7 +55,7 @@ def remaining_per_index(now: float, base: float, cap: float, last_failed_pod: An
     return remaining_for_failures(now, base, cap, failures, finished_time(last_failed_pod))
 
 
-def _finish_from_containers(pod: Any) -> float | None:
+def _finish_from_containers(pod: core_pb2.Pod) -> float | None:
     latest: float | None = None
     sidecars = {c.name for c in pod.spec.init_containers
                 if c.HasField("restart_policy") and c.restart_policy == "Always"}
@@ -70,7 +71,7 @@ def _finish_from_containers(pod: Any) -> float | None:
     return latest
 
 
-def finished_time(pod: Any) -> float:
+def finished_time(pod: core_pb2.Pod) -> float:
     """When a pod finished: its containers' latest finishedAt if all terminated; else the
     Ready=False transition; else deletionTimestamp minus the grace period; else creation."""
     t = _finish_from_containers(pod)

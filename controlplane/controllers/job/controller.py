@@ -23,7 +23,7 @@ from ketch.api import errors, meta, timeutil
 from ketch.api.selectors import NOTHING, Selector, from_label_selector
 from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, DeletedFinalStateUnknown, copy_of, orphans_by_namespace
 from ketch.client.workqueue import ItemExponentialFailureRateLimiter, RateLimiter, WorkQueue
-from ketch.v1 import batch_pb2
+from ketch.v1 import batch_pb2, core_pb2
 
 from ..base import Controller, ControllerContext
 from . import decisions, spec, tracking
@@ -45,12 +45,12 @@ API_BACKOFF_MAX = 60.0
 UNSETTLED_INDEX = "job-unsettled"
 
 
-def is_settled(pod: Any) -> bool:
+def is_settled(pod: core_pb2.Pod) -> bool:
     """Finished and counted: terminal and without the tracking finalizer."""
     return pod.status.phase in ("Succeeded", "Failed") and TRACKING_FINALIZER not in pod.metadata.finalizers
 
 
-def _unsettled_by_controller(pod: Any) -> list[str]:
+def _unsettled_by_controller(pod: core_pb2.Pod) -> list[str]:
     if is_settled(pod):
         return []
     ref = meta.controller_ref(pod)
@@ -78,8 +78,8 @@ class JobController(Controller):
             "job_orphan_pod", ItemExponentialFailureRateLimiter(API_BACKOFF_BASE, API_BACKOFF_MAX))
         self._conflicts: dict[str, int] = {}
         self._last_sync: dict[str, float] = {}  # loop time each Job's last sync started
-        self.jobs = ctx.informers.informer("Job")
-        self.pods = ctx.informers.informer("Pod")
+        self.jobs = ctx.informers.informer(batch_pb2.Job)
+        self.pods = ctx.informers.informer(core_pb2.Pod)
         self.pods.add_indexer(ORPHANS_BY_NAMESPACE_INDEX, orphans_by_namespace)
         self.pods.add_indexer(UNSETTLED_INDEX, _unsettled_by_controller)
         # Jobs (by uid) with a settled pod whose labels changed: their next sync looks at every
@@ -117,10 +117,10 @@ class JobController(Controller):
 
     # -- enqueueing ----------------------------------------------------------------------------
 
-    def enqueue_now(self, job: Any) -> None:
+    def enqueue_now(self, job: batch_pb2.Job) -> None:
         self.queue.add(meta.key_of(job))
 
-    def enqueue_batched(self, job: Any) -> None:
+    def enqueue_batched(self, job: batch_pb2.Job) -> None:
         """At most one sync per batching period: at once if the last one started a period ago
         or more (the first event after a quiet spell is not delayed), else at the period's end."""
         key = meta.key_of(job)
@@ -134,7 +134,7 @@ class JobController(Controller):
     def enqueue_with_delay(self, key: str, delay: float) -> None:
         self.queue.add_after(key, max(delay, self.sync_batch_period))
 
-    def enqueue_orphan(self, pod: Any) -> None:
+    def enqueue_orphan(self, pod: core_pb2.Pod) -> None:
         self.orphan_queue.add(meta.key_of(pod))
 
     def resolve_controller_ref(self, namespace: str, ref: Any) -> Any | None:
@@ -145,7 +145,7 @@ class JobController(Controller):
             return None
         return job
 
-    def pod_jobs(self, pod: Any) -> list[Any]:
+    def pod_jobs(self, pod: core_pb2.Pod) -> list[Any]:
         """Jobs whose (non-empty) selector matches the pod's labels: candidates to adopt it."""
         out = []
         for job in self.jobs.list(pod.metadata.namespace):
@@ -158,7 +158,7 @@ class JobController(Controller):
 
     # -- pod handlers --------------------------------------------------------------------------
 
-    def add_pod(self, pod: Any) -> None:
+    def add_pod(self, pod: core_pb2.Pod) -> None:
         if pod.metadata.deletion_timestamp:
             # After a restart a pod may first show up already being deleted.
             self.delete_pod(pod, final=False)
@@ -233,7 +233,7 @@ class JobController(Controller):
 
     # -- job handlers --------------------------------------------------------------------------
 
-    def add_job(self, job: Any) -> None:
+    def add_job(self, job: batch_pb2.Job) -> None:
         self.enqueue_now(job)
 
     def update_job(self, old: Any, cur: Any) -> None:
@@ -258,7 +258,7 @@ class JobController(Controller):
         self.enqueue_now(job)
         self.cleanup_pod_finalizers(job)
 
-    def cleanup_pod_finalizers(self, job: Any) -> None:
+    def cleanup_pod_finalizers(self, job: batch_pb2.Job) -> None:
         """Queue every pod of the Job that still has the tracking finalizer for release."""
         for pod in self.pods.by_index(UNSETTLED_INDEX, job.metadata.uid):
             if has_tracking_finalizer(pod):

@@ -15,7 +15,7 @@ from typing import Any
 
 from ketch.api import timeutil
 from ketch.client.cache import copy_of
-from ketch.v1 import batch_pb2
+from ketch.v1 import batch_pb2, core_pb2
 
 from . import failure_policy, indexed, spec, success_policy
 from .backoff import BackoffRecord, finished_time
@@ -81,7 +81,7 @@ class SyncContext:
         self.uncounted_succeeded = set(uncounted.succeeded)
         self.uncounted_failed = set(uncounted.failed)
 
-    def policy_match(self, pod: Any) -> failure_policy.Match:
+    def policy_match(self, pod: core_pb2.Pod) -> failure_policy.Match:
         """The pod failure policy's verdict on a failed pod (memoized for this sync)."""
         uid = pod.metadata.uid
         m = self._matches.get(uid)
@@ -91,7 +91,7 @@ class SyncContext:
         return m
 
 
-def is_pod_failed(pod: Any, job: batch_pb2.Job) -> bool:
+def is_pod_failed(pod: core_pb2.Pod, job: batch_pb2.Job) -> bool:
     """Failed phase; or, unless only failed pods are replaced, deleted before succeeding."""
     phase = pod.status.phase
     if phase == "Failed":
@@ -183,7 +183,7 @@ def decide_failure(job_ctx: SyncContext) -> float | None:
     return None
 
 
-def is_index_failed(job_ctx: SyncContext, pod: Any) -> bool:
+def is_index_failed(job_ctx: SyncContext, pod: core_pb2.Pod) -> bool:
     """A counted failure of a pod that had used up its index's backoffLimitPerIndex, or FailIndex."""
     job = job_ctx.job
     counted = False
@@ -290,7 +290,7 @@ def new_index_failure_counts(job_ctx: SyncContext, replaced: Any | None) -> tupl
     return failures, ignored
 
 
-def can_remove_finalizer(job_ctx: SyncContext, pod: Any, considered_failed: bool) -> bool:
+def can_remove_finalizer(job_ctx: SyncContext, pod: core_pb2.Pod, considered_failed: bool) -> bool:
     """A pod is released when the Job is finishing or deleted, when it succeeded, or when it
     failed (except the last failed pod of an index, until its replacement exists)."""
     if job_ctx.job.metadata.deletion_timestamp or job_ctx.finished_condition is not None:

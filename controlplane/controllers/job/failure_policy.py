@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ketch.v1 import core_pb2
+
 FAIL_JOB = "FailJob"
 FAIL_INDEX = "FailIndex"
 IGNORE = "Ignore"
@@ -51,14 +53,14 @@ def _matching_container(statuses: Any, req: Any) -> Any | None:
     return None
 
 
-def _match_exit_codes(pod: Any, req: Any) -> Any | None:
+def _match_exit_codes(pod: core_pb2.Pod, req: Any) -> Any | None:
     cs = _matching_container(pod.status.container_statuses, req)
     if cs is None:
         cs = _matching_container(pod.status.init_container_statuses, req)
     return cs
 
 
-def _match_conditions(pod: Any, patterns: Any) -> Any | None:
+def _match_conditions(pod: core_pb2.Pod, patterns: Any) -> Any | None:
     for cond in pod.status.conditions:
         for pattern in patterns:
             status = pattern.status or "True"
@@ -67,7 +69,7 @@ def _match_conditions(pod: Any, patterns: Any) -> Any | None:
     return None
 
 
-def match(policy: Any | None, pod: Any) -> Match:
+def match(policy: Any | None, pod: core_pb2.Pod) -> Match:
     """Kubernetes' matchPodFailurePolicy for a failed pod; policy None means no policy."""
     if policy is None:
         return NO_MATCH

@@ -134,7 +134,7 @@ class Intervals:
 # -- pods and their indexes -------------------------------------------------------------------
 
 
-def completion_index(pod: Any) -> int:
+def completion_index(pod: core_pb2.Pod) -> int:
     """The pod's completion index from its annotation, or UNKNOWN_INDEX."""
     value = pod.metadata.annotations.get(COMPLETION_INDEX_KEY)
     if value is None:
@@ -146,7 +146,7 @@ def completion_index(pod: Any) -> int:
     return index if index >= 0 else UNKNOWN_INDEX
 
 
-def _annotation_int(pod: Any, key: str) -> int:
+def _annotation_int(pod: core_pb2.Pod, key: str) -> int:
     value = pod.metadata.annotations.get(key)
     if value is None:
         return 0
@@ -157,15 +157,15 @@ def _annotation_int(pod: Any, key: str) -> int:
     return n if 0 <= n <= _INT32_MAX else 0
 
 
-def index_failure_count(pod: Any) -> int:
+def index_failure_count(pod: core_pb2.Pod) -> int:
     return _annotation_int(pod, INDEX_FAILURE_COUNT_KEY)
 
 
-def index_ignored_failure_count(pod: Any) -> int:
+def index_ignored_failure_count(pod: core_pb2.Pod) -> int:
     return _annotation_int(pod, INDEX_IGNORED_FAILURE_COUNT_KEY)
 
 
-def index_absolute_failure_count(pod: Any) -> int:
+def index_absolute_failure_count(pod: core_pb2.Pod) -> int:
     return index_failure_count(pod) + index_ignored_failure_count(pod)
 
 

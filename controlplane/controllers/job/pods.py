@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ketch.api import timeutil
+from ketch.v1 import core_pb2
 
 from . import indexed
 
@@ -16,32 +17,32 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
-def has_tracking_finalizer(pod: Any) -> bool:
+def has_tracking_finalizer(pod: core_pb2.Pod) -> bool:
     return TRACKING_FINALIZER in pod.metadata.finalizers
 
 
-def ready_condition(pod: Any) -> Any | None:
+def ready_condition(pod: core_pb2.Pod) -> Any | None:
     for c in pod.status.conditions:
         if c.type == "Ready":
             return c
     return None
 
 
-def is_ready(pod: Any) -> bool:
+def is_ready(pod: core_pb2.Pod) -> bool:
     c = ready_condition(pod)
     return c is not None and c.status == "True"
 
 
-def max_restarts(pod: Any) -> int:
+def max_restarts(pod: core_pb2.Pod) -> int:
     return max((cs.restart_count for cs in pod.status.container_statuses), default=0)
 
 
-def restart_sum(pod: Any) -> int:
+def restart_sum(pod: core_pb2.Pod) -> int:
     return (sum(cs.restart_count for cs in pod.status.init_container_statuses)
             + sum(cs.restart_count for cs in pod.status.container_statuses))
 
 
-def deletion_order_key(pod: Any) -> tuple[Any, ...]:
+def deletion_order_key(pod: core_pb2.Pod) -> tuple[Any, ...]:
     """Kubernetes' ActivePods order: the pods to delete first sort first.
 
     Unscheduled before scheduled; Pending < Unknown < Running; not ready before ready; ready for
