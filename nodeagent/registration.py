@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from ketch import __version__
 from ketch.api import errors, timeutil
 from ketch.client.clientset import Client
 from ketch.v1 import core_pb2
@@ -29,7 +30,7 @@ from ketch.v1 import core_pb2
 log = logging.getLogger(__name__)
 
 KUBELET_VERSION = "v1.31.0-ketch"
-RUNTIME_VERSION = "process://0.1.0"
+RUNTIME_VERSION = f"process://{__version__}"
 MAX_PODS = 110
 MEMORY_EVICTION_BYTES = 100 * 1024 * 1024  # memory.available<100Mi
 DISK_EVICTION_FRACTION = 0.10  # nodefs.available<10%

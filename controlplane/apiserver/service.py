@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError, Message
 from controlplane.registry import Registry, Strategy
 from controlplane.storage import Entry, Store
 from controlplane.storage.store import _Staged
+from ketch import __version__
 from ketch.api import errors, limits, manifest, timeutil
 from ketch.api.kinds import KindInfo, info_for_type_url, kind_info
 from ketch.api.patch import apply_patch
@@ -43,7 +44,7 @@ __all__ = ["MAX_OBJECT_BYTES", "APIService", "WatchLimits"]
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
+VERSION = __version__
 KUBERNETES_SEMANTICS = "v1.31"
 MAX_OBJECT_BYTES = limits.MAX_OBJECT_BYTES  # etcd's default request limit, as Kubernetes has it
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"

@@ -7,12 +7,13 @@ import json
 import platform
 import sys
 
+from ketch import __version__
 from ketch.api import errors
 
 from .factory import Factory
 from .main import add_common
 
-CLIENT_VERSION = "v0.1.0"
+CLIENT_VERSION = f"v{__version__}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
