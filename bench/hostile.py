@@ -26,20 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-from cluster import ROOT, free_port
 
-from ketch.local.launcher import stop_groups
+from ketch.local.launcher import LocalCluster
 from ketch.v1 import api_pb2, core_pb2
 
 API = "/ketch.v1.API/"
@@ -59,33 +55,23 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 
 class ControlPlane:
-    """One `python -m controlplane` in its own process group, optionally with a lower soft
+    """One control plane process (the shared launcher), optionally with a lower soft
     RLIMIT_NOFILE."""
 
     def __init__(self, workdir: Path, nofile: int | None = None, flags: tuple[str, ...] = ()) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log = open(workdir / "controlplane.log", "ab")  # noqa: SIM115 - closed in stop()
-
-        def limit() -> None:
-            if nofile is not None:
-                _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
-
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "controlplane", "--listen", self.address, "--data-dir", str(workdir / "cp"),
-             "--controllers", "none", "--log-level", "WARNING", *flags],
-            cwd=ROOT, start_new_session=True, stdout=self.log, stderr=self.log,
-            preexec_fn=limit if nofile is not None else None,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.cluster = LocalCluster(workdir)
+        self.address = self.cluster.server
+        member = self.cluster.start_controlplane("--controllers", "none", "--log-level", "WARNING", *flags,
+                                                 open_files=(nofile, None) if nofile is not None else None)
+        assert member.proc is not None
+        self.proc = member.proc
 
     def rss(self) -> str:
         now, peak = rss_kib(self.proc.pid)
         return f"RSS {now / 1024:7.0f} MiB (peak {peak / 1024:.0f})"
 
     def stop(self) -> None:
-        stop_groups([self.proc], 20)
-        self.log.close()
+        self.cluster.stop(20)
 
 
 def channel(address: str, **options: Any) -> grpc.aio.Channel:

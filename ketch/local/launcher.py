@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -69,13 +70,24 @@ class Member:
     name: str
     argv: list[str]
     log_path: Path
+    # Lower limits of open files for the process, (soft, hard or None to keep it): for tests of
+    # what a crowd of connections does.
+    open_files: tuple[int, int | None] | None = None
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the process runs
         self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=cwd, start_new_session=True)
+                                     env=env, cwd=cwd, start_new_session=True,
+                                     preexec_fn=self._limit if self.open_files is not None else None)
+
+    def _limit(self) -> None:
+        """In the child, before exec."""
+        assert self.open_files is not None
+        soft, hard = self.open_files
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard if hard is not None else
+                                                    resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     @property
     def title(self) -> str:
@@ -169,11 +181,11 @@ class LocalCluster:
 
     # -- members ---------------------------------------------------------------------------------
 
-    def controlplane(self, *flags: str) -> Member:
+    def controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
         data = self.dir / CONTROLPLANE
         data.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data), *flags]
-        return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log"))
+        return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log", open_files))
 
     def agent(self, node: str, *flags: str) -> Member:
         name = self.agent_prefix + node
@@ -190,8 +202,8 @@ class LocalCluster:
         self.members[member.name] = member
         return member
 
-    def start_controlplane(self, *flags: str) -> Member:
-        member = self.controlplane(*flags)
+    def start_controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
+        member = self.controlplane(*flags, open_files=open_files)
         member.start(self.env, self.dir)
         return member
 

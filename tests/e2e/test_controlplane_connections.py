@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import resource
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +17,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from ketch.local.launcher import free_port, stop_groups
+from ketch.local.launcher import LocalCluster
 from ketch.v1 import api_pb2
 
-from .harness import BIN, wait_until
+from .harness import wait_until
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame
@@ -32,19 +31,14 @@ SERVED_WITHIN = 60.0
 
 
 class ControlPlane:
+    """A control plane process (memory store, no controllers) under the given open-files limits."""
+
     def __init__(self, workdir: Path, soft: int, hard: int, flags: list[str]) -> None:
-        self.address = f"127.0.0.1:{free_port()}"
-
-        def limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / "controlplane.log"
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [str(BIN / "ketch-controlplane"), "--listen", self.address, "--data-dir", str(workdir / "data"),
-                 "--store", "memory", "--controllers", "none", *flags],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=limit)
+        self.cluster = LocalCluster(workdir)
+        self.address = self.cluster.server
+        member = self.cluster.start_controlplane("--store", "memory", "--controllers", "none", *flags,
+                                                 open_files=(soft, hard))
+        self.log_path = member.log_path
 
     def get_default(self, timeout: float) -> float:
         """Seconds a brand-new client took to be served a Get."""
@@ -90,7 +84,8 @@ def spawn(tmp_path: Path) -> Iterator:
     finally:
         for s in socks:
             s.close()
-        stop_groups([cp.proc for cp in made], 20)
+        for cp in made:
+            cp.cluster.stop(20)
         resource.setrlimit(resource.RLIMIT_NOFILE, (own_soft, own_hard))
 
 
