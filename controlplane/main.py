@@ -38,13 +38,6 @@ from .storage.store import DEFAULT_QUOTA_BYTES
 log = logging.getLogger("ketch.controlplane")
 
 
-def _duration(text: str) -> float:
-    try:
-        return durations.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _quota(text: str) -> int:
     try:
         value = int(text)
@@ -66,18 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quota-backend-bytes", type=_quota, default=DEFAULT_QUOTA_BYTES, metavar="BYTES",
                    help="past this size of the database in use, writes other than deletions are refused "
                         "(etcd's NOSPACE quota; default 2 GiB, 0 for the default)")
-    p.add_argument("--node-monitor-grace-period", type=_duration, default=40.0, metavar="DURATION")
-    p.add_argument("--node-startup-grace-period", type=_duration, default=60.0, metavar="DURATION")
-    p.add_argument("--node-monitor-period", type=_duration, default=None, metavar="DURATION",
+    p.add_argument("--node-monitor-grace-period", type=durations.argument, default=40.0, metavar="DURATION")
+    p.add_argument("--node-startup-grace-period", type=durations.argument, default=60.0, metavar="DURATION")
+    p.add_argument("--node-monitor-period", type=durations.argument, default=None, metavar="DURATION",
                    help="accepted for kube-controller-manager compatibility and ignored: each node is "
                         "re-checked exactly when its grace period would run out")
-    p.add_argument("--pod-eviction-timeout", type=_duration, default=300.0, metavar="DURATION",
+    p.add_argument("--pod-eviction-timeout", type=durations.argument, default=300.0, metavar="DURATION",
                    help="tolerationSeconds of the default not-ready/unreachable tolerations")
-    p.add_argument("--job-backoff-base", type=_duration, default=10.0, metavar="DURATION")
-    p.add_argument("--job-backoff-max", type=_duration, default=360.0, metavar="DURATION")
+    p.add_argument("--job-backoff-base", type=durations.argument, default=10.0, metavar="DURATION")
+    p.add_argument("--job-backoff-max", type=durations.argument, default=360.0, metavar="DURATION")
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500, metavar="N",
                    help="terminated pods kept before the oldest are deleted (0 disables; default 12500)")
-    p.add_argument("--event-ttl", type=_duration, default=3600.0, metavar="DURATION",
+    p.add_argument("--event-ttl", type=durations.argument, default=3600.0, metavar="DURATION",
                    help="how long Events are kept after their last update (default 1h)")
     p.add_argument("--controllers", default="*",
                    help=f"comma-separated controllers to run, or * (all: {','.join(CONTROLLERS)}), or none")
@@ -87,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-mutating-requests-inflight", type=int, default=DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
                    metavar="N", help="write requests served at once (0: no limit; default "
                                      f"{DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT})")
-    p.add_argument("--max-connection-idle", type=_duration, default=DEFAULT_MAX_CONNECTION_IDLE, metavar="DURATION",
+    p.add_argument("--max-connection-idle", type=durations.argument, default=DEFAULT_MAX_CONNECTION_IDLE,
+                   metavar="DURATION",
                    help="close client connections with no request for this long; clients reconnect on their "
                         "next request (0: never; default 90s)")
-    p.add_argument("--max-connection-age", type=_duration, default=0.0, metavar="DURATION",
+    p.add_argument("--max-connection-age", type=durations.argument, default=0.0, metavar="DURATION",
                    help="close client connections this old (after 30s of grace), ending their watches and log "
                         "streams too: reclaims streams whose clients stopped reading (0: never, the default)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))

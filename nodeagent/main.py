@@ -25,13 +25,6 @@ from .heartbeat import interval_warning
 log = logging.getLogger("nodeagent")
 
 
-def _duration(text: str) -> float:
-    try:
-        return durations.parse(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def _labels(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for part in text.split(","):
@@ -60,22 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-name", default=socket.gethostname().lower(), help="the Node's name (default: hostname)")
     p.add_argument("--data-dir", default="./ketch-agent-data", help="checkpoints, logs and pod working dirs")
     p.add_argument("--labels", type=_labels, default={}, metavar="k=v,k2=v2", help="extra Node labels")
-    p.add_argument("--heartbeat-interval", type=_duration, default=10.0, metavar="DURATION",
+    p.add_argument("--heartbeat-interval", type=durations.argument, default=10.0, metavar="DURATION",
                    help="Lease renewal period (default 10s)")
-    p.add_argument("--crash-loop-backoff-base", type=_duration, default=10.0, metavar="DURATION",
+    p.add_argument("--crash-loop-backoff-base", type=durations.argument, default=10.0, metavar="DURATION",
                    help="first crash-loop back-off, doubling (default 10s)")
-    p.add_argument("--crash-loop-backoff-max", type=_duration, default=300.0, metavar="DURATION",
+    p.add_argument("--crash-loop-backoff-max", type=durations.argument, default=300.0, metavar="DURATION",
                    help="crash-loop back-off cap (default 5m); reset after 2x this of running")
     p.add_argument("--drain-on-exit", action="store_true",
                    help="on SIGTERM: cordon, stop pods gracefully and delete the Node (default: leave pods running)")
     p.add_argument("--listen", default="", metavar="HOST:PORT",
                    help="the agent's gRPC server for logs and stats (default: any free port, on 127.0.0.1 "
                         "when the API server is on loopback, else on all interfaces)")
-    p.add_argument("--log-retention", type=_duration, default=3600.0, metavar="DURATION",
+    p.add_argument("--log-retention", type=durations.argument, default=3600.0, metavar="DURATION",
                    help="keep logs of pods gone from the API this long (default 1h)")
     p.add_argument("--log-max-size", type=_size, default=10 * 1024 * 1024, metavar="SIZE",
                    help="rotate a container log file above this size (default 10Mi)")
-    p.add_argument("--node-status-report-frequency", type=_duration, default=None, metavar="DURATION",
+    p.add_argument("--node-status-report-frequency", type=durations.argument, default=None, metavar="DURATION",
                    help="write node status at least this often (default min(5m, 6 heartbeats))")
     p.add_argument("--no-cgroups", action="store_true", help="enforce memory limits with the watchdog only")
     p.add_argument("--hollow", type=int, default=0, metavar="N",

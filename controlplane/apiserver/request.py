@@ -67,8 +67,9 @@ def _of_kind(user: UserInfo, verb: str, info: KindInfo, namespace: str, name: st
     return Attributes(user, verb, info.group, info.plural, subresource, namespace, name, kind=info.kind)
 
 
-def _of_object(user: UserInfo, verb: str, obj: any_pb2.Any, subresource: str = "") -> Attributes:
-    """From a request's object: its type, then only its metadata."""
+def kind_of_object(obj: any_pb2.Any) -> KindInfo:
+    """The kind a request's object says it is, before anything of it is decoded; refuses an
+    object of no known kind or over the size limit."""
     if not obj.type_url:
         raise errors.BadRequest("the request carries no object")
     try:
@@ -77,6 +78,12 @@ def _of_object(user: UserInfo, verb: str, obj: any_pb2.Any, subresource: str = "
         raise errors.BadRequest(limits.clip(str(err), 200)) from None
     if len(obj.value) > limits.MAX_OBJECT_BYTES:
         raise limits.object_too_large(info.kind, "", len(obj.value))
+    return info
+
+
+def _of_object(user: UserInfo, verb: str, obj: any_pb2.Any, subresource: str = "") -> Attributes:
+    """From a request's object: its type, then only its metadata."""
+    info = kind_of_object(obj)
     try:
         md = meta_pb2.PartialObjectMetadata.FromString(obj.value).metadata
     except DecodeError as err:

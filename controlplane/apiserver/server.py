@@ -155,17 +155,26 @@ def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
     return Credentials(metadata=metadata)
 
 
+async def _answer_failure(context: grpc.aio.ServicerContext, method: str, err: Exception) -> None:
+    """A StatusError as its gRPC status; anything else is a bug: logged, answered as internal."""
+    if not isinstance(err, errors.StatusError):
+        log.error("internal error in %s", method, exc_info=err)
+        err = errors.InternalError(f"internal error: {err}")
+    await _abort(context, err)
+
+
+def _accepted(request: Message | _Refused) -> Message:
+    if isinstance(request, _Refused):
+        raise request.error
+    return request
+
+
 def _unary_handler(chain: RequestChain, method: str) -> Callable[..., Any]:
     async def handle(request: Message | _Refused, context: grpc.aio.ServicerContext) -> Any:
         try:
-            if isinstance(request, _Refused):
-                raise request.error
-            return await chain.unary(method, request, credentials_of(context))
-        except errors.StatusError as err:
-            await _abort(context, err)
+            return await chain.unary(method, _accepted(request), credentials_of(context))
         except Exception as err:
-            log.exception("internal error in %s", method)
-            await _abort(context, errors.InternalError(f"internal error: {err}"))
+            await _answer_failure(context, method, err)
 
     return handle
 
@@ -173,15 +182,10 @@ def _unary_handler(chain: RequestChain, method: str) -> Callable[..., Any]:
 def _stream_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIterator[Any]]:
     async def handle(request: Message | _Refused, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            if isinstance(request, _Refused):
-                raise request.error
-            async for item in chain.stream(method, request, credentials_of(context)):
+            async for item in chain.stream(method, _accepted(request), credentials_of(context)):
                 yield item
-        except errors.StatusError as err:
-            await _abort(context, err)
         except Exception as err:
-            log.exception("internal error in %s", method)
-            await _abort(context, errors.InternalError(f"internal error: {err}"))
+            await _answer_failure(context, method, err)
 
     return handle
 

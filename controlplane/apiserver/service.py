@@ -31,13 +31,13 @@ from controlplane.storage import Entry, Store
 from controlplane.storage.store import _Staged
 from ketch import __version__
 from ketch.api import errors, limits, manifest, timeutil
-from ketch.api.kinds import KindInfo, info_for_type_url, kind_info
+from ketch.api.kinds import KindInfo, kind_info
 from ketch.api.patch import apply_patch
 from ketch.api.selectors import parse_field_selector, parse_label_selector
 from ketch.v1 import api_pb2
 
 from .admission import CREATE, DELETE, UPDATE, Admission, AdmissionRequest, default_admission
-from .request import Attributes, kind_or_404
+from .request import Attributes, kind_of_object, kind_or_404
 from .watch import LOCAL_WATCH_LIMITS, Filter, WatchHub, WatchLimits
 
 __all__ = ["MAX_OBJECT_BYTES", "APIService", "WatchLimits"]
@@ -64,14 +64,7 @@ def pack(entry: Entry) -> any_pb2.Any:
 
 
 def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
-    if not obj.type_url:
-        raise errors.BadRequest("the request carries no object")
-    try:
-        info = info_for_type_url(obj.type_url)
-    except KeyError as err:
-        raise errors.BadRequest(limits.clip(str(err), 200)) from None
-    if len(obj.value) > MAX_OBJECT_BYTES:
-        raise limits.object_too_large(info.kind, "", len(obj.value))
+    info = kind_of_object(obj)
     msg = info.new()
     try:
         msg.ParseFromString(obj.value)

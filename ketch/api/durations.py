@@ -52,3 +52,13 @@ def format(seconds: float) -> str:
     if d < 365 * 2:
         return f"{d}d"
     return f"{d // 365}y"
+
+
+def argument(text: str) -> float:
+    """parse as an argparse type: a bad duration is a usage error naming it."""
+    import argparse
+
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
