@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from ketch.api import errors
+from ketch.client.cache import LastWrites
 from ketch.client.clientset import Batch, Client
 from ketch.v1 import core_pb2
 
@@ -34,13 +35,6 @@ log = logging.getLogger(__name__)
 
 MAX_OPS = 500
 StatusFn = Callable[[], core_pb2.PodStatus | None]
-
-
-def _rv(pod: core_pb2.Pod) -> int:
-    try:
-        return int(pod.metadata.resource_version or 0)
-    except ValueError:
-        return 0
 
 
 class StatusManager:
@@ -53,7 +47,7 @@ class StatusManager:
         self._providers: dict[str, StatusFn] = {}
         # uid -> loop time by which its status must be written.
         self._dirty: dict[str, float] = {}
-        self._written: dict[str, core_pb2.Pod] = {}
+        self._written: LastWrites[core_pb2.Pod] = LastWrites()  # by pod uid
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         # uid -> (name, namespace, done) of pods to delete with grace 0 once stopped.
         self._deletes: dict[str, tuple[str, str, asyncio.Future[None]]] = {}
@@ -72,7 +66,7 @@ class StatusManager:
     def unregister(self, uid: str) -> None:
         self._providers.pop(uid, None)
         self._dirty.pop(uid, None)
-        self._written.pop(uid, None)
+        self._written.forget(uid)
         self._resolve(uid)
 
     def mark(self, uid: str, urgent: bool = False) -> None:
@@ -108,18 +102,12 @@ class StatusManager:
         await asyncio.shield(entry[2])
 
     def latest(self, uid: str) -> core_pb2.Pod | None:
-        cached = self.cached(uid)
-        written = self._written.get(uid)
-        if written is None:
-            return cached
-        if cached is not None and _rv(cached) >= _rv(written):
-            del self._written[uid]
-            return cached
-        return written
+        """The cached pod, or our last status write of it while the cache has not caught up."""
+        return self._written.latest(uid, self.cached(uid))
 
     def forget(self, uid: str) -> None:
         """The pod is gone from the API."""
-        self._written.pop(uid, None)
+        self._written.forget(uid)
         self._dirty.pop(uid, None)
         self._resolve(uid)
         self._deleted(uid)
@@ -240,7 +228,7 @@ class StatusManager:
             if res.error is None:
                 self.writes += 1
                 if isinstance(res.object, core_pb2.Pod):
-                    self._written[uid] = res.object
+                    self._written.remember(uid, res.object)
                 if uid not in self._dirty:
                     self._resolve(uid)
             elif isinstance(res.error, errors.Conflict):
@@ -268,5 +256,5 @@ class StatusManager:
         if fresh.metadata.uid != uid:
             self.forget(uid)
             return
-        self._written[uid] = fresh
+        self._written.remember(uid, fresh)
         self.mark(uid, urgent=True)
