@@ -8,8 +8,7 @@ tokens come as further entries, ahead of the anonymous one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from ketch.api import errors
@@ -17,13 +16,26 @@ from ketch.api import errors
 from .request import ANONYMOUS_USER, LOOPBACK_USER, UserInfo
 
 
-@dataclass(frozen=True, slots=True)
 class Credentials:
-    """What a request carries that may say who sent it."""
+    """What a request carries that may say who sent it. The gRPC metadata is read only when an
+    authenticator asks for it (building it costs every request otherwise)."""
 
-    loopback: bool = False  # an in-process call from the control plane itself
-    metadata: Mapping[str, str] = field(default_factory=dict)  # gRPC metadata (authorization: Bearer …)
-    peer_certificate: bytes = b""  # the TLS client certificate, PEM
+    __slots__ = ("_metadata", "_read_metadata", "loopback", "peer_certificate")
+
+    def __init__(self, loopback: bool = False, metadata: Mapping[str, str] | None = None,
+                 read_metadata: Callable[[], Mapping[str, str]] | None = None,
+                 peer_certificate: bytes = b"") -> None:
+        self.loopback = loopback  # an in-process call from the control plane itself
+        self._metadata = metadata
+        self._read_metadata = read_metadata
+        self.peer_certificate = peer_certificate  # the TLS client certificate, PEM
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """gRPC metadata (authorization: Bearer …)."""
+        if self._metadata is None:
+            self._metadata = self._read_metadata() if self._read_metadata is not None else {}
+        return self._metadata
 
 
 LOOPBACK = Credentials(loopback=True)

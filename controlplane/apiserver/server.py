@@ -150,9 +150,13 @@ def _decoder(cls: type[Message]) -> Callable[[bytes], Message | _Refused]:
 
 
 def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
-    """What a gRPC request carries that may say who sent it (authn.py decides)."""
-    metadata = {str(k): str(v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-    return Credentials(metadata=metadata)
+    """What a gRPC request carries that may say who sent it (authn.py decides; the metadata is
+    read only if an authenticator looks at it)."""
+
+    def metadata() -> dict[str, str]:
+        return {str(k): str(v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+    return Credentials(read_metadata=metadata)
 
 
 async def _answer_failure(context: grpc.aio.ServicerContext, method: str, err: Exception) -> None:
