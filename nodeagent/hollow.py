@@ -66,7 +66,7 @@ def set_ready_status(status: core_pb2.NodeStatus, now: float) -> None:
                        now=now, heartbeat=True)
 
 
-def run_seconds(pod: Any) -> float | None:
+def run_seconds(pod: core_pb2.Pod) -> float | None:
     """How long a hollow pod runs: forever (None) under restartPolicy Always, else the seconds of
     a `sleep N` command, else 0."""
     if pod.spec.restart_policy in ("", "Always"):
@@ -81,7 +81,7 @@ def run_seconds(pod: Any) -> float | None:
     return longest
 
 
-def running_status(pod: Any, now: float) -> Any:
+def running_status(pod: core_pb2.Pod, now: float) -> Any:
     """A copy of pod as a kubelet reports it once every container runs."""
     upd = copy_of(pod)
     st = upd.status
@@ -100,7 +100,7 @@ def running_status(pod: Any, now: float) -> Any:
     return upd
 
 
-def succeeded_status(pod: Any, now: float) -> Any:
+def succeeded_status(pod: core_pb2.Pod, now: float) -> Any:
     upd = copy_of(pod)
     st = upd.status
     stamp = timeutil.format(now)
@@ -234,7 +234,7 @@ class HollowNodes:
 
     # -- pods and nodes ------------------------------------------------------------------------
 
-    def _on_pod(self, pod: Any) -> None:
+    def _on_pod(self, pod: core_pb2.Pod) -> None:
         if pod.spec.node_name in self.mine:
             self.dirty_pods.add(meta.key_of(pod))
             self._kick.set()
@@ -249,7 +249,7 @@ class HollowNodes:
         if timer is not None:
             timer.cancel()
 
-    def _on_node(self, node: Any) -> None:
+    def _on_node(self, node: core_pb2.Node) -> None:
         name = node.metadata.name
         if name in self.mine and not meta.condition_true(node.status.conditions, "Ready"):
             self.dirty_nodes.add(name)

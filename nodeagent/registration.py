@@ -24,6 +24,7 @@ import psutil
 
 from ketch import __version__
 from ketch.api import errors, timeutil
+from ketch.client.cache import resource_version_of
 from ketch.client.clientset import Client
 from ketch.v1 import core_pb2
 
@@ -230,10 +231,9 @@ class NodeRegistrar:
         cached = self.cached()
         if self.node is None:
             return cached
-        if cached is not None and cached.metadata.uid == self.node.metadata.uid:
-            with contextlib.suppress(ValueError):
-                if int(cached.metadata.resource_version) >= int(self.node.metadata.resource_version):
-                    self.node = cached
+        if (cached is not None and cached.metadata.uid == self.node.metadata.uid
+                and resource_version_of(cached) >= resource_version_of(self.node)):
+            self.node = cached  # the cache caught up with (or passed) our last write
         return self.node
 
     async def register(self) -> core_pb2.Node:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ketch.api import durations, errors, timeutil
 from ketch.api.selectors import selector_string
+from ketch.v1 import core_pb2
 
 from .factory import Factory
 from .main import CLIError, add_common
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def logging_order(pod: Any) -> tuple[Any, ...]:
+def logging_order(pod: core_pb2.Pod) -> tuple[Any, ...]:
     """kubectl's podutils.ByLogging as a sort key (smallest first = the pod to show)."""
     ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions)
     restarts = max((cs.restart_count for cs in pod.status.container_statuses), default=0)
@@ -105,7 +106,7 @@ async def _pods_of(factory: Factory, kind: str, name: str, namespace: str) -> li
     return pods
 
 
-def _containers(pod: Any, args: argparse.Namespace, factory: Factory, announce: bool) -> list[str]:
+def _containers(pod: core_pb2.Pod, args: argparse.Namespace, factory: Factory, announce: bool) -> list[str]:
     names = [c.name for c in pod.spec.containers]
     wanted = args.container or args.container_arg
     if args.all_containers:

@@ -19,6 +19,7 @@ from typing import Any
 from ketch.api import durations, errors, manifest, meta, timeutil
 from ketch.client.clientset import Batch
 from ketch.client.watching import states
+from ketch.v1 import core_pb2
 
 from .factory import Factory
 from .main import CLIError, add_common, format_error
@@ -58,7 +59,7 @@ async def _nodes(factory: Factory, names: list[str], selector: str) -> list[Any]
     return [await client.get("Node", n) for n in names]
 
 
-async def cordon(factory: Factory, node: Any, unschedulable: bool) -> None:
+async def cordon(factory: Factory, node: core_pb2.Node, unschedulable: bool) -> None:
     """Set spec.unschedulable and print what kubectl prints."""
     name = node.metadata.name
     word = "cordoned" if unschedulable else "uncordoned"
@@ -88,11 +89,11 @@ class DrainPlan:
     errors: list[str] = field(default_factory=list)
 
 
-def _pod_name(pod: Any) -> str:
+def _pod_name(pod: core_pb2.Pod) -> str:
     return f"{pod.metadata.namespace}/{pod.metadata.name}"
 
 
-def _has_emptydir(pod: Any) -> bool:
+def _has_emptydir(pod: core_pb2.Pod) -> bool:
     return any("emptyDir" in manifest.message_to_dict(v) for v in pod.spec.volumes)
 
 
@@ -185,7 +186,7 @@ async def wait_pods_gone(factory: Factory, node: str, pods: list[Any]) -> None:
                 return
 
 
-async def drain_node(args: argparse.Namespace, factory: Factory, node: Any) -> None:
+async def drain_node(args: argparse.Namespace, factory: Factory, node: core_pb2.Node) -> None:
     client = factory.client()
     name = node.metadata.name
     await cordon(factory, node, True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ketch.api import intstr, manifest, meta, quantity, timeutil
 from ketch.api.selectors import selector_string
+from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
 from .printers import event_time, human_duration, job_status, node_roles, pod_columns, since
 from .tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, tabwrite
@@ -278,7 +279,7 @@ def _pod_containers(w: Writer, title: str, containers: Any, statuses: Any) -> No
         container_tail(w, c, 2)
 
 
-def qos_class(pod: Any) -> str:
+def qos_class(pod: core_pb2.Pod) -> str:
     if pod.status.qos_class:
         return str(pod.status.qos_class)
     requests = limits = 0
@@ -295,7 +296,7 @@ def qos_class(pod: Any) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
-def describe_pod(pod: Any, now: float) -> Writer:
+def describe_pod(pod: core_pb2.Pod, now: float) -> Writer:
     w = Writer()
     spec, status = pod.spec, pod.status
     object_meta(w, pod)
@@ -374,7 +375,7 @@ def _job_spec_lines(w: Writer, spec: Any, level: int = 0) -> None:
         w.line(level, "Pod Replacement Policy", spec.pod_replacement_policy)
 
 
-def describe_job(job: Any, now: float) -> Writer:
+def describe_job(job: batch_pb2.Job, now: float) -> Writer:
     w = Writer()
     spec, status = job.spec, job.status
     object_meta(w, job)
@@ -408,7 +409,7 @@ def describe_job(job: Any, now: float) -> Writer:
     return w
 
 
-def describe_cronjob(cj: Any, now: float, jobs: list[Any] | None = None) -> Writer:
+def describe_cronjob(cj: batch_pb2.CronJob, now: float, jobs: list[Any] | None = None) -> Writer:
     w = Writer()
     spec, status = cj.spec, cj.status
     object_meta(w, cj)
@@ -440,7 +441,7 @@ def describe_cronjob(cj: Any, now: float, jobs: list[Any] | None = None) -> Writ
 # -- DaemonSet, ControllerRevision ----------------------------------------------------------------
 
 
-def describe_daemonset(ds: Any, now: float, pods: list[Any] | None = None) -> Writer:
+def describe_daemonset(ds: apps_pb2.DaemonSet, now: float, pods: list[Any] | None = None) -> Writer:
     w = Writer()
     spec, status = ds.spec, ds.status
     object_meta(w, ds)
@@ -489,7 +490,7 @@ def _mem_text(n: int) -> str:
     return str(n)
 
 
-def _pod_resources(pod: Any) -> tuple[int, int, int, int]:
+def _pod_resources(pod: core_pb2.Pod) -> tuple[int, int, int, int]:
     """(cpu requests m, cpu limits m, memory requests, memory limits) of a pod's containers."""
     cr = cl = mr = ml = 0
     for c in pod.spec.containers:
@@ -501,7 +502,7 @@ def _pod_resources(pod: Any) -> tuple[int, int, int, int]:
     return cr, cl, mr, ml
 
 
-def describe_node(node: Any, now: float, pods: list[Any] | None = None, lease: Any = None) -> Writer:
+def describe_node(node: core_pb2.Node, now: float, pods: list[Any] | None = None, lease: Any = None) -> Writer:
     w = Writer()
     spec, status = node.spec, node.status
     w.line(0, "Name", node.metadata.name)
@@ -551,7 +552,7 @@ def describe_node(node: Any, now: float, pods: list[Any] | None = None, lease: A
     return w
 
 
-def _node_pods(w: Writer, node: Any, pods: list[Any], now: float) -> None:
+def _node_pods(w: Writer, node: core_pb2.Node, pods: list[Any], now: float) -> None:
     alloc = node.status.allocatable or node.status.capacity
     cpu_total = quantity.millicores(alloc["cpu"]) if "cpu" in alloc else 0
     mem_total = quantity.to_bytes(alloc["memory"]) if "memory" in alloc else 0

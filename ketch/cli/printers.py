@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from ketch.api import manifest, meta, timeutil
 from ketch.api.kinds import KindInfo, info_of
 from ketch.api.selectors import selector_string
+from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
 from . import jsonpath
 from .tabwriter import table_text
@@ -90,7 +91,7 @@ def _terminal(phase: str) -> bool:
     return phase in ("Succeeded", "Failed")
 
 
-def pod_columns(pod: Any, now: float) -> tuple[int, int, str, str]:
+def pod_columns(pod: core_pb2.Pod, now: float) -> tuple[int, int, str, str]:
     """(ready, total, STATUS, RESTARTS) exactly as kubectl's printPod computes them."""
     status, spec = pod.status, pod.spec
     reason = status.reason or status.phase
@@ -170,17 +171,17 @@ def pod_columns(pod: Any, now: float) -> tuple[int, int, str, str]:
     return ready, total, reason, restarts_text
 
 
-def pod_status_reason(pod: Any) -> str:
+def pod_status_reason(pod: core_pb2.Pod) -> str:
     return pod_columns(pod, 0.0)[2]
 
 
-def pod_ip(pod: Any) -> str:
+def pod_ip(pod: core_pb2.Pod) -> str:
     if len(pod.status.pod_ips):
         return pod.status.pod_ips[0].ip
     return pod.status.pod_ip
 
 
-def pod_row(pod: Any, now: float, wide: bool) -> Row:
+def pod_row(pod: core_pb2.Pod, now: float, wide: bool) -> Row:
     ready, total, reason, restarts = pod_columns(pod, now)
     row = [pod.metadata.name, f"{ready}/{total}", reason, restarts, since(pod.metadata.creation_timestamp, now)]
     if wide:
@@ -196,7 +197,7 @@ def pod_row(pod: Any, now: float, wide: bool) -> Row:
 # -- Job, CronJob, DaemonSet ----------------------------------------------------------------------
 
 
-def job_status(job: Any) -> str:
+def job_status(job: batch_pb2.Job) -> str:
     conds = job.status.conditions
     if meta.condition_true(conds, "Complete"):
         return "Complete"
@@ -213,7 +214,7 @@ def job_status(job: Any) -> str:
     return "Running"
 
 
-def job_completions(job: Any) -> str:
+def job_completions(job: batch_pb2.Job) -> str:
     spec, status = job.spec, job.status
     if spec.HasField("completions"):
         return f"{status.succeeded}/{spec.completions}"
@@ -221,7 +222,7 @@ def job_completions(job: Any) -> str:
     return f"{status.succeeded}/1 of {parallelism}" if parallelism > 1 else f"{status.succeeded}/1"
 
 
-def job_duration(job: Any, now: float) -> str:
+def job_duration(job: batch_pb2.Job, now: float) -> str:
     status = job.status
     if not status.start_time:
         return ""
@@ -235,7 +236,7 @@ def _containers_images_selector(pod_spec: Any, selector: Any) -> Row:
     return [names, images, _none(selector_string(selector))]
 
 
-def job_row(job: Any, now: float, wide: bool) -> Row:
+def job_row(job: batch_pb2.Job, now: float, wide: bool) -> Row:
     row = [job.metadata.name, job_status(job), job_completions(job), job_duration(job, now),
            since(job.metadata.creation_timestamp, now)]
     if wide:
@@ -243,7 +244,7 @@ def job_row(job: Any, now: float, wide: bool) -> Row:
     return row
 
 
-def cronjob_row(cj: Any, now: float, wide: bool) -> Row:
+def cronjob_row(cj: batch_pb2.CronJob, now: float, wide: bool) -> Row:
     spec = cj.spec
     row = [cj.metadata.name, spec.schedule, _none(spec.time_zone if spec.HasField("time_zone") else ""),
            "True" if spec.suspend else "False", str(len(cj.status.active)),
@@ -255,7 +256,7 @@ def cronjob_row(cj: Any, now: float, wide: bool) -> Row:
     return row
 
 
-def daemonset_row(ds: Any, now: float, wide: bool) -> Row:
+def daemonset_row(ds: apps_pb2.DaemonSet, now: float, wide: bool) -> Row:
     st = ds.status
     row = [ds.metadata.name, str(st.desired_number_scheduled), str(st.current_number_scheduled),
            str(st.number_ready), str(st.updated_number_scheduled), str(st.number_available),
@@ -268,7 +269,7 @@ def daemonset_row(ds: Any, now: float, wide: bool) -> Row:
 # -- Node, Namespace, Event, others ---------------------------------------------------------------
 
 
-def node_status(node: Any) -> str:
+def node_status(node: core_pb2.Node) -> str:
     ready = meta.find_condition(node.status.conditions, "Ready")
     parts = []
     if ready is not None:
@@ -280,7 +281,7 @@ def node_status(node: Any) -> str:
     return ",".join(parts)
 
 
-def node_roles(node: Any) -> str:
+def node_roles(node: core_pb2.Node) -> str:
     roles = set()
     for k, v in node.metadata.labels.items():
         if k.startswith("node-role.kubernetes.io/"):
@@ -290,7 +291,7 @@ def node_roles(node: Any) -> str:
     return ",".join(sorted(r for r in roles if r)) or "<none>"
 
 
-def node_row(node: Any, now: float, wide: bool) -> Row:
+def node_row(node: core_pb2.Node, now: float, wide: bool) -> Row:
     row = [node.metadata.name, node_status(node), node_roles(node),
            since(node.metadata.creation_timestamp, now), node.status.node_info.kubelet_version]
     if wide:
