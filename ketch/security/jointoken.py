@@ -12,6 +12,8 @@ import secrets
 import string
 from dataclasses import dataclass
 
+from ketch.v1 import secret_pb2
+
 ID_RE = re.compile(r"^[a-z0-9]{6}$")
 SECRET_RE = re.compile(r"^[a-z0-9]{16}$")
 BOOTSTRAP_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
@@ -63,3 +65,22 @@ def new(ca_hash: str) -> JoinToken:
 
 def secret_name(token_id: str) -> str:
     return SECRET_PREFIX + token_id
+
+
+def bootstrap_secret(token_id: str, token_secret: str, expiration: str = "", description: str = "",
+                     extra_groups: str = "system:bootstrappers:kubeadm:default-node-token") -> secret_pb2.Secret:
+    """The Secret kube-system/bootstrap-token-<id>, as `kubeadm token create` writes it."""
+    s = secret_pb2.Secret(api_version="v1", kind="Secret", type=SECRET_TYPE)
+    s.metadata.name = secret_name(token_id)
+    s.metadata.namespace = SECRET_NAMESPACE
+    s.data["token-id"] = token_id.encode()
+    s.data["token-secret"] = token_secret.encode()
+    s.data["usage-bootstrap-authentication"] = b"true"
+    s.data["usage-bootstrap-signing"] = b"true"
+    if extra_groups:
+        s.data["auth-extra-groups"] = extra_groups.encode()
+    if expiration:
+        s.data["expiration"] = expiration.encode()
+    if description:
+        s.data["description"] = description.encode()
+    return s
