@@ -21,12 +21,11 @@ from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
 
 from . import pki as pki_files
-
+from .apiserver import security as api_security
+from .apiserver.authn import read_token_file
 from .apiserver.bootstrap import ensure_default_namespaces
 from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport
-from .apiserver import security as api_security
-from .apiserver.authn import read_token_file
 from .apiserver.nodeproxy import NodeDialer, NodeProxy
 from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService

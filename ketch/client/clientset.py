@@ -236,6 +236,10 @@ class Client:
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
         return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))
 
+    async def sign_node_certificate(self, req: api_pb2.NodeCertificateRequest) -> api_pb2.NodeCertificateResponse:
+        """A node's certificates (ketch-agent's join and renewal)."""
+        return await self.transport.unary("SignNodeCertificate", req)
+
     async def version(self) -> api_pb2.VersionInfo:
         return await self.transport.unary("Version", api_pb2.VersionRequest(), timeout=10)
 

@@ -117,6 +117,15 @@ class GrpcTransport:
             self._stub = api_pb2_grpc.APIStub(self._channel)
         return self._stub
 
+    def set_tls(self, tls: TLSConfig) -> None:
+        """Use new client credentials (a renewed certificate) for calls from now on; calls and
+        streams on the old connection go on until it is closed, a little later."""
+        old = self._channel
+        self.tls, self._credentials = tls, tls.channel_credentials()
+        self._channel, self._stub = None, None
+        if old is not None:
+            asyncio.get_running_loop().call_later(60.0, lambda: asyncio.ensure_future(old.close()))
+
     async def _fail_over(self) -> None:
         if len(self.targets) > 1:
             old = self._channel
