@@ -25,6 +25,7 @@ from ketch.api import errors, meta, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Batch, Client, connect
 from ketch.client.config import connect_with_kubeconfig
+from ketch.client.transport import TLSConfig
 from ketch.client.informer import Informer
 from ketch.v1 import core_pb2
 
@@ -119,8 +120,10 @@ def succeeded_status(pod: core_pb2.Pod, now: float) -> Any:
 
 class HollowNodes:
     def __init__(self, server: str, names: Iterable[str], labels: dict[str, str] | None = None,
-                 heartbeat_interval: float = 10.0, drain_on_exit: bool = False, kubeconfig: str = "") -> None:
+                 heartbeat_interval: float = 10.0, drain_on_exit: bool = False, kubeconfig: str = "",
+                 tls: TLSConfig | None = None) -> None:
         self.server = server
+        self.tls = tls  # the API credentials, given directly (tests)
         self.kubeconfig = kubeconfig  # the API credentials of every simulated node ("" for plaintext)
         self.names = list(names)
         self.mine = set(self.names)
@@ -140,7 +143,7 @@ class HollowNodes:
 
     async def run(self, stop: asyncio.Event) -> int:
         self.client = client = (connect_with_kubeconfig(self.kubeconfig, server=self.server) if self.kubeconfig
-                                else connect(self.server))
+                                else connect(self.server, tls=self.tls))
         try:
             backoff = 0.2
             while True:  # register, retrying until the API answers (or we are told to stop)
