@@ -25,8 +25,8 @@ from ketch.api import errors, meta, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Batch, Client, connect
 from ketch.client.config import connect_with_kubeconfig
-from ketch.client.transport import TLSConfig
 from ketch.client.informer import Informer
+from ketch.client.transport import TLSConfig
 from ketch.v1 import core_pb2
 
 from .heartbeat import LEASE_NAMESPACE, lease_duration, new_lease

@@ -24,9 +24,9 @@ from controlplane.storage.backend import MemoryBackend
 from ketch.client.clientset import Client, connect
 from ketch.client.transport import TLSConfig
 
+from . import security as api_security
 from .bootstrap import ensure_default_namespaces
 from .local import LocalTransport
-from . import security as api_security
 from .nodeproxy import NodeProxy
 from .server import start_grpc_server
 from .service import APIService
@@ -87,7 +87,7 @@ class TestAPIServer:
             return None
         return TLSConfig(self.pki.ca_pem, self.pki.admin.cert, self.pki.admin.key)
 
-    def connect(self, tls: TLSConfig | None | str = "admin", token: str = "", **kwargs: Any) -> Client:
+    def connect(self, tls: TLSConfig | str | None = "admin", token: str = "", **kwargs: Any) -> Client:
         """A client over gRPC: as the admin by default; tls=TLSConfig(...) for other credentials,
         TLSConfig(api.pki.ca_pem) for none but a token."""
         chosen = self.admin_tls if tls == "admin" else tls

@@ -3,11 +3,12 @@
 gRPC's Python API offers a server either no client certificates at all or required, verified
 ones: not Go's VerifyClientCertIfGiven, which kube-apiserver uses so that one port serves both
 certificate users and bearer-token users (and agents joining with a bootstrap token). So Ketch's
-API server requires a certificate and trusts, beside its client CA, this public CA, whose key
-is published right here: a client without a certificate of its own (a bearer token, a joining
-agent, a kubeconfig with no client certificate) presents this one. It names nobody: the x509
-authenticator checks every certificate against the client CA again and ignores this one, so
-such a request is authenticated by its token or refused as Unauthorized.
+API server requires a certificate and trusts, beside its client CA, this public CA (its key was
+thrown away once this one certificate was signed; the certificate's key is published right
+here): a client without a certificate of its own (a bearer token, a joining agent, a kubeconfig
+with no client certificate) presents this one. It names nobody: the x509 authenticator checks
+every certificate against the client CA again and ignores this one, so such a request is
+authenticated by its token or refused as Unauthorized.
 
 Made once by `scripts/make-no-identity-cert.py`; valid until 2126.
 """
