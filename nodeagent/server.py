@@ -193,7 +193,8 @@ def peer_common_name(context: grpc.aio.ServicerContext) -> str:
 
 class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
     def __init__(self, node: str, source: LogSource,
-                 containers: Callable[[], list[tuple[str, str, str, int]]], require_control_plane: bool = False) -> None:
+                 containers: Callable[[], list[tuple[str, str, str, int]]],
+                 require_control_plane: bool = False) -> None:
         self.node = node
         self.source = source
         self.containers = containers

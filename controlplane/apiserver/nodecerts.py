@@ -83,8 +83,9 @@ class NodeCertificateSigner:
         out.client_certificate = certs.cert_pem(self.ca.sign(client_csr.public_key(), cn, orgs, client=True,  # type: ignore[arg-type]
                                                              validity=self.validity))
         if serving_csr is not None:
+            serving_key = serving_csr.public_key()
             out.serving_certificate = certs.cert_pem(self.ca.sign(
-                serving_csr.public_key(), cn, orgs, server=True, sans=certs.csr_sans(serving_csr),  # type: ignore[arg-type]
+                serving_key, cn, orgs, server=True, sans=certs.csr_sans(serving_csr),  # type: ignore[arg-type]
                 validity=self.validity))
         return out
 
@@ -119,7 +120,8 @@ class NodeCertificateSigner:
         if holder == key:
             return
         if holder and not renewing:
-            raise _forbidden(user, name, "the node name is held by another agent's key; a second agent cannot join "
-                                         "under the same --node-name while that Node exists (delete the Node to free it)")
+            raise _forbidden(user, name, "the node name is held by another agent's key; a second agent cannot "
+                                         "join under the same --node-name while that Node exists (delete the "
+                                         "Node to free it)")
         await self.client.patch("Node", name, {"metadata": {
             "annotations": {KEY_ANNOTATION: key}, "resourceVersion": node.metadata.resource_version}})

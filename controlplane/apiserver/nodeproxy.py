@@ -12,8 +12,8 @@ is allowed: `ketch local up` and the tests run every agent on 127.0.0.1. Which c
 which Node (and so publish an address at all) comes with authentication and the Node authorizer,
 not here. With TLS (the default) the control plane dials agents with its kubelet-client
 certificate and verifies each agent's serving certificate against the cluster CA, so a Node that
-points elsewhere reaches nothing that will answer. A log request is validated before it leaves, since the agent turns its names
-into paths (ketch.api.validation.podlogs).
+points elsewhere reaches nothing that will answer. A log request is validated before it leaves,
+since the agent turns its names into paths (ketch.api.validation.podlogs).
 """
 
 from __future__ import annotations

@@ -141,9 +141,8 @@ async def run_set_context(args: argparse.Namespace, factory: Factory) -> int:
         raise CLIError("you must specify a non-empty context name or --current")
     existed = name in cfg.contexts
     ctx: dict[str, Any] = dict(cfg.contexts.get(name, {}))
-    for key, value in (("cluster", args.cluster), ("user", args.user), ("namespace", args.ctx_namespace)):
-        if value is not None:
-            ctx[key] = value
+    given = {"cluster": args.cluster, "user": args.user, "namespace": args.ctx_namespace}
+    ctx.update({key: value for key, value in given.items() if value is not None})
     cfg.contexts[name] = ctx
     cfg.save(_path(factory))
     factory.print(f'Context "{name}" {"modified" if existed else "created"}.')

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from ketch.client import kubeconfig
+from ketch.client import kubeconfig as kcfg
 from ketch.client.clientset import Client, connect
 from ketch.client.config import tls_of
 
@@ -43,7 +43,7 @@ class Factory:
     token: str = ""
     _client: Client | None = None
     _owns_client: bool = True
-    _creds: kubeconfig.Credentials | None = None
+    _creds: kcfg.Credentials | None = None
 
     @classmethod
     def with_client(cls, client: Client, **kwargs: object) -> Factory:
@@ -53,16 +53,16 @@ class Factory:
         f._owns_client = False
         return f
 
-    def credentials(self) -> kubeconfig.Credentials | None:
+    def credentials(self) -> kcfg.Credentials | None:
         """The kubeconfig's credentials for this command (None: no kubeconfig, plaintext)."""
         if self._creds is None:
-            path = kubeconfig.find(self.kubeconfig)
+            path = kcfg.find(self.kubeconfig)
             if path is None:
                 if self.context:
-                    raise kubeconfig.ConfigError(f'context "{self.context}" does not exist: there is no kubeconfig')
+                    raise kcfg.ConfigError(f'context "{self.context}" does not exist: there is no kubeconfig')
                 return None
             override = self.server or os.environ.get("KETCH_SERVER", "")
-            self._creds = kubeconfig.load(path).resolve(self.context, server=override, token=self.token)
+            self._creds = kcfg.load(path).resolve(self.context, server=override, token=self.token)
         return self._creds
 
     @property
@@ -71,7 +71,7 @@ class Factory:
             return self.server or os.environ["KETCH_SERVER"]
         try:
             creds = self.credentials()
-        except kubeconfig.ConfigError:
+        except kcfg.ConfigError:
             creds = None
         return creds.server if creds is not None and creds.server else DEFAULT_SERVER
 
@@ -81,7 +81,7 @@ class Factory:
             return self.namespace or os.environ["KETCH_NAMESPACE"]
         try:
             creds = self.credentials()
-        except kubeconfig.ConfigError:
+        except kcfg.ConfigError:
             creds = None
         return (creds.namespace if creds is not None else "") or "default"
 

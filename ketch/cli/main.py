@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kubeconfig", default="", metavar="FILE",
                         help="the client config (default $KETCH_CONFIG, else ~/.ketch/config)")
     parser.add_argument("--context", default="", help="the kubeconfig context to use (default: current-context)")
-    parser.add_argument("--token", default="", help="a bearer token for the API server, instead of the user's credentials")
+    parser.add_argument("--token", default="",
+                        help="a bearer token for the API server, instead of the user's credentials")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for verb in VERBS:
         try:
