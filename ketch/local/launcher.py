@@ -208,7 +208,16 @@ class LocalCluster:
             return ""
 
     def _token_args(self) -> list[str]:
-        token = "" if self.insecure else self.join_token()
+        """--token for an agent; an agent started right after the control plane waits (briefly)
+        for the token its first start writes."""
+        if self.insecure:
+            return []
+        cp = self.members.get(CONTROLPLANE)
+        deadline = time.monotonic() + 30
+        token = self.join_token()
+        while not token and cp is not None and cp.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+            token = self.join_token()
         return ["--token", token] if token else []
 
     def client(self, wait_for_ready: bool = False, timeout: float = 30.0) -> Client:
