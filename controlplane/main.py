@@ -20,7 +20,7 @@ from ketch.api import durations, errors
 from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
 
-from . import pki as pki_files
+from . import pkifiles as pki_files
 from .apiserver import security as api_security
 from .apiserver.authn import read_token_file
 from .apiserver.bootstrap import ensure_default_namespaces

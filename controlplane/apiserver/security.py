@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from controlplane.pki import ServerPKI
+from controlplane.pkifiles import ServerPKI
 from ketch.client.clientset import Client
 from ketch.security import certs
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from controlplane import pki as pki_files
+from controlplane import pkifiles as pki_files
 from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.backend import MemoryBackend

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from controlplane import pki
+from controlplane import pkifiles as pki
 from ketch.client import kubeconfig
 from ketch.security import certs, jointoken
 
