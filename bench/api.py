@@ -23,7 +23,6 @@ import time
 import grpc
 from cluster import BenchCluster, free_port
 
-from ketch.client import connect
 from ketch.v1 import core_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
@@ -82,7 +81,7 @@ def namespace(name: str, stamp: float | None = None) -> core_pb2.Namespace:
     return ns
 
 
-async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None:
+async def bench(args: argparse.Namespace, cluster: BenchCluster, echo_addr: str) -> None:
     lines = []
     channel = grpc.aio.insecure_channel(echo_addr)
     echo = channel.unary_unary(ECHO_METHOD)
@@ -92,7 +91,8 @@ async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None
     echo_rate = args.creates / secs
     lines.append(row(f"echo (bare gRPC, {args.concurrency} in flight)", args.creates, secs, lat))
 
-    client = connect(api_addr, wait_for_ready=True)
+    await cluster.wait_for_admin_config(30)
+    client = cluster.client(wait_for_ready=True)
     await client.version()
     secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: client.create(namespace(f"c-{i}")))
     create_rate = args.creates / secs
@@ -120,7 +120,7 @@ async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None
 
     async def watcher() -> None:
         nonlocal ready
-        c = connect(api_addr)
+        c = cluster.client()
         try:
             stream = c.watch("Namespace", label_selector="bench=watch", resource_version=rv, allow_bookmarks=False)
             ready += 1
@@ -163,6 +163,8 @@ def main() -> None:
     p.add_argument("--watchers", type=int, default=100)
     p.add_argument("--write-rate", type=int, default=100)
     p.add_argument("--watch-writes", type=int, default=500)
+    p.add_argument("--insecure", action="store_true",
+                   help="the control plane with --insecure (plaintext, no authentication), for comparison")
     p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.echo_server:
@@ -171,9 +173,10 @@ def main() -> None:
     echo_port = free_port()
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)], start_new_session=True)
     try:
-        with BenchCluster("api") as cluster:
+        with BenchCluster("api", insecure=args.insecure) as cluster:
+            print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
             cluster.start_controlplane(controllers="none")
-            asyncio.run(bench(args, cluster.server, f"127.0.0.1:{echo_port}"))
+            asyncio.run(bench(args, cluster, f"127.0.0.1:{echo_port}"))
     finally:
         os.killpg(echo.pid, signal.SIGTERM)
         echo.wait(10)

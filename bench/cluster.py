@@ -67,8 +67,9 @@ class BenchCluster(LocalCluster):
     """The shared local-cluster launcher in a throwaway dir, quiet (WARNING logs) unless asked."""
 
     def __init__(self, name: str, keep: bool = False, log_dir: Path | None = None,
-                 data_root: str | None = None) -> None:
-        super().__init__(Path(tempfile.mkdtemp(prefix=f"ketch-bench-{name}-", dir=data_root)), log_dir=log_dir)
+                 data_root: str | None = None, insecure: bool = False) -> None:
+        super().__init__(Path(tempfile.mkdtemp(prefix=f"ketch-bench-{name}-", dir=data_root)), log_dir=log_dir,
+                         insecure=insecure)
         self.keep = keep or log_dir is not None
 
     def start_controlplane(self, *flags: str, controllers: str = "*") -> Member:  # type: ignore[override]

@@ -19,7 +19,6 @@ import time
 from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
 from ketch.api import manifest
-from ketch.client import connect
 from ketch.v1 import batch_pb2
 
 
@@ -32,9 +31,10 @@ def bench_job(completions: int, parallelism: int) -> batch_pb2.Job:
     })
 
 
-async def run_job(server: str, completions: int, parallelism: int, agents: int) -> tuple[float, int, int]:
+async def run_job(cluster: BenchCluster, completions: int, parallelism: int, agents: int) -> tuple[float, int, int]:
     """Seconds from create to Complete, and the Job's final succeeded and failed counts."""
-    client = connect(server, wait_for_ready=True)
+    await cluster.wait_for_admin_config(30)
+    client = cluster.client(wait_for_ready=True)
     await wait_for_ready_nodes(client, agents)
     _, rv = await client.list("Job")
     done = asyncio.get_running_loop().create_future()
@@ -72,15 +72,18 @@ def main() -> None:
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="where the cluster's data dirs go (default: the system temp dir); the agents "
                         "create each pod's files there")
+    p.add_argument("--insecure", action="store_true",
+                   help="the control plane with --insecure (plaintext, no authentication), for comparison")
     args = p.parse_args()
-    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root) as cluster:
+    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=args.insecure) as cluster:
+        print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
         where = filesystem_of(cluster.dir)
         cluster.start_controlplane(controllers=args.controllers)
         for i in range(args.agents):
             cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
         base_s = xargs_seconds(args.completions, args.parallelism)
         ketch_s, succeeded, failed = asyncio.run(
-            run_job(cluster.server, args.completions, args.parallelism, args.agents))
+            run_job(cluster, args.completions, args.parallelism, args.agents))
     n = args.completions
     print(f"xargs -P {args.parallelism}: {n} x true in {base_s:.2f}s ({n / base_s:.0f}/s)")
     print(f"ketch Job, parallelism {args.parallelism}, {args.agents} agents: {n} completions in {ketch_s:.2f}s "

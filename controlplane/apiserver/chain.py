@@ -24,12 +24,14 @@ from ketch.v1 import api_pb2
 from .authn import Authenticators, Credentials, default_authenticators
 from .authz import Authorizers, default_authorizers
 from .inflight import MaxInFlight
+from .nodecerts import NodeCertificateSigner
 from .nodeproxy import NodeProxy
 from .request import Attributes, UserInfo, attributes_of, batch_op
 from .service import APIService
 from .watch import WatchLimits
 
-UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version")
+UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version",
+                 "SignNodeCertificate")
 STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs")
 
 
@@ -37,7 +39,7 @@ class RequestChain:
     def __init__(self, service: APIService, proxy: NodeProxy, *,
                  authenticators: Authenticators | None = None, authorizers: Authorizers | None = None,
                  inflight: MaxInFlight | None = None, max_batch_bytes: int | None = None,
-                 watch_limits: WatchLimits | None = None) -> None:
+                 watch_limits: WatchLimits | None = None, signer: NodeCertificateSigner | None = None) -> None:
         self.service = service
         self.proxy = proxy
         self.authenticators = authenticators or default_authenticators()
@@ -45,6 +47,7 @@ class RequestChain:
         self.inflight = inflight  # None: no limit (the control plane's own clients)
         self.max_batch_bytes = max_batch_bytes
         self.watch_limits = watch_limits
+        self.signer = signer  # None: no PKI (--insecure, in-process chains)
 
     def authorized(self, user: UserInfo, method: str, req: Message) -> Attributes:
         attrs = attributes_of(user, method, req)
@@ -90,6 +93,10 @@ class RequestChain:
             return await self.proxy.node_stats(req)
         if method == "Version":
             return await service.version(req, attrs)
+        if method == "SignNodeCertificate":
+            if self.signer is None:
+                raise errors.BadRequest("this control plane signs no certificates: it runs without TLS (--insecure)")
+            return await self.signer.sign(req, attrs)
         raise errors.BadRequest(f"{method} is not a unary method")
 
     async def stream(self, method: str, req: Any, credentials: Credentials) -> AsyncIterator[Any]:

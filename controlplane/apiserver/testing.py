@@ -2,6 +2,12 @@
 
 `async with TestAPIServer() as api:` gives `api.client` (over real gRPC on 127.0.0.1),
 `api.local` (the in-process transport the control plane's controllers use) and `api.service`.
+
+Secure as the real one: TLS with a PKI made in memory (`api.pki`), `api.client` connected as the
+admin (user admin, group system:masters), `api.connect()` for more clients (any credentials),
+`api.channel()` for a raw gRPC channel as the admin. `TestAPIServer(insecure=True)` serves
+plaintext with everyone allowed, as --insecure. The node proxy dials agents in plaintext (tests
+run in-process agent servers without certificates).
 """
 
 from __future__ import annotations
@@ -9,11 +15,16 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
+import grpc
+
+from controlplane import pkifiles as pki_files
 from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.backend import MemoryBackend
 from ketch.client.clientset import Client, connect
+from ketch.client.transport import TLSConfig
 
+from . import security as api_security
 from .bootstrap import ensure_default_namespaces
 from .local import LocalTransport
 from .nodeproxy import NodeProxy
@@ -25,8 +36,14 @@ from .watch import WatchHub
 class TestAPIServer:
     __test__ = False  # not a pytest test class
 
-    def __init__(self, grpc: bool = True, server_limits: Any = None, **service_kwargs: Any) -> None:
+    def __init__(self, grpc: bool = True, server_limits: Any = None, insecure: bool = False,
+                 token_auth: dict[str, Any] | None = None, signing_duration: float | None = None,
+                 **service_kwargs: Any) -> None:
         self.use_grpc = grpc
+        self.insecure = insecure
+        self.token_auth = token_auth  # token -> UserInfo, as --token-auth-file
+        self.signing_duration = signing_duration
+        self.pki = None if insecure else pki_files.in_memory()
         self.server_limits = server_limits  # controlplane.apiserver.server.ServerLimits
         self.service_kwargs = service_kwargs
         self.address = ""
@@ -47,12 +64,42 @@ class TestAPIServer:
         self.local = Client(transport)
         self.server = None
         if self.use_grpc:
-            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits, self.proxy)
+            if self.pki is None:
+                security = api_security.insecure()
+            else:
+                def secret_of(key: str) -> object | None:
+                    entry = self.store.get("Secret", key)
+                    return entry.obj if entry is not None else None
+
+                kwargs = {"signing_duration": self.signing_duration} if self.signing_duration else {}
+                security = api_security.secure(self.pki, secret_of, self.local, self.token_auth, **kwargs)
+            self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits, self.proxy,
+                                                        security)
             self.address = f"127.0.0.1:{port}"
-            self.client = connect(self.address)
+            self.client = self.connect()
         else:
             self.client = self.local
         return self
+
+    @property
+    def admin_tls(self) -> TLSConfig | None:
+        if self.pki is None or self.pki.admin is None:
+            return None
+        return TLSConfig(self.pki.ca_pem, self.pki.admin.cert, self.pki.admin.key)
+
+    def connect(self, tls: TLSConfig | str | None = "admin", token: str = "", **kwargs: Any) -> Client:
+        """A client over gRPC: as the admin by default; tls=TLSConfig(...) for other credentials,
+        TLSConfig(api.pki.ca_pem) for none but a token."""
+        chosen = self.admin_tls if tls == "admin" else tls
+        assert not isinstance(chosen, str)
+        return connect(self.address, tls=chosen, token=token, **kwargs)
+
+    def channel(self, options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+        """A raw gRPC channel to the API as the admin (plaintext when insecure)."""
+        tls = self.admin_tls
+        if tls is None:
+            return grpc.aio.insecure_channel(self.address, options=options)
+        return grpc.aio.secure_channel(self.address, tls.channel_credentials(), options=options)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:

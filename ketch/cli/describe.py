@@ -619,6 +619,21 @@ def _generic_value(w: Writer, level: int, key: str, value: Any) -> None:
         w.line(level, title_case(key), text)
 
 
+def describe_secret(secret: Any, now: float) -> Writer:
+    """kubectl's Secret describer: each key with its size, never its value."""
+    w = Writer()
+    object_meta(w, secret, True)
+    labels(w, 0, "Labels", secret.metadata.labels)
+    annotations_section(w, 0, "Annotations", secret.metadata.annotations)
+    w.write(0, "\n")
+    w.line(0, "Type", secret.type)
+    w.flush()
+    w.write(0, "\nData\n====\n")
+    for key in sorted(secret.data):
+        w.line(0, key, f"{len(secret.data[key])} bytes")
+    return w
+
+
 def describe_generic(obj: Any, now: float, namespaced: bool = True) -> Writer:
     w = Writer()
     doc = manifest.to_dict(obj)

@@ -352,6 +352,11 @@ def lease_row(lease: Any, now: float, wide: bool) -> Row:
     return [lease.metadata.name, lease.spec.holder_identity, since(lease.metadata.creation_timestamp, now)]
 
 
+def secret_row(secret: Any, now: float, wide: bool) -> Row:
+    """Like kubectl: the number of keys, never their values."""
+    return [secret.metadata.name, secret.type, str(len(secret.data)), since(secret.metadata.creation_timestamp, now)]
+
+
 TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
             ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], pod_row),
@@ -366,6 +371,7 @@ TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
     "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     "ControllerRevision": (["NAME", "CONTROLLER", "REVISION", "AGE"], [], revision_row),
     "Lease": (["NAME", "HOLDER", "AGE"], [], lease_row),
+    "Secret": (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
 }
 EVENT_WIDE_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN",
                       "COUNT", "NAME"]

@@ -21,10 +21,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ketch.api import errors
-from ketch.client import connect
 from ketch.v1 import core_pb2
 
-from .harness import Cluster
+from .harness import Cluster, admin_client
 
 API_SERVICE = "ketch.v1.API"
 
@@ -87,7 +86,7 @@ async def _until(predicate, timeout: float, what: str):  # type: ignore[no-untyp
 
 
 async def _fill_and_recover(server: str, filler: Path) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     acked: dict[str, str] = {}
     try:
         for i in range(20):
@@ -138,7 +137,7 @@ async def _all_health(server: str, status: int) -> bool:
 
 
 async def _snapshot(server: str) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     try:
         items, _ = await client.list("Namespace")
         return {n.metadata.name: n.metadata.resource_version for n in items if n.metadata.annotations.get("filler")}
@@ -182,7 +181,7 @@ def test_a_start_on_a_full_disk_names_the_cause_and_keeps_the_database(tmpfs: Pa
 
 
 async def _create(server: str, n: int) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     try:
         made = [await client.create(_namespace(f"ns-{i}")) for i in range(n)]
         return {m.metadata.name: m.metadata.resource_version for m in made}
