@@ -153,16 +153,6 @@ async def run(args: argparse.Namespace) -> int:
     open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    pki = None
-    tokens = None
-    if not args.insecure:
-        try:
-            pki = pki_files.ensure(data_dir, args.listen, args.tls_san, tls_cert_file=args.tls_cert_file,
-                                   tls_key_file=args.tls_private_key_file, client_ca_file=args.client_ca_file)
-            tokens = read_token_file(args.token_auth_file) if args.token_auth_file else None
-        except (OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
     try:
         backend = open_backend(args.store, data_dir)
     except ValueError as err:
@@ -180,6 +170,19 @@ async def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         await store.stop()
         return 1
+    # The PKI after the store: a data dir the store refuses (damaged, foreign, in use) gets one
+    # line and nothing written beside it.
+    pki = None
+    tokens = None
+    if not args.insecure:
+        try:
+            pki = pki_files.ensure(data_dir, args.listen, args.tls_san, tls_cert_file=args.tls_cert_file,
+                                   tls_key_file=args.tls_private_key_file, client_ca_file=args.client_ca_file)
+            tokens = read_token_file(args.token_auth_file) if args.token_auth_file else None
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            await store.stop()
+            return 2
     hub = WatchHub(store)
     service = APIService(store, hub, registry=registry)
     dial = None

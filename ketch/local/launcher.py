@@ -188,9 +188,9 @@ class LocalCluster:
         self.agent_prefix = agent_prefix
         self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", KETCH_SERVER=self.server)
         self.insecure = insecure
+        # The control plane's data dir (its store, PKI, admin config and join token).
+        self.controlplane_dir = self.dir / CONTROLPLANE
         self.env.pop("KETCH_CONFIG", None)
-        if not insecure:
-            self.env["KETCH_CONFIG"] = str(self.admin_config)
         self.members: dict[str, Member] = {}
 
     # -- security --------------------------------------------------------------------------------
@@ -198,12 +198,12 @@ class LocalCluster:
     @property
     def admin_config(self) -> Path:
         """The admin kubeconfig the control plane writes at its first start."""
-        return self.dir / CONTROLPLANE / "admin.conf"
+        return self.controlplane_dir / "admin.conf"
 
     def join_token(self) -> str:
         """The control plane's join token ("" before it made one, or when insecure)."""
         try:
-            return (self.dir / CONTROLPLANE / "join-token").read_text().strip()
+            return (self.controlplane_dir / "join-token").read_text().strip()
         except FileNotFoundError:
             return ""
 
@@ -242,8 +242,10 @@ class LocalCluster:
     # -- members ---------------------------------------------------------------------------------
 
     def controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
-        data = self.dir / CONTROLPLANE
-        data.mkdir(exist_ok=True)
+        data = self.controlplane_dir
+        data.mkdir(parents=True, exist_ok=True)
+        if not self.insecure:
+            self.env["KETCH_CONFIG"] = str(self.admin_config)  # where this control plane writes it
         argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data),
                 *(["--insecure"] if self.insecure else []), *flags]
         return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log", open_files))

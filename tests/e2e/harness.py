@@ -19,8 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
+
 from ketch.client import Client
 from ketch.local.launcher import LocalCluster
+from ketch.security import anonymous
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -55,6 +58,16 @@ def admin_client(server: str, **kwargs: Any) -> Client:
     """A Python client as the admin of the test cluster serving at server (the secure default:
     TLS and the cluster's admin kubeconfig)."""
     return _CLUSTERS[server].client(**kwargs)
+
+
+def health_channel(server: str) -> grpc.aio.Channel:
+    """A channel for gRPC health checks, which need no identity: TLS with the cluster's CA and
+    the public no-identity client certificate (plaintext when the cluster is insecure)."""
+    cluster = _CLUSTERS[server]
+    if cluster.insecure:
+        return grpc.aio.insecure_channel(server)
+    ca = (cluster.controlplane_dir / "pki" / "ca.crt").read_bytes()
+    return grpc.aio.secure_channel(server, grpc.ssl_channel_credentials(ca, anonymous.KEY, anonymous.CERT))
 
 
 class Cluster(LocalCluster):
