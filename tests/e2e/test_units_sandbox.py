@@ -109,11 +109,12 @@ def start_agent_unit(cluster: Cluster, node: str, venv: Path, etc: Path) -> int:
     """The agent as its unit runs it; the env file gives the server, the node and a free port on
     127.0.0.1 (the unit's 0.0.0.0:10250 is for a real machine)."""
     flags = f"--server {cluster.server} --node-name {node} --listen 127.0.0.1:0 --heartbeat-interval 1s"
-    token = cluster.dir / "controlplane" / "join-token"  # a build with TLS joining writes one
-    if token.exists():
-        flags += f" --token {token.read_text().strip()}"
+    token = cluster.join_token()
+    if token:
+        flags += f" --token {token}"
     (etc / "agent.env").write_text(f"KETCH_AGENT_ARGS={flags}\n")
     member = cluster.agent(node)
+    member.late_args = None  # the token is in the env file, as the unit reads it
     member.argv = sandboxed(member.argv, AGENT_UNIT, {
         "/opt/ketch/venv": venv, "/var/lib/ketch-agent": cluster.dir / f"agent-{node}", "/etc/ketch": etc})
     member.start(cluster.env, cluster.dir)
