@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
@@ -62,6 +63,31 @@ async def run_job(cluster: BenchCluster, completions: int, parallelism: int, age
     return elapsed, job.status.succeeded, job.status.failed
 
 
+def one_run(args: argparse.Namespace, insecure: bool) -> tuple[float, int, int, str]:
+    """(seconds, succeeded, failed, filesystem) of the Job on a fresh cluster."""
+    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=insecure) as cluster:
+        where = filesystem_of(cluster.dir)
+        cluster.start_controlplane(controllers=args.controllers)
+        for i in range(args.agents):
+            cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
+        seconds, succeeded, failed = asyncio.run(run_job(cluster, args.completions, args.parallelism, args.agents))
+    return seconds, succeeded, failed, where
+
+
+def compare_security(args: argparse.Namespace) -> None:
+    """The Job with TLS and the default authorization against --insecure, in alternating rounds."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(args.compare_insecure):
+        for insecure in (False, True) if i % 2 == 0 else (True, False):
+            seconds, _, failed, _ = one_run(args, insecure)
+            times[insecure].append(seconds)
+            print(f"round {i + 1}: {'--insecure' if insecure else 'TLS + authz'}: {seconds:.2f}s"
+                  f"{f' ({failed} failed)' if failed else ''}", flush=True)
+    secure, plain = statistics.median(times[False]), statistics.median(times[True])
+    print(f"median over {args.compare_insecure} rounds: TLS + authz {secure:.2f}s, --insecure {plain:.2f}s: "
+          f"{secure / plain - 1:+.0%} (goal: at most +10 %)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--completions", type=int, default=2000)
@@ -74,16 +100,15 @@ def main() -> None:
                         "create each pod's files there")
     p.add_argument("--insecure", action="store_true",
                    help="the control plane with --insecure (plaintext, no authentication), for comparison")
+    p.add_argument("--compare-insecure", type=int, default=0, metavar="ROUNDS",
+                   help="the Job secure against --insecure in ROUNDS alternating rounds (median)")
     args = p.parse_args()
-    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=args.insecure) as cluster:
-        print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
-        where = filesystem_of(cluster.dir)
-        cluster.start_controlplane(controllers=args.controllers)
-        for i in range(args.agents):
-            cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
-        base_s = xargs_seconds(args.completions, args.parallelism)
-        ketch_s, succeeded, failed = asyncio.run(
-            run_job(cluster, args.completions, args.parallelism, args.agents))
+    if args.compare_insecure:
+        compare_security(args)
+        return
+    print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
+    base_s = xargs_seconds(args.completions, args.parallelism)
+    ketch_s, succeeded, failed, where = one_run(args, args.insecure)
     n = args.completions
     print(f"xargs -P {args.parallelism}: {n} x true in {base_s:.2f}s ({n / base_s:.0f}/s)")
     print(f"ketch Job, parallelism {args.parallelism}, {args.agents} agents: {n} completions in {ketch_s:.2f}s "
