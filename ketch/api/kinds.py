@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ketch.v1 import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2
+from ketch.v1 import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, rbac_pb2
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
     return tuple(out)
 
 
-KINDS: tuple[KindInfo, ...] = _served((core_pb2, batch_pb2, apps_pb2, coordination_pb2))
+KINDS: tuple[KindInfo, ...] = _served((core_pb2, batch_pb2, apps_pb2, coordination_pb2, rbac_pb2))
 
 _BY_KIND = {k.kind: k for k in KINDS}
 _BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in KINDS}
