@@ -16,10 +16,13 @@ from ketch import gctuning
 from ketch.api import durations
 from ketch.client.clientset import Client
 
+from .apiserver.admission import default_admission
 from .apiserver.bootstrap import ensure_default_namespaces
 from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport
 from .apiserver.nodeproxy import NodeProxy
+from .apiserver.rbac import DEFAULT_MODES, MODES, Authorization, parse_modes
+from .apiserver.rbac.bootstrap import reconcile_bootstrap_policy
 from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
@@ -87,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connection-age", type=durations.argument, default=0.0, metavar="DURATION",
                    help="close client connections this old (after 30s of grace), ending their watches and log "
                         "streams too: reclaims streams whose clients stopped reading (0: never, the default)")
+    p.add_argument("--authorization-mode", default=",".join(DEFAULT_MODES), metavar="MODES",
+                   help=f"ordered authorizers, comma-separated, from {', '.join(MODES)}; members of "
+                        f"system:masters are always allowed (default {','.join(DEFAULT_MODES)})")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
@@ -96,6 +102,11 @@ async def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 0:
             print(f"error: --{flag.replace('_', '-')} must be 0 or more", file=sys.stderr)
             return 2
+    try:
+        modes = parse_modes(args.authorization_mode)
+    except ValueError as err:
+        print(f"error: --authorization-mode: {err}", file=sys.stderr)
+        return 2
     open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -117,22 +128,27 @@ async def run(args: argparse.Namespace) -> int:
         await store.stop()
         return 1
     hub = WatchHub(store)
-    service = APIService(store, hub, registry=registry)
+    authorization = Authorization(store, modes)
+    service = APIService(store, hub, registry=registry,
+                         admission=authorization.admission(default_admission(store, registry)))
     proxy = NodeProxy(store)
     local = LocalTransport(service, proxy)
     await ensure_default_namespaces(local.chain)
+    if "RBAC" in modes:
+        await reconcile_bootstrap_policy(Client(local))
     gctuning.tune_for_server()
     try:
         server, _port = await start_grpc_server(service, args.listen, ServerLimits(
             max_requests_inflight=args.max_requests_inflight,
             max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age), proxy)
+            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age), proxy,
+            authorizers=authorization.authorizers)
     except (OSError, RuntimeError) as err:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
         await store.stop()
         return 1
-    log.info("serving the Ketch API on %s (store %s, revision %d, open files limit %d)", args.listen, args.store,
-             store.revision, open_files)
+    log.info("serving the Ketch API on %s (store %s, revision %d, open files limit %d, authorization %s)",
+             args.listen, args.store, store.revision, open_files, ",".join(modes))
 
     options = ControllerOptions(
         job=JobOptions(backoff_base=args.job_backoff_base, backoff_max=args.job_backoff_max),

@@ -31,7 +31,8 @@ from grpc_reflection.v1alpha import reflection
 from ketch.api import errors, limits
 from ketch.v1 import api_pb2
 
-from .authn import Credentials
+from .authn import Authenticators, Credentials
+from .authz import Authorizers
 from .chain import RequestChain
 from .inflight import MaxInFlight
 from .nodeproxy import NodeProxy
@@ -154,7 +155,13 @@ def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
     read only if an authenticator looks at it)."""
 
     def metadata() -> dict[str, str]:
-        return {str(k): str(v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        # A key sent more than once (impersonate-group) reads as its values joined by commas, as
+        # HTTP reads a repeated header.
+        out: dict[str, str] = {}
+        for k, v in context.invocation_metadata() or ():
+            if isinstance(v, str):
+                out[str(k)] = f"{out[str(k)]},{v}" if str(k) in out else v
+        return out
 
     return Credentials(read_metadata=metadata)
 
@@ -232,23 +239,26 @@ async def _track_store_health(service: APIService, servicer: health.aio.HealthSe
     await publish(service.store.healthy)
 
 
-def remote_chain(service: APIService, proxy: NodeProxy, server_limits: ServerLimits) -> RequestChain:
+def remote_chain(service: APIService, proxy: NodeProxy, server_limits: ServerLimits,
+                 authenticators: Authenticators | None = None, authorizers: Authorizers | None = None) -> RequestChain:
     """The chain for clients over the network: in-flight limits, Batch and watch bounds."""
     inflight = MaxInFlight(server_limits.max_requests_inflight, server_limits.max_mutating_requests_inflight)
-    return RequestChain(service, proxy, inflight=inflight, max_batch_bytes=server_limits.max_batch_bytes or None,
-                        watch_limits=server_limits.watch)
+    return RequestChain(service, proxy, authenticators=authenticators, authorizers=authorizers, inflight=inflight,
+                        max_batch_bytes=server_limits.max_batch_bytes or None, watch_limits=server_limits.watch)
 
 
 async def start_grpc_server(service: APIService, listen: str, server_limits: ServerLimits | None = None,
-                            proxy: NodeProxy | None = None) -> tuple[grpc.aio.Server, int]:
+                            proxy: NodeProxy | None = None, *, authenticators: Authenticators | None = None,
+                            authorizers: Authorizers | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve the API on listen (HOST:PORT, port 0 for any free port); returns the bound port.
-    proxy: how logs and stats reach the agents (made here if not given)."""
+    proxy: how logs and stats reach the agents (made here if not given); authenticators and
+    authorizers: the chain's (authn.py and authz.py's defaults if not given)."""
     server_limits = server_limits or ServerLimits()
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if open_files == resource.RLIM_INFINITY:
         open_files = 1 << 20
     server = grpc.aio.server(options=grpc_options(server_limits, open_files))
-    chain = remote_chain(service, proxy or NodeProxy(service.store), server_limits)
+    chain = remote_chain(service, proxy or NodeProxy(service.store), server_limits, authenticators, authorizers)
     name = api_pb2.DESCRIPTOR.services_by_name["API"].full_name
     handlers = _handlers(chain)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

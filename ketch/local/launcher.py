@@ -176,6 +176,10 @@ class LocalCluster:
         self.port = port or free_port()
         self.server = f"127.0.0.1:{self.port}"
         self.agent_prefix = agent_prefix
+        # The control plane's --authorization-mode unless its flags say one. AlwaysAllow for now:
+        # these clients do not authenticate yet (certificates and tokens come with TLS), and every
+        # one of them would be the anonymous user, whom Node,RBAC forbids everything.
+        self.authorization_mode = "AlwaysAllow"
         self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", KETCH_SERVER=self.server)
         self.members: dict[str, Member] = {}
 
@@ -184,6 +188,8 @@ class LocalCluster:
     def controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
         data = self.dir / CONTROLPLANE
         data.mkdir(exist_ok=True)
+        if not any(f.startswith("--authorization-mode") for f in flags):
+            flags = ("--authorization-mode", self.authorization_mode, *flags)
         argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data), *flags]
         return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log", open_files))
 
