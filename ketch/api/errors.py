@@ -86,7 +86,9 @@ class Unauthorized(StatusError):
 
 
 class Forbidden(StatusError):
-    code = FAILED_PRECONDITION
+    """Not allowed (HTTP 403): refused by authorization or an admission rule."""
+
+    code = PERMISSION_DENIED
     reason = "Forbidden"
 
 
@@ -130,7 +132,8 @@ _BY_CODE: dict[int, type[StatusError]] = {
     ALREADY_EXISTS: AlreadyExists,
     ABORTED: Conflict,
     OUT_OF_RANGE: Gone,
-    FAILED_PRECONDITION: Forbidden,
+    PERMISSION_DENIED: Forbidden,
+    FAILED_PRECONDITION: Forbidden,  # what servers before PERMISSION_DENIED sent
     RESOURCE_EXHAUSTED: TooLarge,
     UNAVAILABLE: Unavailable,
     DEADLINE_EXCEEDED: Timeout,

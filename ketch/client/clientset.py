@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -244,6 +244,7 @@ class Client:
 
 
 def connect(server: str, wait_for_ready: bool = False, timeout: float = 30.0,
-            on_warning: Callable[[str], None] | None = None) -> Client:
-    """A Client over gRPC to `HOST:PORT[,HOST:PORT]`."""
-    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout), on_warning=on_warning)
+            on_warning: Callable[[str], None] | None = None, metadata: Sequence[tuple[str, str]] = ()) -> Client:
+    """A Client over gRPC to `HOST:PORT[,HOST:PORT]`; metadata goes with every call."""
+    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout, metadata=metadata),
+                  on_warning=on_warning)

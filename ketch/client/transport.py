@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -75,8 +75,11 @@ def status_error(err: grpc.aio.AioRpcError) -> errors.StatusError:
 class GrpcTransport:
     """gRPC to one or more API servers (`HOST:PORT[,HOST:PORT]`), failing over on UNAVAILABLE."""
 
-    def __init__(self, servers: str, wait_for_ready: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, servers: str, wait_for_ready: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                 metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.targets = [s.strip() for s in servers.split(",") if s.strip()]
+        # Sent with every call: credentials, impersonation (impersonate-user, impersonate-group).
+        self.metadata = tuple(metadata) or None
         if not self.targets:
             raise ValueError("no server address given")
         self.wait_for_ready = wait_for_ready
@@ -106,7 +109,7 @@ class GrpcTransport:
             fn = getattr(self._api(), method)
             try:
                 return await fn(request, timeout=max(deadline - time.monotonic(), 0.001),
-                                wait_for_ready=self.wait_for_ready)
+                                wait_for_ready=self.wait_for_ready, metadata=self.metadata)
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.UNAVAILABLE:
                     await self._fail_over()
@@ -122,7 +125,7 @@ class GrpcTransport:
 
     async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
         fn = getattr(self._api(), method)
-        call = fn(request, wait_for_ready=self.wait_for_ready)
+        call = fn(request, wait_for_ready=self.wait_for_ready, metadata=self.metadata)
         try:
             async for item in call:
                 yield item

@@ -22,8 +22,10 @@ from ..authz import AlwaysAllow, AlwaysDeny, Authorizer, Authorizers, Privileged
 from .authorizer import RBACAuthorizer
 from .cache import CachedAuthorizer, DecisionCache
 from .index import RBACIndex
+from .node import NodeAuthorizer
+from .noderestriction import NodeRestriction
 
-__all__ = ["DEFAULT_MODES", "MODES", "Authorization", "parse_modes"]
+__all__ = ["DEFAULT_MODES", "MODES", "Authorization", "NodeRestriction", "parse_modes"]
 
 MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 DEFAULT_MODES = ("Node", "RBAC")
@@ -60,7 +62,7 @@ class Authorization:
             elif mode == "AlwaysDeny":
                 chain.append(AlwaysDeny())
             elif mode == "Node":
-                pass  # the Node authorizer comes next
+                chain.append(NodeAuthorizer(store, self.node_cache))
             elif mode == "RBAC":
                 rbac: Authorizer = RBACAuthorizer(self.index)
                 if self.rbac_cache is not None:
@@ -68,8 +70,8 @@ class Authorization:
                     self.index.listeners.append(self.rbac_cache.clear)
                 chain.append(rbac)
         self.authorizers = Authorizers(chain)
+        self.node_restriction = NodeRestriction()
 
     def admission(self, base: Admission) -> Admission:
-        """base's plugins with NodeRestriction (mutating, as Kubernetes') and escalation
-        prevention (validating) added."""
-        return base
+        """base's plugins with NodeRestriction (mutating, as Kubernetes') added."""
+        return Admission(mutating=[*base.mutating, self.node_restriction], validating=base.validating)
