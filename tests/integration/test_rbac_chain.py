@@ -142,3 +142,67 @@ async def test_nodes_touch_only_their_own_node_lease_and_pods() -> None:
             await n2.delete("Node", "n1")
         with pytest.raises(errors.Forbidden):
             await n1.list("Job", "default")
+
+
+def cluster_role(name: str, *rules: dict) -> object:
+    return manifest.from_dict({"apiVersion": f"{G}/v1", "kind": "ClusterRole", "metadata": {"name": name},
+                               "rules": list(rules)})
+
+
+def role(name: str, ns: str, *rules: dict) -> object:
+    return manifest.from_dict({"apiVersion": f"{G}/v1", "kind": "Role", "metadata": {"name": name, "namespace": ns},
+                               "rules": list(rules)})
+
+
+async def test_nobody_grants_what_they_do_not_hold_unless_they_may_escalate_or_bind() -> None:
+    async with secured() as api, clients(api, "admin", "alice") as (admin, alice):
+        await admin.create(namespace("team"))
+        await admin.create(cluster_role(
+            "team-lead", {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "delete"]},
+            # Not "*": that would include escalate and bind.
+            {"apiGroups": [G], "resources": ["roles", "rolebindings"], "verbs": ["get", "create", "update"]}))
+        await admin.create(role_binding("lead", "team", "team-lead", "alice"))
+
+        # What she holds she may grant, as a Role and through a binding.
+        await alice.create(role("pod-reader", "team", {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}))
+        await alice.create(role_binding("bob-reads", "team", "pod-reader", "bob", kind="Role"))
+        await alice.create(role_binding("bob-leads", "team", "team-lead", "bob"))
+
+        # Not more: a rule she lacks, a role she lacks, a role that does not exist.
+        with pytest.raises(errors.Forbidden) as refused:
+            await alice.create(role("node-killer", "team",
+                                    {"apiGroups": ["", "batch"], "resources": ["pods", "jobs"],
+                                     "verbs": ["get", "create"]}))
+        assert refused.value.message == (
+            'roles.rbac.authorization.k8s.io "node-killer" is forbidden: user "alice" (groups=["dev" '
+            '"system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+            '{APIGroups:[""], Resources:["jobs"], Verbs:["get" "create"]}\n'
+            '{APIGroups:[""], Resources:["pods"], Verbs:["create"]}\n'
+            '{APIGroups:["batch"], Resources:["jobs"], Verbs:["get" "create"]}\n'
+            '{APIGroups:["batch"], Resources:["pods"], Verbs:["get" "create"]}')
+        with pytest.raises(errors.NotFound):
+            await api.local.get("Role", "node-killer", "team")
+        with pytest.raises(errors.Forbidden, match="attempting to grant RBAC permissions not currently held"):
+            await alice.create(role_binding("bob-admin", "team", "cluster-admin", "bob"))
+        with pytest.raises(errors.NotFound, match=r'clusterroles\.rbac\.authorization\.k8s\.io "nope" not found'):
+            await alice.create(role_binding("bob-nope", "team", "nope", "bob"))
+        # An update may not add what she lacks either.
+        reader = await alice.get("Role", "pod-reader", "team")
+        reader.rules[0].verbs.append("deletecollection")
+        with pytest.raises(errors.Forbidden, match=r'Verbs:\["deletecollection"\]'):
+            await alice.update(reader)
+
+        # `bind` on one ClusterRole lets her bind it; `escalate` on roles lets her write any Role.
+        await admin.create(cluster_role("binder", {"apiGroups": [G], "resources": ["clusterroles"], "verbs": ["bind"],
+                                                   "resourceNames": ["cluster-admin"]},
+                                        {"apiGroups": [G], "resources": ["roles"], "verbs": ["escalate"]}))
+        await admin.create(role_binding("binder", "team", "binder", "alice"))
+        await alice.create(role_binding("bob-admin", "team", "cluster-admin", "bob"))
+        await alice.create(role("node-killer", "team",
+                                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]}))
+        # Never beyond the namespace: a ClusterRoleBinding needs bind at the cluster scope.
+        crb = manifest.from_dict({"apiVersion": f"{G}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "x"},
+                                  "subjects": [{"kind": "User", "name": "bob"}],
+                                  "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}})
+        with pytest.raises(errors.Forbidden, match='cannot create resource "clusterrolebindings"'):
+            await alice.create(crb)

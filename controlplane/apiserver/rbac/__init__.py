@@ -21,11 +21,12 @@ from ..admission import Admission
 from ..authz import AlwaysAllow, AlwaysDeny, Authorizer, Authorizers, PrivilegedGroups
 from .authorizer import RBACAuthorizer
 from .cache import CachedAuthorizer, DecisionCache
+from .escalation import RBACEscalationCheck
 from .index import RBACIndex
 from .node import NodeAuthorizer
 from .noderestriction import NodeRestriction
 
-__all__ = ["DEFAULT_MODES", "MODES", "Authorization", "NodeRestriction", "parse_modes"]
+__all__ = ["DEFAULT_MODES", "MODES", "Authorization", "NodeRestriction", "RBACEscalationCheck", "parse_modes"]
 
 MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 DEFAULT_MODES = ("Node", "RBAC")
@@ -71,7 +72,10 @@ class Authorization:
                 chain.append(rbac)
         self.authorizers = Authorizers(chain)
         self.node_restriction = NodeRestriction()
+        self.escalation = RBACEscalationCheck(self.index, self.authorizers)
 
     def admission(self, base: Admission) -> Admission:
-        """base's plugins with NodeRestriction (mutating, as Kubernetes') added."""
-        return Admission(mutating=[*base.mutating, self.node_restriction], validating=base.validating)
+        """base's plugins with NodeRestriction (mutating, as Kubernetes') and escalation
+        prevention (validating) added."""
+        return Admission(mutating=[*base.mutating, self.node_restriction],
+                         validating=[*base.validating, self.escalation])
