@@ -92,6 +92,13 @@ class Forbidden(StatusError):
     reason = "Forbidden"
 
 
+class MethodNotAllowed(StatusError):
+    """The resource does not serve this verb (HTTP 405): an access review is only created."""
+
+    code = UNIMPLEMENTED
+    reason = "MethodNotAllowed"
+
+
 class TooLarge(StatusError):
     """A request or the object it would store is over a size limit (HTTP 413)."""
 
@@ -124,7 +131,7 @@ class Timeout(StatusError):
 _BY_REASON: dict[str, type[StatusError]] = {
     cls.reason: cls
     for cls in (BadRequest, Invalid, NotFound, AlreadyExists, Conflict, Gone, Unauthorized, Forbidden, TooLarge,
-                TooManyRequests, Unavailable, InternalError, Timeout)
+                TooManyRequests, Unavailable, InternalError, Timeout, MethodNotAllowed)
 }
 _BY_CODE: dict[int, type[StatusError]] = {
     INVALID_ARGUMENT: BadRequest,

@@ -30,6 +30,9 @@ class Factory:
     clock: Callable[[], float] = time.time
     # Set by execute(): whether -n was given (apply refuses a manifest of another namespace then).
     namespace_given: bool = False
+    # Impersonation (--as, --as-group), sent with every request as kubectl's Impersonate-* headers.
+    impersonate_user: str = ""
+    impersonate_groups: list[str] = field(default_factory=list)
     _client: Client | None = None
     _owns_client: bool = True
 
@@ -52,9 +55,19 @@ class Factory:
     def now(self) -> float:
         return self.clock()
 
+    def impersonate(self, user: str, groups: list[str]) -> None:
+        if user:
+            self.impersonate_user, self.impersonate_groups = user, list(groups)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        if not self.impersonate_user:
+            return []
+        return [("impersonate-user", self.impersonate_user),
+                *(("impersonate-group", g) for g in self.impersonate_groups)]
+
     def client(self) -> Client:
         if self._client is None:
-            self._client = connect(self.server_address, on_warning=self.warn)
+            self._client = connect(self.server_address, on_warning=self.warn, metadata=self.metadata())
             self._owns_client = True
         return self._client
 

@@ -25,7 +25,7 @@ from .terminal import escape
 
 VERBS = (
     "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "local",
+    "top", "events", "version", "auth", "local",
 )
 
 
@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", "-s", default="",
                         help="API server HOST:PORT[,HOST:PORT] (default $KETCH_SERVER or 127.0.0.1:6443)")
     parser.add_argument("--namespace", "-n", default="", help="namespace (default: default)")
+    parser.add_argument("--as", dest="as_user", default="", metavar="USER",
+                        help="act as this user (impersonation; the server checks you may)")
+    parser.add_argument("--as-group", dest="as_groups", action="append", default=[], metavar="GROUP",
+                        help="act as a member of this group (repeatable; needs --as)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for verb in VERBS:
         try:
@@ -98,6 +102,9 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
             factory.server = args.server
         if args.namespace and not factory.namespace:
             factory.namespace = args.namespace
+        if args.as_groups and not args.as_user:
+            raise UsageError("requesting groups to impersonate needs a user to impersonate too: add --as USER")
+        factory.impersonate(args.as_user, args.as_groups)
         factory.namespace_given = bool(args.namespace)
         try:
             return int(await args.run(args, factory) or 0)
@@ -169,6 +176,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """Global flags accepted after the verb as well."""
     p.add_argument("--server", "-s", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--namespace", "-n", default=argparse.SUPPRESS, help="namespace")
+    p.add_argument("--as", dest="as_user", default=argparse.SUPPRESS, metavar="USER", help=argparse.SUPPRESS)
+    p.add_argument("--as-group", dest="as_groups", action="append", default=argparse.SUPPRESS, metavar="GROUP",
+                   help=argparse.SUPPRESS)
 
 
 if __name__ == "__main__":
