@@ -19,7 +19,7 @@ from .resources import resolve_kind
 from .tabwriter import table_text
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("auth", help="inspect authorization: can-i, whoami")
     verbs = p.add_subparsers(dest="auth_verb", metavar="COMMAND")
     can = verbs.add_parser("can-i", help="check whether an action is allowed (prints yes or no, exits 0 or 1)")
