@@ -134,8 +134,9 @@ async def run(args: argparse.Namespace) -> int:
     proxy = NodeProxy(store)
     local = LocalTransport(service, proxy)
     await ensure_default_namespaces(local.chain)
-    if "RBAC" in modes:
-        await reconcile_bootstrap_policy(Client(local))
+    # Whatever the modes, as kube-apiserver's rbac/bootstrap-roles hook: the roles are there the
+    # day RBAC is turned on.
+    await reconcile_bootstrap_policy(Client(local))
     gctuning.tune_for_server()
     try:
         server, _port = await start_grpc_server(service, args.listen, ServerLimits(
