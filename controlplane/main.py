@@ -23,10 +23,13 @@ from ketch.security import certs, jointoken
 from . import pkifiles as pki_files
 from .apiserver import security as api_security
 from .apiserver.authn import read_token_file
+from .apiserver.admission import default_admission
 from .apiserver.bootstrap import ensure_default_namespaces
 from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport
 from .apiserver.nodeproxy import NodeDialer, NodeProxy
+from .apiserver.rbac import DEFAULT_MODES, MODES, Authorization, parse_modes
+from .apiserver.rbac.bootstrap import reconcile_bootstrap_policy
 from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
@@ -109,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "renew theirs at 80 %% of it")
     tls.add_argument("--insecure", action="store_true",
                      help="plaintext, no authentication, everything allowed to everyone: only on loopback addresses")
+    tls.add_argument("--authorization-mode", default=",".join(DEFAULT_MODES), metavar="MODES",
+                   help=f"ordered authorizers, comma-separated, from {', '.join(MODES)}; members of "
+                        f"system:masters are always allowed (default {','.join(DEFAULT_MODES)})")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
@@ -150,6 +156,11 @@ async def run(args: argparse.Namespace) -> int:
             print(f"error: --insecure serves everything to everyone without TLS, so it listens only on loopback "
                   f"addresses; refusing {', '.join(exposed)}", file=sys.stderr)
             return 2
+    try:
+        modes = parse_modes(args.authorization_mode)
+    except ValueError as err:
+        print(f"error: --authorization-mode: {err}", file=sys.stderr)
+        return 2
     open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -184,19 +195,25 @@ async def run(args: argparse.Namespace) -> int:
             await store.stop()
             return 2
     hub = WatchHub(store)
-    service = APIService(store, hub, registry=registry)
+    authorization = Authorization(store, modes)
+    service = APIService(store, hub, registry=registry,
+                         admission=authorization.admission(default_admission(store, registry)))
     dial = None
     if pki is not None:
         dial = grpc.ssl_channel_credentials(pki.ca_pem, pki.kubelet_client.key, pki.kubelet_client.cert)
     proxy = NodeProxy(store, NodeDialer(store, dial))
     local = LocalTransport(service, proxy)
     await ensure_default_namespaces(local.chain)
+    # Whatever the modes, as kube-apiserver's rbac/bootstrap-roles hook: the roles are there the
+    # day RBAC is turned on.
+    await reconcile_bootstrap_policy(Client(local))
     if pki is not None:
         def secret_of(key: str) -> object | None:
             entry = store.get("Secret", key)
             return entry.obj if entry is not None else None
 
-        security = api_security.secure(pki, secret_of, Client(local), tokens, args.cluster_signing_duration)
+        security = api_security.secure(pki, secret_of, Client(local), tokens, args.cluster_signing_duration,
+                                       authorization.authorizers)
         if pki.join_token is not None:
             await ensure_join_token_secret(Client(local), pki.join_token)
     else:
@@ -213,8 +230,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
         await store.stop()
         return 1
-    log.info("serving the Ketch API on %s (%s, store %s, revision %d, open files limit %d)", args.listen,
-             "TLS" if pki is not None else "PLAINTEXT, --insecure", args.store, store.revision, open_files)
+    log.info("serving the Ketch API on %s (%s, store %s, revision %d, open files limit %d, authorization %s)",
+             args.listen, "TLS" if pki is not None else "PLAINTEXT, --insecure", args.store, store.revision,
+             open_files, ",".join(modes) if pki is not None else "everything allowed")
 
     options = ControllerOptions(
         job=JobOptions(backoff_base=args.job_backoff_base, backoff_max=args.job_backoff_max),

@@ -49,7 +49,10 @@ def insecure() -> APISecurity:
 
 def secure(pki: ServerPKI, secret_lookup: Callable[[str], object | None], loopback_client: Client,
            tokens: Mapping[str, UserInfo] | None = None,
-           signing_duration: float = certs.CERT_VALIDITY) -> APISecurity:
-    authorizers = Authorizers([BootstrapTokenRestriction(), *default_authorizers().chain])
+           signing_duration: float = certs.CERT_VALIDITY, authorizers: Authorizers | None = None) -> APISecurity:
+    """authorizers: as --authorization-mode built them (default: authz.py's); a bootstrap token's
+    restriction goes first whatever they are."""
+    chain = (authorizers or default_authorizers()).chain
+    authorizers = Authorizers([BootstrapTokenRestriction(), *chain])
     return APISecurity(pki, secure_authenticators(pki.client_ca_certs, secret_lookup, tokens), authorizers,
                        NodeCertificateSigner(pki.ca, loopback_client, signing_duration))

@@ -31,7 +31,8 @@ from grpc_reflection.v1alpha import reflection
 from ketch.api import errors, limits
 from ketch.v1 import api_pb2
 
-from .authn import Credentials
+from .authn import Authenticators, Credentials
+from .authz import Authorizers
 from .chain import RequestChain
 from .inflight import MaxInFlight
 from .nodeproxy import NodeProxy
@@ -155,7 +156,13 @@ def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
     read only if an authenticator looks at it)."""
 
     def metadata() -> dict[str, str]:
-        return {str(k): str(v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        # A key sent more than once (impersonate-group) reads as its values joined by commas, as
+        # HTTP reads a repeated header.
+        out: dict[str, str] = {}
+        for k, v in context.invocation_metadata() or ():
+            if isinstance(v, str):
+                out[str(k)] = f"{out[str(k)]},{v}" if str(k) in out else v
+        return out
 
     def peer() -> bytes:
         found = (context.auth_context() or {}).get("x509_pem_cert") or [b""]

@@ -8,6 +8,11 @@ admin (user admin, group system:masters), `api.connect()` for more clients (any 
 `api.channel()` for a raw gRPC channel as the admin. `TestAPIServer(insecure=True)` serves
 plaintext with everyone allowed, as --insecure. The node proxy dials agents in plaintext (tests
 run in-process agent servers without certificates).
+
+Authorization is AlwaysAllow unless `authorization=("Node", "RBAC")` (or other modes) is given:
+then the server is the control plane's (the bootstrap policy reconciled, NodeRestriction and
+escalation prevention in admission) and `authenticators`, if given, replace the
+secure authenticators (tests of authorization alone).
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ from ketch.client.clientset import Client, connect
 from ketch.client.transport import TLSConfig
 
 from . import security as api_security
+from .admission import default_admission
+from .authn import Authenticators
 from .bootstrap import ensure_default_namespaces
 from .local import LocalTransport
 from .nodeproxy import NodeProxy
+from .rbac import Authorization
+from .rbac.bootstrap import reconcile_bootstrap_policy
 from .server import start_grpc_server
 from .service import APIService
 from .watch import WatchHub
@@ -38,6 +47,7 @@ class TestAPIServer:
 
     def __init__(self, grpc: bool = True, server_limits: Any = None, insecure: bool = False,
                  token_auth: dict[str, Any] | None = None, signing_duration: float | None = None,
+                 authorization: tuple[str, ...] = (), authenticators: Authenticators | None = None,
                  **service_kwargs: Any) -> None:
         self.use_grpc = grpc
         self.insecure = insecure
@@ -45,6 +55,9 @@ class TestAPIServer:
         self.signing_duration = signing_duration
         self.pki = None if insecure else pki_files.in_memory()
         self.server_limits = server_limits  # controlplane.apiserver.server.ServerLimits
+        self.modes = authorization
+        self.authenticators = authenticators
+        self.authorization: Authorization | None = None
         self.service_kwargs = service_kwargs
         self.address = ""
         self.client: Client | None = None
@@ -57,12 +70,18 @@ class TestAPIServer:
                            expiry_of=registry.expiry_of)
         await self.store.start()
         self.hub = WatchHub(self.store)
+        if self.modes:
+            self.authorization = Authorization(self.store, self.modes)
+            kwargs.setdefault("admission", self.authorization.admission(default_admission(self.store, registry)))
         self.service = APIService(self.store, self.hub, registry=registry, **kwargs)
         self.proxy = NodeProxy(self.store)
         transport = LocalTransport(self.service, self.proxy)
         await ensure_default_namespaces(transport.chain)
         self.local = Client(transport)
+        if self.authorization is not None and "RBAC" in self.modes:
+            await reconcile_bootstrap_policy(self.local)
         self.server = None
+        authorizers = self.authorization.authorizers if self.authorization is not None else None
         if self.use_grpc:
             if self.pki is None:
                 security = api_security.insecure()
@@ -72,7 +91,10 @@ class TestAPIServer:
                     return entry.obj if entry is not None else None
 
                 kwargs = {"signing_duration": self.signing_duration} if self.signing_duration else {}
-                security = api_security.secure(self.pki, secret_of, self.local, self.token_auth, **kwargs)
+                security = api_security.secure(self.pki, secret_of, self.local, self.token_auth,
+                                               authorizers=authorizers, **kwargs)
+            if self.authenticators is not None:
+                security.authenticators = self.authenticators
             self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits, self.proxy,
                                                         security)
             self.address = f"127.0.0.1:{port}"

@@ -24,6 +24,7 @@ from .core import (
     PodStrategy,
 )
 from .secret import SecretStrategy
+from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy
 from .strategy import Strategy
 
 __all__ = ["DEFAULT_EVENT_TTL", "DEFAULT_NAMESPACES", "DEFAULT_TOLERATION_SECONDS", "Registry", "Strategy"]
@@ -38,6 +39,7 @@ class Registry:
             PodStrategy(default_toleration_seconds), NodeStrategy(), NamespaceStrategy(), EventStrategy(event_ttl),
             JobStrategy(), CronJobStrategy(), DaemonSetStrategy(), ControllerRevisionStrategy(), LeaseStrategy(),
             SecretStrategy(),
+            RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
         ]
         self._by_kind: dict[str, Strategy] = {s.kind: s for s in strategies}
         missing = [k.kind for k in KINDS if k.kind not in self._by_kind]

@@ -41,6 +41,9 @@ class Factory:
     kubeconfig: str = ""
     context: str = ""
     token: str = ""
+    # Impersonation (--as, --as-group), sent with every request as kubectl's Impersonate-* headers.
+    impersonate_user: str = ""
+    impersonate_groups: list[str] = field(default_factory=list)
     _client: Client | None = None
     _owns_client: bool = True
     _creds: kcfg.Credentials | None = None
@@ -88,13 +91,24 @@ class Factory:
     def now(self) -> float:
         return self.clock()
 
+    def impersonate(self, user: str, groups: list[str]) -> None:
+        if user:
+            self.impersonate_user, self.impersonate_groups = user, list(groups)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        if not self.impersonate_user:
+            return []
+        return [("impersonate-user", self.impersonate_user),
+                *(("impersonate-group", g) for g in self.impersonate_groups)]
+
     def client(self) -> Client:
         if self._client is None:
             creds = self.credentials()
             if creds is None:
-                self._client = connect(self.server_address, on_warning=self.warn)
+                self._client = connect(self.server_address, on_warning=self.warn, metadata=self.metadata())
             else:
-                self._client = connect(creds.server, on_warning=self.warn, tls=tls_of(creds), token=creds.token)
+                self._client = connect(creds.server, on_warning=self.warn, tls=tls_of(creds), token=creds.token,
+                                       metadata=self.metadata())
             self._owns_client = True
         return self._client
 

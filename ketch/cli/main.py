@@ -25,7 +25,7 @@ from .terminal import escape
 
 VERBS = (
     "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "local", "config", "token",
+    "top", "events", "version", "auth", "local", "config", "token",
 )
 
 
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--context", default="", help="the kubeconfig context to use (default: current-context)")
     parser.add_argument("--token", default="",
                         help="a bearer token for the API server, instead of the user's credentials")
+    parser.add_argument("--as", dest="as_user", default="", metavar="USER",
+                        help="act as this user (impersonation; the server checks you may)")
+    parser.add_argument("--as-group", dest="as_groups", action="append", default=[], metavar="GROUP",
+                        help="act as a member of this group (repeatable; needs --as)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for verb in VERBS:
         try:
@@ -108,6 +112,9 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
         for flag in ("kubeconfig", "context", "token"):
             if getattr(args, flag, "") and not getattr(factory, flag):
                 setattr(factory, flag, getattr(args, flag))
+        if args.as_groups and not args.as_user:
+            raise UsageError("requesting groups to impersonate needs a user to impersonate too: add --as USER")
+        factory.impersonate(args.as_user, args.as_groups)
         factory.namespace_given = bool(args.namespace)
         try:
             return int(await args.run(args, factory) or 0)
@@ -182,6 +189,9 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--context", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--as", dest="as_user", default=argparse.SUPPRESS, metavar="USER", help=argparse.SUPPRESS)
+    p.add_argument("--as-group", dest="as_groups", action="append", default=argparse.SUPPRESS, metavar="GROUP",
+                   help=argparse.SUPPRESS)
 
 
 if __name__ == "__main__":

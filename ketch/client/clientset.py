@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -249,8 +249,10 @@ class Client:
 
 def connect(server: str, wait_for_ready: bool = False, timeout: float = 30.0,
             on_warning: Callable[[str], None] | None = None, tls: TLSConfig | None = None,
-            token: str = "") -> Client:
+            token: str = "", metadata: Sequence[tuple[str, str]] = ()) -> Client:
     """A Client over gRPC to `HOST:PORT[,HOST:PORT]`: plaintext without tls (a control plane
-    started with --insecure), else TLS with that CA and client certificate, and a bearer token."""
-    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout, tls=tls, token=token),
+    started with --insecure), else TLS with that CA and client certificate, and a bearer token;
+    metadata (impersonation) goes with every call."""
+    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout, tls=tls, token=token,
+                                metadata=metadata),
                   on_warning=on_warning)

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,7 +93,7 @@ class GrpcTransport:
     """gRPC to one or more API servers (`HOST:PORT[,HOST:PORT]`), failing over on UNAVAILABLE."""
 
     def __init__(self, servers: str, wait_for_ready: bool = False, timeout: float = DEFAULT_TIMEOUT,
-                 tls: TLSConfig | None = None, token: str = "") -> None:
+                 tls: TLSConfig | None = None, token: str = "", metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.targets = [s.strip() for s in servers.split(",") if s.strip()]
         if not self.targets:
             raise ValueError("no server address given")
@@ -102,7 +102,10 @@ class GrpcTransport:
         self.tls = tls  # None: plaintext (a control plane started with --insecure)
         self._credentials = tls.channel_credentials() if tls is not None else None
         # A bearer token goes only over TLS: never in the clear.
-        self._metadata = (("authorization", f"Bearer {token}"),) if token and tls is not None else None
+        # Sent with every call: the bearer token (over TLS only), impersonation (impersonate-user,
+        # impersonate-group).
+        bearer = (("authorization", f"Bearer {token}"),) if token and tls is not None else ()
+        self._metadata = (*bearer, *metadata) or None
         self._current = 0
         self._channel: grpc.aio.Channel | None = None
         self._stub: api_pb2_grpc.APIStub | None = None
