@@ -95,6 +95,8 @@ def test_three_hosts_over_a_bridge_with_tls_and_a_cut_link(net: netns.Network, t
             node = c.get("node", host)
             assert {"type": "InternalIP", "address": net.addresses[host]} in node["status"]["addresses"]
             assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == 10250
+            # It joined over the bridge: the token was exchanged for its node certificate.
+            assert (c.dir / f"agent-{host}" / "pki" / "node.crt").exists()
 
         # Strangers on the bridge: a client trusting another CA fails the handshake; one with the
         # cluster's CA but no credentials is Unauthorized.
