@@ -11,7 +11,7 @@ For clusters spread over hosts (the multi-host test runs each member in a networ
 its own): `LocalCluster(..., host=ADDRESS)` has the control plane listen on that address (its
 serving certificate covers the listen host) and agents dial it there; `prefix=[...]` on
 `controlplane`/`agent`/`start_*` runs that member under an argv prefix such as
-`ip netns exec NS`, which execs, so the pid and process group stay the member's own.
+`nsenter --net=/run/netns/NS`, which execs, so the pid and process group stay the member's own.
 
 Secure by default, as the control plane is: the CLI run with `env` uses the admin kubeconfig the
 control plane writes (DIR/controlplane/admin.conf, via KETCH_CONFIG), Python clients get it with
@@ -88,7 +88,7 @@ class Member:
     open_files: tuple[int, int | None] | None = None
     # Arguments known only when the process starts (an agent's join token).
     late_args: Callable[[], list[str]] | None = None
-    # What the process runs under (`ip netns exec NS`); it must exec, keeping the pid.
+    # What the process runs under (`nsenter --net=...`); it must exec, keeping the pid.
     prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)

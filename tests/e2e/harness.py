@@ -77,7 +77,7 @@ class Cluster(LocalCluster):
                  host: str = "127.0.0.1", cli_prefix: list[str] | None = None) -> None:
         super().__init__(workdir, agent_prefix="agent-", insecure=insecure, host=host)
         self.cp_flags = cp_flags or []
-        # What the CLI runs under: `ip netns exec NS` when the cluster is on namespaced hosts.
+        # What the CLI runs under: `nsenter --net=...` when the cluster is on namespaced hosts.
         self.cli_prefix = cli_prefix or []
         _CLUSTERS[self.server] = self
 
