@@ -7,6 +7,12 @@ agents first and the control plane last (SIGTERM, then SIGKILL after a timeout),
 still reach the API while they leave. It only ever starts processes: nothing here imports the
 control plane or the agent.
 
+For clusters spread over hosts (the multi-host test runs each member in a network namespace of
+its own): `LocalCluster(..., host=ADDRESS)` has the control plane listen on that address (its
+serving certificate covers the listen host) and agents dial it there; `prefix=[...]` on
+`controlplane`/`agent`/`start_*` runs that member under an argv prefix such as
+`nsenter --net=/run/netns/NS`, which execs, so the pid and process group stay the member's own.
+
 Secure by default, as the control plane is: the CLI run with `env` uses the admin kubeconfig the
 control plane writes (DIR/controlplane/admin.conf, via KETCH_CONFIG), Python clients get it with
 `client()`, and every agent joins with the join token (DIR/controlplane/join-token), read when the
@@ -25,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -82,12 +88,14 @@ class Member:
     open_files: tuple[int, int | None] | None = None
     # Arguments known only when the process starts (an agent's join token).
     late_args: Callable[[], list[str]] | None = None
+    # What the process runs under (`nsenter --net=...`); it must exec, keeping the pid.
+    prefix: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the process runs
-        argv = [*self.argv, *(self.late_args() if self.late_args is not None else [])]
+        argv = [*self.prefix, *self.argv, *(self.late_args() if self.late_args is not None else [])]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, cwd=cwd, start_new_session=True,
                                      preexec_fn=self._limit if self.open_files is not None else None)
@@ -178,13 +186,17 @@ class LocalCluster:
     """Members by name: `controlplane`, and one per agent (named `agent_prefix + node`)."""
 
     def __init__(self, data_dir: Path, port: int = 0, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, agent_prefix: str = "", insecure: bool = False) -> None:
+                 log_dir: Path | None = None, agent_prefix: str = "", insecure: bool = False,
+                 host: str = "127.0.0.1") -> None:
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = Path(log_dir) if log_dir is not None else self.dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.server = f"127.0.0.1:{self.port}"
+        # Where the control plane listens and agents and clients dial it: loopback unless the
+        # members run on separate (network-namespace) hosts.
+        self.host = host
+        self.server = f"{host}:{self.port}"
         self.agent_prefix = agent_prefix
         self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", KETCH_SERVER=self.server)
         self.insecure = insecure
@@ -241,22 +253,25 @@ class LocalCluster:
 
     # -- members ---------------------------------------------------------------------------------
 
-    def controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
+    def controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None,
+                     prefix: Sequence[str] = ()) -> Member:
         data = self.controlplane_dir
         data.mkdir(parents=True, exist_ok=True)
         if not self.insecure:
             self.env["KETCH_CONFIG"] = str(self.admin_config)  # where this control plane writes it
         argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data),
                 *(["--insecure"] if self.insecure else []), *flags]
-        return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log", open_files))
+        return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log", open_files,
+                                prefix=list(prefix)))
 
-    def agent(self, node: str, *flags: str) -> Member:
+    def agent(self, node: str, *flags: str, prefix: Sequence[str] = ()) -> Member:
         name = self.agent_prefix + node
         data = self.dir / name
         data.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "nodeagent", "--server", self.server, "--node-name", node,
                 "--data-dir", str(data), *flags]
-        return self._add(Member(name, argv, self.log_dir / f"{name}.log", late_args=self._token_args))
+        return self._add(Member(name, argv, self.log_dir / f"{name}.log", late_args=self._token_args,
+                                prefix=list(prefix)))
 
     def _add(self, member: Member) -> Member:
         old = self.members.get(member.name)
@@ -265,13 +280,14 @@ class LocalCluster:
         self.members[member.name] = member
         return member
 
-    def start_controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
-        member = self.controlplane(*flags, open_files=open_files)
+    def start_controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None,
+                           prefix: Sequence[str] = ()) -> Member:
+        member = self.controlplane(*flags, open_files=open_files, prefix=prefix)
         member.start(self.env, self.dir)
         return member
 
-    def start_agent(self, node: str, *flags: str) -> Member:
-        member = self.agent(node, *flags)
+    def start_agent(self, node: str, *flags: str, prefix: Sequence[str] = ()) -> Member:
+        member = self.agent(node, *flags, prefix=prefix)
         member.start(self.env, self.dir)
         return member
 

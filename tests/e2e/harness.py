@@ -73,18 +73,23 @@ def health_channel(server: str) -> grpc.aio.Channel:
 class Cluster(LocalCluster):
     """The shared local-cluster launcher, with the CLI at hand and agents named `agent-<node>`."""
 
-    def __init__(self, workdir: Path, cp_flags: list[str] | None = None, insecure: bool = False) -> None:
-        super().__init__(workdir, agent_prefix="agent-", insecure=insecure)
+    def __init__(self, workdir: Path, cp_flags: list[str] | None = None, insecure: bool = False,
+                 host: str = "127.0.0.1", cli_prefix: list[str] | None = None) -> None:
+        super().__init__(workdir, agent_prefix="agent-", insecure=insecure, host=host)
         self.cp_flags = cp_flags or []
+        # What the CLI runs under: `nsenter --net=...` when the cluster is on namespaced hosts.
+        self.cli_prefix = cli_prefix or []
         _CLUSTERS[self.server] = self
 
-    def start_controlplane(self, extra: list[str] | None = None, wait: bool = True) -> None:  # type: ignore[override]
-        super().start_controlplane(*self.cp_flags, *(extra or []))
+    def start_controlplane(self, extra: list[str] | None = None, wait: bool = True,  # type: ignore[override]
+                           prefix: list[str] | None = None) -> None:
+        super().start_controlplane(*self.cp_flags, *(extra or []), prefix=prefix or [])
         if wait:
             wait_until(lambda: self.ketch("get", "ns", check=False).returncode == 0, 30, "the control plane")
 
-    def start_agent(self, node: str, extra: list[str] | None = None, wait_ready: bool = True) -> None:  # type: ignore[override]
-        super().start_agent(node, "--heartbeat-interval", "1s", *(extra or []))
+    def start_agent(self, node: str, extra: list[str] | None = None, wait_ready: bool = True,  # type: ignore[override]
+                    prefix: list[str] | None = None) -> None:
+        super().start_agent(node, "--heartbeat-interval", "1s", *(extra or []), prefix=prefix or [])
         if wait_ready:
             wait_until(lambda: self.node_ready(node), 30, f"node {node} to be Ready")
 
@@ -123,7 +128,7 @@ class Cluster(LocalCluster):
 
     def ketch(self, *args: str, input: str | None = None, check: bool = True,
               timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(BIN / "ketch"), "--server", self.server, *args], input=input,
+        result = subprocess.run([*self.cli_prefix, str(BIN / "ketch"), "--server", self.server, *args], input=input,
                                 capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"`ketch {' '.join(args)}` exited {result.returncode}: {result.stderr.strip()[-800:]}")

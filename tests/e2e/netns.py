@@ -3,10 +3,12 @@ crosses a network (TLS between hosts, a link that goes down).
 
 `with Network("kt", ["cp", "a1", "a2"]) as net:` makes one namespace per host with the address
 10.X.0.N/24 on its end of a veth pair, the other ends on a bridge in a namespace of its own, and
-loopback up in each; `net.run("a1", argv)` prefixes a command to run inside a host;
+loopback up in each; `net.run("a1", argv)` prefixes a command to run inside a host (entering its
+network namespace only: `ip netns exec` would also remount /sys, hiding the cgroup hierarchies an
+agent enforces limits with);
 `net.cut("a1")` takes that host's link down (its peers see it vanish); leaving the block kills
-whatever still runs in the namespaces and deletes them. Needs root and iproute2; `available()`
-says why not where they are missing.
+whatever still runs in the namespaces and deletes them. Needs root, iproute2 and nsenter
+(util-linux); `available()` says why not where they are missing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import signal
 import subprocess
 from types import TracebackType
 
+# Where `ip netns add` keeps the namespaces (iproute2's NETNS_RUN_DIR).
+NETNS_DIR = "/run/netns"
+
 
 def available() -> str:
     """Why network namespaces cannot be made here ("" when they can)."""
@@ -24,11 +29,19 @@ def available() -> str:
         return "network namespaces need root"
     if shutil.which("ip") is None:
         return "iproute2's `ip` is not installed"
+    if shutil.which("nsenter") is None:
+        return "util-linux's `nsenter` is not installed"
     probe = f"ketch-probe-{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"cannot make a network namespace: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
+    try:
+        entered = subprocess.run(["nsenter", f"--net={NETNS_DIR}/{probe}", "--", "true"], capture_output=True,
+                                 text=True)
+    finally:
+        subprocess.run(["ip", "netns", "delete", probe], capture_output=True)
+    if entered.returncode != 0:
+        return f"cannot enter a network namespace: {entered.stderr.strip()}"
     return ""
 
 
@@ -74,8 +87,9 @@ class Network:
             _ip("link", "set", "lo", "up", netns=ns)
 
     def run(self, host: str, argv: list[str]) -> list[str]:
-        """argv, to be run inside the host's namespace (`ip netns exec` execs it: same pid)."""
-        return ["ip", "netns", "exec", self.netns(host), *argv]
+        """argv, to be run inside the host's network namespace (nsenter execs it: same pid, so
+        the process is stopped by the pid and group its starter holds)."""
+        return ["nsenter", f"--net={NETNS_DIR}/{self.netns(host)}", "--", *argv]
 
     def cut(self, host: str) -> None:
         """Take the host's link down at the bridge: nothing reaches it, nothing leaves it."""
