@@ -46,6 +46,7 @@ from ketch.api import capabilities, quantity
 from ketch.api.qos import qos_class
 from ketch.v1 import core_pb2
 
+from . import procfs
 from .runtime.confine import Confinement, last_cap
 
 NOGROUP = 65534
@@ -84,11 +85,7 @@ class Host:
                 key, _, value = line.partition(":")
                 if key in caps:
                     caps[key] = int(value, 16)
-        try:
-            with open("/proc/self/oom_score_adj") as f:
-                oom = int(f.read())
-        except (OSError, ValueError):
-            oom = 0
+        oom = procfs.own_oom_score_adj()
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         return cls(os.geteuid(), os.getegid(), tuple(os.getgroups()), caps["CapEff"], caps["CapPrm"],
                    caps["CapBnd"], oom, resource.getrlimit(resource.RLIMIT_NOFILE), memory)

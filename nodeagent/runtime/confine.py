@@ -7,14 +7,16 @@ securityContext and QoS); this module makes it so, the cheapest way that is exac
 - nothing to change: plain `Popen` (CPython spawns with vfork, the agent waits only for the exec);
 - only oom_score_adj and RLIMIT_NOFILE: a few shell commands run by the child before it execs
   the command (`shell_commands`), in the shell line the runtime already uses to join cgroups. The
-  agent still spawns with vfork; the shell's work (about a millisecond) runs in the child;
-- anything else (another user, groups, capabilities, no_new_privs, a read-only root): a
-  preexec_fn, `ChildSetup`, which makes CPython fork rather than vfork (as its own user= and
-  group= did already). Everything the child needs (ctypes functions and structs, paths, the mount
-  list) is built in the parent; the child only calls those in order, allocating nothing of note,
-  imports nothing and logs nothing. On a failure it writes which step failed and the errno to a
-  pipe, so the agent reports "readOnlyRootFilesystem: cannot make a private mount namespace:
-  Operation not permitted" rather than CPython's "Exception occurred in preexec_fn".
+  agent still spawns with vfork; the shell's work (under a millisecond) runs in the child;
+- another user and groups as well: CPython's own user=, group= and extra_groups= (a fork, but
+  its child runs no Python), then the same shell line;
+- anything else (capabilities, no_new_privs, a read-only root, or an oom_score_adj below the
+  agent's for another user): a preexec_fn, `ChildSetup` (a fork whose child runs Python: about a
+  millisecond more, bench/confine.py). Everything the child needs (ctypes functions and structs,
+  paths, the mount list) is built in the parent; the child only calls those in order, allocating
+  nothing of note, importing nothing and logging nothing. On a failure it writes which step failed
+  and the errno to a pipe, so the agent reports "readOnlyRootFilesystem: cannot make a private
+  mount namespace: Operation not permitted" rather than CPython's "Exception occurred in preexec_fn".
 
 Order in the child, each step needing what the earlier ones keep: join the cgroups, set
 oom_score_adj (lowering it needs root) and the open-files limit; unshare the mount namespace,
@@ -74,15 +76,25 @@ class Confinement:
     nofile: tuple[int, int] | None = None  # RLIMIT_NOFILE (soft, hard)
 
     @property
-    def needs_child_code(self) -> bool:
-        """Whether only code run in the child can do it (a preexec_fn: fork rather than vfork)."""
-        return (self.uid is not None or self.gid is not None or self.groups is not None
-                or self.bounding is not None or self.caps is not None or bool(self.ambient)
-                or self.no_new_privs or self.read_only_root)
+    def switches_user(self) -> bool:
+        return self.uid is not None or self.gid is not None or self.groups is not None
 
     @property
     def trivial(self) -> bool:
-        return not self.needs_child_code and self.oom_score_adj is None and self.nofile is None
+        return self == NONE
+
+    def needs_preexec(self, own_oom_score_adj: int) -> bool:
+        """Whether only Python code run in the child can do it (a preexec_fn: fork, not vfork).
+
+        A user switch alone is CPython's own (user=, group=, extra_groups=: a fork too, but no
+        Python in the child); the shell that then sets oom_score_adj runs as the container's
+        user, which may raise it but not lower it below the agent's.
+        """
+        if (self.bounding is not None or self.caps is not None or self.ambient or self.no_new_privs
+                or self.read_only_root):
+            return True
+        return (self.switches_user and self.oom_score_adj is not None
+                and self.oom_score_adj < own_oom_score_adj)
 
 
 NONE = Confinement()

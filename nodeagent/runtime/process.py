@@ -181,6 +181,7 @@ class ProcessRuntime:
         self._poll_task: asyncio.Task[None] | None = None
         self._devnull = -1
         self._which: dict[tuple[str, str], str] = {}
+        self._own_oom_score_adj = procfs.own_oom_score_adj()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -222,9 +223,16 @@ class ProcessRuntime:
             # with a failing execve while the agent waits for the vfork to exec.
             executable = self._resolve_cached(argv[0], env.get("PATH", os.defpath))
         setup: confine.ChildSetup | None = None
-        if c.needs_child_code:
+        kwargs: dict[str, object] = {}
+        if c.needs_preexec(self._own_oom_score_adj):
             setup = confine.ChildSetup(c, cwd, cgroup_procs or ())
+            kwargs["preexec_fn"] = setup
         else:
+            if c.switches_user:
+                kwargs.update(user=c.uid, group=c.gid, extra_groups=None if c.groups is None else list(c.groups))
+                for path in cgroup_procs or []:  # the shell joins them as the container's user
+                    with contextlib.suppress(OSError):
+                        os.chown(path, -1 if c.uid is None else c.uid, -1 if c.gid is None else c.gid)
             commands = cgroup_joins(cgroup_procs or []) + confine.shell_commands(c)
             if commands:
                 if resolve_executable(argv[0], cwd, env) is None:
@@ -234,7 +242,8 @@ class ProcessRuntime:
         started_at = time.time()
         try:
             proc = subprocess.Popen(run, executable=executable, stdin=self._devnull, stdout=stdout, stderr=stdout,
-                                    cwd=cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=setup)
+                                    cwd=cwd, env=env, start_new_session=True, close_fds=True,
+                                    **kwargs)  # type: ignore[call-overload]
         except FileNotFoundError as err:
             if executable is None:
                 raise StartError(start_error_message(argv, cwd, err)) from err

@@ -95,12 +95,13 @@ def test_a_confined_pod_runs_as_asked(cluster: Cluster) -> None:
 
 @needs_root
 def test_what_cannot_be_given_is_refused_with_the_kubelets_reason(cluster: Cluster) -> None:
+    marker = str(cluster.dir / "should-not-run")
     apply_all(
         cluster,
-        pod_manifest("uid-zero", "node-a", ["touch", "/tmp/ketch-should-not-run"],
+        pod_manifest("uid-zero", "node-a", ["touch", marker],
                      spec={"securityContext": {"runAsNonRoot": True}},
                      container_fields={"securityContext": {"runAsUser": 0}}),
-        pod_manifest("image-root", "node-a", ["touch", "/tmp/ketch-should-not-run"],
+        pod_manifest("image-root", "node-a", ["touch", marker],
                      spec={"securityContext": {"runAsNonRoot": True}}),
         pod_manifest("bad-cap", "node-a", ["true"], container_fields={"securityContext": {
             "capabilities": {"add": ["NET_FLY"]}}}),
@@ -124,7 +125,7 @@ def test_what_cannot_be_given_is_refused_with_the_kubelets_reason(cluster: Clust
         p = cluster.get("pod", name)
         assert p["status"]["phase"] == "Pending"
         assert "running" not in container(p)["state"] and "terminated" not in container(p)["state"]
-    assert not Path("/tmp/ketch-should-not-run").exists()
+    assert not Path(marker).exists()
 
 
 def test_pods_get_their_qos_oom_score_and_a_containers_open_files(cluster: Cluster) -> None:

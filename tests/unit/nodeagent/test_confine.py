@@ -150,7 +150,7 @@ async def test_a_read_only_root_in_a_working_dir_elsewhere(runtime: ProcessRunti
 
 
 @needs_root
-async def test_oom_and_open_files_with_child_code(runtime: ProcessRuntime, tmp_path: Path) -> None:
+async def test_oom_and_open_files_after_a_user_switch(runtime: ProcessRuntime, tmp_path: Path) -> None:
     c = Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=1000, nofile=(1024, 2048))
     code, out = await run(runtime, tmp_path, c, "cat /proc/self/oom_score_adj; ulimit -Sn; ulimit -Hn")
     assert (code, out.split()) == (0, ["1000", "1024", "2048"])
@@ -207,4 +207,14 @@ def test_shell_commands_for_the_resets() -> None:
         "ulimit -S -n 1024", "ulimit -H -n 4096", "echo -997 > /proc/self/oom_score_adj"]
     assert confine.shell_commands(Confinement()) == []
     assert Confinement().trivial and not Confinement(oom_score_adj=0).trivial
-    assert not Confinement(oom_score_adj=0).needs_child_code and Confinement(uid=0).needs_child_code
+
+
+def test_only_what_cpython_and_the_shell_cannot_do_runs_python_in_the_child() -> None:
+    assert not Confinement(oom_score_adj=-997, nofile=(1024, 4096)).needs_preexec(0)
+    assert not Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=1000).needs_preexec(0)
+    # A non-root shell could not lower it below the agent's.
+    assert Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=-997).needs_preexec(0)
+    assert not Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=-997).needs_preexec(-999)
+    for c in (Confinement(bounding=0), Confinement(caps=0), Confinement(no_new_privs=True),
+              Confinement(read_only_root=True)):
+        assert c.needs_preexec(0)
