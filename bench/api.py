@@ -23,7 +23,6 @@ import time
 import grpc
 from cluster import BenchCluster, free_port
 
-from ketch.client import connect
 from ketch.v1 import core_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
@@ -82,7 +81,7 @@ def namespace(name: str, stamp: float | None = None) -> core_pb2.Namespace:
     return ns
 
 
-async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None:
+async def bench(args: argparse.Namespace, cluster: BenchCluster, echo_addr: str) -> None:
     lines = []
     channel = grpc.aio.insecure_channel(echo_addr)
     echo = channel.unary_unary(ECHO_METHOD)
@@ -92,7 +91,8 @@ async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None
     echo_rate = args.creates / secs
     lines.append(row(f"echo (bare gRPC, {args.concurrency} in flight)", args.creates, secs, lat))
 
-    client = connect(api_addr, wait_for_ready=True)
+    await cluster.wait_for_admin_config(30)
+    client = cluster.client(wait_for_ready=True)
     await client.version()
     secs, lat = await timed_calls(args.creates, args.concurrency, lambda i: client.create(namespace(f"c-{i}")))
     create_rate = args.creates / secs
@@ -120,7 +120,7 @@ async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None
 
     async def watcher() -> None:
         nonlocal ready
-        c = connect(api_addr)
+        c = cluster.client()
         try:
             stream = c.watch("Namespace", label_selector="bench=watch", resource_version=rv, allow_bookmarks=False)
             ready += 1
@@ -156,6 +156,32 @@ async def bench(args: argparse.Namespace, api_addr: str, echo_addr: str) -> None
           f"   (received {len(delays)} of {writes * args.watchers} watch events)")
 
 
+async def creates_per_second(cluster: BenchCluster, n: int, concurrency: int) -> float:
+    client = cluster.client(wait_for_ready=True)
+    try:
+        await client.version()
+        secs, _ = await timed_calls(n, concurrency, lambda i: client.create(namespace(f"c-{i}")))
+        return n / secs
+    finally:
+        await client.close()
+
+
+def compare_security(rounds: int, n: int, concurrency: int) -> None:
+    """Creates/s with TLS and the default authorization against --insecure, in alternating rounds
+    (each on a fresh control plane), so that both see the same machine."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(rounds):
+        for insecure in (False, True) if i % 2 == 0 else (True, False):
+            with BenchCluster("api", insecure=insecure) as cluster:
+                cluster.start_controlplane(controllers="none")
+                rate = asyncio.run(creates_per_second(cluster, n, concurrency))
+            rates[insecure].append(rate)
+            print(f"round {i + 1}: {'--insecure' if insecure else 'TLS + authz'}: {rate:.0f} creates/s", flush=True)
+    secure, plain = statistics.median(rates[False]), statistics.median(rates[True])
+    print(f"median creates/s over {rounds} rounds: TLS + authz {secure:.0f}, --insecure {plain:.0f}: "
+          f"{secure / plain:.0%} (goal >= 80 %)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--creates", type=int, default=3000)
@@ -163,17 +189,25 @@ def main() -> None:
     p.add_argument("--watchers", type=int, default=100)
     p.add_argument("--write-rate", type=int, default=100)
     p.add_argument("--watch-writes", type=int, default=500)
+    p.add_argument("--insecure", action="store_true",
+                   help="the control plane with --insecure (plaintext, no authentication), for comparison")
+    p.add_argument("--compare-insecure", type=int, default=0, metavar="ROUNDS",
+                   help="only creates/s, secure against --insecure in ROUNDS alternating rounds (median)")
     p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.echo_server:
         serve_echo(args.echo_server)
         return
+    if args.compare_insecure:
+        compare_security(args.compare_insecure, args.creates, args.concurrency)
+        return
     echo_port = free_port()
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)], start_new_session=True)
     try:
-        with BenchCluster("api") as cluster:
+        with BenchCluster("api", insecure=args.insecure) as cluster:
+            print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
             cluster.start_controlplane(controllers="none")
-            asyncio.run(bench(args, cluster.server, f"127.0.0.1:{echo_port}"))
+            asyncio.run(bench(args, cluster, f"127.0.0.1:{echo_port}"))
     finally:
         os.killpg(echo.pid, signal.SIGTERM)
         echo.wait(10)

@@ -31,7 +31,7 @@ from typing import Any
 from cluster import BenchCluster
 
 from ketch.api import errors
-from ketch.client import connect
+from ketch.client.config import connect_with_kubeconfig
 from ketch.v1 import core_pb2
 
 
@@ -48,7 +48,7 @@ def churn_pod(name: str) -> core_pb2.Pod:
 
 
 async def _client_loop(server: str, prefix: str, pairs: int, stamps: list[float]) -> None:
-    client = connect(server, wait_for_ready=True)
+    client = connect_with_kubeconfig(server=server, wait_for_ready=True)
     try:
         for i in range(pairs):
             name = f"{prefix}-{i}"
@@ -131,7 +131,7 @@ def count_events(path: str) -> int:
 
 
 async def _wait_api(server: str) -> None:
-    client = connect(server, wait_for_ready=True)
+    client = connect_with_kubeconfig(server=server, wait_for_ready=True)
     try:
         await asyncio.wait_for(client.version(), 30)
     finally:

@@ -67,12 +67,19 @@ class BenchCluster(LocalCluster):
     """The shared local-cluster launcher in a throwaway dir, quiet (WARNING logs) unless asked."""
 
     def __init__(self, name: str, keep: bool = False, log_dir: Path | None = None,
-                 data_root: str | None = None) -> None:
-        super().__init__(Path(tempfile.mkdtemp(prefix=f"ketch-bench-{name}-", dir=data_root)), log_dir=log_dir)
+                 data_root: str | None = None, insecure: bool = False) -> None:
+        super().__init__(Path(tempfile.mkdtemp(prefix=f"ketch-bench-{name}-", dir=data_root)), log_dir=log_dir,
+                         insecure=insecure)
         self.keep = keep or log_dir is not None
 
     def start_controlplane(self, *flags: str, controllers: str = "*") -> Member:  # type: ignore[override]
-        return super().start_controlplane("--controllers", controllers, "--log-level", "WARNING", *flags)
+        """Start it; when secure, wait for its admin kubeconfig and make it this process's (and its
+        children's) KETCH_CONFIG, so `connect_with_kubeconfig(server=...)` connects as the admin."""
+        member = super().start_controlplane("--controllers", controllers, "--log-level", "WARNING", *flags)
+        if not self.insecure:
+            asyncio.run(self.wait_for_admin_config(30))
+            os.environ["KETCH_CONFIG"] = str(self.admin_config)
+        return member
 
     def start_agent(self, node: str, *flags: str) -> Member:
         return super().start_agent(node, "--log-level", "WARNING", *flags)

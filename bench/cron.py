@@ -25,7 +25,7 @@ import time
 from cluster import BenchCluster
 
 from ketch.api import errors, manifest, timeutil
-from ketch.client import connect
+from ketch.client.config import connect_with_kubeconfig
 
 SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 CRONJOB = {
@@ -67,7 +67,7 @@ async def baseline(runs: int) -> list[float]:
 
 
 async def measure(server: str, runs: int) -> list[float]:
-    client = connect(server, wait_for_ready=True)
+    client = connect_with_kubeconfig(server=server, wait_for_ready=True)
     try:
         deadline = time.monotonic() + 30
         while True:

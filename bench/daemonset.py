@@ -28,8 +28,8 @@ from typing import Any
 from cluster import BenchCluster
 
 from ketch.api import durations, manifest, meta
-from ketch.client import connect
 from ketch.client.clientset import Batch, Client
+from ketch.client.config import connect_with_kubeconfig
 from ketch.v1 import core_pb2
 
 
@@ -80,7 +80,7 @@ def daemonset(version: str) -> Any:
 
 async def scenario(server: str, n: int, lost_prefix: str, lost: int, grace: float,
                    kill_lost: Callable[[], None]) -> dict[str, float]:
-    client = connect(server, wait_for_ready=True)
+    client = connect_with_kubeconfig(server=server, wait_for_ready=True)
     out: dict[str, float] = {}
     out["register"] = await wait_for(client, "Node", lambda o: sum(ready(x) == "True" for x in o.values()) == n, 120)
     nodes = sorted(o.metadata.name for o in (await client.list("Node"))[0])

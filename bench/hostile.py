@@ -59,7 +59,7 @@ class ControlPlane:
     RLIMIT_NOFILE."""
 
     def __init__(self, workdir: Path, nofile: int | None = None, flags: tuple[str, ...] = ()) -> None:
-        self.cluster = LocalCluster(workdir)
+        self.cluster = LocalCluster(workdir, insecure=True)  # raw gRPC clients: plaintext
         self.address = self.cluster.server
         member = self.cluster.start_controlplane("--controllers", "none", "--log-level", "WARNING", *flags,
                                                  open_files=(nofile, None) if nofile is not None else None)

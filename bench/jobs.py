@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
 from ketch.api import manifest
-from ketch.client import connect
 from ketch.v1 import batch_pb2
 
 
@@ -32,9 +32,10 @@ def bench_job(completions: int, parallelism: int) -> batch_pb2.Job:
     })
 
 
-async def run_job(server: str, completions: int, parallelism: int, agents: int) -> tuple[float, int, int]:
+async def run_job(cluster: BenchCluster, completions: int, parallelism: int, agents: int) -> tuple[float, int, int]:
     """Seconds from create to Complete, and the Job's final succeeded and failed counts."""
-    client = connect(server, wait_for_ready=True)
+    await cluster.wait_for_admin_config(30)
+    client = cluster.client(wait_for_ready=True)
     await wait_for_ready_nodes(client, agents)
     _, rv = await client.list("Job")
     done = asyncio.get_running_loop().create_future()
@@ -62,6 +63,31 @@ async def run_job(server: str, completions: int, parallelism: int, agents: int) 
     return elapsed, job.status.succeeded, job.status.failed
 
 
+def one_run(args: argparse.Namespace, insecure: bool) -> tuple[float, int, int, str]:
+    """(seconds, succeeded, failed, filesystem) of the Job on a fresh cluster."""
+    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=insecure) as cluster:
+        where = filesystem_of(cluster.dir)
+        cluster.start_controlplane(controllers=args.controllers)
+        for i in range(args.agents):
+            cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
+        seconds, succeeded, failed = asyncio.run(run_job(cluster, args.completions, args.parallelism, args.agents))
+    return seconds, succeeded, failed, where
+
+
+def compare_security(args: argparse.Namespace) -> None:
+    """The Job with TLS and the default authorization against --insecure, in alternating rounds."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(args.compare_insecure):
+        for insecure in (False, True) if i % 2 == 0 else (True, False):
+            seconds, _, failed, _ = one_run(args, insecure)
+            times[insecure].append(seconds)
+            print(f"round {i + 1}: {'--insecure' if insecure else 'TLS + authz'}: {seconds:.2f}s"
+                  f"{f' ({failed} failed)' if failed else ''}", flush=True)
+    secure, plain = statistics.median(times[False]), statistics.median(times[True])
+    print(f"median over {args.compare_insecure} rounds: TLS + authz {secure:.2f}s, --insecure {plain:.2f}s: "
+          f"{secure / plain - 1:+.0%} (goal: at most +10 %)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--completions", type=int, default=2000)
@@ -72,15 +98,17 @@ def main() -> None:
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="where the cluster's data dirs go (default: the system temp dir); the agents "
                         "create each pod's files there")
+    p.add_argument("--insecure", action="store_true",
+                   help="the control plane with --insecure (plaintext, no authentication), for comparison")
+    p.add_argument("--compare-insecure", type=int, default=0, metavar="ROUNDS",
+                   help="the Job secure against --insecure in ROUNDS alternating rounds (median)")
     args = p.parse_args()
-    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root) as cluster:
-        where = filesystem_of(cluster.dir)
-        cluster.start_controlplane(controllers=args.controllers)
-        for i in range(args.agents):
-            cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
-        base_s = xargs_seconds(args.completions, args.parallelism)
-        ketch_s, succeeded, failed = asyncio.run(
-            run_job(cluster.server, args.completions, args.parallelism, args.agents))
+    if args.compare_insecure:
+        compare_security(args)
+        return
+    print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
+    base_s = xargs_seconds(args.completions, args.parallelism)
+    ketch_s, succeeded, failed, where = one_run(args, args.insecure)
     n = args.completions
     print(f"xargs -P {args.parallelism}: {n} x true in {base_s:.2f}s ({n / base_s:.0f}/s)")
     print(f"ketch Job, parallelism {args.parallelism}, {args.agents} agents: {n} completions in {ketch_s:.2f}s "

@@ -16,8 +16,8 @@ import time
 
 from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
-from ketch.client import connect
 from ketch.client.clientset import Batch
+from ketch.client.config import connect_with_kubeconfig
 from ketch.v1 import core_pb2
 
 
@@ -33,7 +33,7 @@ def bench_pod(i: int) -> core_pb2.Pod:
 
 
 async def run_pods(server: str, n: int, agents: int) -> float:
-    client = connect(server, wait_for_ready=True)
+    client = connect_with_kubeconfig(server=server, wait_for_ready=True)
     await wait_for_ready_nodes(client, agents)
     _, rv = await client.list("Pod", label_selector="bench=pods")
     done: set[str] = set()

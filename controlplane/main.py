@@ -6,20 +6,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-from ketch import gctuning
-from ketch.api import durations
-from ketch.client.clientset import Client
+import grpc
 
+from ketch import gctuning
+from ketch.api import durations, errors
+from ketch.client.clientset import Client
+from ketch.security import certs, jointoken
+
+from . import pkifiles as pki_files
+from .apiserver import security as api_security
+from .apiserver.authn import read_token_file
+from .apiserver.admission import default_admission
 from .apiserver.bootstrap import ensure_default_namespaces
 from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport
-from .apiserver.nodeproxy import NodeProxy
+from .apiserver.nodeproxy import NodeDialer, NodeProxy
+from .apiserver.rbac import DEFAULT_MODES, MODES, Authorization, parse_modes
+from .apiserver.rbac.bootstrap import reconcile_bootstrap_policy
 from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
@@ -87,8 +97,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connection-age", type=durations.argument, default=0.0, metavar="DURATION",
                    help="close client connections this old (after 30s of grace), ending their watches and log "
                         "streams too: reclaims streams whose clients stopped reading (0: never, the default)")
+    tls = p.add_argument_group("security (kube-apiserver's flags; TLS and authentication are on by default)")
+    tls.add_argument("--tls-cert-file", default="", metavar="FILE",
+                     help="serving certificate (default: DIR/pki/server.crt, made and renewed from DIR/pki/ca.crt)")
+    tls.add_argument("--tls-private-key-file", default="", metavar="FILE", help="its key (default DIR/pki/server.key)")
+    tls.add_argument("--client-ca-file", default="", metavar="FILE",
+                     help="CA bundle client certificates are verified against (default DIR/pki/ca.crt)")
+    tls.add_argument("--token-auth-file", default="", metavar="FILE",
+                     help='bearer tokens, CSV lines token,user,uid,"group1,group2"')
+    tls.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                     help="an extra DNS name or IP of the serving certificate (repeatable)")
+    tls.add_argument("--cluster-signing-duration", type=durations.argument, default=certs.CERT_VALIDITY,
+                     metavar="DURATION", help="validity of the node certificates it signs (default 8760h); agents "
+                                              "renew theirs at 80 %% of it")
+    tls.add_argument("--insecure", action="store_true",
+                     help="plaintext, no authentication, everything allowed to everyone: only on loopback addresses")
+    tls.add_argument("--authorization-mode", default=",".join(DEFAULT_MODES), metavar="MODES",
+                   help=f"ordered authorizers, comma-separated, from {', '.join(MODES)}; members of "
+                        f"system:masters are always allowed (default {','.join(DEFAULT_MODES)})")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
+
+
+def non_loopback(listen: str) -> list[str]:
+    """The listen addresses that are not loopback (--insecure is refused on them)."""
+    out = []
+    for address in listen.split(","):
+        host = address.strip().rpartition(":")[0].strip("[]")
+        if host == "localhost":
+            continue
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                continue
+        except ValueError:
+            pass
+        out.append(address.strip())
+    return out
+
+
+async def ensure_join_token_secret(client: Client, token: jointoken.JoinToken) -> None:
+    """The Secret of DIR/join-token's bootstrap token, with no expiry (k3s's server token has none);
+    made again at start if deleted (delete DIR/join-token too to retire it for good)."""
+    secret = jointoken.bootstrap_secret(token.id, token.secret, description="the join token of DIR/join-token")
+    try:
+        await client.create(secret)
+    except errors.AlreadyExists:
+        pass
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -96,6 +150,17 @@ async def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 0:
             print(f"error: --{flag.replace('_', '-')} must be 0 or more", file=sys.stderr)
             return 2
+    if args.insecure:
+        exposed = non_loopback(args.listen)
+        if exposed:
+            print(f"error: --insecure serves everything to everyone without TLS, so it listens only on loopback "
+                  f"addresses; refusing {', '.join(exposed)}", file=sys.stderr)
+            return 2
+    try:
+        modes = parse_modes(args.authorization_mode)
+    except ValueError as err:
+        print(f"error: --authorization-mode: {err}", file=sys.stderr)
+        return 2
     open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -116,23 +181,58 @@ async def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         await store.stop()
         return 1
+    # The PKI after the store: a data dir the store refuses (damaged, foreign, in use) gets one
+    # line and nothing written beside it.
+    pki = None
+    tokens = None
+    if not args.insecure:
+        try:
+            pki = pki_files.ensure(data_dir, args.listen, args.tls_san, tls_cert_file=args.tls_cert_file,
+                                   tls_key_file=args.tls_private_key_file, client_ca_file=args.client_ca_file)
+            tokens = read_token_file(args.token_auth_file) if args.token_auth_file else None
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            await store.stop()
+            return 2
     hub = WatchHub(store)
-    service = APIService(store, hub, registry=registry)
-    proxy = NodeProxy(store)
+    authorization = Authorization(store, modes)
+    service = APIService(store, hub, registry=registry,
+                         admission=authorization.admission(default_admission(store, registry)))
+    dial = None
+    if pki is not None:
+        dial = grpc.ssl_channel_credentials(pki.ca_pem, pki.kubelet_client.key, pki.kubelet_client.cert)
+    proxy = NodeProxy(store, NodeDialer(store, dial))
     local = LocalTransport(service, proxy)
     await ensure_default_namespaces(local.chain)
+    # Whatever the modes, as kube-apiserver's rbac/bootstrap-roles hook: the roles are there the
+    # day RBAC is turned on.
+    await reconcile_bootstrap_policy(Client(local))
+    if pki is not None:
+        def secret_of(key: str) -> object | None:
+            entry = store.get("Secret", key)
+            return entry.obj if entry is not None else None
+
+        security = api_security.secure(pki, secret_of, Client(local), tokens, args.cluster_signing_duration,
+                                       authorization.authorizers)
+        if pki.join_token is not None:
+            await ensure_join_token_secret(Client(local), pki.join_token)
+    else:
+        security = api_security.insecure()
+        log.warning("--insecure: serving plaintext with no authentication; everyone may do everything")
     gctuning.tune_for_server()
     try:
         server, _port = await start_grpc_server(service, args.listen, ServerLimits(
             max_requests_inflight=args.max_requests_inflight,
             max_mutating_requests_inflight=args.max_mutating_requests_inflight,
-            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age), proxy)
+            max_connection_idle=args.max_connection_idle, max_connection_age=args.max_connection_age), proxy,
+            security)
     except (OSError, RuntimeError) as err:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
         await store.stop()
         return 1
-    log.info("serving the Ketch API on %s (store %s, revision %d, open files limit %d)", args.listen, args.store,
-             store.revision, open_files)
+    log.info("serving the Ketch API on %s (%s, store %s, revision %d, open files limit %d, authorization %s)",
+             args.listen, "TLS" if pki is not None else "PLAINTEXT, --insecure", args.store, store.revision,
+             open_files, ",".join(modes) if pki is not None else "everything allowed")
 
     options = ControllerOptions(
         job=JobOptions(backoff_base=args.job_backoff_base, backoff_max=args.job_backoff_max),

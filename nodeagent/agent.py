@@ -28,8 +28,10 @@ from ketch.client.clientset import Client, connect
 from ketch.client.events import EventRecorder
 from ketch.client.flowcontrol import Backoff
 from ketch.client.informer import Informer
+from ketch.client.transport import GrpcTransport
 from ketch.v1 import core_pb2
 
+from . import credentials as node_credentials
 from .heartbeat import LeaseHeartbeat
 from .limits.cgroups import CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -39,7 +41,7 @@ from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
 from .runtime import checkpoint, layout
 from .runtime.logs import LogManager
 from .runtime.process import ProcessRuntime
-from .server import LogSource, NodeAgentServicer, start_server
+from .server import LogSource, NodeAgentServicer, ServingCertificate, start_server
 from .statusmanager import StatusManager
 
 log = logging.getLogger("ketch.agent")
@@ -61,6 +63,9 @@ class AgentConfig:
     status_interval: float = 0.05
     node_status_report: float | None = None
     use_cgroups: bool = True
+    # The node's certificates (None: plaintext, a control plane started with --insecure).
+    credentials: node_credentials.NodeCredentials | None = None
+    serving_sans: list[str] = field(default_factory=list)
 
 
 def _pod_files(pods_root: str) -> dict[str, list[str]]:
@@ -113,7 +118,9 @@ class Agent:
         self.host_ip = node_ip_for(cfg.server)
         self.runtime = ProcessRuntime()
         self.cgroups = CgroupManager.detect() if cfg.use_cgroups else None
-        self.client: Client = connect(cfg.server)
+        creds = cfg.credentials
+        self.client: Client = connect(cfg.server, tls=creds.tls if creds is not None else None)
+        self.serving = ServingCertificate(creds.ca, creds.serving_cert, creds.serving_key) if creds else None
         self.pod_informer = Informer(self.client, core_pb2.Pod, field_selector=f"spec.nodeName={cfg.node_name}")
         self.pod_informer.add_indexer("uid", lambda p: [p.metadata.uid])
         self.node_informer = Informer(self.client, core_pb2.Node, field_selector=f"metadata.name={cfg.node_name}")
@@ -130,7 +137,8 @@ class Agent:
         self.workers = PodWorkers(self.deps)
         self.listen = cfg.listen or ("127.0.0.1:0" if self.host_ip == "127.0.0.1" else "0.0.0.0:0")
         source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs)
-        self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers)
+        self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers,
+                                          require_control_plane=creds is not None)
         self.server: grpc.aio.Server | None = None
         report = cfg.node_status_report or min(300.0, max(6 * cfg.heartbeat_interval, 1.0))
         # The port is the server's, known once it listens (run sets it before registering).
@@ -153,7 +161,7 @@ class Agent:
         if moved:
             log.info("moved the files of %d pods to the flat layout of %s", len(moved), self.pods_root)
         self.runtime.install()
-        self.server, self.node_config.port = await start_server(self.servicer, self.listen)
+        self.server, self.node_config.port = await start_server(self.servicer, self.listen, self.serving)
         log.info("agent %s: serving logs and stats on %s (port %d), node address %s",
                  self.cfg.node_name, self.listen, self.port, self.host_ip)
         if not await self._register(stop):
@@ -172,6 +180,8 @@ class Agent:
         self._spawn(self._log_loop(), "log-sampler")
         self._spawn(self._gc_loop(), "log-retention")
         self._spawn(self._after_sync(), "adopt")
+        if self.cfg.credentials is not None:
+            self._spawn(self._rotate_loop(), "certificate-rotation")
 
         await stop.wait()
         await self.shutdown()
@@ -252,6 +262,30 @@ class Agent:
                 delay = min(backoff, interval)
                 backoff = min(backoff * 2, 7.0)
             await asyncio.sleep(delay)
+
+    async def _rotate_loop(self) -> None:
+        """Renew the node's certificates at 80 % of their life (the kubelet's rotation)."""
+        backoff = 1.0
+        while True:
+            creds = self.cfg.credentials
+            assert creds is not None
+            await asyncio.sleep(max(0.0, creds.renew_at() - time.time()))
+            try:
+                new = await node_credentials.renew(self.client, self.cfg.node_name, self.cfg.serving_sans)
+            except errors.StatusError as err:
+                log.warning("cannot renew the node certificate yet (%s); retrying in %.0fs", err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            backoff = 1.0
+            await self.deps.run_io(node_credentials.save, self.cfg.data_dir, new)
+            self.cfg.credentials = new
+            if isinstance(self.client.transport, GrpcTransport):
+                self.client.transport.set_tls(new.tls)
+            if self.serving is not None:
+                self.serving.replace(new.serving_cert, new.serving_key)
+            log.info("renewed the node certificates; next renewal at %s",
+                     time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(new.renew_at())))
 
     async def _log_loop(self) -> None:
         while True:

@@ -24,7 +24,9 @@ from typing import Any
 from ketch.api import errors, meta, timeutil
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Batch, Client, connect
+from ketch.client.config import connect_with_kubeconfig
 from ketch.client.informer import Informer
+from ketch.client.transport import TLSConfig
 from ketch.v1 import core_pb2
 
 from .heartbeat import LEASE_NAMESPACE, lease_duration, new_lease
@@ -118,8 +120,11 @@ def succeeded_status(pod: core_pb2.Pod, now: float) -> Any:
 
 class HollowNodes:
     def __init__(self, server: str, names: Iterable[str], labels: dict[str, str] | None = None,
-                 heartbeat_interval: float = 10.0, drain_on_exit: bool = False) -> None:
+                 heartbeat_interval: float = 10.0, drain_on_exit: bool = False, kubeconfig: str = "",
+                 tls: TLSConfig | None = None) -> None:
         self.server = server
+        self.tls = tls  # the API credentials, given directly (tests)
+        self.kubeconfig = kubeconfig  # the API credentials of every simulated node ("" for plaintext)
         self.names = list(names)
         self.mine = set(self.names)
         self.labels = labels or {}
@@ -137,7 +142,8 @@ class HollowNodes:
     # -- wiring --------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> int:
-        self.client = client = connect(self.server)
+        self.client = client = (connect_with_kubeconfig(self.kubeconfig, server=self.server) if self.kubeconfig
+                                else connect(self.server, tls=self.tls))
         try:
             backoff = 0.2
             while True:  # register, retrying until the API answers (or we are told to stop)

@@ -19,8 +19,10 @@ from pathlib import Path
 from ketch import gctuning
 from ketch.api import durations, quantity
 
+from . import credentials
 from .agent import Agent, AgentConfig
 from .heartbeat import interval_warning
+from .registration import node_ip_for
 
 log = logging.getLogger("nodeagent")
 
@@ -71,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-status-report-frequency", type=durations.argument, default=None, metavar="DURATION",
                    help="write node status at least this often (default min(5m, 6 heartbeats))")
     p.add_argument("--no-cgroups", action="store_true", help="enforce memory limits with the watchdog only")
+    p.add_argument("--token", default=os.environ.get("KETCH_TOKEN", ""), metavar="TOKEN",
+                   help="the join token (K10<CA hash>::<id>.<secret>; default $KETCH_TOKEN): the CA is pinned by its "
+                        "hash and the token exchanged once for the node's certificates, kept in DATA/pki; a restart "
+                        "needs no token")
+    p.add_argument("--kubeconfig", default="", metavar="FILE",
+                   help="with --hollow: the API credentials of the simulated nodes (e.g. an admin.conf)")
     p.add_argument("--hollow", type=int, default=0, metavar="N",
                    help="simulate N nodes named NODE_NAME-0000.. in this process (kubemark-style, for "
                         "benchmarks): real Nodes and Leases, pods marked running without processes")
@@ -84,13 +92,21 @@ async def run(args: argparse.Namespace) -> int:
         log.warning("%s", warning)
     if args.hollow > 0:
         return await run_hollow(args)
+    data_dir = Path(args.data_dir).absolute()
+    host_ip = node_ip_for(args.server)
+    sans = list(dict.fromkeys([host_ip, "127.0.0.1", "localhost", socket.gethostname().lower(), args.node_name]))
+    try:
+        creds = await credentials.obtain(data_dir, args.server, args.token, args.node_name, sans)
+    except credentials.JoinError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     cfg = AgentConfig(
         server=args.server, node_name=args.node_name, data_dir=Path(args.data_dir).absolute(),
         labels=args.labels, heartbeat_interval=args.heartbeat_interval,
         backoff_base=args.crash_loop_backoff_base, backoff_max=args.crash_loop_backoff_max,
         drain_on_exit=args.drain_on_exit, listen=args.listen, log_retention=args.log_retention,
         log_max_size=args.log_max_size, node_status_report=args.node_status_report_frequency,
-        use_cgroups=not args.no_cgroups,
+        use_cgroups=not args.no_cgroups, credentials=creds, serving_sans=sans,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -113,7 +129,8 @@ async def run_hollow(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     hollow = HollowNodes(args.server, hollow_names(args.node_name, args.hollow), labels=args.labels,
-                         heartbeat_interval=args.heartbeat_interval, drain_on_exit=args.drain_on_exit)
+                         heartbeat_interval=args.heartbeat_interval, drain_on_exit=args.drain_on_exit,
+                         kubeconfig=args.kubeconfig)
     return await hollow.run(stop)
 
 

@@ -8,6 +8,11 @@ Every name in a request becomes part of a path, so a request is checked before a
 looked up (a pod uid must be a UUID, names DNS-1123: INVALID_ARGUMENT otherwise), the record a
 uid finds must be the pod the request names (a uid does not open another namespace's logs), and
 the log file, symlinks resolved, must be under the agent's pods dir.
+
+With TLS (a joined agent) the server presents the serving certificate the cluster CA signed at
+join and requires a client certificate from that CA whose CN is the control plane's
+(kube-apiserver-kubelet-client): a node's certificate, or anyone else, is refused. A renewed
+serving certificate is picked up by the next handshake.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from .runtime.checkpoint import PodRecord
 log = logging.getLogger(__name__)
 
 STATS_SAMPLE = 0.25
+CONTROL_PLANE_CN = "kube-apiserver-kubelet-client"
 
 
 class LogSource:
@@ -180,12 +186,26 @@ async def node_stats(node: str, containers: Callable[[], list[tuple[str, str, st
 _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
 
+def peer_common_name(context: grpc.aio.ServicerContext) -> str:
+    found = (context.auth_context() or {}).get("x509_common_name") or [b""]
+    return bytes(found[0]).decode(errors="replace")
+
+
 class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
     def __init__(self, node: str, source: LogSource,
-                 containers: Callable[[], list[tuple[str, str, str, int]]]) -> None:
+                 containers: Callable[[], list[tuple[str, str, str, int]]],
+                 require_control_plane: bool = False) -> None:
         self.node = node
         self.source = source
         self.containers = containers
+        # With TLS, only the control plane's client certificate may call (TLS checked the CA).
+        self.require_control_plane = require_control_plane
+
+    async def _check_caller(self, context: grpc.aio.ServicerContext) -> None:
+        if self.require_control_plane and peer_common_name(context) != CONTROL_PLANE_CN:
+            await self._abort(context, errors.Forbidden(
+                f'User "{peer_common_name(context) or "unknown"}" cannot reach the agent of node "{self.node}": '
+                "only the control plane may"))
 
     async def _abort(self, context: grpc.aio.ServicerContext, err: errors.StatusError) -> NoReturn:
         await context.abort(_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), err.message,
@@ -194,6 +214,7 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
 
     async def PodLogs(self, request: api_pb2.PodLogsRequest,
                       context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.LogChunk]:
+        await self._check_caller(context)
         try:
             async for chunk in pod_logs(self.source, request):
                 yield chunk
@@ -205,6 +226,7 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
 
     async def NodeStats(self, request: api_pb2.NodeStatsRequest,
                         context: grpc.aio.ServicerContext) -> api_pb2.NodeStatsResponse:
+        await self._check_caller(context)
         if request.node and request.node != self.node:
             await self._abort(context, errors.NotFound(f'nodes "{request.node}" not found'))
         try:
@@ -214,10 +236,36 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
             await self._abort(context, errors.InternalError(f"internal error: {err}"))
 
 
-async def start_server(servicer: NodeAgentServicer, listen: str) -> tuple[grpc.aio.Server, int]:
+class ServingCertificate:
+    """The serving certificate and key the next handshake uses, replaced on renewal."""
+
+    def __init__(self, ca: bytes, cert: bytes, key: bytes) -> None:
+        self.ca = ca
+        self._pending: tuple[bytes, bytes] | None = None
+        self.initial = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+    def replace(self, cert: bytes, key: bytes) -> None:
+        self._pending = (cert, key)
+
+    def fetch(self) -> object | None:
+        """gRPC asks before each handshake: a new configuration, or None for the same."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        return grpc.ssl_server_certificate_configuration([(pending[1], pending[0])], root_certificates=self.ca)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(self.initial, self.fetch, require_client_authentication=True)
+
+
+async def start_server(servicer: NodeAgentServicer, listen: str,
+                       serving: ServingCertificate | None = None) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     api_pb2_grpc.add_NodeAgentServicer_to_server(servicer, server)
-    port = server.add_insecure_port(listen)
+    if serving is not None:
+        port = server.add_secure_port(listen, serving.credentials())
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()

@@ -45,6 +45,8 @@ def main() -> int:
     port = free_port()
     server = f"127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="ketch-demo-") as data:
+        # `local up` is secure by default and writes its admin kubeconfig here once it is up.
+        os.environ["KETCH_CONFIG"] = os.path.join(data, "admin.conf")
         print(f"$ ketch local up --agents 2 --port {port} --data-dir {data}", flush=True)
         cluster = subprocess.Popen([str(BIN / "ketch"), "local", "up", "--agents", "2", "--port", str(port),
                                     "--data-dir", data], start_new_session=True, cwd=ROOT)

@@ -1,6 +1,6 @@
 """The request chain, in kube-apiserver's order; every request, over gRPC or in-process, takes it:
 
-    authenticate -> max-in-flight -> read the attributes -> authorize
+    authenticate -> impersonate -> max-in-flight -> read the attributes -> authorize
         -> decode the object or apply the patch -> mutating admission -> validate
         -> validating admission -> store                                       (service.py)
 
@@ -8,7 +8,8 @@ Each step is a small named part: the authenticators (authn.py), the in-flight li
 (inflight.py), the attributes (request.py), the authorizers (authz.py), then the service with its
 admission plugins (admission.py) and strategies (controlplane.registry). Nothing unauthenticated
 or unauthorized reaches a decoder: attributes come from the request and an object's metadata
-alone. A Batch is authorized operation by operation; a refused one fails alone.
+alone. A Batch is authorized operation by operation; a refused one fails alone. Access reviews
+and whoami (create-only kinds) are answered by reviews.py instead of being stored.
 """
 
 from __future__ import annotations
@@ -19,17 +20,23 @@ from typing import Any
 from google.protobuf.message import Message
 
 from ketch.api import errors
+from ketch.api.kinds import kind_info
 from ketch.v1 import api_pb2
 
 from .authn import Authenticators, Credentials, default_authenticators
 from .authz import Authorizers, default_authorizers
+from .impersonation import impersonate
 from .inflight import MaxInFlight
+from .nodecerts import NodeCertificateSigner
 from .nodeproxy import NodeProxy
 from .request import Attributes, UserInfo, attributes_of, batch_op
+from .reviews import Reviews
 from .service import APIService
 from .watch import WatchLimits
 
-UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version")
+NOT_ALLOWED = "the server does not allow this method on the requested resource"
+UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version",
+                 "SignNodeCertificate")
 STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs")
 
 
@@ -37,7 +44,7 @@ class RequestChain:
     def __init__(self, service: APIService, proxy: NodeProxy, *,
                  authenticators: Authenticators | None = None, authorizers: Authorizers | None = None,
                  inflight: MaxInFlight | None = None, max_batch_bytes: int | None = None,
-                 watch_limits: WatchLimits | None = None) -> None:
+                 watch_limits: WatchLimits | None = None, signer: NodeCertificateSigner | None = None) -> None:
         self.service = service
         self.proxy = proxy
         self.authenticators = authenticators or default_authenticators()
@@ -45,11 +52,17 @@ class RequestChain:
         self.inflight = inflight  # None: no limit (the control plane's own clients)
         self.max_batch_bytes = max_batch_bytes
         self.watch_limits = watch_limits
+        self.signer = signer  # None: no PKI (--insecure, in-process chains)
+        self.reviews = Reviews(self.authorizers)
 
     def authorized(self, user: UserInfo, method: str, req: Message) -> Attributes:
         attrs = attributes_of(user, method, req)
         self.authorizers.check(attrs)
         return attrs
+
+    def user_of(self, credentials: Credentials) -> UserInfo:
+        """Who sent the request, then whom it acts as."""
+        return impersonate(self.authenticators.authenticate(credentials), credentials, self.authorizers)
 
     def _batch_attributes(self, user: UserInfo, req: api_pb2.BatchRequest) -> list[Attributes | errors.StatusError]:
         out: list[Attributes | errors.StatusError] = []
@@ -57,13 +70,15 @@ class RequestChain:
             try:
                 attrs = batch_op(user, op)
                 self.authorizers.check(attrs)
+                if _create_only(attrs):
+                    raise errors.MethodNotAllowed(f"{attrs.resource} are not answered in a Batch: create them alone")
                 out.append(attrs)
             except errors.StatusError as err:
                 out.append(err)
         return out
 
     async def unary(self, method: str, req: Message, credentials: Credentials) -> Any:
-        user = self.authenticators.authenticate(credentials)
+        user = self.user_of(credentials)
         if self.inflight is None:
             return await self._serve(method, req, user)
         with self.inflight.slot(method):
@@ -74,6 +89,10 @@ class RequestChain:
         if method == "Batch":
             return await service.batch(req, self._batch_attributes(user, req), max_bytes=self.max_batch_bytes)
         attrs = self.authorized(user, method, req)
+        if _create_only(attrs):
+            if method != "Create":
+                raise errors.MethodNotAllowed(NOT_ALLOWED)
+            return self.reviews.create(req, attrs)
         if method == "Create":
             return await service.create(req, attrs)
         if method == "Get":
@@ -90,12 +109,18 @@ class RequestChain:
             return await self.proxy.node_stats(req)
         if method == "Version":
             return await service.version(req, attrs)
+        if method == "SignNodeCertificate":
+            if self.signer is None:
+                raise errors.BadRequest("this control plane signs no certificates: it runs without TLS (--insecure)")
+            return await self.signer.sign(req, attrs)
         raise errors.BadRequest(f"{method} is not a unary method")
 
     async def stream(self, method: str, req: Any, credentials: Credentials) -> AsyncIterator[Any]:
         """Long-running: authenticated and authorized, never counted in flight."""
-        user = self.authenticators.authenticate(credentials)
+        user = self.user_of(credentials)
         attrs = self.authorized(user, method, req)
+        if _create_only(attrs):
+            raise errors.MethodNotAllowed(NOT_ALLOWED)
         if method == "Watch":
             items: AsyncIterator[Any] = self.service.watch(req, attrs, self.watch_limits)
         elif method == "WatchBatched":
@@ -106,3 +131,7 @@ class RequestChain:
             raise errors.BadRequest(f"{method} is not a streaming method")
         async for item in items:
             yield item
+
+
+def _create_only(attrs: Attributes) -> bool:
+    return bool(attrs.kind) and kind_info(attrs.kind).create_only

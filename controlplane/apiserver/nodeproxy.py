@@ -9,9 +9,11 @@ IsProxyableHostname): an IP address or a DNS name, a port in 1-65535, and neithe
 unspecified, link-local (169.254.169.254 is the cloud metadata service), multicast nor broadcast
 address, for a DNS name among any of the addresses it resolves to. Unlike Kubernetes, loopback
 is allowed: `ketch local up` and the tests run every agent on 127.0.0.1. Which client may write
-which Node (and so publish an address at all) comes with authentication and the Node authorizer
-(mTLS), not here. A log request is validated before it leaves, since the agent turns its names
-into paths (ketch.api.validation.podlogs).
+which Node (and so publish an address at all) comes with authentication and the Node authorizer,
+not here. With TLS (the default) the control plane dials agents with its kubelet-client
+certificate and verifies each agent's serving certificate against the cluster CA, so a Node that
+points elsewhere reaches nothing that will answer. A log request is validated before it leaves,
+since the agent turns its names into paths (ketch.api.validation.podlogs).
 """
 
 from __future__ import annotations
@@ -109,8 +111,12 @@ def grpc_target(host: str, port: int) -> str:
 
 
 class NodeDialer:
-    def __init__(self, store: Store) -> None:
+    """credentials: TLS to the agents (the CA, and the control plane's client certificate), or
+    None for plaintext (--insecure)."""
+
+    def __init__(self, store: Store, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.store = store
+        self.credentials = credentials
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def _stub(self, node_name: str) -> api_pb2_grpc.NodeAgentStub:
@@ -125,7 +131,8 @@ class NodeDialer:
         target = grpc_target(host, port)
         channel = self._channels.get(target)
         if channel is None:
-            channel = grpc.aio.insecure_channel(target)
+            channel = (grpc.aio.secure_channel(target, self.credentials) if self.credentials is not None
+                       else grpc.aio.insecure_channel(target))
             self._channels[target] = channel
         return api_pb2_grpc.NodeAgentStub(channel)
 

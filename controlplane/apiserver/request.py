@@ -120,6 +120,11 @@ def attributes_of(user: UserInfo, method: str, req: Message) -> Attributes:
         return _of_kind(user, "get", kind_info("Node"), "", req.node, "stats")  # type: ignore[attr-defined]
     if method == "Version":
         return Attributes(user, "get", path="/version")
+    if method == "SignNodeCertificate":
+        # Kubernetes' kubelet creates a CertificateSigningRequest; its approver checks
+        # create on certificatesigningrequests/nodeclient.
+        return Attributes(user, "create", "certificates.k8s.io", "certificatesigningrequests", "nodeclient",
+                          name=req.node_name)  # type: ignore[attr-defined]
     raise errors.BadRequest(f"unknown method {limits.clip(method)}")
 
 

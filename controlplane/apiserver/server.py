@@ -31,10 +31,12 @@ from grpc_reflection.v1alpha import reflection
 from ketch.api import errors, limits
 from ketch.v1 import api_pb2
 
-from .authn import Credentials
+from .authn import Authenticators, Credentials
+from .authz import Authorizers
 from .chain import RequestChain
 from .inflight import MaxInFlight
 from .nodeproxy import NodeProxy
+from .security import APISecurity, insecure
 from .service import APIService, WatchLimits
 
 log = logging.getLogger(__name__)
@@ -154,9 +156,19 @@ def credentials_of(context: grpc.aio.ServicerContext) -> Credentials:
     read only if an authenticator looks at it)."""
 
     def metadata() -> dict[str, str]:
-        return {str(k): str(v) for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        # A key sent more than once (impersonate-group) reads as its values joined by commas, as
+        # HTTP reads a repeated header.
+        out: dict[str, str] = {}
+        for k, v in context.invocation_metadata() or ():
+            if isinstance(v, str):
+                out[str(k)] = f"{out[str(k)]},{v}" if str(k) in out else v
+        return out
 
-    return Credentials(read_metadata=metadata)
+    def peer() -> bytes:
+        found = (context.auth_context() or {}).get("x509_pem_cert") or [b""]
+        return bytes(found[0])
+
+    return Credentials(read_metadata=metadata, read_peer=peer)
 
 
 async def _answer_failure(context: grpc.aio.ServicerContext, method: str, err: Exception) -> None:
@@ -232,23 +244,30 @@ async def _track_store_health(service: APIService, servicer: health.aio.HealthSe
     await publish(service.store.healthy)
 
 
-def remote_chain(service: APIService, proxy: NodeProxy, server_limits: ServerLimits) -> RequestChain:
-    """The chain for clients over the network: in-flight limits, Batch and watch bounds."""
+def remote_chain(service: APIService, proxy: NodeProxy, server_limits: ServerLimits,
+                 security: APISecurity | None = None) -> RequestChain:
+    """The chain for clients over the network: authentication and authorization as security says,
+    in-flight limits, Batch and watch bounds."""
+    security = security or insecure()
     inflight = MaxInFlight(server_limits.max_requests_inflight, server_limits.max_mutating_requests_inflight)
-    return RequestChain(service, proxy, inflight=inflight, max_batch_bytes=server_limits.max_batch_bytes or None,
-                        watch_limits=server_limits.watch)
+    return RequestChain(service, proxy, authenticators=security.authenticators, authorizers=security.authorizers,
+                        inflight=inflight, max_batch_bytes=server_limits.max_batch_bytes or None,
+                        watch_limits=server_limits.watch, signer=security.signer)
 
 
 async def start_grpc_server(service: APIService, listen: str, server_limits: ServerLimits | None = None,
-                            proxy: NodeProxy | None = None) -> tuple[grpc.aio.Server, int]:
+                            proxy: NodeProxy | None = None,
+                            security: APISecurity | None = None) -> tuple[grpc.aio.Server, int]:
     """Serve the API on listen (HOST:PORT, port 0 for any free port); returns the bound port.
-    proxy: how logs and stats reach the agents (made here if not given)."""
+    proxy: how logs and stats reach the agents (made here if not given); security: TLS and who
+    may do what (default: plaintext, everything allowed, as --insecure)."""
     server_limits = server_limits or ServerLimits()
+    security = security or insecure()
     open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if open_files == resource.RLIM_INFINITY:
         open_files = 1 << 20
     server = grpc.aio.server(options=grpc_options(server_limits, open_files))
-    chain = remote_chain(service, proxy or NodeProxy(service.store), server_limits)
+    chain = remote_chain(service, proxy or NodeProxy(service.store), server_limits, security)
     name = api_pb2.DESCRIPTOR.services_by_name["API"].full_name
     handlers = _handlers(chain)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
@@ -257,7 +276,8 @@ async def start_grpc_server(service: APIService, listen: str, server_limits: Ser
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(listen)
+    credentials = security.server_credentials()
+    port = server.add_secure_port(listen, credentials) if credentials is not None else server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     await server.start()

@@ -384,6 +384,8 @@ class APIService:
         if policy not in PROPAGATION_POLICIES:
             raise errors.BadRequest(f'unknown propagationPolicy "{limits.clip(policy)}": use Background, '
                                     "Foreground or Orphan")
+        # Both phases see a delete, as kube-apiserver's (NodeRestriction is a mutating plugin).
+        self.admission.mutate(AdmissionRequest(DELETE, attrs, None, obj))
         self.admission.validate(AdmissionRequest(DELETE, attrs, None, obj))
 
         now = self.clock()

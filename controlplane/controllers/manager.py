@@ -29,6 +29,7 @@ CONTROLLERS: dict[str, str] = {
     "ttl-after-finished": "controlplane.controllers.ttlafterfinished:TTLAfterFinishedController",
     "podgc": "controlplane.controllers.podgc:PodGCController",
     "namespace": "controlplane.controllers.namespace:NamespaceController",
+    "clusterrole-aggregation": "controlplane.controllers.clusterroleaggregation:ClusterRoleAggregationController",
 }
 
 

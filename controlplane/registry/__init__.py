@@ -23,6 +23,8 @@ from .core import (
     NodeStrategy,
     PodStrategy,
 )
+from .secret import SecretStrategy
+from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy
 from .strategy import Strategy
 
 __all__ = ["DEFAULT_EVENT_TTL", "DEFAULT_NAMESPACES", "DEFAULT_TOLERATION_SECONDS", "Registry", "Strategy"]
@@ -36,6 +38,8 @@ class Registry:
         strategies: list[Strategy] = [
             PodStrategy(default_toleration_seconds), NodeStrategy(), NamespaceStrategy(), EventStrategy(event_ttl),
             JobStrategy(), CronJobStrategy(), DaemonSetStrategy(), ControllerRevisionStrategy(), LeaseStrategy(),
+            SecretStrategy(),
+            RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
         ]
         self._by_kind: dict[str, Strategy] = {s.kind: s for s in strategies}
         missing = [k.kind for k in KINDS if k.kind not in self._by_kind]

@@ -86,8 +86,17 @@ class Unauthorized(StatusError):
 
 
 class Forbidden(StatusError):
-    code = FAILED_PRECONDITION
+    """Not allowed (HTTP 403): refused by authorization or an admission rule."""
+
+    code = PERMISSION_DENIED
     reason = "Forbidden"
+
+
+class MethodNotAllowed(StatusError):
+    """The resource does not serve this verb (HTTP 405): an access review is only created."""
+
+    code = UNIMPLEMENTED
+    reason = "MethodNotAllowed"
 
 
 class TooLarge(StatusError):
@@ -122,7 +131,7 @@ class Timeout(StatusError):
 _BY_REASON: dict[str, type[StatusError]] = {
     cls.reason: cls
     for cls in (BadRequest, Invalid, NotFound, AlreadyExists, Conflict, Gone, Unauthorized, Forbidden, TooLarge,
-                TooManyRequests, Unavailable, InternalError, Timeout)
+                TooManyRequests, Unavailable, InternalError, Timeout, MethodNotAllowed)
 }
 _BY_CODE: dict[int, type[StatusError]] = {
     INVALID_ARGUMENT: BadRequest,
@@ -130,7 +139,8 @@ _BY_CODE: dict[int, type[StatusError]] = {
     ALREADY_EXISTS: AlreadyExists,
     ABORTED: Conflict,
     OUT_OF_RANGE: Gone,
-    FAILED_PRECONDITION: Forbidden,
+    PERMISSION_DENIED: Forbidden,
+    FAILED_PRECONDITION: Forbidden,  # what servers before PERMISSION_DENIED sent
     RESOURCE_EXHAUSTED: TooLarge,
     UNAVAILABLE: Unavailable,
     DEADLINE_EXCEEDED: Timeout,

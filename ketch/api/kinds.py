@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ketch.v1 import apps_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2
+from ketch.v1 import apps_pb2, authorization_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, rbac_pb2, secret_pb2
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,8 @@ class KindInfo:
     short_names: tuple[str, ...] = ()
     # Kinds with a status subresource: spec writes keep status, status writes keep spec.
     has_status: bool = True
+    # Questions answered on create and never stored (access reviews); not in KINDS.
+    create_only: bool = False
 
     @property
     def group(self) -> str:
@@ -64,16 +66,20 @@ def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
                 continue
             res = options.Extensions[_RESOURCE]
             out.append(KindInfo(name, res.api_version, res.plural, message, namespaced=not res.cluster_scoped,
-                                short_names=tuple(res.short_names), has_status=not res.no_status_subresource))
+                                short_names=tuple(res.short_names), has_status=not res.no_status_subresource,
+                                create_only=res.create_only))
     return tuple(out)
 
 
-KINDS: tuple[KindInfo, ...] = _served((core_pb2, batch_pb2, apps_pb2, coordination_pb2))
+SERVED: tuple[KindInfo, ...] = _served((core_pb2, secret_pb2, batch_pb2, apps_pb2, coordination_pb2, rbac_pb2,
+                                        authorization_pb2))
+# The kinds that are stored (what strategies, controllers and the store deal with).
+KINDS: tuple[KindInfo, ...] = tuple(k for k in SERVED if not k.create_only)
 
-_BY_KIND = {k.kind: k for k in KINDS}
-_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in KINDS}
+_BY_KIND = {k.kind: k for k in SERVED}
+_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in SERVED}
 _BY_NAME: dict[str, KindInfo] = {}
-for _k in KINDS:
+for _k in SERVED:
     for _name in (_k.kind, _k.plural, _k.singular, _k.qualified_plural, *_k.short_names):
         _BY_NAME[_name.lower()] = _k
 

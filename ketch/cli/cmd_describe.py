@@ -63,6 +63,14 @@ async def describe_object(factory: Factory, info: KindInfo, obj: Any, show_event
                 lease = await client.get("Lease", obj.metadata.name, "kube-node-lease")
             pods, _ = await pods_task
             w = describe.describe_node(obj, now, pods, lease)
+        elif kind == "Secret":
+            w = describe.describe_secret(obj, now)
+        elif kind in ("Role", "ClusterRole"):
+            w = describe.describe_role(obj, now)
+            show_events = False
+        elif kind in ("RoleBinding", "ClusterRoleBinding"):
+            w = describe.describe_binding(obj, now)
+            show_events = False
         else:
             w = describe.describe_generic(obj, now, info.namespaced)
         text = w.text()

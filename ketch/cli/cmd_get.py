@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from ketch.api import errors, manifest
-from ketch.api.kinds import KINDS, KindInfo
+from ketch.api.kinds import SERVED, KindInfo
 
 from .factory import Factory
 from .main import add_common
@@ -237,7 +237,7 @@ async def _watch(args: argparse.Namespace, factory: Factory, info: KindInfo, nam
 
 async def run_api_resources(args: argparse.Namespace, factory: Factory) -> int:
     rows = [["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]] if not args.no_headers else []
-    for info in sorted(KINDS, key=lambda k: k.plural):
+    for info in sorted(SERVED, key=lambda k: k.plural):
         if args.output == "name":
             factory.print(info.qualified_plural)
             continue

@@ -23,13 +23,14 @@ import time
 from pathlib import Path
 
 from ketch.api import durations
-from ketch.client.clientset import Client, connect
+from ketch.client.clientset import Client
 from ketch.local.launcher import CONTROLPLANE, LocalCluster
 
 from .factory import Factory
 from .main import CLIError
 
 DEFAULT_DIR = "./.ketch/local"
+ADMIN_CONFIG = "admin.conf"
 STATE_FILE = "local.json"
 # The agent's and the control plane's defaults, and heartbeats per grace period (the kubelet's 25 %).
 DEFAULT_HEARTBEAT, DEFAULT_GRACE, HEARTBEATS_PER_GRACE = "10s", "40s", 4
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--data-dir", default=DEFAULT_DIR, help=f"where data and logs go (default {DEFAULT_DIR})")
     up.add_argument("--port", type=int, default=6443, help="the API server's port on 127.0.0.1 (default 6443)")
     up.add_argument("--store", default="", help="control plane store: sqlite (default) or memory")
+    up.add_argument("--insecure", action="store_true",
+                    help="plaintext and no authentication (the control plane's --insecure; loopback only)")
     for flag in ("--job-backoff-base", "--job-backoff-max", "--node-monitor-grace-period",
                  "--pod-eviction-timeout"):
         up.add_argument(flag, default="", metavar="DURATION", help="passed to the control plane")
@@ -106,7 +109,7 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
     if warning:
         factory.warn(warning)
     data = Path(args.data_dir).expanduser().resolve()
-    cluster = LocalCluster(data, port=args.port)
+    cluster = LocalCluster(data, port=args.port, insecure=args.insecure)
     nodes = [f"node-{i}" for i in range(1, args.agents + 1)]
     cluster.controlplane(*controlplane_flags(args))
     for node in nodes:
@@ -126,13 +129,13 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    client = connect(cluster.server)
+    client: Client | None = None
     state_file = data / STATE_FILE
     code = 0
     try:
         cluster.members[CONTROLPLANE].start(cluster.env, data)
         state_file.write_text(json.dumps({"pid": os.getpid(), "server": cluster.server}))
-        startup = asyncio.ensure_future(_start(cluster, client, nodes, ready_timeout))
+        startup = asyncio.ensure_future(_start(cluster, nodes, ready_timeout))
         stopper = asyncio.ensure_future(stop.wait())
         await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if not startup.done():
@@ -142,12 +145,15 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
             factory.print("Interrupted during start-up; stopping.")
         else:
             stopper.cancel()
-            startup.result()  # raises start-up failures
+            client = startup.result()  # raises start-up failures
             names = ", ".join(nodes) if nodes else "no nodes"
             factory.print(f"Ketch local cluster is up: API server {cluster.server}, {names} Ready.")
             factory.print(f"Data and logs: {data}")
             factory.print("Point the CLI at it:")
-            factory.print(f"  export KETCH_SERVER={cluster.server}")
+            if cluster.insecure:
+                factory.print(f"  export KETCH_SERVER={cluster.server}")
+            else:
+                factory.print(f"  export KETCH_CONFIG={data / ADMIN_CONFIG}")
             factory.print("Press Ctrl-C to stop it.")
             factory.out.flush()
             died = asyncio.ensure_future(cluster.first_exit())
@@ -167,7 +173,8 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
         factory.print("Stopping the local cluster...")
         factory.out.flush()
         await asyncio.to_thread(cluster.stop, stop_timeout)
-        await client.close()
+        if client is not None:
+            await client.close()
         with contextlib.suppress(OSError):
             state_file.unlink()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -176,14 +183,26 @@ async def run_up(args: argparse.Namespace, factory: Factory) -> int:
     return code
 
 
-async def _start(cluster: LocalCluster, client: Client, nodes: list[str], ready_timeout: float) -> None:
+async def _start(cluster: LocalCluster, nodes: list[str], ready_timeout: float) -> Client:
+    """Wait for the API, copy the admin kubeconfig to DATA/admin.conf, start the agents, wait for
+    their nodes; returns the admin client."""
     deadline = time.monotonic() + ready_timeout
     try:
-        await cluster.wait_for_api(client, ready_timeout)
+        await cluster.wait_for_admin_config(ready_timeout)
+        if not cluster.insecure:
+            target = cluster.dir / ADMIN_CONFIG
+            tmp = target.with_name(f".{ADMIN_CONFIG}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(cluster.admin_config.read_bytes())
+            os.replace(tmp, target)
+        client = cluster.client()
+        await cluster.wait_for_api(client, max(1.0, deadline - time.monotonic()))
         for member in cluster.agents:
             member.start(cluster.env, cluster.dir)
         if nodes:
             await cluster.wait_for_nodes(client, nodes, max(1.0, deadline - time.monotonic()))
+        return client
     except (RuntimeError, TimeoutError) as err:
         raise CLIError(str(err)) from None
 

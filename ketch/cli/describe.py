@@ -15,7 +15,7 @@ from typing import Any
 
 from ketch.api import intstr, manifest, meta, quantity, timeutil
 from ketch.api.selectors import selector_string
-from ketch.v1 import apps_pb2, batch_pb2, core_pb2
+from ketch.v1 import apps_pb2, batch_pb2, core_pb2, rbac_pb2
 
 from .printers import event_time, human_duration, job_status, node_roles, pod_columns, since
 from .tabwriter import DESCRIBE_MINWIDTH, DESCRIBE_PADDING, tabwrite
@@ -592,6 +592,82 @@ def describe_namespace(ns: Any, now: float) -> Writer:
     return w
 
 
+# -- RBAC -----------------------------------------------------------------------------------------
+
+
+def _go_list(values: Iterable[str]) -> str:
+    return "[" + " ".join(values) + "]"
+
+
+def _rule_sort_key(r: Any) -> str:
+    """The Go String() of a PolicyRule, by which kubectl sorts the rows."""
+    return (f"&PolicyRule{{Verbs:{_go_list(r.verbs)},APIGroups:{_go_list(r.api_groups)},"
+            f"Resources:{_go_list(r.resources)},ResourceNames:{_go_list(r.resource_names)},"
+            f"NonResourceURLs:{_go_list(r.non_resource_urls)},}}")
+
+
+def policy_rows(rules: Iterable[Any]) -> list[Any]:
+    """kubectl's rows: each rule broken down, the pieces differing only in verbs joined again
+    (rbacv1helpers.BreakdownRule, CompactRules), sorted."""
+    merged: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+    rows: list[Any] = []
+    for rule in rules:
+        for group in rule.api_groups:
+            for resource in rule.resources:
+                names = list(rule.resource_names) or [""]
+                for name in names:
+                    key = (group, resource, (name,) if name else ())
+                    row = merged.get(key)
+                    if row is None:
+                        row = rbac_pb2.PolicyRule(api_groups=[group], resources=[resource],
+                                                  resource_names=list(key[2]))
+                        merged[key] = row
+                        rows.append(row)
+                    row.verbs.extend(rule.verbs)
+        for url in rule.non_resource_urls:
+            rows.extend(rbac_pb2.PolicyRule(non_resource_urls=[url], verbs=[v]) for v in rule.verbs)
+    return sorted(rows, key=_rule_sort_key)
+
+
+def combine_resource_group(resources: Any, groups: Any) -> str:
+    """`jobs.batch`, `pods/log` (CombineResourceGroup)."""
+    if not resources:
+        return ""
+    resource, _, sub = resources[0].partition("/")
+    text = resource + (f".{groups[0]}" if groups and groups[0] else "")
+    return text + (f"/{sub}" if sub else "")
+
+
+def describe_role(role: Any, now: float) -> Writer:
+    w = Writer()
+    w.line(0, "Name", role.metadata.name)
+    labels(w, 0, "Labels", role.metadata.labels)
+    annotations_section(w, 0, "Annotations", role.metadata.annotations)
+    w.write(0, "PolicyRule:\n")
+    w.write(1, "Resources\tNon-Resource URLs\tResource Names\tVerbs\n")
+    w.write(1, "---------\t-----------------\t--------------\t-----\n")
+    for r in policy_rows(role.rules):
+        w.write(1, f"{combine_resource_group(r.resources, r.api_groups)}\t{_go_list(r.non_resource_urls)}\t"
+                   f"{_go_list(r.resource_names)}\t{_go_list(r.verbs)}\n")
+    return w
+
+
+def describe_binding(binding: Any, now: float) -> Writer:
+    w = Writer()
+    w.line(0, "Name", binding.metadata.name)
+    labels(w, 0, "Labels", binding.metadata.labels)
+    annotations_section(w, 0, "Annotations", binding.metadata.annotations)
+    w.write(0, "Role:\n")
+    w.line(1, "Kind", binding.role_ref.kind)
+    w.line(1, "Name", binding.role_ref.name)
+    w.write(0, "Subjects:\n")
+    w.write(1, "Kind\tName\tNamespace\n")
+    w.write(1, "----\t----\t---------\n")
+    for s in binding.subjects:
+        w.write(1, f"{s.kind}\t{s.name}\t{s.namespace}\n")
+    return w
+
+
 # -- generic --------------------------------------------------------------------------------------
 
 
@@ -617,6 +693,21 @@ def _generic_value(w: Writer, level: int, key: str, value: Any) -> None:
     else:
         text = "true" if value is True else "false" if value is False else str(value)
         w.line(level, title_case(key), text)
+
+
+def describe_secret(secret: Any, now: float) -> Writer:
+    """kubectl's Secret describer: each key with its size, never its value."""
+    w = Writer()
+    object_meta(w, secret, True)
+    labels(w, 0, "Labels", secret.metadata.labels)
+    annotations_section(w, 0, "Annotations", secret.metadata.annotations)
+    w.write(0, "\n")
+    w.line(0, "Type", secret.type)
+    w.flush()
+    w.write(0, "\nData\n====\n")
+    for key in sorted(secret.data):
+        w.line(0, key, f"{len(secret.data[key])} bytes")
+    return w
 
 
 def describe_generic(obj: Any, now: float, namespaced: bool = True) -> Writer:
@@ -665,5 +756,5 @@ def events_text(events: list[Any], now: float) -> str:
     return w.text()
 
 
-__all__ = ["Writer", "describe_cronjob", "describe_daemonset", "describe_generic", "describe_job",
-           "describe_node", "describe_pod", "events_text", "pod_columns"]
+__all__ = ["Writer", "describe_binding", "describe_cronjob", "describe_daemonset", "describe_generic",
+           "describe_job", "describe_node", "describe_pod", "describe_role", "events_text", "pod_columns"]

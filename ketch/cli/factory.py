@@ -1,4 +1,10 @@
-"""What every verb needs: the client (from --server / KETCH_SERVER), the IO streams and the clock.
+"""What every verb needs: the client, the IO streams and the clock.
+
+The client comes from the kubeconfig (--kubeconfig, else $KETCH_CONFIG, else ~/.ketch/config):
+its context (--context, else current-context) gives the credentials and the CA, always; the
+address is --server, else $KETCH_SERVER, else the context's. With no kubeconfig at all the CLI
+speaks plaintext to --server/$KETCH_SERVER/127.0.0.1:6443 (a control plane started with
+--insecure). --token replaces the user's credentials with a bearer token.
 
 Verbs take a Factory, so tests can hand them a client of their own (which the factory then
 does not close), capture the output and fix `now`.
@@ -13,7 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ketch.client import kubeconfig as kcfg
 from ketch.client.clientset import Client, connect
+from ketch.client.config import tls_of
 
 from .terminal import escape
 
@@ -30,8 +38,15 @@ class Factory:
     clock: Callable[[], float] = time.time
     # Set by execute(): whether -n was given (apply refuses a manifest of another namespace then).
     namespace_given: bool = False
+    kubeconfig: str = ""
+    context: str = ""
+    token: str = ""
+    # Impersonation (--as, --as-group), sent with every request as kubectl's Impersonate-* headers.
+    impersonate_user: str = ""
+    impersonate_groups: list[str] = field(default_factory=list)
     _client: Client | None = None
     _owns_client: bool = True
+    _creds: kcfg.Credentials | None = None
 
     @classmethod
     def with_client(cls, client: Client, **kwargs: object) -> Factory:
@@ -41,20 +56,59 @@ class Factory:
         f._owns_client = False
         return f
 
+    def credentials(self) -> kcfg.Credentials | None:
+        """The kubeconfig's credentials for this command (None: no kubeconfig, plaintext)."""
+        if self._creds is None:
+            path = kcfg.find(self.kubeconfig)
+            if path is None:
+                if self.context:
+                    raise kcfg.ConfigError(f'context "{self.context}" does not exist: there is no kubeconfig')
+                return None
+            override = self.server or os.environ.get("KETCH_SERVER", "")
+            self._creds = kcfg.load(path).resolve(self.context, server=override, token=self.token)
+        return self._creds
+
     @property
     def server_address(self) -> str:
-        return self.server or os.environ.get("KETCH_SERVER") or DEFAULT_SERVER
+        if self.server or os.environ.get("KETCH_SERVER"):
+            return self.server or os.environ["KETCH_SERVER"]
+        try:
+            creds = self.credentials()
+        except kcfg.ConfigError:
+            creds = None
+        return creds.server if creds is not None and creds.server else DEFAULT_SERVER
 
     @property
     def default_namespace(self) -> str:
-        return self.namespace or os.environ.get("KETCH_NAMESPACE") or "default"
+        if self.namespace or os.environ.get("KETCH_NAMESPACE"):
+            return self.namespace or os.environ["KETCH_NAMESPACE"]
+        try:
+            creds = self.credentials()
+        except kcfg.ConfigError:
+            creds = None
+        return (creds.namespace if creds is not None else "") or "default"
 
     def now(self) -> float:
         return self.clock()
 
+    def impersonate(self, user: str, groups: list[str]) -> None:
+        if user:
+            self.impersonate_user, self.impersonate_groups = user, list(groups)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        if not self.impersonate_user:
+            return []
+        return [("impersonate-user", self.impersonate_user),
+                *(("impersonate-group", g) for g in self.impersonate_groups)]
+
     def client(self) -> Client:
         if self._client is None:
-            self._client = connect(self.server_address, on_warning=self.warn)
+            creds = self.credentials()
+            if creds is None:
+                self._client = connect(self.server_address, on_warning=self.warn, metadata=self.metadata())
+            else:
+                self._client = connect(creds.server, on_warning=self.warn, tls=tls_of(creds), token=creds.token,
+                                       metadata=self.metadata())
             self._owns_client = True
         return self._client
 

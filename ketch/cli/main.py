@@ -25,7 +25,7 @@ from .terminal import escape
 
 VERBS = (
     "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "local",
+    "top", "events", "version", "auth", "local", "config", "token",
 )
 
 
@@ -48,7 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ketch", description="Run Kubernetes-style workloads as processes.")
     parser.add_argument("--server", "-s", default="",
                         help="API server HOST:PORT[,HOST:PORT] (default $KETCH_SERVER or 127.0.0.1:6443)")
-    parser.add_argument("--namespace", "-n", default="", help="namespace (default: default)")
+    parser.add_argument("--namespace", "-n", default="", help="namespace (default: the context's, else default)")
+    parser.add_argument("--kubeconfig", default="", metavar="FILE",
+                        help="the client config (default $KETCH_CONFIG, else ~/.ketch/config)")
+    parser.add_argument("--context", default="", help="the kubeconfig context to use (default: current-context)")
+    parser.add_argument("--token", default="",
+                        help="a bearer token for the API server, instead of the user's credentials")
+    parser.add_argument("--as", dest="as_user", default="", metavar="USER",
+                        help="act as this user (impersonation; the server checks you may)")
+    parser.add_argument("--as-group", dest="as_groups", action="append", default=[], metavar="GROUP",
+                        help="act as a member of this group (repeatable; needs --as)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
     for verb in VERBS:
         try:
@@ -66,6 +75,8 @@ def format_error(err: BaseException, server: str = "") -> str:
     if isinstance(err, errors.Unavailable):
         detail = err.message.removeprefix("the server is not reachable: ")
         return f"error: cannot reach the Ketch API server at {server}: {detail}" if server else f"error: {detail}"
+    if isinstance(err, errors.Unauthorized):
+        return f"error: You must be logged in to the server ({err.reason or 'Unauthorized'})"
     if isinstance(err, errors.Invalid):
         return err.message  # kubectl prints `The Job "x" is invalid: ...` without a prefix
     if isinstance(err, errors.Timeout):
@@ -98,6 +109,12 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
             factory.server = args.server
         if args.namespace and not factory.namespace:
             factory.namespace = args.namespace
+        for flag in ("kubeconfig", "context", "token"):
+            if getattr(args, flag, "") and not getattr(factory, flag):
+                setattr(factory, flag, getattr(args, flag))
+        if args.as_groups and not args.as_user:
+            raise UsageError("requesting groups to impersonate needs a user to impersonate too: add --as USER")
+        factory.impersonate(args.as_user, args.as_groups)
         factory.namespace_given = bool(args.namespace)
         try:
             return int(await args.run(args, factory) or 0)
@@ -107,7 +124,7 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:
+    except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:  # ConfigError is a ValueError
         print(escape(one_line(format_error(err, factory.server_address))), file=factory.err)
         return 1
     except Exception as err:  # a bug: still one line, with the traceback on request
@@ -169,6 +186,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
     """Global flags accepted after the verb as well."""
     p.add_argument("--server", "-s", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--namespace", "-n", default=argparse.SUPPRESS, help="namespace")
+    p.add_argument("--kubeconfig", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--context", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--as", dest="as_user", default=argparse.SUPPRESS, metavar="USER", help=argparse.SUPPRESS)
+    p.add_argument("--as-group", dest="as_groups", action="append", default=argparse.SUPPRESS, metavar="GROUP",
+                   help=argparse.SUPPRESS)
 
 
 if __name__ == "__main__":

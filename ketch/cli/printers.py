@@ -352,6 +352,32 @@ def lease_row(lease: Any, now: float, wide: bool) -> Row:
     return [lease.metadata.name, lease.spec.holder_identity, since(lease.metadata.creation_timestamp, now)]
 
 
+def secret_row(secret: Any, now: float, wide: bool) -> Row:
+    """Like kubectl: the number of keys, never their values."""
+    return [secret.metadata.name, secret.type, str(len(secret.data)), since(secret.metadata.creation_timestamp, now)]
+
+
+def created_at_row(obj: Any, now: float, wide: bool) -> Row:
+    """Roles and ClusterRoles: kubectl prints when they were made, not their age."""
+    ts = obj.metadata.creation_timestamp
+    return [obj.metadata.name, timeutil.format(timeutil.parse(ts)) if ts else "<unknown>"]
+
+
+def subjects_strings(subjects: Any) -> tuple[str, str, str]:
+    """rbac.SubjectsStrings: users, groups and service accounts (namespace/name), comma-joined."""
+    users = [s.name for s in subjects if s.kind == "User"]
+    groups = [s.name for s in subjects if s.kind == "Group"]
+    sas = [f"{s.namespace}/{s.name}" for s in subjects if s.kind == "ServiceAccount"]
+    return ", ".join(users), ", ".join(groups), ", ".join(sas)
+
+
+def binding_row(obj: Any, now: float, wide: bool) -> Row:
+    row = [obj.metadata.name, f"{obj.role_ref.kind}/{obj.role_ref.name}", since(obj.metadata.creation_timestamp, now)]
+    if wide:
+        row.extend(subjects_strings(obj.subjects))
+    return row
+
+
 TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
     "Pod": (["NAME", "READY", "STATUS", "RESTARTS", "AGE"],
             ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"], pod_row),
@@ -366,6 +392,11 @@ TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
     "Event": (["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], [], event_row),
     "ControllerRevision": (["NAME", "CONTROLLER", "REVISION", "AGE"], [], revision_row),
     "Lease": (["NAME", "HOLDER", "AGE"], [], lease_row),
+    "Secret": (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
+    "Role": (["NAME", "CREATED AT"], [], created_at_row),
+    "ClusterRole": (["NAME", "CREATED AT"], [], created_at_row),
+    "RoleBinding": (["NAME", "ROLE", "AGE"], ["USERS", "GROUPS", "SERVICEACCOUNTS"], binding_row),
+    "ClusterRoleBinding": (["NAME", "ROLE", "AGE"], ["USERS", "GROUPS", "SERVICEACCOUNTS"], binding_row),
 }
 EVENT_WIDE_HEADERS = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN",
                       "COUNT", "NAME"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,7 +20,7 @@ from ketch.api import errors
 from ketch.api.kinds import KindInfo, info_for_type_url, info_of, kind_info
 from ketch.v1 import api_pb2, core_pb2
 
-from .transport import GrpcTransport, Transport
+from .transport import GrpcTransport, TLSConfig, Transport
 
 M = TypeVar("M", bound=Message)
 KindRef = str | type[Message]
@@ -236,6 +236,10 @@ class Client:
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
         return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))
 
+    async def sign_node_certificate(self, req: api_pb2.NodeCertificateRequest) -> api_pb2.NodeCertificateResponse:
+        """A node's certificates (ketch-agent's join and renewal)."""
+        return await self.transport.unary("SignNodeCertificate", req)
+
     async def version(self) -> api_pb2.VersionInfo:
         return await self.transport.unary("Version", api_pb2.VersionRequest(), timeout=10)
 
@@ -244,6 +248,11 @@ class Client:
 
 
 def connect(server: str, wait_for_ready: bool = False, timeout: float = 30.0,
-            on_warning: Callable[[str], None] | None = None) -> Client:
-    """A Client over gRPC to `HOST:PORT[,HOST:PORT]`."""
-    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout), on_warning=on_warning)
+            on_warning: Callable[[str], None] | None = None, tls: TLSConfig | None = None,
+            token: str = "", metadata: Sequence[tuple[str, str]] = ()) -> Client:
+    """A Client over gRPC to `HOST:PORT[,HOST:PORT]`: plaintext without tls (a control plane
+    started with --insecure), else TLS with that CA and client certificate, and a bearer token;
+    metadata (impersonation) goes with every call."""
+    return Client(GrpcTransport(server, wait_for_ready=wait_for_ready, timeout=timeout, tls=tls, token=token,
+                                metadata=metadata),
+                  on_warning=on_warning)

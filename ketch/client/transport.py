@@ -15,13 +15,15 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
 
 from ketch.api import errors
+from ketch.security import anonymous
 from ketch.v1 import api_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,21 @@ def retry_delay(attempt: int) -> float:
     each drawn from the upper half of that span, so clients refused together spread out."""
     span = min(RETRY_CAP, RETRY_BASE * (2 ** attempt))
     return span / 2 + random.uniform(0, span / 2)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS to the API server: the CA that signed its certificate and this client's certificate
+    (None: the public no-identity one, for a client authenticated by a token or not at all)."""
+
+    ca: bytes
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        if self.client_cert is not None and self.client_key is not None:
+            return grpc.ssl_channel_credentials(self.ca, self.client_key, self.client_cert)
+        return grpc.ssl_channel_credentials(self.ca, anonymous.KEY, anonymous.CERT)
 
 
 class Transport(Protocol):
@@ -75,21 +92,42 @@ def status_error(err: grpc.aio.AioRpcError) -> errors.StatusError:
 class GrpcTransport:
     """gRPC to one or more API servers (`HOST:PORT[,HOST:PORT]`), failing over on UNAVAILABLE."""
 
-    def __init__(self, servers: str, wait_for_ready: bool = False, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, servers: str, wait_for_ready: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                 tls: TLSConfig | None = None, token: str = "", metadata: Sequence[tuple[str, str]] = ()) -> None:
         self.targets = [s.strip() for s in servers.split(",") if s.strip()]
         if not self.targets:
             raise ValueError("no server address given")
         self.wait_for_ready = wait_for_ready
         self.timeout = timeout
+        self.tls = tls  # None: plaintext (a control plane started with --insecure)
+        self._credentials = tls.channel_credentials() if tls is not None else None
+        # A bearer token goes only over TLS: never in the clear.
+        # Sent with every call: the bearer token (over TLS only), impersonation (impersonate-user,
+        # impersonate-group).
+        bearer = (("authorization", f"Bearer {token}"),) if token and tls is not None else ()
+        self._metadata = (*bearer, *metadata) or None
         self._current = 0
         self._channel: grpc.aio.Channel | None = None
         self._stub: api_pb2_grpc.APIStub | None = None
 
     def _api(self) -> api_pb2_grpc.APIStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.targets[self._current], options=CHANNEL_OPTIONS)
+            target = self.targets[self._current]
+            if self._credentials is not None:
+                self._channel = grpc.aio.secure_channel(target, self._credentials, options=CHANNEL_OPTIONS)
+            else:
+                self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
             self._stub = api_pb2_grpc.APIStub(self._channel)
         return self._stub
+
+    def set_tls(self, tls: TLSConfig) -> None:
+        """Use new client credentials (a renewed certificate) for calls from now on; calls and
+        streams on the old connection go on until it is closed, a little later."""
+        old = self._channel
+        self.tls, self._credentials = tls, tls.channel_credentials()
+        self._channel, self._stub = None, None
+        if old is not None:
+            asyncio.get_running_loop().call_later(60.0, lambda: asyncio.ensure_future(old.close()))
 
     async def _fail_over(self) -> None:
         if len(self.targets) > 1:
@@ -106,7 +144,7 @@ class GrpcTransport:
             fn = getattr(self._api(), method)
             try:
                 return await fn(request, timeout=max(deadline - time.monotonic(), 0.001),
-                                wait_for_ready=self.wait_for_ready)
+                                wait_for_ready=self.wait_for_ready, metadata=self._metadata)
             except grpc.aio.AioRpcError as err:
                 if err.code() == grpc.StatusCode.UNAVAILABLE:
                     await self._fail_over()
@@ -122,7 +160,7 @@ class GrpcTransport:
 
     async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
         fn = getattr(self._api(), method)
-        call = fn(request, wait_for_ready=self.wait_for_ready)
+        call = fn(request, wait_for_ready=self.wait_for_ready, metadata=self._metadata)
         try:
             async for item in call:
                 yield item

@@ -6,6 +6,12 @@ its own data dir (`DIR/controlplane`, `DIR/<node>`) and log file, on 127.0.0.1; 
 agents first and the control plane last (SIGTERM, then SIGKILL after a timeout), so agents can
 still reach the API while they leave. It only ever starts processes: nothing here imports the
 control plane or the agent.
+
+Secure by default, as the control plane is: the CLI run with `env` uses the admin kubeconfig the
+control plane writes (DIR/controlplane/admin.conf, via KETCH_CONFIG), Python clients get it with
+`client()`, and every agent joins with the join token (DIR/controlplane/join-token), read when the
+agent starts. `LocalCluster(..., insecure=True)` runs the control plane with --insecure instead
+(plaintext, for the benchmarks' comparison).
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from ketch.api import errors
-from ketch.client.clientset import Client
+from ketch.client.clientset import Client, connect
+from ketch.client.config import connect_with_kubeconfig
 from ketch.client.watching import until_nodes_ready
 
 CONTROLPLANE = "controlplane"
@@ -73,12 +80,15 @@ class Member:
     # Lower limits of open files for the process, (soft, hard or None to keep it): for tests of
     # what a crowd of connections does.
     open_files: tuple[int, int | None] | None = None
+    # Arguments known only when the process starts (an agent's join token).
+    late_args: Callable[[], list[str]] | None = None
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open while the process runs
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        argv = [*self.argv, *(self.late_args() if self.late_args is not None else [])]
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, cwd=cwd, start_new_session=True,
                                      preexec_fn=self._limit if self.open_files is not None else None)
 
@@ -168,7 +178,7 @@ class LocalCluster:
     """Members by name: `controlplane`, and one per agent (named `agent_prefix + node`)."""
 
     def __init__(self, data_dir: Path, port: int = 0, env: dict[str, str] | None = None,
-                 log_dir: Path | None = None, agent_prefix: str = "") -> None:
+                 log_dir: Path | None = None, agent_prefix: str = "", insecure: bool = False) -> None:
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = Path(log_dir) if log_dir is not None else self.dir
@@ -177,14 +187,67 @@ class LocalCluster:
         self.server = f"127.0.0.1:{self.port}"
         self.agent_prefix = agent_prefix
         self.env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1", KETCH_SERVER=self.server)
+        self.insecure = insecure
+        # The control plane's data dir (its store, PKI, admin config and join token).
+        self.controlplane_dir = self.dir / CONTROLPLANE
+        self.env.pop("KETCH_CONFIG", None)
         self.members: dict[str, Member] = {}
+
+    # -- security --------------------------------------------------------------------------------
+
+    @property
+    def admin_config(self) -> Path:
+        """The admin kubeconfig the control plane writes at its first start."""
+        return self.controlplane_dir / "admin.conf"
+
+    def join_token(self) -> str:
+        """The control plane's join token ("" before it made one, or when insecure)."""
+        try:
+            return (self.controlplane_dir / "join-token").read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    def _token_args(self) -> list[str]:
+        """--token for an agent; an agent started right after the control plane waits (briefly)
+        for the token its first start writes."""
+        if self.insecure:
+            return []
+        cp = self.members.get(CONTROLPLANE)
+        deadline = time.monotonic() + 30
+        token = self.join_token()
+        while not token and cp is not None and cp.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+            token = self.join_token()
+        return ["--token", token] if token else []
+
+    def client(self, wait_for_ready: bool = False, timeout: float = 30.0) -> Client:
+        """A Python client as the admin (plaintext when insecure)."""
+        if self.insecure:
+            return connect(self.server, wait_for_ready=wait_for_ready, timeout=timeout)
+        return connect_with_kubeconfig(self.admin_config, server=self.server, wait_for_ready=wait_for_ready,
+                                       timeout=timeout)
+
+    async def wait_for_admin_config(self, timeout: float) -> None:
+        """The control plane has written its admin kubeconfig (nothing to wait for when insecure)."""
+        deadline = time.monotonic() + timeout
+        cp = self.members.get(CONTROLPLANE)
+        while not self.insecure and not self.admin_config.exists():
+            if cp is not None and cp.proc is not None and not cp.running:
+                raise RuntimeError(f"the control plane exited with code {cp.returncode} during start-up: "
+                                   f"{cp.tail() or 'no output'} (log: {cp.log_path})")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the control plane wrote no {self.admin_config} within {timeout:.0f}s")
+            await asyncio.sleep(0.05)
 
     # -- members ---------------------------------------------------------------------------------
 
     def controlplane(self, *flags: str, open_files: tuple[int, int | None] | None = None) -> Member:
-        data = self.dir / CONTROLPLANE
-        data.mkdir(exist_ok=True)
-        argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data), *flags]
+        data = self.controlplane_dir
+        data.mkdir(parents=True, exist_ok=True)
+        if not self.insecure:
+            self.env["KETCH_CONFIG"] = str(self.admin_config)  # where this control plane writes it
+        argv = [sys.executable, "-m", "controlplane", "--listen", self.server, "--data-dir", str(data),
+                *(["--insecure"] if self.insecure else []), *flags]
         return self._add(Member(CONTROLPLANE, argv, self.log_dir / f"{CONTROLPLANE}.log", open_files))
 
     def agent(self, node: str, *flags: str) -> Member:
@@ -193,7 +256,7 @@ class LocalCluster:
         data.mkdir(exist_ok=True)
         argv = [sys.executable, "-m", "nodeagent", "--server", self.server, "--node-name", node,
                 "--data-dir", str(data), *flags]
-        return self._add(Member(name, argv, self.log_dir / f"{name}.log"))
+        return self._add(Member(name, argv, self.log_dir / f"{name}.log", late_args=self._token_args))
 
     def _add(self, member: Member) -> Member:
         old = self.members.get(member.name)

@@ -258,3 +258,23 @@ class VersionInfo(_message.Message):
     python_version: str
     kubernetes_semantics: str
     def __init__(self, major: _Optional[str] = ..., minor: _Optional[str] = ..., git_version: _Optional[str] = ..., platform: _Optional[str] = ..., python_version: _Optional[str] = ..., kubernetes_semantics: _Optional[str] = ...) -> None: ...
+
+class NodeCertificateRequest(_message.Message):
+    __slots__ = ("node_name", "client_csr", "serving_csr")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CSR_FIELD_NUMBER: _ClassVar[int]
+    SERVING_CSR_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    client_csr: bytes
+    serving_csr: bytes
+    def __init__(self, node_name: _Optional[str] = ..., client_csr: _Optional[bytes] = ..., serving_csr: _Optional[bytes] = ...) -> None: ...
+
+class NodeCertificateResponse(_message.Message):
+    __slots__ = ("client_certificate", "serving_certificate", "ca")
+    CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    SERVING_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_FIELD_NUMBER: _ClassVar[int]
+    client_certificate: bytes
+    serving_certificate: bytes
+    ca: bytes
+    def __init__(self, client_certificate: _Optional[bytes] = ..., serving_certificate: _Optional[bytes] = ..., ca: _Optional[bytes] = ...) -> None: ...

@@ -94,6 +94,11 @@ class APIStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.VersionRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.VersionInfo.FromString,
                 _registered_method=True)
+        self.SignNodeCertificate = channel.unary_unary(
+                '/ketch.v1.API/SignNodeCertificate',
+                request_serializer=ketch_dot_v1_dot_api__pb2.NodeCertificateRequest.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.NodeCertificateResponse.FromString,
+                _registered_method=True)
 
 
 class APIServicer:
@@ -186,6 +191,17 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SignNodeCertificate(self, request, context):
+        """Signs a node's client certificate (CN system:node:NAME, O system:nodes) and its agent's
+        serving certificate. Asked by an agent joining with a bootstrap token (bearer <id>.<secret>
+        in the `authorization` metadata), or by a node renewing with its current certificate.
+        Kubernetes does this with a CertificateSigningRequest that its approver approves at once
+        for these requesters; one call does the same without keeping an object.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_APIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +264,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.Version,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.VersionRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.VersionInfo.SerializeToString,
+            ),
+            'SignNodeCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignNodeCertificate,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.NodeCertificateRequest.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.NodeCertificateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +595,33 @@ class API:
             '/ketch.v1.API/Version',
             ketch_dot_v1_dot_api__pb2.VersionRequest.SerializeToString,
             ketch_dot_v1_dot_api__pb2.VersionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignNodeCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ketch.v1.API/SignNodeCertificate',
+            ketch_dot_v1_dot_api__pb2.NodeCertificateRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.NodeCertificateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -168,15 +168,17 @@ class PartialObjectMetadata(_message.Message):
     def __init__(self, api_version: _Optional[str] = ..., kind: _Optional[str] = ..., metadata: _Optional[_Union[ObjectMeta, _Mapping]] = ...) -> None: ...
 
 class Resource(_message.Message):
-    __slots__ = ("api_version", "plural", "short_names", "cluster_scoped", "no_status_subresource")
+    __slots__ = ("api_version", "plural", "short_names", "cluster_scoped", "no_status_subresource", "create_only")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     PLURAL_FIELD_NUMBER: _ClassVar[int]
     SHORT_NAMES_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SCOPED_FIELD_NUMBER: _ClassVar[int]
     NO_STATUS_SUBRESOURCE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     api_version: str
     plural: str
     short_names: _containers.RepeatedScalarFieldContainer[str]
     cluster_scoped: bool
     no_status_subresource: bool
-    def __init__(self, api_version: _Optional[str] = ..., plural: _Optional[str] = ..., short_names: _Optional[_Iterable[str]] = ..., cluster_scoped: _Optional[bool] = ..., no_status_subresource: _Optional[bool] = ...) -> None: ...
+    create_only: bool
+    def __init__(self, api_version: _Optional[str] = ..., plural: _Optional[str] = ..., short_names: _Optional[_Iterable[str]] = ..., cluster_scoped: _Optional[bool] = ..., no_status_subresource: _Optional[bool] = ..., create_only: _Optional[bool] = ...) -> None: ...

@@ -19,8 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ketch.client import connect
+import grpc
+
+from ketch.client import Client
 from ketch.local.launcher import LocalCluster
+from ketch.security import anonymous
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -48,12 +51,32 @@ def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return None
 
 
+_CLUSTERS: dict[str, LocalCluster] = {}
+
+
+def admin_client(server: str, **kwargs: Any) -> Client:
+    """A Python client as the admin of the test cluster serving at server (the secure default:
+    TLS and the cluster's admin kubeconfig)."""
+    return _CLUSTERS[server].client(**kwargs)
+
+
+def health_channel(server: str) -> grpc.aio.Channel:
+    """A channel for gRPC health checks, which need no identity: TLS with the cluster's CA and
+    the public no-identity client certificate (plaintext when the cluster is insecure)."""
+    cluster = _CLUSTERS[server]
+    if cluster.insecure:
+        return grpc.aio.insecure_channel(server)
+    ca = (cluster.controlplane_dir / "pki" / "ca.crt").read_bytes()
+    return grpc.aio.secure_channel(server, grpc.ssl_channel_credentials(ca, anonymous.KEY, anonymous.CERT))
+
+
 class Cluster(LocalCluster):
     """The shared local-cluster launcher, with the CLI at hand and agents named `agent-<node>`."""
 
-    def __init__(self, workdir: Path, cp_flags: list[str] | None = None) -> None:
-        super().__init__(workdir, agent_prefix="agent-")
+    def __init__(self, workdir: Path, cp_flags: list[str] | None = None, insecure: bool = False) -> None:
+        super().__init__(workdir, agent_prefix="agent-", insecure=insecure)
         self.cp_flags = cp_flags or []
+        _CLUSTERS[self.server] = self
 
     def start_controlplane(self, extra: list[str] | None = None, wait: bool = True) -> None:  # type: ignore[override]
         super().start_controlplane(*self.cp_flags, *(extra or []))
@@ -160,7 +183,7 @@ class WatchObserver(threading.Thread):
 
     async def _follow(self, kind: str, selector: str) -> None:
         while not self._stop.is_set():
-            client = connect(self.server)
+            client = admin_client(self.server)
             try:
                 async for ev in client.watch(kind, namespace="default", label_selector=selector):
                     if self._stop.is_set():

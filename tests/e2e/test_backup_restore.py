@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from ketch.api import errors
-from ketch.client import connect
 
 from .agent_helpers import apply_all, pid_of, pod_manifest, processes_with, wait_running
-from .harness import Cluster, wait_until
+from .harness import Cluster, admin_client, wait_until
 
 BIN = Path(sys.executable).parent / "ketch-controlplane"
 
@@ -27,7 +26,7 @@ def _maintenance(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def _revision(server: str) -> int:
-    client = connect(server)
+    client = admin_client(server)
     try:
         _, rv = await client.list("Namespace")
         return int(rv)
@@ -36,7 +35,7 @@ async def _revision(server: str) -> int:
 
 
 async def _watch_from(server: str, rv: int) -> errors.StatusError | None:
-    client = connect(server)
+    client = admin_client(server)
     try:
         async for _ in client.watch("Pod", "default", resource_version=str(rv), allow_bookmarks=False):
             return None

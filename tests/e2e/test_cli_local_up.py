@@ -61,14 +61,18 @@ def test_local_up_serves_a_cluster_and_stops_it_on_sigterm(local_dir: Path, tmp_
     out_path = tmp_path / "up.out"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("KETCH_SERVER", None)
+    env.pop("KETCH_CONFIG", None)
     with open(out_path, "wb") as out:
         proc = subprocess.Popen(
             [str(BIN / "ketch"), "local", "up", "--agents", "2", "--port", str(port), "--data-dir", str(local_dir),
              "--heartbeat-interval", "1s", "--job-backoff-base", "1s", "--stop-timeout", "20s"],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        wait_until(lambda: f"export KETCH_SERVER={server}" in out_path.read_text(), 60,
+        admin = local_dir / "admin.conf"
+        wait_until(lambda: f"export KETCH_CONFIG={admin}" in out_path.read_text(), 60,
                    "local up to print how to use it")
+        assert oct(admin.stat().st_mode & 0o777) == "0o600"
+        env["KETCH_CONFIG"] = str(admin)  # secure by default: the admin kubeconfig it wrote
 
         def ketch(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
             return subprocess.run([str(BIN / "ketch"), "--server", server, *args], input=stdin, capture_output=True,

@@ -34,7 +34,7 @@ class ControlPlane:
     """A control plane process (memory store, no controllers) under the given open-files limits."""
 
     def __init__(self, workdir: Path, soft: int, hard: int, flags: list[str]) -> None:
-        self.cluster = LocalCluster(workdir)
+        self.cluster = LocalCluster(workdir, insecure=True)  # raw gRPC clients: plaintext
         self.address = self.cluster.server
         member = self.cluster.start_controlplane("--store", "memory", "--controllers", "none", *flags,
                                                  open_files=(soft, hard))

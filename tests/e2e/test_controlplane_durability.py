@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from ketch.client import connect
 from ketch.v1 import core_pb2
 
-from .harness import Cluster
+from .harness import Cluster, admin_client
 
 
 async def _create_many(server: str, n: int, prefix: str = "ns") -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     sem = asyncio.Semaphore(64)
 
     async def one(i: int) -> tuple[str, str]:
@@ -29,7 +28,7 @@ async def _create_many(server: str, n: int, prefix: str = "ns") -> dict[str, str
 
 
 async def _snapshot(server: str) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     try:
         items, _ = await client.list("Namespace")
         return {o.metadata.name: o.metadata.resource_version for o in items}

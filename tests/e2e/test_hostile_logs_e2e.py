@@ -8,17 +8,16 @@ import asyncio
 import pytest
 
 from ketch.api import errors
-from ketch.client import connect
 from ketch.v1 import api_pb2
 from nodeagent.runtime import checkpoint
 from nodeagent.runtime.checkpoint import PodRecord
 from nodeagent.status import ContainerRun, PodRun
 
-from .harness import Cluster
+from .harness import Cluster, admin_client
 
 
 async def _read(server: str, req: api_pb2.PodLogsRequest) -> bytes:
-    client = connect(server)
+    client = admin_client(server)
     try:
         async def go() -> bytes:
             return b"".join([c.data async for c in client.transport.stream("PodLogs", req)])

@@ -16,15 +16,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ketch.api import errors
-from ketch.client import connect
 from ketch.v1 import core_pb2
 
-from .harness import Cluster
+from .harness import Cluster, admin_client, health_channel
 
 API_SERVICE = "ketch.v1.API"
 
@@ -69,7 +67,7 @@ def _namespace(name: str) -> core_pb2.Namespace:
 
 
 async def _health(server: str) -> dict[str, int]:
-    async with grpc.aio.insecure_channel(server) as channel:
+    async with health_channel(server) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         return {name: (await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)).status
                 for name in ("", API_SERVICE)}
@@ -87,7 +85,7 @@ async def _until(predicate, timeout: float, what: str):  # type: ignore[no-untyp
 
 
 async def _fill_and_recover(server: str, filler: Path) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     acked: dict[str, str] = {}
     try:
         for i in range(20):
@@ -138,7 +136,7 @@ async def _all_health(server: str, status: int) -> bool:
 
 
 async def _snapshot(server: str) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     try:
         items, _ = await client.list("Namespace")
         return {n.metadata.name: n.metadata.resource_version for n in items if n.metadata.annotations.get("filler")}
@@ -148,41 +146,42 @@ async def _snapshot(server: str) -> dict[str, str]:
 
 def test_full_disk_refuses_writes_reports_not_serving_and_recovers(tmpfs: Path, cluster_factory) -> None:  # type: ignore[no-untyped-def]
     c: Cluster = cluster_factory(["--controllers", "none"])
-    flags = ["--data-dir", str(tmpfs / "cp")]
-    c.start_controlplane(flags)
+    c.controlplane_dir = tmpfs / "cp"
+    c.start_controlplane()
     acked = asyncio.run(_fill_and_recover(c.server, tmpfs / "filler"))
     assert c.members["controlplane"].proc.poll() is None, "the control plane exited on a full disk"
     assert "database or disk is full" in c.logs("controlplane")
     assert "cannot rollback" not in c.logs("controlplane")
 
     assert c.stop_process("controlplane", signal.SIGTERM) == 0
-    c.start_controlplane(flags)
+    c.start_controlplane()
     after = asyncio.run(_snapshot(c.server))
     assert after == acked  # exactly the acknowledged objects, at their acknowledged versions
 
 
 def test_a_start_on_a_full_disk_names_the_cause_and_keeps_the_database(tmpfs: Path, cluster_factory) -> None:  # type: ignore[no-untyped-def]
     c: Cluster = cluster_factory(["--controllers", "none"])
-    flags = ["--data-dir", str(tmpfs / "cp")]
-    c.start_controlplane(flags)
+    c.controlplane_dir = tmpfs / "cp"
+    c.start_controlplane()
     acked = asyncio.run(_create(c.server, 5))
     assert c.stop_process("controlplane", signal.SIGTERM) == 0
     _fill(tmpfs / "filler")
 
     result = subprocess.run([str(Path(sys.executable).parent / "ketch-controlplane"), "--listen", c.server,
-                             *flags, "--controllers", "none"], capture_output=True, text=True, timeout=60)
+                             "--data-dir", str(c.controlplane_dir), "--controllers", "none"],
+                            capture_output=True, text=True, timeout=60)
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0 and len(lines) == 1, result.stderr
     assert "cannot open" in lines[0] and "bytes free" in lines[0]
     assert "restore" not in lines[0]  # a full disk is not a damaged database: no advice to replace it
 
     (tmpfs / "filler").unlink()
-    c.start_controlplane(flags)
+    c.start_controlplane()
     assert asyncio.run(_snapshot(c.server)) == acked
 
 
 async def _create(server: str, n: int) -> dict[str, str]:
-    client = connect(server)
+    client = admin_client(server)
     try:
         made = [await client.create(_namespace(f"ns-{i}")) for i in range(n)]
         return {m.metadata.name: m.metadata.resource_version for m in made}

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from ketch.api import errors
-from ketch.client import connect
 from ketch.v1 import core_pb2
 
-from .harness import Cluster
+from .harness import Cluster, admin_client
 
 QUOTA = 256 * 1024
 
@@ -23,7 +22,7 @@ def _pod(name: str) -> core_pb2.Pod:
 
 
 async def _fill_to_quota(server: str) -> tuple[list[str], errors.StatusError]:
-    client = connect(server)
+    client = admin_client(server)
     made: list[str] = []
     try:
         for i in range(1000):
@@ -38,7 +37,7 @@ async def _fill_to_quota(server: str) -> tuple[list[str], errors.StatusError]:
 
 
 async def _free_and_write(server: str, names: list[str]) -> None:
-    client = connect(server)
+    client = admin_client(server)
     try:
         for name in names:
             await client.delete("Pod", name, "default")  # deletions go through past the quota

@@ -18,7 +18,7 @@ from controlplane.apiserver.testing import TestAPIServer
 from controlplane.apiserver.watch import WatchLimits
 from ketch.api import errors, limits
 from ketch.client import transport
-from ketch.client.clientset import Batch, Client, connect
+from ketch.client.clientset import Batch, Client
 from ketch.client.informer import Informer
 from ketch.v1 import api_pb2, core_pb2
 
@@ -32,7 +32,7 @@ GENEROUS = 30.0  # seconds a normal Get may take while the server deals with the
 async def served_meanwhile(api: TestAPIServer, hostile: Awaitable[Any]) -> Any:
     """Run hostile and, beside it, a normal client's Get; returns hostile's outcome (its result or
     the exception it raised) once both are done, after checking that the Get was served."""
-    normal = connect(api.address, timeout=GENEROUS)
+    normal = api.connect(timeout=GENEROUS)
     try:
         started = asyncio.Event()
 
@@ -54,7 +54,7 @@ async def served_meanwhile(api: TestAPIServer, hostile: Awaitable[Any]) -> Any:
 
 def raw(api: TestAPIServer) -> grpc.aio.Channel:
     """A bare channel: sends whatever bytes it is given, retries nothing."""
-    return grpc.aio.insecure_channel(api.address, options=[("grpc.max_send_message_length", -1)])
+    return api.channel(options=[("grpc.max_send_message_length", -1)])
 
 
 def reason_of(err: grpc.aio.AioRpcError) -> str:
@@ -313,7 +313,7 @@ async def test_client_library_retries_429_with_backoff(tight: TestAPIServer, mon
         return delays[-1]
 
     monkeypatch.setattr(transport, "retry_delay", counting)
-    client = connect(tight.address)
+    client = tight.connect()
     try:
         created = await asyncio.gather(*(client.create(namespace(f"r{i}")) for i in range(5)))
     finally:
@@ -377,7 +377,7 @@ async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_wat
     api = small_watch
     assert api.client is not None
     # A window that stays small whatever the client's BDP estimate: the stream blocks soon.
-    async with grpc.aio.insecure_channel(api.address, options=[("grpc.http2.bdp_probe", 0),
+    async with api.channel(options=[("grpc.http2.bdp_probe", 0),
                                                                 ("grpc.use_local_subchannel_pool", 1)]) as ch:
         watch = ch.unary_stream("/ketch.v1.API/WatchBatched", request_serializer=api_pb2.WatchRequest.SerializeToString,
                                 response_deserializer=api_pb2.WatchEventList.FromString)
@@ -405,7 +405,7 @@ async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_wat
 
 async def test_max_connection_age_closes_the_stream_of_a_client_that_never_reads() -> None:
     async with TestAPIServer(server_limits=ServerLimits(max_connection_age=1.0)) as api, \
-            grpc.aio.insecure_channel(api.address, options=[("grpc.http2.bdp_probe", 0),
+            api.channel(options=[("grpc.http2.bdp_probe", 0),
                                                             ("grpc.use_local_subchannel_pool", 1)]) as ch:
         assert api.client is not None
         watch = ch.unary_stream("/ketch.v1.API/WatchBatched", request_serializer=api_pb2.WatchRequest.SerializeToString,

@@ -94,7 +94,6 @@ async def test_bookmarks_carry_the_latest_revision(api, monkeypatch) -> None:
 
 async def test_a_batch_commit_arrives_as_one_watch_list_and_plain_watch_sees_the_same(api) -> None:
     """WatchBatched sends the events ready together in one message; Watch streams them one by one."""
-    import grpc
 
     from ketch.client.clientset import Batch
     from ketch.v1 import api_pb2, api_pb2_grpc
@@ -105,7 +104,7 @@ async def test_a_batch_commit_arrives_as_one_watch_list_and_plain_watch_sees_the
         batch.create(ns(f"b{i}"))
     await api.client.batch(batch)
     req = api_pb2.WatchRequest(kind="Node", resource_version=rv)
-    async with grpc.aio.insecure_channel(api.address) as channel:
+    async with api.channel() as channel:
         stub = api_pb2_grpc.APIStub(channel)
         lists = stub.WatchBatched(req)
         first = await asyncio.wait_for(lists.read(), 10)

@@ -28,7 +28,8 @@ GRACE = 6.0
 async def test_hollow_nodes_run_a_daemonset_and_are_lost_together(api: TestAPIServer) -> None:
     c = api.local
     stop = asyncio.Event()
-    hollow = HollowNodes(api.address, hollow_names("hollow", N), labels={"pool": "sim"}, heartbeat_interval=0.5)
+    hollow = HollowNodes(api.address, hollow_names("hollow", N), labels={"pool": "sim"}, heartbeat_interval=0.5,
+                         tls=api.admin_tls)
     task = asyncio.create_task(hollow.run(stop))
     options = ControllerOptions(node_lifecycle=NodeLifecycleOptions(monitor_grace_period=GRACE))
     try:

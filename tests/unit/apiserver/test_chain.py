@@ -170,9 +170,16 @@ def test_request_attributes(method: str, make: Callable[[], object], want: tuple
 
 def test_forbidden_messages_read_as_kubernetes_writes_them() -> None:
     user = UserInfo("x")
-    assert forbidden_message(Attributes(user, "create", "batch", "jobs", namespace="default")) == \
-        'User "x" cannot create resource "jobs" in API group "batch" in the namespace "default"'
-    assert forbidden_message(Attributes(user, "get", path="/version")) == 'User "x" cannot get path "/version"'
+    assert forbidden_message(Attributes(user, "create", "batch", "jobs", namespace="default", name="pi")) == \
+        'jobs.batch is forbidden: User "x" cannot create resource "jobs" in API group "batch" in the namespace ' \
+        '"default"'
+    assert forbidden_message(Attributes(user, "get", "", "pods", "log", "default", "p"), "not yours") == \
+        'pods "p" is forbidden: User "x" cannot get resource "pods/log" in API group "" in the namespace ' \
+        '"default": not yours'
+    assert forbidden_message(Attributes(user, "list", "", "nodes")) == \
+        'nodes is forbidden: User "x" cannot list resource "nodes" in API group "" at the cluster scope'
+    assert forbidden_message(Attributes(user, "get", path="/version")) == \
+        'forbidden: User "x" cannot get path "/version"'
 
 
 def test_every_kind_has_a_strategy() -> None:

@@ -113,3 +113,44 @@ def test_generic_describe_turns_fields_into_titles() -> None:
     text = describe.describe_generic(lease, NOW).text()
     assert "Kind:         Lease" in text
     assert "Spec:\n  Holder Identity:         node-1\n  Lease Duration Seconds:  40\n" in text
+
+
+def test_describe_role_lists_rules_as_kubectl() -> None:
+    role = manifest.from_dict({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "lead"},
+        "rules": [{"apiGroups": ["", "batch"], "resources": ["jobs", "pods/log"], "verbs": ["get", "list"]},
+                  {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"], "resourceNames": ["a"]},
+                  {"nonResourceURLs": ["/version"], "verbs": ["get"]}]})
+    assert describe.describe_role(role, NOW).text() == (
+        "Name:         lead\n"
+        "Labels:       <none>\n"
+        "Annotations:  <none>\n"
+        "PolicyRule:\n"
+        "  Resources       Non-Resource URLs  Resource Names  Verbs\n"
+        "  ---------       -----------------  --------------  -----\n"
+        "  pods            []                 [a]             [delete]\n"
+        "  jobs            []                 []              [get list]\n"
+        "  pods/log        []                 []              [get list]\n"
+        "  jobs.batch      []                 []              [get list]\n"
+        "  pods.batch/log  []                 []              [get list]\n"
+        "                  [/version]         []              [get]\n")
+
+
+def test_describe_binding_shows_role_and_subjects() -> None:
+    binding = manifest.from_dict({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "devs", "namespace": "team"}, "roleRef": {"kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "User", "name": "alice"},
+                     {"kind": "ServiceAccount", "name": "ci", "namespace": "build"}]})
+    assert describe.describe_binding(binding, NOW).text() == (
+        "Name:         devs\n"
+        "Labels:       <none>\n"
+        "Annotations:  <none>\n"
+        "Role:\n"
+        "  Kind:  ClusterRole\n"
+        "  Name:  edit\n"
+        "Subjects:\n"
+        "  Kind            Name   Namespace\n"
+        "  ----            ----   ---------\n"
+        "  User            alice  \n"
+        "  ServiceAccount  ci     build\n")

@@ -219,3 +219,20 @@ def test_sort_by_numbers_and_text() -> None:
         j.metadata.name = name
     assert [j.spec.completions for j in printers.sort_objects(jobs, ".spec.completions")] == [2, 10, 33]
     assert [j.metadata.name for j in printers.sort_objects(jobs, "{.metadata.name}")] == ["a", "b", "c"]
+
+
+def test_rbac_tables_as_kubectl_prints_them() -> None:
+    g = "rbac.authorization.k8s.io"
+    role = obj({"apiVersion": f"{g}/v1", "kind": "ClusterRole",
+                "metadata": {"name": "view", "creationTimestamp": ago(3600)}})
+    assert printers.table(resolve("clusterroles"), [role], now=NOW) == [
+        ["NAME", "CREATED AT"], ["view", "2026-01-01T11:00:00Z"]]
+    binding = obj({"apiVersion": f"{g}/v1", "kind": "RoleBinding",
+                   "metadata": {"name": "devs", "namespace": "team", "creationTimestamp": ago(120)},
+                   "roleRef": {"apiGroup": g, "kind": "ClusterRole", "name": "edit"},
+                   "subjects": [{"kind": "User", "name": "alice"}, {"kind": "User", "name": "bob"},
+                                {"kind": "Group", "name": "dev"},
+                                {"kind": "ServiceAccount", "name": "ci", "namespace": "build"}]})
+    assert printers.table(resolve("rolebinding"), [binding], wide=True, now=NOW) == [
+        ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"],
+        ["devs", "ClusterRole/edit", "2m", "alice, bob", "dev", "build/ci"]]
