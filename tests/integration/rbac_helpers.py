@@ -5,8 +5,10 @@ all, nodes system:node:NAME in system:nodes, the admin in system:masters."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from controlplane.apiserver.authn import (
     AnonymousAuthenticator,
@@ -60,8 +62,10 @@ def as_user(api: TestAPIServer, token: str, extra: Sequence[tuple[str, str]] = (
 @asynccontextmanager
 async def secured(modes: tuple[str, ...] = ("Node", "RBAC")) -> AsyncIterator[TestAPIServer]:
     """A real API server over gRPC with the control plane's authorization and the test users."""
-    async with TestAPIServer(authorization=modes, authenticators=test_authenticators()) as api:
-        yield api
+    with tempfile.TemporaryDirectory(prefix="ketch-kubeconfigs-") as tmp:
+        async with TestAPIServer(authorization=modes, authenticators=test_authenticators()) as api:
+            api.kubeconfig_dir = Path(tmp)  # type: ignore[attr-defined]
+            yield api
 
 
 @asynccontextmanager

@@ -6,13 +6,13 @@ when not. The access review kinds are answered, never stored, and refuse other v
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import pytest
 
 from ketch.api import errors, manifest
 from ketch.cli.factory import Factory
 from ketch.cli.main import execute
+from ketch.client import kubeconfig
 from ketch.v1 import authorization_pb2
 
 from .rbac_helpers import clients, secured
@@ -20,19 +20,13 @@ from .rbac_helpers import clients, secured
 G = "rbac.authorization.k8s.io"
 
 
-@dataclass
-class TokenFactory(Factory):
-    """The CLI's factory with a test user's token (before TLS gives the CLI credentials)."""
-
-    token: str = ""
-
-    def metadata(self) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {self.token}"), *super().metadata()]
-
-
 async def ketch(api, token: str, *argv: str) -> tuple[int, str, str]:
+    """The CLI as a test user: a kubeconfig with the cluster's CA and the user's bearer token."""
+    path = api.kubeconfig_dir / f"{token}.conf"
+    if not path.exists():
+        kubeconfig.single("test", api.address, api.pki.ca_pem, token, token=token).save(path)
     out, err = io.StringIO(), io.StringIO()
-    code = await execute([*argv], TokenFactory(server=api.address, out=out, err=err, token=token))
+    code = await execute([*argv], Factory(server=api.address, out=out, err=err, kubeconfig=str(path)))
     return code, out.getvalue(), err.getvalue()
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from ketch.api import errors, manifest
 from ketch.client.clientset import Batch
+from ketch.client.transport import TLSConfig
 from ketch.v1 import api_pb2, api_pb2_grpc, core_pb2
 
 from .rbac_helpers import clients, secured
@@ -44,7 +45,7 @@ def pod(name: str, node: str = "", ns: str = "default") -> core_pb2.Pod:
 async def test_refusals_are_permission_denied_in_kubernetes_words() -> None:
     async with secured() as api:
         # Raw gRPC: the status code and the reason a client maps back.
-        channel = grpc.aio.insecure_channel(api.address)
+        channel = grpc.aio.secure_channel(api.address, TLSConfig(api.pki.ca_pem).channel_credentials())
         stub = api_pb2_grpc.APIStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raw:
             await stub.List(api_pb2.ListRequest(kind="Pod", namespace="default"),
