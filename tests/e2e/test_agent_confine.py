@@ -9,17 +9,22 @@ import json
 import os
 import pwd
 import resource
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from nodeagent.runtime.confine import ChildSetup, Confinement
 
 from .agent_helpers import apply_all, container, logs, pod_manifest, wait_phase
 from .harness import Cluster, wait_until
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="confining pods to users, capabilities and mount "
                                                           "namespaces needs the agent to run as root")
-CAP_CHOWN, CAP_SYS_RESOURCE = 0, 24
+CAP_CHOWN, CAP_DAC_READ_SEARCH, CAP_SYS_RESOURCE = 0, 2, 24
+NOBODY = 65534
 STATUS = "grep -E '^(Uid|Gid|Groups|CapBnd|CapEff|CapAmb|NoNewPrivs):' /proc/self/status"
 
 
@@ -148,3 +153,48 @@ def test_pods_get_their_qos_oom_score_and_a_containers_open_files(cluster: Clust
     lowest = -997 if int(own("CapEff"), 16) >> CAP_SYS_RESOURCE & 1 else max(-997, agent_score)
     assert logs(cluster, "guaranteed").split() == [str(lowest), "1024", str(hard)]
     assert json.loads(json.dumps(cluster.get("pod", "guaranteed")))["status"]["qosClass"] == "Guaranteed"
+
+
+@needs_root  # to start the agent as another user
+def test_an_agent_that_is_not_root_refuses_what_it_cannot_give(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    """The kubelet fails a container it cannot create as asked; an agent run by a user refuses
+    another user, privileged and a read-only root the same way, and runs the rest as itself."""
+    c: Cluster = cluster_factory()
+    c.start_controlplane()
+    data = Path(tempfile.mkdtemp(prefix="ketch-agent-nobody-"))  # under /tmp: the test's tmp_path is root's alone
+    os.chown(data, NOBODY, -1)
+    agent = c.agent("node-u", "--heartbeat-interval", "1s", "--data-dir", str(data))
+    # nobody, keeping only CAP_DAC_READ_SEARCH (ambient) to read this test's Python under /root.
+    read = 1 << CAP_DAC_READ_SEARCH
+    setup = ChildSetup(Confinement(uid=NOBODY, gid=NOBODY, groups=(), bounding=read, caps=read, ambient=read),
+                       str(data))
+    agent.preexec = setup
+    try:
+        try:
+            agent.start(c.env, data)
+        finally:
+            setup.close()
+        wait_until(lambda: c.node_ready("node-u"), 30, "the agent run as nobody to be Ready")
+        apply_all(
+            c,
+            pod_manifest("as-agent", "node-u", ["sh", "-c", STATUS]),
+            pod_manifest("other-user", "node-u", ["true"], spec={"securityContext": {"runAsUser": 1000}}),
+            pod_manifest("privileged", "node-u", ["true"], container_fields={"securityContext": {"privileged": True}}),
+            pod_manifest("read-only", "node-u", ["true"],
+                         container_fields={"securityContext": {"readOnlyRootFilesystem": True}}),
+        )
+        assert waiting(c, "other-user")["message"] == (
+            f"runAsUser: the agent runs as uid {NOBODY} without CAP_SETUID and cannot run a container as uid 1000")
+        assert waiting(c, "privileged")["message"] == (
+            f"privileged: the agent runs as uid {NOBODY}, not root, and cannot give a container full privileges")
+        assert waiting(c, "read-only")["message"].startswith(
+            f"readOnlyRootFilesystem: the agent runs as uid {NOBODY} without CAP_SYS_ADMIN")
+        wait_phase(c, "as-agent", "Succeeded")
+        st = status_of(logs(c, "as-agent"))
+        assert st["Uid"].split() == [str(NOBODY)] * 4
+        assert int(st["CapEff"], 16) & ~read == 0  # nothing beyond the agent's own
+        for name in ("other-user", "privileged", "read-only"):
+            assert c.get("pod", name)["status"]["phase"] == "Pending"
+    finally:
+        c.stop_process(agent.name)
+        shutil.rmtree(data, ignore_errors=True)
