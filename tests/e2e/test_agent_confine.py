@@ -75,7 +75,9 @@ def test_a_confined_pod_runs_as_asked(cluster: Cluster) -> None:
         container_fields={"securityContext": {
             "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]}, "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True, "runAsNonRoot": True}})
-    applied = cluster.apply(manifest)
+    privileged = pod_manifest("privileged", "node-a", ["sh", "-c", STATUS], container_fields={
+        "securityContext": {"privileged": True, "capabilities": {"drop": ["ALL"]}}})
+    applied = cluster.apply(f"{manifest}\n---\n{privileged}")
     assert "ignored" not in applied.stderr  # every field here is honoured: no warning says otherwise
     p = wait_phase(cluster, "locked", "Succeeded")
     assert container(p)["state"]["terminated"]["exitCode"] == 0
@@ -96,6 +98,11 @@ def test_a_confined_pod_runs_as_asked(cluster: Cluster) -> None:
     assert not Path("/ketch-confine-test").exists()
     # The sandbox stays writable and belongs to the fsGroup, setgid: what the pod makes there is the group's.
     assert lines[-2:] == ["2000", "2775 2000"]
+    # privileged: the agent's full privileges (its capabilities settings do not apply, as in Kubernetes).
+    wait_phase(cluster, "privileged", "Succeeded")
+    st = status_of(logs(cluster, "privileged"))
+    assert (st["Uid"].split()[0], st["NoNewPrivs"]) == ("0", "0")
+    assert (int(st["CapBnd"], 16), int(st["CapEff"], 16)) == (int(own("CapBnd"), 16), int(own("CapEff"), 16))
 
 
 @needs_root
