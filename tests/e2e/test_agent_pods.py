@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -133,6 +135,12 @@ def test_logs_follow_a_running_pod(cluster: Cluster) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="runAsUser needs the agent to run as root")
 def test_sidecar_run_as_user_and_top(cluster: Cluster) -> None:
     loop = "while :; do sleep 0.1; done"
+    # The main container runs until the test has seen it in `top` (a world-readable marker: it
+    # runs as nobody), however slow the machine.
+    gate = Path(tempfile.mkdtemp(prefix="ketch-gate-"))
+    gate.chmod(0o755)
+    done = gate / "done"
+    wait_done = f"until [ -e {done} ]; do sleep 0.1; done"
     manifest = {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "withsidecar"},
         "spec": {
@@ -140,17 +148,23 @@ def test_sidecar_run_as_user_and_top(cluster: Cluster) -> None:
             "securityContext": {"runAsUser": 65534, "runAsGroup": 65534},
             "initContainers": [{"name": "helper", "image": "x", "restartPolicy": "Always",
                                 "command": ["sh", "-c", f"echo helper as $(id -u); {loop}"]}],
-            "containers": [{"name": "main", "image": "x", "command": ["sh", "-c", "id -u; id -g; touch mine; sleep 2"],
+            "containers": [{"name": "main", "image": "x",
+                            "command": ["sh", "-c", f"id -u; id -g; touch mine; {wait_done}"],
                             "resources": {"limits": {"memory": "200Mi", "cpu": "500m"}}}],
         },
     }
     cluster.apply(json.dumps(manifest))
     wait_running(cluster, "withsidecar")
-    top = cluster.ketch("top", "pods").stdout
-    assert "withsidecar" in top
-    assert "node-a" in cluster.ketch("top", "nodes").stdout
+    try:
+        top = wait_until(lambda: (out := cluster.ketch("top", "pods", check=False).stdout) and out, 30,
+                         "metrics for the pod")
+        assert "withsidecar" in top
+        assert "node-a" in cluster.ketch("top", "nodes").stdout
+    finally:
+        done.touch()
     # The main container finishing ends the pod; the sidecar is stopped and does not count.
     p = wait_phase(cluster, "withsidecar", "Succeeded")
     assert p["status"]["initContainerStatuses"][0]["state"]["terminated"]
     assert logs(cluster, "withsidecar", "-c", "main") == "65534\n65534\n"
     assert logs(cluster, "withsidecar", "-c", "helper").startswith("helper as 65534")
+    shutil.rmtree(gate, ignore_errors=True)

@@ -1,7 +1,7 @@
-"""ketch-controlplane's --authorization-mode as a user meets it: Node,RBAC refuses an
-unauthenticated client everything but what system:unauthenticated is granted (the version
-path), in kubectl's words and with a non-zero exit; a mode that does not exist is refused at start
-with one line."""
+"""ketch-controlplane's --authorization-mode as a user meets it: under Node,RBAC a bearer-token user
+with no bindings is refused everything but what every authenticated user is granted (the version
+path, questions about itself), in kubectl's words and with a non-zero exit; a wrong token is not
+authenticated at all; a mode that does not exist is refused at start with one line."""
 
 from __future__ import annotations
 
@@ -11,24 +11,30 @@ from pathlib import Path
 
 from ketch.local.launcher import free_port
 
-from .harness import Cluster, wait_until
+from .harness import Cluster
 
 BIN = Path(sys.executable).parent / "ketch-controlplane"
 
 
-def test_node_rbac_refuses_the_anonymous_user(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    c: Cluster = cluster_factory(["--authorization-mode", "Node,RBAC", "--controllers", "none"])
-    c.start_controlplane(wait=False)
-    refused = wait_until(lambda: (r := c.ketch("get", "pods", check=False)).stderr.startswith("Error from server")
-                         and r, 30, "the control plane to answer")
+def test_node_rbac_refuses_an_unbound_user_and_a_wrong_token(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('s3cr3t-bob-token,bob,uid-bob,"team-a"\n')
+    c: Cluster = cluster_factory(["--authorization-mode", "Node,RBAC", "--controllers", "none",
+                                  "--token-auth-file", str(tokens)])
+    c.start_controlplane()
+    refused = c.ketch("--token", "s3cr3t-bob-token", "get", "pods", check=False)
     assert refused.returncode == 1
-    assert refused.stderr.strip() == ('Error from server (Forbidden): pods is forbidden: User "system:anonymous" '
+    assert refused.stderr.strip() == ('Error from server (Forbidden): pods is forbidden: User "bob" '
                                       'cannot list resource "pods" in API group "" in the namespace "default"')
-    can = c.ketch("auth", "can-i", "create", "jobs", check=False)
-    assert (can.returncode, can.stdout) == (1, "")  # not even the question: anonymous is not authenticated
-    assert "selfsubjectaccessreviews.authorization.k8s.io is forbidden" in can.stderr
-    version = c.ketch("version", check=False)  # system:public-info-viewer includes the unauthenticated
+    can = c.ketch("--token", "s3cr3t-bob-token", "auth", "can-i", "create", "jobs", check=False)
+    assert (can.returncode, can.stdout.strip()) == (1, "no")  # system:basic-user: it may ask about itself
+    who = c.ketch("--token", "s3cr3t-bob-token", "auth", "whoami", "-o", "json", check=False)
+    assert who.returncode == 0 and '"username": "bob"' in who.stdout and '"team-a"' in who.stdout
+    version = c.ketch("--token", "s3cr3t-bob-token", "version", check=False)  # system:public-info-viewer
     assert version.returncode == 0 and "Server Version" in version.stdout
+    wrong = c.ketch("--token", "not-a-token", "get", "pods", check=False)
+    assert (wrong.returncode, wrong.stderr.strip()) == (1, "error: You must be logged in to the server (Unauthorized)")
+    assert c.ketch("get", "pods").returncode == 0  # the admin, from the kubeconfig, is still served
 
 
 def test_an_unknown_mode_is_refused_at_start(tmp_path: Path) -> None:
