@@ -6,7 +6,9 @@ What each field means on a host-process runtime (container settings win over the
 
 - runAsUser / runAsGroup: the process's uid and gid. A runAsUser without runAsGroup gets the
   user's primary group from the passwd database, or 65534 (nogroup) for a uid it does not know:
-  never gid 0, never a group that may be someone else's.
+  never gid 0, never a group that may be someone else's. Asking for the agent's own user still
+  sets that user's groups exactly (a root agent started with extra groups does not pass them on);
+  a pod that asks for no user or group runs as the agent (its groups too: nothing to switch).
 - supplementalGroups, fsGroup, supplementalGroupsPolicy: the supplementary groups are set exactly
   (setgroups), never inherited from the agent: with Merge (the default) the user's groups from the
   group database, then supplementalGroups, then fsGroup; with Strict only the last two. fsGroup
@@ -154,7 +156,7 @@ def _identity(psc: core_pb2.PodSecurityContext, user: int | None, group: int | N
               host: Host) -> tuple[int, int, tuple[int, ...]] | None:
     """(uid, gid, groups) to switch to, or None when the pod asks for no identity but the agent's."""
     fs_group = psc.fs_group if psc.HasField("fs_group") else None
-    if user in (None, host.uid) and group in (None, host.gid) and not psc.supplemental_groups and fs_group is None:
+    if user is None and group is None and not psc.supplemental_groups and fs_group is None:
         return None
     uid = host.uid if user is None else user
     entry = _passwd(uid)
@@ -171,6 +173,10 @@ def _identity(psc: core_pb2.PodSecurityContext, user: int | None, group: int | N
     if fs_group is not None:
         groups.append(fs_group)
     exact = tuple(dict.fromkeys(groups))
+    if uid == host.uid and gid == host.gid and (
+            {gid, *exact} == {host.gid, *host.groups}
+            or (not host.can(CAP_SETGID) and not psc.supplemental_groups and fs_group is None)):
+        return None  # already so; or the agent's own user asked of an agent that cannot set groups
     if uid != host.uid and not host.can(CAP_SETUID):
         raise ConfigError(f"runAsUser: the agent runs as uid {host.uid} without CAP_SETUID and cannot run a "
                           f"container as uid {uid}")

@@ -98,6 +98,15 @@ def test_groups_alone_keep_the_agents_user() -> None:
     assert (c.uid, c.gid, c.groups) == (0, 0, (0, 2000))
 
 
+def test_the_agents_own_user_asked_gets_that_users_groups_not_the_agents() -> None:
+    # A root agent started with extra groups (a login shell's): runAsUser 0 is root's groups only.
+    grouped = Host(**{**_fields(ROOT), "groups": (0, 4, 27)})
+    c = confine(make_pod({"runAsUser": 0}), grouped)
+    assert (c.uid, c.gid, c.groups) == (0, 0, (0,))
+    assert confine(make_pod({"runAsUser": 0}), Host(**{**_fields(ROOT), "groups": (0,)})).groups is None
+    assert confine(make_pod(), grouped).groups is None  # nothing asked: as the agent
+
+
 def test_a_non_root_agent_refuses_another_user_rather_than_ignoring_it() -> None:
     with pytest.raises(ConfigError, match="runAsUser: the agent runs as uid 1000 without CAP_SETUID and cannot "
                                           "run a container as uid 65534"):
