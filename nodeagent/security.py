@@ -8,7 +8,8 @@ What each field means on a host-process runtime (container settings win over the
   user's primary group from the passwd database, or 65534 (nogroup) for a uid it does not know:
   never gid 0, never a group that may be someone else's. Asking for the agent's own user still
   sets that user's groups exactly (a root agent started with extra groups does not pass them on);
-  a pod that asks for no user or group runs as the agent (its groups too: nothing to switch).
+  a pod that asks for no user or group runs as the agent, with its user's groups (no switch
+  unless the agent holds groups beyond those).
 - supplementalGroups, fsGroup, supplementalGroupsPolicy: the supplementary groups are set exactly
   (setgroups), never inherited from the agent: with Merge (the default) the user's groups from the
   group database, then supplementalGroups, then fsGroup; with Strict only the last two. fsGroup
@@ -78,6 +79,9 @@ class Host:
     oom_score_adj: int
     nofile: tuple[int, int]
     memory: int  # bytes: the node's memory capacity
+    # The groups the agent's user has in the group database (None: not known). When the agent
+    # holds others (started from a shell that had them), a pod that asks for nothing gets these.
+    own_groups: tuple[int, ...] | None = None
 
     @classmethod
     def current(cls) -> Host:
@@ -89,8 +93,16 @@ class Host:
                     caps[key] = int(value, 16)
         oom = procfs.own_oom_score_adj()
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        return cls(os.geteuid(), os.getegid(), tuple(os.getgroups()), caps["CapEff"], caps["CapPrm"],
-                   caps["CapBnd"], oom, resource.getrlimit(resource.RLIMIT_NOFILE), memory)
+        uid, gid = os.geteuid(), os.getegid()
+        entry = _passwd(uid)
+        own = tuple(os.getgrouplist(entry.pw_name, gid)) if entry is not None else None
+        return cls(uid, gid, tuple(os.getgroups()), caps["CapEff"], caps["CapPrm"], caps["CapBnd"], oom,
+                   resource.getrlimit(resource.RLIMIT_NOFILE), memory, own)
+
+    @property
+    def has_foreign_groups(self) -> bool:
+        """Whether the agent holds groups its user does not have (which a pod must not inherit)."""
+        return self.own_groups is not None and {self.gid, *self.groups} != {self.gid, *self.own_groups}
 
     def can(self, cap: int) -> bool:
         return bool(self.effective >> cap & 1)
@@ -156,7 +168,8 @@ def _identity(psc: core_pb2.PodSecurityContext, user: int | None, group: int | N
               host: Host) -> tuple[int, int, tuple[int, ...]] | None:
     """(uid, gid, groups) to switch to, or None when the pod asks for no identity but the agent's."""
     fs_group = psc.fs_group if psc.HasField("fs_group") else None
-    if user is None and group is None and not psc.supplemental_groups and fs_group is None:
+    if (user is None and group is None and not psc.supplemental_groups and fs_group is None
+            and not (host.has_foreign_groups and host.can(CAP_SETGID))):
         return None
     uid = host.uid if user is None else user
     entry = _passwd(uid)

@@ -3,7 +3,12 @@ different privileges (a fake Host: the non-root agent is simulated here), or why
 
 from __future__ import annotations
 
+import ast
+import os
 import pwd
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +28,7 @@ ROOT = Host(uid=0, gid=0, groups=(), effective=ALL, permitted=ALL, bounding=ALL,
 USER = Host(uid=1000, gid=1000, groups=(1000,), effective=0, permitted=0, bounding=ALL, oom_score_adj=0,
             nofile=(1024, 524288), memory=8 * GI)
 SANDBOX = "/var/lib/ketch/pods/u1"
+ROOT_DIR = Path(__file__).resolve().parents[3]
 
 
 def cap(*names: str) -> int:
@@ -104,7 +110,11 @@ def test_the_agents_own_user_asked_gets_that_users_groups_not_the_agents() -> No
     c = confine(make_pod({"runAsUser": 0}), grouped)
     assert (c.uid, c.gid, c.groups) == (0, 0, (0,))
     assert confine(make_pod({"runAsUser": 0}), Host(**{**_fields(ROOT), "groups": (0,)})).groups is None
-    assert confine(make_pod(), grouped).groups is None  # nothing asked: as the agent
+    assert confine(make_pod(), grouped).groups is None  # its user's groups are not known: as the agent
+    # Known: a pod that asks for nothing gets root's groups, not the ones the agent was started with.
+    known = Host(**{**_fields(grouped), "own_groups": (0,)})
+    assert (confine(make_pod(), known).groups, confine(make_pod(), known).uid) == ((0,), 0)
+    assert confine(make_pod(), Host(**{**_fields(known), "groups": (0,)})).groups is None
 
 
 def test_a_non_root_agent_refuses_another_user_rather_than_ignoring_it() -> None:
@@ -227,3 +237,17 @@ def test_the_open_files_limit_is_never_the_agents_raised_one(agent: tuple[int, i
 
 def _fields(host: Host) -> dict[str, Any]:
     return {name: getattr(host, name) for name in host.__slots__}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a process with extra groups needs root")
+def test_an_agent_started_with_extra_groups_does_not_pass_them_on() -> None:
+    """The real agent's view of itself (Host.current) in a process started with a group root
+    does not have: a pod that asks for nothing gets root's groups from the group database."""
+    script = ("from nodeagent import security\n"
+              "from tests.unit.nodeagent.test_security import make_pod\n"
+              "h, pod = security.Host.current(), make_pod()\n"
+              "print(h.has_foreign_groups, security.confinement(pod, pod.spec.containers[0], h, '/').groups)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60,
+                         cwd=ROOT_DIR, extra_groups=[4242]).stdout.split(maxsplit=1)
+    assert out[0] == "True"
+    assert 4242 not in ast.literal_eval(out[1]) and 0 in ast.literal_eval(out[1])
