@@ -109,10 +109,11 @@ class Host:
 
 
 def _pick(csc: core_pb2.SecurityContext, psc: core_pb2.PodSecurityContext, name: str) -> int | bool | None:
-    if csc.HasField(name):
-        return getattr(csc, name)
-    if psc.HasField(name):
-        return getattr(psc, name)
+    """The container's setting, else the pod's (Kubernetes' merge: the container wins)."""
+    for sc in (csc, psc):
+        if sc.HasField(name):
+            value: int | bool = getattr(sc, name)
+            return value
     return None
 
 
