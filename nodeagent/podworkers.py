@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import pwd
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,16 +30,18 @@ from ketch.client.clientset import Client
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
-from . import envvars
+from . import envvars, security
 from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
 from .limits.watchdog import MemoryWatchdog
 from .probes import ExecContext, ProbeWorker, has_handler
 from .runtime import checkpoint, layout, logs
 from .runtime.checkpoint import PodRecord, Proc
+from .runtime.confine import Confinement
 from .runtime.interface import ExitInfo, Handle, LaunchSpec, StartError
 from .runtime.process import ProcessRuntime
 from .runtime.restarts import init_should_restart, should_restart
+from .security import ConfigError, Host
 from .status import TERMINAL_PHASES, ContainerRun, PodRun, Terminated, compute_status, container_id, restart_policy
 from .statusmanager import StatusManager
 
@@ -51,6 +54,7 @@ POST_START_TIMEOUT = 120.0
 DEFAULT_GRACE = 30
 UNKNOWN_EXIT = 137
 CONFIG_RETRY = 10.0
+CONFIG_ERROR = "CreateContainerConfigError"
 ORPHAN_GRACE = 10.0
 DEADLINE_REASON = "DeadlineExceeded"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
@@ -75,6 +79,8 @@ class WorkerDeps:
     recorder: Any = None
     allocatable: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
+    # The agent's identity, capabilities and limits: what containers are confined against.
+    host: Host = field(default_factory=Host.current)
     # Slow housekeeping (garbage collection of gone pods' files) runs here. A pod's own small writes and
     # its spawn (vfork + exec: well under a millisecond) run on the event loop: handing each to a
     # thread cost more in GIL hand-offs than the work itself (measured: a third of the agent's CPU).
@@ -106,20 +112,6 @@ def deletion_grace(pod: core_pb2.Pod) -> float:
     if md.HasField("deletion_grace_period_seconds"):
         return float(max(md.deletion_grace_period_seconds, 0))
     return _grace_of_pod(pod)
-
-
-def _security(pod: core_pb2.Pod, c: core_pb2.Container) -> tuple[int | None, int | None]:
-    """(uid, gid) to run as: only when the agent is root, container settings over the pod's."""
-    if os.geteuid() != 0:
-        return None, None
-    psc, csc = pod.spec.security_context, c.security_context
-    uid = csc.run_as_user if csc.HasField("run_as_user") else (
-        psc.run_as_user if psc.HasField("run_as_user") else None)
-    gid = csc.run_as_group if csc.HasField("run_as_group") else (
-        psc.run_as_group if psc.HasField("run_as_group") else None)
-    if uid == 0 and gid in (None, 0):
-        return None, None
-    return uid, gid
 
 
 def _home_of(uid: int) -> str:
@@ -368,17 +360,14 @@ class PodWorker:
     async def _start(self, c: core_pb2.Container, cr: ContainerRun, now: float) -> float:
         pod = self.pod
         try:
-            env = envvars.container_env(pod, c, self.deps.host_ip, self.deps.allocatable)
-        except ValueError as err:
-            cr.state, cr.waiting_reason, cr.waiting_message = "waiting", "CreateContainerConfigError", str(err)
-            return CONFIG_RETRY
-        uid, gid = _security(pod, c)
-        if uid is not None and not any(v.name == "HOME" for v in c.env):
-            env["HOME"] = _home_of(uid)
+            confinement = security.confinement(pod, c, self.deps.host, self.sandbox)
+            env = self._container_env(c, confinement)
+        except (ValueError, ConfigError) as err:
+            return self._config_error(cr, str(err))
         argv = envvars.container_argv(c, env)
         run_no = cr.restart_count
         spec = LaunchSpec(argv, env, c.working_dir or self.sandbox,
-                          layout.log_file(self.pods_root, self.uid, c.name, run_no), uid, gid)
+                          layout.log_file(self.pods_root, self.uid, c.name, run_no), confinement)
         limits = _limits(c)
         # The checkpoint written right after the spawn (same thread job): the window in which a
         # crash could leave a process the next agent does not know about stays as small as it can.
@@ -395,7 +384,7 @@ class PodWorker:
             self.cgroups[c.name] = cg
         elif limits[0]:
             self.deps.watchdog.watch(handle.pid, limits[0])
-        self.exec_ctx[c.name] = ExecContext(env, spec.cwd, uid, gid)
+        self.exec_ctx[c.name] = ExecContext(env, spec.cwd, confinement)
         self._attach(c, cr, handle)
         post_start = hooks_of(pod, c).get("postStart")
         if post_start is not None:
@@ -409,7 +398,7 @@ class PodWorker:
         limits: (memory bytes, cpu millicores) for the run's cgroup, where cgroups are used."""
         logs.prune_runs(self.pods_root, self.uid, name, run_no)
         try:
-            self._prepare_cwd(spec.cwd, spec.uid, spec.gid)
+            self._prepare_cwd(spec.cwd, spec.confinement, security.fs_group(self.pod))
         except OSError as err:
             raise StartError(f"cannot prepare the container's directories: {err}") from err
         mem, cpu = limits
@@ -433,17 +422,39 @@ class PodWorker:
             log.warning("pod %s: cannot write its checkpoint: %s", self.uid, err)
         return pid, ticks, started_at, cg
 
-    def _prepare_cwd(self, cwd: str, uid: int | None, gid: int | None) -> None:
-        """The sandbox is made only when a container runs in it (a mkdir is the dearest inode)."""
+    def _prepare_cwd(self, cwd: str, confinement: Confinement | None, fs_group: int | None) -> None:
+        """The sandbox is made only when a container runs in it (a mkdir is the dearest inode) or
+        must stay writable under its read-only root. It belongs to the container's user and, with
+        an fsGroup, to that group (setgid, group-writable), as an emptyDir volume does."""
+        c = confinement or Confinement()
         if cwd != self.sandbox:
             os.makedirs(cwd, exist_ok=True)
-            return
+            if not c.read_only_root:
+                return
         if not self._sandbox_made:
             with contextlib.suppress(FileExistsError):
-                os.mkdir(cwd)
+                os.mkdir(self.sandbox)
             self._sandbox_made = True
-        if uid is not None:
-            os.chown(cwd, uid, gid if gid is not None else -1)
+        if fs_group is not None:
+            os.chown(self.sandbox, c.uid if c.uid is not None else -1, fs_group)
+            os.chmod(self.sandbox, stat.S_IMODE(os.stat(self.sandbox).st_mode) | stat.S_ISGID | 0o070)
+        elif c.uid is not None:
+            os.chown(self.sandbox, c.uid, c.gid if c.gid is not None else -1)
+
+    def _container_env(self, c: core_pb2.Container, confinement: Confinement | None) -> dict[str, str]:
+        """The container's environment, with HOME of the user it runs as (unless it sets HOME)."""
+        env = envvars.container_env(self.pod, c, self.deps.host_ip, self.deps.allocatable)
+        if confinement is not None and confinement.uid is not None and not any(v.name == "HOME" for v in c.env):
+            env["HOME"] = _home_of(confinement.uid)
+        return env
+
+    def _config_error(self, cr: ContainerRun, message: str) -> float:
+        """The container cannot be created as its spec says: it waits (CreateContainerConfigError)
+        and is tried again; the first time, a Warning event says why."""
+        if cr.state != "waiting" or cr.waiting_reason != CONFIG_ERROR or cr.waiting_message != message:
+            self.deps.event(self.pod, "Warning", "Failed", f"Error: {message}")
+        cr.state, cr.waiting_reason, cr.waiting_message = "waiting", CONFIG_ERROR, message
+        return CONFIG_RETRY
 
     def _start_failed(self, c: core_pb2.Container, cr: ContainerRun, now: float, message: str) -> float:
         cr.state = "terminated"
@@ -483,8 +494,7 @@ class PodWorker:
         probe = getattr(c, f"{kind}_probe")
         if not c.HasField(f"{kind}_probe") or not has_handler(probe):
             return
-        ctx = self.exec_ctx.get(c.name) or ExecContext(
-            envvars.container_env(self.pod, c, self.deps.host_ip), c.working_dir or self.sandbox)
+        ctx = self._hook_context(c)
         handle = self.handles[c.name]
 
         def on_result(k: str, ok: bool, message: str, name: str = c.name, h: Handle = handle) -> None:
@@ -535,8 +545,19 @@ class PodWorker:
     # -- lifecycle hooks -------------------------------------------------------------------------
 
     def _hook_context(self, c: core_pb2.Container) -> ExecContext:
-        return self.exec_ctx.get(c.name) or ExecContext(
-            envvars.container_env(self.pod, c, self.deps.host_ip), c.working_dir or self.sandbox)
+        """Where the container's exec probes and hooks run: as the container, confined as it is
+        (computed again for a container adopted after an agent restart)."""
+        ctx = self.exec_ctx.get(c.name)
+        if ctx is not None:
+            return ctx
+        cwd = c.working_dir or self.sandbox
+        try:
+            confinement = security.confinement(self.pod, c, self.deps.host, self.sandbox)
+            ctx = ExecContext(self._container_env(c, confinement), cwd, confinement)
+        except (ValueError, ConfigError) as err:
+            ctx = ExecContext({}, cwd, refused=str(err))
+        self.exec_ctx[c.name] = ctx
+        return ctx
 
     async def _pre_stop(self, name: str, handle: Handle, budget: float) -> None:
         """Run the container's preStop hook, if any, within budget seconds of the grace period."""

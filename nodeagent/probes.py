@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from ketch.api import intstr
 from ketch.v1 import core_pb2
 
+from .runtime.confine import Confinement
 from .runtime.interface import StartError
 from .runtime.process import ProcessRuntime
 
@@ -79,14 +80,16 @@ class ExecContext:
 
     env: dict[str, str]
     cwd: str
-    uid: int | None = None
-    gid: int | None = None
+    confinement: Confinement | None = None
+    refused: str = ""  # why the container's confinement cannot be made (nothing is run)
 
 
 async def _exec_probe(runtime: ProcessRuntime, argv: list[str], ctx: ExecContext, timeout: float) -> tuple[bool, str]:
+    if ctx.refused:
+        return False, ctx.refused
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        handle = runtime.spawn(argv, ctx.cwd, ctx.env, devnull, ctx.uid, ctx.gid)
+        handle = runtime.spawn(argv, ctx.cwd, ctx.env, devnull, ctx.confinement)
     except StartError as err:
         return False, str(err)
     finally:

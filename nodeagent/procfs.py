@@ -42,6 +42,15 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+def own_oom_score_adj() -> int:
+    """This process's oom_score_adj (0 where there is none to read)."""
+    try:
+        with open("/proc/self/oom_score_adj", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
 def is_zombie(pid: int) -> bool:
     fields = _stat_fields(pid)
     return fields is not None and fields[0] in ("Z", "X")

@@ -8,6 +8,7 @@ from typing import Any
 from ketch.api import errors, meta, timeutil
 from ketch.api.defaults import core as core_defaults
 from ketch.api.errors import FieldError
+from ketch.api.qos import qos_class
 from ketch.api.validation import cluster, core, field
 from ketch.api.warnings import pod_spec_warnings
 from ketch.v1 import core_pb2
@@ -33,18 +34,6 @@ def add_default_tolerations(spec: core_pb2.PodSpec, seconds: int = DEFAULT_TOLER
         tol = spec.tolerations.add()
         tol.key, tol.operator, tol.effect = taint_key, "Exists", "NoExecute"
         tol.toleration_seconds = seconds
-
-
-def qos_class(spec: core_pb2.PodSpec) -> str:
-    containers = list(spec.containers) + list(spec.init_containers)
-    if not any(c.resources.requests or c.resources.limits for c in containers):
-        return "BestEffort"
-    for c in containers:
-        limits, requests = c.resources.limits, c.resources.requests
-        for res in ("cpu", "memory"):
-            if res not in limits or requests.get(res, limits[res]) != limits[res]:
-                return "Burstable"
-    return "Guaranteed"
 
 
 def validate_binding(target_node: str) -> list[FieldError]:

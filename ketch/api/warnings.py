@@ -10,12 +10,19 @@ server warnings:
 Runs after defaulting, so defaulted values (dnsPolicy ClusterFirst, the imagePullPolicy implied by
 the image, ...) are not reported; `image` itself is accepted silently. Called on every create and
 spec update, so it only looks at fields and never serializes anything.
+
+Security settings the agent honours (users and groups, runAsNonRoot, capabilities, privileged,
+allowPrivilegeEscalation, readOnlyRootFilesystem) are not warned about; those it has no means for
+(SELinux, seccomp, AppArmor, sysctls, procMount) are. A capability name no kernel knows is warned
+about too: Kubernetes stores it, and the container then cannot start.
 """
 
 from __future__ import annotations
 
+from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
+from ketch.api import capabilities
 from ketch.api.defaults.core import image_pull_policy_for
 from ketch.v1 import core_pb2
 
@@ -26,7 +33,6 @@ CONFIG = "no ConfigMaps or Secrets"
 ACCOUNTS = "no service accounts"
 HOST = "processes run in the host's network, DNS and namespaces"
 SCHEDULER = "not used by the Ketch scheduler"
-SECURITY = "only runAsUser and runAsGroup are applied"
 
 # PodSpec fields: (proto name, JSON name, reason). Repeated and map fields count when non-empty,
 # messages and optional scalars when set, plain scalars when non-zero.
@@ -54,12 +60,15 @@ _POD_FIELDS = (
     ("resource_claims", "resourceClaims", "no dynamic resource allocation"),
     ("ephemeral_containers", "ephemeralContainers", "no ephemeral containers"),
 )
+# Security settings the agent has no means for (the others are honoured or refused: nodeagent/security.py).
+SELINUX = ("se_linux_options", "seLinuxOptions", "no SELinux labels are applied")
+WINDOWS = ("windows_options", "windowsOptions", "Linux hosts only")
+SECCOMP = ("seccomp_profile", "seccompProfile", "no seccomp filter is applied")
+APPARMOR = ("app_armor_profile", "appArmorProfile", "no AppArmor profile is applied")
 _POD_SECURITY_FIELDS = (
-    ("se_linux_options", "seLinuxOptions"), ("windows_options", "windowsOptions"),
-    ("supplemental_groups", "supplementalGroups"), ("supplemental_groups_policy", "supplementalGroupsPolicy"),
-    ("fs_group", "fsGroup"), ("sysctls", "sysctls"), ("fs_group_change_policy", "fsGroupChangePolicy"),
-    ("seccomp_profile", "seccompProfile"), ("app_armor_profile", "appArmorProfile"),
-    ("run_as_non_root", "runAsNonRoot"),
+    SELINUX, WINDOWS, SECCOMP, APPARMOR,
+    ("sysctls", "sysctls", "processes share the host's kernel settings"),
+    ("fs_group_change_policy", "fsGroupChangePolicy", "only the pod's sandbox directory gets the fsGroup"),
 )
 _CONTAINER_FIELDS = (
     ("ports", "ports", NETWORK),
@@ -73,11 +82,7 @@ _CONTAINER_FIELDS = (
     ("tty", "tty", "no terminal is attached"),
 )
 _CONTAINER_SECURITY_FIELDS = (
-    ("capabilities", "capabilities"), ("privileged", "privileged"), ("se_linux_options", "seLinuxOptions"),
-    ("windows_options", "windowsOptions"), ("run_as_non_root", "runAsNonRoot"),
-    ("read_only_root_filesystem", "readOnlyRootFilesystem"),
-    ("allow_privilege_escalation", "allowPrivilegeEscalation"), ("proc_mount", "procMount"),
-    ("seccomp_profile", "seccompProfile"), ("app_armor_profile", "appArmorProfile"),
+    SELINUX, WINDOWS, SECCOMP, APPARMOR, ("proc_mount", "procMount", "processes see the host's /proc"),
 )
 
 
@@ -88,7 +93,7 @@ def _warn(out: list[str], path: str, reason: str) -> None:
 def _checks(message: type[Message], fields: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, str, str, bool], ...]:
     """(proto name, JSON name, reason, has presence) per field, looked up once at import."""
     by_name = message.DESCRIPTOR.fields_by_name
-    return tuple((f[0], f[1], f[2] if len(f) > 2 else SECURITY, by_name[f[0]].has_presence) for f in fields)
+    return tuple((f[0], f[1], f[2], by_name[f[0]].has_presence) for f in fields)
 
 
 def _set(msg: Message, name: str, has_presence: bool) -> bool:
@@ -155,3 +160,15 @@ def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
         for field_name, json_name, reason, presence in _CONTAINER_SECURITY_CHECKS:
             if _set(c.security_context, field_name, presence):
                 _warn(out, f"{path}.securityContext.{json_name}", reason)
+        if c.security_context.HasField("capabilities"):
+            _capabilities(out, c.security_context.capabilities, f"{path}.securityContext.capabilities")
+
+
+def _capabilities(out: list[str], struct: struct_pb2.Struct, path: str) -> None:
+    """Names no kernel knows (the container will not start) and fields Kubernetes' decoder would drop."""
+    caps = capabilities.parse(struct)
+    for where, problem in caps.problems:
+        if problem.startswith("unknown field"):
+            out.append(f'unknown field "{path}.{where}"')
+    for which, i, name in caps.unknown:
+        out.append(f'{path}.{which}[{i}]: unknown capability "{name}": the container will not start')

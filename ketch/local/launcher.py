@@ -90,6 +90,9 @@ class Member:
     late_args: Callable[[], list[str]] | None = None
     # What the process runs under (`nsenter --net=...`); it must exec, keeping the pid.
     prefix: list[str] = field(default_factory=list)
+    # Run in the child before exec, after the open-files limit (tests: an agent started as another
+    # user, with fewer capabilities).
+    preexec: Callable[[], None] | None = None
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -98,14 +101,16 @@ class Member:
         argv = [*self.prefix, *self.argv, *(self.late_args() if self.late_args is not None else [])]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=env, cwd=cwd, start_new_session=True,
-                                     preexec_fn=self._limit if self.open_files is not None else None)
+                                     preexec_fn=self._before_exec if self.open_files or self.preexec else None)
 
-    def _limit(self) -> None:
+    def _before_exec(self) -> None:
         """In the child, before exec."""
-        assert self.open_files is not None
-        soft, hard = self.open_files
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard if hard is not None else
-                                                    resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        if self.open_files is not None:
+            soft, hard = self.open_files
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard if hard is not None else
+                                                        resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        if self.preexec is not None:
+            self.preexec()
 
     @property
     def title(self) -> str:

@@ -12,6 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .confine import Confinement
+
 
 @dataclass(slots=True)
 class LaunchSpec:
@@ -19,8 +21,8 @@ class LaunchSpec:
     env: dict[str, str]
     cwd: str
     log_path: str
-    uid: int | None = None
-    gid: int | None = None
+    # What the process must be (user, groups, capabilities, ...); None: as the agent is.
+    confinement: Confinement | None = None
     # Files to write the new process's pid into before it runs (cgroup membership).
     cgroup_procs: list[str] = field(default_factory=list)
 

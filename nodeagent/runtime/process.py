@@ -29,6 +29,8 @@ import time
 
 from nodeagent import procfs
 
+from . import confine
+from .confine import Confinement
 from .interface import ExitInfo, Handle, LaunchSpec, StartError
 
 log = logging.getLogger(__name__)
@@ -70,14 +72,19 @@ def resolve_executable(argv0: str, cwd: str, env: dict[str, str]) -> str | None:
     return shutil.which(argv0, path=env.get("PATH", os.defpath))
 
 
-def cgroup_wrapper(argv: list[str], cgroup_procs: list[str]) -> list[str]:
-    """argv run by a shell that first moves itself into the cgroups, then execs (same pid).
+def cgroup_joins(cgroup_procs: list[str]) -> list[str]:
+    """Shell commands that move the shell into the cgroups (before exec: every byte and every child
+    is inside the limits)."""
+    return [f"echo $$ > {shlex.quote(p)}" for p in cgroup_procs]
 
-    Joining before exec keeps every byte and every child inside the limits; doing it in a shell
-    rather than in a preexec_fn avoids running Python in a forked child of a threaded process.
+
+def shell_wrapper(argv: list[str], commands: list[str]) -> list[str]:
+    """argv run by a shell that first runs commands, then execs argv (same pid).
+
+    Doing it in a shell rather than in a preexec_fn keeps the spawn a vfork (a fork of the agent
+    costs milliseconds) and avoids running Python in a forked child of a threaded process.
     """
-    joins = " && ".join(f"echo $$ > {shlex.quote(p)}" for p in cgroup_procs)
-    return ["/bin/sh", "-c", f'{joins} && exec "$@"', argv[0], *argv]
+    return ["/bin/sh", "-c", " && ".join([*commands, 'exec "$@"']), argv[0], *argv]
 
 
 class ProcConnector:
@@ -174,6 +181,7 @@ class ProcessRuntime:
         self._poll_task: asyncio.Task[None] | None = None
         self._devnull = -1
         self._which: dict[tuple[str, str], str] = {}
+        self._own_oom_score_adj = procfs.own_oom_score_adj()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -199,36 +207,38 @@ class ProcessRuntime:
     # -- starting ------------------------------------------------------------------------------
 
     def launch(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
-               uid: int | None = None, gid: int | None = None,
-               cgroup_procs: list[str] | None = None) -> tuple[int, int, float]:
-        """Start argv in a new session with stdout and stderr on the fd stdout.
+               confinement: Confinement | None = None, cgroup_procs: list[str] | None = None) -> tuple[int, int, float]:
+        """Start argv in a new session with stdout and stderr on the fd stdout, confined as asked.
 
         Thread-safe (the agent launches from a small thread pool, since a spawn blocks for as
         long as the exec takes); returns (pid, start ticks, start time) for register().
         """
         if not argv:
             raise StartError("no command given: set command (there is no image entrypoint on a process runtime)")
-        kwargs: dict[str, object] = {}
-        if uid is not None:
-            kwargs["user"] = uid
-        if gid is not None:
-            kwargs["group"] = gid
-            kwargs["extra_groups"] = []
+        c = confinement or confine.NONE
         run = argv
         executable = None
         if "/" not in argv[0]:
             # Resolved here, once per (name, PATH): the child would otherwise try every PATH entry
             # with a failing execve while the agent waits for the vfork to exec.
             executable = self._resolve_cached(argv[0], env.get("PATH", os.defpath))
-        if cgroup_procs:
-            if resolve_executable(argv[0], cwd, env) is None:
-                raise StartError(start_error_message(argv, cwd, FileNotFoundError(2, "not found", argv[0])))
-            if uid is not None:
-                for path in cgroup_procs:
+        setup: confine.ChildSetup | None = None
+        kwargs: dict[str, object] = {}
+        if c.needs_preexec(self._own_oom_score_adj):
+            setup = confine.ChildSetup(c, cwd, cgroup_procs or ())
+            kwargs["preexec_fn"] = setup
+        else:
+            if c.switches_user:
+                kwargs.update(user=c.uid, group=c.gid, extra_groups=None if c.groups is None else list(c.groups))
+                for path in cgroup_procs or []:  # the shell joins them as the container's user
                     with contextlib.suppress(OSError):
-                        os.chown(path, uid, gid if gid is not None else -1)
-            run = cgroup_wrapper(argv, cgroup_procs)
-            executable = None
+                        os.chown(path, -1 if c.uid is None else c.uid, -1 if c.gid is None else c.gid)
+            commands = cgroup_joins(cgroup_procs or []) + confine.shell_commands(c)
+            if commands:
+                if resolve_executable(argv[0], cwd, env) is None:
+                    raise StartError(start_error_message(argv, cwd, FileNotFoundError(2, "not found", argv[0])))
+                run = shell_wrapper(argv, commands)
+                executable = None
         started_at = time.time()
         try:
             proc = subprocess.Popen(run, executable=executable, stdin=self._devnull, stdout=stdout, stderr=stdout,
@@ -238,9 +248,13 @@ class ProcessRuntime:
             if executable is None:
                 raise StartError(start_error_message(argv, cwd, err)) from err
             self._which.clear()  # the binary moved: resolve again
-            return self.launch(argv, cwd, env, stdout, uid, gid, cgroup_procs)
+            return self.launch(argv, cwd, env, stdout, confinement, cgroup_procs)
         except (OSError, subprocess.SubprocessError, ValueError) as err:
-            raise StartError(start_error_message(argv, cwd, err)) from err
+            why = setup.failure() if setup is not None and isinstance(err, subprocess.SubprocessError) else None
+            raise StartError(why or start_error_message(argv, cwd, err)) from err
+        finally:
+            if setup is not None:
+                setup.close()
         # The reaper owns the exit status; keep Popen's own bookkeeping from ever waiting on it.
         proc.returncode = 0
         return proc.pid, procfs.start_ticks(proc.pid) or 0, started_at
@@ -268,9 +282,9 @@ class ProcessRuntime:
         return handle
 
     def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
-              uid: int | None = None, gid: int | None = None, cgroup_procs: list[str] | None = None) -> Handle:
+              confinement: Confinement | None = None, cgroup_procs: list[str] | None = None) -> Handle:
         """launch() and register() in one go, on the event-loop thread."""
-        return self.register(*self.launch(argv, cwd, env, stdout, uid, gid, cgroup_procs))
+        return self.register(*self.launch(argv, cwd, env, stdout, confinement, cgroup_procs))
 
     def launch_spec(self, spec: LaunchSpec) -> tuple[int, int, float]:
         """launch() with the log file of spec opened for stdout and stderr (thread-safe)."""
@@ -279,11 +293,12 @@ class ProcessRuntime:
             fd = os.open(spec.log_path, flags, 0o640)
         except OSError as err:
             raise StartError(f"cannot open the log file {spec.log_path}: {err.strerror}") from err
+        c = spec.confinement
         try:
-            if spec.uid is not None:
+            if c is not None and c.uid is not None:
                 with contextlib.suppress(OSError):
-                    os.fchown(fd, spec.uid, spec.gid if spec.gid is not None else -1)
-            return self.launch(spec.argv, spec.cwd, spec.env, fd, spec.uid, spec.gid, spec.cgroup_procs)
+                    os.fchown(fd, c.uid, c.gid if c.gid is not None else -1)
+            return self.launch(spec.argv, spec.cwd, spec.env, fd, c, spec.cgroup_procs)
         finally:
             os.close(fd)
 

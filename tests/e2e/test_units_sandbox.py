@@ -257,7 +257,7 @@ def test_controlplane_serves_a_cluster_from_inside_its_units_sandbox(
 # The pod's report: what it sees of /tmp, /dev, its cgroups, namespaces and confinement. Then it
 # waits (up to 2 min) for the test to look at it from the host, and exits 0.
 POD_SCRIPT = r"""
-import json, os, sys, time
+import json, os, resource, sys, time
 marker, device = sys.argv[1], sys.argv[2]
 def attempt(f, *a):
     try:
@@ -273,6 +273,8 @@ print(json.dumps({
     "cgroup": attempt(lambda: open("/proc/self/cgroup").read()),
     "ns": {n: attempt(os.readlink, "/proc/self/ns/" + n) for n in ("mnt", "cgroup", "uts", "ipc", "net", "pid")},
     "nnp": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+    "oom_score_adj": int(open("/proc/self/oom_score_adj").read()),
+    "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
 }), flush=True)
 deadline = time.monotonic() + 120
 while not os.path.exists(marker + ".done") and time.monotonic() < deadline:
@@ -289,6 +291,14 @@ def host_only_device() -> Path:
                 path.is_char_device() or path.is_block_device()):
             return path
     pytest.skip("this machine's /dev has no device beyond the pseudo devices")
+
+
+def open_files_of(pid: int) -> int:
+    """The soft open-files limit of process pid, from /proc/PID/limits."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no open-files limit for {pid}")
 
 
 def cgroup_dirs(cgroup_text: str) -> dict[str, Path]:
@@ -335,6 +345,11 @@ def test_pods_of_the_agent_unit_see_the_hosts_tmp_dev_and_cgroups(
         # The same namespaces as a process on the host, and no seccomp or no_new_privs.
         assert report["ns"] == {n: os.readlink(f"/proc/self/ns/{n}") for n in report["ns"]}
         assert (report["nnp"], report["seccomp"]) == ("0", "0")
+        # Not the unit's OOMScoreAdjust=-999 nor its raised LimitNOFILE, which the agent has: the
+        # kubelet's score for a Burstable pod (3..999) and a container's 1024 open files.
+        agent_oom = int(Path(f"/proc/{agent_pid}/oom_score_adj").read_text())
+        assert 3 <= report["oom_score_adj"] <= 999 and agent_oom != report["oom_score_adj"], agent_oom
+        assert report["nofile"] == 1024 < open_files_of(agent_pid)
 
         # Its cgroups as the host names them (no cgroup namespace), each one a directory of the
         # host's hierarchy that lists the pod; the one for its memory limit is below the agent's

@@ -17,7 +17,7 @@ from ketch.api import intstr, lifecycle
 from ketch.api.errors import duplicate, forbidden, invalid, not_found, not_supported, required
 from ketch.v1 import core_pb2
 
-from . import field, resources, scheduling
+from . import field, resources, scheduling, securitycontext
 from .field import Errors, idx
 
 MAX_INT32 = 2**31 - 1
@@ -61,7 +61,7 @@ def pod_spec(errs: Errors, spec: core_pb2.PodSpec, path: str) -> None:
     if spec.node_selector:
         field.labels(errs, spec.node_selector, path + ".nodeSelector")
     if spec.HasField("security_context"):
-        resources.pod_security_context(errs, spec.security_context, path + ".securityContext")
+        securitycontext.pod_security_context(errs, spec.security_context, path + ".securityContext")
     if spec.HasField("affinity") and spec.affinity.HasField("node_affinity"):
         scheduling.node_affinity(errs, spec.affinity.node_affinity, path + ".affinity.nodeAffinity")
     if spec.dns_policy == "None":
@@ -167,7 +167,7 @@ def _container_common(errs: Errors, c: core_pb2.Container, volumes: set[str], pa
     if c.HasField("resources"):
         resources.resources(errs, c.resources, path + ".resources")
     if c.HasField("security_context"):
-        resources.security_context(errs, c.security_context, path + ".securityContext")
+        securitycontext.security_context(errs, c.security_context, path + ".securityContext")
 
 
 def _ports(errs: Errors, ports: Sequence[struct_pb2.Struct], path: str) -> None:

@@ -1,8 +1,8 @@
-"""Container resources and security contexts (pkg/apis/core/validation).
+"""Container resources (pkg/apis/core/validation).
 
 Resource names (cpu, memory, ephemeral-storage, hugepages-*, or domain-qualified extended
-resources), quantities (ketch.api.quantity, parsed once per distinct string), requests <= limits
-(= limits for resources that cannot be overcommitted), and user/group ids in range.
+resources), quantities (ketch.api.quantity, parsed once per distinct string), and requests <= limits
+(= limits for resources that cannot be overcommitted). Security contexts: securitycontext.py.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from decimal import Decimal
 from functools import lru_cache
 
 from ketch.api import quantity
-from ketch.api.errors import FieldError, invalid, not_supported, required
+from ketch.api.errors import invalid, required
 from ketch.v1 import core_pb2
 
 from . import field
-from .field import Errors, idx
+from .field import Errors
 
-MAX_INT32 = 2**31 - 1
-UID_RANGE = field.inclusive_range_error(0, MAX_INT32)
 _CONTAINER_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
 _STANDARD_RESOURCES = _CONTAINER_RESOURCES | {"storage", "pods", "services", "secrets", "configmaps"}
 
@@ -79,29 +77,3 @@ def _resource(errs: Errors, name: str, text: str, path: str) -> Decimal | None:
     elif not _native(name) and value != value.to_integral_value():
         errs.append(invalid(path, text, "must be an integer"))
     return value if len(errs) == before else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Security contexts
-
-
-def pod_security_context(errs: Errors, sc: core_pb2.PodSecurityContext, path: str) -> None:
-    for name, json_name in (("fs_group", "fsGroup"), ("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup")):
-        if sc.HasField(name) and getattr(sc, name) < 0:
-            errs.append(invalid(f"{path}.{json_name}", getattr(sc, name), UID_RANGE))
-    for i, gid in enumerate(sc.supplemental_groups):
-        if gid < 0:
-            errs.append(invalid(idx(path + ".supplementalGroups", i), gid, UID_RANGE))
-    if sc.HasField("fs_group_change_policy") and sc.fs_group_change_policy not in ("OnRootMismatch", "Always"):
-        errs.append(not_supported(path + ".fsGroupChangePolicy", sc.fs_group_change_policy,
-                                  ["Always", "OnRootMismatch"]))
-
-
-def security_context(errs: Errors, sc: core_pb2.SecurityContext, path: str) -> None:
-    for name, json_name in (("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup")):
-        if sc.HasField(name) and getattr(sc, name) < 0:
-            errs.append(invalid(f"{path}.{json_name}", getattr(sc, name), UID_RANGE))
-    if (sc.HasField("privileged") and sc.privileged and sc.HasField("allow_privilege_escalation")
-            and not sc.allow_privilege_escalation):
-        errs.append(FieldError("Invalid", path, "cannot set `allowPrivilegeEscalation` to false and `privileged` to "
-                                                "true", sc.allow_privilege_escalation, True))

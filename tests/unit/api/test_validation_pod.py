@@ -235,6 +235,27 @@ CASES = [
     Case("a negative container runAsGroup", main(securityContext={"runAsGroup": -5}),
          ("spec.containers[0].securityContext.runAsGroup: Invalid value: -5: must be between 0 and 2147483647, "
           "inclusive",)),
+    Case("allowPrivilegeEscalation false with privileged", main(securityContext={
+        "privileged": True, "allowPrivilegeEscalation": False}),
+         ("spec.containers[0].securityContext: Invalid value: false: cannot set `allowPrivilegeEscalation` to false "
+          "and `privileged` to true",)),
+    Case("allowPrivilegeEscalation false with CAP_SYS_ADMIN added", main(securityContext={
+        "allowPrivilegeEscalation": False, "capabilities": {"add": ["NET_RAW", "CAP_SYS_ADMIN"]}}),
+         ("spec.containers[0].securityContext: Invalid value: false: cannot set `allowPrivilegeEscalation` to false "
+          "and `capabilities.Add` CAP_SYS_ADMIN",)),
+    Case("Kubernetes compares the exact string CAP_SYS_ADMIN", main(securityContext={
+        "allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}})),
+    Case("capability names are not validated, as in Kubernetes", main(securityContext={
+        "capabilities": {"add": ["FLY"], "drop": ["ALL"]}})),
+    Case("capabilities are lists of strings", main(securityContext={"capabilities": {"add": "NET_ADMIN",
+                                                                                     "drop": ["ALL", 3]}}),
+         ("spec.containers[0].securityContext.capabilities.add: Invalid value: must be a list of capability names",
+          "spec.containers[0].securityContext.capabilities.drop[1]: Invalid value: must be a string")),
+    Case("supplementalGroupsPolicy is Merge or Strict", spec(securityContext={
+        "supplementalGroupsPolicy": "Loose", "supplementalGroups": [5, -1]}),
+         ("spec.securityContext.supplementalGroups[1]: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+          'spec.securityContext.supplementalGroupsPolicy: Unsupported value: "Loose": supported values: "Merge", '
+          '"Strict"')),
     Case("a volume mount names a volume", spec(volumes=[{"name": "data", "emptyDir": {}}],
                                                containers=[container(volumeMounts=[{"name": "data",
                                                                                     "mountPath": "/data"}])])),

@@ -63,11 +63,28 @@ CASES = [
          (f"spec.readinessGates: {HOST} (readiness gates are not evaluated)",
           f"spec.runtimeClassName: {HOST} (there is no container runtime)",
           f"spec.containers[0].lifecycle: {HOST} (lifecycle hooks are not run)")),
-    Case("security settings beyond user and group", POD, {"spec": {
-        "securityContext": {"runAsUser": 1000, "fsGroup": 2000},
-        "containers": [container(securityContext={"runAsGroup": 1, "privileged": True})]}},
-         (f"spec.securityContext.fsGroup: {HOST} (only runAsUser and runAsGroup are applied)",
-          f"spec.containers[0].securityContext.privileged: {HOST} (only runAsUser and runAsGroup are applied)")),
+    Case("security settings the agent honours are not warned about", POD, {"spec": {
+        "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "supplementalGroups": [3000],
+                            "supplementalGroupsPolicy": "Strict", "runAsNonRoot": True},
+        "containers": [container(securityContext={
+            "runAsGroup": 1, "privileged": False, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE", "cap_chown"]}})]}}),
+    Case("security settings the agent has no means for", POD, {"spec": {
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroupChangePolicy": "Always",
+                            "sysctls": [{"name": "kernel.shm_rmid_forced", "value": "1"}]},
+        "containers": [container(securityContext={"seLinuxOptions": {"level": "s0"}, "procMount": "Default"})]}},
+         (f"spec.securityContext.seccompProfile: {HOST} (no seccomp filter is applied)",
+          f"spec.securityContext.sysctls: {HOST} (processes share the host's kernel settings)",
+          f"spec.securityContext.fsGroupChangePolicy: {HOST} (only the pod's sandbox directory gets the fsGroup)",
+          f"spec.containers[0].securityContext.seLinuxOptions: {HOST} (no SELinux labels are applied)",
+          f"spec.containers[0].securityContext.procMount: {HOST} (processes see the host's /proc)")),
+    Case("unknown capability names and capabilities fields", JOB, tmpl(containers=[container(securityContext={
+        "capabilities": {"add": ["NET_ADMIN", "FLY"], "drop": ["all", "CAP_NOPE"], "keep": ["CHOWN"]}})]),
+         ('unknown field "spec.template.spec.containers[0].securityContext.capabilities.keep"',
+          'spec.template.spec.containers[0].securityContext.capabilities.add[1]: unknown capability "FLY": '
+          "the container will not start",
+          'spec.template.spec.containers[0].securityContext.capabilities.drop[1]: unknown capability "CAP_NOPE": '
+          "the container will not start")),
     Case("gRPC probes", POD, {"spec": {"containers": [container(livenessProbe={"grpc": {"port": 9000}})]}},
          (f"spec.containers[0].livenessProbe.grpc: {HOST} (gRPC probes are not run; use exec, httpGet or "
           "tcpSocket)",)),
