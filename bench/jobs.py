@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
+from pathlib import Path
 
 from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
 
 from ketch.api import manifest
+from ketch.benchprofile import ENV as PROFILE_ENV
 from ketch.v1 import batch_pb2
 
 
@@ -65,6 +68,8 @@ async def run_job(cluster: BenchCluster, completions: int, parallelism: int, age
 
 def one_run(args: argparse.Namespace, insecure: bool) -> tuple[float, int, int, str]:
     """(seconds, succeeded, failed, filesystem) of the Job on a fresh cluster."""
+    if args.profile:  # each process writes its cProfile stats under DIR/secure or DIR/insecure
+        os.environ[PROFILE_ENV] = str(Path(args.profile) / ("insecure" if insecure else "secure"))
     with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=insecure) as cluster:
         where = filesystem_of(cluster.dir)
         cluster.start_controlplane(controllers=args.controllers)
@@ -102,6 +107,9 @@ def main() -> None:
                    help="the control plane with --insecure (plaintext, no authentication), for comparison")
     p.add_argument("--compare-insecure", type=int, default=0, metavar="ROUNDS",
                    help="the Job secure against --insecure in ROUNDS alternating rounds (median)")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="the control plane and agents write cProfile stats to DIR/secure or DIR/insecure "
+                        "(<process>-<pid>.prof) when they exit; the times then include the profiler's cost")
     args = p.parse_args()
     if args.compare_insecure:
         compare_security(args)
