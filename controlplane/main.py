@@ -22,8 +22,8 @@ from ketch.security import certs, jointoken
 
 from . import pkifiles as pki_files
 from .apiserver import security as api_security
-from .apiserver.authn import read_token_file
 from .apiserver.admission import default_admission
+from .apiserver.authn import read_token_file
 from .apiserver.bootstrap import ensure_default_namespaces
 from .apiserver.inflight import DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT, DEFAULT_MAX_REQUESTS_INFLIGHT
 from .apiserver.local import LocalTransport

@@ -31,8 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from ketch.api import errors, limits
 from ketch.v1 import api_pb2
 
-from .authn import Authenticators, Credentials
-from .authz import Authorizers
+from .authn import Credentials
 from .chain import RequestChain
 from .inflight import MaxInFlight
 from .nodeproxy import NodeProxy

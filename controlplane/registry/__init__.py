@@ -23,8 +23,8 @@ from .core import (
     NodeStrategy,
     PodStrategy,
 )
-from .secret import SecretStrategy
 from .rbac import ClusterRoleBindingStrategy, ClusterRoleStrategy, RoleBindingStrategy, RoleStrategy
+from .secret import SecretStrategy
 from .strategy import Strategy
 
 __all__ = ["DEFAULT_EVENT_TTL", "DEFAULT_NAMESPACES", "DEFAULT_TOLERATION_SECONDS", "Registry", "Strategy"]
