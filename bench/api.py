@@ -199,6 +199,8 @@ def compare_security(rounds: int, n: int, concurrency: int) -> None:
           f"{secure / plain:.0%} (goal >= 80 %); spread TLS + authz {min(r[0] for r in runs[False]):.0f}-"
           f"{max(r[0] for r in runs[False]):.0f}, --insecure {min(r[0] for r in runs[True]):.0f}-"
           f"{max(r[0] for r in runs[True]):.0f}")
+    paired = statistics.median(s[0] / p[0] for s, p in zip(runs[False], runs[True], strict=True))
+    print(f"median of the rounds' own ratios (each pair ran back to back): {paired:.0%}")
     for what, column in (("control plane", 1), ("client", 2)):
         s_us, p_us = median(False, column), median(True, column)
         print(f"median CPU per create of the {what}: TLS + authz {s_us:.0f} us, --insecure {p_us:.0f} us: "

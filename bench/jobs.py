@@ -114,6 +114,8 @@ def compare_security(args: argparse.Namespace) -> None:
           f"{secure / plain - 1:+.0%} (goal: at most +10 %); spread TLS + authz "
           f"{min(r.seconds for r in runs[False]):.2f}-{max(r.seconds for r in runs[False]):.2f}s, --insecure "
           f"{min(r.seconds for r in runs[True]):.2f}-{max(r.seconds for r in runs[True]):.2f}s")
+    paired = statistics.median(s.seconds / p.seconds for s, p in zip(runs[False], runs[True], strict=True))
+    print(f"median of the rounds' own ratios (each pair ran back to back): {paired - 1:+.0%}")
     for what, of in (("control plane", lambda r: r.controlplane_cpu), ("agents", lambda r: r.agents_cpu)):
         s_cpu, p_cpu = median(False, of), median(True, of)
         print(f"median CPU of the {what}: TLS + authz {s_cpu:.2f}s, --insecure {p_cpu:.2f}s: {s_cpu / p_cpu - 1:+.0%}")
