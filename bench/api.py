@@ -23,6 +23,7 @@ import time
 import grpc
 from cluster import BenchCluster, free_port
 
+from ketch.local.launcher import CONTROLPLANE
 from ketch.v1 import core_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
@@ -156,30 +157,54 @@ async def bench(args: argparse.Namespace, cluster: BenchCluster, echo_addr: str)
           f"   (received {len(delays)} of {writes * args.watchers} watch events)")
 
 
-async def creates_per_second(cluster: BenchCluster, n: int, concurrency: int) -> float:
+async def creates_per_second(cluster: BenchCluster, n: int, concurrency: int) -> tuple[float, float, float]:
+    """Creates/s, and the CPU microseconds per create of the control plane and of this client."""
     client = cluster.client(wait_for_ready=True)
     try:
         await client.version()
+        server_before, client_before = cluster.cpu_seconds()[CONTROLPLANE], process_cpu_seconds()
         secs, _ = await timed_calls(n, concurrency, lambda i: client.create(namespace(f"c-{i}")))
-        return n / secs
+        server_cpu = cluster.cpu_seconds()[CONTROLPLANE] - server_before
+        client_cpu = process_cpu_seconds() - client_before
+        return n / secs, server_cpu / n * 1e6, client_cpu / n * 1e6
     finally:
         await client.close()
 
 
+def process_cpu_seconds() -> float:
+    """This process's user + system CPU seconds (its gRPC threads too)."""
+    t = os.times()
+    return t.user + t.system
+
+
 def compare_security(rounds: int, n: int, concurrency: int) -> None:
     """Creates/s with TLS and the default authorization against --insecure, in alternating rounds
-    (each on a fresh control plane), so that both see the same machine."""
-    rates: dict[bool, list[float]] = {False: [], True: []}
+    (each on a fresh control plane), so that both see the same machine; and the CPU each create
+    cost, which other load on the machine moves far less than the rate."""
+    runs: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     for i in range(rounds):
         for insecure in (False, True) if i % 2 == 0 else (True, False):
             with BenchCluster("api", insecure=insecure) as cluster:
                 cluster.start_controlplane(controllers="none")
-                rate = asyncio.run(creates_per_second(cluster, n, concurrency))
-            rates[insecure].append(rate)
-            print(f"round {i + 1}: {'--insecure' if insecure else 'TLS + authz'}: {rate:.0f} creates/s", flush=True)
-    secure, plain = statistics.median(rates[False]), statistics.median(rates[True])
+                rate, server_us, client_us = asyncio.run(creates_per_second(cluster, n, concurrency))
+            runs[insecure].append((rate, server_us, client_us))
+            print(f"round {i + 1}: {'--insecure' if insecure else 'TLS + authz'}: {rate:.0f} creates/s, CPU per "
+                  f"create: control plane {server_us:.0f} us, client {client_us:.0f} us", flush=True)
+
+    def median(insecure: bool, column: int) -> float:
+        return statistics.median(r[column] for r in runs[insecure])
+
+    secure, plain = median(False, 0), median(True, 0)
     print(f"median creates/s over {rounds} rounds: TLS + authz {secure:.0f}, --insecure {plain:.0f}: "
-          f"{secure / plain:.0%} (goal >= 80 %)")
+          f"{secure / plain:.0%} (goal >= 80 %); spread TLS + authz {min(r[0] for r in runs[False]):.0f}-"
+          f"{max(r[0] for r in runs[False]):.0f}, --insecure {min(r[0] for r in runs[True]):.0f}-"
+          f"{max(r[0] for r in runs[True]):.0f}")
+    paired = statistics.median(s[0] / p[0] for s, p in zip(runs[False], runs[True], strict=True))
+    print(f"median of the rounds' own ratios (each pair ran back to back): {paired:.0%}")
+    for what, column in (("control plane", 1), ("client", 2)):
+        s_us, p_us = median(False, column), median(True, column)
+        print(f"median CPU per create of the {what}: TLS + authz {s_us:.0f} us, --insecure {p_us:.0f} us: "
+              f"{s_us / p_us - 1:+.0%}")
 
 
 def main() -> None:

@@ -46,6 +46,15 @@ async def wait_for_ready_nodes(client: Client, count: int, timeout: float = 60) 
         await asyncio.sleep(0.2)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process (every thread of it) has used so far, from
+    /proc/PID/stat: what a run cost, which other load on the machine changes far less than its
+    wall time."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def filesystem_of(path: str | Path) -> str:
     """The type and mount point of the filesystem holding path ("ext4 on /"), for the report:
     the agents' per-pod files cost what that filesystem charges for new inodes."""
@@ -83,6 +92,11 @@ class BenchCluster(LocalCluster):
 
     def start_agent(self, node: str, *flags: str) -> Member:
         return super().start_agent(node, "--log-level", "WARNING", *flags)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each running member, by name ("controlplane", agents)."""
+        return {name: cpu_seconds(m.proc.pid) for name, m in self.members.items()
+                if m.proc is not None and m.running}
 
     def stop(self, timeout: float = 20) -> None:
         super().stop(timeout)

@@ -1,3 +1,5 @@
 from controlplane.main import main
+from ketch.benchprofile import profiled
 
-main()
+with profiled("controlplane"):
+    main()

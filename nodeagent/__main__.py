@@ -1,3 +1,5 @@
+from ketch.benchprofile import profiled
 from nodeagent.main import main
 
-main()
+with profiled("nodeagent"):
+    main()

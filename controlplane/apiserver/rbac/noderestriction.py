@@ -65,6 +65,18 @@ def forbidden_labels(new: Mapping[str, str], old: Mapping[str, str]) -> list[str
     return sorted(out)
 
 
+def same_labels(new: Mapping[str, str], old: Mapping[str, str]) -> bool:
+    """Whether two label maps are equal, without copying them: every status write of an agent
+    asks, and dict() of a protobuf map walks it through the Mapping ABC (4x slower). `in`
+    before each read: reading a missing key of a protobuf map would insert it."""
+    if len(new) != len(old):
+        return False
+    for key in new:
+        if key not in old or old[key] != new[key]:
+            return False
+    return True
+
+
 def _forbidden(attrs: Attributes, why: str) -> errors.Forbidden:
     """admission.NewForbidden: `pods "p" is forbidden: <why>`."""
     what = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
@@ -97,7 +109,7 @@ class NodeRestriction:
             if old.spec.node_name != node:
                 raise _forbidden(attrs, f'node "{node}" can only update pod status for pods with spec.nodeName '
                                         "set to itself")
-            if dict(request.obj.metadata.labels) != dict(old.metadata.labels):
+            if not same_labels(request.obj.metadata.labels, old.metadata.labels):
                 raise _forbidden(attrs, f'node "{node}" cannot update labels through pod status')
             return
         if attrs.subresource:

@@ -187,6 +187,21 @@ RESTRICTIONS = [
                           pod("theirs", "n2")),
                 'pods "theirs" is forbidden: node "n1" can only update pod status for pods with spec.nodeName set '
                 "to itself"),
+    Restriction("with its labels as they were",
+                admission(UPDATE, req("update", "pods", "default", "mine", sub="status"),
+                          pod("mine", "n1", app="web", tier="a"), pod("mine", "n1", tier="a", app="web"))),
+    Restriction("never changing a label through status",
+                admission(UPDATE, req("update", "pods", "default", "mine", sub="status"), pod("mine", "n1", app="db"),
+                          pod("mine", "n1", app="web")),
+                'pods "mine" is forbidden: node "n1" cannot update labels through pod status'),
+    Restriction("nor adding one",
+                admission(UPDATE, req("update", "pods", "default", "mine", sub="status"),
+                          pod("mine", "n1", app="web", extra="x"), pod("mine", "n1", app="web")),
+                'pods "mine" is forbidden: node "n1" cannot update labels through pod status'),
+    Restriction("nor swapping one for another",
+                admission(UPDATE, req("update", "pods", "default", "mine", sub="status"), pod("mine", "n1", b="1"),
+                          pod("mine", "n1", a="1")),
+                'pods "mine" is forbidden: node "n1" cannot update labels through pod status'),
     Restriction("a node deletes its own pods",
                 admission(DELETE, req("delete", "pods", "default", "mine"), None, pod("mine", "n1"))),
     Restriction("but not another node's",
@@ -213,12 +228,17 @@ RESTRICTIONS = [
 @pytest.mark.parametrize("case", RESTRICTIONS, ids=[c.name for c in RESTRICTIONS])
 def test_node_restriction(case: Restriction) -> None:
     plugin = NodeRestriction()
+    before = [o.SerializeToString(deterministic=True) if o is not None else None
+              for o in (case.request.obj, case.request.old)]
     if not case.refusal:
         plugin.admit(case.request)
-        return
-    with pytest.raises(errors.Forbidden) as err:
-        plugin.admit(case.request)
-    assert err.value.message == case.refusal
+    else:
+        with pytest.raises(errors.Forbidden) as err:
+            plugin.admit(case.request)
+        assert err.value.message == case.refusal
+    # It only refuses: neither object is touched (reading a missing key of a protobuf map adds it).
+    assert before == [o.SerializeToString(deterministic=True) if o is not None else None
+                      for o in (case.request.obj, case.request.old)]
 
 
 def test_forbidden_labels_are_kubernetes_and_restricted_ones_but_the_kubelets() -> None:
