@@ -92,9 +92,11 @@ if [ "$role" = server ]; then
 else
   unit=ketch-agent env="$ETC/agent.env"
   args=(--server "$server")
-  [ -z "$token" ] || args+=(--token "$token")
   args+=("${extra[@]}")
   write_env "$SRC/deploy/agent.env" "$env" "KETCH_AGENT_ARGS=$(join "${args[@]}")"
+  # The token in the environment, not among the flags: `ps` shows every user a command line,
+  # while a process's environment is its owner's (and root's) only.
+  write_env "$env" "$env" "KETCH_TOKEN=$token"
 fi
 
 # 3. The unit, started (or restarted on an upgrade).

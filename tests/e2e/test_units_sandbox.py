@@ -110,9 +110,7 @@ def start_agent_unit(cluster: Cluster, node: str, venv: Path, etc: Path) -> int:
     127.0.0.1 (the unit's 0.0.0.0:10250 is for a real machine)."""
     flags = f"--server {cluster.server} --node-name {node} --listen 127.0.0.1:0 --heartbeat-interval 1s"
     token = cluster.join_token()
-    if token:
-        flags += f" --token {token}"
-    (etc / "agent.env").write_text(f"KETCH_AGENT_ARGS={flags}\n")
+    (etc / "agent.env").write_text(f"KETCH_AGENT_ARGS={flags}\nKETCH_TOKEN={token or ''}\n")
     member = cluster.agent(node)
     member.late_args = None  # the token is in the env file, as the unit reads it
     member.argv = sandboxed(member.argv, AGENT_UNIT, {
@@ -326,6 +324,9 @@ def test_pods_of_the_agent_unit_see_the_hosts_tmp_dev_and_cgroups(
     cluster: Cluster = cluster_factory()
     cluster.start_controlplane()
     agent_pid = start_agent_unit(cluster, "node-a", install_venv, etc)
+    token = cluster.join_token()
+    if token:  # it joined with the env file's KETCH_TOKEN, which `ps` does not show
+        assert token.split("::")[1].encode() not in Path(f"/proc/{agent_pid}/cmdline").read_bytes()
     device = host_only_device()
     marker = Path(tempfile.mkstemp(prefix="ketch-unit-", dir="/tmp")[1])
     secret = uuid.uuid4().hex

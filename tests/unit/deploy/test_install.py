@@ -103,8 +103,9 @@ def test_server_then_agent_with_the_printed_command(tmp_path: Path) -> None:
     result = install(agent_env, *argv[1:], "--", "--labels", "zone=a")
     assert result.returncode == 0, result.stderr
     agent_file = agent_root / "etc/ketch/agent.env"
-    assert read_env_file(agent_file)["KETCH_AGENT_ARGS"] == (
-        f"--server ketch.example.com:6443 --token {TOKEN} --labels zone=a")
+    settings = read_env_file(agent_file)
+    assert settings["KETCH_AGENT_ARGS"] == "--server ketch.example.com:6443 --labels zone=a"
+    assert settings["KETCH_TOKEN"] == TOKEN  # from the environment: not on the command line `ps` shows
     assert agent_file.stat().st_mode & 0o777 == 0o600  # it holds the token
     assert (agent_root / "etc/systemd/system/ketch-agent.service").read_text() == (
         DEPLOY / "ketch-agent.service").read_text()
