@@ -32,6 +32,10 @@ from .agent_helpers import apply_all, pod_manifest, wait_phase, wait_running
 from .harness import Cluster, condition, wait_until
 
 SANDBOX = Path(__file__).with_name("unitsandbox.py")
+# The install venv loads this checkout (its .venv's site-packages and the editable source), which
+# may itself live where a unit's sandbox hides things (/tmp: PrivateTmp=; /root, /home:
+# ProtectHome=): it is kept visible at its own path, as a real install's /opt/ketch would be.
+CHECKOUT = Path(__file__).resolve().parents[2]
 HOMES = ("/root", "/home", "/run/user")
 
 pytestmark = [
@@ -86,7 +90,7 @@ def service_user() -> str:
 
 def sandboxed(member_argv: list[str], unit: Path, maps: dict[str, Path], *extra: str) -> list[str]:
     argv = [sys.executable, str(SANDBOX), "--unit", str(unit), "--setenv", "PYTHONUNBUFFERED=1", *extra]
-    for prefix, path in maps.items():
+    for prefix, path in {**maps, str(CHECKOUT): CHECKOUT}.items():
         argv += ["--map", f"{prefix}={path}"]
     return argv
 
