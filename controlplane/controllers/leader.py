@@ -134,6 +134,7 @@ class Term:
     stop_seconds: float = 0.0
     margin: float = 0.0  # seconds left before the lease could pass to another when stopped
     lease_valid_until: float = 0.0  # wall clock: the earliest expiry of this term's lease
+    renewed: str = ""  # the renewTime of this term's last renewal, as written in the Lease
 
 
 class LeaderElectedControllers:
@@ -227,6 +228,8 @@ class LeaderElectedControllers:
         term.stop_seconds = now - began
         term.margin = expires - now
         term.lease_valid_until = term.stopped + term.margin
+        if self.elector.is_leader():
+            term.renewed = self.elector.observed.renew_time
         log.info("leader election: %s stopped its controllers in %.3fs, %.3fs before its lease could pass to "
                  "another replica", self.identity, term.stop_seconds, term.margin)
         self._event(f"{self.identity} stopped leading")
