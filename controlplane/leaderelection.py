@@ -28,7 +28,7 @@ from .controllers.leader import (
     default_leader_elect,
     holder_identity,
 )
-from .controllers.manager import ControllerManager
+from .controllers.manager import CONTROLLERS, ControllerManager
 from .controllers.options import ControllerOptions
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,9 @@ async def start_controllers(transport: Transport, options: ControllerOptions, en
                             settings: Settings) -> Callable[[], Awaitable[None]]:
     """The controllers at once, or (--leader-elect) whenever this replica holds the Lease;
     returns what stops them (a leader then releases the Lease for the next replica at once)."""
+    unknown = [name for name in enabled or () if name not in CONTROLLERS]
+    if unknown:  # refused now, not on the day this replica first leads
+        raise ValueError(f"unknown controller {unknown[0]!r}; known: {', '.join(CONTROLLERS)}")
     if not settings.enabled:
         manager = ControllerManager(Client(transport), options, enabled)
         await manager.start()
