@@ -20,6 +20,7 @@ from ketch.api import durations, errors
 from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
 
+from . import leaderelection
 from . import pkifiles as pki_files
 from .apiserver import security as api_security
 from .apiserver.admission import default_admission
@@ -33,7 +34,7 @@ from .apiserver.rbac.bootstrap import reconcile_bootstrap_policy
 from .apiserver.server import DEFAULT_MAX_CONNECTION_IDLE, ServerLimits, raise_open_files_limit, start_grpc_server
 from .apiserver.service import APIService
 from .apiserver.watch import WatchHub
-from .controllers.manager import CONTROLLERS, ControllerManager
+from .controllers.manager import CONTROLLERS
 from .controllers.options import (
     ControllerOptions,
     JobOptions,
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     tls.add_argument("--authorization-mode", default=",".join(DEFAULT_MODES), metavar="MODES",
                    help=f"ordered authorizers, comma-separated, from {', '.join(MODES)}; members of "
                         f"system:masters are always allowed (default {','.join(DEFAULT_MODES)})")
+    leaderelection.add_flags(p)
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
@@ -160,6 +162,11 @@ async def run(args: argparse.Namespace) -> int:
         modes = parse_modes(args.authorization_mode)
     except ValueError as err:
         print(f"error: --authorization-mode: {err}", file=sys.stderr)
+        return 2
+    try:
+        election = leaderelection.settings_of(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
@@ -246,8 +253,7 @@ async def run(args: argparse.Namespace) -> int:
         enabled = []
     else:
         enabled = [c.strip() for c in args.controllers.split(",") if c.strip()]
-    manager = ControllerManager(Client(local), options, enabled)
-    await manager.start()
+    stop_controllers = await leaderelection.start_controllers(local, options, enabled, election)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -255,7 +261,7 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await manager.stop()
+    await stop_controllers()
     hub.close_all()
     await server.stop(grace=1.0)
     await proxy.close()

@@ -71,6 +71,9 @@ class Controller:
             self.queue.shutdown()
             for w in workers:
                 w.cancel()
+            # Awaited, not just cancelled: when run() ends no worker is still mid-sync (a leader
+            # that lost its lease must not write after its controllers are reported stopped).
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def _worker(self) -> None:
         while True:

@@ -97,6 +97,7 @@ class JobController(Controller):
         finally:
             self.orphan_queue.shutdown()
             orphans.cancel()
+            await asyncio.gather(orphans, return_exceptions=True)
 
     async def _orphan_worker(self) -> None:
         await self.ctx.informers.wait_for_sync()
