@@ -24,8 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="join tokens for agents: create, list, delete")
     tsub = p.add_subparsers(dest="token_verb", metavar="create|list|delete", required=True)
     c = tsub.add_parser("create", help="make a join token and print it")
-    c.add_argument("--server", action="store_true",
-                   help="a server token, for `ketch-controlplane --join`: fetches the cluster's CA and its key")
+    c.add_argument("--server", dest="server_token", action="store_true",
+                   help="a server token, for `ketch-controlplane --join`: fetches the cluster's CA and its key "
+                        "(the address then goes before the verb: `ketch --server HOST:PORT token create --server`)")
     c.add_argument("--ttl", default=None,
                    help=f"how long it lasts; 0 for ever (default {DEFAULT_TTL}, {DEFAULT_SERVER_TTL} with --server)")
     c.add_argument("--description", default="", help="a note kept with the token")
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = tsub.add_parser("delete", help="delete join tokens by id (or whole token)")
     d.add_argument("ids", nargs="+", metavar="ID")
     d.set_defaults(run=run_delete)
-    for q in (c, ls, d):
+    add_common(c, server=False)
+    for q in (ls, d):
         add_common(q)
     add_common(p)
 
@@ -48,7 +50,7 @@ def _ca_hash(factory: Factory) -> str:
 
 
 async def run_create(args: argparse.Namespace, factory: Factory) -> int:
-    text = args.ttl if args.ttl is not None else DEFAULT_SERVER_TTL if args.server else DEFAULT_TTL
+    text = args.ttl if args.ttl is not None else DEFAULT_SERVER_TTL if args.server_token else DEFAULT_TTL
     try:
         ttl = durations.parse(text)
     except ValueError as err:
@@ -59,9 +61,9 @@ async def run_create(args: argparse.Namespace, factory: Factory) -> int:
         raise CLIError(str(err)) from None
     token = jointoken.new(ca_hash)
     expiration = timeutil.format(time.time() + ttl) if ttl > 0 else ""
-    description = args.description or ("server token (joins control planes)" if args.server else "")
+    description = args.description or ("server token (joins control planes)" if args.server_token else "")
     await factory.client().create(jointoken.bootstrap_secret(token.id, token.secret, expiration, description,
-                                                             server=args.server))
+                                                             server=args.server_token))
     factory.print(str(token))
     return 0
 
