@@ -20,7 +20,7 @@ from ketch.api import durations, errors
 from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
 
-from . import leaderelection
+from . import join, leaderelection
 from . import pkifiles as pki_files
 from .apiserver import security as api_security
 from .apiserver.admission import default_admission
@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"ordered authorizers, comma-separated, from {', '.join(MODES)}; members of "
                         f"system:masters are always allowed (default {','.join(DEFAULT_MODES)})")
     leaderelection.add_flags(p)
+    join = p.add_argument_group("joining a cluster as a new replica (first start only; see controlplane/join.py)")
+    join.add_argument("--join", default="", metavar="HOST:PORT",
+                      help="a running replica: on a first start (no DIR/pki/ca.crt) fetch the cluster's CA and "
+                           "kubelet-client certificate from it; ignored once DIR/pki has them")
+    join.add_argument("--token", default=os.environ.get("KETCH_TOKEN", ""), metavar="SERVER_TOKEN",
+                      help="with --join: a server token from `ketch token create --server` (default $KETCH_TOKEN)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
 
@@ -147,6 +153,21 @@ async def ensure_join_token_secret(client: Client, token: jointoken.JoinToken) -
         pass
 
 
+async def _join(args: argparse.Namespace, data_dir: Path) -> str:
+    """--join on a first start: the shared PKI from a running replica; the error line, or ""."""
+    if args.insecure:
+        return "--join fetches the cluster's PKI for TLS: it cannot be used with --insecure"
+    if not args.token and not join.has_ca(data_dir):
+        return "--join needs --token SERVER_TOKEN (or $KETCH_TOKEN): make one with `ketch token create --server`"
+    try:
+        await join.first_start(data_dir, args.join, args.token)
+    except join.JoinError as err:
+        return str(err)
+    except OSError as err:
+        return f"cannot write {data_dir / 'pki'}: {err}"
+    return ""
+
+
 async def run(args: argparse.Namespace) -> int:
     for flag in ("max_requests_inflight", "max_mutating_requests_inflight"):
         if getattr(args, flag) < 0:
@@ -168,8 +189,13 @@ async def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    open_files = raise_open_files_limit()
     data_dir = Path(args.data_dir)
+    if args.join:
+        failed = await _join(args, data_dir)
+        if failed:
+            print(f"error: {failed}", file=sys.stderr)
+            return 2
+    open_files = raise_open_files_limit()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         backend = open_backend(args.store, data_dir)

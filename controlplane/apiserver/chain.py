@@ -24,19 +24,22 @@ from ketch.api.kinds import kind_info
 from ketch.v1 import api_pb2
 
 from .authn import Authenticators, Credentials, default_authenticators
-from .authz import Authorizers, default_authorizers
-from .impersonation import impersonate
+from .authz import Authorizers, default_authorizers, forbidden_message
+from .impersonation import GROUP, UID, USER, impersonate
 from .inflight import MaxInFlight
 from .nodecerts import NodeCertificateSigner
 from .nodeproxy import NodeProxy
 from .request import Attributes, UserInfo, attributes_of, batch_op
 from .reviews import Reviews
+from .serverpki import METHOD as FETCH_SERVER_PKI
+from .serverpki import SERVER_TOKEN_ONLY, ServerPKIServer
+from .serverpki import attributes as serverpki_attributes
 from .service import APIService
 from .watch import WatchLimits
 
 NOT_ALLOWED = "the server does not allow this method on the requested resource"
 UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version",
-                 "SignNodeCertificate")
+                 "SignNodeCertificate", FETCH_SERVER_PKI)
 STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs")
 
 
@@ -44,7 +47,8 @@ class RequestChain:
     def __init__(self, service: APIService, proxy: NodeProxy, *,
                  authenticators: Authenticators | None = None, authorizers: Authorizers | None = None,
                  inflight: MaxInFlight | None = None, max_batch_bytes: int | None = None,
-                 watch_limits: WatchLimits | None = None, signer: NodeCertificateSigner | None = None) -> None:
+                 watch_limits: WatchLimits | None = None, signer: NodeCertificateSigner | None = None,
+                 server_pki: ServerPKIServer | None = None) -> None:
         self.service = service
         self.proxy = proxy
         self.authenticators = authenticators or default_authenticators()
@@ -53,6 +57,7 @@ class RequestChain:
         self.max_batch_bytes = max_batch_bytes
         self.watch_limits = watch_limits
         self.signer = signer  # None: no PKI (--insecure, in-process chains)
+        self.server_pki = server_pki  # likewise
         self.reviews = Reviews(self.authorizers)
 
     def authorized(self, user: UserInfo, method: str, req: Message) -> Attributes:
@@ -79,6 +84,10 @@ class RequestChain:
 
     async def unary(self, method: str, req: Message, credentials: Credentials) -> Any:
         user = self.user_of(credentials)
+        if method == FETCH_SERVER_PKI and not credentials.loopback and \
+                any(credentials.metadata.get(k) for k in (USER, GROUP, UID)):
+            # The CA key goes to the server token itself, never to someone acting as its user.
+            raise errors.Forbidden(forbidden_message(serverpki_attributes(user), SERVER_TOKEN_ONLY))
         if self.inflight is None:
             return await self._serve(method, req, user)
         with self.inflight.slot(method):
@@ -113,6 +122,10 @@ class RequestChain:
             if self.signer is None:
                 raise errors.BadRequest("this control plane signs no certificates: it runs without TLS (--insecure)")
             return await self.signer.sign(req, attrs)
+        if method == FETCH_SERVER_PKI:
+            if self.server_pki is None:
+                raise errors.BadRequest("this control plane has no PKI to share: it runs without TLS (--insecure)")
+            return self.server_pki.fetch(attrs)
         raise errors.BadRequest(f"{method} is not a unary method")
 
     async def stream(self, method: str, req: Any, credentials: Credentials) -> AsyncIterator[Any]:

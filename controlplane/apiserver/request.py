@@ -25,6 +25,9 @@ class UserInfo:
     uid: str = ""
 
 
+# FetchServerPKI's non-resource path (serverpki.py), for authorization.
+SERVER_PKI_PATH = "/ketch/server-pki"
+
 # kube-apiserver's own loopback identity: the control plane's in-process controllers.
 LOOPBACK_USER = UserInfo("system:apiserver", ("system:authenticated", "system:masters"))
 ANONYMOUS_USER = UserInfo("system:anonymous", ("system:unauthenticated",))
@@ -125,6 +128,8 @@ def attributes_of(user: UserInfo, method: str, req: Message) -> Attributes:
         # create on certificatesigningrequests/nodeclient.
         return Attributes(user, "create", "certificates.k8s.io", "certificatesigningrequests", "nodeclient",
                           name=req.node_name)  # type: ignore[attr-defined]
+    if method == "FetchServerPKI":
+        return Attributes(user, "get", path=SERVER_PKI_PATH)
     raise errors.BadRequest(f"unknown method {limits.clip(method)}")
 
 

@@ -23,6 +23,7 @@ from .authn import Authenticators, insecure_authenticators, secure_authenticator
 from .authz import Authorizers, default_authorizers
 from .nodecerts import BootstrapTokenRestriction, NodeCertificateSigner
 from .request import UserInfo
+from .serverpki import ServerPKIRestriction, ServerPKIServer
 
 
 @dataclass
@@ -31,6 +32,7 @@ class APISecurity:
     authenticators: Authenticators
     authorizers: Authorizers
     signer: NodeCertificateSigner | None = None
+    server_pki: ServerPKIServer | None = None
 
     @property
     def tls(self) -> bool:
@@ -51,8 +53,9 @@ def secure(pki: ServerPKI, secret_lookup: Callable[[str], object | None], loopba
            tokens: Mapping[str, UserInfo] | None = None,
            signing_duration: float = certs.CERT_VALIDITY, authorizers: Authorizers | None = None) -> APISecurity:
     """authorizers: as --authorization-mode built them (default: authz.py's); a bootstrap token's
-    restriction goes first whatever they are."""
+    restriction and the shared PKI's go first whatever they are."""
     chain = (authorizers or default_authorizers()).chain
-    authorizers = Authorizers([BootstrapTokenRestriction(), *chain])
+    authorizers = Authorizers([ServerPKIRestriction(), BootstrapTokenRestriction(), *chain])
     return APISecurity(pki, secure_authenticators(pki.client_ca_certs, secret_lookup, tokens), authorizers,
-                       NodeCertificateSigner(pki.ca, loopback_client, signing_duration))
+                       NodeCertificateSigner(pki.ca, loopback_client, signing_duration),
+                       ServerPKIServer(pki, secret_lookup))

@@ -251,7 +251,8 @@ def remote_chain(service: APIService, proxy: NodeProxy, server_limits: ServerLim
     inflight = MaxInFlight(server_limits.max_requests_inflight, server_limits.max_mutating_requests_inflight)
     return RequestChain(service, proxy, authenticators=security.authenticators, authorizers=security.authorizers,
                         inflight=inflight, max_batch_bytes=server_limits.max_batch_bytes or None,
-                        watch_limits=server_limits.watch, signer=security.signer)
+                        watch_limits=server_limits.watch, signer=security.signer,
+                        server_pki=security.server_pki)
 
 
 async def start_grpc_server(service: APIService, listen: str, server_limits: ServerLimits | None = None,

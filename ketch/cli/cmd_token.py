@@ -1,6 +1,8 @@
-"""`ketch token create [--ttl 24h] [--description TEXT] | list | delete ID`: join tokens, as
-`kubeadm token`. A token is the Secret kube-system/bootstrap-token-<id>; `create` prints the
-whole join token, K10<sha256 of the cluster CA>::<id>.<secret>, for `ketch-agent --token`."""
+"""`ketch token create [--server] [--ttl 24h] [--description TEXT] | list | delete ID`: join
+tokens, as `kubeadm token`. A token is the Secret kube-system/bootstrap-token-<id>; `create` prints
+the whole join token, K10<sha256 of the cluster CA>::<id>.<secret>, for `ketch-agent --token`.
+`--server` makes a server token instead, for `ketch-controlplane --join`: it fetches the cluster's
+CA key, so it is short-lived by default (2h, as kubeadm's --certificate-key) and shows `server` among its USAGES."""
 
 from __future__ import annotations
 
@@ -15,13 +17,18 @@ from .factory import Factory
 from .main import CLIError, add_common
 
 DEFAULT_TTL = "24h"  # kubeadm's
+DEFAULT_SERVER_TTL = "2h"  # kubeadm's upload-certs key, which also unlocks the CA key, lasts 2h
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("token", help="join tokens for agents: create, list, delete")
     tsub = p.add_subparsers(dest="token_verb", metavar="create|list|delete", required=True)
     c = tsub.add_parser("create", help="make a join token and print it")
-    c.add_argument("--ttl", default=DEFAULT_TTL, help="how long it lasts; 0 for ever (default 24h)")
+    c.add_argument("--server", dest="server_token", action="store_true",
+                   help="a server token, for `ketch-controlplane --join`: fetches the cluster's CA and its key "
+                        "(the address then goes before the verb: `ketch --server HOST:PORT token create --server`)")
+    c.add_argument("--ttl", default=None,
+                   help=f"how long it lasts; 0 for ever (default {DEFAULT_TTL}, {DEFAULT_SERVER_TTL} with --server)")
     c.add_argument("--description", default="", help="a note kept with the token")
     c.set_defaults(run=run_create)
     ls = tsub.add_parser("list", help="list the join tokens")
@@ -29,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = tsub.add_parser("delete", help="delete join tokens by id (or whole token)")
     d.add_argument("ids", nargs="+", metavar="ID")
     d.set_defaults(run=run_delete)
-    for q in (c, ls, d):
+    add_common(c, server=False)
+    for q in (ls, d):
         add_common(q)
     add_common(p)
 
@@ -42,17 +50,20 @@ def _ca_hash(factory: Factory) -> str:
 
 
 async def run_create(args: argparse.Namespace, factory: Factory) -> int:
+    text = args.ttl if args.ttl is not None else DEFAULT_SERVER_TTL if args.server_token else DEFAULT_TTL
     try:
-        ttl = durations.parse(args.ttl)
+        ttl = durations.parse(text)
     except ValueError as err:
-        raise CLIError(f"invalid --ttl {args.ttl!r}: {err}") from None
+        raise CLIError(f"invalid --ttl {text!r}: {err}") from None
     try:
         ca_hash = _ca_hash(factory)
     except kubeconfig.ConfigError as err:
         raise CLIError(str(err)) from None
     token = jointoken.new(ca_hash)
     expiration = timeutil.format(time.time() + ttl) if ttl > 0 else ""
-    await factory.client().create(jointoken.bootstrap_secret(token.id, token.secret, expiration, args.description))
+    description = args.description or ("server token (joins control planes)" if args.server_token else "")
+    await factory.client().create(jointoken.bootstrap_secret(token.id, token.secret, expiration, description,
+                                                             server=args.server_token))
     factory.print(str(token))
     return 0
 

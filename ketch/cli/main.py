@@ -182,9 +182,11 @@ def normalize_bools(argv: list[str]) -> list[str]:
     return out
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    """Global flags accepted after the verb as well."""
-    p.add_argument("--server", "-s", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+def add_common(p: argparse.ArgumentParser, server: bool = True) -> None:
+    """Global flags accepted after the verb as well (server=False: but --server, which the verb
+    uses for itself, as `token create --server`; the address then goes before the verb)."""
+    if server:
+        p.add_argument("--server", "-s", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--namespace", "-n", default=argparse.SUPPRESS, help="namespace")
     p.add_argument("--kubeconfig", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--context", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

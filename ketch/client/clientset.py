@@ -240,6 +240,10 @@ class Client:
         """A node's certificates (ketch-agent's join and renewal)."""
         return await self.transport.unary("SignNodeCertificate", req)
 
+    async def fetch_server_pki(self) -> api_pb2.ServerPKIResponse:
+        """The PKI control-plane replicas share (ketch-controlplane --join, with a server token)."""
+        return await self.transport.unary("FetchServerPKI", api_pb2.ServerPKIRequest())
+
     async def version(self) -> api_pb2.VersionInfo:
         return await self.transport.unary("Version", api_pb2.VersionRequest(), timeout=10)
 

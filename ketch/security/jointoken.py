@@ -3,6 +3,11 @@
 `<id>.<secret>` is a kubeadm bootstrap token (id [a-z0-9]{6}, secret [a-z0-9]{16}), kept as the
 Secret kube-system/bootstrap-token-<id>; the hash pins the cluster CA, so an agent checks the
 server it reached before it sends the secret.
+
+A server token (`ketch token create --server`, k3s's server token) has the same form; its Secret
+also says `usage-bootstrap-server: "true"` (Ketch's own usage key), which alone lets it fetch the
+cluster's shared PKI, CA key included, for a new control-plane replica (`ketch-controlplane
+--join`). An agent's join token never has it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ SECRET_PREFIX = "bootstrap-token-"
 SECRET_TYPE = "bootstrap.kubernetes.io/token"
 BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
 BOOTSTRAPPERS = "system:bootstrappers"
+SERVER_USAGE = "usage-bootstrap-server"
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,10 @@ def secret_name(token_id: str) -> str:
 
 
 def bootstrap_secret(token_id: str, token_secret: str, expiration: str = "", description: str = "",
-                     extra_groups: str = "system:bootstrappers:kubeadm:default-node-token") -> secret_pb2.Secret:
-    """The Secret kube-system/bootstrap-token-<id>, as `kubeadm token create` writes it."""
+                     extra_groups: str = "system:bootstrappers:kubeadm:default-node-token",
+                     server: bool = False) -> secret_pb2.Secret:
+    """The Secret kube-system/bootstrap-token-<id>, as `kubeadm token create` writes it; server:
+    a server token's (the usage that lets it fetch the shared PKI)."""
     s = secret_pb2.Secret(api_version="v1", kind="Secret", type=SECRET_TYPE)
     s.metadata.name = secret_name(token_id)
     s.metadata.namespace = SECRET_NAMESPACE
@@ -77,6 +85,8 @@ def bootstrap_secret(token_id: str, token_secret: str, expiration: str = "", des
     s.data["token-secret"] = token_secret.encode()
     s.data["usage-bootstrap-authentication"] = b"true"
     s.data["usage-bootstrap-signing"] = b"true"
+    if server:
+        s.data[SERVER_USAGE] = b"true"
     if extra_groups:
         s.data["auth-extra-groups"] = extra_groups.encode()
     if expiration:
@@ -84,3 +94,8 @@ def bootstrap_secret(token_id: str, token_secret: str, expiration: str = "", des
     if description:
         s.data["description"] = description.encode()
     return s
+
+
+def is_server_token(secret: secret_pb2.Secret) -> bool:
+    """Whether a bootstrap-token Secret is a server token's."""
+    return secret.type == SECRET_TYPE and secret.data.get(SERVER_USAGE, b"") == b"true"

@@ -269,6 +269,22 @@ class NodeCertificateRequest(_message.Message):
     serving_csr: bytes
     def __init__(self, node_name: _Optional[str] = ..., client_csr: _Optional[bytes] = ..., serving_csr: _Optional[bytes] = ...) -> None: ...
 
+class ServerPKIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerPKIResponse(_message.Message):
+    __slots__ = ("ca_certificate", "ca_key", "kubelet_client_certificate", "kubelet_client_key")
+    CA_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    CA_KEY_FIELD_NUMBER: _ClassVar[int]
+    KUBELET_CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    KUBELET_CLIENT_KEY_FIELD_NUMBER: _ClassVar[int]
+    ca_certificate: bytes
+    ca_key: bytes
+    kubelet_client_certificate: bytes
+    kubelet_client_key: bytes
+    def __init__(self, ca_certificate: _Optional[bytes] = ..., ca_key: _Optional[bytes] = ..., kubelet_client_certificate: _Optional[bytes] = ..., kubelet_client_key: _Optional[bytes] = ...) -> None: ...
+
 class NodeCertificateResponse(_message.Message):
     __slots__ = ("client_certificate", "serving_certificate", "ca")
     CLIENT_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]

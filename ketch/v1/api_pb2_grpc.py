@@ -99,6 +99,11 @@ class APIStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.NodeCertificateRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.NodeCertificateResponse.FromString,
                 _registered_method=True)
+        self.FetchServerPKI = channel.unary_unary(
+                '/ketch.v1.API/FetchServerPKI',
+                request_serializer=ketch_dot_v1_dot_api__pb2.ServerPKIRequest.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.ServerPKIResponse.FromString,
+                _registered_method=True)
 
 
 class APIServicer:
@@ -202,6 +207,16 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchServerPKI(self, request, context):
+        """The PKI that replicas of one cluster share (k3s's server bootstrap): the CA and its key and
+        the client certificate control planes dial agents with. Asked by a control plane joining
+        with a server token (`ketch token create --server`; bearer <id>.<secret>) and by no one
+        else: an agent's join token, a node, an admin are refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_APIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +284,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.SignNodeCertificate,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.NodeCertificateRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.NodeCertificateResponse.SerializeToString,
+            ),
+            'FetchServerPKI': grpc.unary_unary_rpc_method_handler(
+                    servicer.FetchServerPKI,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.ServerPKIRequest.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.ServerPKIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -622,6 +642,33 @@ class API:
             '/ketch.v1.API/SignNodeCertificate',
             ketch_dot_v1_dot_api__pb2.NodeCertificateRequest.SerializeToString,
             ketch_dot_v1_dot_api__pb2.NodeCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchServerPKI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ketch.v1.API/FetchServerPKI',
+            ketch_dot_v1_dot_api__pb2.ServerPKIRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.ServerPKIResponse.FromString,
             options,
             channel_credentials,
             insecure,
