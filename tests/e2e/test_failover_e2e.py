@@ -1,0 +1,37 @@
+"""`--server DEAD,LIVE`: the CLI and the agent move past an address where nothing answers, within
+one command, and the agent joins and runs a pod through the live one."""
+
+from __future__ import annotations
+
+import json
+
+from ..deadends import closed_port, listener
+from .agent_helpers import pod_manifest, wait_phase
+from .harness import Cluster
+
+NS = '{"apiVersion": "v1", "kind": "Namespace", "metadata": {"generateName": "fo-"}}'
+
+
+def test_cli_and_agent_fail_over_past_a_dead_address(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = cluster_factory()
+    cluster.start_controlplane()
+    refused = closed_port()
+    servers = f"{refused},{cluster.server}"
+    # The agent joins (CA pinning, certificate signing), registers, heartbeats, watches its pods.
+    cluster.start_agent("node-a", ["--server", servers])
+
+    for _ in range(3):  # each run is a new process: no remembered address
+        out = cluster.ketch("--server", servers, "get", "ns").stdout
+        assert "default" in out
+    with listener(reset=True) as reset, listener(reset=False) as silent:
+        for dead in (reset, silent):
+            assert "default" in cluster.ketch("--server", f"{dead},{cluster.server}", "get", "ns").stdout
+
+    # A write whose first address refuses connections was never sent there: made exactly once.
+    cluster.ketch("--server", servers, "create", "-f", "-", input=NS)
+    names = json.loads(cluster.ketch("get", "ns", "-o", "json").stdout)["items"]
+    assert len([n for n in names if n["metadata"]["name"].startswith("fo-")]) == 1
+
+    cluster.ketch("--server", servers, "apply", "-f", "-",
+                  input=pod_manifest("hello", "node-a", ["sh", "-c", "echo hi"]))
+    wait_phase(cluster, "hello", "Succeeded")
