@@ -12,6 +12,8 @@ goes on only when gRPC says the channel never connected.
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 # Calls that change nothing: sent again on the next address whenever the first one failed.
@@ -53,6 +55,18 @@ def next_index(count: int, current: int, tried: set[int]) -> int | None:
     return next((i for i in range(count) if i not in tried), None)
 
 
+# gRPC's words for a failed connection end with the socket's: keep those.
+_CONNECT_FAILURE = re.compile(r"Failed to connect to remote host: (?:[^:]*\): )?(.+)$", re.IGNORECASE)
+
+
+def reason(details: str) -> str:
+    """Why a call failed, shortly: "Connection refused" rather than gRPC's whole sentence."""
+    found = _CONNECT_FAILURE.search(details)
+    return found.group(1).strip() if found else details
+
+
 def exhausted(tried: list[tuple[str, str]]) -> str:
-    """The message when every address failed, naming each with why."""
-    return "; ".join(f"{addr}: {why}" for addr, why in tried)
+    """The message when every address failed: why, naming each address when there were several."""
+    if len(tried) == 1:
+        return reason(tried[0][1])
+    return "; ".join(f"{addr}: {reason(why)}" for addr, why in tried)

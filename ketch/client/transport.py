@@ -53,7 +53,7 @@ CHANNEL_OPTIONS = [
 def retry_delay(attempt: int) -> float:
     """Seconds before retry number attempt (0-based): doubling from RETRY_BASE up to RETRY_CAP,
     each drawn from the upper half of that span, so clients refused together spread out."""
-    span = min(RETRY_CAP, RETRY_BASE * (2 ** attempt))
+    span: float = min(RETRY_CAP, RETRY_BASE * 2.0 ** attempt)
     return span / 2 + random.uniform(0, span / 2)
 
 

@@ -4,6 +4,7 @@ the address that worked stays the first one tried; a watch resumes on another ad
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
@@ -15,10 +16,14 @@ from controlplane.apiserver import security as api_security
 from controlplane.apiserver.server import start_grpc_server
 from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors
+from ketch.client import kubeconfig
 from ketch.client.clientset import Client
+from ketch.client.config import tls_of
 from ketch.client.informer import Informer
 from ketch.client.transport import GrpcTransport
+from ketch.security import certs
 from ketch.v1 import core_pb2
+from nodeagent import credentials
 
 from ..conftest import eventually
 from ..deadends import closed_port, listener
@@ -71,6 +76,21 @@ async def test_a_write_to_a_dead_address_first_is_sent_once() -> None:
         finally:
             await client.close()
         assert len(await made(api, "fo-write-")) == 1
+
+
+async def test_a_watch_starts_on_the_live_address_within_the_call() -> None:
+    async with TestAPIServer() as api:
+        assert api.local is not None
+        client = Client(GrpcTransport(f"{closed_port()},{api.address}", tls=api.admin_tls))
+        try:
+            _, rv = await api.local.list("Namespace")
+            await api.local.create(core_pb2.Namespace(api_version="v1", kind="Namespace", metadata={"name": "seen"}))
+            watch = client.watch("Namespace", resource_version=rv, allow_bookmarks=False)
+            async with contextlib.aclosing(watch):
+                event = await anext(watch)
+            assert (event.type, event.object.metadata.name if event.object else "") == ("ADDED", "seen")
+        finally:
+            await client.close()
 
 
 async def test_every_address_dead_names_each() -> None:
@@ -161,3 +181,18 @@ async def test_an_informer_resumes_on_another_address_without_missing_an_event()
             await informer.stop()
             await client.close()
             await second.stop(0)
+
+
+async def test_the_servers_certificate_comes_from_the_first_address_that_answers() -> None:
+    """The agent's join pins the CA of the first address that answers over TLS; a kubeconfig
+    with insecure-skip-tls-verify takes the CA the first answering address presents."""
+    async with TestAPIServer() as api:
+        assert api.pki is not None
+        servers = f"{closed_port()},{api.address}"
+        ca = certs.load_cert(api.pki.ca_pem)
+        pinned = await asyncio.to_thread(credentials.pinned_ca, servers, certs.der_sha256(ca), 5.0)
+        assert certs.load_cert(pinned) == ca
+        tls = await asyncio.to_thread(tls_of, kubeconfig.Credentials(servers, insecure_skip_verify=True))
+        assert tls is not None and ca in certs.load_certs(tls.ca)
+        with pytest.raises(credentials.JoinError, match="cannot reach the control plane"):
+            await asyncio.to_thread(credentials.pinned_ca, f"{closed_port()},{closed_port()}", "x", 5.0)

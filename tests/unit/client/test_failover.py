@@ -79,6 +79,9 @@ def test_kubeconfig_server_lists(server: str, expected: tuple[str, bool]) -> Non
     assert strip_scheme(server) == expected
 
 
-def test_exhausted_names_every_address() -> None:
-    msg = failover.exhausted([("a:1", "refused"), ("b:2", "no connection within 5.0s")])
-    assert msg == "a:1: refused; b:2: no connection within 5.0s"
+def test_exhausted_names_every_address_and_why() -> None:
+    msg = failover.exhausted([("127.0.0.1:1", REFUSED), ("127.0.0.1:2", RESET), ("b:3", "no connection within 5.0s")])
+    assert msg == ("127.0.0.1:1: Connection refused; 127.0.0.1:2: Connection reset by peer; "
+                   "b:3: no connection within 5.0s")
+    assert failover.exhausted([("127.0.0.1:1", REFUSED)]) == "Connection refused"  # the CLI names the address
+    assert failover.exhausted([("a:1", DROPPED)]) == DROPPED
