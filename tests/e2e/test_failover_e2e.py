@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from ketch.local.launcher import free_port
+from ketch.testing.deadends import closed_port, listener
 
-from ..deadends import closed_port, listener
 from .agent_helpers import pod_manifest, wait_phase
 from .harness import Cluster, wait_until
 

@@ -22,11 +22,11 @@ from ketch.client.config import tls_of
 from ketch.client.informer import Informer
 from ketch.client.transport import GrpcTransport
 from ketch.security import certs
+from ketch.testing.deadends import closed_port, listener
 from ketch.v1 import core_pb2
 from nodeagent import credentials
 
 from ..conftest import eventually
-from ..deadends import closed_port, listener
 
 
 @contextlib.contextmanager
