@@ -93,6 +93,29 @@ async def test_a_watch_starts_on_the_live_address_within_the_call() -> None:
             await client.close()
 
 
+async def test_concurrent_calls_fail_over_together_and_write_once() -> None:
+    """Many calls at once on a new client whose first address refuses: each moves on (none
+    closes the channel another call is using) and each create makes one object."""
+    async with TestAPIServer() as api:
+        client = Client(GrpcTransport(f"{closed_port()},{api.address}", tls=api.admin_tls))
+        try:
+            await asyncio.gather(*(client.create(namespace("fo-many-")) for _ in range(40)),
+                                 *(client.list("Namespace") for _ in range(20)))
+        finally:
+            await client.close()
+        assert len(await made(api, "fo-many-")) == 40
+
+
+async def test_waiting_for_ready_on_dead_addresses_ends_at_the_deadline() -> None:
+    client = Client(GrpcTransport(f"{closed_port()},{closed_port()}", wait_for_ready=True, timeout=1.0))
+    try:
+        with pytest.raises(errors.Timeout) as info:  # it ends: the call's timeout bounds the rounds
+            await client.list("Namespace")
+    finally:
+        await client.close()
+    assert "Connection refused" in info.value.message
+
+
 async def test_every_address_dead_names_each() -> None:
     a, b = closed_port(), closed_port()
     client = Client(GrpcTransport(f"{a},{b}"))
