@@ -4,10 +4,10 @@ A client given `HOST:PORT,HOST:PORT,...` (the CLI's and the agent's `--server`, 
 cluster's `server`) tries the address that last worked first (sticky), then the others in order,
 each once per call. It moves on when no connection could be made (refused, reset, a handshake
 that failed or never finished within the connect deadline): nothing was sent then, so any call
-may go on. Once a connection exists and the call failed with UNAVAILABLE, only a read (get,
-list, the start of a watch or of a log stream) goes on: a write may have reached the server, and
-sending it again could do it twice (a create with generateName would make two objects). A write
-goes on only when gRPC says the channel never connected.
+may go on. Once a connection exists and the call failed with UNAVAILABLE (not an API server's
+own answer), only a read (get, list, the start of a watch or of a log stream) goes on: a write
+may have reached the server, and sending it again could do it twice (a create with generateName
+would make two objects). A write goes on only when gRPC says the channel never connected.
 """
 
 from __future__ import annotations
@@ -40,9 +40,11 @@ def never_sent(code: grpc.StatusCode, details: str) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and any(m in text for m in NEVER_SENT)
 
 
-def moves_on(method: str, code: grpc.StatusCode, details: str) -> bool:
-    """After a call failed on a connected channel: whether to send it to the next address."""
-    if code != grpc.StatusCode.UNAVAILABLE:
+def moves_on(method: str, code: grpc.StatusCode, details: str, answered: bool = False) -> bool:
+    """After a call failed on a connected channel: whether to send it to the next address.
+    answered: an API server itself gave the error (it sets the `ketch-reason` trailer), as with
+    a node it cannot reach for logs or stats: final, whatever its code, as any other answer."""
+    if code != grpc.StatusCode.UNAVAILABLE or answered:
         return False  # the server answered (NotFound, Conflict, ...) or the time is spent
     return is_read(method) or never_sent(code, details)
 

@@ -80,6 +80,11 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+def answered(err: grpc.aio.AioRpcError) -> bool:
+    """Whether an API server gave this error itself (it names a reason in `ketch-reason`)."""
+    return any(key == "ketch-reason" for key, _ in err.trailing_metadata() or ())
+
+
 def status_error(err: grpc.aio.AioRpcError) -> errors.StatusError:
     reason = ""
     for key, value in err.trailing_metadata() or ():
@@ -235,7 +240,7 @@ class GrpcTransport:
             try:
                 return await self._unary_on(api, method, request, deadline, wait)
             except grpc.aio.AioRpcError as err:
-                if not failover.moves_on(method, err.code(), err.details() or ""):
+                if not failover.moves_on(method, err.code(), err.details() or "", answered(err)):
                     raise status_error(err) from None
                 tried.append((self.targets[index], err.details() or "unavailable"))
                 self._failed(channel)
@@ -287,7 +292,7 @@ class GrpcTransport:
                     yield item
                 return
             except grpc.aio.AioRpcError as err:
-                if started or not failover.moves_on(method, err.code(), err.details() or ""):
+                if started or not failover.moves_on(method, err.code(), err.details() or "", answered(err)):
                     raise status_error(err) from None
                 tried.append((self.targets[index], err.details() or "unavailable"))
             finally:

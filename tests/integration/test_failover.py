@@ -131,15 +131,17 @@ class Unavailable(grpc.GenericRpcHandler):
     """A server that takes every call and answers UNAVAILABLE: a call that reached it may have
     been acted on, as far as a client can tell."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str = "") -> None:
         self.calls: list[str] = []
+        self.reason = reason  # an API server's own answer names one in `ketch-reason`
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method = str(details.method)
 
         async def answer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             self.calls.append(method.rsplit("/", 1)[-1])
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
+            trailer = (("ketch-reason", self.reason),) if self.reason else ()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "going away", trailing_metadata=trailer)
             return b""
 
         return grpc.unary_unary_rpc_method_handler(answer)
@@ -170,6 +172,27 @@ async def test_a_write_that_reached_a_server_is_not_sent_again() -> None:
             finally:
                 await client.close()
         finally:
+            await fake.stop(0)
+
+
+async def test_an_api_servers_own_unavailable_answer_is_final() -> None:
+    """A server that answers UNAVAILABLE itself (as for logs from a node it cannot reach) gave
+    the answer: a read is not sent on to the next address, which would say the same."""
+    async with TestAPIServer(insecure=True) as api:
+        handler = Unavailable(reason="ServiceUnavailable")
+        fake = grpc.aio.server()
+        fake.add_generic_rpc_handlers((handler,))
+        port = fake.add_insecure_port("127.0.0.1:0")
+        await fake.start()
+        transport = GrpcTransport(f"127.0.0.1:{port},{api.address}")
+        client = Client(transport)
+        try:
+            with pytest.raises(errors.Unavailable, match="going away"):
+                await client.list("Namespace")
+            assert handler.calls == ["List"]
+            assert transport.current == f"127.0.0.1:{port}"
+        finally:
+            await client.close()
             await fake.stop(0)
 
 

@@ -46,6 +46,12 @@ def test_moves_on(method: str, code: grpc.StatusCode, details: str, moves: bool)
     assert failover.moves_on(method, code, details) is moves
 
 
+@pytest.mark.parametrize("method", ["PodLogs", "NodeStats", "Get", "Create"])
+def test_an_api_servers_own_unavailable_is_final(method: str) -> None:
+    """`node X is not reachable` (ketch-reason ServiceUnavailable) is an answer, not a dead address."""
+    assert failover.moves_on(method, U, "node n1 is not reachable: Connection refused", answered=True) is False
+
+
 @pytest.mark.parametrize(("count", "current", "tried", "expected"), [
     (3, 0, set(), 0),        # the sticky address first
     (3, 2, set(), 2),
