@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ketch.api import errors
 from ketch.client.clientset import Client, connect
+from ketch.client.failover import split_servers
 from ketch.client.transport import TLSConfig
 from ketch.security import certs, jointoken, tlsfetch
 from ketch.v1 import api_pb2
@@ -83,17 +84,21 @@ def save(data_dir: Path, creds: NodeCredentials) -> None:
 
 
 def pinned_ca(server: str, ca_hash: str, timeout: float = 10.0) -> bytes:
-    """The CA the server presents whose DER sha256 is ca_hash (PEM); JoinError if none is."""
-    first = server.split(",")[0].strip()
-    try:
-        chain = tlsfetch.presented_chain(first, timeout)
-    except (OSError, ValueError) as err:
-        raise JoinError(f"cannot reach the control plane at {first} over TLS: {err}") from None
-    for cert in chain:
-        if certs.der_sha256(cert) == ca_hash:
-            return certs.cert_pem(cert)
-    raise JoinError(f"the control plane at {first} does not present the CA whose sha256 is {ca_hash} (the join "
-                    "token's): refusing to send it the token (a wrong token, or not the server you meant)")
+    """The CA the server presents whose DER sha256 is ca_hash (PEM), from the first address of
+    `A,B,...` that answers over TLS; JoinError if none does, or one presents another CA."""
+    unreachable = []
+    for address in split_servers(server):
+        try:
+            chain = tlsfetch.presented_chain(address, timeout)
+        except (OSError, ValueError) as err:
+            unreachable.append(f"{address}: {err}")
+            continue
+        for cert in chain:
+            if certs.der_sha256(cert) == ca_hash:
+                return certs.cert_pem(cert)
+        raise JoinError(f"the control plane at {address} does not present the CA whose sha256 is {ca_hash} (the "
+                        "join token's): refusing to send it the token (a wrong token, or not the server you meant)")
+    raise JoinError(f"cannot reach the control plane over TLS: {'; '.join(unreachable)}")
 
 
 def _request(node: str, client_key: certs.PrivateKey, serving_key: certs.PrivateKey,

@@ -5,13 +5,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ketch.security import tlsfetch
 from ketch.security.certs import cert_pem
 
 from . import kubeconfig
 from .clientset import Client, connect
-from .transport import TLSConfig
+from .failover import split_servers
+from .transport import CONNECT_TIMEOUT, TLSConfig
+
+
+def _first_chain(servers: str) -> list[Any]:
+    """The certificates the first answering address of `A,B,...` presents."""
+    failures = []
+    for address in split_servers(servers):
+        try:
+            chain = tlsfetch.presented_chain(address, CONNECT_TIMEOUT)
+        except (OSError, ValueError) as err:
+            failures.append(f"{address}: {err}")
+            continue
+        if chain:
+            return chain
+        failures.append(f"{address}: no certificate")
+    raise kubeconfig.ConfigError(f"no server presented a certificate ({'; '.join(failures)})")
 
 
 def tls_of(creds: kubeconfig.Credentials) -> TLSConfig | None:
@@ -21,10 +38,7 @@ def tls_of(creds: kubeconfig.Credentials) -> TLSConfig | None:
     ca = creds.ca
     if ca is None and creds.insecure_skip_verify:
         # Trust whatever CA the server presents (kubectl's insecure-skip-tls-verify).
-        first = creds.server.split(",")[0]
-        chain = tlsfetch.presented_chain(first)
-        if not chain:
-            raise kubeconfig.ConfigError(f"the server {first} presented no certificate")
+        chain = _first_chain(creds.server)
         ca = b"".join(cert_pem(c) for c in chain[1:] or chain)
     if ca is None:
         return None

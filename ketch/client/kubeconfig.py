@@ -53,11 +53,17 @@ class Credentials:
 
 
 def strip_scheme(server: str) -> tuple[str, bool]:
-    """(HOST:PORT, plaintext?) from a kubeconfig server (`https://h:p`, `http://h:p` or `h:p`)."""
-    server = server.strip()
-    if server.startswith("http://"):
-        return server[len("http://"):].rstrip("/"), True
-    return server.removeprefix("https://").rstrip("/"), False
+    """(HOST:PORT[,HOST:PORT], plaintext?) from a kubeconfig server (`https://h:p`, `http://h:p`
+    or `h:p`, or several of them comma-separated: the addresses a client fails over across)."""
+    addresses, plaintext = [], False
+    for part in server.split(","):
+        part = part.strip()
+        if part.startswith("http://"):
+            part, plaintext = part[len("http://"):], True
+        part = part.removeprefix("https://").rstrip("/")
+        if part:
+            addresses.append(part)
+    return ",".join(addresses), plaintext
 
 
 def _b64(value: str, what: str) -> bytes:
