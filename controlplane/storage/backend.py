@@ -51,6 +51,12 @@ class Backend(Protocol):
         ...
 
     @property
+    def max_records(self) -> int:
+        """The most records one commit takes as one transaction (0: no limit); the Store hands
+        over at most this many unless a single staged batch is larger."""
+        ...
+
+    @property
     def blocking(self) -> bool:
         """Whether commit blocks on I/O and so should run off the event loop."""
         ...
@@ -61,6 +67,7 @@ class MemoryBackend:
 
     blocking = False
     used_bytes = 0
+    max_records = 0
 
     def load(self) -> tuple[int, list[Record]]:
         return 0, []

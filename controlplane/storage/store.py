@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError, Message
 
@@ -38,6 +39,9 @@ from ketch.api.kinds import kind_info
 
 from .backend import Backend, MemoryBackend, Record
 from .dbfile import DB_NAME, StorageError
+
+if TYPE_CHECKING:
+    from .etcd import EtcdTLS
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +139,9 @@ class _Batch:
     future: asyncio.Future[None] | None = None
 
 
-def open_backend(spec: str, data_dir: Path) -> Backend:
-    """`sqlite` (default), `memory`; etcd is not available in this build."""
+def open_backend(spec: str, data_dir: Path, *, etcd_tls: EtcdTLS | None = None,
+                 etcd_compaction_interval: float | None = None) -> Backend:
+    """`sqlite` (default), `memory`, or `etcd://H:P[,H:P]` (TLS required off loopback)."""
     if spec in ("", "sqlite"):
         from .sqlite import SQLiteBackend
 
@@ -144,7 +149,10 @@ def open_backend(spec: str, data_dir: Path) -> Backend:
     if spec == "memory":
         return MemoryBackend()
     if spec.startswith("etcd://"):
-        raise ValueError("--store etcd:// is not supported yet: use sqlite (the default) or memory")
+        from .etcd import DEFAULT_COMPACTION_INTERVAL, EtcdBackend
+
+        interval = DEFAULT_COMPACTION_INTERVAL if etcd_compaction_interval is None else etcd_compaction_interval
+        return EtcdBackend(spec, etcd_tls, compaction_interval=interval)
     raise ValueError(f"unknown --store {spec!r}: use sqlite, memory or etcd://HOST:PORT")
 
 
@@ -377,7 +385,7 @@ class Store:
                 if self._closing:
                     return
                 continue
-            batches, self._pending = self._pending, []
+            batches = self._take_batches()
             ops = [op for b in batches for op in b.ops]
             ops.sort(key=lambda op: op.rev)
             records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in ops]
@@ -407,6 +415,28 @@ class Store:
                 log.debug("store: gave %d free pages back to the file system", freed)
             if self._pending:
                 self._wakeup.set()
+
+    def _take_batches(self) -> builtins.list[_Batch]:
+        """The pending batches for one backend commit: all of them, or as many whole batches as
+        fit the backend's max_records (etcd's ops per transaction), at least one. Revisions stay
+        in order across commits: what is left holds only revisions above those taken."""
+        limit = getattr(self.backend, "max_records", 0)
+        if not limit or sum(len(b.ops) for b in self._pending) <= limit:
+            batches, self._pending = self._pending, []
+            return batches
+        pending = sorted(self._pending, key=lambda b: min(op.rev for op in b.ops))
+        total = n = 0
+        for b in pending:
+            if n and total + len(b.ops) > limit:
+                break
+            total += len(b.ops)
+            n += 1
+        top = max(op.rev for b in pending[:n] for op in b.ops)
+        while n < len(pending) and min(op.rev for op in pending[n].ops) < top:
+            top = max(top, *(op.rev for op in pending[n].ops))
+            n += 1
+        batches, self._pending = pending[:n], pending[n:]
+        return batches
 
     def _fail(self, err: BaseException, batches: builtins.list[_Batch]) -> None:
         """A commit failed: it and everything staged after it fail; staged state is dropped."""
@@ -499,7 +529,7 @@ class Store:
                 await asyncio.sleep(self.probe_interval)  # deletions wait until the store writes again
                 continue
             staged = []
-            for rv, kind, key in self._due(self._clock(), EXPIRY_BATCH):
+            for rv, kind, key in self._due(self._clock(), getattr(self.backend, "max_records", 0) or EXPIRY_BATCH):
                 try:
                     staged.append(self.stage(kind, key, None, expect_rv=rv))
                 except errors.StatusError:

