@@ -52,8 +52,13 @@ class Backend(Protocol):
 
     @property
     def max_records(self) -> int:
-        """The most records one commit takes as one transaction (0: no limit); the Store hands
-        over at most this many unless a single staged batch is larger."""
+        """The most records one transaction takes (0: no limit); the Store never hands more to
+        commit. With max_bytes (the most bytes of keys and data, 0: no limit), a bigger batch is
+        committed as several transactions in revision order."""
+        ...
+
+    @property
+    def max_bytes(self) -> int:
         ...
 
     @property
@@ -68,6 +73,7 @@ class MemoryBackend:
     blocking = False
     used_bytes = 0
     max_records = 0
+    max_bytes = 0
 
     def load(self) -> tuple[int, list[Record]]:
         return 0, []

@@ -1,7 +1,8 @@
 """etcd backend (`--store etcd://H:P[,H:P]`): every object under /registry/<kind>/<key>, on etcd's v3 API.
 
 The Store above stays the single writer and keeps deciding compare-and-swap and assigning
-revisions; this backend makes its batches durable, each as one etcd transaction (group commit),
+revisions; this backend makes its batches durable, each as one etcd transaction (group commit:
+the Store cuts a batch bigger than etcd's limits into several, in revision order),
 and gives everything back at start-up (a paginated range read at one etcd revision).
 
 Revisions: the Store numbers every write (several writes share one etcd transaction, and so one
@@ -43,7 +44,8 @@ PREFIX = "/registry"
 PAGE = 500  # objects per range read at start-up, as kube-apiserver pages lists
 # etcd's --max-txn-ops default is 128: one op goes to the meta key.
 MAX_TXN_OPS = 127
-# etcd's --max-request-bytes default is 1.5 MiB; a transaction is cut before it gets there.
+# etcd's --max-request-bytes default is 1.5 MiB: the Store cuts a transaction before it gets
+# there (one object of up to the API's 1.5 MiB limit still goes alone).
 MAX_TXN_BYTES = 1024 * 1024
 DEFAULT_COMPACTION_INTERVAL = 300.0  # kube-apiserver's --etcd-compaction-interval
 MEASURE_INTERVAL = 1.0  # seconds between Status calls for the database size (the quota)
@@ -105,6 +107,7 @@ def _prefix_end(key: bytes) -> bytes:
 class EtcdBackend:
     blocking = True
     max_records = MAX_TXN_OPS
+    max_bytes = MAX_TXN_BYTES
 
     def __init__(self, spec: str, tls: EtcdTLS | None = None, *, prefix: str = PREFIX,
                  compaction_interval: float = DEFAULT_COMPACTION_INTERVAL) -> None:
@@ -191,34 +194,20 @@ class EtcdBackend:
         return revision, records
 
     def commit(self, records: list[Record], revision: int) -> None:
+        """One etcd transaction (the Store hands over at most max_records, max_bytes)."""
         # etcd refuses a transaction that names one key twice: only the last write of a key counts.
         last: dict[tuple[str, str], Record] = {}
         for r in records:
             last.pop((r.kind, r.key), None)
             last[(r.kind, r.key)] = r
         ops: list[rpc_pb2.RequestOp] = []
-        size = 0
-        chunks: list[list[rpc_pb2.RequestOp]] = []
         for r in last.values():
             k = self.key_of(r.kind, r.key)
             if r.data is None:
-                op = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k))
-                n = len(k)
+                ops.append(rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k)))
             else:
-                op = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=_RV.pack(r.rv) + r.data))
-                n = len(k) + len(r.data)
-            if ops and (len(ops) >= MAX_TXN_OPS or size + n > MAX_TXN_BYTES):
-                chunks.append(ops)
-                ops, size = [], 0
-            ops.append(op)
-            size += n
-        chunks.append(ops)
-        if len(chunks) > 1:
-            # Only a single staged batch larger than etcd's limits gets here (the Store hands over
-            # at most max_records writes otherwise): it is durable in parts.
-            log.warning("etcd: %d writes split over %d transactions (etcd's --max-txn-ops)", len(last), len(chunks))
-        for chunk in chunks:
-            self._txn(chunk, revision)
+                ops.append(rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=_RV.pack(r.rv) + r.data)))
+        self._txn(ops, revision)
         self._measure()
 
     def _txn(self, ops: list[rpc_pb2.RequestOp], revision: int) -> None:

@@ -25,7 +25,7 @@ import heapq
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -385,58 +385,70 @@ class Store:
                 if self._closing:
                     return
                 continue
-            batches = self._take_batches()
+            batches, self._pending = self._pending, []
             ops = [op for b in batches for op in b.ops]
             ops.sort(key=lambda op: op.rev)
-            records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in ops]
-            top = ops[-1].rev
+            durable = 0
             try:
-                if self.backend.blocking:
-                    await loop.run_in_executor(self._executor, self.backend.commit, records, top)
-                else:
-                    self.backend.commit(records, top)
+                for chunk in self._transactions(ops):
+                    records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in chunk]
+                    top = chunk[-1].rev
+                    if self.backend.blocking:
+                        await loop.run_in_executor(self._executor, self.backend.commit, records, top)
+                    else:
+                        self.backend.commit(records, top)
+                    self._publish(chunk, top)
+                    durable += len(chunk)
             except BaseException as err:
-                self._fail(err, batches)
+                # What was made durable before the failure is applied (reads must show what the
+                # backend holds); a batch with any write after that fails whole.
+                done = {id(op) for op in ops[:durable]}
+                whole = [b for b in batches if all(id(op) in done for op in b.ops)]
+                for b in whole:
+                    if b.future and not b.future.done():
+                        b.future.set_result(None)
+                self._fail(err, [b for b in batches if b not in whole])
                 if isinstance(err, asyncio.CancelledError):
                     raise
                 continue
-            events = self._apply(ops)
-            self.revision = max(self.revision, top)
             for b in batches:
                 if b.future and not b.future.done():
                     b.future.set_result(None)
-            for listener in self._listeners:
-                try:
-                    listener(events)
-                except Exception:
-                    log.exception("watch listener failed")
             if self.backend.wants_compaction():
                 freed = await loop.run_in_executor(self._executor, self.backend.compact)
                 log.debug("store: gave %d free pages back to the file system", freed)
             if self._pending:
                 self._wakeup.set()
 
-    def _take_batches(self) -> builtins.list[_Batch]:
-        """The pending batches for one backend commit: all of them, or as many whole batches as
-        fit the backend's max_records (etcd's ops per transaction), at least one. Revisions stay
-        in order across commits: what is left holds only revisions above those taken."""
+    def _transactions(self, ops: builtins.list[_Staged]) -> Iterator[builtins.list[_Staged]]:
+        """ops (in revision order) cut into the backend's transactions: all in one unless the
+        backend bounds a transaction (etcd: --max-txn-ops and --max-request-bytes)."""
         limit = getattr(self.backend, "max_records", 0)
-        if not limit or sum(len(b.ops) for b in self._pending) <= limit:
-            batches, self._pending = self._pending, []
-            return batches
-        pending = sorted(self._pending, key=lambda b: min(op.rev for op in b.ops))
-        total = n = 0
-        for b in pending:
-            if n and total + len(b.ops) > limit:
-                break
-            total += len(b.ops)
-            n += 1
-        top = max(op.rev for b in pending[:n] for op in b.ops)
-        while n < len(pending) and min(op.rev for op in pending[n].ops) < top:
-            top = max(top, *(op.rev for op in pending[n].ops))
-            n += 1
-        batches, self._pending = pending[:n], pending[n:]
-        return batches
+        max_bytes = getattr(self.backend, "max_bytes", 0)
+        if not limit and not max_bytes:
+            yield ops
+            return
+        chunk: builtins.list[_Staged] = []
+        size = 0
+        for op in ops:
+            n = len(op.key) + (len(op.entry.data) if op.entry is not None else 0)
+            if chunk and ((limit and len(chunk) >= limit) or (max_bytes and size + n > max_bytes)):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(op)
+            size += n
+        if chunk:
+            yield chunk
+
+    def _publish(self, ops: builtins.list[_Staged], top: int) -> None:
+        """Durable ops become visible: applied to the committed view, then told to watchers."""
+        events = self._apply(ops)
+        self.revision = max(self.revision, top)
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("watch listener failed")
 
     def _fail(self, err: BaseException, batches: builtins.list[_Batch]) -> None:
         """A commit failed: it and everything staged after it fail; staged state is dropped."""
@@ -529,7 +541,7 @@ class Store:
                 await asyncio.sleep(self.probe_interval)  # deletions wait until the store writes again
                 continue
             staged = []
-            for rv, kind, key in self._due(self._clock(), getattr(self.backend, "max_records", 0) or EXPIRY_BATCH):
+            for rv, kind, key in self._due(self._clock(), EXPIRY_BATCH):
                 try:
                     staged.append(self.stage(kind, key, None, expect_rv=rv))
                 except errors.StatusError:
