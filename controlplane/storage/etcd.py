@@ -153,7 +153,8 @@ class EtcdBackend:
             return fn(request, timeout=timeout, wait_for_ready=wait)
         except grpc.RpcError as err:
             code = err.code().name if err.code() else "UNKNOWN"
-            raise StorageError(f"etcd {self.spec}: {what} failed: {code}: {err.details()}") from None
+            hint = " (is etcd running and reachable there?)" if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED") else ""
+            raise StorageError(f"etcd {self.spec}: {what} failed: {code}: {err.details()}{hint}") from None
 
     # -- Backend -------------------------------------------------------------------------------
 
