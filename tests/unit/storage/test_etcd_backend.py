@@ -101,3 +101,40 @@ def test_an_etcd_off_loopback_needs_tls_and_bad_addresses_are_named(tmp_path: Pa
     with pytest.raises(ValueError, match="cannot read"):
         open_backend("etcd://10.1.2.3:2379", tmp_path,
                      etcd_tls=EtcdTLS(tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key"))
+
+
+async def test_the_store_compacts_etcd_every_interval_on_its_own(etcd: Etcd, tmp_path: Path) -> None:
+    store = Store(EtcdBackend(etcd.url, compaction_interval=0.2), REGISTRY.field_values)
+    await store.start()
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    channel = grpc.insecure_channel(etcd.endpoint)
+    kv = rpc_pb2_grpc.KVStub(channel)
+
+    def compacted() -> bool:
+        try:
+            kv.Range(rpc_pb2.RangeRequest(key=b"/registry/Pod/default/a", revision=2), timeout=5)
+        except grpc.RpcError as err:
+            return "compacted" in str(err.details())
+        return False
+
+    async def write_and_check() -> bool:
+        await store.write("Pod", "default/a", _pod("a", "Running"))  # the writer compacts after commits
+        return compacted()
+
+    await eventually(write_and_check, timeout=30, interval=0.1, what="etcd to be compacted")
+    channel.close()
+    await store.stop()
+
+
+async def test_several_members_are_tried_in_turn(etcd: Etcd, tmp_path: Path) -> None:
+    from ketch.local.launcher import free_port
+
+    spec = f"etcd://127.0.0.1:{free_port()},{etcd.endpoint}"  # the first one has nothing listening
+    store = Store(open_backend(spec, tmp_path), REGISTRY.field_values)
+    await store.start()
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    await store.stop()
+    store = Store(open_backend(etcd.url, tmp_path), REGISTRY.field_values)
+    await store.start()
+    assert store.get("Pod", "default/a") is not None
+    await store.stop()
