@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
-from cluster import BenchCluster, free_port
+from cluster import BenchCluster, free_port, store_flags
 
 from ketch.local.launcher import CONTROLPLANE
-from ketch.testing.etcd import Etcd
 from ketch.v1 import core_pb2
 
 ECHO_METHOD = "/bench.Echo/Echo"
@@ -214,16 +209,6 @@ def compare_security(rounds: int, n: int, concurrency: int) -> None:
         s_us, p_us = median(False, column), median(True, column)
         print(f"median CPU per create of the {what}: TLS + authz {s_us:.0f} us, --insecure {p_us:.0f} us: "
               f"{s_us / p_us - 1:+.0%}")
-
-
-@contextlib.contextmanager
-def store_flags(store: str) -> Iterator[list[str]]:
-    """The control plane's --store flags; for etcd, a real etcd for the length of the block."""
-    if store == "sqlite":
-        yield []
-        return
-    with tempfile.TemporaryDirectory(prefix="bench-etcd-") as tmp, Etcd(Path(tmp)) as etcd:
-        yield ["--store", etcd.url]
 
 
 def compare_stores(rounds: int, n: int, concurrency: int) -> None:
