@@ -62,6 +62,12 @@ class Backend(Protocol):
         ...
 
     @property
+    def max_record_bytes(self) -> int:
+        """The largest object the backend can store (0: no limit): a bigger write is refused
+        when staged (413), before it could fail a whole group commit."""
+        ...
+
+    @property
     def blocking(self) -> bool:
         """Whether commit blocks on I/O and so should run off the event loop."""
         ...
@@ -74,6 +80,7 @@ class MemoryBackend:
     used_bytes = 0
     max_records = 0
     max_bytes = 0
+    max_record_bytes = 0
 
     def load(self) -> tuple[int, list[Record]]:
         return 0, []

@@ -47,6 +47,9 @@ MAX_TXN_OPS = 127
 # etcd's --max-request-bytes default is 1.5 MiB: the Store cuts a transaction before it gets
 # there (one object of up to the API's 1.5 MiB limit still goes alone).
 MAX_TXN_BYTES = 1024 * 1024
+# etcd refuses a request past --max-request-bytes (1.5 MiB) with "request is too large": an object
+# must leave room in its transaction for its key, the meta key's put and the framing.
+MAX_RECORD_BYTES = 1_572_864 - 2048
 DEFAULT_COMPACTION_INTERVAL = 300.0  # kube-apiserver's --etcd-compaction-interval
 MEASURE_INTERVAL = 1.0  # seconds between Status calls for the database size (the quota)
 CALL_TIMEOUT = 10.0
@@ -108,6 +111,7 @@ class EtcdBackend:
     blocking = True
     max_records = MAX_TXN_OPS
     max_bytes = MAX_TXN_BYTES
+    max_record_bytes = MAX_RECORD_BYTES
 
     def __init__(self, spec: str, tls: EtcdTLS | None = None, *, prefix: str = PREFIX,
                  compaction_interval: float = DEFAULT_COMPACTION_INTERVAL) -> None:

@@ -36,6 +36,7 @@ class SQLiteBackend:
     blocking = True
     max_records = 0
     max_bytes = 0
+    max_record_bytes = 0
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self.path = path

@@ -341,7 +341,14 @@ class Store:
             staged = _Staged(kind, key, rev, None, current, tomb)
         else:
             obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
-            entry = self._entry(kind, key, rev, obj, obj.SerializeToString())
+            data = obj.SerializeToString()
+            limit = self.backend.max_record_bytes
+            if limit and len(data) > limit:
+                self._next_rev -= 1  # nothing was staged: the revision is not used
+                raise errors.TooLarge(
+                    f"etcdserver: request is too large: {what} would be {len(data)} bytes stored, and the "
+                    f"store takes at most {limit} bytes in one object")
+            entry = self._entry(kind, key, rev, obj, data)
             staged = _Staged(kind, key, rev, entry, current)
         self._staged[(kind, key)] = staged
         return staged
@@ -423,8 +430,8 @@ class Store:
     def _transactions(self, ops: builtins.list[_Staged]) -> Iterator[builtins.list[_Staged]]:
         """ops (in revision order) cut into the backend's transactions: all in one unless the
         backend bounds a transaction (etcd: --max-txn-ops and --max-request-bytes)."""
-        limit = getattr(self.backend, "max_records", 0)
-        max_bytes = getattr(self.backend, "max_bytes", 0)
+        limit = self.backend.max_records
+        max_bytes = self.backend.max_bytes
         if not limit and not max_bytes:
             yield ops
             return

@@ -138,3 +138,21 @@ async def test_several_members_are_tried_in_turn(etcd: Etcd, tmp_path: Path) -> 
     await store.start()
     assert store.get("Pod", "default/a") is not None
     await store.stop()
+
+
+async def test_an_object_too_large_for_etcd_is_refused_alone_and_the_store_stays_healthy(
+        etcd: Etcd, tmp_path: Path) -> None:
+    from ketch.api import errors
+    from ketch.v1 import secret_pb2
+
+    store = await _store(etcd, tmp_path)
+    big = secret_pb2.Secret()
+    big.metadata.name, big.metadata.namespace = "big", "default"
+    big.data["x"] = b"a" * 1_572_800  # under the API's 1.5 MiB, over what one etcd request takes with it
+    with pytest.raises(errors.TooLarge, match="etcdserver: request is too large"):
+        await store.write("Secret", "default/big", big, create=True)
+    assert store.healthy
+    before = store.revision
+    created = await store.write("Pod", "default/a", _pod("a"), create=True)
+    assert created is not None and created.rv == before + 1  # no revision spent on the refusal
+    await store.stop()

@@ -28,6 +28,7 @@ class FlakyBackend:
     can be held at `gate` (it runs in the store's writer thread, as SQLite's does)."""
 
     blocking = True
+    max_records = max_bytes = max_record_bytes = 0
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], tuple[int, bytes]] = {}
@@ -169,7 +170,6 @@ class BoundedBackend(FlakyBackend):
     Txn) and fails the transaction numbered `fail_at`."""
 
     max_records = 3
-    max_bytes = 0
 
     def __init__(self) -> None:
         super().__init__()
