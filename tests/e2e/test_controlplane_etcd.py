@@ -103,3 +103,17 @@ def test_an_etcd_off_loopback_without_tls_is_refused_at_start(tmp_path: Path) ->
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--etcd-cafile, --etcd-certfile and --etcd-keyfile are required" in proc.stderr
+
+
+def test_the_etcd_tls_flags_go_together(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from ketch.local.launcher import free_port
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "controlplane.main", "--data-dir", str(tmp_path), "--store", "etcd://127.0.0.1:2379",
+         "--etcd-cafile", str(tmp_path / "ca.crt"), "--listen", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--etcd-cafile, --etcd-certfile and --etcd-keyfile go together" in proc.stderr
