@@ -6,7 +6,11 @@ Both servers run as separate processes on 127.0.0.1 (the control plane with the 
 store, synchronous=FULL, group commit); this process is the client. Prints a table of rates and
 min/median/p99 latencies, and the ratio of creates/s to the echo ceiling.
 
-    .venv/bin/python bench/api.py [--creates 3000] [--concurrency 64] [--watchers 100]
+    .venv/bin/python bench/api.py [--creates 3000] [--concurrency 64] [--watchers 100] [--store etcd]
+
+`--store etcd` runs the control plane on a real etcd (started here on free loopback ports, as
+the tests do); `--compare-stores ROUNDS` measures only creates/s, SQLite and etcd in alternating
+rounds, side by side.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sys
 import time
 
 import grpc
-from cluster import BenchCluster, free_port
+from cluster import BenchCluster, free_port, store_flags
 
 from ketch.local.launcher import CONTROLPLANE
 from ketch.v1 import core_pb2
@@ -207,6 +211,23 @@ def compare_security(rounds: int, n: int, concurrency: int) -> None:
               f"{s_us / p_us - 1:+.0%}")
 
 
+def compare_stores(rounds: int, n: int, concurrency: int) -> None:
+    """Creates/s on SQLite and on etcd in alternating rounds, each on a fresh control plane."""
+    rates: dict[str, list[float]] = {"sqlite": [], "etcd": []}
+    for i in range(rounds):
+        for store in ("sqlite", "etcd") if i % 2 == 0 else ("etcd", "sqlite"):
+            with store_flags(store) as flags, BenchCluster("api") as cluster:
+                cluster.start_controlplane(*flags, controllers="none")
+                rate, server_us, _ = asyncio.run(creates_per_second(cluster, n, concurrency))
+            rates[store].append(rate)
+            print(f"round {i + 1}: {store}: {rate:.0f} creates/s, control plane CPU per create {server_us:.0f} us",
+                  flush=True)
+    sqlite, etcd = statistics.median(rates["sqlite"]), statistics.median(rates["etcd"])
+    print(f"median creates/s over {rounds} rounds: SQLite {sqlite:.0f}, etcd {etcd:.0f}: {etcd / sqlite:.0%} "
+          f"(goal >= 50 %); spread SQLite {min(rates['sqlite']):.0f}-{max(rates['sqlite']):.0f}, "
+          f"etcd {min(rates['etcd']):.0f}-{max(rates['etcd']):.0f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--creates", type=int, default=3000)
@@ -218,6 +239,10 @@ def main() -> None:
                    help="the control plane with --insecure (plaintext, no authentication), for comparison")
     p.add_argument("--compare-insecure", type=int, default=0, metavar="ROUNDS",
                    help="only creates/s, secure against --insecure in ROUNDS alternating rounds (median)")
+    p.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite",
+                   help="the control plane's store (etcd: a real one started here on loopback)")
+    p.add_argument("--compare-stores", type=int, default=0, metavar="ROUNDS",
+                   help="only creates/s, SQLite against etcd in ROUNDS alternating rounds (median)")
     p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.echo_server:
@@ -226,12 +251,16 @@ def main() -> None:
     if args.compare_insecure:
         compare_security(args.compare_insecure, args.creates, args.concurrency)
         return
+    if args.compare_stores:
+        compare_stores(args.compare_stores, args.creates, args.concurrency)
+        return
     echo_port = free_port()
     echo = subprocess.Popen([sys.executable, __file__, "--echo-server", str(echo_port)], start_new_session=True)
     try:
-        with BenchCluster("api", insecure=args.insecure) as cluster:
+        with store_flags(args.store) as flags, BenchCluster("api", insecure=args.insecure) as cluster:
             print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
-            cluster.start_controlplane(controllers="none")
+            print("store:", args.store)
+            cluster.start_controlplane(*flags, controllers="none")
             asyncio.run(bench(args, cluster, f"127.0.0.1:{echo_port}"))
     finally:
         os.killpg(echo.pid, signal.SIGTERM)

@@ -10,12 +10,14 @@ group (agents first; SIGTERM, then SIGKILL) and removes the files unless logs ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -25,6 +27,7 @@ if str(ROOT) not in sys.path:
 
 from ketch.client.clientset import Client  # noqa: E402
 from ketch.local.launcher import LocalCluster, Member, free_port  # noqa: E402, F401 - free_port for the benches
+from ketch.testing.etcd import Etcd  # noqa: E402
 
 
 def xargs_seconds(n: int, parallelism: int) -> float:
@@ -111,3 +114,13 @@ class BenchCluster(LocalCluster):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def store_flags(store: str) -> Iterator[list[str]]:
+    """The control plane's --store flags; for etcd, a real etcd for the length of the block."""
+    if store == "sqlite":
+        yield []
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-etcd-") as tmp, Etcd(Path(tmp)) as etcd:
+        yield ["--store", etcd.url]

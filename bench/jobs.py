@@ -7,7 +7,9 @@ default) and the agents as processes on 127.0.0.1 with temporary data dirs, crea
 and times from the create until the Job's Complete condition arrives through a watch. Prints
 both times, pods/s and the ratio; everything it started is stopped and its files removed.
 
-    .venv/bin/python bench/jobs.py [--completions 2000] [--parallelism 64] [--agents 4]
+    .venv/bin/python bench/jobs.py [--completions 2000] [--parallelism 64] [--agents 4] [--store etcd]
+
+`--store etcd` runs the control plane on a real etcd started here on free loopback ports.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster import BenchCluster, filesystem_of, wait_for_ready_nodes, xargs_seconds
+from cluster import BenchCluster, filesystem_of, store_flags, wait_for_ready_nodes, xargs_seconds
 
 from ketch.api import manifest
 from ketch.benchprofile import ENV as PROFILE_ENV
@@ -84,9 +86,10 @@ def one_run(args: argparse.Namespace, insecure: bool) -> tuple[JobRun, str]:
     """The Job on a fresh cluster, and the filesystem of its data dirs."""
     if args.profile:  # each process writes its cProfile stats under DIR/secure or DIR/insecure
         os.environ[PROFILE_ENV] = str(Path(args.profile) / ("insecure" if insecure else "secure"))
-    with BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=insecure) as cluster:
+    with store_flags(args.store) as flags, \
+            BenchCluster("jobs", keep=args.keep_logs, data_root=args.data_root, insecure=insecure) as cluster:
         where = filesystem_of(cluster.dir)
-        cluster.start_controlplane(controllers=args.controllers)
+        cluster.start_controlplane(*flags, controllers=args.controllers)
         for i in range(args.agents):
             cluster.start_agent(f"bench-{i}", "--heartbeat-interval", "2s")
         run = asyncio.run(run_job(cluster, args.completions, args.parallelism, args.agents))
@@ -131,6 +134,8 @@ def main() -> None:
     p.add_argument("--data-root", default=None, metavar="DIR",
                    help="where the cluster's data dirs go (default: the system temp dir); the agents "
                         "create each pod's files there")
+    p.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite",
+                   help="the control plane's store (etcd: a real one started here on loopback)")
     p.add_argument("--insecure", action="store_true",
                    help="the control plane with --insecure (plaintext, no authentication), for comparison")
     p.add_argument("--compare-insecure", type=int, default=0, metavar="ROUNDS",
@@ -143,6 +148,7 @@ def main() -> None:
         compare_security(args)
         return
     print("security:", "--insecure (plaintext)" if args.insecure else "TLS, client certificates")
+    print("store:", args.store)
     base_s = xargs_seconds(args.completions, args.parallelism)
     run, where = one_run(args, args.insecure)
     n, ketch_s = args.completions, run.seconds

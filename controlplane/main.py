@@ -44,6 +44,7 @@ from .controllers.options import (
 from .registry import Registry
 from .storage import Store, open_backend
 from .storage.dbfile import StorageError
+from .storage.etcd import EtcdTLS
 from .storage.store import DEFAULT_QUOTA_BYTES
 
 log = logging.getLogger("ketch.controlplane")
@@ -59,6 +60,15 @@ def _quota(text: str) -> int:
     return value or DEFAULT_QUOTA_BYTES  # 0 means the default, as in etcd
 
 
+def _etcd_tls(args: argparse.Namespace) -> EtcdTLS | None:
+    files = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
+    if not any(files):
+        return None
+    if not all(files):
+        raise ValueError("--etcd-cafile, --etcd-certfile and --etcd-keyfile go together: give all three")
+    return EtcdTLS(*files)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ketch-controlplane", description=__doc__.splitlines()[0],
@@ -67,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:6443", help="HOST:PORT for the gRPC API (default 127.0.0.1:6443)")
     p.add_argument("--data-dir", default="./ketch-data", help="where the SQLite store lives")
     p.add_argument("--store", default="sqlite", help="sqlite (default), memory, or etcd://H:P[,H:P]")
+    p.add_argument("--etcd-cafile", type=Path, metavar="FILE", help="CA bundle that signed etcd's serving certificate")
+    p.add_argument("--etcd-certfile", type=Path, metavar="FILE", help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", type=Path, metavar="FILE", help="client key for etcd (all three are required "
+                   "when an etcd address is not on loopback)")
+    p.add_argument("--etcd-compaction-interval", type=durations.argument, default=300.0, metavar="DURATION",
+                   help="how often etcd's history is compacted, keeping one interval of it (default 5m, 0 never)")
     p.add_argument("--quota-backend-bytes", type=_quota, default=DEFAULT_QUOTA_BYTES, metavar="BYTES",
                    help="past this size of the database in use, writes other than deletions are refused "
                         "(etcd's NOSPACE quota; default 2 GiB, 0 for the default)")
@@ -198,7 +214,8 @@ async def run(args: argparse.Namespace) -> int:
     open_files = raise_open_files_limit()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        backend = open_backend(args.store, data_dir)
+        backend = open_backend(args.store, data_dir, etcd_tls=_etcd_tls(args),
+                               etcd_compaction_interval=args.etcd_compaction_interval)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -51,6 +51,23 @@ class Backend(Protocol):
         ...
 
     @property
+    def max_records(self) -> int:
+        """The most records one transaction takes (0: no limit); the Store never hands more to
+        commit. With max_bytes (the most bytes of keys and data, 0: no limit), a bigger batch is
+        committed as several transactions in revision order."""
+        ...
+
+    @property
+    def max_bytes(self) -> int:
+        ...
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest object the backend can store (0: no limit): a bigger write is refused
+        when staged (413), before it could fail a whole group commit."""
+        ...
+
+    @property
     def blocking(self) -> bool:
         """Whether commit blocks on I/O and so should run off the event loop."""
         ...
@@ -61,6 +78,9 @@ class MemoryBackend:
 
     blocking = False
     used_bytes = 0
+    max_records = 0
+    max_bytes = 0
+    max_record_bytes = 0
 
     def load(self) -> tuple[int, list[Record]]:
         return 0, []

@@ -34,6 +34,9 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL file is cut back to this after a ch
 
 class SQLiteBackend:
     blocking = True
+    max_records = 0
+    max_bytes = 0
+    max_record_bytes = 0
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         self.path = path

@@ -25,11 +25,12 @@ import heapq
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError, Message
 
@@ -38,6 +39,9 @@ from ketch.api.kinds import kind_info
 
 from .backend import Backend, MemoryBackend, Record
 from .dbfile import DB_NAME, StorageError
+
+if TYPE_CHECKING:
+    from .etcd import EtcdTLS
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +139,9 @@ class _Batch:
     future: asyncio.Future[None] | None = None
 
 
-def open_backend(spec: str, data_dir: Path) -> Backend:
-    """`sqlite` (default), `memory`; etcd is not available in this build."""
+def open_backend(spec: str, data_dir: Path, *, etcd_tls: EtcdTLS | None = None,
+                 etcd_compaction_interval: float | None = None) -> Backend:
+    """`sqlite` (default), `memory`, or `etcd://H:P[,H:P]` (TLS required off loopback)."""
     if spec in ("", "sqlite"):
         from .sqlite import SQLiteBackend
 
@@ -144,7 +149,10 @@ def open_backend(spec: str, data_dir: Path) -> Backend:
     if spec == "memory":
         return MemoryBackend()
     if spec.startswith("etcd://"):
-        raise ValueError("--store etcd:// is not supported yet: use sqlite (the default) or memory")
+        from .etcd import DEFAULT_COMPACTION_INTERVAL, EtcdBackend
+
+        interval = DEFAULT_COMPACTION_INTERVAL if etcd_compaction_interval is None else etcd_compaction_interval
+        return EtcdBackend(spec, etcd_tls, compaction_interval=interval)
     raise ValueError(f"unknown --store {spec!r}: use sqlite, memory or etcd://HOST:PORT")
 
 
@@ -333,7 +341,14 @@ class Store:
             staged = _Staged(kind, key, rev, None, current, tomb)
         else:
             obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
-            entry = self._entry(kind, key, rev, obj, obj.SerializeToString())
+            data = obj.SerializeToString()
+            limit = self.backend.max_record_bytes
+            if limit and len(data) > limit:
+                self._next_rev -= 1  # nothing was staged: the revision is not used
+                raise errors.TooLarge(
+                    f"etcdserver: request is too large: {what} would be {len(data)} bytes stored, and the "
+                    f"store takes at most {limit} bytes in one object")
+            entry = self._entry(kind, key, rev, obj, data)
             staged = _Staged(kind, key, rev, entry, current)
         self._staged[(kind, key)] = staged
         return staged
@@ -380,33 +395,67 @@ class Store:
             batches, self._pending = self._pending, []
             ops = [op for b in batches for op in b.ops]
             ops.sort(key=lambda op: op.rev)
-            records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in ops]
-            top = ops[-1].rev
+            durable = 0
             try:
-                if self.backend.blocking:
-                    await loop.run_in_executor(self._executor, self.backend.commit, records, top)
-                else:
-                    self.backend.commit(records, top)
+                for chunk in self._transactions(ops):
+                    records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in chunk]
+                    top = chunk[-1].rev
+                    if self.backend.blocking:
+                        await loop.run_in_executor(self._executor, self.backend.commit, records, top)
+                    else:
+                        self.backend.commit(records, top)
+                    self._publish(chunk, top)
+                    durable += len(chunk)
             except BaseException as err:
-                self._fail(err, batches)
+                # What was made durable before the failure is applied (reads must show what the
+                # backend holds); a batch with any write after that fails whole.
+                done = {id(op) for op in ops[:durable]}
+                whole = [b for b in batches if all(id(op) in done for op in b.ops)]
+                for b in whole:
+                    if b.future and not b.future.done():
+                        b.future.set_result(None)
+                self._fail(err, [b for b in batches if b not in whole])
                 if isinstance(err, asyncio.CancelledError):
                     raise
                 continue
-            events = self._apply(ops)
-            self.revision = max(self.revision, top)
             for b in batches:
                 if b.future and not b.future.done():
                     b.future.set_result(None)
-            for listener in self._listeners:
-                try:
-                    listener(events)
-                except Exception:
-                    log.exception("watch listener failed")
             if self.backend.wants_compaction():
                 freed = await loop.run_in_executor(self._executor, self.backend.compact)
                 log.debug("store: gave %d free pages back to the file system", freed)
             if self._pending:
                 self._wakeup.set()
+
+    def _transactions(self, ops: builtins.list[_Staged]) -> Iterator[builtins.list[_Staged]]:
+        """ops (in revision order) cut into the backend's transactions: all in one unless the
+        backend bounds a transaction (etcd: --max-txn-ops and --max-request-bytes)."""
+        limit = self.backend.max_records
+        max_bytes = self.backend.max_bytes
+        if not limit and not max_bytes:
+            yield ops
+            return
+        chunk: builtins.list[_Staged] = []
+        size = 0
+        for op in ops:
+            n = len(op.key) + (len(op.entry.data) if op.entry is not None else 0)
+            if chunk and ((limit and len(chunk) >= limit) or (max_bytes and size + n > max_bytes)):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(op)
+            size += n
+        if chunk:
+            yield chunk
+
+    def _publish(self, ops: builtins.list[_Staged], top: int) -> None:
+        """Durable ops become visible: applied to the committed view, then told to watchers."""
+        events = self._apply(ops)
+        self.revision = max(self.revision, top)
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                log.exception("watch listener failed")
 
     def _fail(self, err: BaseException, batches: builtins.list[_Batch]) -> None:
         """A commit failed: it and everything staged after it fail; staged state is dropped."""

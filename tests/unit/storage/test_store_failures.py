@@ -28,6 +28,7 @@ class FlakyBackend:
     can be held at `gate` (it runs in the store's writer thread, as SQLite's does)."""
 
     blocking = True
+    max_records = max_bytes = max_record_bytes = 0
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], tuple[int, bytes]] = {}
@@ -162,3 +163,45 @@ async def test_past_the_quota_only_deletions_go_through(flaky) -> None:  # type:
 
     backend.used_bytes = 100
     assert await store.write("Pod", "default/c", _pod("c"), create=True) is not None
+
+
+class BoundedBackend(FlakyBackend):
+    """A backend that takes at most 3 records a transaction (as etcd's --max-txn-ops bounds a
+    Txn) and fails the transaction numbered `fail_at`."""
+
+    max_records = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+        self.fail_at = -1
+
+    def commit(self, records: list[Record], revision: int) -> None:
+        self.sizes.append(len(records))
+        if len(self.sizes) - 1 == self.fail_at:
+            raise OSError("the backend went away")
+        assert [r.rv for r in records] == sorted(r.rv for r in records)
+        assert all(r.rv > self.revision for r in records), "transactions out of revision order"
+        super().commit(records, revision)
+
+
+async def test_a_batch_past_the_backends_limit_is_cut_and_reads_show_what_is_durable() -> None:
+    backend = BoundedBackend()
+    store = Store(backend, Registry().field_values, probe_interval=0.05)  # type: ignore[arg-type]
+    await store.start()
+    await asyncio.gather(*(store.write("Pod", f"default/p-{i}", _pod(f"p-{i}"), create=True) for i in range(8)))
+    assert max(backend.sizes) <= 3 and sum(backend.sizes) == 8
+    assert store.count("Pod") == 8
+    # One staged batch of 5 cut into transactions of 3 and 2: the second fails.
+    backend.sizes.clear()
+    backend.fail_at = 1
+    staged = [store.stage("Pod", f"default/q-{i}", _pod(f"q-{i}"), create=True) for i in range(5)]
+    with pytest.raises(errors.InternalError, match="the backend went away"):
+        await store.commit(staged)
+    assert backend.sizes == [3, 2]
+    # What the backend holds, reads show: the first three, no more.
+    durable = sorted(k for (kind, k) in backend.rows if k.startswith("default/q-"))
+    assert durable == ["default/q-0", "default/q-1", "default/q-2"]
+    assert sorted(e.key for e in store.list("Pod") if e.key.startswith("default/q-")) == durable
+    await eventually(lambda: store.healthy, what="the store to write again")
+    await store.stop()

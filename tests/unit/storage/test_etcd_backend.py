@@ -1,0 +1,158 @@
+"""What only the etcd backend does: refuse a second writer, compact, measure, survive etcd restarts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+
+from controlplane.registry import Registry
+from controlplane.storage import Store
+from controlplane.storage.etcd import EtcdBackend, EtcdTLS
+from controlplane.storage.store import open_backend
+from ketch.testing.etcd import Etcd
+from ketch.v1 import core_pb2
+from tests.conftest import eventually
+
+REGISTRY = Registry()
+
+
+def _pod(name: str, phase: str = "") -> core_pb2.Pod:
+    pod = core_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace = name, "default"
+    pod.status.phase = phase
+    return pod
+
+
+async def _store(etcd: Etcd, tmp_path: Path, **kwargs: float) -> Store:
+    store = Store(open_backend(etcd.url, tmp_path), REGISTRY.field_values, probe_interval=0.05, **kwargs)
+    await store.start()
+    return store
+
+
+async def test_a_second_control_plane_on_the_same_prefix_makes_the_first_fail_loudly(
+        etcd: Etcd, tmp_path: Path) -> None:
+    first = await _store(etcd, tmp_path)
+    await first.write("Pod", "default/a", _pod("a"), create=True)
+    second = await _store(etcd, tmp_path)
+    assert second.get("Pod", "default/a") is not None
+    await second.write("Pod", "default/a", _pod("a", "Running"))
+    with pytest.raises(Exception, match="two control planes are using one etcd prefix"):
+        await first.write("Pod", "default/a", _pod("a", "Failed"))
+    assert not first.healthy
+    # The first one's refused write left etcd as the second wrote it.
+    third = await _store(etcd, tmp_path)
+    assert third.get("Pod", "default/a").obj.status.phase == "Running"  # type: ignore[union-attr]
+    for s in (first, second, third):
+        await s.stop()
+
+
+async def test_compaction_keeps_one_interval_of_history(etcd: Etcd, tmp_path: Path) -> None:
+    backend = EtcdBackend(etcd.url, compaction_interval=300)
+    store = Store(backend, REGISTRY.field_values)
+    await store.start()
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    assert backend.compact() == 0  # the first tick only notes the revision
+    noted = backend.etcd_revision
+    await store.write("Pod", "default/a", _pod("a", "Running"))
+    compacted = backend.compact()
+    assert 0 < compacted <= noted + 1
+    channel = grpc.insecure_channel(etcd.endpoint)
+    kv = rpc_pb2_grpc.KVStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        kv.Range(rpc_pb2.RangeRequest(key=b"/registry/Pod/default/a", revision=1), timeout=5)
+    assert "compacted" in str(err.value.details())
+    # The latest state is still all there.
+    assert kv.Range(rpc_pb2.RangeRequest(key=b"/registry/Pod/default/a"), timeout=5).count == 1
+    channel.close()
+    await store.stop()
+
+
+async def test_the_database_size_is_measured_for_the_quota(etcd: Etcd, tmp_path: Path) -> None:
+    store = await _store(etcd, tmp_path, quota_bytes=1)
+    assert store.backend.used_bytes > 0  # etcd's dbSize: an empty etcd is already some KB
+    assert store.over_quota()
+    await store.stop()
+
+
+async def test_writes_fail_while_etcd_is_down_and_go_on_when_it_is_back(etcd: Etcd, tmp_path: Path) -> None:
+    store = await _store(etcd, tmp_path)
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    etcd.stop()
+    with pytest.raises(Exception, match=f"etcd {etcd.url}: commit failed"):
+        await store.write("Pod", "default/b", _pod("b"), create=True)
+    assert not store.healthy
+    etcd.start()
+    await eventually(lambda: store.healthy, timeout=30, what="the store to write again")
+    await store.write("Pod", "default/c", _pod("c"), create=True)
+    await store.stop()
+    store = await _store(etcd, tmp_path)
+    assert sorted(e.key for e in store.list("Pod")) == ["default/a", "default/c"]
+    await store.stop()
+
+
+def test_an_etcd_off_loopback_needs_tls_and_bad_addresses_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--etcd-cafile, --etcd-certfile and --etcd-keyfile are required"):
+        open_backend("etcd://10.1.2.3:2379", tmp_path)
+    with pytest.raises(ValueError, match=r"'10\.1\.2\.3' is not HOST:PORT"):
+        open_backend("etcd://10.1.2.3", tmp_path)
+    with pytest.raises(ValueError, match="cannot read"):
+        open_backend("etcd://10.1.2.3:2379", tmp_path,
+                     etcd_tls=EtcdTLS(tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key"))
+
+
+async def test_the_store_compacts_etcd_every_interval_on_its_own(etcd: Etcd, tmp_path: Path) -> None:
+    store = Store(EtcdBackend(etcd.url, compaction_interval=0.2), REGISTRY.field_values)
+    await store.start()
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    channel = grpc.insecure_channel(etcd.endpoint)
+    kv = rpc_pb2_grpc.KVStub(channel)
+
+    def compacted() -> bool:
+        try:
+            kv.Range(rpc_pb2.RangeRequest(key=b"/registry/Pod/default/a", revision=2), timeout=5)
+        except grpc.RpcError as err:
+            return "compacted" in str(err.details())
+        return False
+
+    async def write_and_check() -> bool:
+        await store.write("Pod", "default/a", _pod("a", "Running"))  # the writer compacts after commits
+        return compacted()
+
+    await eventually(write_and_check, timeout=30, interval=0.1, what="etcd to be compacted")
+    channel.close()
+    await store.stop()
+
+
+async def test_several_members_are_tried_in_turn(etcd: Etcd, tmp_path: Path) -> None:
+    from ketch.local.launcher import free_port
+
+    spec = f"etcd://127.0.0.1:{free_port()},{etcd.endpoint}"  # the first one has nothing listening
+    store = Store(open_backend(spec, tmp_path), REGISTRY.field_values)
+    await store.start()
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    await store.stop()
+    store = Store(open_backend(etcd.url, tmp_path), REGISTRY.field_values)
+    await store.start()
+    assert store.get("Pod", "default/a") is not None
+    await store.stop()
+
+
+async def test_an_object_too_large_for_etcd_is_refused_alone_and_the_store_stays_healthy(
+        etcd: Etcd, tmp_path: Path) -> None:
+    from ketch.api import errors
+    from ketch.v1 import secret_pb2
+
+    store = await _store(etcd, tmp_path)
+    big = secret_pb2.Secret()
+    big.metadata.name, big.metadata.namespace = "big", "default"
+    big.data["x"] = b"a" * 1_572_800  # under the API's 1.5 MiB, over what one etcd request takes with it
+    with pytest.raises(errors.TooLarge, match="etcdserver: request is too large"):
+        await store.write("Secret", "default/big", big, create=True)
+    assert store.healthy
+    before = store.revision
+    created = await store.write("Pod", "default/a", _pod("a"), create=True)
+    assert created is not None and created.rv == before + 1  # no revision spent on the refusal
+    await store.stop()
