@@ -215,14 +215,19 @@ class LeaderElectedControllers:
             await fence.drain()
 
         budget = expires - began - STOP_SAFETY
-        try:
-            await asyncio.wait_for(stop_all(), max(budget, 0.001))
-        except TimeoutError:
+        # asyncio.wait, not wait_for: on a timeout wait_for cancels the stop and then waits for it
+        # to end, which is forever when a controller is stuck; the deadline must hold regardless.
+        stopping = asyncio.ensure_future(stop_all())
+        done, _ = await asyncio.wait({stopping}, timeout=max(budget, 0.001))
+        if not done:
+            stopping.cancel()
             log.error("leader election: %s could not stop its controllers within %.2fs, before its lease "
                       "could pass to another replica (%d calls in flight)", self.identity, budget,
                       fence.in_flight)
             if self.on_stop_overrun is not None:
                 self.on_stop_overrun()
+        else:
+            stopping.result()  # a stop that failed fails here, as it did through wait_for
         now = time.monotonic()
         term.stopped = time.time()
         term.stop_seconds = now - began
