@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ketch.api import errors
 from ketch.client.clientset import connect
+from ketch.client.failover import split_servers
 from ketch.client.transport import TLSConfig
 from ketch.security import certs, jointoken, tlsfetch
 from ketch.v1 import api_pb2
@@ -40,14 +41,9 @@ def has_ca(data_dir: Path) -> bool:
 def pinned_ca(server: str, ca_hash: str, timeout: float) -> bytes:
     """The CA the server presents whose DER sha256 is ca_hash (PEM)."""
     try:
-        chain = tlsfetch.presented_chain(server, timeout)
-    except (OSError, ValueError) as err:
-        raise JoinError(f"cannot reach the control plane at {server} over TLS: {err}") from None
-    for cert in chain:
-        if certs.der_sha256(cert) == ca_hash:
-            return certs.cert_pem(cert)
-    raise JoinError(f"the control plane at {server} does not present the CA whose sha256 is {ca_hash} (the "
-                    "server token's): refusing to send it the token (a wrong token, or not the server you meant)")
+        return tlsfetch.pinned_ca(split_servers(server), ca_hash, "server token", timeout)
+    except tlsfetch.PinError as err:
+        raise JoinError(str(err)) from None
 
 
 def _check(resp: api_pb2.ServerPKIResponse, ca_hash: str) -> None:

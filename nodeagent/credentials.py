@@ -86,19 +86,10 @@ def save(data_dir: Path, creds: NodeCredentials) -> None:
 def pinned_ca(server: str, ca_hash: str, timeout: float = 10.0) -> bytes:
     """The CA the server presents whose DER sha256 is ca_hash (PEM), from the first address of
     `A,B,...` that answers over TLS; JoinError if none does, or one presents another CA."""
-    unreachable = []
-    for address in split_servers(server):
-        try:
-            chain = tlsfetch.presented_chain(address, timeout)
-        except (OSError, ValueError) as err:
-            unreachable.append(f"{address}: {err}")
-            continue
-        for cert in chain:
-            if certs.der_sha256(cert) == ca_hash:
-                return certs.cert_pem(cert)
-        raise JoinError(f"the control plane at {address} does not present the CA whose sha256 is {ca_hash} (the "
-                        "join token's): refusing to send it the token (a wrong token, or not the server you meant)")
-    raise JoinError(f"cannot reach the control plane over TLS: {'; '.join(unreachable)}")
+    try:
+        return tlsfetch.pinned_ca(split_servers(server), ca_hash, "join token", timeout)
+    except tlsfetch.PinError as err:
+        raise JoinError(str(err)) from None
 
 
 def _request(node: str, client_key: certs.PrivateKey, serving_key: certs.PrivateKey,

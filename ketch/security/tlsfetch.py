@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from cryptography import x509
 
-from . import anonymous
+from . import anonymous, certs
 
 
 @contextlib.contextmanager
@@ -52,3 +52,30 @@ def presented_chain(target: str, timeout: float = 10.0) -> list[x509.Certificate
         chain = sslobj.get_unverified_chain() or []
         ders = [c.public_bytes(ssl._ssl.ENCODING_DER) for c in chain]  # type: ignore[attr-defined]
     return [x509.load_der_x509_certificate(d) for d in ders]
+
+
+class PinError(Exception):
+    """No address presented the pinned CA; the message says why, in one line."""
+
+
+def pinned_ca(addresses: list[str], ca_hash: str, token_kind: str, timeout: float = 10.0) -> bytes:
+    """The CA whose DER sha256 is ca_hash (PEM), from the first of addresses that answers over TLS.
+
+    Shared by an agent's join and a control plane's --join: both pin the CA by their token's hash
+    before they send it anything; an address presenting another CA stops the search."""
+    unreachable = []
+    for address in addresses:
+        try:
+            chain = presented_chain(address, timeout)
+        except (OSError, ValueError) as err:
+            unreachable.append((address, err))
+            continue
+        for cert in chain:
+            if certs.der_sha256(cert) == ca_hash:
+                return certs.cert_pem(cert)
+        raise PinError(f"the control plane at {address} does not present the CA whose sha256 is {ca_hash} (the "
+                       f"{token_kind}'s): refusing to send it the token (a wrong token, or not the server you meant)")
+    if len(unreachable) == 1:
+        address, why = unreachable[0]
+        raise PinError(f"cannot reach the control plane at {address} over TLS: {why}")
+    raise PinError("cannot reach the control plane over TLS: " + "; ".join(f"{a}: {e}" for a, e in unreachable))
