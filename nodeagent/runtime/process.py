@@ -182,6 +182,9 @@ class ProcessRuntime:
         self._devnull = -1
         self._which: dict[tuple[str, str], str] = {}
         self._own_oom_score_adj = procfs.own_oom_score_adj()
+        # Adopted exits whose status the connector dropped (its buffer overflowed under a storm
+        # of process events machine-wide): reported as unknown rather than guessed.
+        self.lost_exit_statuses = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -379,6 +382,10 @@ class ProcessRuntime:
             self._connector.drain()
             status = self._connector.statuses.pop(pid, None)
             self._connector.watched.discard(pid)
+            if status is None and self._connector.lossy:
+                self.lost_exit_statuses += 1
+                log.warning("process-events connector dropped events (machine-wide storm): exit code of "
+                            "adopted pid %d is unknown", pid)
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
         if not self._adopted:

@@ -103,7 +103,9 @@ async def test_adopt_a_process_started_elsewhere(runtime: ProcessRuntime, tmp_pa
     _release(tmp_path)
     info = await asyncio.wait_for(h.exited, 10)
     if known:
-        assert info.exit_code == 5
+        # The connector hears every process on the machine; when its buffer overflows (the
+        # whole suite running beside this test) the runtime says so and reports no exit code.
+        assert info.exit_code == 5 or (info.exit_code is None and runtime.lost_exit_statuses == 1)
     else:
         assert info.exit_code is None
 
