@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
+from aetcd.rpc import rpc_pb2
 
 from .backend import Record
 from .dbfile import StorageError
+from .etcdmembers import Members, kv_stub, maintenance_stub
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +88,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _target(endpoints: list[tuple[str, int]]) -> str:
-    """One gRPC target for all members: pick_first moves to the next when one cannot be reached."""
-    if len(endpoints) == 1:
-        host, port = endpoints[0]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        addrs = [ipaddress.ip_address(h) for h, _ in endpoints]
-    except ValueError:
-        raise ValueError("several etcd members must be given as IP addresses (etcd://10.0.0.1:2379,"
-                         "10.0.0.2:2379)") from None
-    if all(a.version == 4 for a in addrs):
-        return "ipv4:" + ",".join(f"{h}:{p}" for h, p in endpoints)
-    return "ipv6:" + ",".join(f"[{h}]:{p}" for h, p in endpoints)
-
-
 def _prefix_end(key: bytes) -> bytes:
     """The range end covering every key that starts with key (etcd's clientv3.GetPrefixRangeEnd)."""
     return key[:-1] + bytes([key[-1] + 1])
@@ -121,19 +107,18 @@ class EtcdBackend:
         if remote and tls is None:
             raise ValueError(f"--store {spec}: etcd at {remote[0]} is not on loopback: --etcd-cafile, "
                              "--etcd-certfile and --etcd-keyfile are required (TLS to etcd)")
-        target = _target(self.endpoints)
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        if tls is None:
-            self._channel = grpc.insecure_channel(target, options=options)
-        else:
+        creds = None
+        if tls is not None:
             try:
                 creds = grpc.ssl_channel_credentials(tls.cafile.read_bytes(), tls.keyfile.read_bytes(),
                                                      tls.certfile.read_bytes())
             except OSError as err:
                 raise ValueError(f"etcd TLS: cannot read {err.filename}: {err.strerror}") from None
-            self._channel = grpc.secure_channel(target, creds, options=options)
-        self._kv = rpc_pb2_grpc.KVStub(self._channel)
-        self._maintenance = rpc_pb2_grpc.MaintenanceStub(self._channel)
+        # A channel per member, each checking its member's certificate against its own address.
+        self._members = Members(self.endpoints, creds, options)
+        self._kv = kv_stub(self._members)
+        self._maintenance = maintenance_stub(self._members)
         self._prefix = prefix.rstrip("/").encode()
         self._meta_key = self._prefix + b"/.ketch/revision"
         self._compact_key = self._prefix + b"/.ketch/compact_rev_key"
@@ -289,4 +274,4 @@ class EtcdBackend:
         return target
 
     def close(self) -> None:
-        self._channel.close()
+        self._members.close()

@@ -140,6 +140,26 @@ async def test_several_members_are_tried_in_turn(etcd: Etcd, tmp_path: Path) -> 
     await store.stop()
 
 
+async def test_several_members_over_tls_are_each_checked_against_their_own_address(
+        etcd_tls: Etcd, tmp_path: Path) -> None:
+    """A TLS etcd of several members (deploy/etcd/): each member's certificate is checked against
+    that member's address, so the live one is reached after the dead one, as without TLS."""
+    from ketch.local.launcher import free_port
+
+    flags = etcd_tls.client_flags
+    tls = EtcdTLS(Path(flags[3]), Path(flags[5]), Path(flags[7]))
+    spec = f"etcd://127.0.0.1:{free_port()},{etcd_tls.endpoint}"  # the first one has nothing listening
+    store = Store(open_backend(spec, tmp_path, etcd_tls=tls), REGISTRY.field_values)
+    await store.start()
+    await store.write("Pod", "default/a", _pod("a"), create=True)
+    await store.stop()
+    store = Store(open_backend(f"etcd://{etcd_tls.endpoint},127.0.0.1:{free_port()}", tmp_path, etcd_tls=tls),
+                  REGISTRY.field_values)
+    await store.start()
+    assert store.get("Pod", "default/a") is not None
+    await store.stop()
+
+
 async def test_an_object_too_large_for_etcd_is_refused_alone_and_the_store_stays_healthy(
         etcd: Etcd, tmp_path: Path) -> None:
     from ketch.api import errors
