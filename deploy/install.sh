@@ -67,8 +67,10 @@ pip=("$VENV/bin/pip" --disable-pip-version-check --quiet)
 mkdir -p "$ROOT/usr/local/bin"
 ln -sf /opt/ketch/venv/bin/ketch "$ROOT/usr/local/bin/ketch"
 
-# 2. Settings: /etc/ketch readable by root only (agent.env holds the join token).
-install -d -m 0700 "$ETC"
+# 2. Settings: the env files readable by root only (0600: they hold join tokens). The directory is
+# 0711 so that the `ketch` user may reach files it is given by name, e.g. an HA control plane's
+# etcd client certificate in /etc/ketch/etcd/ (deploy/README.md); it cannot list the directory.
+install -d -m 0711 "$ETC"
 join() { local IFS=' '; echo "$*"; }
 # The shipped env file (its comments are the documentation) with its NAME=... line replaced.
 write_env() {
