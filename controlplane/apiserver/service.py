@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError, Message
 
 from controlplane.registry import Registry, Strategy
 from controlplane.storage import Entry, Store
-from controlplane.storage.store import _Staged
+from controlplane.storage.store import RaceConflict, _Staged
 from ketch import __version__
 from ketch.api import errors, limits, manifest, timeutil
 from ketch.api.kinds import KindInfo, kind_info
@@ -54,6 +54,7 @@ BOOKMARK_CATCH_UP = 0.2
 # client that stops reading leaves the server holding (the one message its stream cannot send).
 WATCH_LIST_BYTES = 64 * 1024
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
+RACE_RETRIES = 5  # times a write is decided again after losing a race with another control plane
 
 Clock = Callable[[], float]
 
@@ -233,10 +234,27 @@ class APIService:
         await self.store.commit([write.staged] if write.staged else [])
         return self._respond(write)
 
+    async def _decided(self, stage: Callable[[], _StagedWrite]) -> _StagedWrite:
+        """stage() then commit; staged again when another control plane wrote the object in
+        between (kube-apiserver's GuaranteedUpdate: the request's own preconditions are checked
+        again against the newer object, so a precondition that no longer holds is the Conflict)."""
+        for attempt in range(RACE_RETRIES):
+            write = stage()
+            try:
+                await self.store.commit([write.staged] if write.staged else [])
+            except RaceConflict:
+                if attempt == RACE_RETRIES - 1:
+                    raise
+                await self.store.sync()
+                continue
+            return write
+        raise AssertionError("unreachable")
+
     # -- read ----------------------------------------------------------------------------------
 
     async def get(self, req: api_pb2.GetRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
         info = kind_or_404(req.kind)
+        await self.store.sync()
         entry = self.store.get(info.kind, _key(info, self._namespace_of(info, req.namespace), req.name))
         if entry is None:
             raise errors.NotFound(f'{info.qualified_plural} "{req.name}" not found')
@@ -245,6 +263,7 @@ class APIService:
     async def list(self, req: api_pb2.ListRequest, attrs: Attributes) -> api_pb2.ListResponse:
         info = kind_or_404(req.kind)
         match = self._filter(info, req.namespace, req.label_selector, req.field_selector)
+        await self.store.sync()
         resp = api_pb2.ListResponse(resource_version=str(self.store.revision))
         type_url = info.type_url
         items = [any_pb2.Any(type_url=type_url, value=e.data)
@@ -332,8 +351,7 @@ class APIService:
         return self._stage_replace(strategy, new, old, req.subresource, expect_rv, attrs)
 
     async def update(self, req: api_pb2.UpdateRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
-        write = self.stage_update(req, attrs)
-        await self.store.commit([write.staged] if write.staged else [])
+        write = await self._decided(lambda: self.stage_update(req, attrs))
         return self._respond(write)
 
     def stage_patch(self, req: api_pb2.PatchRequest, attrs: Attributes) -> _StagedWrite:
@@ -357,8 +375,7 @@ class APIService:
         return self._stage_replace(strategy, new, old, req.subresource, expect_rv, attrs)
 
     async def patch(self, req: api_pb2.PatchRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
-        write = self.stage_patch(req, attrs)
-        await self.store.commit([write.staged] if write.staged else [])
+        write = await self._decided(lambda: self.stage_patch(req, attrs))
         return self._respond(write)
 
     # -- delete --------------------------------------------------------------------------------
@@ -424,8 +441,7 @@ class APIService:
         return _StagedWrite(strategy.kind, key, staged, warnings, deleted=True)
 
     async def delete(self, req: api_pb2.DeleteRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
-        write = self.stage_delete(req, attrs)
-        await self.store.commit([write.staged] if write.staged else [])
+        write = await self._decided(lambda: self.stage_delete(req, attrs))
         return self._respond(write)
 
     # -- batch ---------------------------------------------------------------------------------
@@ -468,8 +484,12 @@ class APIService:
             if write.staged is not None:
                 staged = write.staged.entry or write.staged.tombstone
                 used += len(staged.data) if staged is not None else 0
-        await self.store.commit([w.staged for _, w in writes if w.staged is not None])
+        await self.store.commit([w.staged for _, w in writes if w.staged is not None], each=True)
         for i, write in writes:
+            lost = write.staged.error if write.staged is not None else None
+            if lost is not None:  # another control plane wrote the object first
+                results[i].code, results[i].message, results[i].reason = lost.code, lost.message, lost.reason
+                continue
             results[i].response.CopyFrom(self._respond(write))
         return api_pb2.BatchResponse(results=results)
 
@@ -500,6 +520,11 @@ class APIService:
         match = self._filter(info, req.namespace, req.label_selector, req.field_selector)
         rv = req.resource_version
         from_rev = None if rv in ("", "0") else _rv(rv)
+        if rv == "":
+            await self.store.sync()  # the current state: every write acknowledged before the watch
+        elif from_rev is not None and from_rev > self.store.revision:
+            # Made on another control plane and not yet applied here (a client that moved).
+            await self.store.wait_for_revision(from_rev)
         watcher = self.hub.watch(info.kind, match, from_rev, limits or LOCAL_WATCH_LIMITS)
         type_url = info.type_url
         # An idle watcher hears of newer revisions soon (a client waiting for its caches to reach

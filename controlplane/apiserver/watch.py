@@ -179,6 +179,15 @@ class WatchHub:
         self.window_start = store.revision
         self.watchers: dict[str, set[Watcher]] = {}
         store.add_listener(self._on_commit)
+        store.add_reset_listener(self._on_reset)
+
+    def _on_reset(self) -> None:
+        """The store reloaded (the etcd history it followed was compacted): what it published was
+        a difference, so every watch ends and resumes from a list, as after kube-apiserver's
+        cacher relists."""
+        self.window.clear()
+        self.window_start = self.store.revision
+        self.close_all()
 
     def _on_commit(self, events: list[WatchEvent]) -> None:
         window = self.window

@@ -6,8 +6,9 @@ revisions and watches live in the Store above it, which is the single writer.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +19,29 @@ class Record:
     key: str
     rv: int
     data: bytes | None
+
+
+class Behind(Exception):
+    """A commit found that another replica wrote first (up to etcd_revision): the Store catches
+    up to it, decides its writes again against what it now knows, and retries."""
+
+    def __init__(self, etcd_revision: int) -> None:
+        super().__init__(f"another replica wrote first (etcd revision {etcd_revision})")
+        self.etcd_revision = etcd_revision
+
+
+class Compacted(Exception):
+    """The history a replica needs to follow another's writes was compacted: it must reload."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignCommit:
+    """One transaction another replica made: its etcd revision, the Store revision it reached
+    (None: not a Store transaction, such as the compactor's key), and its writes in order."""
+
+    etcd_revision: int
+    top: int | None
+    records: list[Record]
 
 
 class Backend(Protocol):
@@ -70,6 +94,27 @@ class Backend(Protocol):
     @property
     def blocking(self) -> bool:
         """Whether commit blocks on I/O and so should run off the event loop."""
+        ...
+
+
+@runtime_checkable
+class SharedBackend(Protocol):
+    """A backend several control planes write (etcd): the Store follows the others' writes."""
+
+    etcd_revision: int  # the last transaction applied, own or followed
+
+    def follow(self, start: int) -> AsyncIterator[list[ForeignCommit]]:
+        """Every transaction from etcd revision start on, in order; raises Compacted."""
+        ...
+
+    def note_applied(self, commit: ForeignCommit) -> None:
+        ...
+
+    async def quorum_revision(self) -> int:
+        """The etcd revision of the last Store transaction, read through the quorum."""
+        ...
+
+    async def aclose(self) -> None:
         ...
 
 

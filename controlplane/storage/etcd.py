@@ -7,19 +7,22 @@ and gives everything back at start-up (a paginated range read at one etcd revisi
 
 Revisions: the Store numbers every write (several writes share one etcd transaction, and so one
 etcd revision, but each needs its own resourceVersion). The Store's revision is kept in the meta
-key <prefix>/.ketch/revision, written by every transaction, and each value carries its object's
-resourceVersion ahead of the message bytes. Every transaction compares the meta key's
-mod_revision with the one this backend last wrote: a second control plane writing the same prefix
-unknowingly makes the other's next commit fail loudly (and the Store then refuses writes),
-rather than both overwriting each other's objects.
+key <prefix>/.ketch/revision, written by every transaction (with the resourceVersion of each
+deletion in it), and each value carries its object's resourceVersion ahead of the message bytes.
+
+Several replicas (kube-apiserver's cacher): every transaction compares the meta key's
+mod_revision with the one this replica last applied, so a replica commits only when it knows
+every earlier write; otherwise the commit raises Behind and the Store catches up through
+follow() (one etcd watch from the revision it loaded), decides its writes again and retries.
+quorum_revision() is the linearizable read that makes reads on any replica see every write
+acknowledged before they began.
 
 Compaction is kube-apiserver's: every --etcd-compaction-interval (5 min) compact to the revision
 seen one interval earlier, so history younger than one interval stays for watchers; a
 compare-and-swap on <prefix>/.ketch/compact_rev_key lets only one of several writers do it.
 
-The client is synchronous gRPC on aetcd's stubs of etcd's rpc.proto, called from the Store's
-writer thread (Backend.blocking); the same stubs serve an asyncio channel for the watch a later
-watch cache needs.
+The writes are synchronous gRPC on aetcd's stubs of etcd's rpc.proto, called from the Store's
+writer thread (Backend.blocking); the watch and the quorum reads use an asyncio channel.
 """
 
 from __future__ import annotations
@@ -28,14 +31,15 @@ import ipaddress
 import logging
 import struct
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
-from aetcd.rpc import rpc_pb2
+from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 
-from .backend import Record
+from .backend import Behind, Compacted, ForeignCommit, Record
 from .dbfile import StorageError
 from .etcdmembers import Members, kv_stub, maintenance_stub
 
@@ -88,6 +92,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _parse_meta(value: bytes) -> tuple[int, dict[str, int]]:
+    """The meta key's value: the Store's revision, then `RV KIND/KEY` per deletion in the transaction."""
+    first, *rest = (value or b"0").decode().split("\n")
+    deleted: dict[str, int] = {}
+    for line in rest:
+        rv, _, name = line.partition(" ")
+        deleted[name] = int(rv)
+    return int(first or "0"), deleted
+
+
 def _prefix_end(key: bytes) -> bytes:
     """The range end covering every key that starts with key (etcd's clientv3.GetPrefixRangeEnd)."""
     return key[:-1] + bytes([key[-1] + 1])
@@ -108,17 +122,20 @@ class EtcdBackend:
             raise ValueError(f"--store {spec}: etcd at {remote[0]} is not on loopback: --etcd-cafile, "
                              "--etcd-certfile and --etcd-keyfile are required (TLS to etcd)")
         options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        creds = None
+        self._creds: grpc.ChannelCredentials | None = None
         if tls is not None:
             try:
-                creds = grpc.ssl_channel_credentials(tls.cafile.read_bytes(), tls.keyfile.read_bytes(),
-                                                     tls.certfile.read_bytes())
+                self._creds = grpc.ssl_channel_credentials(tls.cafile.read_bytes(), tls.keyfile.read_bytes(),
+                                                           tls.certfile.read_bytes())
             except OSError as err:
                 raise ValueError(f"etcd TLS: cannot read {err.filename}: {err.strerror}") from None
         # A channel per member, each checking its member's certificate against its own address.
-        self._members = Members(self.endpoints, creds, options)
+        self._members = Members(self.endpoints, self._creds, options)
+        self._options = options
         self._kv = kv_stub(self._members)
         self._maintenance = maintenance_stub(self._members)
+        self._aio: grpc.aio.Channel | None = None  # made in the event loop, on first use ...
+        self._aio_member = 0  # ... to this member, the next one after it failed
         self._prefix = prefix.rstrip("/").encode()
         self._meta_key = self._prefix + b"/.ketch/revision"
         self._compact_key = self._prefix + b"/.ketch/compact_rev_key"
@@ -129,7 +146,7 @@ class EtcdBackend:
         self._next_compaction = time.monotonic() + compaction_interval
         self._compact_time = 0  # kube-apiserver's compactor state: the compact key's version ...
         self._compact_rev = 0  # ... and the etcd revision to compact to at the next tick
-        self.etcd_revision = 0  # the etcd revision of the last transaction or read
+        self.etcd_revision = 0  # the last etcd revision applied: own transactions and followed ones
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -162,7 +179,7 @@ class EtcdBackend:
             for kv in resp.kvs:
                 if kv.key == self._meta_key:
                     self._meta_mod = kv.mod_revision
-                    revision = int(kv.value or b"0")
+                    revision, _ = _parse_meta(kv.value)
                     continue
                 if kv.key.startswith(self._prefix + b"/.ketch/"):
                     continue
@@ -191,17 +208,21 @@ class EtcdBackend:
             last.pop((r.kind, r.key), None)
             last[(r.kind, r.key)] = r
         ops: list[rpc_pb2.RequestOp] = []
+        # Followers learn each deletion's resourceVersion here, even one a later put of the same
+        # key in this transaction hides from etcd's watch (deleted, then made again).
+        meta = [str(revision)] + [f"{r.rv} {r.kind}/{r.key}" for r in records if r.data is None]
         for r in last.values():
             k = self.key_of(r.kind, r.key)
             if r.data is None:
                 ops.append(rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k)))
             else:
                 ops.append(rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=_RV.pack(r.rv) + r.data)))
-        self._txn(ops, revision)
+        self._txn(ops, "\n".join(meta).encode())
         self._measure()
 
-    def _txn(self, ops: list[rpc_pb2.RequestOp], revision: int) -> None:
-        meta = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=self._meta_key, value=str(revision).encode()))
+    def _txn(self, ops: list[rpc_pb2.RequestOp], meta_value: bytes) -> None:
+        """ops and the meta key in one transaction, if this replica has applied every earlier one."""
+        meta = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=self._meta_key, value=meta_value))
         req = rpc_pb2.TxnRequest(
             compare=[rpc_pb2.Compare(key=self._meta_key, target=rpc_pb2.Compare.MOD,
                                      result=rpc_pb2.Compare.EQUAL, mod_revision=self._meta_mod)],
@@ -210,19 +231,127 @@ class EtcdBackend:
         resp = self._call("commit", self._kv.Txn, req)
         if not resp.succeeded:
             kvs = resp.responses[0].response_range.kvs
-            theirs = int(kvs[0].value or b"0") if kvs else 0
-            raise StorageError(
-                f"etcd {self.spec}: another writer changed {self._prefix.decode()} since this control plane "
-                f"loaded it (its revision is now {theirs}, etcd revision {kvs[0].mod_revision if kvs else 0}, "
-                f"expected {self._meta_mod}): two control planes are using one etcd prefix; stop one and "
-                "restart the other")
+            raise Behind(kvs[0].mod_revision if kvs else resp.header.revision)
         self._meta_mod = resp.header.revision
         self.etcd_revision = resp.header.revision
 
     def probe(self, revision: int) -> None:
-        """The meta key rewritten under the same compare: fails while etcd is down or another writer owns it."""
-        self._txn([], revision)
+        """A quorum read of the meta key: fails while etcd has no quorum or cannot be reached."""
+        self._call("probe", self._kv.Range, rpc_pb2.RangeRequest(key=self._meta_key))
         self._measure(force=True)
+
+    # -- following other replicas ----------------------------------------------------------------
+
+    def _aio_channel(self) -> grpc.aio.Channel:
+        if self._aio is None:
+            target = self._members.targets[self._aio_member]
+            if self._creds is None:
+                self._aio = grpc.aio.insecure_channel(target, options=self._options)
+            else:
+                self._aio = grpc.aio.secure_channel(target, self._creds, options=self._options)
+        return self._aio
+
+    async def _next_aio_member(self, failed: int) -> None:
+        """Member `failed` was unavailable to the event loop's channel: the next call goes to the
+        next member (unless the watch or a quorum read already moved on meanwhile)."""
+        if self._aio_member != failed:
+            return
+        self._aio_member = (failed + 1) % len(self._members.targets)
+        aio, self._aio = self._aio, None
+        if aio is not None:
+            await aio.close()
+
+    async def quorum_revision(self) -> int:
+        """The etcd revision of the last Store transaction (the meta key's), a linearizable read."""
+        members = len(self._members.targets)
+        for tried in range(1, members + 1):
+            member, stub = self._aio_member, rpc_pb2_grpc.KVStub(self._aio_channel())
+            try:
+                resp = await stub.Range(rpc_pb2.RangeRequest(key=self._meta_key), timeout=CALL_TIMEOUT)
+            except grpc.RpcError as err:
+                if err.code() == grpc.StatusCode.UNAVAILABLE:
+                    await self._next_aio_member(member)
+                    if tried < members:
+                        continue
+                code = err.code().name if err.code() else "UNKNOWN"
+                raise StorageError(f"etcd {self.spec}: quorum read failed: {code}: {err.details()}") from None
+            return int(resp.kvs[0].mod_revision) if resp.kvs else 0
+        raise AssertionError("unreachable")
+
+    async def follow(self, start: int) -> AsyncIterator[list[ForeignCommit]]:
+        """Every transaction under the prefix from etcd revision start, grouped per transaction
+        (etcd sends one revision's events in one response)."""
+        member, stub = self._aio_member, rpc_pb2_grpc.WatchStub(self._aio_channel())
+        begin = self._prefix + b"/"
+        call = stub.Watch()
+        try:
+            await call.write(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+                key=begin, range_end=_prefix_end(begin), start_revision=start)))
+            async for resp in call:
+                if resp.compact_revision:
+                    raise Compacted(f"etcd compacted to {resp.compact_revision}, past revision {start}")
+                if resp.canceled:
+                    raise StorageError(f"etcd {self.spec}: watch canceled: {resp.cancel_reason}")
+                if resp.events:
+                    yield self._commits(resp.events)
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                await self._next_aio_member(member)  # the follower's next watch goes to another member
+            code = err.code().name if err.code() else "UNKNOWN"
+            raise StorageError(f"etcd {self.spec}: watch failed: {code}: {err.details()}") from None
+        finally:
+            call.cancel()
+
+    def _commits(self, events: Any) -> list[ForeignCommit]:
+        out: list[ForeignCommit] = []
+        rev = 0
+        records: list[Record] = []
+        top: int | None = None
+        deleted: dict[str, int] = {}
+        pending: list[tuple[str, str, bytes | None]] = []
+
+        def close() -> None:
+            if rev:
+                for kind, key, value in pending:
+                    if value is None:
+                        records.append(Record(kind, key, deleted.pop(f"{kind}/{key}", top or 0), None))
+                    else:
+                        (rv,) = _RV.unpack_from(value)
+                        records.append(Record(kind, key, rv, value[_RV.size:]))
+                for name, rv in deleted.items():  # deleted, then put again in the same transaction
+                    kind, _, key = name.partition("/")
+                    records.append(Record(kind, key, rv, None))
+                records.sort(key=lambda r: r.rv)
+                out.append(ForeignCommit(rev, top, list(records)))
+
+        for ev in events:
+            kv = ev.kv
+            if kv.mod_revision != rev:
+                close()
+                rev, top, records, deleted, pending = kv.mod_revision, None, [], {}, []
+            if kv.key == self._meta_key:
+                top, deleted = _parse_meta(kv.value)
+                continue
+            if kv.key.startswith(self._prefix + b"/.ketch/"):
+                continue
+            kind, _, key = kv.key[len(self._prefix) + 1:].decode().partition("/")
+            if ev.type == ev.DELETE:
+                pending.append((kind, key, None))
+            elif len(kv.value) >= _RV.size:
+                pending.append((kind, key, kv.value))
+        close()
+        return out
+
+    def note_applied(self, commit: ForeignCommit) -> None:
+        """The Store applied another replica's transaction: commits now compare against it."""
+        self.etcd_revision = max(self.etcd_revision, commit.etcd_revision)
+        if commit.top is not None:
+            self._meta_mod = max(self._meta_mod, commit.etcd_revision)
+
+    async def aclose(self) -> None:
+        if self._aio is not None:
+            await self._aio.close()
+            self._aio = None
 
     def _measure(self, force: bool = False) -> None:
         now = time.monotonic()

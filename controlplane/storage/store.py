@@ -37,7 +37,7 @@ from google.protobuf.message import DecodeError, Message
 from ketch.api import errors
 from ketch.api.kinds import kind_info
 
-from .backend import Backend, MemoryBackend, Record
+from .backend import Backend, Behind, Compacted, ForeignCommit, MemoryBackend, Record, SharedBackend
 from .dbfile import DB_NAME, StorageError
 
 if TYPE_CHECKING:
@@ -57,6 +57,14 @@ PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failin
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 QUOTA_EXCEEDED = "etcdserver: mvcc: database space exceeded"  # etcd's words, which tools look for
 EXPIRY_BATCH = 500  # expired objects deleted per commit
+CATCH_UP_TIMEOUT = 30.0  # seconds a replica may take to apply what another wrote before it
+WAIT_FRESH_TIMEOUT = 3.0  # kube-apiserver's cacher waits this long for a resourceVersion it lacks
+FOLLOW_RETRY = 1.0  # seconds between attempts to watch etcd again
+
+
+class RaceConflict(errors.Conflict):
+    """A write lost a race with another control plane's write of the same object. The request
+    had not read that write (it was on another replica), so the API server decides it again."""
 
 
 @dataclass(slots=True, eq=False)
@@ -131,6 +139,18 @@ class _Staged:
     entry: Entry | None  # None: deletion
     prev: Entry | None
     tombstone: Entry | None = None
+    error: errors.StatusError | None = None  # why the write was not made (decided at commit)
+
+    def renumber(self, rev: int) -> None:
+        """Another replica used the revision first: this write takes the next free one."""
+        self.rev = rev
+        for entry in (self.entry, self.tombstone):
+            if entry is not None:
+                obj = entry.obj
+                obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
+                entry.rv = rev
+                entry.data = obj.SerializeToString()
+                entry._version = None
 
 
 @dataclass(slots=True)
@@ -197,6 +217,16 @@ class Store:
         self._prober: asyncio.Task[None] | None = None
         self.probe_interval = probe_interval
         self._closing = False
+        self._reset_listeners: list[Callable[[], None]] = []
+        # With a backend other replicas write too: the follower applies their writes, and a
+        # commit and an applied foreign write never interleave.
+        self._shared = backend if isinstance(backend, SharedBackend) else None
+        self._apply_lock = asyncio.Lock()
+        self._applied = asyncio.Condition()
+        self._follower: asyncio.Task[None] | None = None
+        self._syncer: asyncio.Task[None] | None = None
+        self._sync_waiters: list[asyncio.Future[None]] = []
+        self._sync_wakeup = asyncio.Event()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -226,14 +256,21 @@ class Store:
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
         self._expirer = asyncio.create_task(self._expire_loop(), name="store-expiry")
+        if self._shared is not None:
+            self._follower = asyncio.create_task(self._follow_loop(), name="store-follower")
+            self._syncer = asyncio.create_task(self._sync_loop(), name="store-quorum-reads")
 
     async def stop(self) -> None:
         self._closing = True
         self._wakeup.set()
-        if self._expirer is not None:
-            self._expirer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expirer
+        for task in (self._expirer, self._follower, self._syncer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for fut in self._sync_waiters:
+            if not fut.done():
+                fut.set_exception(errors.Unavailable("the control plane is stopping"))
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -242,6 +279,8 @@ class Store:
             await self._writer
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.backend.close)
+        if self._shared is not None:
+            await self._shared.aclose()
         self._executor.shutdown(wait=True)
 
     # -- health --------------------------------------------------------------------------------
@@ -272,6 +311,153 @@ class Store:
     def add_listener(self, fn: Callable[[list[WatchEvent]], None]) -> None:
         """fn gets every committed batch of events, in order, on the event loop."""
         self._listeners.append(fn)
+
+    def add_reset_listener(self, fn: Callable[[], None]) -> None:
+        """fn() is called after the Store reloaded everything (the history it followed was
+        compacted): the events it published then were a difference, not the history."""
+        self._reset_listeners.append(fn)
+
+    # -- freshness across replicas ----------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Return once this replica has applied every write acknowledged before the call, on any
+        replica (a quorum read of etcd; at once on a store no other replica writes). Calls that
+        arrive while one quorum read is out share the next one."""
+        if self._shared is None:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sync_waiters.append(fut)
+        self._sync_wakeup.set()
+        await asyncio.shield(fut)
+
+    async def wait_for_revision(self, rev: int, timeout: float = WAIT_FRESH_TIMEOUT) -> bool:
+        """Wait until revision rev (made on another replica) is applied here; False on timeout."""
+        if self.revision >= rev or self._shared is None:
+            return self.revision >= rev
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._applied:
+                await self._applied.wait_for(lambda: self.revision >= rev)
+        return self.revision >= rev
+
+    async def _sync_loop(self) -> None:
+        assert self._shared is not None
+        while True:
+            await self._sync_wakeup.wait()
+            self._sync_wakeup.clear()
+            waiters, self._sync_waiters = self._sync_waiters, []
+            if not waiters:
+                continue
+            try:
+                target = await self._shared.quorum_revision()
+                await self._until_applied(target)
+            except Exception as err:
+                failure = err if isinstance(err, errors.StatusError) else errors.Unavailable(
+                    f"cannot read the store through its quorum: {err}")
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_exception(failure)
+                continue
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _until_applied(self, etcd_revision: int, timeout: float = CATCH_UP_TIMEOUT) -> None:
+        assert self._shared is not None
+        shared = self._shared
+        try:
+            async with asyncio.timeout(timeout), self._applied:
+                await self._applied.wait_for(lambda: shared.etcd_revision >= etcd_revision)
+        except TimeoutError:
+            raise errors.Timeout(
+                f"this control plane has not caught up with etcd revision {etcd_revision} in {timeout:g}s "
+                f"(it is at {shared.etcd_revision}): its watch of etcd is failing") from None
+
+    async def _tell_applied(self) -> None:
+        async with self._applied:
+            self._applied.notify_all()
+
+    async def _follow_loop(self) -> None:
+        """Apply what other replicas commit, in etcd's order, each transaction exactly once."""
+        assert self._shared is not None
+        shared = self._shared
+        while True:
+            try:
+                async for commits in shared.follow(shared.etcd_revision + 1):
+                    async with self._apply_lock:
+                        for commit in commits:
+                            if commit.etcd_revision > shared.etcd_revision:  # not one of ours
+                                self._apply_foreign(commit)
+                                shared.note_applied(commit)
+                    await self._tell_applied()
+            except Compacted as err:
+                log.warning("store: %s: reloading every object", err)
+                await self._reload()
+                continue
+            except StorageError as err:
+                log.warning("store: following other replicas: %s; again in %gs", err, FOLLOW_RETRY)
+            await asyncio.sleep(FOLLOW_RETRY)
+
+    def _apply_foreign(self, commit: ForeignCommit) -> None:
+        ops: builtins.list[_Staged] = []
+        for rec in commit.records:
+            prev = self._objects.get(rec.kind, {}).get(rec.key)
+            # Another replica's write supersedes whatever this one staged on the object: those
+            # writes fail when committed (their base is gone), later ones start from this.
+            self._staged.pop((rec.kind, rec.key), None)
+            if rec.data is None:
+                if prev is None:
+                    continue
+                last = type(prev.obj)()
+                last.CopyFrom(prev.obj)
+                last.metadata.resource_version = str(rec.rv)  # type: ignore[attr-defined]
+                tomb = self._entry(rec.kind, rec.key, rec.rv, last, last.SerializeToString())
+                ops.append(_Staged(rec.kind, rec.key, rec.rv, None, prev, tomb))
+                continue
+            try:
+                obj = kind_info(rec.kind).message.FromString(rec.data)
+            except (KeyError, DecodeError) as err:
+                log.error("store: another replica wrote %s %r, which this one cannot read (%s): skipped",
+                          rec.kind, rec.key, err)
+                continue
+            ops.append(_Staged(rec.kind, rec.key, rec.rv, self._entry(rec.kind, rec.key, rec.rv, obj, rec.data), prev))
+        if commit.top is not None:
+            self._publish(ops, commit.top)
+            self._next_rev = max(self._next_rev, self.revision + 1)
+
+    async def _reload(self) -> None:
+        """Everything read again at one revision; the difference is published, then the reset
+        listeners told (the watch cache ends its watches: they resume by listing again)."""
+        loop = asyncio.get_running_loop()
+        async with self._apply_lock:
+            revision, records = await loop.run_in_executor(self._executor, self.backend.load)
+            seen: set[tuple[str, str]] = set()
+            ops: builtins.list[_Staged] = []
+            for rec in records:
+                seen.add((rec.kind, rec.key))
+                prev = self._objects.get(rec.kind, {}).get(rec.key)
+                if rec.data is None or (prev is not None and prev.rv == rec.rv):
+                    continue
+                obj = kind_info(rec.kind).message.FromString(rec.data)
+                ops.append(_Staged(rec.kind, rec.key, rec.rv, self._entry(rec.kind, rec.key, rec.rv, obj, rec.data),
+                                   prev))
+            for kind, objs in self._objects.items():
+                for key, prev in objs.items():
+                    if (kind, key) not in seen:
+                        last = type(prev.obj)()
+                        last.CopyFrom(prev.obj)
+                        last.metadata.resource_version = str(revision)  # type: ignore[attr-defined]
+                        ops.append(_Staged(kind, key, revision, None, prev,
+                                           self._entry(kind, key, revision, last, last.SerializeToString())))
+            ops.sort(key=lambda op: op.rev)
+            self._staged.clear()
+            self._publish(ops, revision)
+            self._next_rev = max(self._next_rev, self.revision + 1)
+        await self._tell_applied()
+        for fn in self._reset_listeners:
+            try:
+                fn()
+            except Exception:
+                log.exception("store reset listener failed")
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -366,8 +552,12 @@ class Store:
             f"{QUOTA_EXCEEDED} (the store uses {self.backend.used_bytes} bytes; --quota-backend-bytes "
             f"is {self.quota_bytes}): delete objects to free space")
 
-    async def commit(self, staged: Iterable[_Staged]) -> None:
-        """Wait until the staged writes are durable and applied (group commit)."""
+    async def commit(self, staged: Iterable[_Staged], *, each: bool = False) -> None:
+        """Wait until the staged writes are durable and applied (group commit).
+
+        A write can still fail here, alone, when another control plane wrote its object first
+        (RaceConflict, or AlreadyExists for a create): the first such error is raised, or with
+        each=True left in the write's .error for the caller to report per write."""
         ops = list(staged)
         if not ops:
             return
@@ -375,6 +565,10 @@ class Store:
         self._pending.append(_Batch(ops, fut))
         self._wakeup.set()
         await asyncio.shield(fut)
+        if not each:
+            for op in ops:
+                if op.error is not None:
+                    raise op.error
 
     async def write(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
                     create: bool = False) -> Entry | None:
@@ -398,13 +592,7 @@ class Store:
             durable = 0
             try:
                 for chunk in self._transactions(ops):
-                    records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in chunk]
-                    top = chunk[-1].rev
-                    if self.backend.blocking:
-                        await loop.run_in_executor(self._executor, self.backend.commit, records, top)
-                    else:
-                        self.backend.commit(records, top)
-                    self._publish(chunk, top)
+                    await self._commit_chunk(chunk)
                     durable += len(chunk)
             except BaseException as err:
                 # What was made durable before the failure is applied (reads must show what the
@@ -426,6 +614,67 @@ class Store:
                 log.debug("store: gave %d free pages back to the file system", freed)
             if self._pending:
                 self._wakeup.set()
+
+    async def _commit_chunk(self, chunk: builtins.list[_Staged]) -> None:
+        """One backend transaction. Each write is decided again against what is committed now
+        (another replica may have written its object since it was staged), then numbered after
+        every revision this replica knows; a backend that finds another replica wrote first
+        (Behind) is caught up with, and the transaction decided and tried again."""
+        loop = asyncio.get_running_loop()
+        while True:
+            async with self._apply_lock:
+                live = self._still_valid(chunk)
+                if not live:
+                    return
+                if live[0].rev <= self.revision:
+                    rev = self.revision
+                    for op in live:
+                        rev += 1
+                        op.renumber(rev)
+                    self._next_rev = max(self._next_rev, rev + 1)
+                records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in live]
+                top = live[-1].rev
+                try:
+                    if self.backend.blocking:
+                        await loop.run_in_executor(self._executor, self.backend.commit, records, top)
+                    else:
+                        self.backend.commit(records, top)
+                except Behind as behind:
+                    waiting_for = behind.etcd_revision
+                else:
+                    self._publish(live, top)
+                    if self._shared is None:
+                        return
+                    waiting_for = 0
+            await self._tell_applied()
+            if not waiting_for:
+                return
+            await self._until_applied(waiting_for)
+
+    def _still_valid(self, chunk: builtins.list[_Staged]) -> builtins.list[_Staged]:
+        """The writes of chunk whose base is still the committed object; the others get their
+        error. On one control plane every write passes (it staged on what it commits over)."""
+        live: builtins.list[_Staged] = []
+        view: dict[tuple[str, str], Entry | None] = {}
+        for op in chunk:
+            if op.error is not None:
+                continue
+            k = (op.kind, op.key)
+            current = view[k] if k in view else self._objects.get(op.kind, {}).get(op.key)
+            if current is not op.prev:
+                what = f'{kind_info(op.kind).qualified_plural} "{op.key.rpartition("/")[2]}"'
+                if op.prev is None:
+                    op.error = errors.AlreadyExists(f"{what} already exists")
+                else:
+                    op.error = RaceConflict(
+                        f"Operation cannot be fulfilled on {what}: the object has been modified; "
+                        "please apply your changes to the latest version and try again")
+                if self._staged.get(k) is op:
+                    del self._staged[k]
+                continue
+            view[k] = op.entry
+            live.append(op)
+        return live
 
     def _transactions(self, ops: builtins.list[_Staged]) -> Iterator[builtins.list[_Staged]]:
         """ops (in revision order) cut into the backend's transactions: all in one unless the
@@ -554,6 +803,6 @@ class Store:
                 except errors.StatusError:
                     continue  # changed meanwhile (a staged write of the same object)
             try:
-                await self.commit(staged)
+                await self.commit(staged, each=True)
             except errors.StatusError as err:
                 log.warning("store: deleting %d expired objects failed: %s", len(staged), err)
