@@ -104,7 +104,8 @@ class Walkthrough:
     def ketch(self, *args: str, show: bool = True, check: bool = True) -> subprocess.CompletedProcess[str]:
         if show:
             print(f"\n$ ketch {' '.join(args)}", flush=True)
-        result = subprocess.run([str(BIN / "ketch"), *args], env=self.env, text=True, capture_output=True)
+        result = subprocess.run([str(BIN / "ketch"), *args], env=self.env, text=True, capture_output=True,
+                                timeout=240)
         if show:
             sys.stdout.write(result.stdout + result.stderr)
         if check and result.returncode:
@@ -251,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="ketch-ha-") as tmp:
         data = args.data_dir.resolve() if args.data_dir else Path(tmp)
+        if data.exists() and any(data.iterdir()):
+            p.error(f"--data-dir {data} is not empty (its etcd members would not form a new cluster)")
         data.mkdir(parents=True, exist_ok=True)
         walk = Walkthrough(data, args.fast)
         try:
