@@ -5,6 +5,7 @@ no index run twice; every replica then answers with the same objects."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import signal
 import time
@@ -12,9 +13,13 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from ketch.testing.etcd import Etcd
+import grpc
 
-from .harness import Cluster, wait_until
+from ketch.api import errors
+from ketch.testing.etcd import Etcd
+from ketch.v1 import core_pb2
+
+from .harness import Cluster, admin_client, wait_until
 from .test_job_e2e import FLAGS, job_yaml
 
 COMPLETIONS = 300
@@ -89,3 +94,93 @@ def test_a_sigkilled_leader_is_replaced_and_the_job_counts_each_completion_once(
     # Both surviving replicas answer with the same objects, at the same resourceVersions.
     views = [{p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in c.items("pods")} for c in others]
     assert views[0] == views[1]
+
+
+async def _load_through(servers: list[str], killed: Cluster, survivor: Cluster) -> None:
+    """Creates through both replicas while `killed` is SIGKILLed and started again; a watch on
+    the survivor hears each object once; afterwards both list the same objects."""
+    clients = [admin_client(s) for s in servers]
+    watcher_client = admin_client(survivor.server)
+    acked: dict[str, str] = {}
+    through_restarted = [0]  # creates the restarted replica acknowledged
+    restarted = asyncio.Event()
+    heard: list[tuple[str, str, str]] = []
+    stop = asyncio.Event()
+    try:
+        _, start_rv = await watcher_client.list("Namespace")
+
+        async def watch() -> None:
+            async for ev in watcher_client.watch("Namespace", resource_version=start_rv):
+                if ev.type != "BOOKMARK":
+                    heard.append((ev.type, ev.object.metadata.name, ev.object.metadata.resource_version))
+
+        async def write(n: int, client: Any) -> None:
+            i = 0
+            while not stop.is_set():
+                obj = core_pb2.Namespace()
+                obj.metadata.name = f"load-{n}-{i}"
+                i += 1
+                try:
+                    created = await client.create(obj)
+                except (errors.StatusError, grpc.RpcError, OSError):
+                    await asyncio.sleep(0.05)  # down: the outcome of this create is unknown; pace the next
+                    continue
+                acked[created.metadata.name] = created.metadata.resource_version
+                if restarted.is_set() and client is clients[0]:
+                    through_restarted[0] += 1
+
+        watching = asyncio.create_task(watch())
+        writers = [asyncio.create_task(write(n, clients[n % 2])) for n in range(8)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while len(acked) < 400:
+            assert loop.time() < deadline, f"only {len(acked)} creates acknowledged"
+            await asyncio.sleep(0.05)
+        killed.send("controlplane", signal.SIGKILL)
+        await asyncio.to_thread(killed.members["controlplane"].stop, 10, signal.SIGKILL)
+        at_kill = len(acked)
+        while len(acked) < at_kill + 200:  # the survivor alone
+            assert loop.time() < deadline, "the survivor stopped acknowledging creates"
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(killed.start_controlplane)
+        restarted.set()
+        while through_restarted[0] < 200:  # the restarted replica writes again
+            assert loop.time() < deadline + 60, f"the restarted replica acknowledged {through_restarted[0]} creates"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*writers)
+
+        views = []
+        for client in (admin_client(killed.server), admin_client(survivor.server)):
+            items, _ = await client.list("Namespace")
+            views.append({o.metadata.name: o.metadata.resource_version for o in items
+                          if o.metadata.name.startswith("load-")})
+            await client.close()
+        assert views[0] == views[1], "the replicas list different objects"
+        lost = {name: rv for name, rv in acked.items() if views[0].get(name) != rv}
+        assert not lost, f"{len(lost)} acknowledged creates lost or changed, e.g. {list(lost.items())[:3]}"
+        # The survivor's watch heard every object once, in increasing resourceVersions.
+        async with asyncio.timeout(60):
+            while len({name for t, name, _ in heard if t == "ADDED"}) < len(views[0]):
+                await asyncio.sleep(0.05)
+        watching.cancel()
+        added = Counter(name for t, name, _ in heard if t == "ADDED")
+        assert set(added) == set(views[0]) and max(added.values()) == 1
+        revs = [int(rv) for _, _, rv in heard]
+        assert revs == sorted(revs) and len(set(revs)) == len(revs)
+    finally:
+        for c in (*clients, watcher_client):
+            await c.close()
+
+
+def test_a_replica_killed_and_restarted_under_load_loses_and_duplicates_nothing(
+        cluster_factory: Any, etcd: Etcd) -> None:
+    replicas = []
+    for i in range(2):
+        c: Cluster = cluster_factory(["--controllers", "none", "--store", etcd.url,
+                                      "--advertise-address", f"127.0.0.{i + 1}"])
+        if replicas:
+            shutil.copytree(replicas[0].controlplane_dir / "pki", c.controlplane_dir / "pki")
+        c.start_controlplane()
+        replicas.append(c)
+    asyncio.run(_load_through([c.server for c in replicas], replicas[0], replicas[1]))
