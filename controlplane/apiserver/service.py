@@ -230,25 +230,34 @@ class APIService:
         raise errors.AlreadyExists(f"could not generate a unique name from {prefix!r}")
 
     async def create(self, req: api_pb2.CreateRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
-        write = self.stage_create(req, attrs)
-        await self.store.commit([write.staged] if write.staged else [])
+        write = await self._decided(lambda: self.stage_create(req, attrs))  # each try parses req anew
         return self._respond(write)
 
     async def _decided(self, stage: Callable[[], _StagedWrite]) -> _StagedWrite:
-        """stage() then commit; staged again when another control plane wrote the object in
-        between (kube-apiserver's GuaranteedUpdate: the request's own preconditions are checked
-        again against the newer object, so a precondition that no longer holds is the Conflict)."""
-        for attempt in range(RACE_RETRIES):
-            write = stage()
+        """stage() then commit, decided again on fresher state when that could change the answer.
+
+        Another control plane may have written the object since this one last heard: a write
+        that lost the race is staged again (kube-apiserver's GuaranteedUpdate: the request's own
+        preconditions are checked again against the newer object), and a refusal that rests on
+        this replica's view (NotFound, AlreadyExists, a Conflict with a resourceVersion it has
+        not seen) is given only after a quorum read brought it up to date."""
+        synced = False
+        for _ in range(RACE_RETRIES):
             try:
+                write = stage()
                 await self.store.commit([write.staged] if write.staged else [])
             except RaceConflict:
-                if attempt == RACE_RETRIES - 1:
+                await self.store.sync()
+                synced = True
+                continue
+            except (errors.NotFound, errors.AlreadyExists, errors.Conflict):
+                if synced or not self.store.shared:
                     raise
                 await self.store.sync()
+                synced = True
                 continue
             return write
-        raise AssertionError("unreachable")
+        raise errors.Conflict("the object kept changing on other control planes; try again")
 
     # -- read ----------------------------------------------------------------------------------
 

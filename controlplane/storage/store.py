@@ -286,6 +286,11 @@ class Store:
     # -- health --------------------------------------------------------------------------------
 
     @property
+    def shared(self) -> bool:
+        """Whether other control planes write the same store (etcd): this one's view can lag."""
+        return self._shared is not None
+
+    @property
     def healthy(self) -> bool:
         """False while the backend is failing writes (a full disk), until a probe succeeds."""
         return self._failed is None
