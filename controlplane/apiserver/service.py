@@ -463,6 +463,7 @@ class APIService:
         start past it, and every later one, fail alone with RequestEntityTooLarge."""
         writes: builtins.list[tuple[int, _StagedWrite]] = []
         results: builtins.list[api_pb2.BatchResult] = []
+        stagers: dict[int, Callable[[], _StagedWrite]] = {}
         used = 0
         for i, (op, attrs) in enumerate(zip(req.ops, op_attrs, strict=True)):
             result = api_pb2.BatchResult()
@@ -475,17 +476,10 @@ class APIService:
                     raise errors.TooLarge(
                         f"Request entity too large: limit is {max_bytes} bytes of objects read and written by "
                         "one Batch; send the remaining operations in another Batch")
-                if which == "create":
-                    write = self.stage_create(op.create, attrs)
-                elif which == "update":
-                    write = self.stage_update(op.update, attrs)
-                elif which == "patch":
+                if which == "patch":
                     used += self._stored_size(op.patch.kind, op.patch.namespace, op.patch.name)
-                    write = self.stage_patch(op.patch, attrs)
-                elif which == "delete":
-                    write = self.stage_delete(op.delete, attrs)
-                else:
-                    raise errors.BadRequest("empty batch operation")
+                stagers[i] = self._batch_stager(op, attrs)
+                write = stagers[i]()
             except errors.StatusError as err:
                 result.code, result.message, result.reason = err.code, err.message, err.reason
                 continue
@@ -495,12 +489,27 @@ class APIService:
                 used += len(staged.data) if staged is not None else 0
         await self.store.commit([w.staged for _, w in writes if w.staged is not None], each=True)
         for i, write in writes:
-            lost = write.staged.error if write.staged is not None else None
-            if lost is not None:  # another control plane wrote the object first
-                results[i].code, results[i].message, results[i].reason = lost.code, lost.message, lost.reason
-                continue
+            if write.staged is not None and write.staged.error is not None:
+                # Another control plane wrote the object first: this op alone is decided again.
+                try:
+                    write = await self._decided(stagers[i])
+                except errors.StatusError as err:
+                    results[i].code, results[i].message, results[i].reason = err.code, err.message, err.reason
+                    continue
             results[i].response.CopyFrom(self._respond(write))
         return api_pb2.BatchResponse(results=results)
+
+    def _batch_stager(self, op: api_pb2.BatchOp, attrs: Attributes) -> Callable[[], _StagedWrite]:
+        which = op.WhichOneof("op")
+        if which == "create":
+            return lambda: self.stage_create(op.create, attrs)
+        if which == "update":
+            return lambda: self.stage_update(op.update, attrs)
+        if which == "patch":
+            return lambda: self.stage_patch(op.patch, attrs)
+        if which == "delete":
+            return lambda: self.stage_delete(op.delete, attrs)
+        raise errors.BadRequest("empty batch operation")
 
     def _stored_size(self, kind: str, namespace: str, name: str) -> int:
         """Bytes of the object a request names (0 when there is none): what patching it costs."""
