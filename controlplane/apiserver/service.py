@@ -230,25 +230,34 @@ class APIService:
         raise errors.AlreadyExists(f"could not generate a unique name from {prefix!r}")
 
     async def create(self, req: api_pb2.CreateRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
-        write = self.stage_create(req, attrs)
-        await self.store.commit([write.staged] if write.staged else [])
+        write = await self._decided(lambda: self.stage_create(req, attrs))  # each try parses req anew
         return self._respond(write)
 
     async def _decided(self, stage: Callable[[], _StagedWrite]) -> _StagedWrite:
-        """stage() then commit; staged again when another control plane wrote the object in
-        between (kube-apiserver's GuaranteedUpdate: the request's own preconditions are checked
-        again against the newer object, so a precondition that no longer holds is the Conflict)."""
-        for attempt in range(RACE_RETRIES):
-            write = stage()
+        """stage() then commit, decided again on fresher state when that could change the answer.
+
+        Another control plane may have written the object since this one last heard: a write
+        that lost the race is staged again (kube-apiserver's GuaranteedUpdate: the request's own
+        preconditions are checked again against the newer object), and a refusal that rests on
+        this replica's view (NotFound, AlreadyExists, a Conflict with a resourceVersion it has
+        not seen) is given only after a quorum read brought it up to date."""
+        synced = False
+        for _ in range(RACE_RETRIES):
             try:
+                write = stage()
                 await self.store.commit([write.staged] if write.staged else [])
             except RaceConflict:
-                if attempt == RACE_RETRIES - 1:
+                await self.store.sync()
+                synced = True
+                continue
+            except (errors.NotFound, errors.AlreadyExists, errors.Conflict):
+                if synced or not self.store.shared:
                     raise
                 await self.store.sync()
+                synced = True
                 continue
             return write
-        raise AssertionError("unreachable")
+        raise errors.Conflict("the object kept changing on other control planes; try again")
 
     # -- read ----------------------------------------------------------------------------------
 
@@ -454,6 +463,7 @@ class APIService:
         start past it, and every later one, fail alone with RequestEntityTooLarge."""
         writes: builtins.list[tuple[int, _StagedWrite]] = []
         results: builtins.list[api_pb2.BatchResult] = []
+        stagers: dict[int, Callable[[], _StagedWrite]] = {}
         used = 0
         for i, (op, attrs) in enumerate(zip(req.ops, op_attrs, strict=True)):
             result = api_pb2.BatchResult()
@@ -466,17 +476,10 @@ class APIService:
                     raise errors.TooLarge(
                         f"Request entity too large: limit is {max_bytes} bytes of objects read and written by "
                         "one Batch; send the remaining operations in another Batch")
-                if which == "create":
-                    write = self.stage_create(op.create, attrs)
-                elif which == "update":
-                    write = self.stage_update(op.update, attrs)
-                elif which == "patch":
+                if which == "patch":
                     used += self._stored_size(op.patch.kind, op.patch.namespace, op.patch.name)
-                    write = self.stage_patch(op.patch, attrs)
-                elif which == "delete":
-                    write = self.stage_delete(op.delete, attrs)
-                else:
-                    raise errors.BadRequest("empty batch operation")
+                stagers[i] = self._batch_stager(op, attrs)
+                write = stagers[i]()
             except errors.StatusError as err:
                 result.code, result.message, result.reason = err.code, err.message, err.reason
                 continue
@@ -486,12 +489,27 @@ class APIService:
                 used += len(staged.data) if staged is not None else 0
         await self.store.commit([w.staged for _, w in writes if w.staged is not None], each=True)
         for i, write in writes:
-            lost = write.staged.error if write.staged is not None else None
-            if lost is not None:  # another control plane wrote the object first
-                results[i].code, results[i].message, results[i].reason = lost.code, lost.message, lost.reason
-                continue
+            if write.staged is not None and write.staged.error is not None:
+                # Another control plane wrote the object first: this op alone is decided again.
+                try:
+                    write = await self._decided(stagers[i])
+                except errors.StatusError as err:
+                    results[i].code, results[i].message, results[i].reason = err.code, err.message, err.reason
+                    continue
             results[i].response.CopyFrom(self._respond(write))
         return api_pb2.BatchResponse(results=results)
+
+    def _batch_stager(self, op: api_pb2.BatchOp, attrs: Attributes) -> Callable[[], _StagedWrite]:
+        which = op.WhichOneof("op")
+        if which == "create":
+            return lambda: self.stage_create(op.create, attrs)
+        if which == "update":
+            return lambda: self.stage_update(op.update, attrs)
+        if which == "patch":
+            return lambda: self.stage_patch(op.patch, attrs)
+        if which == "delete":
+            return lambda: self.stage_delete(op.delete, attrs)
+        raise errors.BadRequest("empty batch operation")
 
     def _stored_size(self, kind: str, namespace: str, name: str) -> int:
         """Bytes of the object a request names (0 when there is none): what patching it costs."""

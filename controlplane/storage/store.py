@@ -60,6 +60,7 @@ EXPIRY_BATCH = 500  # expired objects deleted per commit
 CATCH_UP_TIMEOUT = 30.0  # seconds a replica may take to apply what another wrote before it
 WAIT_FRESH_TIMEOUT = 3.0  # kube-apiserver's cacher waits this long for a resourceVersion it lacks
 FOLLOW_RETRY = 1.0  # seconds between attempts to watch etcd again
+QUORUM_READS = 4  # quorum reads of etcd out at once (each serves every read that came before it)
 
 
 class RaceConflict(errors.Conflict):
@@ -224,9 +225,9 @@ class Store:
         self._apply_lock = asyncio.Lock()
         self._applied = asyncio.Condition()
         self._follower: asyncio.Task[None] | None = None
-        self._syncer: asyncio.Task[None] | None = None
-        self._sync_waiters: list[asyncio.Future[None]] = []
-        self._sync_wakeup = asyncio.Event()
+        self._open_sync: asyncio.Future[None] | None = None  # the quorum read not yet sent
+        self._sync_tasks: set[asyncio.Task[None]] = set()
+        self._sync_slots = asyncio.Semaphore(QUORUM_READS)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -258,19 +259,17 @@ class Store:
         self._expirer = asyncio.create_task(self._expire_loop(), name="store-expiry")
         if self._shared is not None:
             self._follower = asyncio.create_task(self._follow_loop(), name="store-follower")
-            self._syncer = asyncio.create_task(self._sync_loop(), name="store-quorum-reads")
 
     async def stop(self) -> None:
         self._closing = True
         self._wakeup.set()
-        for task in (self._expirer, self._follower, self._syncer):
+        for task in (self._expirer, self._follower, *self._sync_tasks):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        for fut in self._sync_waiters:
-            if not fut.done():
-                fut.set_exception(errors.Unavailable("the control plane is stopping"))
+        if self._open_sync is not None and not self._open_sync.done():
+            self._open_sync.set_exception(errors.Unavailable("the control plane is stopping"))
         if self._prober is not None:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -284,6 +283,11 @@ class Store:
         self._executor.shutdown(wait=True)
 
     # -- health --------------------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether other control planes write the same store (etcd): this one's view can lag."""
+        return self._shared is not None
 
     @property
     def healthy(self) -> bool:
@@ -322,13 +326,36 @@ class Store:
     async def sync(self) -> None:
         """Return once this replica has applied every write acknowledged before the call, on any
         replica (a quorum read of etcd; at once on a store no other replica writes). Calls that
-        arrive while one quorum read is out share the next one."""
+        arrive before a quorum read is sent share it; up to QUORUM_READS are out at once."""
         if self._shared is None:
             return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sync_waiters.append(fut)
-        self._sync_wakeup.set()
-        await asyncio.shield(fut)
+        batch = self._open_sync
+        if batch is None:
+            batch = self._open_sync = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._quorum_read(batch), name="store-quorum-read")
+            self._sync_tasks.add(task)
+            task.add_done_callback(self._sync_tasks.discard)
+        await asyncio.shield(batch)
+
+    async def _quorum_read(self, batch: asyncio.Future[None]) -> None:
+        assert self._shared is not None
+        async with self._sync_slots:
+            if self._open_sync is batch:
+                self._open_sync = None  # sent now: later calls need a later read
+            try:
+                target = await self._shared.quorum_revision()
+                await self._until_applied(target)
+            except asyncio.CancelledError:
+                if not batch.done():
+                    batch.set_exception(errors.Unavailable("the control plane is stopping"))
+                raise
+            except Exception as err:
+                if not batch.done():
+                    batch.set_exception(err if isinstance(err, errors.StatusError) else errors.Unavailable(
+                        f"cannot read the store through its quorum: {err}"))
+                return
+            if not batch.done():
+                batch.set_result(None)
 
     async def wait_for_revision(self, rev: int, timeout: float = WAIT_FRESH_TIMEOUT) -> bool:
         """Wait until revision rev (made on another replica) is applied here; False on timeout."""
@@ -338,28 +365,6 @@ class Store:
             async with asyncio.timeout(timeout), self._applied:
                 await self._applied.wait_for(lambda: self.revision >= rev)
         return self.revision >= rev
-
-    async def _sync_loop(self) -> None:
-        assert self._shared is not None
-        while True:
-            await self._sync_wakeup.wait()
-            self._sync_wakeup.clear()
-            waiters, self._sync_waiters = self._sync_waiters, []
-            if not waiters:
-                continue
-            try:
-                target = await self._shared.quorum_revision()
-                await self._until_applied(target)
-            except Exception as err:
-                failure = err if isinstance(err, errors.StatusError) else errors.Unavailable(
-                    f"cannot read the store through its quorum: {err}")
-                for fut in waiters:
-                    if not fut.done():
-                        fut.set_exception(failure)
-                continue
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
 
     async def _until_applied(self, etcd_revision: int, timeout: float = CATCH_UP_TIMEOUT) -> None:
         assert self._shared is not None
