@@ -283,7 +283,9 @@ class EtcdBackend:
         (etcd sends one revision's events in one response)."""
         member, stub = self._aio_member, rpc_pb2_grpc.WatchStub(self._aio_channel())
         begin = self._prefix + b"/"
-        call = stub.Watch()
+        # etcd's WithRequireLeader: a member cut off from the quorum ends the stream ("no leader",
+        # UNAVAILABLE) instead of keeping it open with nothing on it, so the follower moves on.
+        call = stub.Watch(metadata=(("hasleader", "true"),))
         try:
             await call.write(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
                 key=begin, range_end=_prefix_end(begin), start_revision=start)))
