@@ -13,6 +13,7 @@ from ketch.api.kinds import KINDS
 
 from .apps import ControllerRevisionStrategy, DaemonSetStrategy
 from .batch import CronJobStrategy, JobStrategy
+from .configmap import ConfigMapStrategy
 from .coordination import LeaseStrategy
 from .core import (
     DEFAULT_EVENT_TTL,
@@ -38,7 +39,7 @@ class Registry:
         strategies: list[Strategy] = [
             PodStrategy(default_toleration_seconds), NodeStrategy(), NamespaceStrategy(), EventStrategy(event_ttl),
             JobStrategy(), CronJobStrategy(), DaemonSetStrategy(), ControllerRevisionStrategy(), LeaseStrategy(),
-            SecretStrategy(),
+            SecretStrategy(), ConfigMapStrategy(),
             RoleStrategy(), ClusterRoleStrategy(), RoleBindingStrategy(), ClusterRoleBindingStrategy(),
         ]
         self._by_kind: dict[str, Strategy] = {s.kind: s for s in strategies}

@@ -14,7 +14,17 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from ketch.v1 import apps_pb2, authorization_pb2, batch_pb2, coordination_pb2, core_pb2, meta_pb2, rbac_pb2, secret_pb2
+from ketch.v1 import (
+    apps_pb2,
+    authorization_pb2,
+    batch_pb2,
+    configmap_pb2,
+    coordination_pb2,
+    core_pb2,
+    meta_pb2,
+    rbac_pb2,
+    secret_pb2,
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,8 @@ def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
     return tuple(out)
 
 
-SERVED: tuple[KindInfo, ...] = _served((core_pb2, secret_pb2, batch_pb2, apps_pb2, coordination_pb2, rbac_pb2,
-                                        authorization_pb2))
+SERVED: tuple[KindInfo, ...] = _served((core_pb2, secret_pb2, configmap_pb2, batch_pb2, apps_pb2, coordination_pb2,
+                                        rbac_pb2, authorization_pb2))
 # The kinds that are stored (what strategies, controllers and the store deal with).
 KINDS: tuple[KindInfo, ...] = tuple(k for k in SERVED if not k.create_only)
 

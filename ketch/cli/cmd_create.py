@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-config", action="store_true", help="record the manifest for a later apply")
     p.add_argument("what", nargs="*", help="job NAME --from=cronjob/CJ, or namespace NAME")
     p.add_argument("--from", dest="from_", default="", help="create job NAME --from=cronjob/CJ")
+    p.add_argument("--from-literal", dest="from_literal", action="append", default=[], metavar="KEY=VALUE",
+                   help="create configmap|secret generic NAME: a key and its value (repeatable)")
     add_common(p)
     p.set_defaults(run=run)
 
@@ -34,6 +36,10 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         kind = args.what[0]
         if kind in ("namespace", "ns"):
             return await _create_namespace(args, factory)
+        if kind in ("configmap", "configmaps", "cm"):
+            return await _create_literal(args, factory, "configmap", args.what[1:])
+        if kind in ("secret", "secrets") and args.what[1:2] == ["generic"]:
+            return await _create_literal(args, factory, "secret", args.what[2:])
         if kind in ("job", "jobs", "job.batch"):
             try:
                 module = importlib.import_module("ketch.cli.cmd_create_job")
@@ -42,8 +48,9 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                     raise
                 raise CLIError("create job is not available in this build") from None
             return int(await module.run(args, factory) or 0)
-        raise CLIError(f'unknown type to create: "{kind}" (use -f FILE, "job NAME --from=cronjob/CJ" or '
-                       '"namespace NAME")')
+        raise CLIError(f'unknown type to create: "{kind}" (use -f FILE, "job NAME --from=cronjob/CJ", '
+                       '"namespace NAME", "configmap NAME --from-literal=K=V" or '
+                       '"secret generic NAME --from-literal=K=V")')
     if not args.filename:
         raise CLIError("must specify one of -f and -k, or a type to create (create job NAME --from=cronjob/CJ)")
     docs = read_documents(args.filename, factory.stdin)
@@ -82,6 +89,44 @@ async def _create_namespace(args: argparse.Namespace, factory: Factory) -> int:
     ns.metadata.name = args.what[1]
     created = await factory.client().create(ns)
     info = resolve_kind("namespace")
+    if args.output:
+        print_objects(factory.out, [created], args.output, True, info)
+    else:
+        factory.print(f"{display_name(info, created.metadata.name)} created")
+    return 0
+
+
+def literals(pairs: list[str], kind: str, name: str) -> dict[str, str]:
+    """kubectl's --from-literal: KEY=VALUE (the value may hold '='), each key once."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CLIError(f"invalid literal source {pair}, expected key=value")
+        if key in out:
+            raise CLIError(f'cannot add key {key}, another key by that name already exists in Data for '
+                           f'{kind} "{name}"')
+        out[key] = value
+    return out
+
+
+async def _create_literal(args: argparse.Namespace, factory: Factory, what: str, names: list[str]) -> int:
+    """`create configmap NAME --from-literal=K=V` and `create secret generic NAME ...`, as kubectl."""
+    if len(names) != 1:
+        raise CLIError("exactly one NAME is required, got " + str(len(names)))
+    name = names[0]
+    info = resolve_kind(what)
+    obj: Any = info.new()
+    obj.api_version, obj.kind = info.api_version, info.kind
+    obj.metadata.name = name
+    obj.metadata.namespace = factory.default_namespace
+    data = literals(args.from_literal, info.kind, name)
+    for key, value in data.items():
+        if what == "secret":
+            obj.data[key] = value.encode()
+        else:
+            obj.data[key] = value
+    created = await factory.client().create(obj)
     if args.output:
         print_objects(factory.out, [created], args.output, True, info)
     else:

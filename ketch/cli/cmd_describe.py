@@ -65,6 +65,8 @@ async def describe_object(factory: Factory, info: KindInfo, obj: Any, show_event
             w = describe.describe_node(obj, now, pods, lease)
         elif kind == "Secret":
             w = describe.describe_secret(obj, now)
+        elif kind == "ConfigMap":
+            w = describe.describe_configmap(obj, now)
         elif kind in ("Role", "ClusterRole"):
             w = describe.describe_role(obj, now)
             show_events = False

@@ -710,6 +710,24 @@ def describe_secret(secret: Any, now: float) -> Writer:
     return w
 
 
+def describe_configmap(cm: Any, now: float) -> Writer:
+    """kubectl's ConfigMap describer: data values in full (they are not secret), binaryData by size."""
+    w = Writer()
+    object_meta(w, cm, True)
+    labels(w, 0, "Labels", cm.metadata.labels)
+    annotations_section(w, 0, "Annotations", cm.metadata.annotations)
+    w.write(0, "\nData\n====\n")
+    for key in sorted(cm.data):
+        w.write(0, f"{key}:\n----\n")
+        w.write(0, f"{cm.data[key]}\n")
+        w.write(0, "\n")
+    w.write(0, "\nBinaryData\n====\n")
+    for key in sorted(cm.binary_data):
+        w.write(0, f"{key}: {len(cm.binary_data[key])} bytes\n")
+    w.write(0, "\n")
+    return w
+
+
 def describe_generic(obj: Any, now: float, namespaced: bool = True) -> Writer:
     w = Writer()
     doc = manifest.to_dict(obj)

@@ -357,6 +357,11 @@ def secret_row(secret: Any, now: float, wide: bool) -> Row:
     return [secret.metadata.name, secret.type, str(len(secret.data)), since(secret.metadata.creation_timestamp, now)]
 
 
+def configmap_row(cm: Any, now: float, wide: bool) -> Row:
+    """kubectl's DATA: the keys of data and binaryData together."""
+    return [cm.metadata.name, str(len(cm.data) + len(cm.binary_data)), since(cm.metadata.creation_timestamp, now)]
+
+
 def created_at_row(obj: Any, now: float, wide: bool) -> Row:
     """Roles and ClusterRoles: kubectl prints when they were made, not their age."""
     ts = obj.metadata.creation_timestamp
@@ -393,6 +398,7 @@ TABLES: dict[str, tuple[list[str], list[str], RowFunc]] = {
     "ControllerRevision": (["NAME", "CONTROLLER", "REVISION", "AGE"], [], revision_row),
     "Lease": (["NAME", "HOLDER", "AGE"], [], lease_row),
     "Secret": (["NAME", "TYPE", "DATA", "AGE"], [], secret_row),
+    "ConfigMap": (["NAME", "DATA", "AGE"], [], configmap_row),
     "Role": (["NAME", "CREATED AT"], [], created_at_row),
     "ClusterRole": (["NAME", "CREATED AT"], [], created_at_row),
     "RoleBinding": (["NAME", "ROLE", "AGE"], ["USERS", "GROUPS", "SERVICEACCOUNTS"], binding_row),

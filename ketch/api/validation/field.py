@@ -146,6 +146,28 @@ def env_var_name(value: str) -> tuple[str, ...]:
     return tuple(errs)
 
 
+_CONFIG_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+_CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+                   "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+
+
+@lru_cache(maxsize=1024)
+def config_key(value: str) -> tuple[str, ...]:
+    """IsConfigMapKey: a ConfigMap's or Secret's key (a file name in a volume, so never . or ..)."""
+    errs = []
+    if len(value) > 253:
+        errs.append(max_len_error(253))
+    if not _CONFIG_KEY_RE.fullmatch(value):
+        errs.append(_CONFIG_KEY_MSG)
+    if value == ".":
+        errs.append("must not be '.'")
+    elif value == "..":
+        errs.append("must not be '..'")
+    elif value.startswith(".."):
+        errs.append("must not start with '..'")
+    return tuple(errs)
+
+
 def percent(value: str) -> tuple[str, ...]:
     return () if _PERCENT_RE.fullmatch(value) else (_PERCENT_MSG,)
 

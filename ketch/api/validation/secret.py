@@ -3,8 +3,6 @@ fixed once set, and an immutable Secret's data (and its immutability) fixed."""
 
 from __future__ import annotations
 
-import re
-
 from ketch.api.errors import FieldError, forbidden, invalid, required
 from ketch.v1 import secret_pb2
 
@@ -12,19 +10,11 @@ from . import field, meta
 from .field import Errors
 
 MAX_SECRET_BYTES = 1024 * 1024
-_KEY_RE = re.compile(r"^[-._a-zA-Z0-9]+$")
-KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
-           "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
 TYPE_MAX = 253
 
 
 def _key(errs: Errors, key: str, path: str) -> None:
-    if len(key) > 253:
-        errs.append(invalid(path, key, field.max_len_error(253)))
-    if not _KEY_RE.match(key):
-        errs.append(invalid(path, key, KEY_MSG))
-    elif key in (".", "..") or key.startswith(".."):
-        errs.append(invalid(path, key, "must not be '.' or '..' or start with '..'"))
+    errs.extend(invalid(path, key, msg) for msg in field.config_key(key))
 
 
 def validate_secret(secret: secret_pb2.Secret) -> list[FieldError]:
@@ -35,7 +25,7 @@ def validate_secret(secret: secret_pb2.Secret) -> list[FieldError]:
         _key(errs, key, field.key("data", key))
         total += len(value)
     if total > MAX_SECRET_BYTES:
-        errs.append(FieldError("TooLong", "data", f"Too long: may not be more than {MAX_SECRET_BYTES} bytes"))
+        errs.append(FieldError("TooLong", "data", f"may not be more than {MAX_SECRET_BYTES} bytes"))
     if len(secret.type) > TYPE_MAX:
         errs.append(invalid("type", secret.type, field.max_len_error(TYPE_MAX)))
     if secret.type == "kubernetes.io/tls":

@@ -154,3 +154,13 @@ def test_describe_binding_shows_role_and_subjects() -> None:
         "  ----            ----   ---------\n"
         "  User            alice  \n"
         "  ServiceAccount  ci     build\n")
+
+
+def test_describe_configmap_shows_values_and_binary_sizes() -> None:
+    cm = manifest.from_dict({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "app", "namespace": "default", "creationTimestamp": ago(60)},
+                             "data": {"b": "two\nlines", "a": "1"}, "binaryData": {"blob": "AAEC"}})
+    text = describe.describe_configmap(cm, NOW).text()
+    assert text == ("Name:         app\nNamespace:    default\nLabels:       <none>\nAnnotations:  <none>\n\n"
+                    "Data\n====\na:\n----\n1\n\nb:\n----\ntwo\nlines\n\n\n"
+                    "BinaryData\n====\nblob: 3 bytes\n\n")

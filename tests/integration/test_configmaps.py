@@ -1,0 +1,103 @@
+"""ConfigMaps through a real API server and the CLI: Kubernetes 1.31's validation, immutability,
+and the kubectl verbs a user reaches for (create --from-literal, get, describe, apply)."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.apiserver.testing import TestAPIServer
+from ketch.api import errors
+from ketch.v1 import configmap_pb2, secret_pb2
+
+from .test_cli_support import CLI
+
+
+def _cm(name: str) -> configmap_pb2.ConfigMap:
+    cm = configmap_pb2.ConfigMap(api_version="v1", kind="ConfigMap")
+    cm.metadata.name, cm.metadata.namespace = name, "default"
+    return cm
+
+
+async def test_configmap_round_trip_and_immutability(api: TestAPIServer) -> None:
+    assert api.client is not None
+    cm = _cm("settings")
+    cm.data["LOG_LEVEL"] = "debug"
+    cm.binary_data["blob.bin"] = b"\x00\xff"
+    cm.immutable = True
+    made = await api.client.create(cm)
+    got = await api.client.get("ConfigMap", "settings", "default")
+    assert dict(got.data) == {"LOG_LEVEL": "debug"} and dict(got.binary_data) == {"blob.bin": b"\x00\xff"}
+    made.data["LOG_LEVEL"] = "info"
+    with pytest.raises(errors.Invalid, match=r"data: Forbidden: field is immutable when `immutable` is set"):
+        await api.client.update(made)
+    again = await api.client.get("ConfigMap", "settings", "default")
+    again.immutable = False
+    with pytest.raises(errors.Invalid, match=r"immutable: Forbidden"):
+        await api.client.update(again)
+    # Labels may still change.
+    again.immutable = True
+    again.metadata.labels["tier"] = "web"
+    await api.client.update(again)
+
+
+@pytest.mark.parametrize(("key", "where", "message"), [
+    ("no/slash", r"data\[no/slash\]", r"a valid config key must consist of alphanumeric characters"),
+    ("..", r"data\[\.\.\]", r"must not be '\.\.'"),
+    ("..x", r"data\[\.\.x\]", r"must not start with '\.\.'"),
+    ("k" * 254, r"data\[k+\]", r"must be no more than 253 characters"),
+])
+async def test_configmap_bad_keys_are_refused_and_nothing_stored(api: TestAPIServer, key: str, where: str,
+                                                                  message: str) -> None:
+    assert api.client is not None
+    cm = _cm("bad")
+    cm.data[key] = "v"
+    with pytest.raises(errors.Invalid, match=f"{where}: Invalid value: .*{message}") as info:
+        await api.client.create(cm)
+    assert info.value.reason == "Invalid"
+    with pytest.raises(errors.NotFound):
+        await api.client.get("ConfigMap", "bad", "default")
+
+
+async def test_configmap_duplicate_key_and_size_limit(api: TestAPIServer) -> None:
+    assert api.client is not None
+    cm = _cm("dup")
+    cm.data["k"] = "v"
+    cm.binary_data["k"] = b"v"
+    dup = r"data\[k\]: Invalid value: \"k\": duplicate of key present in binaryData"
+    with pytest.raises(errors.Invalid, match=dup):
+        await api.client.create(cm)
+    big = _cm("big")
+    big.data["a"] = "x" * (512 * 1024)
+    big.binary_data["b"] = b"y" * (512 * 1024 + 1)
+    with pytest.raises(errors.Invalid, match=r"Too long: may not be more than 1048576 bytes"):
+        await api.client.create(big)
+    fits = _cm("fits")
+    fits.data["a"] = "x" * (1024 * 1024)
+    await api.client.create(fits)
+
+
+async def test_cli_create_get_describe_apply_configmap(api: TestAPIServer) -> None:
+    cli = CLI(api.client)
+    r = await cli("create", "configmap", "app", "--from-literal", "MODE=fast", "--from-literal=URL=http://x/?a=b")
+    assert (r.code, r.out) == (0, "configmap/app created\n"), r.err
+    cm = await api.client.get("ConfigMap", "app", "default")
+    assert dict(cm.data) == {"MODE": "fast", "URL": "http://x/?a=b"}
+    r = await cli("get", "cm")
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["NAME", "DATA", "AGE"] and lines[1].split()[:2] == ["app", "2"]
+    r = await cli("describe", "configmap", "app")
+    assert r.code == 0, r.err
+    assert "Data\n====\nMODE:\n----\nfast\n\nURL:\n----\nhttp://x/?a=b\n" in r.out
+    assert "BinaryData\n====\n" in r.out
+    r = await cli("create", "configmap", "bad", "--from-literal", "novalue")
+    assert r.code != 0 and "invalid literal source novalue, expected key=value" in r.err
+    r = await cli("create", "secret", "generic", "creds", "--from-literal", "password=hunter2")
+    assert (r.code, r.out) == (0, "secret/creds created\n"), r.err
+    secret: secret_pb2.Secret = await api.client.get("Secret", "creds", "default")
+    assert dict(secret.data) == {"password": b"hunter2"}
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: '1'\n"
+    r = await cli("apply", "-f", "-", stdin=manifest)
+    assert (r.code, r.out) == (0, "configmap/applied created\n"), r.err
+    r = await cli("apply", "-f", "-", stdin=manifest.replace("'1'", "'2'"))
+    assert (r.code, r.out) == (0, "configmap/applied configured\n"), r.err
+    assert dict((await api.client.get("ConfigMap", "applied", "default")).data) == {"a": "2"}
