@@ -2,8 +2,11 @@
 
 `expand` is Kubernetes' `$(VAR)` syntax (third_party/forked/golang/expansion): `$(NAME)` becomes
 the value of NAME when it is defined and stays as written otherwise; `$$` is an escaped `$`, so
-`$$(NAME)` gives the literal `$(NAME)`. Env values may reference variables defined before them;
-command and args reference the final environment.
+`$$(NAME)` gives the literal `$(NAME)`. Env values may reference variables defined before them
+(envFrom's included); command and args reference the final environment.
+
+ConfigMaps and Secrets are read as the kubelet's makeEnvironmentVariables does: envFrom first,
+then env; an optional reference to a missing object or key sets nothing.
 """
 
 from __future__ import annotations
@@ -12,12 +15,16 @@ import os
 import re
 from collections.abc import Callable, Mapping
 
-from ketch.api import quantity
+from ketch.api import configrefs, quantity
+from ketch.api.validation import field
 from ketch.v1 import core_pb2
 
 # Inherited from the agent so that commands resolve as they do on the host's shell.
 HOST_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOME")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# (kind, name) -> a ConfigMap's data or a Secret's, as strings; None: the object does not exist.
+ConfigLookup = Callable[[str, str], Mapping[str, str] | None]
 
 _FIELD_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 
@@ -101,15 +108,57 @@ def resource_ref(pod: core_pb2.Pod, container: core_pb2.Container, sel: core_pb2
     return str(whole)
 
 
+def no_objects(kind: str, name: str) -> Mapping[str, str] | None:
+    return None
+
+
+def not_found(kind: str, name: str) -> str:
+    """The kubelet's words for a missing object (its managers' NotFound, resource in the singular)."""
+    return f'{kind.lower()} "{name}" not found'
+
+
+def _env_from(pod: core_pb2.Pod, container: core_pb2.Container, objects: ConfigLookup,
+              skipped: list[str], missing_ok: bool) -> dict[str, str]:
+    """envFrom, in order (later entries win): every key of each object, prefixed; keys that are
+    not variable names are skipped (and reported in skipped, as the kubelet's event)."""
+    out: dict[str, str] = {}
+    for entry in container.env_from:
+        ef = configrefs.env_from(entry)
+        data = objects(ef.kind, ef.name)
+        if data is None:
+            if ef.optional or missing_ok:
+                continue
+            raise ValueError(not_found(ef.kind, ef.name))
+        invalid = []
+        for key, value in data.items():
+            name = ef.prefix + key
+            if field.env_var_name(name):
+                invalid.append(name)
+                continue
+            out[name] = value
+        if invalid:
+            skipped.append(f"Keys [{', '.join(sorted(invalid))}] from the EnvFrom {ef.kind.lower()} "
+                           f"{pod.metadata.namespace}/{ef.name} were skipped since they are considered invalid "
+                           "environment variable names.")
+    return out
+
+
 def container_env(pod: core_pb2.Pod, container: core_pb2.Container, host_ip: str,
                   node_allocatable: Mapping[str, str] | None = None,
-                  host_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment a container's process gets: host basics, HOSTNAME, then spec env in order."""
+                  host_env: Mapping[str, str] | None = None, objects: ConfigLookup = no_objects,
+                  skipped: list[str] | None = None, missing_ok: bool = False) -> dict[str, str]:
+    """The environment a container's process gets: host basics, HOSTNAME, envFrom, then spec env
+    in order. objects gives a ConfigMap's data or a Secret's (None: it does not exist); a missing
+    object or key that is not optional is a ValueError with the kubelet's message (missing_ok:
+    every reference is treated as optional)."""
     source = os.environ if host_env is None else host_env
     env = {k: source[k] for k in HOST_ENV if k in source}
     env.setdefault("PATH", DEFAULT_PATH)
     env["HOSTNAME"] = pod.spec.hostname or pod.metadata.name
     defined: dict[str, str] = {}
+    if container.env_from:
+        defined = _env_from(pod, container, objects, skipped if skipped is not None else [], missing_ok)
+        env.update(defined)
     for var in container.env:
         if var.HasField("value_from"):
             vf = var.value_from
@@ -118,8 +167,20 @@ def container_env(pod: core_pb2.Pod, container: core_pb2.Container, host_ip: str
             elif vf.HasField("resource_field_ref"):
                 value = resource_ref(pod, container, vf.resource_field_ref, node_allocatable or {})
             else:
-                raise ValueError(f'env "{var.name}": only fieldRef and resourceFieldRef are supported '
-                                 "(no ConfigMaps or Secrets on a process runtime)")
+                ref = configrefs.key_ref(vf)
+                if ref is None:
+                    raise ValueError(f'env "{var.name}": valueFrom names no source')
+                data = objects(ref.kind, ref.name)
+                if data is None:
+                    if ref.optional or missing_ok:
+                        continue
+                    raise ValueError(not_found(ref.kind, ref.name))
+                found = data.get(ref.key)
+                if found is None:
+                    if ref.optional or missing_ok:
+                        continue
+                    raise ValueError(f"couldn't find key {ref.key} in {ref.kind} {pod.metadata.namespace}/{ref.name}")
+                value = found
         else:
             value = expand(var.value, defined.get)
         defined[var.name] = value

@@ -30,7 +30,7 @@ from ketch.client.clientset import Client
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
-from . import envvars, security
+from . import configrefs, envvars, security
 from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -361,7 +361,8 @@ class PodWorker:
         pod = self.pod
         try:
             confinement = security.confinement(pod, c, self.deps.host, self.sandbox)
-            env = self._container_env(c, confinement)
+            objects = await configrefs.fetch(self.deps.client, pod, c)
+            env = self._container_env(c, confinement, objects)
         except (ValueError, ConfigError) as err:
             return self._config_error(cr, str(err))
         argv = envvars.container_argv(c, env)
@@ -441,9 +442,17 @@ class PodWorker:
         elif c.uid is not None:
             os.chown(self.sandbox, c.uid, c.gid if c.gid is not None else -1)
 
-    def _container_env(self, c: core_pb2.Container, confinement: Confinement | None) -> dict[str, str]:
-        """The container's environment, with HOME of the user it runs as (unless it sets HOME)."""
-        env = envvars.container_env(self.pod, c, self.deps.host_ip, self.deps.allocatable)
+    def _container_env(self, c: core_pb2.Container, confinement: Confinement | None,
+                       objects: envvars.ConfigLookup | None) -> dict[str, str]:
+        """The container's environment, with HOME of the user it runs as (unless it sets HOME).
+        objects None: the ConfigMaps and Secrets are not at hand (a container adopted after an
+        agent restart, for its probes and hooks) and the variables they give are left out."""
+        skipped: list[str] = []
+        env = envvars.container_env(self.pod, c, self.deps.host_ip, self.deps.allocatable,
+                                    objects=objects or envvars.no_objects, skipped=skipped,
+                                    missing_ok=objects is None)
+        for message in skipped if objects is not None else ():
+            self.deps.event(self.pod, "Warning", "InvalidEnvironmentVariableNames", message)
         if confinement is not None and confinement.uid is not None and not any(v.name == "HOME" for v in c.env):
             env["HOME"] = _home_of(confinement.uid)
         return env
@@ -553,7 +562,7 @@ class PodWorker:
         cwd = c.working_dir or self.sandbox
         try:
             confinement = security.confinement(self.pod, c, self.deps.host, self.sandbox)
-            ctx = ExecContext(self._container_env(c, confinement), cwd, confinement)
+            ctx = ExecContext(self._container_env(c, confinement, None), cwd, confinement)
         except (ValueError, ConfigError) as err:
             ctx = ExecContext({}, cwd, refused=str(err))
         self.exec_ctx[c.name] = ctx

@@ -29,7 +29,6 @@ from ketch.v1 import core_pb2
 NETWORK = "no container networking"
 VOLUMES = "no volumes are mounted"
 IMAGES = "no images are pulled"
-CONFIG = "no ConfigMaps or Secrets"
 ACCOUNTS = "no service accounts"
 HOST = "processes run in the host's network, DNS and namespaces"
 SCHEDULER = "not used by the Ketch scheduler"
@@ -74,7 +73,6 @@ _CONTAINER_FIELDS = (
     ("ports", "ports", NETWORK),
     ("volume_mounts", "volumeMounts", VOLUMES),
     ("volume_devices", "volumeDevices", VOLUMES),
-    ("env_from", "envFrom", CONFIG),
     ("lifecycle", "lifecycle", "lifecycle hooks are not run"),
     ("resize_policy", "resizePolicy", "resources cannot be resized in place"),
     ("stdin", "stdin", "no terminal is attached"),
@@ -146,12 +144,6 @@ def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
     for field_name, json_name, reason, presence in _CONTAINER_CHECKS:
         if _set(c, field_name, presence):
             _warn(out, f"{path}.{json_name}", reason)
-    for i, ev in enumerate(c.env):
-        if not ev.HasField("value_from"):
-            continue
-        for field_name, json_name in (("config_map_key_ref", "configMapKeyRef"), ("secret_key_ref", "secretKeyRef")):
-            if ev.value_from.HasField(field_name):
-                _warn(out, f"{path}.env[{i}].valueFrom.{json_name}", CONFIG)
     for field_name, json_name in (("liveness_probe", "livenessProbe"), ("readiness_probe", "readinessProbe"),
                                   ("startup_probe", "startupProbe")):
         if c.HasField(field_name) and getattr(c, field_name).HasField("grpc"):

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from google.protobuf import struct_pb2
 
-from ketch.api import intstr, lifecycle
+from ketch.api import configrefs, intstr, lifecycle
 from ketch.api.errors import duplicate, forbidden, invalid, not_found, not_supported, required
 from ketch.v1 import core_pb2
 
@@ -158,6 +158,8 @@ def _container_common(errs: Errors, c: core_pb2.Container, volumes: set[str], pa
               path + ".terminationMessagePolicy")
     if c.ports:
         _ports(errs, c.ports, path + ".ports")
+    if c.env_from:
+        env_from(errs, c.env_from, path + ".envFrom")
     if c.env:
         env(errs, c.env, path + ".env")
     for i, mount in enumerate(c.volume_mounts):
@@ -251,6 +253,26 @@ def env(errs: Errors, variables: Sequence[core_pb2.EnvVar], path: str) -> None:
             _env_value_from(errs, ev, p + ".valueFrom")
 
 
+def env_from(errs: Errors, entries: Sequence[struct_pb2.Struct], path: str) -> None:
+    """ValidateEnvFrom: one of configMapRef and secretRef, a valid object name, a valid prefix."""
+    for i, entry in enumerate(entries):
+        p = idx(path, i)
+        ef = configrefs.env_from(entry)
+        if ef.prefix:
+            errs.extend(invalid(p + ".prefix", ef.prefix, m) for m in field.env_var_name(ef.prefix))
+        if ef.sources:
+            ref_path = f"{p}.{'configMapRef' if ef.kind == configrefs.CONFIGMAP else 'secretRef'}"
+            if not ef.name:
+                errs.append(required(ref_path + ".name"))
+            else:
+                errs.extend(invalid(ref_path + ".name", ef.name, m)
+                            for m in field.name_is_dns_subdomain(ef.name, True))
+        if ef.sources == 0:
+            errs.append(invalid(path, "", "must specify one of: `configMapRef` or `secretRef`"))
+        elif ef.sources > 1:
+            errs.append(invalid(path, "", "may not have more than one field specified at a time"))
+
+
 def _env_value_from(errs: Errors, ev: core_pb2.EnvVar, path: str) -> None:
     src = ev.value_from
     sources = 0
@@ -265,12 +287,16 @@ def _env_value_from(errs: Errors, ev: core_pb2.EnvVar, path: str) -> None:
         elif ref.resource not in RESOURCE_FIELD_PATHS and not ref.resource.startswith(
                 ("requests.hugepages-", "limits.hugepages-")):
             errs.append(not_supported(path + ".resourceFieldRef.resource", ref.resource, RESOURCE_FIELD_PATHS))
-    for name, json_name in (("config_map_key_ref", "configMapKeyRef"), ("secret_key_ref", "secretKeyRef")):
-        if src.HasField(name):
-            sources += 1
-            ref_fields = getattr(src, name).fields
-            if "key" not in ref_fields or not ref_fields["key"].string_value:
-                errs.append(required(f"{path}.{json_name}.key"))
+    sources += src.HasField("config_map_key_ref") + src.HasField("secret_key_ref")
+    kref = configrefs.key_ref(src)
+    if kref is not None:
+        # validateConfigMapKeySelector / validateSecretKeySelector
+        ref_path = f"{path}.{'configMapKeyRef' if kref.kind == configrefs.CONFIGMAP else 'secretKeyRef'}"
+        errs.extend(invalid(ref_path + ".name", kref.name, m) for m in field.name_is_dns_subdomain(kref.name, False))
+        if not kref.key:
+            errs.append(required(ref_path + ".key"))
+        else:
+            errs.extend(invalid(ref_path + ".key", kref.key, m) for m in field.config_key(kref.key))
     if sources == 0:
         errs.append(invalid(path, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` "
                                       "or `secretKeyRef`"))

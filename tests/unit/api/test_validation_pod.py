@@ -22,6 +22,11 @@ QNAME_MSG = ("name part must consist of alphanumeric characters, '-', '_' or '.'
 ENV_MSG = ("a valid environment variable name must consist of alphabetic characters, digits, '_', '-', or '.', and "
            "must not start with a digit (e.g. 'my.env-name',  or 'MY_ENV.NAME',  or 'MyEnvName1', regex used for "
            "validation is '[-._a-zA-Z][-._a-zA-Z0-9]*')")
+SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+                 "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation "
+                 "is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+CONFIG_KEY_MSG = ("a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+                  "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
 COMMAND = "ketch runs the command on the host and cannot use an image entrypoint"
 FIELD_PATHS = ('"metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", '
                '"status.hostIP", "status.hostIPs", "status.podIP", "status.podIPs"')
@@ -147,6 +152,25 @@ CASES = [
     Case("a valueFrom with no source", env({"name": "X", "valueFrom": {}}),
          ('spec.containers[0].env[0].valueFrom: Invalid value: "": must specify one of: `fieldRef`, '
           "`resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",)),
+    Case("configMapKeyRef and secretKeyRef with optional are valid",
+         env({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a.b", "optional": True}}},
+             {"name": "B", "valueFrom": {"secretKeyRef": {"name": "db", "key": "PASSWORD"}}})),
+    Case("a configMapKeyRef needs a valid name and a config key",
+         env({"name": "A", "valueFrom": {"configMapKeyRef": {"name": "Bad_Name", "key": "a/b"}}}),
+         ('spec.containers[0].env[0].valueFrom.configMapKeyRef.name: Invalid value: "Bad_Name": ' + SUBDOMAIN_MSG,
+          'spec.containers[0].env[0].valueFrom.configMapKeyRef.key: Invalid value: "a/b": ' + CONFIG_KEY_MSG)),
+    Case("a secretKeyRef needs a key", env({"name": "A", "valueFrom": {"secretKeyRef": {"name": "db"}}}),
+         ("spec.containers[0].env[0].valueFrom.secretKeyRef.key: Required value",)),
+    Case("envFrom with a prefix is valid",
+         main(envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}, {"secretRef": {"name": "db",
+                                                                                           "optional": True}}])),
+    Case("envFrom needs exactly one source", main(envFrom=[{"prefix": "X_"}]),
+         ('spec.containers[0].envFrom: Invalid value: "": must specify one of: `configMapRef` or `secretRef`',)),
+    Case("envFrom with both sources", main(envFrom=[{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]),
+         ('spec.containers[0].envFrom: Invalid value: "": may not have more than one field specified at a time',)),
+    Case("envFrom needs a name and a valid prefix", main(envFrom=[{"configMapRef": {}, "prefix": "1X"}]),
+         ('spec.containers[0].envFrom[0].prefix: Invalid value: "1X": ' + ENV_MSG,
+          "spec.containers[0].envFrom[0].configMapRef.name: Required value")),
     Case("a resourceFieldRef to limits.cpu is valid",
          env({"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}})),
     Case("probes with one handler are valid",

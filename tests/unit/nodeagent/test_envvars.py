@@ -78,9 +78,59 @@ def test_argv_expands_from_final_env() -> None:
     assert container_argv(pod.spec.containers[0], env) == ["echo", "hi", "$(GREETING)", "web-0"]
 
 
-def test_unsupported_env_source_is_an_error() -> None:
-    pod = _pod()
-    var = pod.spec.containers[0].env.add(name="S")
-    var.value_from.secret_key_ref.update({"name": "s", "key": "k"})
-    with pytest.raises(ValueError, match="only fieldRef"):
-        container_env(pod, pod.spec.containers[0], "h", host_env={})
+OBJECTS: dict[tuple[str, str], dict[str, str]] = {
+    ("ConfigMap", "cfg"): {"MODE": "fast", "URL": "http://x", "bad key": "skipped", "1ST": "skipped"},
+    ("Secret", "db"): {"PASSWORD": "hunter2", "MODE": "from-secret"},
+}
+
+
+def _lookup(kind: str, name: str) -> dict[str, str] | None:
+    return OBJECTS.get((kind, name))
+
+
+def _refs_pod(*env: dict[str, object], env_from: tuple[dict[str, object], ...] = ()) -> core_pb2.Pod:
+    pod = core_pb2.Pod()
+    pod.metadata.name, pod.metadata.namespace = "p", "prod"
+    c = pod.spec.containers.add(name="main", command=["run"])
+    for entry in env_from:
+        c.env_from.add().update(entry)
+    for var in env:
+        v = c.env.add(name=str(var["name"]))
+        if "value" in var:
+            v.value = str(var["value"])
+        ref = var.get("configMapKeyRef") or var.get("secretKeyRef")
+        if isinstance(ref, dict):
+            getattr(v.value_from, "config_map_key_ref" if "configMapKeyRef" in var else "secret_key_ref").update(ref)
+    return pod
+
+
+def test_env_from_config_maps_and_secrets_as_the_kubelet() -> None:
+    pod = _refs_pod({"name": "PW", "secretKeyRef": {"name": "db", "key": "PASSWORD"}},
+                    {"name": "M", "configMapKeyRef": {"name": "cfg", "key": "MODE"}},
+                    {"name": "BOTH", "value": "$(CFG_URL)/$(MODE)"},
+                    {"name": "OPT", "configMapKeyRef": {"name": "gone", "key": "k", "optional": True}},
+                    {"name": "OPTKEY", "secretKeyRef": {"name": "db", "key": "nope", "optional": True}},
+                    env_from=({"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}, {"secretRef": {"name": "db"}},
+                              {"configMapRef": {"name": "gone", "optional": True}}))
+    skipped: list[str] = []
+    env = container_env(pod, pod.spec.containers[0], "h", host_env={}, objects=_lookup, skipped=skipped)
+    assert (env["PW"], env["M"], env["CFG_MODE"], env["CFG_URL"]) == ("hunter2", "fast", "fast", "http://x")
+    assert (env["PASSWORD"], env["MODE"]) == ("hunter2", "from-secret")  # later envFrom entries win
+    assert env["BOTH"] == "http://x/from-secret"  # envFrom variables are visible to $(VAR)
+    assert "OPT" not in env and "OPTKEY" not in env
+    assert "CFG_bad key" not in env and "CFG_1ST" in env  # prefixed, "CFG_1ST" is a valid name
+    assert skipped == ["Keys [CFG_bad key] from the EnvFrom configmap prod/cfg were skipped since they are "
+                       "considered invalid environment variable names."]
+
+
+@pytest.mark.parametrize(("pod", "message"), [
+    (_refs_pod({"name": "X", "configMapKeyRef": {"name": "gone", "key": "k"}}), 'configmap "gone" not found'),
+    (_refs_pod({"name": "X", "secretKeyRef": {"name": "gone", "key": "k"}}), 'secret "gone" not found'),
+    (_refs_pod({"name": "X", "secretKeyRef": {"name": "db", "key": "nope"}}),
+     "couldn't find key nope in Secret prod/db"),
+    (_refs_pod(env_from=({"secretRef": {"name": "gone"}},)), 'secret "gone" not found'),
+], ids=["configmap", "secret", "key", "envFrom"])
+def test_missing_required_reference_is_the_kubelets_error(pod: core_pb2.Pod, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        container_env(pod, pod.spec.containers[0], "h", host_env={}, objects=_lookup)
+    assert str(info.value) == message
