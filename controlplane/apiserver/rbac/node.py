@@ -14,20 +14,26 @@ create too and the agent needs less:
 - Pods: update and patch pods/status, and delete (the end of a graceful deletion), of pods bound
   to it. A pod that does not exist is let through, so the agent hears NotFound, what it acts on
   (it may read every pod anyway). Never create (Ketch has no mirror pods), never a spec update.
+- Secrets and ConfigMaps: get, list and watch by name, of those that a pod bound to it references
+  (env valueFrom and envFrom, volumes and projected volumes, imagePullSecrets: the edges of
+  Kubernetes' graph), and nothing else; a list or watch without a name is refused.
 - Events: create, update, patch, in any namespace.
 - Access reviews: create subjectaccessreviews and localsubjectaccessreviews (as kubelets may).
 
 Which node a pod is bound to is read from the store's committed objects (an in-memory field of
-each Pod entry, nothing decoded). Decisions are cached (cache.py) and the ones about a pod are
-dropped when that pod is created, deleted or bound: they are the only decisions that depend on
-anything but the request. NodeRestriction admission (noderestriction.py) checks the same on the
-objects themselves, whatever the authorizer.
+each Pod entry, nothing decoded); what a pod references, from the pods of the namespace bound to
+the node (decoded only for a Secret or ConfigMap decision). Decisions are cached (cache.py): the
+ones about a pod are dropped when that pod is created, deleted or bound, and the ones about a
+node's Secrets and ConfigMaps when a pod bound to (or unbound from) that node changes so: they
+are the only decisions that depend on anything but the request. NodeRestriction admission
+(noderestriction.py) checks the same on the objects themselves, whatever the authorizer.
 """
 
 from __future__ import annotations
 
 from controlplane.storage import Store
 from controlplane.storage.store import WatchEvent
+from ketch.api import configrefs
 
 from ..authz import ALLOW, NO_OPINION, Decision
 from ..request import Attributes, UserInfo
@@ -38,6 +44,8 @@ NODES_GROUP = "system:nodes"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
 READ = frozenset({"get", "list", "watch"})
 NODE_FIELD = "spec.nodeName"
+# Resources a node reads only when its pods reference them, and the kind configrefs names them by.
+_REFERENCED = {"secrets": configrefs.SECRET, "configmaps": configrefs.CONFIGMAP}
 
 
 def node_identity(user: UserInfo) -> tuple[str, bool]:
@@ -76,6 +84,10 @@ class NodeAuthorizer:
                     prev.fields.get(NODE_FIELD, "") == entry.fields.get(NODE_FIELD, ""):
                 continue
             cache.drop(("Pod", entry.namespace, entry.name))
+            for pod in (entry, prev):
+                bound = pod.fields.get(NODE_FIELD, "") if pod is not None else ""
+                if bound:
+                    cache.drop(("References", bound))
 
     def authorize(self, attrs: Attributes) -> Decision:
         node, is_node = node_identity(attrs.user)
@@ -104,6 +116,8 @@ class NodeAuthorizer:
                 return self._node(node, attrs), None
             if resource == "events" and not sub and verb in ("create", "update", "patch"):
                 return _yes(), None
+            if resource in _REFERENCED:
+                return self._referenced(node, _REFERENCED[resource], attrs), ("References", node)
         elif group == "coordination.k8s.io" and resource == "leases" and not sub:
             return self._lease(node, attrs), None
         elif group == "authorization.k8s.io" and verb == "create" and \
@@ -130,6 +144,25 @@ class NodeAuthorizer:
         if attrs.name != node:
             return _no("can only access node lease with the same name as the requesting node")
         return _yes()
+
+    def _referenced(self, node: str, kind: str, attrs: Attributes) -> Decision:
+        """authorizeReadNamespacedObject: a Secret or ConfigMap a pod bound to the node names."""
+        if attrs.verb not in READ:
+            return _no("can only read resources of this type")
+        if attrs.subresource:
+            return _no("cannot read subresource")
+        if not attrs.namespace:
+            return _no("can only read namespaced object of this type")
+        if not attrs.name:
+            return _no("No Object name found")
+        wanted = (kind, attrs.name)
+        for entry in self.store.list("Pod", attrs.namespace):
+            if entry.fields.get(NODE_FIELD, "") != node:
+                continue
+            spec = entry.obj.spec  # type: ignore[attr-defined]
+            if wanted in configrefs.pod_refs(spec):
+                return _yes()
+        return _no(f"no relationship found between node '{node}' and this object")
 
     def _pod(self, node: str, attrs: Attributes) -> tuple[Decision, object]:
         verb, sub = attrs.verb, attrs.subresource

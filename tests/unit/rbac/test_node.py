@@ -135,6 +135,69 @@ async def test_cached_decisions_about_a_pod_go_when_it_is_bound_or_deleted() -> 
         await store.stop()
 
 
+
+def referencing_pod(name: str, node: str, ns: str = "default") -> Any:
+    """A pod naming Secrets and ConfigMaps in each of the ways Kubernetes' graph follows."""
+    return manifest.from_dict({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+                               "spec": {"nodeName": node, "imagePullSecrets": [{"name": "pull"}],
+                                        "volumes": [{"name": "v", "secret": {"secretName": "vol-secret"}},
+                                                    {"name": "w", "configMap": {"name": "vol-cm"}},
+                                                    {"name": "x", "projected": {"sources": [
+                                                        {"configMap": {"name": "proj-cm"}}]}}],
+                                        "containers": [{"name": "c", "command": ["true"],
+                                                        "envFrom": [{"configMapRef": {"name": "from-cm"}}],
+                                                        "env": [{"name": "A", "valueFrom": {"secretKeyRef": {
+                                                            "name": "key-secret", "key": "k"}}}]}]}})
+
+
+SECRET_CASES = [
+    Case("gets a secret its pod's env names", req("get", "secrets", "default", "key-secret"), True),
+    Case("gets a configmap its pod's envFrom names", req("get", "configmaps", "default", "from-cm"), True),
+    Case("watches one secret by name", req("watch", "secrets", "default", "vol-secret"), True),
+    Case("gets a volume's configmap", req("get", "configmaps", "default", "vol-cm"), True),
+    Case("gets a projected configmap", req("get", "configmaps", "default", "proj-cm"), True),
+    Case("gets an image pull secret", req("get", "secrets", "default", "pull"), True),
+    Case("not a secret only another node's pod names", req("get", "secrets", "default", "other-secret"), False,
+         NO_RELATION),
+    Case("not the same name as another kind", req("get", "secrets", "default", "from-cm"), False, NO_RELATION),
+    Case("not the same name in another namespace", req("get", "secrets", "team", "key-secret"), False, NO_RELATION),
+    Case("never lists every secret", req("list", "secrets", "default"), False, "No Object name found"),
+    Case("never writes one", req("update", "secrets", "default", "key-secret"), False,
+         "can only read resources of this type"),
+    Case("never cluster-wide", req("get", "configmaps", "", "from-cm"), False,
+         "can only read namespaced object of this type"),
+]
+
+
+@pytest.mark.parametrize("case", SECRET_CASES, ids=[c.name for c in SECRET_CASES])
+async def test_node_reads_only_the_secrets_and_configmaps_its_pods_reference(case: Case) -> None:
+    store = await memory_store()
+    try:
+        other = referencing_pod("theirs", "n2")
+        other.spec.containers[0].env[0].value_from.secret_key_ref["name"] = "other-secret"
+        await put(store, referencing_pod("mine", "n1"), other, referencing_pod("pending", ""))
+        decision = NodeAuthorizer(store).authorize(case.attrs)
+        assert (decision.verdict, decision.reason) == (ALLOW if case.allowed else NO_OPINION, case.reason)
+    finally:
+        await store.stop()
+
+
+async def test_cached_secret_decisions_follow_pods_bound_to_the_node() -> None:
+    store = await memory_store()
+    try:
+        cache = DecisionCache()
+        authz = NodeAuthorizer(store, cache)
+        get = req("get", "secrets", "default", "key-secret")
+        await put(store, referencing_pod("p", ""))
+        assert authz.authorize(get).verdict == NO_OPINION  # not bound yet
+        await put(store, referencing_pod("p", "n1"))
+        assert authz.authorize(get).verdict == ALLOW
+        assert authz.authorize(get).verdict == ALLOW and cache.hits == 1
+        await store.write("Pod", "default/p", None)
+        assert authz.authorize(get).verdict == NO_OPINION
+    finally:
+        await store.stop()
+
 # -- NodeRestriction ---------------------------------------------------------------------------------
 
 
