@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ketch.api import intstr, manifest, meta, quantity, timeutil
+from ketch.api import configrefs, intstr, manifest, meta, quantity, timeutil
 from ketch.api.selectors import selector_string
 from ketch.v1 import apps_pb2, batch_pb2, core_pb2, rbac_pb2
 
@@ -100,7 +100,18 @@ def controlled_by(w: Writer, obj: Any) -> None:
 # -- pod templates and containers -----------------------------------------------------------------
 
 
+def _env_from(w: Writer, level: int, container: Any) -> None:
+    """kubectl's describeContainerEnvFrom (printed only when the container has envFrom)."""
+    w.write(level, "Environment Variables from:\n")
+    for entry in container.env_from:
+        ef = configrefs.env_from(entry)
+        source = f"{ef.kind} with prefix '{ef.prefix}'" if ef.prefix else ef.kind
+        w.write(level + 1, f"{ef.name}\t{source}\tOptional: {_bool(ef.optional)}\n")
+
+
 def _env(w: Writer, level: int, container: Any) -> None:
+    if len(container.env_from):
+        _env_from(w, level, container)
     if not len(container.env):
         w.line(level, "Environment", "<none>")
         return
@@ -112,6 +123,10 @@ def _env(w: Writer, level: int, container: Any) -> None:
         elif e.HasField("value_from") and e.value_from.HasField("resource_field_ref"):
             ref = e.value_from.resource_field_ref
             w.line(level + 1, e.name, f"{ref.resource} ({ref.container_name})")
+        elif e.HasField("value_from") and (kref := configrefs.key_ref(e.value_from)) is not None:
+            where = (f"in secret '{kref.name}'" if kref.kind == configrefs.SECRET
+                     else f"of config map '{kref.name}'")
+            w.write(level + 1, f"{e.name}:\t<set to the key '{kref.key}' {where}>\tOptional: {_bool(kref.optional)}\n")
         else:
             w.line(level + 1, e.name, e.value)
 

@@ -164,3 +164,26 @@ def test_describe_configmap_shows_values_and_binary_sizes() -> None:
     assert text == ("Name:         app\nNamespace:    default\nLabels:       <none>\nAnnotations:  <none>\n\n"
                     "Data\n====\na:\n----\n1\n\nb:\n----\ntwo\nlines\n\n\n"
                     "BinaryData\n====\nblob: 3 bytes\n\n")
+
+
+def test_describe_pod_env_from_configmaps_and_secrets() -> None:
+    pod = manifest.from_dict({"apiVersion": "v1", "kind": "Pod",
+                              "metadata": {"name": "p", "namespace": "default", "creationTimestamp": ago(60)},
+                              "spec": {"containers": [{
+                                  "name": "main", "command": ["true"],
+                                  "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "APP_"},
+                                              {"secretRef": {"name": "db", "optional": True}}],
+                                  "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}},
+                                          {"name": "MODE", "valueFrom": {"configMapKeyRef": {
+                                              "name": "cfg", "key": "mode", "optional": True}}}]}]}})
+    text = describe.describe_pod(pod, NOW).text()
+    lines = [line.strip() for line in text.splitlines()]
+    start = lines.index("Environment Variables from:")
+    assert [" ".join(line.split()) for line in lines[start:start + 6]] == [
+        "Environment Variables from:",
+        "cfg ConfigMap with prefix 'APP_' Optional: false",
+        "db Secret Optional: true",
+        "Environment:",
+        "PW: <set to the key 'pw' in secret 'db'> Optional: false",
+        "MODE: <set to the key 'mode' of config map 'cfg'> Optional: true",
+    ]
