@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 from typing import Any
 
 from ketch.api import errors, manifest
+from ketch.api.validation import field
 from ketch.v1 import core_pb2
 
 from .cmd_apply import set_namespace, source_error, with_annotation
@@ -27,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--from", dest="from_", default="", help="create job NAME --from=cronjob/CJ")
     p.add_argument("--from-literal", dest="from_literal", action="append", default=[], metavar="KEY=VALUE",
                    help="create configmap|secret generic NAME: a key and its value (repeatable)")
+    p.add_argument("--from-file", dest="from_file", action="append", default=[], metavar="[KEY=]PATH",
+                   help="create configmap|secret generic NAME: a file (key: its name) or each file of a directory")
     add_common(p)
     p.set_defaults(run=run)
 
@@ -96,6 +100,29 @@ async def _create_namespace(args: argparse.Namespace, factory: Factory) -> int:
     return 0
 
 
+def files(sources: list[str]) -> list[tuple[str, bytes]]:
+    """kubectl's --from-file: [KEY=]FILE (key: the file's name), or a directory's regular files."""
+    out: list[tuple[str, bytes]] = []
+    for source in sources:
+        key, sep, path = source.partition("=")
+        if not sep:
+            key, path = "", source
+        elif not key or not path:
+            raise CLIError(f"key names or file paths cannot be empty: {source}")
+        p = Path(path)
+        try:
+            if p.is_dir():
+                if key:
+                    raise CLIError(f"cannot give a key name for a directory path: {source}")
+                out.extend((f.name, f.read_bytes()) for f in sorted(p.iterdir())
+                           if f.is_file() and not field.config_key(f.name))
+            else:
+                out.append((key or p.name, p.read_bytes()))
+        except OSError as err:
+            raise CLIError(f"error reading {path}: {err.strerror or err}") from None
+    return out
+
+
 def literals(pairs: list[str], kind: str, name: str) -> dict[str, str]:
     """kubectl's --from-literal: KEY=VALUE (the value may hold '='), each key once."""
     out: dict[str, str] = {}
@@ -120,12 +147,21 @@ async def _create_literal(args: argparse.Namespace, factory: Factory, what: str,
     obj.api_version, obj.kind = info.api_version, info.kind
     obj.metadata.name = name
     obj.metadata.namespace = factory.default_namespace
-    data = literals(args.from_literal, info.kind, name)
-    for key, value in data.items():
+    data: dict[str, bytes] = {}
+    for key, raw in [*files(args.from_file), *((k, v.encode()) for k, v in
+                                               literals(args.from_literal, info.kind, name).items())]:
+        if key in data:
+            raise CLIError(f'cannot add key {key}, another key by that name already exists in Data for '
+                           f'{info.kind} "{name}"')
+        data[key] = raw
+    for key, raw in data.items():
         if what == "secret":
-            obj.data[key] = value.encode()
+            obj.data[key] = raw
         else:
-            obj.data[key] = value
+            try:
+                obj.data[key] = raw.decode()
+            except UnicodeDecodeError:
+                obj.binary_data[key] = raw  # as kubectl: what is not UTF-8 goes to binaryData
     created = await factory.client().create(obj)
     if args.output:
         print_objects(factory.out, [created], args.output, True, info)

@@ -3,6 +3,8 @@ and the kubectl verbs a user reaches for (create --from-literal, get, describe, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from controlplane.apiserver.testing import TestAPIServer
@@ -101,3 +103,24 @@ async def test_cli_create_get_describe_apply_configmap(api: TestAPIServer) -> No
     r = await cli("apply", "-f", "-", stdin=manifest.replace("'1'", "'2'"))
     assert (r.code, r.out) == (0, "configmap/applied configured\n"), r.err
     assert dict((await api.client.get("ConfigMap", "applied", "default")).data) == {"a": "2"}
+
+
+async def test_cli_create_configmap_from_files(api: TestAPIServer, tmp_path: Path) -> None:
+    cli = CLI(api.client)
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "app.properties").write_text("a=1\n")
+    (conf / "logo.bin").write_bytes(b"\x89PNG\xff")
+    (conf / "bad name").write_text("skipped: not a config key")
+    single = tmp_path / "settings.ini"
+    single.write_text("[x]\n")
+    r = await cli("create", "configmap", "files", "--from-file", str(conf), "--from-file", f"renamed.ini={single}")
+    assert (r.code, r.out) == (0, "configmap/files created\n"), r.err
+    cm = await api.client.get("ConfigMap", "files", "default")
+    assert dict(cm.data) == {"app.properties": "a=1\n", "renamed.ini": "[x]\n"}
+    assert dict(cm.binary_data) == {"logo.bin": b"\x89PNG\xff"}
+    r = await cli("create", "configmap", "dup", "--from-file", f"k={single}", "--from-literal", "k=v")
+    assert r.code != 0 and 'cannot add key k, another key by that name already exists in Data for ConfigMap "dup"' \
+        in r.err
+    r = await cli("create", "configmap", "missing", "--from-file", str(tmp_path / "nope"))
+    assert r.code != 0 and "No such file or directory" in r.err
