@@ -124,3 +124,20 @@ async def test_cli_create_configmap_from_files(api: TestAPIServer, tmp_path: Pat
         in r.err
     r = await cli("create", "configmap", "missing", "--from-file", str(tmp_path / "nope"))
     assert r.code != 0 and "No such file or directory" in r.err
+
+
+async def test_secret_string_data_is_merged_on_update_and_patch(api: TestAPIServer) -> None:
+    """stringData is write-only: merged into data (winning over it) on every write, never stored."""
+    assert api.client is not None
+    s = secret_pb2.Secret(api_version="v1", kind="Secret")
+    s.metadata.name, s.metadata.namespace = "db", "default"
+    s.data["user"] = b"root"
+    made = await api.client.create(s)
+    made.string_data["user"] = "admin"
+    made.string_data["password"] = "hunter2"
+    updated = await api.client.update(made)
+    assert dict(updated.data) == {"user": b"admin", "password": b"hunter2"} and not updated.string_data
+    patched = await api.client.patch("Secret", "db", {"stringData": {"password": "other"}}, "default")
+    assert dict(patched.data) == {"user": b"admin", "password": b"other"} and not patched.string_data
+    stored = await api.client.get("Secret", "db", "default")
+    assert dict(stored.data) == {"user": b"admin", "password": b"other"} and not stored.string_data
