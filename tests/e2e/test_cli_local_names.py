@@ -110,7 +110,10 @@ def test_a_second_up_is_refused_and_the_running_cluster_keeps_its_pod_node_and_s
                "the pod to run")
     pod = get(local, config, server, "pod", "sleeper")
     node = get(local, config, server, "node", "node-1")
-    state = local.state_path().read_bytes()
+    # (Before issue 14 the record was ./.ketch/local/local.json: read whichever exists, so the test
+    # shows what the second `up` did rather than where the record lives.)
+    state_path = next(p for p in (local.state_path(), local.a / ".ketch" / "local" / "local.json") if p.exists())
+    state = state_path.read_bytes()
 
     # The issue's scenario: the same command again, same working directory, same (busy) port.
     second = local.up("--agents", "1", "--port", str(port), "--heartbeat-interval", "1s", cwd=local.a,
@@ -120,6 +123,16 @@ def test_a_second_up_is_refused_and_the_running_cluster_keeps_its_pod_node_and_s
     except subprocess.TimeoutExpired:  # it started: stop it as a user would, and see what that did
         second.send_signal(signal.SIGTERM)
         second.wait(90)
+    # The first cluster is untouched: the same pod still running, the same node, the same record.
+    after = get(local, config, server, "pod", "sleeper")
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
+    assert after["status"]["phase"] == "Running"
+    assert after["status"]["containerStatuses"][0].get("restartCount", 0) == 0
+    assert "running" in after["status"]["containerStatuses"][0]["state"]
+    assert get(local, config, server, "node", "node-1")["metadata"]["uid"] == node["metadata"]["uid"]
+    assert state_path.read_bytes() == state
+    assert first.poll() is None
+    # And the second `up` said why, on one line, and failed.
     text = (local.a / "second.out").read_text()
     assert second.returncode == 1, text
     assert text == (f'error: local cluster "default" is already running (API server {server}, pid {first.pid}); '
@@ -132,15 +145,6 @@ def test_a_second_up_is_refused_and_the_running_cluster_keeps_its_pod_node_and_s
     assert not (local.home / ".ketch" / "local" / "other").exists()
     assert not (local.b / ".ketch").exists()
 
-    # The first cluster is untouched: the same pod still running, the same node, the same record.
-    after = get(local, config, server, "pod", "sleeper")
-    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
-    assert after["status"]["phase"] == "Running"
-    assert after["status"]["containerStatuses"][0].get("restartCount", 0) == 0
-    assert "running" in after["status"]["containerStatuses"][0]["state"]
-    assert get(local, config, server, "node", "node-1")["metadata"]["uid"] == node["metadata"]["uid"]
-    assert local.state_path().read_bytes() == state
-    assert first.poll() is None
 
     down = local.run("local", "down", cwd=local.b)
     assert down.returncode == 0, down.stderr
