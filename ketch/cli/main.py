@@ -15,10 +15,10 @@ import importlib
 import os
 import sys
 import traceback
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ketch.api import errors
-from ketch.api.kinds import UnknownKindError
+from ketch.api.kinds import SERVED, UnknownKindError
 
 from .factory import Factory
 from .terminal import escape
@@ -37,11 +37,57 @@ class UsageError(CLIError):
     """Bad flags or arguments (argparse's complaints), reported on one line."""
 
 
+class UnknownCommandError(UsageError):
+    """An unknown verb, reported as cobra does: `unknown command "gte" for "ketch"`, then
+    `Did you mean this?` and the near verbs on lines of their own."""
+
+    def __init__(self, message: str, suggestions: list[str]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but errors raise instead of printing usage and exiting 2."""
+    """argparse, but errors raise instead of printing usage and exiting 2, and a verb's flags may
+    come anywhere among its words (`get lease -n kube-system NAME`), as kubectl's do."""
+
+    _intermixing = False
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def parse_known_args(  # type: ignore[override]  # argparse overloads it on namespace
+            self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        # A parser with sub-verbs routes its words to them; only the leaf parsers intermix.
+        leaf = not any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
+        if not leaf or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls parse_known_args itself
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or {}):
+            choices = list(action.choices or {})
+            raise UnknownCommandError(f'unknown command "{value}" for "{self.prog}"', suggest(value, choices))
+        super()._check_value(action, value)
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance, as cobra's suggestions use."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def suggest(typed: str, names: list[str] | tuple[str, ...]) -> list[str]:
+    """cobra's SuggestionsFor: names within distance 2 of what was typed, or that it begins."""
+    low = typed.lower()
+    return [n for n in names if _distance(low, n.lower()) <= 2 or (low and n.lower().startswith(low))]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +120,10 @@ def format_error(err: BaseException, server: str = "") -> str:
     """The one line a failure prints, in kubectl's words."""
     if isinstance(err, errors.Unavailable):
         detail = err.message.removeprefix("the server is not reachable: ")
-        return f"error: cannot reach the Ketch API server at {server}: {detail}" if server else f"error: {detail}"
+        # kubectl's two sentences (cmdutil.StandardErrorMessage), without the "error: " prefix.
+        if server and "connection refused" in detail.lower():
+            return f"The connection to the server {server} was refused - did you specify the right host or port?"
+        return f"Unable to connect to the server: {detail}"
     if isinstance(err, errors.Unauthorized):
         return f"error: You must be logged in to the server ({err.reason or 'Unauthorized'})"
     if isinstance(err, errors.Invalid):
@@ -90,6 +139,18 @@ def format_error(err: BaseException, server: str = "") -> str:
         return f"error: {err.strerror}{where}"
     text = str(err) or type(err).__name__
     return text if text.startswith("error: ") else f"error: {text}"
+
+
+def suggestions_for(err: BaseException) -> list[str]:
+    """The near names for an unknown verb or kind (kubectl has them for verbs; kinds get the same)."""
+    if isinstance(err, UnknownCommandError):
+        return err.suggestions
+    if isinstance(err, UnknownKindError) and isinstance(err.args[0], str) and "," not in err.args[0]:
+        names = sorted({n for k in SERVED for n in (k.plural, k.singular)})
+        near = suggest(err.args[0], names)
+        best = min((_distance(err.args[0].lower(), n) for n in near), default=0)
+        return [n for n in near if _distance(err.args[0].lower(), n) == best]  # `pod`, `pods`; not `node`
+    return []
 
 
 def one_line(text: str) -> str:
@@ -126,6 +187,9 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
         return 0
     except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:  # ConfigError is a ValueError
         print(escape(one_line(format_error(err, factory.server_address))), file=factory.err)
+        near = suggestions_for(err)
+        if near:
+            print(escape("\nDid you mean this?\n" + "".join(f"\t{n}\n" for n in near)), file=factory.err)
         return 1
     except Exception as err:  # a bug: still one line, with the traceback on request
         if os.environ.get("KETCH_DEBUG"):
