@@ -96,6 +96,19 @@ async def test_logs_of_a_job_picks_its_running_pod(api: TestAPIServer) -> None:
     dialer.logs[("p2", "c")] = b"job output\n"
     r = await cli("logs", "job/j")
     assert (r.code, r.out) == (0, "job output\n")
+    assert r.err == "Found 2 pods, using pod/p2\n"  # kubectl's words, on stderr only
+    r = await cli("logs", "jobs.batch/j", "--tail", "1", "-n", "default")  # flags after TYPE/NAME too
+    assert (r.code, r.out, r.err) == (0, "job output\n", "Found 2 pods, using pod/p2\n")
+    one = await api.client.create(manifest.from_dict({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "one", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "command": ["x"]}],
+                                       "restartPolicy": "Never"}}}}))
+    pod = await make_pod(api.client, "only", "node-1", owner=one, phase="Running")
+    pod.metadata.labels.update(one.spec.selector.match_labels)
+    await api.client.update(pod)
+    dialer.logs[("only", "c")] = b"alone\n"
+    r = await cli("logs", "job/one")  # one pod: nothing to say
+    assert (r.code, r.out, r.err) == (0, "alone\n", "")
     r = await cli("logs", "job/none")
     assert (r.code, r.err) == (1, 'Error from server (NotFound): jobs.batch "none" not found\n')
 
@@ -113,4 +126,5 @@ async def test_top_nodes_and_pods(api: TestAPIServer) -> None:
     assert r.out.splitlines() == ["NAME   CPU(cores)   MEMORY(bytes)", "p      120m         30Mi"]
     r = await cli("top", "pod", "p", "--containers")
     assert r.out.splitlines()[1].split() == ["p", "c", "120m", "30Mi"]
+
 
