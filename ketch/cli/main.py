@@ -25,7 +25,7 @@ from .terminal import escape
 
 VERBS = (
     "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "auth", "local", "config", "token",
+    "top", "events", "version", "auth", "local", "config", "token", "taint", "apiversions", "completion",
 )
 
 
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    from .examples import attach
+
+    attach(parser)
     return parser
 
 
