@@ -8,7 +8,7 @@ from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors, manifest
 from ketch.v1 import api_pb2
 
-from .test_cli_nodes_rollout import make_node, make_pod
+from .test_cli_nodes_rollout import DS, make_node, make_pod
 from .test_cli_support import CLI
 
 
@@ -128,3 +128,19 @@ async def test_top_nodes_and_pods(api: TestAPIServer) -> None:
     assert r.out.splitlines()[1].split() == ["p", "c", "120m", "30Mi"]
 
 
+
+
+async def test_logs_of_a_daemonset_says_which_pod(api: TestAPIServer) -> None:
+    dialer = await setup(api)
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=DS)).code == 0
+    ds = await api.client.get("DaemonSet", "agentd", "default")
+    for name, node in (("agentd-a", "node-1"), ("agentd-b", "node-2")):
+        pod = await make_pod(api.client, name, node, owner=ds)
+        pod.metadata.labels.clear()
+        pod.metadata.labels.update(ds.spec.selector.match_labels)
+        await api.client.update(pod)
+        dialer.logs[(name, "c")] = f"from {name}\n".encode()
+    for target in ("ds/agentd", "daemonset/agentd", "daemonsets.apps/agentd"):
+        r = await cli("logs", target)
+        assert (r.code, r.out, r.err) == (0, "from agentd-a\n", "Found 2 pods, using pod/agentd-a\n"), target

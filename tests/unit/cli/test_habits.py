@@ -113,3 +113,9 @@ async def test_a_document_without_kind_is_the_clients_error(tmp_path: Path) -> N
     code, _, err = await run("create", "-f", str(f))
     assert (code, err) == (1, f'error: resource mapping not found for name: "x" namespace: "" from "{f}": '
                               'no matches for kind "Foo" in version "v9"\n')
+
+
+async def test_a_patch_that_is_not_yaml_says_where() -> None:
+    code, _, err = await run("patch", "job", "x", "-p", "{a: [")
+    assert (code, err) == (1, 'error: unable to parse "{a: [": yaml: line 1: expected the node content, '
+                              "but found '<stream end>'\n")
