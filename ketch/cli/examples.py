@@ -140,11 +140,19 @@ EXAMPLES: dict[str, str] = {
     "local": """\
   # A control plane and two agents on this machine, in the foreground
   ketch local up --agents 2
+  # From another terminal: what runs, then stop it
+  ketch local status
   ketch local down""",
     "local up": """\
-  ketch local up --agents 2 --port 6443""",
+  ketch local up --agents 2
+  # A second cluster beside the first, on its own port and state
+  ketch local up --name other --port 6444""",
     "local down": """\
-  ketch local down""",
+  ketch local down
+  ketch local down --name other""",
+    "local status": """\
+  ketch local status
+  ketch local status --name other""",
     "config": """\
   ketch config view
   ketch config use-context prod""",
