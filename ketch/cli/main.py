@@ -18,9 +18,10 @@ import traceback
 from typing import Any, NoReturn
 
 from ketch.api import errors
-from ketch.api.kinds import SERVED, UnknownKindError
+from ketch.api.kinds import UnknownKindError
 
 from .factory import Factory
+from .suggestions import near_kinds, suggest
 from .terminal import escape
 
 VERBS = (
@@ -72,22 +73,6 @@ class _Parser(argparse.ArgumentParser):
             choices = list(action.choices or {})
             raise UnknownCommandError(f'unknown command "{value}" for "{self.prog}"', suggest(value, choices))
         super()._check_value(action, value)
-
-
-def _distance(a: str, b: str) -> int:
-    """Levenshtein distance, as cobra's suggestions use."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1]
-
-
-def suggest(typed: str, names: list[str] | tuple[str, ...]) -> list[str]:
-    """cobra's SuggestionsFor: names within distance 2 of what was typed, or that it begins."""
-    low = typed.lower()
-    return [n for n in names if _distance(low, n.lower()) <= 2 or (low and n.lower().startswith(low))]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,11 +133,8 @@ def suggestions_for(err: BaseException) -> list[str]:
     """The near names for an unknown verb or kind (kubectl has them for verbs; kinds get the same)."""
     if isinstance(err, UnknownCommandError):
         return err.suggestions
-    if isinstance(err, UnknownKindError) and isinstance(err.args[0], str) and "," not in err.args[0]:
-        names = sorted({n for k in SERVED for n in (k.plural, k.singular)})
-        near = suggest(err.args[0], names)
-        best = min((_distance(err.args[0].lower(), n) for n in near), default=0)
-        return [n for n in near if _distance(err.args[0].lower(), n) == best]  # `pod`, `pods`; not `node`
+    if isinstance(err, UnknownKindError) and isinstance(err.args[0], str):
+        return near_kinds(err.args[0])
     return []
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ketch.cli.factory import Factory
-from ketch.cli.main import build_parser, execute, normalize_bools, suggest
+from ketch.cli.main import build_parser, execute, normalize_bools
+from ketch.cli.suggestions import suggest
 
 
 @pytest.mark.parametrize(
