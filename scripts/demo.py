@@ -47,9 +47,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ketch-demo-") as data:
         # `local up` is secure by default and writes its admin kubeconfig here once it is up.
         os.environ["KETCH_CONFIG"] = os.path.join(data, "admin.conf")
-        print(f"$ ketch local up --agents 2 --port {port} --data-dir {data}", flush=True)
-        cluster = subprocess.Popen([str(BIN / "ketch"), "local", "up", "--agents", "2", "--port", str(port),
-                                    "--data-dir", data], start_new_session=True, cwd=ROOT)
+        # A name of its own, so a `ketch local up` of yours (named "default") is left alone.
+        print(f"$ ketch local up --name demo --agents 2 --port {port} --data-dir {data}", flush=True)
+        cluster = subprocess.Popen([str(BIN / "ketch"), "local", "up", "--name", "demo", "--agents", "2",
+                                    "--port", str(port), "--data-dir", data], start_new_session=True, cwd=ROOT)
         try:
             deadline = time.monotonic() + 60
             while True:

@@ -198,9 +198,8 @@ class APIService:
         strategy = self.registry[info.kind]
         md = obj.metadata  # type: ignore[attr-defined]
         md.namespace = self._namespace_of(info, md.namespace)
-        if not md.name and not md.generate_name:
-            raise errors.invalid_error(info.kind, "", [errors.required(
-                "metadata.name", "name or generateName is required")])
+        # No name at all is reported with everything else wrong (validation names it), as Kubernetes.
+        nameless = not md.name and not md.generate_name
         now = self.clock()
         md.uid = str(uuid.uuid4())
         md.creation_timestamp = timeutil.format(now)
@@ -210,12 +209,15 @@ class APIService:
         md.self_link = ""
         del md.managed_fields[:]
         md.generation = strategy.initial_generation()
-        if not md.name:
+        if not md.name and not nameless:
             md.name = self._generate_name(info, md.namespace, md.generate_name)
         strategy.default(obj)
         self.admission.mutate(AdmissionRequest(CREATE, attrs, obj, None))
         strategy.prepare_for_create(obj, now)
-        self._refuse_invalid(info.kind, obj, strategy.validate(obj))
+        errs = strategy.validate(obj)
+        if nameless and not any(e.field == "metadata.name" for e in errs):
+            errs.insert(0, errors.required("metadata.name", "name or generateName is required"))
+        self._refuse_invalid(info.kind, obj, errs)
         self.admission.validate(AdmissionRequest(CREATE, attrs, obj, None))
         self._check_size(info, obj)
         staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True)

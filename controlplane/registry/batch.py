@@ -25,7 +25,10 @@ class JobStrategy(Strategy):
         batch_defaults.job(obj)
 
     def prepare_for_create(self, obj: batch_pb2.Job, now: float) -> None:
-        """The generated selector and pod labels (manualSelector unset), as Kubernetes' job strategy."""
+        """The generated selector and pod labels (manualSelector unset), as Kubernetes' job strategy
+        (generateSelector): a selector the user wrote is kept and gets the uid label added, so
+        validation refuses it as not auto-generated rather than it being silently replaced.
+        spec.managedBy is dropped: Kubernetes 1.31's JobManagedBy gate is off."""
         super().prepare_for_create(obj, now)
         uid, name = obj.metadata.uid, obj.metadata.name
         labels = obj.spec.template.metadata.labels
@@ -33,8 +36,8 @@ class JobStrategy(Strategy):
             for k, v in (("batch.kubernetes.io/controller-uid", uid), ("controller-uid", uid),
                          ("batch.kubernetes.io/job-name", name), ("job-name", name)):
                 labels.setdefault(k, v)
-            obj.spec.selector.Clear()
-            obj.spec.selector.match_labels["batch.kubernetes.io/controller-uid"] = uid
+            obj.spec.selector.match_labels.setdefault("batch.kubernetes.io/controller-uid", uid)
+        obj.spec.ClearField("managed_by")
         if not obj.metadata.labels:
             for k, v in labels.items():
                 obj.metadata.labels[k] = v

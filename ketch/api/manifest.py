@@ -65,8 +65,18 @@ def load_documents(text: str) -> list[dict[str, Any]]:
 def _load_yaml(text: str) -> list[Any]:
     try:
         return list(safeyaml.safe_load_all(text))
+    except yaml.MarkedYAMLError as err:
+        raise DecodeError(f"error parsing YAML: {yaml_problem(err)}") from err
     except yaml.YAMLError as err:
         raise DecodeError(f"error parsing YAML: {err}".replace("\n", " ")) from err
+
+
+def yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """`line 5: could not find expected ':'`, as go-yaml says it (PyYAML's own text quotes the
+    whole input line with a caret and names `<unicode string>`)."""
+    mark = err.problem_mark or err.context_mark
+    problem = err.problem or err.context or "invalid YAML"
+    return f"line {mark.line + 1}: {problem}" if mark is not None else problem
 
 
 # ---------------------------------------------------------------------------------------------

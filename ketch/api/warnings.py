@@ -11,6 +11,8 @@ Runs after defaulting, so defaulted values (dnsPolicy ClusterFirst, the imagePul
 the image, ...) are not reported; `image` itself is accepted silently. Called on every create and
 spec update, so it only looks at fields and never serializes anything.
 
+Lifecycle hooks are not warned about: the agent runs postStart and preStop (nodeagent/hooks.py).
+
 Security settings the agent honours (users and groups, runAsNonRoot, capabilities, privileged,
 allowPrivilegeEscalation, readOnlyRootFilesystem) are not warned about; those it has no means for
 (SELinux, seccomp, AppArmor, sysctls, procMount) are. A capability name no kernel knows is warned
@@ -73,7 +75,6 @@ _CONTAINER_FIELDS = (
     ("ports", "ports", NETWORK),
     ("volume_mounts", "volumeMounts", VOLUMES),
     ("volume_devices", "volumeDevices", VOLUMES),
-    ("lifecycle", "lifecycle", "lifecycle hooks are not run"),
     ("resize_policy", "resizePolicy", "resources cannot be resized in place"),
     ("stdin", "stdin", "no terminal is attached"),
     ("stdin_once", "stdinOnce", "no terminal is attached"),

@@ -21,7 +21,7 @@ from ketch.api.patch import MERGE_KEYS  # the lists the server merges by key: th
 
 from .factory import Factory
 from .main import CLIError, add_common
-from .manifests import read_documents
+from .manifests import kind_of, read_documents
 from .printers import print_objects
 from .resources import display_name
 
@@ -258,7 +258,7 @@ def source_error(err: errors.StatusError, verb: str, source: str) -> errors.Stat
 async def run(args: argparse.Namespace, factory: Factory) -> int:
     docs = read_documents(args.filename, factory.stdin)
     # A document without apiVersion/kind stops everything before any write, as kubectl's builder.
-    kinds = [(source, manifest.kind_of_document(doc), doc) for source, doc in docs]
+    kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
     failed = False
     for source, info, doc in kinds:
         try:

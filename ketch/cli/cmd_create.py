@@ -15,7 +15,7 @@ from ketch.v1 import core_pb2
 from .cmd_apply import set_namespace, source_error, with_annotation
 from .factory import Factory
 from .main import CLIError, add_common, format_error
-from .manifests import read_documents
+from .manifests import kind_of, read_documents
 from .printers import print_objects
 from .resources import display_name, resolve_kind
 
@@ -58,7 +58,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if not args.filename:
         raise CLIError("must specify one of -f and -k, or a type to create (create job NAME --from=cronjob/CJ)")
     docs = read_documents(args.filename, factory.stdin)
-    kinds = [(source, manifest.kind_of_document(doc), doc) for source, doc in docs]
+    kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
     client = factory.client()
     failed = False
     for source, info, doc in kinds:

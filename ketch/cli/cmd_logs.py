@@ -181,6 +181,8 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         work = [(name, args.container or args.container_arg)]
         return await _run_all(factory, args, namespace, work)
     pod = sorted(pods, key=logging_order)[0]
+    if len(pods) > 1:  # kubectl's words, on stderr so that the logs themselves stay clean
+        factory.error_line(f"Found {len(pods)} pods, using pod/{pod.metadata.name}")
     work = [(pod.metadata.name, c) for c in _containers(pod, args, factory, announce=True)]
     return await _run_all(factory, args, namespace, work)
 

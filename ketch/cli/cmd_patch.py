@@ -47,6 +47,8 @@ def parse_patch(text: str) -> Any:
             value = safeyaml.safe_load(text)
         except safeyaml.YAMLLimitError as err:
             raise CLIError(f"unable to parse the patch: yaml: {err}") from None
+        except yaml.MarkedYAMLError as err:  # kubectl reads patches as YAML: its words, with the line
+            raise CLIError(f'unable to parse "{text}": yaml: {manifest.yaml_problem(err)}') from None
         except yaml.YAMLError:
             raise CLIError(f'unable to parse "{text}": {json_err}') from None
         if not isinstance(value, dict | list):

@@ -15,17 +15,18 @@ import importlib
 import os
 import sys
 import traceback
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ketch.api import errors
 from ketch.api.kinds import UnknownKindError
 
 from .factory import Factory
+from .suggestions import near_kinds, suggest
 from .terminal import escape
 
 VERBS = (
     "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "auth", "local", "config", "token",
+    "top", "events", "version", "auth", "local", "config", "token", "taint", "apiversions", "completion",
 )
 
 
@@ -37,11 +38,41 @@ class UsageError(CLIError):
     """Bad flags or arguments (argparse's complaints), reported on one line."""
 
 
+class UnknownCommandError(UsageError):
+    """An unknown verb, reported as cobra does: `unknown command "gte" for "ketch"`, then
+    `Did you mean this?` and the near verbs on lines of their own."""
+
+    def __init__(self, message: str, suggestions: list[str]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but errors raise instead of printing usage and exiting 2."""
+    """argparse, but errors raise instead of printing usage and exiting 2, and a verb's flags may
+    come anywhere among its words (`get lease -n kube-system NAME`), as kubectl's do."""
+
+    _intermixing = False
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def parse_known_args(  # type: ignore[override]  # argparse overloads it on namespace
+            self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        # A parser with sub-verbs routes its words to them; only the leaf parsers intermix.
+        leaf = not any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
+        if not leaf or self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True  # parse_known_intermixed_args calls parse_known_args itself
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or {}):
+            choices = list(action.choices or {})
+            raise UnknownCommandError(f'unknown command "{value}" for "{self.prog}"', suggest(value, choices))
+        super()._check_value(action, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    from .examples import attach
+
+    attach(parser)
     return parser
 
 
@@ -74,7 +108,10 @@ def format_error(err: BaseException, server: str = "") -> str:
     """The one line a failure prints, in kubectl's words."""
     if isinstance(err, errors.Unavailable):
         detail = err.message.removeprefix("the server is not reachable: ")
-        return f"error: cannot reach the Ketch API server at {server}: {detail}" if server else f"error: {detail}"
+        # kubectl's two sentences (cmdutil.StandardErrorMessage), without the "error: " prefix.
+        if server and "connection refused" in detail.lower():
+            return f"The connection to the server {server} was refused - did you specify the right host or port?"
+        return f"Unable to connect to the server: {detail}"
     if isinstance(err, errors.Unauthorized):
         return f"error: You must be logged in to the server ({err.reason or 'Unauthorized'})"
     if isinstance(err, errors.Invalid):
@@ -90,6 +127,15 @@ def format_error(err: BaseException, server: str = "") -> str:
         return f"error: {err.strerror}{where}"
     text = str(err) or type(err).__name__
     return text if text.startswith("error: ") else f"error: {text}"
+
+
+def suggestions_for(err: BaseException) -> list[str]:
+    """The near names for an unknown verb or kind (kubectl has them for verbs; kinds get the same)."""
+    if isinstance(err, UnknownCommandError):
+        return err.suggestions
+    if isinstance(err, UnknownKindError) and isinstance(err.args[0], str):
+        return near_kinds(err.args[0])
+    return []
 
 
 def one_line(text: str) -> str:
@@ -126,6 +172,9 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
         return 0
     except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:  # ConfigError is a ValueError
         print(escape(one_line(format_error(err, factory.server_address))), file=factory.err)
+        near = suggestions_for(err)
+        if near:
+            print(escape("\nDid you mean this?\n" + "".join(f"\t{n}\n" for n in near)), file=factory.err)
         return 1
     except Exception as err:  # a bug: still one line, with the traceback on request
         if os.environ.get("KETCH_DEBUG"):

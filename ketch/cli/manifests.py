@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ketch.api import manifest
+from ketch.api.kinds import KindInfo
 
 from .main import CLIError
 
@@ -73,3 +74,17 @@ def read_documents(paths: list[str], stdin: TextIO | None = None) -> list[tuple[
     if not out:
         raise ValueError("no objects passed to apply")
     return out
+
+
+def kind_of(source: str, doc: dict[str, Any]) -> KindInfo:
+    """The document's kind; a missing or unknown one is the client's error, as kubectl's builder
+    reports it (`error: unable to decode "FILE": ...`), never "from server"."""
+    try:
+        return manifest.kind_of_document(doc)
+    except manifest.DecodeError as err:
+        if err.message.startswith("no matches for kind"):
+            found = doc.get("metadata")
+            meta: dict[str, Any] = found if isinstance(found, dict) else {}
+            raise CLIError(f'resource mapping not found for name: "{meta.get("name", "")}" namespace: '
+                           f'"{meta.get("namespace", "")}" from "{source}": {err.message}') from None
+        raise CLIError(f'unable to decode "{source}": {err.message}') from None

@@ -59,7 +59,7 @@ def test_local_up_serves_a_cluster_and_stops_it_on_sigterm(local_dir: Path, tmp_
     port = free_port()
     server = f"127.0.0.1:{port}"
     out_path = tmp_path / "up.out"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HOME=str(tmp_path / "home"))  # its record goes to ~/.ketch/local
     env.pop("KETCH_SERVER", None)
     env.pop("KETCH_CONFIG", None)
     with open(out_path, "wb") as out:
@@ -100,15 +100,13 @@ def test_local_up_serves_a_cluster_and_stops_it_on_sigterm(local_dir: Path, tmp_
 
 
 def test_local_up_reports_a_control_plane_that_cannot_start(local_dir: Path, tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as busy:  # the port is taken: the control plane exits at once
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        result = subprocess.run(
-            [str(BIN / "ketch"), "local", "up", "--agents", "1", "--port", str(port), "--data-dir", str(local_dir),
-             "--ready-timeout", "30s"], capture_output=True, text=True, timeout=90)
+    # (A busy port is refused before anything starts: tests/e2e/test_cli_local_names.py.)
+    env = dict(os.environ, HOME=str(tmp_path / "home"))
+    result = subprocess.run(
+        [str(BIN / "ketch"), "local", "up", "--agents", "1", "--port", str(free_port()), "--data-dir", str(local_dir),
+         "--controlplane-arg=--no-such-flag", "--ready-timeout", "30s"],
+        capture_output=True, text=True, timeout=90, env=env)
     assert result.returncode == 1
-    assert "error: the control plane exited with code" in result.stderr
+    assert "error: the control plane exited with code 2" in result.stderr
     assert not processes_under(local_dir)
+    assert not (tmp_path / "home" / ".ketch" / "local" / "default" / "state.json").exists()

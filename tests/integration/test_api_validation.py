@@ -88,3 +88,84 @@ async def test_a_pod_without_a_command_is_refused(api) -> None:
     with pytest.raises(errors.Invalid, match=r"spec.containers\[0\].command: Required value: ketch runs the "
                                              "command on the host and cannot use an image entrypoint"):
         await api.client.create(pod)
+
+
+SELECTOR_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: picky
+spec:
+  selector:
+    matchLabels: {app: picky}
+  template:
+    metadata:
+      labels: {app: picky}
+    spec:
+      containers:
+      - name: c
+        command: ["true"]
+      restartPolicy: Never
+"""
+
+
+async def test_a_job_selector_without_manual_selector_is_refused_not_replaced(api) -> None:
+    """Kubernetes keeps the user's matchLabels, adds its uid label, and refuses the result as
+    not auto-generated (issue 14, item 2): the Job is not created with another selector."""
+    with pytest.raises(errors.Invalid) as caught:
+        await api.client.create(manifest.parse_objects(SELECTOR_JOB)[0])
+    message = str(caught.value)
+    assert message.startswith('The Job "picky" is invalid: spec.selector: Invalid value: ')
+    assert '"app": "picky"' in message and "batch.kubernetes.io/controller-uid" in message
+    assert message.endswith(": `selector` not auto-generated")
+    jobs, _ = await api.client.list("Job", "default")
+    assert jobs == []
+
+
+async def test_a_job_selector_with_manual_selector_is_kept(api) -> None:
+    doc = manifest.parse_objects(SELECTOR_JOB)[0]
+    doc.spec.manual_selector = True
+    job = await api.client.create(doc)
+    assert dict(job.spec.selector.match_labels) == {"app": "picky"}
+
+
+async def test_a_nameless_object_is_refused_naming_every_error(api) -> None:
+    """Kubernetes lists every validation error, not only the missing name (issue 14, item 3)."""
+    job = manifest.parse_objects(BAD_JOB)[0]
+    job.metadata.name = ""
+    with pytest.raises(errors.Invalid) as caught:
+        await api.client.create(job)
+    assert str(caught.value) == (
+        'The Job "" is invalid: [metadata.name: Required value: name or generateName is required, '
+        'spec.parallelism: Invalid value: -1: must be greater than or equal to 0, '
+        'spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"]')
+    jobs, _ = await api.client.list("Job", "default")
+    assert jobs == []
+
+
+MANAGED_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kueued
+spec:
+  managedBy: kueue.x-k8s.io/multikueue
+  template:
+    spec:
+      containers:
+      - name: c
+        command: ["true"]
+      restartPolicy: Never
+"""
+
+
+async def test_job_managed_by_is_dropped_on_create_as_kubernetes_1_31(api) -> None:
+    """JobManagedBy is off in Kubernetes 1.31: the field is dropped on create, so the Job
+    controller runs the Job (issue 14, item 4); adding it later is refused as immutable."""
+    job = await api.client.create(manifest.parse_objects(MANAGED_JOB)[0])
+    assert not job.spec.HasField("managed_by")
+    stored = await api.client.get("Job", "kueued", "default")
+    assert not stored.spec.HasField("managed_by")
+    stored.spec.managed_by = "kueue.x-k8s.io/multikueue"
+    with pytest.raises(errors.Invalid, match=r"spec\.managedBy: Invalid value: .*field is immutable"):
+        await api.client.update(stored)

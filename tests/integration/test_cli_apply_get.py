@@ -233,8 +233,8 @@ async def test_unreachable_server_is_one_line() -> None:
     factory = Factory(server="127.0.0.1:1", err=err, out=io.StringIO())
     code = await execute(["get", "pods"], factory)
     assert code == 1
-    assert err.getvalue().startswith("error: cannot reach the Ketch API server at 127.0.0.1:1: ")
-    assert err.getvalue().count("\n") == 1
+    assert err.getvalue() == ("The connection to the server 127.0.0.1:1 was refused - did you specify the right "
+                              "host or port?\n")
 
 
 async def test_get_watch_prints_the_list_then_changes(api: TestAPIServer) -> None:

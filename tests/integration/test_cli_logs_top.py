@@ -8,7 +8,7 @@ from controlplane.apiserver.testing import TestAPIServer
 from ketch.api import errors, manifest
 from ketch.v1 import api_pb2
 
-from .test_cli_nodes_rollout import make_node, make_pod
+from .test_cli_nodes_rollout import DS, make_node, make_pod
 from .test_cli_support import CLI
 
 
@@ -96,6 +96,19 @@ async def test_logs_of_a_job_picks_its_running_pod(api: TestAPIServer) -> None:
     dialer.logs[("p2", "c")] = b"job output\n"
     r = await cli("logs", "job/j")
     assert (r.code, r.out) == (0, "job output\n")
+    assert r.err == "Found 2 pods, using pod/p2\n"  # kubectl's words, on stderr only
+    r = await cli("logs", "jobs.batch/j", "--tail", "1", "-n", "default")  # flags after TYPE/NAME too
+    assert (r.code, r.out, r.err) == (0, "job output\n", "Found 2 pods, using pod/p2\n")
+    one = await api.client.create(manifest.from_dict({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "one", "namespace": "default"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "command": ["x"]}],
+                                       "restartPolicy": "Never"}}}}))
+    pod = await make_pod(api.client, "only", "node-1", owner=one, phase="Running")
+    pod.metadata.labels.update(one.spec.selector.match_labels)
+    await api.client.update(pod)
+    dialer.logs[("only", "c")] = b"alone\n"
+    r = await cli("logs", "job/one")  # one pod: nothing to say
+    assert (r.code, r.out, r.err) == (0, "alone\n", "")
     r = await cli("logs", "job/none")
     assert (r.code, r.err) == (1, 'Error from server (NotFound): jobs.batch "none" not found\n')
 
@@ -114,3 +127,20 @@ async def test_top_nodes_and_pods(api: TestAPIServer) -> None:
     r = await cli("top", "pod", "p", "--containers")
     assert r.out.splitlines()[1].split() == ["p", "c", "120m", "30Mi"]
 
+
+
+
+async def test_logs_of_a_daemonset_says_which_pod(api: TestAPIServer) -> None:
+    dialer = await setup(api)
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=DS)).code == 0
+    ds = await api.client.get("DaemonSet", "agentd", "default")
+    for name, node in (("agentd-a", "node-1"), ("agentd-b", "node-2")):
+        pod = await make_pod(api.client, name, node, owner=ds)
+        pod.metadata.labels.clear()
+        pod.metadata.labels.update(ds.spec.selector.match_labels)
+        await api.client.update(pod)
+        dialer.logs[(name, "c")] = f"from {name}\n".encode()
+    for target in ("ds/agentd", "daemonset/agentd", "daemonsets.apps/agentd"):
+        r = await cli("logs", target)
+        assert (r.code, r.out, r.err) == (0, "from agentd-a\n", "Found 2 pods, using pod/agentd-a\n"), target

@@ -233,6 +233,27 @@ async def test_surge_brings_the_new_pod_up_before_the_old_goes(api: TestAPIServe
         assert per_node == 2
 
 
+async def test_surge_with_min_ready_seconds_does_not_stall(api: TestAPIServer) -> None:
+    """Issue 14, item 1: once the surged pod is Ready, nothing but the clock says when it is
+    available; the rollout must go on by itself, node after node, one surge at a time."""
+    c = api.local
+    nodes = {f"n{i}": {} for i in range(2)}
+    async with cluster(c, nodes) as pods:
+        ds = daemonset(max_unavailable=0, max_surge=1)
+        ds.spec.min_ready_seconds = 2
+        await c.create(ds)
+
+        async def available(n: int) -> bool:
+            return (await c.get("DaemonSet", "agentd", "default")).status.number_available == n
+
+        # Old pods still within minReadySeconds are unavailable and would be replaced at once.
+        await eventually(lambda: available(len(nodes)), what="every pod available")
+        worst, per_node = await _roll_and_watch(c, pods, set(nodes), "2")
+        assert worst == 0
+        assert per_node == 2
+        await eventually(lambda: available(len(nodes)), what="every new pod available")
+
+
 async def test_on_delete_changes_nothing_until_a_pod_is_deleted(api: TestAPIServer) -> None:
     c = api.local
     nodes = {f"n{i}": {} for i in range(3)}

@@ -26,9 +26,11 @@ from .expectations import Expectations
 from .manage import apply_status, compute_status, failed_pods_backoff, manage, status_differs
 from .predicates import (
     REVISION_HASH_LABEL,
+    is_pod_ready,
     new_pod,
     node_should_run_daemon_pod,
     pod_template,
+    seconds_until_available,
     simulated_pod,
     target_node_name,
     template_generation,
@@ -41,6 +43,8 @@ BURST_REPLICAS = 250
 SLOW_START_INITIAL_BATCH = 1
 DEFAULT_REVISION_HISTORY_LIMIT = 10
 COMPONENT = "daemonset-controller"
+# is_pod_available is strict (Ready for more than minReadySeconds): wake a little after the mark.
+AVAILABILITY_SLACK = 0.1
 
 
 def _unwrap(obj: Any) -> Any:
@@ -142,6 +146,7 @@ class DaemonSetController(Controller):
             self._enqueue_controller(old)
         if new_ref is not None:
             self._enqueue_controller(new)
+            self._requeue_when_available(old, new)
             return
         if new_ref is None and (old_ref is not None or old.metadata.labels != new.metadata.labels):
             for ds in self._dss_selecting(new):
@@ -153,6 +158,16 @@ class DaemonSetController(Controller):
             ds = self._resolve(pod.metadata.namespace, ref)
             if ds is not None:
                 self.enqueue(meta.key_of(ds))
+
+    def _requeue_when_available(self, old: core_pb2.Pod, new: core_pb2.Pod) -> None:
+        """A pod that just turned Ready becomes available minReadySeconds later, and no event
+        says so: look at its DaemonSet again then (plus a second against skew, as Kubernetes)."""
+        if is_pod_ready(old) or not is_pod_ready(new):
+            return
+        ref = meta.controller_ref(new)
+        ds = self._resolve(new.metadata.namespace, ref) if ref is not None else None
+        if ds is not None and ds.spec.min_ready_seconds > 0:
+            self.queue.add_after(meta.key_of(ds), ds.spec.min_ready_seconds + 1)
 
     def delete_pod(self, obj: Any) -> None:
         pod = _unwrap(obj)
@@ -249,6 +264,11 @@ class DaemonSetController(Controller):
         # 3. history beyond revisionHistoryLimit, then status.
         await self._cleanup_history(ds, old, pods)
         await self._update_status(ds, fits, node_pods, hash_, generation, update_generation=err is None)
+        # 4. a pod Ready but not yet available (minReadySeconds) changes what the rollout and the
+        #    status may do once it is, and no event will say so: look again then.
+        wait = _next_availability(pods, ds.spec.min_ready_seconds, now)
+        if wait is not None:
+            self.queue.add_after(key, wait + AVAILABILITY_SLACK)
         if err is not None:
             raise err
 
@@ -488,6 +508,12 @@ class DaemonSetController(Controller):
                 await self.client.update_status(fresh)
         if ds.spec.min_ready_seconds > 0 and counts.number_ready != counts.number_available:
             self.queue.add_after(meta.key_of(ds), ds.spec.min_ready_seconds)
+
+
+def _next_availability(pods: Sequence[Any], min_ready_seconds: int, now: float) -> float | None:
+    """Seconds until the first of the pods that are Ready but not yet available becomes available."""
+    waits = [w for p in pods if (w := seconds_until_available(p, min_ready_seconds, now)) is not None]
+    return min(waits, default=None)
 
 
 def _has_selector(ds: apps_pb2.DaemonSet) -> bool:

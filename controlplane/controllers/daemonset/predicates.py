@@ -148,6 +148,20 @@ def is_pod_available(pod: core_pb2.Pod, min_ready_seconds: int, now: float) -> b
     return bool(since) and since + min_ready_seconds < now
 
 
+def seconds_until_available(pod: core_pb2.Pod, min_ready_seconds: int, now: float) -> float | None:
+    """How long until a Ready pod has been Ready for minReadySeconds (is_pod_available turns
+    true); None when it is not Ready or already available: nothing to wait for."""
+    if min_ready_seconds <= 0 or pod.metadata.deletion_timestamp:
+        return None
+    cond = meta.find_condition(pod.status.conditions, "Ready")
+    if cond is None or cond.status != "True" or not cond.last_transition_time:
+        return None
+    since = timeutil.parse(cond.last_transition_time)
+    if not since or since + min_ready_seconds < now:
+        return None
+    return since + min_ready_seconds - now
+
+
 def is_pod_updated(pod: core_pb2.Pod, hash_: str, generation: int | None) -> bool:
     """IsPodUpdated: the pod carries the current revision's hash or the template generation."""
     labels = pod.metadata.labels

@@ -57,12 +57,12 @@ CASES = [
         "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}]}}}}},
          (f"spec.affinity.podAntiAffinity: {HOST} (not used by the Ketch scheduler)",)),
-    Case("lifecycle hooks, readiness gates, runtime class", POD, {"spec": {
+    Case("readiness gates and runtime class, but not lifecycle hooks (the agent runs them)", POD, {"spec": {
         "readinessGates": [{"conditionType": "x"}], "runtimeClassName": "gvisor",
-        "containers": [container(lifecycle={"preStop": {"exec": {"command": ["x"]}}})]}},
+        "containers": [container(lifecycle={"postStart": {"httpGet": {"port": 8080}},
+                                            "preStop": {"exec": {"command": ["x"]}}})]}},
          (f"spec.readinessGates: {HOST} (readiness gates are not evaluated)",
-          f"spec.runtimeClassName: {HOST} (there is no container runtime)",
-          f"spec.containers[0].lifecycle: {HOST} (lifecycle hooks are not run)")),
+          f"spec.runtimeClassName: {HOST} (there is no container runtime)")),
     Case("security settings the agent honours are not warned about", POD, {"spec": {
         "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "supplementalGroups": [3000],
                             "supplementalGroupsPolicy": "Strict", "runAsNonRoot": True},

@@ -60,7 +60,7 @@ def test_a_manifest_with_anchors_gets_as_far_as_the_server(tmp_path: Path, verb:
     f = tmp_path / "job.yaml"
     f.write_text(JOB_WITH_ANCHORS)
     code, _, err = ketch(verb, "-f", str(f))
-    assert code == 1 and "cannot reach the Ketch API server at 127.0.0.1:1" in err, err
+    assert code == 1 and "The connection to the server 127.0.0.1:1 was refused" in err, err
 
 
 def test_patch_with_an_alias_bomb_is_refused(tmp_path: Path) -> None:

@@ -61,8 +61,13 @@ def test_parse_one_and_names() -> None:
         (errors.Invalid('The Job "bad" is invalid: spec.parallelism: Invalid value: -1: must be greater than or '
                         'equal to 0'),
          'The Job "bad" is invalid: spec.parallelism: Invalid value: -1: must be greater than or equal to 0'),
-        (errors.Unavailable("the server is not reachable: connection refused"),
-         "error: cannot reach the Ketch API server at 127.0.0.1:6443: connection refused"),
+        (errors.Unavailable("the server is not reachable: failed to connect to all addresses; last error: "
+                            "UNKNOWN: ipv4:127.0.0.1:6443: Failed to connect to remote host: Connection refused"),
+         "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?"),
+        (errors.Unavailable("the server is not reachable: failed to connect to all addresses; last error: "
+                            "UNAVAILABLE: ipv4:10.0.0.1:6443: No route to host"),
+         "Unable to connect to the server: failed to connect to all addresses; last error: "
+         "UNAVAILABLE: ipv4:10.0.0.1:6443: No route to host"),
         (CLIError("no last revision to roll back to"), "error: no last revision to roll back to"),
         (ValueError("invalid duration 'x'"), "error: invalid duration 'x'"),
     ],

@@ -1,0 +1,204 @@
+"""One DaemonSet sync on cached state (an in-memory API server, a fake clock): what it deletes and
+creates, and when it looks again. A pod that is Ready but not yet Ready for minReadySeconds turns
+available with no event to say so; unless the sync re-queues the DaemonSet for that moment, a
+surging rollout waits for an event that never comes (issue 14, item 1). Table-driven."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from controlplane.apiserver.testing import TestAPIServer
+from controlplane.controllers.base import ControllerContext
+from controlplane.controllers.daemonset import history
+from controlplane.controllers.daemonset.controller import AVAILABILITY_SLACK, DaemonSetController
+from ketch.api import manifest, meta, timeutil
+from ketch.client.informer import InformerFactory
+from ketch.testing.fake_clock import FakeClock
+from ketch.v1 import apps_pb2
+from tests.integration.cp_helpers import create_node, node
+
+T0 = 1_700_000_000.0
+NS = "default"
+DS = "agentd"
+KEY = f"{NS}/{DS}"
+LONG_AGO = -10_000.0
+
+
+@dataclass(frozen=True)
+class P:
+    """A pod of the DaemonSet: on `node`, of the new template or the old, Ready since `ready_at`
+    (an offset from now; None: not Ready)."""
+
+    name: str
+    node: str
+    new: bool
+    ready_at: float | None = LONG_AGO
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    pods: tuple[P, ...]
+    max_surge: int | None = None
+    max_unavailable: int | None = None
+    min_ready_seconds: int = 3
+    nodes: tuple[str, ...] = ("a", "b")
+    # expected
+    deleted: tuple[str, ...] = ()
+    created_on: tuple[str, ...] = ()
+    requeue_in: float | None = None  # the earliest delayed re-queue of the DaemonSet
+
+
+SURGE = {"max_surge": 1, "max_unavailable": 0}
+
+CASES = [
+    Case("surge: a new pod Ready 1 s of 3 holds the rollout and is looked at again when available",
+         pods=(P("a-old", "a", False), P("a-new", "a", True, ready_at=-1), P("b-old", "b", False)),
+         **SURGE, requeue_in=2 + AVAILABILITY_SLACK),  # type: ignore[arg-type]
+    Case("surge: once the new pod is available the old one goes (manage; the next sync surges on)",
+         pods=(P("a-old", "a", False), P("a-new", "a", True, ready_at=-3.5), P("b-old", "b", False)),
+         **SURGE, deleted=("a-old",)),  # type: ignore[arg-type]
+    Case("surge: a surged pod not Ready yet waits for its Ready event, not for the clock",
+         pods=(P("a-old", "a", False), P("a-new", "a", True, ready_at=None), P("b-old", "b", False)),
+         **SURGE),  # type: ignore[arg-type]
+    Case("without surge: a new pod Ready 1 s of 3 is looked at again when available",
+         pods=(P("a-new", "a", True, ready_at=-1), P("b-old", "b", False)),
+         max_unavailable=1, requeue_in=2 + AVAILABILITY_SLACK),
+    Case("everything updated and available: no re-queue",
+         pods=(P("a-new", "a", True), P("b-new", "b", True)), **SURGE),  # type: ignore[arg-type]
+]
+
+
+def _daemonset(case: Case, version: str) -> apps_pb2.DaemonSet:
+    ru = {k: v for k, v in (("maxSurge", case.max_surge), ("maxUnavailable", case.max_unavailable)) if v is not None}
+    return manifest.from_dict({  # type: ignore[return-value]
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": DS, "namespace": NS},
+        "spec": {
+            "selector": {"matchLabels": {"app": DS}},
+            "minReadySeconds": case.min_ready_seconds,
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": ru},
+            "template": {"metadata": {"labels": {"app": DS}}, "spec": {
+                "restartPolicy": "Always",
+                "containers": [{"name": "d", "image": "x", "command": ["sleep", "3600"],
+                                "env": [{"name": "VERSION", "value": version}]}]}},
+        },
+    })
+
+
+async def _make_pod(client: Any, ds: apps_pb2.DaemonSet, p: P, hash_: str, generation: str) -> None:
+    created = await client.create(manifest.from_dict({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": p.name, "namespace": NS,
+                     "labels": {"app": DS, "controller-revision-hash": hash_, "pod-template-generation": generation},
+                     "ownerReferences": [meta_ref(ds)]},
+        "spec": {"nodeName": p.node, "restartPolicy": "Always",
+                 "containers": [{"name": "d", "image": "x", "command": ["sleep", "3600"]}]},
+    }))
+    created.status.phase = "Running"
+    if p.ready_at is not None:
+        meta.set_condition(created.status.conditions, "Ready", "True")
+        cond = meta.find_condition(created.status.conditions, "Ready")
+        assert cond is not None
+        cond.last_transition_time = timeutil.format(T0 + p.ready_at)
+    await client.update_status(created)
+
+
+def meta_ref(ds: apps_pb2.DaemonSet) -> dict[str, Any]:
+    return manifest.message_to_dict(meta.owner_ref_for(ds))
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[TestAPIServer, FakeClock]]:
+    clock = FakeClock(T0)
+    async with TestAPIServer(grpc=False, clock=clock.now) as api:
+        yield api, clock
+
+
+async def _setup(api: TestAPIServer, clock: FakeClock,
+                 case: Case) -> tuple[DaemonSetController, list[tuple[str, float]]]:
+    client = api.local
+    assert client is not None
+    for name in case.nodes:
+        await create_node(client, node(name))
+    await client.create(_daemonset(case, "1"))
+    ds = await client.get("DaemonSet", DS, NS)
+    ds.spec.CopyFrom(_daemonset(case, "2").spec)
+    ds = await client.update(ds)
+    new_hash = history.compute_hash(ds.spec.template, history.collision_count(ds))
+    for p in case.pods:  # old pods were created long before the new ones (a different oldest)
+        clock.set(T0 + (-5 if p.new else LONG_AGO))
+        await _make_pod(client, ds, p, new_hash if p.new else "old", "2" if p.new else "1")
+    clock.set(T0)
+    informers = InformerFactory(client)
+    controller = DaemonSetController(ControllerContext(client=client, informers=informers, clock=clock))
+    delays: list[tuple[str, float]] = []
+    add_after = controller.queue.add_after
+
+    def recording(item: str, delay: float) -> None:
+        delays.append((item, delay))
+        add_after(item, delay)
+
+    controller.queue.add_after = recording  # type: ignore[method-assign]
+    informers.start()
+    assert await informers.wait_for_sync(5)
+    return controller, delays
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_sync(world: tuple[TestAPIServer, FakeClock], case: Case) -> None:
+    api, clock = world
+    client = api.local
+    assert client is not None
+    controller, delays = await _setup(api, clock, case)
+    try:
+        before = {p.metadata.name: p for p in (await client.list("Pod", NS))[0]}
+        await controller.sync(KEY)
+        after = {p.metadata.name: p for p in (await client.list("Pod", NS))[0]
+                 if not p.metadata.deletion_timestamp}
+        assert sorted(set(before) - set(after)) == sorted(case.deleted)
+        assert sorted(p.spec.node_name for n, p in after.items() if n not in before) == sorted(case.created_on)
+        waits = [d for k, d in delays if k == KEY]
+        if case.requeue_in is None:
+            assert waits == []
+        else:
+            assert waits, "never looked at again: the rollout waits for an event that never comes"
+            assert min(waits) == pytest.approx(case.requeue_in, abs=0.01)
+    finally:
+        controller.queue.shutdown()
+        await controller.ctx.informers.stop()
+
+
+async def test_a_pod_turning_ready_requeues_after_min_ready_seconds(world: tuple[TestAPIServer, FakeClock]) -> None:
+    """Kubernetes' updatePod: a pod of the DaemonSet that changed to Ready re-queues it after
+    minReadySeconds plus a second, whatever the sync that follows decides."""
+    api, clock = world
+    case = Case("", pods=(P("a-new", "a", True, ready_at=None),), **SURGE)  # type: ignore[arg-type]
+    controller, delays = await _setup(api, clock, case)
+    try:
+        client = api.local
+        assert client is not None
+        old = await client.get("Pod", "a-new", NS)
+        new = type(old)()
+        new.CopyFrom(old)
+        meta.set_condition(new.status.conditions, "Ready", "True")
+        new.metadata.resource_version = old.metadata.resource_version + "1"
+        controller.update_pod(old, new)
+        assert (KEY, 3 + 1) in delays
+        delays.clear()
+        controller.update_pod(new, _bumped(new))  # Ready to Ready: nothing new to wait for
+        assert delays == []
+    finally:
+        controller.queue.shutdown()
+        await controller.ctx.informers.stop()
+
+
+def _bumped(pod: Any) -> Any:
+    out = type(pod)()
+    out.CopyFrom(pod)
+    out.metadata.resource_version = pod.metadata.resource_version + "2"
+    return out
