@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--filename", action="append", help="file, directory or - for stdin")
     p.add_argument("-o", "--output", default="", help="name, json or yaml")
     p.add_argument("--save-config", action="store_true", help="record the manifest for a later apply")
-    p.add_argument("what", nargs="*", help="job NAME --from=cronjob/CJ, or namespace NAME")
+    p.add_argument("what", nargs="*", help="job NAME --from=cronjob/CJ, namespace NAME, configmap NAME "
+                                            "or secret generic NAME (with --from-literal/--from-file)")
     p.add_argument("--from", dest="from_", default="", help="create job NAME --from=cronjob/CJ")
     p.add_argument("--from-literal", dest="from_literal", action="append", default=[], metavar="KEY=VALUE",
                    help="create configmap|secret generic NAME: a key and its value (repeatable)")

@@ -19,7 +19,10 @@ EXAMPLES: dict[str, str] = {
   ketch create -f job.yaml
   # Run a CronJob's job now, or make a namespace
   ketch create job tick-manual --from=cronjob/tick
-  ketch create namespace team-a""",
+  ketch create namespace team-a
+  # Configuration and credentials for pods' env (valueFrom, envFrom)
+  ketch create configmap app-config --from-literal=mode=batch --from-file=conf/
+  ketch create secret generic db --from-literal=password=s3cret""",
     "get": """\
   # List jobs, then one pod as YAML, then leases of another namespace (flags go anywhere)
   ketch get jobs
