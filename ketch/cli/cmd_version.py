@@ -18,7 +18,7 @@ from .main import add_common
 CLIENT_VERSION = f"v{__version__}"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("version", help="print the client and server versions")
     p.add_argument("--client", action="store_true", help="the client version only")
     p.add_argument("-o", "--output", default="", choices=["", "json", "yaml"])
