@@ -93,29 +93,52 @@ async def _run(args: argparse.Namespace, factory: Factory, manifest: dict[str, A
 
 async def _attach(factory: Factory, name: str, namespace: str, restart: str) -> int:
     """Wait for the pod to start, stream its output, wait for it to finish; the exit code."""
-    from .cmd_logs import _Sink
-
     pod = await _until(factory, name, namespace, lambda p: p.status.phase != "Pending" or _started(p))
-    sink = _Sink(factory)
-    stream = factory.client().pod_logs(name, namespace, container=name, follow=True)
-    try:
-        async for chunk in stream:
-            sink.write(chunk)
-    finally:
-        sink.close()
-        await stream.aclose()
+    if pod.status.phase not in FINISHED or _ran(pod, name):
+        await _stream_logs(factory, name, namespace)
     if restart == "Always":
         return 0
     pod = await _until(factory, name, namespace, lambda p: p.status.phase in FINISHED)
     status = next((s for s in pod.status.container_statuses if s.name == name), None)
     if status is None or not status.state.HasField("terminated"):
-        reason = pod.status.reason or pod.status.phase
-        factory.error_line(f"pod {namespace}/{name} {pod.status.phase.lower()}: {reason}: {pod.status.message}")
+        factory.error_line(f"pod {namespace}/{name} {pod.status.phase.lower()} "
+                           f"({pod.status.reason or 'no container ran'})")
+        if pod.status.message:
+            factory.error_line(pod.status.message)
         return 1
-    code = int(status.state.terminated.exit_code)
-    if code != 0:
-        factory.error_line(f"pod {namespace}/{name} terminated ({status.state.terminated.reason or 'Error'})")
+    terminated = status.state.terminated
+    code = int(terminated.exit_code) or (1 if pod.status.phase == "Failed" else 0)
+    if code != 0:  # kubectl's words: `pod NS/NAME terminated (REASON)`, then the container's message
+        factory.error_line(f"pod {namespace}/{name} terminated ({terminated.reason or 'Error'})")
+        if terminated.message:
+            factory.error_line(terminated.message)
     return code
+
+
+async def _stream_logs(factory: Factory, name: str, namespace: str) -> None:
+    """`logs -f` of the container until it exits; nothing if it never ran (it failed to start)."""
+    from ketch.api import errors
+
+    from .cmd_logs import _Sink
+
+    sink = _Sink(factory)
+    stream = factory.client().pod_logs(name, namespace, container=name, follow=True)
+    try:
+        async for chunk in stream:
+            sink.write(chunk)
+    except errors.BadRequest:
+        pod = await factory.client().get("Pod", name, namespace)
+        if pod.status.phase not in FINISHED:
+            raise
+    finally:
+        sink.close()
+        await stream.aclose()
+
+
+def _ran(pod: Any, name: str) -> bool:
+    """Whether the container ran (a process that wrote logs), rather than failing to start."""
+    return any(s.name == name and s.state.terminated.reason != "ContainerCannotRun"
+               for s in pod.status.container_statuses)
 
 
 def _started(pod: Any) -> bool:

@@ -50,3 +50,12 @@ def test_run_refuses_an_unknown_restart_policy(cluster: Cluster) -> None:
     result = cluster.ketch("run", "y", "--rm", "--", "true", check=False)
     assert result.stderr.strip() == "error: --rm should only be used for attached containers"
     assert cluster.try_get("pod", "y") is None
+
+
+def test_run_of_a_missing_executable_says_why(cluster: Cluster) -> None:
+    result = cluster.ketch("run", "--rm", "--restart=Never", "nobin", "--", "no-such-binary-here", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "pod default/nobin terminated (ContainerCannotRun)", result.stderr
+    assert "no-such-binary-here" in lines[1] and "not found" in lines[1]
+    assert cluster.try_get("pod", "nobin") is None
