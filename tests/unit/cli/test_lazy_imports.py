@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ketch.cli.main import VERBS, build_parser, parse_args, verb_of
+from ketch.cli.main import VERBS, UnknownCommandError, build_parser, parse_args, verb_of
 
 PROBE = """
 import json, sys
@@ -68,9 +68,12 @@ def test_every_verb_is_registered_by_its_module_alone() -> None:
 
 
 def test_unknown_verb_still_lists_every_verb() -> None:
-    with pytest.raises(Exception, match="invalid choice: 'nosuchverb'") as err:
+    with pytest.raises(UnknownCommandError, match='unknown command "nosuchverb"') as err:
         parse_args(build_parser(["nosuchverb"]), ["nosuchverb"])
-    assert "'version'" in str(err.value) and "'run'" in str(err.value)
+    assert err.value.suggestions == []
+    with pytest.raises(UnknownCommandError) as near:  # did-you-mean knows the verbs not loaded
+        parse_args(build_parser(["rn"]), ["rn"])
+    assert "run" in near.value.suggestions
 
 
 def test_words_after_dashes_go_to_a_verb_that_asks_verbatim() -> None:
