@@ -8,16 +8,16 @@ wrong type is an error naming the field's path, and nothing is half-decoded.
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import yaml
-from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from . import safeyaml
 from .errors import BadRequest
 from .kinds import KindInfo, info_for_manifest, info_of
+
+if TYPE_CHECKING:
+    import yaml
 
 _STRUCT = "google.protobuf.Struct"
 _VALUE = "google.protobuf.Value"
@@ -63,6 +63,10 @@ def load_documents(text: str) -> list[dict[str, Any]]:
 
 
 def _load_yaml(text: str) -> list[Any]:
+    import yaml  # here: reading JSON or printing a table needs no YAML (CLI start-up, issue 14)
+
+    from . import safeyaml
+
     try:
         return list(safeyaml.safe_load_all(text))
     except yaml.MarkedYAMLError as err:
@@ -221,6 +225,8 @@ def decode_into(message: Message, data: dict[str, Any], what: str = "") -> Messa
         if unknown and not errors:
             raise DecodeError(f"{prefix}strict decoding error: " + ", ".join(parts))
         raise DecodeError(prefix + ", ".join(parts))
+    from google.protobuf import json_format  # here: it costs the CLI ~25 ms at start (issue 14)
+
     message.Clear()
     try:
         json_format.ParseDict(cleaned, message)
@@ -280,6 +286,8 @@ def _sorted(value: Any) -> Any:
 
 def to_dict(obj: Message, sort_keys: bool = True) -> dict[str, Any]:
     """Kubernetes' JSON form of an object, apiVersion and kind filled in."""
+    from google.protobuf import json_format
+
     data = _ints(json_format.MessageToDict(obj))
     try:
         info = info_of(obj)
@@ -293,6 +301,8 @@ def to_dict(obj: Message, sort_keys: bool = True) -> dict[str, Any]:
 
 def message_to_dict(msg: Message) -> dict[str, Any]:
     """Any message (not only a top-level object) in its JSON form."""
+    from google.protobuf import json_format
+
     return _ints(json_format.MessageToDict(msg))
 
 
@@ -301,20 +311,19 @@ def to_json(obj: Message | dict[str, Any], indent: int | None = 4) -> str:
     return json.dumps(data, indent=indent, ensure_ascii=False)
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     if "\n" in data:
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|")
     return dumper.represent_scalar("tag:yaml.org,2002:str", data)
 
 
-_Dumper.add_representer(str, _str_presenter)
-
-
 def to_yaml(obj: Message | dict[str, Any]) -> str:
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    _Dumper.add_representer(str, _str_presenter)
     data = obj if isinstance(obj, dict) else to_dict(obj)
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 

@@ -68,6 +68,13 @@ EXAMPLES: dict[str, str] = {
   # Wait for a job to complete, or for pods to be deleted
   ketch wait --for=condition=Complete job/pi --timeout=60s
   ketch wait --for=delete pod/busybox1""",
+    "run": """\
+  # Run a command in a new pod, see its output, exit with its exit code, delete the pod
+  ketch run --rm --restart=Never hello -- echo hello
+  # Environment, labels and a recorded image; stdin is not forwarded (-i attaches the output)
+  ketch run --restart=Never train --env EPOCHS=3 -l team=ml --image python:3.12 -- python3 train.py
+  # restartPolicy Always (the default): created, not attached
+  ketch run web -- python3 -m http.server 8080""",
     "logs": """\
   # The logs of a pod, of one container, following them
   ketch logs pi-0-abcde

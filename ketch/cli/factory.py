@@ -17,13 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
-
-from ketch.client import kubeconfig as kcfg
-from ketch.client.clientset import Client, connect
-from ketch.client.config import tls_of
+from typing import TYPE_CHECKING, TextIO
 
 from .terminal import escape
+
+if TYPE_CHECKING:  # the client modules load grpc, protobuf and cryptography: only verbs that talk to a server pay
+    from ketch.client import kubeconfig as kcfg
+    from ketch.client.clientset import Client
 
 DEFAULT_SERVER = "127.0.0.1:6443"
 
@@ -58,6 +58,8 @@ class Factory:
 
     def credentials(self) -> kcfg.Credentials | None:
         """The kubeconfig's credentials for this command (None: no kubeconfig, plaintext)."""
+        from ketch.client import kubeconfig as kcfg
+
         if self._creds is None:
             path = kcfg.find(self.kubeconfig)
             if path is None:
@@ -70,6 +72,8 @@ class Factory:
 
     @property
     def server_address(self) -> str:
+        from ketch.client import kubeconfig as kcfg
+
         if self.server or os.environ.get("KETCH_SERVER"):
             return self.server or os.environ["KETCH_SERVER"]
         try:
@@ -80,6 +84,8 @@ class Factory:
 
     @property
     def default_namespace(self) -> str:
+        from ketch.client import kubeconfig as kcfg
+
         if self.namespace or os.environ.get("KETCH_NAMESPACE"):
             return self.namespace or os.environ["KETCH_NAMESPACE"]
         try:
@@ -103,6 +109,9 @@ class Factory:
 
     def client(self) -> Client:
         if self._client is None:
+            from ketch.client.clientset import connect
+            from ketch.client.config import tls_of
+
             creds = self.credentials()
             if creds is None:
                 self._client = connect(self.server_address, on_warning=self.warn, metadata=self.metadata())

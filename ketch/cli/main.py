@@ -1,33 +1,46 @@
 """The root of `ketch`: global flags, one subcommand per verb module, one-line errors.
 
 Each verb module (cmd_*.py) has `register(subparsers)`, which adds its parser and sets
-`run=<async function(args, factory) -> int>`. Failures print one line on stderr, as kubectl
-does (`Error from server (NotFound): jobs.batch "pi" not found`, `error: ...` for client-side
-errors), and exit 1. `execute()` is the whole command minus the process: tests call it with a
-Factory of their own and read what it wrote.
+`run=<function(args, factory)>` returning the exit code, or (usually: `async def run`) a
+coroutine that returns it. Failures print one line on stderr, as kubectl does (`Error from
+server (NotFound): jobs.batch "pi" not found`, `error: ...` for client-side errors), and exit 1.
+`execute()` is the whole command minus the process: tests call it with a Factory of their own
+and read what it wrote.
+
+Start-up cost (issue 14): a command imports only its own verb's module, found in VERBS from
+the first word of argv that is not a global flag (`ketch --help`, no verb, or an unknown word
+import them all). So, for a new verb:
+  - add `"verb": "module"` to VERBS (ketch/cli/cmd_<module>.py; one module may serve several verbs);
+  - keep the module's top-level imports light: argparse, `.main`, `.factory`, `ketch.api.errors`
+    are free; grpc, protobuf (`ketch.api.kinds`, `ketch.v1`, `ketch.client.*`), yaml,
+    `.printers`, `.describe` cost tens of milliseconds each: import them inside `run` (or in
+    functions only that verb calls) unless the verb always needs them anyway;
+  - a `run` that needs no server may be a plain function: then no event loop (asyncio) is loaded;
+  - a verb that takes a command after `--` sets the default `dash_args` (see parse_args).
+`bench/cli.py` measures the result; `python -X importtime -m ketch.cli.main VERB ...` shows what
+loads, and tests/unit/cli/test_lazy_imports.py keeps `version --client` and `get` lean.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import os
 import sys
-import traceback
+from collections.abc import Awaitable
 from typing import Any, NoReturn
 
-from ketch.api import errors
-from ketch.api.kinds import UnknownKindError
-
 from .factory import Factory
-from .suggestions import near_kinds, suggest
 from .terminal import escape
 
-VERBS = (
-    "apply", "create", "get", "describe", "delete", "patch", "label", "wait", "logs", "rollout", "nodes",
-    "top", "events", "version", "auth", "local", "config", "token", "taint", "apiversions", "completion",
-)
+# Each verb, and the module (ketch/cli/cmd_<module>.py) that registers it.
+VERBS: dict[str, str] = {
+    "apply": "apply", "create": "create", "get": "get", "api-resources": "get", "describe": "describe",
+    "delete": "delete", "patch": "patch", "label": "label", "annotate": "label", "wait": "wait", "logs": "logs",
+    "run": "run", "rollout": "rollout", "cordon": "nodes", "uncordon": "nodes", "drain": "nodes", "top": "top",
+    "events": "events", "version": "version", "auth": "auth", "local": "local", "config": "config", "token": "token",
+    "taint": "taint", "api-versions": "apiversions", "completion": "completion",
+}
 
 
 class CLIError(Exception):
@@ -70,12 +83,15 @@ class _Parser(argparse.ArgumentParser):
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or {}):
+            from .suggestions import suggest
+
             choices = list(action.choices or {})
             raise UnknownCommandError(f'unknown command "{value}" for "{self.prog}"', suggest(value, choices))
         super()._check_value(action, value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for argv's verb only (every verb when argv is None or names none we know)."""
     parser = _Parser(prog="ketch", description="Run Kubernetes-style workloads as processes.")
     parser.add_argument("--server", "-s", default="",
                         help="API server HOST:PORT[,HOST:PORT] (default $KETCH_SERVER or 127.0.0.1:6443)")
@@ -90,11 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--as-group", dest="as_groups", action="append", default=[], metavar="GROUP",
                         help="act as a member of this group (repeatable; needs --as)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
-    for verb in VERBS:
+    verb = None if argv is None else verb_of(argv, parser)
+    modules = [VERBS[verb]] if verb in VERBS else list(dict.fromkeys(VERBS.values()))
+    for name in modules:
         try:
-            module = importlib.import_module(f"ketch.cli.cmd_{verb}")
+            module = importlib.import_module(f"ketch.cli.cmd_{name}")
         except ModuleNotFoundError as err:
-            if err.name == f"ketch.cli.cmd_{verb}":
+            if err.name == f"ketch.cli.cmd_{name}":
                 continue
             raise
         module.register(sub)
@@ -104,8 +122,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """argv's flags; a verb whose parser sets the default `dash_args` gets the words after `--`
+    there, verbatim (argparse's own `--` handling is lost across subparsers)."""
+    if "--" in argv:
+        cut = argv.index("--")
+        args = parser.parse_args(normalize_bools(argv[:cut]))
+        if hasattr(args, "dash_args"):
+            args.dash_args = argv[cut + 1:]
+            return args
+    return parser.parse_args(normalize_bools(argv))
+
+
+def verb_of(argv: list[str], parser: argparse.ArgumentParser) -> str | None:
+    """The first word that is neither a global flag nor its value; None at `--help` before it."""
+    takes_value = {flag for action in parser._actions if action.nargs != 0 for flag in action.option_strings}
+    words = iter(argv)
+    for word in words:
+        if word in ("-h", "--help", "--"):
+            return None
+        if word in takes_value:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def format_error(err: BaseException, server: str = "") -> str:
     """The one line a failure prints, in kubectl's words."""
+    from ketch.api import errors
+    from ketch.api.kinds import UnknownKindError
+
     if isinstance(err, errors.Unavailable):
         detail = err.message.removeprefix("the server is not reachable: ")
         # kubectl's two sentences (cmdutil.StandardErrorMessage), without the "error: " prefix.
@@ -131,6 +178,10 @@ def format_error(err: BaseException, server: str = "") -> str:
 
 def suggestions_for(err: BaseException) -> list[str]:
     """The near names for an unknown verb or kind (kubectl has them for verbs; kinds get the same)."""
+    from ketch.api.kinds import UnknownKindError
+
+    from .suggestions import near_kinds
+
     if isinstance(err, UnknownCommandError):
         return err.suggestions
     if isinstance(err, UnknownKindError) and isinstance(err.args[0], str):
@@ -145,9 +196,16 @@ def one_line(text: str) -> str:
 async def execute(argv: list[str], factory: Factory | None = None) -> int:
     """Parse argv, run the verb, print any failure as one line; returns the exit code."""
     factory = factory or Factory()
+    started = start(argv, factory)
+    return started if isinstance(started, int) else await finish(started, factory)
+
+
+def start(argv: list[str], factory: Factory) -> int | Awaitable[Any]:
+    """Parse argv and call the verb: its exit code if it ran to the end without an event loop,
+    else the coroutine that finish() awaits."""
     try:
-        parser = build_parser()
-        args = parser.parse_args(normalize_bools(argv))
+        parser = build_parser(argv)
+        args = parse_args(parser, argv)
         if not getattr(args, "run", None):
             parser.print_help(factory.out)
             return 0
@@ -162,33 +220,64 @@ async def execute(argv: list[str], factory: Factory | None = None) -> int:
             raise UsageError("requesting groups to impersonate needs a user to impersonate too: add --as USER")
         factory.impersonate(args.as_user, args.as_groups)
         factory.namespace_given = bool(args.namespace)
+        result = args.run(args, factory)
+        return result if hasattr(result, "__await__") else int(result or 0)
+    except Exception as err:
+        return report(err, factory)
+    except KeyboardInterrupt:
+        return 130
+
+
+async def finish(running: Awaitable[Any], factory: Factory) -> int:
+    """Await a verb's coroutine, close the factory's client, report a failure as one line."""
+    import asyncio
+
+    try:
         try:
-            return int(await args.run(args, factory) or 0)
+            return int(await running or 0)
         finally:
             await factory.close()
     except (KeyboardInterrupt, asyncio.CancelledError):
         return 130
-    except BrokenPipeError:
+    except Exception as err:
+        return report(err, factory)
+
+
+def report(err: Exception, factory: Factory) -> int:
+    """Print a failure as the one line kubectl would (and the near names of an unknown one); the exit code."""
+    from ketch.api import errors
+    from ketch.api.kinds import UnknownKindError
+
+    if isinstance(err, BrokenPipeError):
         return 0
-    except (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError) as err:  # ConfigError is a ValueError
+    if isinstance(err, (errors.StatusError, UnknownKindError, CLIError, ValueError, OSError)):  # ConfigError too
         print(escape(one_line(format_error(err, factory.server_address))), file=factory.err)
         near = suggestions_for(err)
         if near:
             print(escape("\nDid you mean this?\n" + "".join(f"\t{n}\n" for n in near)), file=factory.err)
         return 1
-    except Exception as err:  # a bug: still one line, with the traceback on request
-        if os.environ.get("KETCH_DEBUG"):
-            traceback.print_exc(file=factory.err)
-        print(escape(one_line(f"error: internal error: {type(err).__name__}: {err}")), file=factory.err)
-        return 1
+    # A bug: still one line, with the traceback on request.
+    if os.environ.get("KETCH_DEBUG"):
+        import traceback
+
+        traceback.print_exception(err, file=factory.err)
+    print(escape(one_line(f"error: internal error: {type(err).__name__}: {err}")), file=factory.err)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    try:
-        code = asyncio.run(execute(argv))
-    except KeyboardInterrupt:
-        code = 130
+    factory = Factory()
+    started = start(argv, factory)
+    if isinstance(started, int):
+        code = started
+    else:
+        import asyncio  # only verbs that wait on something pay for the event loop
+
+        try:
+            code = asyncio.run(finish(started, factory))
+        except KeyboardInterrupt:
+            code = 130
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -18,7 +18,6 @@ from ketch.api.kinds import KindInfo, info_of
 from ketch.api.selectors import selector_string
 from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
-from . import jsonpath
 from .tabwriter import table_text
 
 Row = list[str]
@@ -476,6 +475,8 @@ def custom_columns(spec: str) -> list[tuple[str, str]]:
 
 
 def custom_column_rows(cols: list[tuple[str, str]], docs: Sequence[dict[str, Any]], headers: bool) -> list[Row]:
+    from . import jsonpath  # here and below, not at the top: a plain table needs no JSONPath (start-up, issue 14)
+
     rows: list[Row] = [[h for h, _ in cols]] if headers else []
     for doc in docs:
         row = []
@@ -490,6 +491,7 @@ def sort_objects(objs: list[Any], sort_by: str) -> list[Any]:
     """--sort-by: order by the value of a JSONPath (numbers by value, other values as text)."""
     if not sort_by:
         return objs
+    from . import jsonpath
 
     def key(obj: Any) -> tuple[int, Any]:
         vals = jsonpath.values(sort_by, manifest.to_dict(obj))
@@ -517,6 +519,8 @@ def check_output(output: str) -> None:
         if name in ("jsonpath", "jsonpath-as-json", "custom-columns") and not output.partition("=")[2]:
             raise ValueError(f"{name} format specified but no {name} template given")
         if name.startswith("jsonpath"):
+            from . import jsonpath
+
             jsonpath.parse_template(output.partition("=")[2])
         return
     raise ValueError(f'unable to match a printer suitable for the output format "{output}", '
@@ -530,6 +534,8 @@ def print_objects(out: TextIO, objs: Sequence[Message], output: str, single: boo
     check_output(output)
     fmt, _, arg = output.partition("=")
     if fmt in ("json", "yaml", "jsonpath", "jsonpath-as-json"):
+        from . import jsonpath
+
         doc = manifest.to_dict(objs[0]) if single and objs else list_document(objs)
         if fmt == "json":
             out.write(json.dumps(doc, indent=4, ensure_ascii=False) + "\n")

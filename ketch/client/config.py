@@ -7,9 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ketch.security import tlsfetch
-from ketch.security.certs import cert_pem
-
 from . import kubeconfig
 from .clientset import Client, connect
 from .failover import split_servers
@@ -18,6 +15,8 @@ from .transport import CONNECT_TIMEOUT, TLSConfig
 
 def _first_chain(servers: str) -> list[Any]:
     """The certificates the first answering address of `A,B,...` presents."""
+    from ketch.security import tlsfetch  # cryptography: only for a server whose CA is not known yet
+
     failures = []
     for address in split_servers(servers):
         try:
@@ -38,6 +37,8 @@ def tls_of(creds: kubeconfig.Credentials) -> TLSConfig | None:
     ca = creds.ca
     if ca is None and creds.insecure_skip_verify:
         # Trust whatever CA the server presents (kubectl's insecure-skip-tls-verify).
+        from ketch.security.certs import cert_pem
+
         chain = _first_chain(creds.server)
         ca = b"".join(cert_pem(c) for c in chain[1:] or chain)
     if ca is None:

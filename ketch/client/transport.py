@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ def retry_delay(attempt: int) -> float:
     """Seconds before retry number attempt (0-based): doubling from RETRY_BASE up to RETRY_CAP,
     each drawn from the upper half of that span, so clients refused together spread out."""
     span: float = min(RETRY_CAP, RETRY_BASE * 2.0 ** attempt)
+    import random  # here: the CLI's start-up need not pay for it (issue 14)
+
     return span / 2 + random.uniform(0, span / 2)
 
 

@@ -1,0 +1,166 @@
+"""`ketch run NAME [--restart=Never|OnFailure|Always] [--rm] [-i] [--image I] [--env K=V] [-l K=V]
+-- CMD ARGS...`.
+
+As `kubectl run`, it creates one Pod NAME (never a Job) with one container NAME that runs
+CMD ARGS, labelled run=NAME. Then, as `srun` users expect, it waits for the pod to start,
+streams the container's output (`logs -f`) and exits with the container's exit code
+(Never/OnFailure; with Always only if -i is given, until interrupted). `--rm` deletes the pod
+afterwards, also after a failure or Ctrl-C. The CLI does not forward stdin (there is no attach
+API): `-i` only attaches to the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Any
+
+from .factory import Factory
+from .main import CLIError, add_common
+
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+FINISHED = ("Succeeded", "Failed")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run a command in a new pod, stream its output, exit with its exit code")
+    p.add_argument("name", metavar="NAME -- CMD [ARGS...]")
+    p.add_argument("--restart", default="Always", help="the pod's restartPolicy: Always, OnFailure or Never")
+    p.add_argument("--rm", action="store_true", help="delete the pod once it has finished")
+    p.add_argument("-i", "--stdin", action="store_true", help="attach to the pod's output (stdin is not forwarded)")
+    p.add_argument("--attach", action="store_true", help="wait for the pod and stream its output")
+    p.add_argument("--image", default="", help="the container's image (recorded; no image is pulled)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable")
+    p.add_argument("-l", "--labels", default="", help="labels, KEY=VALUE[,KEY=VALUE] (default run=NAME)")
+    p.add_argument("--command", dest="as_command", action="store_true",
+                   help="CMD ARGS is the command (always so: there are no image entrypoints)")
+    add_common(p)
+    p.set_defaults(run=run, dash_args=[])  # dash_args: CMD ARGS, the words after `--` (see main.parse_args)
+
+
+def pod_manifest(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
+    """The Pod `kubectl run` would create, as a manifest."""
+    if args.restart not in RESTART_POLICIES:
+        raise CLIError(f"invalid restart policy: {args.restart}")
+    if not args.dash_args:
+        raise CLIError("a command is required: ketch run NAME -- CMD [ARGS...]")
+    labels = {"run": args.name}
+    if args.labels:
+        labels = {}
+        for item in args.labels.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise CLIError(f"invalid label spec: {item}")
+            labels[key] = value
+    env = []
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"invalid env: {item}")
+        env.append({"name": key, "value": value})
+    container: dict[str, Any] = {"name": args.name, "command": list(args.dash_args)}
+    if args.image:
+        container["image"] = args.image
+    if env:
+        container["env"] = env
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": args.name, "namespace": namespace, "labels": labels},
+            "spec": {"restartPolicy": args.restart, "containers": [container]}}
+
+
+def run(args: argparse.Namespace, factory: Factory) -> Any:
+    attach = args.stdin or args.attach or args.restart != "Always"
+    if args.rm and not attach:
+        raise CLIError("--rm should only be used for attached containers")
+    return _run(args, factory, pod_manifest(args, factory.default_namespace), attach)
+
+
+async def _run(args: argparse.Namespace, factory: Factory, manifest: dict[str, Any], attach: bool) -> int:
+    from ketch.api.manifest import from_dict
+
+    client = factory.client()
+    namespace = manifest["metadata"]["namespace"]
+    await client.create(from_dict(manifest))
+    if not attach:
+        factory.print(f"pod/{args.name} created")
+        return 0
+    try:
+        return await _attach(factory, args.name, namespace, args.restart)
+    finally:
+        if args.rm:
+            await _delete(factory, args.name, namespace)
+
+
+async def _attach(factory: Factory, name: str, namespace: str, restart: str) -> int:
+    """Wait for the pod to start, stream its output, wait for it to finish; the exit code."""
+    pod = await _until(factory, name, namespace, lambda p: p.status.phase != "Pending" or _started(p))
+    if pod.status.phase not in FINISHED or _ran(pod, name):
+        await _stream_logs(factory, name, namespace)
+    if restart == "Always":
+        return 0
+    pod = await _until(factory, name, namespace, lambda p: p.status.phase in FINISHED)
+    status = next((s for s in pod.status.container_statuses if s.name == name), None)
+    if status is None or not status.state.HasField("terminated"):
+        factory.error_line(f"pod {namespace}/{name} {pod.status.phase.lower()} "
+                           f"({pod.status.reason or 'no container ran'})")
+        if pod.status.message:
+            factory.error_line(pod.status.message)
+        return 1
+    terminated = status.state.terminated
+    code = int(terminated.exit_code) or (1 if pod.status.phase == "Failed" else 0)
+    if code != 0:  # kubectl's words: `pod NS/NAME terminated (REASON)`, then the container's message
+        factory.error_line(f"pod {namespace}/{name} terminated ({terminated.reason or 'Error'})")
+        if terminated.message:
+            factory.error_line(terminated.message)
+    return code
+
+
+async def _stream_logs(factory: Factory, name: str, namespace: str) -> None:
+    """`logs -f` of the container until it exits; nothing if it never ran (it failed to start)."""
+    from ketch.api import errors
+
+    from .cmd_logs import _Sink
+
+    sink = _Sink(factory)
+    stream = factory.client().pod_logs(name, namespace, container=name, follow=True)
+    try:
+        async for chunk in stream:
+            sink.write(chunk)
+    except errors.BadRequest:
+        pod = await factory.client().get("Pod", name, namespace)
+        if pod.status.phase not in FINISHED:
+            raise
+    finally:
+        sink.close()
+        await stream.aclose()
+
+
+def _ran(pod: Any, name: str) -> bool:
+    """Whether the container ran (a process that wrote logs), rather than failing to start."""
+    return any(s.name == name and s.state.terminated.reason != "ContainerCannotRun"
+               for s in pod.status.container_statuses)
+
+
+def _started(pod: Any) -> bool:
+    return any(s.state.HasField("running") or s.state.HasField("terminated") for s in pod.status.container_statuses)
+
+
+async def _until(factory: Factory, name: str, namespace: str, done: Any) -> Any:
+    from ketch.client.watching import object_states
+
+    states = object_states(factory.client(), "Pod", name, namespace)
+    async with contextlib.aclosing(states):
+        async for pod in states:
+            if pod is None:
+                raise CLIError(f'pod "{name}" was deleted before it finished')
+            if done(pod):
+                return pod
+    raise CLIError(f'the watch of pod "{name}" ended')
+
+
+async def _delete(factory: Factory, name: str, namespace: str) -> None:
+    from ketch.api import errors
+
+    with contextlib.suppress(errors.NotFound):
+        await factory.client().delete("Pod", name, namespace)
+        factory.print(f'pod "{name}" deleted')

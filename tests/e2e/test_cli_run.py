@@ -1,0 +1,61 @@
+"""`ketch run` end to end: a real control plane and agent, the CLI as a process. What a user
+relies on: one Pod (never a Job) created, its output streamed, the container's exit code as the
+CLI's, `--rm` deleting the pod afterwards, and kubectl's refusal of an unknown --restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import Cluster
+
+
+@pytest.fixture
+def cluster(cluster_factory) -> Cluster:  # type: ignore[no-untyped-def]
+    c = cluster_factory()
+    c.start_controlplane()
+    c.start_agent("node-a")
+    return c
+
+
+def test_run_streams_output_and_propagates_the_exit_code(cluster: Cluster) -> None:
+    script = "for i in 1 2 3; do echo line $i; sleep 0.2; done; echo oops >&2; exit 3"
+    result = cluster.ketch("run", "worker", "--restart=Never", "--", "sh", "-c", script, check=False)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "line 1\nline 2\nline 3\noops\n"
+    assert "pod default/worker terminated (Error)" in result.stderr
+    pod = cluster.get("pod", "worker")
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["containers"][0]["command"] == ["sh", "-c", script]
+    assert pod["metadata"]["labels"] == {"run": "worker"}
+    assert pod["status"]["phase"] == "Failed"
+    assert cluster.items("job") == []  # a Pod, never a Job
+
+
+def test_run_rm_deletes_the_pod_and_exits_zero(cluster: Cluster) -> None:
+    result = cluster.ketch("run", "--rm", "--restart=Never", "hello", "-n", "default", "--", "echo", "hi there")
+    assert result.returncode == 0
+    assert result.stdout == 'hi there\npod "hello" deleted\n'
+    assert cluster.try_get("pod", "hello") is None
+    failed = cluster.ketch("run", "--rm", "--restart=Never", "bad", "--", "sh", "-c", "exit 7", check=False)
+    assert failed.returncode == 7
+    assert cluster.try_get("pod", "bad") is None
+
+
+def test_run_refuses_an_unknown_restart_policy(cluster: Cluster) -> None:
+    result = cluster.ketch("run", "x", "--restart=Sometimes", "--", "true", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: invalid restart policy: Sometimes"
+    assert cluster.try_get("pod", "x") is None
+    # --rm needs an attached pod, as kubectl says (restart Always, no -i).
+    result = cluster.ketch("run", "y", "--rm", "--", "true", check=False)
+    assert result.stderr.strip() == "error: --rm should only be used for attached containers"
+    assert cluster.try_get("pod", "y") is None
+
+
+def test_run_of_a_missing_executable_says_why(cluster: Cluster) -> None:
+    result = cluster.ketch("run", "--rm", "--restart=Never", "nobin", "--", "no-such-binary-here", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "pod default/nobin terminated (ContainerCannotRun)", result.stderr
+    assert "no-such-binary-here" in lines[1] and "not found" in lines[1]
+    assert cluster.try_get("pod", "nobin") is None
