@@ -190,6 +190,10 @@ EXAMPLES: dict[str, str] = {
   ketch token list""",
     "token delete": """\
   ketch token delete abcdef""",
+    "diff": """\
+  # What apply would change in the live objects (exit 1 when something would)
+  ketch diff -f job.yaml
+  cat job.yaml | ketch diff -f -""",
     "completion": """\
   # Load completion into the current bash or zsh
   source <(ketch completion bash)
