@@ -194,6 +194,11 @@ EXAMPLES: dict[str, str] = {
   # What apply would change in the live objects (exit 1 when something would)
   ketch diff -f job.yaml
   cat job.yaml | ketch diff -f -""",
+    "edit": """\
+  # Edit a job in $KUBE_EDITOR, else $EDITOR, else vi; as JSON; with another editor
+  ketch edit job pi
+  ketch edit job/pi -o json
+  KUBE_EDITOR=nano ketch edit cronjob tick""",
     "completion": """\
   # Load completion into the current bash or zsh
   source <(ketch completion bash)

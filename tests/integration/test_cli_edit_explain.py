@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
+import pytest
+
 from controlplane.apiserver.testing import TestAPIServer
+from ketch.cli.cmd_edit import strip_comments
 
 from .test_cli_support import CLI
 
@@ -86,3 +91,93 @@ async def test_diff_masks_secret_values(api: TestAPIServer) -> None:
     r = await cli("diff", "-f", "-", stdin=secret.replace("one", "two"))
     data = [x for x in r.out.splitlines() if "password" in x and "last-applied" not in x]
     assert data == ["-  password: '*** (before)'", "+  password: '*** (after)'"], r.out
+
+
+# -- edit -------------------------------------------------------------------------------------------
+
+
+def editor(tmp_path: Path, *steps: str) -> str:
+    """An editor command: on its Nth run it records the file it was given (seen-N) and runs steps[N]
+    (Python on `text`; the last step repeats), then saves."""
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        f"here = pathlib.Path({str(tmp_path)!r})\n"
+        "n = len(list(here.glob('seen-*')))\n"
+        "path = pathlib.Path(sys.argv[1])\n"
+        "text = path.read_text()\n"
+        "(here / f'seen-{n}').write_text(text)\n"
+        f"steps = {list(steps)!r}\n"
+        "exec(steps[min(n, len(steps) - 1)])\n"
+        "path.write_text(text)\n")
+    return f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+
+
+async def test_edit_updates_the_object(api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    monkeypatch.delenv("KUBE_EDITOR", raising=False)
+    monkeypatch.setenv("EDITOR", editor(tmp_path, "text = text.replace('parallelism: 2', 'parallelism: 4')"))
+    r = await cli("edit", "job", "pi")
+    assert (r.code, r.out, r.err) == (0, "job.batch/pi edited\n", "")
+    assert (await api.client.get("Job", "pi", "default")).spec.parallelism == 4
+    seen = (tmp_path / "seen-0").read_text()
+    assert seen.startswith("# Please edit the object below. Lines beginning with a '#' will be ignored,\n")
+    assert "\nkind: Job\n" in seen and "resourceVersion:" in seen
+
+
+async def test_edit_prefers_kube_editor_and_takes_json(
+        api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    monkeypatch.setenv("EDITOR", "false")
+    json_step = "text = text.replace('\"parallelism\": 2', '\"parallelism\": 3')"
+    monkeypatch.setenv("KUBE_EDITOR", editor(tmp_path, json_step))
+    r = await cli("edit", "job/pi", "-o", "json")
+    assert (r.code, r.out) == (0, "job.batch/pi edited\n"), r.err
+    assert (await api.client.get("Job", "pi", "default")).spec.parallelism == 3
+
+
+async def test_edit_unchanged_is_cancelled(api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    before = (await api.client.get("Job", "pi", "default")).metadata.resource_version
+    monkeypatch.setenv("KUBE_EDITOR", editor(tmp_path, "pass"))
+    r = await cli("edit", "job", "pi")
+    assert (r.code, r.out, r.err) == (0, "", "Edit cancelled, no changes made.\n")
+    assert (await api.client.get("Job", "pi", "default")).metadata.resource_version == before
+
+
+async def test_edit_reopens_an_invalid_file_with_the_errors_then_keeps_a_copy(
+        api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    # First run: an invalid value; second run: saved as it is.
+    invalid = "text = text.replace('parallelism: 2', 'parallelism: -1')"
+    monkeypatch.setenv("KUBE_EDITOR", editor(tmp_path, invalid, "pass"))
+    r = await cli("edit", "job", "pi")
+    assert r.code == 1
+    second = (tmp_path / "seen-1").read_text()
+    assert '# jobs.batch "pi" was not valid:\n# * spec.parallelism: Invalid value: -1' in second
+    assert "parallelism: -1" in strip_comments(second)
+    lines = r.err.splitlines()
+    assert lines[0].startswith('A copy of your changes has been stored to "')
+    assert lines[1] == "error: Edit cancelled, no valid changes were saved."
+    kept = Path(lines[0].split('"')[1])
+    try:
+        assert "parallelism: -1" in kept.read_text()
+    finally:
+        kept.unlink()
+    assert (await api.client.get("Job", "pi", "default")).spec.parallelism == 2
+
+
+async def test_edit_fixed_after_an_error_is_saved(
+        api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    monkeypatch.setenv("KUBE_EDITOR", editor(
+        tmp_path, "text = text.replace('parallelism: 2', 'parallelism: -1')",
+        "text = text.replace('parallelism: -1', 'parallelism: 5')"))
+    r = await cli("edit", "job", "pi")
+    assert (r.code, r.out) == (0, "job.batch/pi edited\n"), r.err
+    assert (await api.client.get("Job", "pi", "default")).spec.parallelism == 5
