@@ -11,13 +11,14 @@ lock: ## re-resolve requirements.lock to the newest allowed releases (then ./scr
 
 proto: ## regenerate ketch/v1 from proto/ketch/v1
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/ketch/v1/*.proto
+	$(PY) scripts/proto_comments.py
 
 lint: ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-check: lint ## lint and the stub-freshness test
-	$(PY) -m pytest -q tests/unit/test_generated_stubs.py
+check: lint ## lint and the stub-freshness tests
+	$(PY) -m pytest -q tests/unit/test_generated_stubs.py tests/unit/cli/test_explain_schema.py
 
 test: ## every test tier
 	$(PY) -m pytest -q

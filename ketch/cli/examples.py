@@ -199,6 +199,11 @@ EXAMPLES: dict[str, str] = {
   ketch edit job pi
   ketch edit job/pi -o json
   KUBE_EDITOR=nano ketch edit cronjob tick""",
+    "explain": """\
+  # A kind's fields, one field's documentation, or every field at once
+  ketch explain jobs
+  ketch explain jobs.spec.parallelism
+  ketch explain pods.spec.containers --recursive""",
     "completion": """\
   # Load completion into the current bash or zsh
   source <(ketch completion bash)

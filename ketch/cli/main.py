@@ -40,7 +40,7 @@ VERBS: dict[str, str] = {
     "run": "run", "rollout": "rollout", "cordon": "nodes", "uncordon": "nodes", "drain": "nodes", "top": "top",
     "events": "events", "version": "version", "auth": "auth", "local": "local", "config": "config", "token": "token",
     "taint": "taint", "api-versions": "apiversions", "completion": "completion",
-    "diff": "diff", "edit": "edit",
+    "diff": "diff", "edit": "edit", "explain": "explain",
 }
 
 

@@ -181,3 +181,44 @@ async def test_edit_fixed_after_an_error_is_saved(
     r = await cli("edit", "job", "pi")
     assert (r.code, r.out) == (0, "job.batch/pi edited\n"), r.err
     assert (await api.client.get("Job", "pi", "default")).spec.parallelism == 5
+
+
+# -- explain ----------------------------------------------------------------------------------------
+
+
+async def test_explain_a_kind_lists_its_fields(api: TestAPIServer) -> None:
+    r = await CLI(api.client)("explain", "jobs")
+    assert r.code == 0, r.err
+    assert r.out.startswith("GROUP:      batch\nKIND:       Job\nVERSION:    v1\n\nDESCRIPTION:\n")
+    fields = r.out.split("FIELDS:\n", 1)[1]
+    assert [line.split("\t")[0].strip() for line in fields.splitlines() if "\t" in line] == [
+        "apiVersion", "kind", "metadata", "spec", "status"]
+    assert "  spec\t<JobSpec>\n" in fields
+
+
+async def test_explain_a_field_path_shows_its_type_and_the_proto_comment(api: TestAPIServer) -> None:
+    r = await CLI(api.client)("explain", "job.spec.parallelism")
+    assert r.code == 0, r.err
+    assert r.out == ("GROUP:      batch\nKIND:       Job\nVERSION:    v1\n\nFIELD: parallelism <integer>\n\n"
+                     "DESCRIPTION:\n    Most pods running at once; default 1. Mutable.\n")
+    r = await CLI(api.client)("explain", "pods.spec.containers")
+    assert "FIELD: containers <[]Container>" in r.out
+    assert r.out.startswith("KIND:       Pod\nVERSION:    v1\n")  # the core group has no GROUP line
+    assert "  command\t<[]string>\n" in r.out
+
+
+async def test_explain_recursive_nests_fields_without_descriptions(api: TestAPIServer) -> None:
+    r = await CLI(api.client)("explain", "cronjobs.spec", "--recursive")
+    assert r.code == 0, r.err
+    fields = r.out.split("FIELDS:\n", 1)[1].splitlines()
+    assert "  schedule\t<string>" in fields
+    assert "  jobTemplate\t<JobTemplateSpec>" in fields
+    assert "      parallelism\t<integer>" in fields  # jobTemplate.spec.parallelism, two levels in
+    assert not any("Most pods" in x for x in fields)
+
+
+async def test_explain_unknown_field_or_kind_is_an_error(api: TestAPIServer) -> None:
+    r = await CLI(api.client)("explain", "jobs.spec.nope")
+    assert (r.code, r.out, r.err) == (1, "", 'error: field "nope" does not exist\n')
+    r = await CLI(api.client)("explain", "jobz")
+    assert r.code == 1 and "jobz" in r.err
