@@ -56,7 +56,10 @@ def strip_comments(text: str) -> str:
 
 def error_comments(reasons: list[str], head: str) -> str:
     """kubectl's block at the top of a reopened file: the head, then `# * cause` lines."""
-    lines = [f"# {head}:"] + [f"# * {r}" for r in reasons] + ["#"]
+    lines = [f"# {head}:"]
+    for reason in reasons:  # every line commented, or a multi-line error would become content
+        lines += [("# * " if i == 0 else "#   ") + part for i, part in enumerate(reason.splitlines() or [""])]
+    lines.append("#")
     return "\n".join(lines) + "\n"
 
 

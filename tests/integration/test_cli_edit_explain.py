@@ -222,3 +222,39 @@ async def test_explain_unknown_field_or_kind_is_an_error(api: TestAPIServer) -> 
     assert (r.code, r.out, r.err) == (1, "", 'error: field "nope" does not exist\n')
     r = await CLI(api.client)("explain", "jobz")
     assert r.code == 1 and "jobz" in r.err
+
+
+async def test_edit_does_not_overwrite_a_change_made_meanwhile(
+        api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ketch.cli.cmd_edit as cmd_edit
+
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    monkeypatch.setenv("KUBE_EDITOR", editor(tmp_path, "text = text.replace('parallelism: 2', 'parallelism: 4')"))
+    real = cmd_edit.run_editor
+
+    async def someone_else_too(path: str) -> None:
+        await real(path)
+        await api.client.patch("Job", "pi", {"spec": {"parallelism": 7}}, namespace="default")
+
+    monkeypatch.setattr(cmd_edit, "run_editor", someone_else_too)
+    r = await cli("edit", "job", "pi")
+    assert r.code == 1
+    lines = r.err.splitlines()
+    assert lines[0].startswith('A copy of your changes has been stored to "')
+    assert lines[1].startswith("Error from server (Conflict):"), r.err
+    Path(lines[0].split('"')[1]).unlink()
+    assert (await api.client.get("Job", "pi", "default")).spec.parallelism == 7
+
+
+async def test_edit_syntax_error_is_reopened_and_an_emptied_file_cancels(
+        api: TestAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = CLI(api.client)
+    assert (await cli("apply", "-f", "-", stdin=PI)).code == 0
+    monkeypatch.setenv("KUBE_EDITOR", editor(tmp_path, "text = text + 'spec: [\\n'", "text = ''"))
+    r = await cli("edit", "job", "pi")
+    assert (r.code, r.err) == (0, "Edit cancelled, saved file was empty.\n")
+    reopened = (tmp_path / "seen-1").read_text()
+    assert "# The edited file had a syntax error:\n# * " in reopened
+    saved = (tmp_path / "seen-0").read_text() + "spec: [\n"
+    assert strip_comments(reopened) == strip_comments(saved)  # the error's lines are all comments
