@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from controlplane.apiserver.testing import TestAPIServer
-from ketch.cli.cmd_edit import strip_comments
 
 from .test_cli_support import CLI
 
@@ -91,6 +90,11 @@ async def test_diff_masks_secret_values(api: TestAPIServer) -> None:
     r = await cli("diff", "-f", "-", stdin=secret.replace("one", "two"))
     data = [x for x in r.out.splitlines() if "password" in x and "last-applied" not in x]
     assert data == ["-  password: '*** (before)'", "+  password: '*** (after)'"], r.out
+
+
+def strip_comments(text: str) -> str:
+    """The file as the editor's user sees its content: the `#` lines dropped."""
+    return "\n".join(x for x in text.splitlines() if not x.lstrip().startswith("#")).strip()
 
 
 # -- edit -------------------------------------------------------------------------------------------
