@@ -108,9 +108,9 @@ class Batch:
         return self
 
     def delete(self, kind: KindRef, name: str, namespace: str = "", propagation_policy: str = "",
-               grace_period_seconds: int | None = None, uid: str = "") -> Batch:
+               grace_period_seconds: int | None = None, uid: str = "", dry_run: bool = False) -> Batch:
         self.ops.append(api_pb2.BatchOp(delete=_delete_request(
-            kind, name, namespace, propagation_policy, grace_period_seconds, uid)))
+            kind, name, namespace, propagation_policy, grace_period_seconds, uid, dry_run)))
         return self
 
 
