@@ -12,6 +12,7 @@ from ketch.api import errors
 from ketch.client.clientset import Batch, pack
 from ketch.v1 import api_pb2, batch_pb2
 
+from .rbac_helpers import clients, secured
 from .test_api_crud import job
 
 
@@ -106,3 +107,17 @@ async def test_a_dry_run_op_in_a_batch_is_not_committed(api) -> None:
     with pytest.raises(errors.NotFound):
         await api.client.get("Job", "dry")
     assert api.service.store.revision == before + 1
+
+
+async def test_a_dry_run_needs_the_real_verbs_permission() -> None:
+    async with secured() as api, clients(api, "admin", "bob") as (admin, bob):
+        stored = await admin.create(job("pi"))
+        with pytest.raises(errors.Forbidden, match='User "bob" cannot create resource "jobs"'):
+            await bob.create(job("other"), dry_run=True)
+        with pytest.raises(errors.Forbidden, match='User "bob" cannot patch resource "jobs"'):
+            await bob.patch("Job", "pi", {"spec": {"parallelism": 2}}, namespace="default", dry_run=True)
+        with pytest.raises(errors.Forbidden, match='User "bob" cannot delete resource "jobs"'):
+            await bob.delete("Job", "pi", "default", dry_run=True)
+        # The admin may: the dry run is decided and answered, and changes nothing.
+        assert (await admin.delete("Job", "pi", "default", dry_run=True))[0].metadata.uid == stored.metadata.uid
+        assert await admin.get("Job", "pi", "default") == stored
