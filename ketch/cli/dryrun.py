@@ -11,12 +11,16 @@ Each accepted form is its own option string, so a bare --dry-run never takes the
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Callable
+from typing import NoReturn
 
 from .factory import Factory
 from .main import CLIError
 
 NONE, CLIENT, SERVER = "none", "client", "server"
 _BARE = "unchanged"  # kubectl's NoOptDefVal for the flag
+_IGNORED = re.compile(r"argument --dry-run: ignored explicit argument '(.*)'", re.S)
 _FORMS = {"": _BARE, "none": NONE, "client": CLIENT, "server": SERVER, "true": "true", "false": "false"}
 
 
@@ -27,6 +31,17 @@ def add_dry_run_flag(p: argparse.ArgumentParser) -> None:
         flag = f"--dry-run={value}" if value else "--dry-run"
         p.add_argument(flag, dest="dry_run", action="store_const", const=stored, default=NONE,
                        help=help_text if not value else argparse.SUPPRESS)
+    p.error = _kubectl_words(p.error)  # type: ignore[method-assign,assignment]
+
+
+def _kubectl_words(error: Callable[[str], NoReturn]) -> Callable[[str], NoReturn]:
+    """argparse refuses --dry-run=VALUE for an unknown VALUE in its own words; say kubectl's."""
+    def refuse(message: str) -> NoReturn:
+        bad = _IGNORED.fullmatch(message)
+        if bad:
+            message = f'Invalid dry-run value ({bad[1]}). Must be "none", "server", or "client".'
+        error(message)
+    return refuse
 
 
 def strategy(args: argparse.Namespace, factory: Factory) -> str:
