@@ -128,17 +128,24 @@ def copy_server_metadata(new: Any, old: Any) -> None:
 
 class _StagedWrite:
     """A staged write (None when the request changed nothing) and what to answer once it is
-    durable; kind and key name the object, whose committed state answers a no-op."""
+    durable; kind and key name the object, whose committed state answers a no-op. A dry run's
+    write was only checked (the Store did not stage it) and is never committed."""
 
-    __slots__ = ("deleted", "key", "kind", "staged", "warnings")
+    __slots__ = ("deleted", "dry_run", "key", "kind", "staged", "warnings")
 
     def __init__(self, kind: str, key: str, staged: _Staged | None, warnings: list[str],
-                 deleted: bool = False) -> None:
+                 deleted: bool = False, dry_run: bool = False) -> None:
         self.kind = kind
         self.key = key
         self.staged = staged
         self.warnings = warnings
         self.deleted = deleted
+        self.dry_run = dry_run
+
+    @property
+    def to_commit(self) -> _Staged | None:
+        """What must be made durable: nothing for a no-op or a dry run."""
+        return None if self.dry_run else self.staged
 
 
 class APIService:
@@ -220,8 +227,9 @@ class APIService:
         self._refuse_invalid(info.kind, obj, errs)
         self.admission.validate(AdmissionRequest(CREATE, attrs, obj, None))
         self._check_size(info, obj)
-        staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True)
-        return _StagedWrite(info.kind, staged.key, staged, strategy.warnings(obj))
+        staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True,
+                                  dry_run=req.dry_run)
+        return _StagedWrite(info.kind, staged.key, staged, strategy.warnings(obj), dry_run=req.dry_run)
 
     def _generate_name(self, info: KindInfo, namespace: str, prefix: str) -> str:
         prefix = prefix[:58]
@@ -247,7 +255,8 @@ class APIService:
         for _ in range(RACE_RETRIES):
             try:
                 write = stage()
-                await self.store.commit([write.staged] if write.staged else [])
+                to_commit = write.to_commit
+                await self.store.commit([to_commit] if to_commit else [])
             except RaceConflict:
                 await self.store.sync()
                 synced = True
@@ -285,7 +294,7 @@ class APIService:
     # -- update / patch ------------------------------------------------------------------------
 
     def _stage_replace(self, strategy: Strategy, new: Any, old: Entry, subresource: str,
-                       expect_rv: int | None, attrs: Attributes) -> _StagedWrite:
+                       expect_rv: int | None, attrs: Attributes, dry_run: bool) -> _StagedWrite:
         """Stage new as the successor of old (a spec, status or other subresource write)."""
         info = strategy.info
         body_changed = False  # a spec write that changes more than metadata (for warnings)
@@ -335,16 +344,17 @@ class APIService:
         md.resource_version = old.obj.metadata.resource_version  # type: ignore[attr-defined]
         if result.SerializeToString(deterministic=True) == old.obj.SerializeToString(deterministic=True):
             if expect_rv is not None and expect_rv != old.rv:
-                self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)  # raises Conflict
+                self.store.stage(info.kind, old.key, None, expect_rv=expect_rv, dry_run=True)  # raises Conflict
             return _StagedWrite(info.kind, old.key, None, [])
         if (md.deletion_timestamp and not md.finalizers and not md.deletion_grace_period_seconds
                 and not strategy.spec_finalizers(result)):
             # The last finalizer is gone: the object goes now.
-            staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv)
-            return _StagedWrite(info.kind, old.key, staged, [], deleted=True)
+            staged = self.store.stage(info.kind, old.key, None, expect_rv=expect_rv, dry_run=dry_run)
+            return _StagedWrite(info.kind, old.key, staged, [], deleted=True, dry_run=dry_run)
         self._check_size(info, result)
-        staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv)
-        return _StagedWrite(info.kind, old.key, staged, strategy.warnings(result) if body_changed else [])
+        staged = self.store.stage(info.kind, old.key, result, expect_rv=expect_rv, dry_run=dry_run)
+        return _StagedWrite(info.kind, old.key, staged, strategy.warnings(result) if body_changed else [],
+                            dry_run=dry_run)
 
     def stage_update(self, req: api_pb2.UpdateRequest, attrs: Attributes) -> _StagedWrite:
         info, new = unpack(req.object)
@@ -359,7 +369,7 @@ class APIService:
             raise errors.Conflict(
                 f'Precondition failed: UID in precondition: {md.uid}, UID in object meta: '
                 f'{old.obj.metadata.uid}')  # type: ignore[attr-defined]
-        return self._stage_replace(strategy, new, old, req.subresource, expect_rv, attrs)
+        return self._stage_replace(strategy, new, old, req.subresource, expect_rv, attrs, req.dry_run)
 
     async def update(self, req: api_pb2.UpdateRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
         write = await self._decided(lambda: self.stage_update(req, attrs))
@@ -383,7 +393,7 @@ class APIService:
         expect_rv = _rv(md.resource_version)
         if expect_rv == old.rv:
             expect_rv = None
-        return self._stage_replace(strategy, new, old, req.subresource, expect_rv, attrs)
+        return self._stage_replace(strategy, new, old, req.subresource, expect_rv, attrs, req.dry_run)
 
     async def patch(self, req: api_pb2.PatchRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
         write = await self._decided(lambda: self.stage_patch(req, attrs))
@@ -403,6 +413,7 @@ class APIService:
                 f"Precondition failed: ResourceVersion in precondition: {pre.resource_version}, "
                 f"ResourceVersion in object meta: {md.resource_version}")
         strategy.check_delete(obj)
+        dry_run = req.dry_run
         warnings: list[str] = []
         policy = req.propagation_policy
         if not policy:
@@ -436,8 +447,8 @@ class APIService:
                 nmd.deletion_timestamp = timeutil.format(deadline)
                 nmd.deletion_grace_period_seconds = grace
                 changed = True
-            staged = self.store.stage(strategy.kind, key, new) if changed else None
-            return _StagedWrite(strategy.kind, key, staged, warnings)
+            staged = self.store.stage(strategy.kind, key, new, dry_run=dry_run) if changed else None
+            return _StagedWrite(strategy.kind, key, staged, warnings, dry_run=dry_run)
         if nmd.finalizers or strategy.spec_finalizers(new):
             if not md.deletion_timestamp:
                 nmd.deletion_timestamp = timeutil.format(now)
@@ -446,10 +457,10 @@ class APIService:
             if not md.HasField("deletion_grace_period_seconds") or md.deletion_grace_period_seconds != 0:
                 nmd.deletion_grace_period_seconds = 0
                 changed = True
-            staged = self.store.stage(strategy.kind, key, new) if changed else None
-            return _StagedWrite(strategy.kind, key, staged, warnings)
-        staged = self.store.stage(strategy.kind, key, None)
-        return _StagedWrite(strategy.kind, key, staged, warnings, deleted=True)
+            staged = self.store.stage(strategy.kind, key, new, dry_run=dry_run) if changed else None
+            return _StagedWrite(strategy.kind, key, staged, warnings, dry_run=dry_run)
+        staged = self.store.stage(strategy.kind, key, None, dry_run=dry_run)
+        return _StagedWrite(strategy.kind, key, staged, warnings, deleted=True, dry_run=dry_run)
 
     async def delete(self, req: api_pb2.DeleteRequest, attrs: Attributes) -> api_pb2.ObjectResponse:
         write = await self._decided(lambda: self.stage_delete(req, attrs))
@@ -489,7 +500,7 @@ class APIService:
             if write.staged is not None:
                 staged = write.staged.entry or write.staged.tombstone
                 used += len(staged.data) if staged is not None else 0
-        await self.store.commit([w.staged for _, w in writes if w.staged is not None], each=True)
+        await self.store.commit([s for _, w in writes if (s := w.to_commit) is not None], each=True)
         for i, write in writes:
             if write.staged is not None and write.staged.error is not None:
                 # Another control plane wrote the object first: this op alone is decided again.

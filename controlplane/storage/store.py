@@ -498,11 +498,16 @@ class Store:
         return Entry(kind, key, sys.intern(md.namespace), md.name, rv, data, labels, fields, obj=obj)
 
     def stage(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
-              create: bool = False) -> _Staged:
+              create: bool = False, dry_run: bool = False) -> _Staged:
         """Check and stage one write; obj None deletes. Raises before anything is staged.
 
         create: the key must not exist. expect_rv: the current rv must equal it (CAS).
         The object's metadata.resourceVersion is set to the assigned revision.
+
+        dry_run: every check is made (failing storage, AlreadyExists, NotFound, Conflict, quota,
+        size) but nothing is staged and no revision is used, so the write can never be committed
+        or published; the result is what would be stored, keeping the current resourceVersion
+        ("" for a create), as etcd3's store answers kube-apiserver's dry runs.
         """
         if self._failed is not None:
             raise errors.InternalError(f"storage is failing, writes are refused until it can write again: "
@@ -521,6 +526,8 @@ class Store:
                 "please apply your changes to the latest version and try again")
         if obj is not None and self.quota_bytes:
             self._check_quota(obj, current)
+        if dry_run:
+            return self._dry_run(kind, key, obj, current, what)
         rev = self._next_rev
         self._next_rev += 1
         if obj is None:
@@ -533,16 +540,36 @@ class Store:
         else:
             obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
             data = obj.SerializeToString()
-            limit = self.backend.max_record_bytes
-            if limit and len(data) > limit:
+            too_large = self._too_large(what, data)
+            if too_large is not None:
                 self._next_rev -= 1  # nothing was staged: the revision is not used
-                raise errors.TooLarge(
-                    f"etcdserver: request is too large: {what} would be {len(data)} bytes stored, and the "
-                    f"store takes at most {limit} bytes in one object")
+                raise too_large
             entry = self._entry(kind, key, rev, obj, data)
             staged = _Staged(kind, key, rev, entry, current)
         self._staged[(kind, key)] = staged
         return staged
+
+    def _dry_run(self, kind: str, key: str, obj: Message | None, current: Entry | None, what: str) -> _Staged:
+        """stage()'s answer for a dry run: not recorded in _staged, no revision taken."""
+        rev = current.rv if current is not None else 0
+        if obj is None:
+            assert current is not None
+            return _Staged(kind, key, rev, None, current, current)
+        obj.metadata.resource_version = str(rev) if rev else ""  # type: ignore[attr-defined]
+        data = obj.SerializeToString()
+        too_large = self._too_large(what, data)
+        if too_large is not None:
+            raise too_large
+        return _Staged(kind, key, rev, self._entry(kind, key, rev, obj, data), current)
+
+    def _too_large(self, what: str, data: bytes) -> errors.TooLarge | None:
+        """The error for an object over the backend's record limit, or None."""
+        limit = self.backend.max_record_bytes
+        if limit and len(data) > limit:
+            return errors.TooLarge(
+                f"etcdserver: request is too large: {what} would be {len(data)} bytes stored, and the "
+                f"store takes at most {limit} bytes in one object")
+        return None
 
     def _check_quota(self, obj: Message, current: Entry | None) -> None:
         """Past the quota only writes that finish a deletion go through (deletion marks,

@@ -6,6 +6,9 @@ built as kubectl builds it: the fields the manifest sets that differ from the li
 a deletion for every field the last applied manifest had and this one has not. So fields the
 server or controllers filled in stay, a field removed from the manifest is removed from the
 object, and applying an unchanged manifest sends nothing at all ("unchanged").
+
+--dry-run=client reads the live objects but writes nothing (the patch is applied here);
+--dry-run=server sends the writes marked dry run: the server decides them and stores nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from typing import Any
 
 from ketch.api import errors, manifest
 from ketch.api.kinds import KindInfo
-from ketch.api.patch import MERGE_KEYS  # the lists the server merges by key: the patch must agree
+from ketch.api.patch import (
+    MERGE_KEYS,  # the lists the server merges by key: the patch must agree
+    apply_patch,
+)
 
+from . import dryrun
 from .factory import Factory
 from .main import CLIError, add_common
 from .manifests import kind_of, read_documents
@@ -37,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="create or update objects from manifests")
     p.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")
     p.add_argument("-o", "--output", default="", help="name, json or yaml")
+    dryrun.add_dry_run_flag(p)
     add_common(p)
     p.set_defaults(run=run)
 
@@ -196,11 +204,13 @@ def set_namespace(factory: Factory, info: KindInfo, doc: dict[str, Any]) -> dict
     return doc
 
 
-async def apply_one(factory: Factory, info: KindInfo, doc: dict[str, Any], source: str = "STDIN") -> tuple[Any, str]:
+async def apply_one(factory: Factory, info: KindInfo, doc: dict[str, Any], source: str = "STDIN",
+                    dry_run: str = dryrun.NONE) -> tuple[Any, str]:
     """Create or patch one object; returns (the object, created|configured|unchanged).
 
     Server errors come back as kubectl words them: `error when creating "pi.yaml": ...`.
     """
+    server_dry = dry_run == dryrun.SERVER
     client = factory.client()
     md = doc["metadata"]
     name, ns = md.get("name", ""), md.get("namespace", "")
@@ -213,8 +223,10 @@ async def apply_one(factory: Factory, info: KindInfo, doc: dict[str, Any], sourc
         live = await client.get(info.kind, name, ns)
     except errors.NotFound:
         obj = manifest.from_dict(annotated)
+        if dry_run == dryrun.CLIENT:
+            return obj, "created"
         try:
-            return await client.create(obj), "created"
+            return await client.create(obj, dry_run=server_dry), "created"
         except errors.AlreadyExists:
             live = await client.get(info.kind, name, ns)
         except errors.Unavailable:
@@ -235,12 +247,20 @@ async def apply_one(factory: Factory, info: KindInfo, doc: dict[str, Any], sourc
     patch = three_way_patch(original if isinstance(original, dict) else {}, annotated, current)
     if not patch:
         return live, "unchanged"
+    if dry_run == dryrun.CLIENT:
+        try:
+            patched = apply_patch(current, "strategic", json.dumps(patch))
+            return manifest.from_dict(patched), "configured"
+        except errors.StatusError as err:
+            raise source_error(err, "patching", source) from None
     try:
-        new = await client.patch(info.kind, name, patch, namespace=ns, patch_type="strategic")
+        new = await client.patch(info.kind, name, patch, namespace=ns, patch_type="strategic", dry_run=server_dry)
     except errors.Unavailable:
         raise
     except errors.StatusError as err:
         raise source_error(err, "patching", source) from None
+    if server_dry:  # a dry run keeps the resourceVersion: the object itself tells
+        return new, "unchanged" if manifest.to_dict(new) == manifest.to_dict(live) else "configured"
     if new.metadata.resource_version == live.metadata.resource_version:
         return new, "unchanged"
     return new, "configured"
@@ -256,6 +276,7 @@ def source_error(err: errors.StatusError, verb: str, source: str) -> errors.Stat
 
 
 async def run(args: argparse.Namespace, factory: Factory) -> int:
+    dry_run = dryrun.strategy(args, factory)
     docs = read_documents(args.filename, factory.stdin)
     # A document without apiVersion/kind stops everything before any write, as kubectl's builder.
     kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
@@ -267,7 +288,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                 manifest.from_dict(doc)  # strict decoding, per object as the server does it
             except errors.StatusError as err:
                 raise source_error(err, "creating", source) from None
-            obj, verb = await apply_one(factory, info, doc, source)
+            obj, verb = await apply_one(factory, info, doc, source, dry_run)
         except errors.Unavailable:
             raise
         except errors.StatusError as err:
@@ -277,7 +298,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         if args.output:
             print_objects(factory.out, [obj], args.output, True, info)
         else:
-            factory.print(f"{display_name(info, obj.metadata.name)} {verb}")
+            factory.print(f"{display_name(info, obj.metadata.name)} {verb}{dryrun.suffix(dry_run)}")
     return 1 if failed else 0
 
 

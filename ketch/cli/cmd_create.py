@@ -12,6 +12,7 @@ from ketch.api import errors, manifest
 from ketch.api.validation import field
 from ketch.v1 import core_pb2
 
+from . import dryrun
 from .cmd_apply import set_namespace, source_error, with_annotation
 from .factory import Factory
 from .main import CLIError, add_common, format_error
@@ -32,11 +33,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="create configmap|secret generic NAME: a key and its value (repeatable)")
     p.add_argument("--from-file", dest="from_file", action="append", default=[], metavar="[KEY=]PATH",
                    help="create configmap|secret generic NAME: a file (key: its name) or each file of a directory")
+    dryrun.add_dry_run_flag(p)
     add_common(p)
     p.set_defaults(run=run)
 
 
+async def _create(factory: Factory, obj: Any, dry_run: str) -> Any:
+    """Create obj, or with --dry-run=client only return it (nothing sent), or have the server
+    decide it without storing it (--dry-run=server)."""
+    if dry_run == dryrun.CLIENT:
+        return obj
+    return await factory.client().create(obj, dry_run=dry_run == dryrun.SERVER)
+
+
+def _print_created(factory: Factory, args: argparse.Namespace, info: Any, created: Any, dry_run: str) -> None:
+    if args.output:
+        print_objects(factory.out, [created], args.output, True, info)
+    else:
+        factory.print(f"{display_name(info, created.metadata.name)} created{dryrun.suffix(dry_run)}")
+
+
 async def run(args: argparse.Namespace, factory: Factory) -> int:
+    args.dry_run = dryrun.strategy(args, factory)
     if args.what:
         kind = args.what[0]
         if kind in ("namespace", "ns"):
@@ -60,7 +78,6 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         raise CLIError("must specify one of -f and -k, or a type to create (create job NAME --from=cronjob/CJ)")
     docs = read_documents(args.filename, factory.stdin)
     kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
-    client = factory.client()
     failed = False
     for source, info, doc in kinds:
         try:
@@ -69,7 +86,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                 doc = with_annotation(doc)
             try:
                 obj = manifest.from_dict(doc)
-                created: Any = await client.create(obj)
+                created: Any = await _create(factory, obj, args.dry_run)
             except errors.Unavailable:
                 raise
             except errors.StatusError as err:
@@ -80,10 +97,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             factory.error_line(format_error(err))
             failed = True
             continue
-        if args.output:
-            print_objects(factory.out, [created], args.output, True, info)
-        else:
-            factory.print(f"{display_name(info, created.metadata.name)} created")
+        _print_created(factory, args, info, created, args.dry_run)
     return 1 if failed else 0
 
 
@@ -92,12 +106,8 @@ async def _create_namespace(args: argparse.Namespace, factory: Factory) -> int:
         raise CLIError("exactly one NAME is required, got " + str(len(args.what) - 1))
     ns = core_pb2.Namespace()
     ns.metadata.name = args.what[1]
-    created = await factory.client().create(ns)
-    info = resolve_kind("namespace")
-    if args.output:
-        print_objects(factory.out, [created], args.output, True, info)
-    else:
-        factory.print(f"{display_name(info, created.metadata.name)} created")
+    created = await _create(factory, ns, args.dry_run)
+    _print_created(factory, args, resolve_kind("namespace"), created, args.dry_run)
     return 0
 
 
@@ -163,9 +173,6 @@ async def _create_literal(args: argparse.Namespace, factory: Factory, what: str,
                 obj.data[key] = raw.decode()
             except UnicodeDecodeError:
                 obj.binary_data[key] = raw  # as kubectl: what is not UTF-8 goes to binaryData
-    created = await factory.client().create(obj)
-    if args.output:
-        print_objects(factory.out, [created], args.output, True, info)
-    else:
-        factory.print(f"{display_name(info, created.metadata.name)} created")
+    created = await _create(factory, obj, args.dry_run)
+    _print_created(factory, args, info, created, args.dry_run)
     return 0

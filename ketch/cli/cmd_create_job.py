@@ -61,7 +61,9 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     cj_name = _parse_from(args.from_)
     client = factory.client()
     cj = await client.get("CronJob", cj_name, factory.default_namespace)
-    created = await client.create(job_from_cronjob(cj, name))
+    job = job_from_cronjob(cj, name)
+    dry_run = getattr(args, "dry_run", "none")  # cmd_create resolved it: none, client or server
+    created = job if dry_run == "client" else await client.create(job, dry_run=dry_run == "server")
     info = resolve("job")
     output = getattr(args, "output", "")
     if output == "json":
@@ -71,5 +73,6 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     elif output == "name":
         print(display_name(info, created.metadata.name), file=factory.out)
     else:
-        print(f"{display_name(info, created.metadata.name)} created", file=factory.out)
+        suffix = {"client": " (dry run)", "server": " (server dry run)"}.get(dry_run, "")
+        print(f"{display_name(info, created.metadata.name)} created{suffix}", file=factory.out)
     return 0

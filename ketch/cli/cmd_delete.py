@@ -4,7 +4,8 @@
 Prints `job.batch "pi" deleted` per object, as kubectl. Deletes go out in one Batch call; then,
 as kubectl does by default (`--wait=true`), a watch is followed until each deleted object (by uid)
 is gone: a pod is gone once its agent has stopped it, a foreground delete once its dependents
-are. `--wait=false` returns at once.
+are. `--wait=false` returns at once. --dry-run=client sends no delete (a selector is still
+listed); --dry-run=server sends them marked dry run: checked by the server, nothing deleted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ketch.api.kinds import KindInfo, info_of
 from ketch.client.clientset import Batch
 from ketch.client.watching import until_each
 
+from . import dryrun
 from .factory import Factory
 from .main import CLIError, add_bool_flag, add_common, format_error
 from .manifests import read_documents
@@ -44,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", default="0", help="how long --wait waits (0: forever)")
     p.add_argument("--ignore-not-found", action="store_true")
     p.add_argument("-o", "--output", default="", choices=["", "name"])
+    dryrun.add_dry_run_flag(p)
     add_common(p)
     p.set_defaults(run=run)
 
@@ -97,7 +100,8 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if policy is None:
         raise CLIError(f'invalid --cascade "{args.cascade}": must be one of background, foreground, orphan')
     grace = grace_period(args)
-    wait = args.wait
+    dry_run = dryrun.strategy(args, factory)
+    wait = args.wait and dry_run == dryrun.NONE
     timeout = durations.parse(args.timeout)
     targets = await _targets(args, factory)
     if not targets:
@@ -107,10 +111,16 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if grace == 0 and args.force:
         factory.warn("Immediate deletion does not wait for confirmation that the running resource has been "
                      "terminated. The resource may continue to run on the cluster indefinitely.")
+    if dry_run == dryrun.CLIENT:
+        for info, name, _ns in targets:
+            factory.print(display_name(info, name) if args.output == "name"
+                          else f"{quoted_name(info, name)} deleted (dry run)")
+        return 0
     client = factory.client()
     batch = Batch()
     for info, name, ns in targets:
-        batch.delete(info.kind, name, ns, propagation_policy=policy, grace_period_seconds=grace)
+        batch.delete(info.kind, name, ns, propagation_policy=policy, grace_period_seconds=grace,
+                     dry_run=dry_run == dryrun.SERVER)
     outcomes = await client.batch(batch)
     failed = False
     pending: list[tuple[KindInfo, str, str, str]] = []
@@ -124,7 +134,8 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                 factory.error_line(format_error(outcome.error))
             failed = True
             continue
-        factory.print(display_name(info, name) if args.output == "name" else f"{quoted_name(info, name)} deleted")
+        factory.print(display_name(info, name) if args.output == "name"
+                      else f"{quoted_name(info, name)} deleted{dryrun.suffix(dry_run)}")
         if not outcome.deleted and outcome.object is not None:
             pending.append((info, name, ns, outcome.object.metadata.uid))
     if wait and pending:

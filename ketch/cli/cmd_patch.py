@@ -4,7 +4,9 @@ The default is a JSON merge patch (RFC 7386), as the external contract says (kub
 default is strategic; `--type strategic` gives that).
 
 The patch may be JSON or YAML (as kubectl takes it). Prints `job.batch/pi patched`, or
-`patched (no change)` when the object came back the same.
+`patched (no change)` when the object came back the same. --dry-run=client patches the object
+read from the server here and writes nothing; --dry-run=server has the server decide the patch
+without storing it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import yaml
 
 from ketch.api import manifest, safeyaml
+from ketch.api.patch import apply_patch
 
+from . import dryrun
 from .factory import Factory
 from .main import CLIError, add_common
 from .manifests import read_text
@@ -34,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="merge (default: JSON merge patch), strategic or json")
     p.add_argument("--subresource", default="", choices=["", "status"])
     p.add_argument("-o", "--output", default="")
+    dryrun.add_dry_run_flag(p)
     add_common(p)
     p.set_defaults(run=run)
 
@@ -57,6 +62,7 @@ def parse_patch(text: str) -> Any:
 
 
 async def run(args: argparse.Namespace, factory: Factory) -> int:
+    dry_run = dryrun.strategy(args, factory)
     if bool(args.patch) == bool(args.patch_file):
         raise CLIError("must specify exactly one of -p/--patch and --patch-file")
     text = args.patch or read_text(Path(args.patch_file))
@@ -72,11 +78,17 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             raise CLIError("resource name may not be empty")
         ns = factory.default_namespace if info.namespaced else ""
         before = await client.get(info.kind, name, ns)
-        obj = await client.patch(info.kind, name, patch, namespace=ns, patch_type=args.type,
-                                 subresource=args.subresource)
+        obj: Any
+        if dry_run == dryrun.CLIENT:
+            patched = apply_patch(manifest.to_dict(before), args.type, json.dumps(patch))
+            obj = manifest.from_dict(patched)
+        else:
+            obj = await client.patch(info.kind, name, patch, namespace=ns, patch_type=args.type,
+                                     subresource=args.subresource, dry_run=dry_run == dryrun.SERVER)
         if args.output:
             print_objects(factory.out, [obj], args.output, True, info)
             continue
         same = manifest.to_dict(obj) == manifest.to_dict(before)
-        factory.print(f"{display_name(info, name)} patched" + (" (no change)" if same else ""))
+        factory.print(f"{display_name(info, name)} patched" + (" (no change)" if same else "")
+                      + dryrun.suffix(dry_run))
     return 0

@@ -108,9 +108,9 @@ class Batch:
         return self
 
     def delete(self, kind: KindRef, name: str, namespace: str = "", propagation_policy: str = "",
-               grace_period_seconds: int | None = None, uid: str = "") -> Batch:
+               grace_period_seconds: int | None = None, uid: str = "", dry_run: bool = False) -> Batch:
         self.ops.append(api_pb2.BatchOp(delete=_delete_request(
-            kind, name, namespace, propagation_policy, grace_period_seconds, uid)))
+            kind, name, namespace, propagation_policy, grace_period_seconds, uid, dry_run)))
         return self
 
 
@@ -125,16 +125,16 @@ def binding(pod: core_pb2.Pod, node: str) -> core_pb2.Pod:
 
 
 def _patch_request(kind: KindRef, name: str, patch: dict[str, Any] | list[Any] | str, namespace: str,
-                   patch_type: str, subresource: str) -> api_pb2.PatchRequest:
+                   patch_type: str, subresource: str, dry_run: bool = False) -> api_pb2.PatchRequest:
     text = patch if isinstance(patch, str) else json.dumps(patch)
     return api_pb2.PatchRequest(kind=_info(kind).kind, namespace=namespace, name=name,
-                                patch_type=patch_type, patch=text, subresource=subresource)
+                                patch_type=patch_type, patch=text, subresource=subresource, dry_run=dry_run)
 
 
 def _delete_request(kind: KindRef, name: str, namespace: str, propagation_policy: str,
-                    grace_period_seconds: int | None, uid: str) -> api_pb2.DeleteRequest:
+                    grace_period_seconds: int | None, uid: str, dry_run: bool = False) -> api_pb2.DeleteRequest:
     req = api_pb2.DeleteRequest(kind=_info(kind).kind, namespace=namespace, name=name,
-                                propagation_policy=propagation_policy)
+                                propagation_policy=propagation_policy, dry_run=dry_run)
     if grace_period_seconds is not None:
         req.grace_period_seconds = grace_period_seconds
     if uid:
@@ -152,8 +152,9 @@ class Client:
             for w in resp.warnings:
                 self.on_warning(w)
 
-    async def create(self, obj: M) -> M:
-        resp = await self.transport.unary("Create", api_pb2.CreateRequest(object=pack(obj)))
+    async def create(self, obj: M, dry_run: bool = False) -> M:
+        """dry_run: the server decides everything and answers, but stores nothing (--dry-run=server)."""
+        resp = await self.transport.unary("Create", api_pb2.CreateRequest(object=pack(obj), dry_run=dry_run))
         self._warn(resp)
         return unpack(resp.object)  # type: ignore[return-value]
 
@@ -170,8 +171,8 @@ class Client:
         parse = info.message.FromString
         return [parse(item.value) for item in resp.items], resp.resource_version
 
-    async def update(self, obj: M) -> M:
-        resp = await self.transport.unary("Update", api_pb2.UpdateRequest(object=pack(obj)))
+    async def update(self, obj: M, dry_run: bool = False) -> M:
+        resp = await self.transport.unary("Update", api_pb2.UpdateRequest(object=pack(obj), dry_run=dry_run))
         self._warn(resp)
         return unpack(resp.object)  # type: ignore[return-value]
 
@@ -180,17 +181,19 @@ class Client:
         return unpack(resp.object)  # type: ignore[return-value]
 
     async def patch(self, kind: KindRef, name: str, patch: dict[str, Any] | builtins.list[Any] | str,
-                    namespace: str = "", patch_type: str = "merge", subresource: str = "") -> Any:
+                    namespace: str = "", patch_type: str = "merge", subresource: str = "",
+                    dry_run: bool = False) -> Any:
         resp = await self.transport.unary(
-            "Patch", _patch_request(kind, name, patch, namespace, patch_type, subresource))
+            "Patch", _patch_request(kind, name, patch, namespace, patch_type, subresource, dry_run))
         self._warn(resp)
         return unpack(resp.object)
 
     async def delete(self, kind: KindRef, name: str, namespace: str = "", propagation_policy: str = "",
-                     grace_period_seconds: int | None = None, uid: str = "") -> tuple[Any, bool]:
-        """Returns (the object's last state, whether it is gone now)."""
+                     grace_period_seconds: int | None = None, uid: str = "",
+                     dry_run: bool = False) -> tuple[Any, bool]:
+        """Returns (the object's last state, whether it is gone now, or would be for a dry run)."""
         resp = await self.transport.unary("Delete", _delete_request(
-            kind, name, namespace, propagation_policy, grace_period_seconds, uid))
+            kind, name, namespace, propagation_policy, grace_period_seconds, uid, dry_run))
         self._warn(resp)
         return (unpack(resp.object) if resp.object.type_url else None), resp.deleted
 
