@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +29,10 @@ from ketch.client.events import EventRecorder
 from ketch.client.flowcontrol import Backoff
 from ketch.client.informer import Informer
 from ketch.client.transport import GrpcTransport
-from ketch.v1 import core_pb2
+from ketch.v1 import api_pb2, core_pb2
 
 from . import credentials as node_credentials
+from . import execs
 from .heartbeat import LeaseHeartbeat
 from .limits.cgroups import CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -41,7 +42,7 @@ from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
 from .runtime import checkpoint, layout
 from .runtime.logs import LogManager
 from .runtime.process import ProcessRuntime
-from .server import LogSource, NodeAgentServicer, ServingCertificate, start_server
+from .server import LogSource, NodeAgentServicer, ServingCertificate, pick_container, start_server
 from .statusmanager import StatusManager
 
 log = logging.getLogger("ketch.agent")
@@ -138,7 +139,7 @@ class Agent:
         self.listen = cfg.listen or ("127.0.0.1:0" if self.host_ip == "127.0.0.1" else "0.0.0.0:0")
         source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs)
         self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers,
-                                          require_control_plane=creds is not None)
+                                          require_control_plane=creds is not None, execute=self._exec)
         self.server: grpc.aio.Server | None = None
         report = cfg.node_status_report or min(300.0, max(6 * cfg.heartbeat_interval, 1.0))
         # The port is the server's, known once it listens (run sets it before registering).
@@ -231,6 +232,20 @@ class Agent:
     def _live_record(self, uid: str) -> checkpoint.PodRecord | None:
         worker = self.workers.worker(uid)
         return worker.record if worker is not None else None
+
+    def _exec(self, req: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+        """`ketch exec`: the pod by uid (filled in by the API server), in a running container."""
+        namespace = req.namespace or "default"
+        worker = self.workers.worker(req.pod_uid) if req.pod_uid else None
+        if worker is None or (worker.record.namespace, worker.record.name) != (namespace, req.name):
+            raise errors.NotFound(f'pods "{req.name}" not found')
+        if not req.command:
+            raise errors.BadRequest("you must specify at least one command for the container")
+        container = pick_container(worker.record, req.name, req.container)
+        target = worker.exec_target(container)
+        if target is None:
+            raise errors.BadRequest(f'unable to upgrade connection: container not found ("{container}")')
+        return execs.run(self.runtime, target, list(req.command))
 
     def _running_containers(self) -> list[tuple[str, str, str, int]]:
         out = []

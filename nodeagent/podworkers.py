@@ -31,6 +31,7 @@ from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
 from . import configrefs, envvars, security
+from .execs import ExecTarget
 from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -550,6 +551,16 @@ class PodWorker:
             self.killing[name] = kind
             asyncio.get_running_loop().create_task(self._kill(name, handle, grace))
         self.deps.status.mark(self.uid, urgent=True)
+
+    def exec_target(self, name: str) -> ExecTarget | None:
+        """Where `ketch exec` runs in container name, as the container and in its cgroup; None
+        unless the container is running."""
+        cr = self.record.run.containers.get(name)
+        c = self._container_spec(name)
+        if c is None or cr is None or cr.state != "running" or name not in self.handles:
+            return None
+        cg = self.cgroups.get(name)
+        return ExecTarget(self._hook_context(c), list(cg.procs_files) if cg is not None else [])
 
     # -- lifecycle hooks -------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The agent's own gRPC server: the NodeAgent service (PodLogs, NodeStats) the API server proxies.
+"""The agent's own gRPC server: the NodeAgent service (PodLogs, Exec, NodeStats) the API server proxies.
 
 Logs are found by pod UID (filled in by the API server) or, for a pod that is gone from the API,
 by namespace and name among the pods whose files the agent still keeps; NOT_FOUND tells the API
@@ -69,7 +69,7 @@ class LogSource:
         return self.live_record(best[1].uid) or best[1]
 
 
-def _pick_container(rec: PodRecord, name: str, container: str) -> str:
+def pick_container(rec: PodRecord, name: str, container: str) -> str:
     names = rec.container_names or list(rec.run.containers)
     if not container:
         regular = [n for n in names if not rec.run.containers.get(n) or not rec.run.containers[n].init]
@@ -102,7 +102,7 @@ def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Calla
             what = f'container "{req.container}"' if req.container else "the container"
             raise errors.BadRequest(f'{what} in pod "{req.name}" is waiting to start: ContainerCreating')
         raise errors.NotFound(f'pods "{req.name}" not found')
-    container = _pick_container(rec, req.name, req.container)
+    container = pick_container(rec, req.name, req.container)
     cr = rec.run.containers[container]
     run = cr.restart_count
     if req.previous:
@@ -191,13 +191,23 @@ def peer_common_name(context: grpc.aio.ServicerContext) -> str:
     return bytes(found[0]).decode(errors="replace")
 
 
+Execute = Callable[[api_pb2.ExecRequest], AsyncIterator[api_pb2.ExecOutput]]
+
+
+def _no_exec(request: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+    raise errors.BadRequest("this agent runs no commands in pods")
+
+
 class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
+    """execute: resolves an exec request to its command's output stream (raises StatusError)."""
+
     def __init__(self, node: str, source: LogSource,
                  containers: Callable[[], list[tuple[str, str, str, int]]],
-                 require_control_plane: bool = False) -> None:
+                 require_control_plane: bool = False, execute: Execute = _no_exec) -> None:
         self.node = node
         self.source = source
         self.containers = containers
+        self.execute = execute
         # With TLS, only the control plane's client certificate may call (TLS checked the CA).
         self.require_control_plane = require_control_plane
 
@@ -222,6 +232,18 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
             await self._abort(context, err)
         except Exception as err:
             log.exception("PodLogs failed")
+            await self._abort(context, errors.InternalError(f"internal error: {err}"))
+
+    async def Exec(self, request: api_pb2.ExecRequest,
+                   context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.ExecOutput]:
+        await self._check_caller(context)
+        try:
+            async for out in self.execute(request):
+                yield out
+        except errors.StatusError as err:
+            await self._abort(context, err)
+        except Exception as err:
+            log.exception("Exec failed")
             await self._abort(context, errors.InternalError(f"internal error: {err}"))
 
     async def NodeStats(self, request: api_pb2.NodeStatsRequest,

@@ -40,7 +40,7 @@ from .watch import WatchLimits
 NOT_ALLOWED = "the server does not allow this method on the requested resource"
 UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version",
                  "SignNodeCertificate", FETCH_SERVER_PKI)
-STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs")
+STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs", "Exec")
 
 
 class RequestChain:
@@ -140,6 +140,8 @@ class RequestChain:
             items = self.service.watch_batched(req, attrs, self.watch_limits)
         elif method == "PodLogs":
             items = self.proxy.pod_logs(req)
+        elif method == "Exec":
+            items = self.proxy.exec(req)
         else:
             raise errors.BadRequest(f"{method} is not a streaming method")
         async for item in items:

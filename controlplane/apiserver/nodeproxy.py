@@ -1,4 +1,4 @@
-"""Reaching node agents: the API server proxies `ketch logs` and `ketch top` to them.
+"""Reaching node agents: the API server proxies `ketch logs`, `ketch exec` and `ketch top` to them.
 
 An agent publishes its endpoint in its Node (status.addresses and
 status.daemonEndpoints.kubeletEndpoint.Port); channels are cached per address.
@@ -145,6 +145,14 @@ class NodeDialer:
         except grpc.aio.AioRpcError as err:
             raise _map_rpc_error(err, node) from None
 
+    async def exec(self, node: str, req: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+        stub = await self._stub(node)
+        try:
+            async for out in stub.Exec(req):
+                yield out
+        except grpc.aio.AioRpcError as err:
+            raise _map_rpc_error(err, node) from None
+
     async def node_stats(self, node: str, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
         stub = await self._stub(node)
         try:
@@ -159,7 +167,7 @@ class NodeDialer:
 
 
 class NodeProxy:
-    """The pods/log and nodes/stats subresources: served by the node the pod is (or was) on."""
+    """The pods/log, pods/exec and nodes/stats subresources: served by the node the pod is (or was) on."""
 
     def __init__(self, store: Store, dialer: NodeDialer | None = None) -> None:
         self.store = store
@@ -198,6 +206,37 @@ class NodeProxy:
                 last = err
                 continue
         raise last
+
+    async def exec(self, req: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+        """A command in a running pod's container, run by its node's agent (which refuses a
+        container that is not running); a completed pod is refused here, as kube-apiserver does."""
+        ns = req.namespace or "default"
+        if not req.command:
+            raise errors.BadRequest("you must specify at least one command for the container")
+        entry = self.store.get("Pod", f"{ns}/{req.name}")
+        if entry is None:
+            raise errors.NotFound(f'pods "{req.name}" not found')
+        pod = entry.obj
+        phase = pod.status.phase  # type: ignore[attr-defined]
+        if phase in ("Succeeded", "Failed"):
+            raise errors.BadRequest(f"cannot exec into a container in a completed pod; current phase is {phase}")
+        node = pod.spec.node_name  # type: ignore[attr-defined]
+        if not node:
+            raise errors.BadRequest(f"pod {req.name} does not have a host assigned")
+        containers = [c.name for c in pod.spec.containers]  # type: ignore[attr-defined]
+        forward = api_pb2.ExecRequest()
+        forward.CopyFrom(req)
+        forward.namespace = ns
+        forward.pod_uid = pod.metadata.uid  # type: ignore[attr-defined]
+        if not req.container:
+            if len(containers) > 1:
+                raise errors.BadRequest(
+                    f"a container name must be specified for pod {req.name}, choose one of: [{' '.join(containers)}]")
+            forward.container = containers[0] if containers else ""
+        elif req.container not in containers:
+            raise errors.BadRequest(f"container {req.container} is not valid for pod {req.name}")
+        async for out in self.dialer.exec(node, forward):
+            yield out
 
     async def node_stats(self, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
         if self.store.get("Node", req.node) is None:

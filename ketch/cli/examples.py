@@ -84,6 +84,11 @@ EXAMPLES: dict[str, str] = {
   ketch logs daemonset/agent --tail=20
   # Every pod with a label
   ketch logs -l app=web --prefix""",
+    "exec": """\
+  # Run a command in a running pod's container (its user, env, working dir); exits with its code
+  ketch exec web-0 -- ls -l
+  ketch exec web-0 -c sidecar -- sh -c 'echo $HOME'
+  # No stdin or tty: -i/-t are not supported""",
     "rollout": """\
   # Follow, list, undo and restart a DaemonSet's rollout
   ketch rollout status daemonset/agent

@@ -37,7 +37,8 @@ from .terminal import escape
 VERBS: dict[str, str] = {
     "apply": "apply", "create": "create", "get": "get", "api-resources": "get", "describe": "describe",
     "delete": "delete", "patch": "patch", "label": "label", "annotate": "label", "wait": "wait", "logs": "logs",
-    "run": "run", "rollout": "rollout", "cordon": "nodes", "uncordon": "nodes", "drain": "nodes", "top": "top",
+    "exec": "exec", "run": "run", "rollout": "rollout", "cordon": "nodes", "uncordon": "nodes", "drain": "nodes",
+    "top": "top",
     "events": "events", "version": "version", "auth": "auth", "local": "local", "config": "config", "token": "token",
     "taint": "taint", "api-versions": "apiversions", "completion": "completion",
     "diff": "diff", "edit": "edit", "explain": "explain",

@@ -236,6 +236,13 @@ class Client:
         async for chunk in self.transport.stream("PodLogs", req):
             yield chunk.data
 
+    async def exec(self, name: str, namespace: str, command: Sequence[str],
+                   container: str = "") -> AsyncGenerator[api_pb2.ExecOutput, None]:
+        """A command in a running pod's container: its output, then (last) its exit code."""
+        req = api_pb2.ExecRequest(namespace=namespace, name=name, container=container, command=command)
+        async for out in self.transport.stream("Exec", req):
+            yield out
+
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
         return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))
 

@@ -84,6 +84,11 @@ class APIStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.Exec = channel.unary_stream(
+                '/ketch.v1.API/Exec',
+                request_serializer=ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
+                _registered_method=True)
         self.NodeStats = channel.unary_unary(
                 '/ketch.v1.API/NodeStats',
                 request_serializer=ketch_dot_v1_dot_api__pb2.NodeStatsRequest.SerializeToString,
@@ -183,6 +188,14 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Exec(self, request, context):
+        """Runs a command in a running pod's container on its node (kubectl exec, without stdin or a
+        tty): its output as it comes, then its exit code. Authorized as create on pods/exec.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def NodeStats(self, request, context):
         """Resource usage of a node and its pods, fetched from the node agent.
         """
@@ -269,6 +282,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.PodLogs,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
+            ),
+            'Exec': grpc.unary_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.ExecRequest.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
             ),
             'NodeStats': grpc.unary_unary_rpc_method_handler(
                     servicer.NodeStats,
@@ -572,6 +590,33 @@ class API:
             _registered_method=True)
 
     @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ketch.v1.API/Exec',
+            ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def NodeStats(request,
             target,
             options=(),
@@ -681,7 +726,7 @@ class API:
 
 
 class NodeAgentStub:
-    """Served by every node agent; the API server proxies PodLogs and NodeStats to it.
+    """Served by every node agent; the API server proxies PodLogs, Exec and NodeStats to it.
     """
 
     def __init__(self, channel):
@@ -695,6 +740,11 @@ class NodeAgentStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.LogChunk.FromString,
                 _registered_method=True)
+        self.Exec = channel.unary_stream(
+                '/ketch.v1.NodeAgent/Exec',
+                request_serializer=ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
+                _registered_method=True)
         self.NodeStats = channel.unary_unary(
                 '/ketch.v1.NodeAgent/NodeStats',
                 request_serializer=ketch_dot_v1_dot_api__pb2.NodeStatsRequest.SerializeToString,
@@ -703,10 +753,16 @@ class NodeAgentStub:
 
 
 class NodeAgentServicer:
-    """Served by every node agent; the API server proxies PodLogs and NodeStats to it.
+    """Served by every node agent; the API server proxies PodLogs, Exec and NodeStats to it.
     """
 
     def PodLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Exec(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -726,6 +782,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     request_deserializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
             ),
+            'Exec': grpc.unary_stream_rpc_method_handler(
+                    servicer.Exec,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.ExecRequest.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
+            ),
             'NodeStats': grpc.unary_unary_rpc_method_handler(
                     servicer.NodeStats,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.NodeStatsRequest.FromString,
@@ -740,7 +801,7 @@ def add_NodeAgentServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NodeAgent:
-    """Served by every node agent; the API server proxies PodLogs and NodeStats to it.
+    """Served by every node agent; the API server proxies PodLogs, Exec and NodeStats to it.
     """
 
     @staticmethod
@@ -760,6 +821,33 @@ class NodeAgent:
             '/ketch.v1.NodeAgent/PodLogs',
             ketch_dot_v1_dot_api__pb2.PodLogsRequest.SerializeToString,
             ketch_dot_v1_dot_api__pb2.LogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Exec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ketch.v1.NodeAgent/Exec',
+            ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,

@@ -210,8 +210,10 @@ class ProcessRuntime:
     # -- starting ------------------------------------------------------------------------------
 
     def launch(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
-               confinement: Confinement | None = None, cgroup_procs: list[str] | None = None) -> tuple[int, int, float]:
-        """Start argv in a new session with stdout and stderr on the fd stdout, confined as asked.
+               confinement: Confinement | None = None, cgroup_procs: list[str] | None = None,
+               stderr: int | None = None) -> tuple[int, int, float]:
+        """Start argv in a new session with stdout and stderr on the fd stdout (stderr on its own fd
+        when given: `ketch exec` keeps them apart), confined as asked.
 
         Thread-safe (the agent launches from a small thread pool, since a spawn blocks for as
         long as the exec takes); returns (pid, start ticks, start time) for register().
@@ -244,14 +246,15 @@ class ProcessRuntime:
                 executable = None
         started_at = time.time()
         try:
-            proc = subprocess.Popen(run, executable=executable, stdin=self._devnull, stdout=stdout, stderr=stdout,
+            proc = subprocess.Popen(run, executable=executable, stdin=self._devnull, stdout=stdout,
+                                    stderr=stdout if stderr is None else stderr,
                                     cwd=cwd, env=env, start_new_session=True, close_fds=True,
                                     **kwargs)  # type: ignore[call-overload]
         except FileNotFoundError as err:
             if executable is None:
                 raise StartError(start_error_message(argv, cwd, err)) from err
             self._which.clear()  # the binary moved: resolve again
-            return self.launch(argv, cwd, env, stdout, confinement, cgroup_procs)
+            return self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr)
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             why = setup.failure() if setup is not None and isinstance(err, subprocess.SubprocessError) else None
             raise StartError(why or start_error_message(argv, cwd, err)) from err
@@ -285,9 +288,10 @@ class ProcessRuntime:
         return handle
 
     def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
-              confinement: Confinement | None = None, cgroup_procs: list[str] | None = None) -> Handle:
+              confinement: Confinement | None = None, cgroup_procs: list[str] | None = None,
+              stderr: int | None = None) -> Handle:
         """launch() and register() in one go, on the event-loop thread."""
-        return self.register(*self.launch(argv, cwd, env, stdout, confinement, cgroup_procs))
+        return self.register(*self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr))
 
     def launch_spec(self, spec: LaunchSpec) -> tuple[int, int, float]:
         """launch() with the log file of spec opened for stdout and stderr (thread-safe)."""

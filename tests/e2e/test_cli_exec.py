@@ -1,0 +1,87 @@
+"""`ketch exec` end to end: a real control plane and agent, the CLI as a process. What a user
+relies on: the command runs in the running container's environment (its env, working dir and
+user), its stdout and stderr come back apart, and the CLI exits with its exit code; a completed
+pod is refused in kubectl's words; under RBAC, a user without create on pods/exec is refused,
+and `edit` has it as in Kubernetes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from .harness import Cluster, wait_until
+
+
+def _pod(name: str, command: list[str], restart: str, **container: object) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                       "spec": {"restartPolicy": restart,
+                                "containers": [{"name": "main", "command": command, **container}]}})
+
+
+def _phase(cluster: Cluster, name: str) -> str:
+    pod = cluster.try_get("pod", name)
+    return str(pod["status"].get("phase", "")) if pod else ""
+
+
+def test_exec_runs_in_the_container_and_exits_with_its_code(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = cluster_factory()
+    cluster.start_controlplane()
+    cluster.start_agent("node-a")
+    workdir = tmp_path / "work"
+    cluster.apply(_pod("sleeper", ["sleep", "300"], "Never", workingDir=str(workdir),
+                       env=[{"name": "MYVAR", "value": "hello from the spec"}]))
+    wait_until(lambda: _phase(cluster, "sleeper") == "Running", 60, "the pod running")
+    script = "echo $MYVAR; pwd; id -u; echo to-stderr >&2; exit 3"
+    result = cluster.ketch("exec", "sleeper", "--", "sh", "-c", script, check=False)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == f"hello from the spec\n{workdir}\n{os.getuid()}\n"
+    assert result.stderr == "to-stderr\ncommand terminated with exit code 3\n"
+    ok = cluster.ketch("exec", "sleeper", "-c", "main", "--", "echo", "fine")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "fine\n", "")
+    wrong = cluster.ketch("exec", "sleeper", "-c", "nope", "--", "true", check=False)
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == "Error from server (BadRequest): container nope is not valid for pod sleeper"
+
+
+def test_exec_into_a_completed_pod_is_refused(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = cluster_factory()
+    cluster.start_controlplane()
+    cluster.start_agent("node-a")
+    cluster.apply(_pod("done", ["true"], "Never"))
+    wait_until(lambda: _phase(cluster, "done") == "Succeeded", 60, "the pod succeeded")
+    result = cluster.ketch("exec", "done", "--", "echo", "never printed", check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == ("Error from server (BadRequest): cannot exec into a container in a completed "
+                                     "pod; current phase is Succeeded")
+
+
+def test_exec_needs_create_on_pods_exec(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text("viewer-token,bob,uid-bob\neditor-token,alice,uid-alice\n")
+    # The controllers run: the aggregation controller fills in `view` and `edit`.
+    cluster: Cluster = cluster_factory(["--authorization-mode", "Node,RBAC", "--token-auth-file", str(tokens)])
+    cluster.start_controlplane()
+    cluster.apply(_pod("target", ["sleep", "300"], "Always"))
+    for user, role in (("bob", "view"), ("alice", "edit")):
+        cluster.apply(json.dumps({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": f"{user}-{role}", "namespace": "default"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": user}]}))
+    wait_until(lambda: cluster.ketch("--token", "viewer-token", "get", "pod", "target", check=False).returncode == 0,
+               60, "bob reading pods")
+    refused = cluster.ketch("--token", "viewer-token", "exec", "target", "--", "true", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ('Error from server (Forbidden): pods "target" is forbidden: User "bob" cannot '
+                                      'create resource "pods/exec" in API group "" in the namespace "default"')
+    # `edit` may exec: past authorization, the pod (never scheduled: no agent) is what stops it.
+    def past_authorization() -> subprocess.CompletedProcess[str] | None:
+        r = cluster.ketch("--token", "editor-token", "exec", "target", "--", "true", check=False)
+        return r if "Forbidden" not in r.stderr else None
+
+    allowed = wait_until(past_authorization, 60, "alice's exec past authorization")
+    assert allowed.returncode == 1
+    assert allowed.stderr.strip() == "Error from server (BadRequest): pod target does not have a host assigned"
