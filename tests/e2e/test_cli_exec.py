@@ -30,13 +30,16 @@ def test_exec_runs_in_the_container_and_exits_with_its_code(cluster_factory, tmp
     cluster.start_controlplane()
     cluster.start_agent("node-a")
     workdir = tmp_path / "work"
+    cluster.apply(json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+                              "data": {"greeting": "from the configmap"}}))
     cluster.apply(_pod("sleeper", ["sleep", "300"], "Never", workingDir=str(workdir),
-                       env=[{"name": "MYVAR", "value": "hello from the spec"}]))
+                       env=[{"name": "MYVAR", "value": "hello from the spec"},
+                            {"name": "FROMCM", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}}]))
     wait_until(lambda: _phase(cluster, "sleeper") == "Running", 60, "the pod running")
-    script = "echo $MYVAR; pwd; id -u; echo to-stderr >&2; exit 3"
+    script = "echo $MYVAR; echo $FROMCM; pwd; id -u; echo to-stderr >&2; exit 3"
     result = cluster.ketch("exec", "sleeper", "--", "sh", "-c", script, check=False)
     assert result.returncode == 3, result.stderr
-    assert result.stdout == f"hello from the spec\n{workdir}\n{os.getuid()}\n"
+    assert result.stdout == f"hello from the spec\nfrom the configmap\n{workdir}\n{os.getuid()}\n"
     assert result.stderr == "to-stderr\ncommand terminated with exit code 3\n"
     ok = cluster.ketch("exec", "sleeper", "-c", "main", "--", "echo", "fine")
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "fine\n", "")
