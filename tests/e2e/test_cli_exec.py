@@ -25,11 +25,11 @@ def _phase(cluster: Cluster, name: str) -> str:
     return str(pod["status"].get("phase", "")) if pod else ""
 
 
-def test_exec_runs_in_the_container_and_exits_with_its_code(cluster_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_exec_runs_in_the_container_and_exits_with_its_code(cluster_factory) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = cluster_factory()
     cluster.start_controlplane()
     cluster.start_agent("node-a")
-    workdir = tmp_path / "work"
+    workdir = cluster.dir / "work"  # under the cluster's dir: its leftover pods are killed at stop by cwd
     cluster.apply(json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
                               "data": {"greeting": "from the configmap"}}))
     cluster.apply(_pod("sleeper", ["sleep", "300"], "Never", workingDir=str(workdir),
