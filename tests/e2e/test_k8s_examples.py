@@ -103,8 +103,8 @@ def test_pod_failure_policy_and_backoff_limit_per_index_examples(cluster_factory
         assert failed is not None and failed["reason"] == "PodFailurePolicy"
         assert "exit code 42" in failed["message"] and "FailJob rule at index 0" in failed["message"]
         # The first wave only: the pod that exited 42 and the others, terminated, count as failed.
-        assert job["status"].get("succeeded", 0) == 0 and job["status"]["failed"] == parallelism
-        assert job["status"].get("active", 0) == 0
+        st = job["status"]
+        assert (st.get("succeeded", 0), st.get("failed", 0), st.get("active", 0)) == (0, parallelism, 0), name
         assert logs(c, pods_of(c, name)[0]).startswith("Hello world!")
 
     # backoffLimitPerIndex: 1, even indexes always fail -> each fails twice, the Job fails.
