@@ -294,8 +294,10 @@ class EtcdBackend:
                     raise Compacted(f"etcd compacted to {resp.compact_revision}, past revision {start}")
                 if resp.canceled:
                     raise StorageError(f"etcd {self.spec}: watch canceled: {resp.cancel_reason}")
-                if resp.events:
-                    yield self._commits(resp.events)
+                # This replica's own transactions come back too: skipped before they are decoded.
+                events = [ev for ev in resp.events if ev.kv.mod_revision > self.etcd_revision]
+                if events:
+                    yield self._commits(events)
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNAVAILABLE:
                 await self._next_aio_member(member)  # the follower's next watch goes to another member

@@ -412,11 +412,7 @@ class Store:
             if rec.data is None:
                 if prev is None:
                     continue
-                last = type(prev.obj)()
-                last.CopyFrom(prev.obj)
-                last.metadata.resource_version = str(rec.rv)  # type: ignore[attr-defined]
-                tomb = self._entry(rec.kind, rec.key, rec.rv, last, last.SerializeToString())
-                ops.append(_Staged(rec.kind, rec.key, rec.rv, None, prev, tomb))
+                ops.append(_Staged(rec.kind, rec.key, rec.rv, None, prev, self._tombstone(prev, rec.rv)))
                 continue
             try:
                 obj = kind_info(rec.kind).message.FromString(rec.data)
@@ -448,11 +444,7 @@ class Store:
             for kind, objs in self._objects.items():
                 for key, prev in objs.items():
                     if (kind, key) not in seen:
-                        last = type(prev.obj)()
-                        last.CopyFrom(prev.obj)
-                        last.metadata.resource_version = str(revision)  # type: ignore[attr-defined]
-                        ops.append(_Staged(kind, key, revision, None, prev,
-                                           self._entry(kind, key, revision, last, last.SerializeToString())))
+                        ops.append(_Staged(kind, key, revision, None, prev, self._tombstone(prev, revision)))
             ops.sort(key=lambda op: op.rev)
             self._staged.clear()
             self._publish(ops, revision)
@@ -497,6 +489,13 @@ class Store:
         labels = dict(md.labels) if md.labels else _NO_LABELS
         return Entry(kind, key, sys.intern(md.namespace), md.name, rv, data, labels, fields, obj=obj)
 
+    def _tombstone(self, last: Entry, rev: int) -> Entry:
+        """What a DELETED event at rev carries: the object's last state, at the deletion's revision."""
+        obj = type(last.obj)()
+        obj.CopyFrom(last.obj)
+        obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
+        return self._entry(last.kind, last.key, rev, obj, obj.SerializeToString())
+
     def stage(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
               create: bool = False, dry_run: bool = False) -> _Staged:
         """Check and stage one write; obj None deletes. Raises before anything is staged.
@@ -532,10 +531,7 @@ class Store:
         self._next_rev += 1
         if obj is None:
             assert current is not None
-            last = type(current.obj)()
-            last.CopyFrom(current.obj)
-            last.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
-            tomb = self._entry(kind, key, rev, last, last.SerializeToString())
+            tomb = self._tombstone(current, rev)
             staged = _Staged(kind, key, rev, None, current, tomb)
         else:
             obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]

@@ -132,17 +132,23 @@ def label_value(value: str) -> tuple[str, ...]:
     return tuple(errs)
 
 
+def _dot_errors(value: str) -> list[str]:
+    """Kubernetes' hasChDirPrefix: a name used as a file name must not climb directories."""
+    if value == ".":
+        return ["must not be '.'"]
+    if value == "..":
+        return ["must not be '..'"]
+    if value.startswith(".."):
+        return ["must not start with '..'"]
+    return []
+
+
 @lru_cache(maxsize=1024)
 def env_var_name(value: str) -> tuple[str, ...]:
     errs = []
     if not _ENV_VAR_RE.fullmatch(value):
         errs.append(_ENV_VAR_MSG)
-    if value == ".":
-        errs.append("must not be '.'")
-    elif value == "..":
-        errs.append("must not be '..'")
-    elif value.startswith(".."):
-        errs.append("must not start with '..'")
+    errs.extend(_dot_errors(value))
     return tuple(errs)
 
 
@@ -159,12 +165,7 @@ def config_key(value: str) -> tuple[str, ...]:
         errs.append(max_len_error(253))
     if not _CONFIG_KEY_RE.fullmatch(value):
         errs.append(_CONFIG_KEY_MSG)
-    if value == ".":
-        errs.append("must not be '.'")
-    elif value == "..":
-        errs.append("must not be '..'")
-    elif value.startswith(".."):
-        errs.append("must not start with '..'")
+    errs.extend(_dot_errors(value))
     return tuple(errs)
 
 
