@@ -32,7 +32,7 @@ from ketch.client.transport import GrpcTransport
 from ketch.v1 import api_pb2, core_pb2
 
 from . import credentials as node_credentials
-from . import execs
+from . import execs, metrics
 from .heartbeat import LeaseHeartbeat
 from .limits.cgroups import CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -136,6 +136,7 @@ class Agent:
             backoff=Backoff(cfg.backoff_base, cfg.backoff_max), watchdog=self.watchdog,
             cgroups=self.cgroups, recorder=self.recorder, allocatable=allocatable)
         self.workers = PodWorkers(self.deps)
+        metrics.track_pod_workers(self.workers)  # kubelet_running_pods/_containers, read when scraped
         self.listen = cfg.listen or ("127.0.0.1:0" if self.host_ip == "127.0.0.1" else "0.0.0.0:0")
         source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs)
         self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers,

@@ -30,7 +30,7 @@ from ketch.client.clientset import Client
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
-from . import configrefs, envvars, security
+from . import configrefs, envvars, metrics, security
 from .execs import ExecTarget
 from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
@@ -162,6 +162,10 @@ class PodWorker:
         self._wake = asyncio.Event()
         self._on_done = on_done
         self.task: asyncio.Task[None] | None = None
+        # kubelet_pod_start_duration_seconds: from first sight to running (a re-adopted pod was
+        # already seen by an earlier agent, and is not measured).
+        self.seen_at = time.monotonic()
+        self._start_measured = self.recovered
 
     # -- inputs (called from informer handlers: quick, no I/O) ---------------------------------
 
@@ -195,10 +199,14 @@ class PodWorker:
         try:
             self._prepare()
             retry = 0.5
+            first = True
             while True:
                 try:
+                    started = time.monotonic()
                     timer = await self._sync()
                     await self._flush_files()
+                    metrics.pod_worker_pass(first, time.monotonic() - started)
+                    first = False
                     retry = 0.5
                 except Exception:
                     # A bug or an unexpected OS error: never give the pod up, try again later.
@@ -486,6 +494,10 @@ class PodWorker:
         cr.started = not has_startup
         cr.ready = cr.started and not has_readiness
         self.handles[c.name] = handle
+        if not cr.init and not self._start_measured:
+            # A regular container runs only once the init containers are done: the pod is Running.
+            self._start_measured = True
+            metrics.pod_started(time.monotonic() - self.seen_at)
         self.record.procs[c.name] = Proc(handle.pid, handle.start_ticks, handle.started_at)
         cg = self.cgroups.get(c.name)
         if cg is not None:

@@ -10,9 +10,11 @@ plane's own controllers, which call the API in-process and never pass through he
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from controlplane import metrics
 from ketch.api import errors
 
 DEFAULT_MAX_REQUESTS_INFLIGHT = 400
@@ -31,6 +33,31 @@ class MaxInFlight:
         self.limits = {False: max_readonly, True: max_mutating}
         self.current = {False: 0, True: 0}
         self.refused = 0
+        # apiserver_current_inflight_requests reports the most in flight during the last second.
+        self._peak = {False: 0, True: 0}
+        self._last_peak = {False: 0, True: 0}
+        self._second = int(time.monotonic())
+        metrics.track_inflight(self)
+
+    def _roll(self) -> None:
+        second = int(time.monotonic())
+        if second != self._second:
+            # The second that just ended becomes "the last second"; an idle gap reads as its current count.
+            self._last_peak = self._peak if second == self._second + 1 else dict(self.current)
+            self._peak = dict(self.current)
+            self._second = second
+
+    def watermarks(self) -> tuple[int, int]:
+        """(read-only, mutating): the most requests in flight over the last second. Only reads
+        (a scrape may run on another thread)."""
+        second, current = int(time.monotonic()), self.current
+        if second == self._second:
+            peak = {k: max(self._peak[k], self._last_peak[k]) for k in (False, True)}
+        elif second == self._second + 1:
+            peak = {k: max(self._peak[k], current[k]) for k in (False, True)}
+        else:
+            peak = current
+        return peak[False], peak[True]
 
     @contextmanager
     def slot(self, method: str) -> Iterator[None]:
@@ -43,7 +70,10 @@ class MaxInFlight:
         if limit and self.current[mutating] >= limit:
             self.refused += 1
             raise errors.TooManyRequests(TOO_MANY_REQUESTS)
-        self.current[mutating] += 1
+        n = self.current[mutating] = self.current[mutating] + 1
+        self._roll()
+        if n > self._peak[mutating]:
+            self._peak[mutating] = n
         try:
             yield
         finally:

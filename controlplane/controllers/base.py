@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane import metrics  # noqa: F401  (installs the workqueue_* metrics provider)
 from ketch.api import errors
 from ketch.client.clientset import Client
 from ketch.client.clock import Clock, RealClock

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError, Message
 
+from controlplane import metrics
 from ketch.api import errors
 from ketch.api.kinds import kind_info
 
@@ -234,6 +235,7 @@ class Store:
     async def start(self) -> None:
         """Load every object. Raises StorageError (one line for the operator) when the stored
         data cannot be read back."""
+        metrics.track_store(self)  # apiserver_storage_objects, counted when scraped, until stop
         loop = asyncio.get_running_loop()
         if self.backend.blocking:
             revision, records = await loop.run_in_executor(self._executor, self.backend.load)
@@ -261,6 +263,7 @@ class Store:
             self._follower = asyncio.create_task(self._follow_loop(), name="store-follower")
 
     async def stop(self) -> None:
+        metrics.untrack_store(self)
         self._closing = True
         self._wakeup.set()
         for task in (self._expirer, self._follower, *self._sync_tasks):
@@ -662,6 +665,7 @@ class Store:
                     self._next_rev = max(self._next_rev, rev + 1)
                 records = [Record(op.kind, op.key, op.rev, op.entry.data if op.entry else None) for op in live]
                 top = live[-1].rev
+                started = time.perf_counter()
                 try:
                     if self.backend.blocking:
                         await loop.run_in_executor(self._executor, self.backend.commit, records, top)
@@ -670,6 +674,8 @@ class Store:
                 except Behind as behind:
                     waiting_for = behind.etcd_revision
                 else:
+                    metrics.observe_commit([("delete" if op.entry is None else "create" if op.prev is None
+                                             else "update", op.kind) for op in live], time.perf_counter() - started)
                     self._publish(live, top)
                     if self._shared is None:
                         return

@@ -8,6 +8,8 @@
 * Rate limited: `add_rate_limited` waits per the limiter (per-item exponential back-off by
   default); `forget` resets the item's back-off and `num_requeues` reports it.
 * Shut down cleanly: `get` returns None to every worker once the queue is shut down and empty.
+* Measured, as client-go's: a named queue reports to the metrics provider the process installed
+  (`set_metrics_provider`; the control plane's are Kubernetes' workqueue_* metrics), else to none.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T", bound=Hashable)
@@ -96,10 +98,35 @@ def default_controller_rate_limiter() -> RateLimiter:
     return MaxOfRateLimiter(ItemExponentialFailureRateLimiter(0.005, 1000.0), BucketRateLimiter(10.0, 100))
 
 
+class QueueMetrics(Protocol):
+    """What a queue reports (client-go's queueMetrics): each add, each get, each done, each
+    rate-limited re-add, and the items still queued when it shuts down."""
+
+    def add(self, item: Hashable) -> None: ...
+
+    def get(self, item: Hashable) -> None: ...
+
+    def done(self, item: Hashable) -> None: ...
+
+    def retry(self) -> None: ...
+
+    def shutdown(self, left: int) -> None: ...
+
+
+_metrics_provider: Callable[[str], QueueMetrics] | None = None
+
+
+def set_metrics_provider(provider: Callable[[str], QueueMetrics] | None) -> None:
+    """Queues made from now on (with a name) report to provider(name); client-go's SetProvider."""
+    global _metrics_provider
+    _metrics_provider = provider
+
+
 class WorkQueue(Generic[T]):
     def __init__(self, name: str = "", rate_limiter: RateLimiter | None = None) -> None:
         self.name = name
         self.rate_limiter = rate_limiter or default_controller_rate_limiter()
+        self.metrics = _metrics_provider(name) if name and _metrics_provider is not None else None
         self._queue: deque[T] = deque()
         self._dirty: set[T] = set()
         self._processing: set[T] = set()
@@ -118,6 +145,8 @@ class WorkQueue(Generic[T]):
         if self._shutting_down or item in self._dirty:
             return
         self._dirty.add(item)
+        if self.metrics is not None:
+            self.metrics.add(item)
         if item in self._processing:
             return
         self._queue.append(item)
@@ -151,6 +180,8 @@ class WorkQueue(Generic[T]):
         self.add(item)
 
     def add_rate_limited(self, item: T) -> None:
+        if self.metrics is not None:
+            self.metrics.retry()
         self.add_after(item, self.rate_limiter.when(item))
 
     def forget(self, item: T) -> None:
@@ -175,15 +206,21 @@ class WorkQueue(Generic[T]):
         item = self._queue.popleft()
         self._processing.add(item)
         self._dirty.discard(item)
+        if self.metrics is not None:
+            self.metrics.get(item)
         return item
 
     def done(self, item: T) -> None:
         self._processing.discard(item)
+        if self.metrics is not None:
+            self.metrics.done(item)
         if item in self._dirty:
             self._queue.append(item)
             self._wake_one()
 
     def shutdown(self) -> None:
+        if self.metrics is not None and not self._shutting_down:
+            self.metrics.shutdown(len(self._dirty))
         self._shutting_down = True
         for _, handle in self._delayed.values():
             handle.cancel()

@@ -22,6 +22,7 @@ import functools
 import logging
 from typing import Any
 
+from controlplane import metrics
 from ketch.api import cron, errors, meta, timeutil
 from ketch.api.cron import Schedule, ScheduleError
 from ketch.client.cache import DeletedFinalStateUnknown, LastWrites, copy_of, resource_version_of
@@ -356,6 +357,8 @@ class CronJobController(Controller):
             raise
         else:
             self.recorder.event(cj, "Normal", "SuccessfulCreate", f"Created job {created.metadata.name}")
+            # Kubernetes measures from the scheduled time to the Job's creation.
+            metrics.cronjob_creation_skew(self.clock.now() - scheduled)
         cj.status.active.append(meta.object_ref(created))
         cj.status.last_schedule_time = timeutil.format(scheduled)
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+from controlplane import metrics
 from ketch.api import errors, meta, timeutil
 from ketch.api.selectors import NOTHING, Selector, from_label_selector
 from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, DeletedFinalStateUnknown, copy_of, orphans_by_namespace
@@ -48,6 +50,19 @@ UNSETTLED_INDEX = "job-unsettled"
 def is_settled(pod: core_pb2.Pod) -> bool:
     """Finished and counted: terminal and without the tracking finalizer."""
     return pod.status.phase in ("Succeeded", "Failed") and TRACKING_FINALIZER not in pod.metadata.finalizers
+
+
+def _finished_with_finalizer(pod: core_pb2.Pod) -> bool:
+    """job_controller_terminated_pods_tracking_finalizer_total counts these coming and going."""
+    return pod.status.phase in ("Succeeded", "Failed") and has_tracking_finalizer(pod)
+
+
+class _SyncOutcome:
+    __slots__ = ("action", "result")
+
+    def __init__(self) -> None:
+        self.action = "reconciling"
+        self.result = "success"
 
 
 def _unsettled_by_controller(pod: core_pb2.Pod) -> list[str]:
@@ -160,6 +175,7 @@ class JobController(Controller):
     # -- pod handlers --------------------------------------------------------------------------
 
     def add_pod(self, pod: core_pb2.Pod) -> None:
+        metrics.terminated_pod_tracking_finalizer(False, _finished_with_finalizer(pod))
         if pod.metadata.deletion_timestamp:
             # After a restart a pod may first show up already being deleted.
             self.delete_pod(pod, final=False)
@@ -182,6 +198,7 @@ class JobController(Controller):
     def update_pod(self, old: Any, cur: Any) -> None:
         if cur.metadata.resource_version == old.metadata.resource_version:
             return
+        metrics.terminated_pod_tracking_finalizer(_finished_with_finalizer(old), _finished_with_finalizer(cur))
         if cur.metadata.deletion_timestamp:
             self.delete_pod(cur, final=False)
             return
@@ -215,6 +232,8 @@ class JobController(Controller):
         pod = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
         if pod is None:
             return
+        if final:
+            metrics.terminated_pod_tracking_finalizer(_finished_with_finalizer(pod), False)
         ref = meta.controller_ref(pod)
         has_fin = has_tracking_finalizer(pod)
         if ref is None:
@@ -318,16 +337,32 @@ class JobController(Controller):
             self.pod_manager.forget(key)
             self.status_writer.forget(key)
             return
-        if spec.completion_mode(shared) not in (spec.INDEXED, spec.NON_INDEXED):
+        mode = spec.completion_mode(shared)
+        if mode not in (spec.INDEXED, spec.NON_INDEXED):
             self.recorder.event(shared, "Warning", "UnknownCompletionMode",
                                 "Skipped Job sync because completion mode is unknown")
             return
+        # job_controller_job_sync_duration_seconds and _syncs_total, as Kubernetes' syncJob
+        # records them: its action is reconciling until the expectations are met.
+        outcome = _SyncOutcome()
+        started = time.perf_counter()
+        try:
+            await self._sync_unfinished(key, shared, outcome)
+        except Exception:
+            outcome.result = "error"
+            raise
+        finally:
+            metrics.observe_job_sync(mode, outcome.result, outcome.action, time.perf_counter() - started)
+
+    async def _sync_unfinished(self, key: str, shared: batch_pb2.Job, outcome: _SyncOutcome) -> None:
         job: batch_pb2.Job = copy_of(shared)
         status = job.status
         status.uncounted_terminated_pods.SetInParent()
         # Expectations are read before the pods are listed: a pod arriving in between only
         # defers the decision to the next sync.
         satisfied = self.expectations.satisfied(key)
+        if satisfied:
+            outcome.action = "tracking"
         pods = await self.get_pods_for_job(job)
         now = self.clock.now()
         job_ctx = SyncContext(key=key, job=job, pods=pods, now=now,
@@ -361,6 +396,7 @@ class JobController(Controller):
             if satisfied and not job.metadata.deletion_timestamp:
                 active, manage_err = await self.pod_manager.manage_job(job_ctx)
                 manage_called = True
+                outcome.action = job_ctx.action or outcome.action
             if decisions.is_complete(job_ctx, active):
                 job_ctx.finished_condition = new_condition(spec.SUCCESS_CRITERIA_MET, "True",
                                                       decisions.REASON_COMPLETIONS_REACHED,

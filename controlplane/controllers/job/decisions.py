@@ -74,12 +74,20 @@ class SyncContext:
     failed_indexes: Intervals | None = None
     new_backoff_record: BackoffRecord | None = None
     delayed_deletion_per_index: dict[int, Any] = field(default_factory=dict)
+    # What manage_job did (job_controller_job_sync_duration_seconds' action): "" nothing,
+    # "pods_created" or "pods_deleted".
+    action: str = ""
+    # (succeeded, failed) as last stored: job_controller_job_pods_finished_total counts what
+    # each status write adds to them.
+    counted: tuple[int, int] = (0, 0)
     _matches: dict[str, failure_policy.Match] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        uncounted = self.job.status.uncounted_terminated_pods
+        status = self.job.status
+        uncounted = status.uncounted_terminated_pods
         self.uncounted_succeeded = set(uncounted.succeeded)
         self.uncounted_failed = set(uncounted.failed)
+        self.counted = (status.succeeded, status.failed)
 
     def policy_match(self, pod: core_pb2.Pod) -> failure_policy.Match:
         """The pod failure policy's verdict on a failed pod (memoized for this sync)."""

@@ -143,6 +143,7 @@ class PodManager:
         failure stops the rest (retried on a later sync). After a sync whose creates all
         succeeded, the next one sends everything in one batch."""
         job, key = job_ctx.job, job_ctx.key
+        job_ctx.action = "pods_created"
         self.expectations.expect_creations(key, diff)
         active += diff
         template = self._pod_template(job)
@@ -181,6 +182,7 @@ class PodManager:
         finalizers stripped first so they are not counted as failed."""
         if not to_delete:
             return active, None
+        job_ctx.action = "pods_deleted"
         self.expectations.expect_deletions(job_ctx.key, len(to_delete))
         first_err: errors.StatusError | None = None
         for pod, err in zip(to_delete, await self.pod_control.delete_pods(job_ctx.job, to_delete, True), strict=True):

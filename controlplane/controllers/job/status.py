@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from controlplane import metrics
 from ketch.api import errors, meta, timeutil
 from ketch.client.cache import LastWrites, copy_of
 from ketch.client.clientset import Client
@@ -147,7 +148,7 @@ class StatusWriter:
         counters_moved = await self._flush_and_release(job_ctx, pods_to_release, uids_with_finalizer, needs_flush)
         finished = not reached_max and self._enact_finished(job_ctx)
         if finished:
-            job_ctx.job = await self.update_status(job_ctx.job)
+            await self._write_status(job_ctx)
             if job_ctx.finished_condition is not None:
                 self._record_finished(job_ctx.job, job_ctx.finished_condition)
         elif counters_moved:
@@ -162,7 +163,7 @@ class StatusWriter:
         removals failed, else by the next sync or with the terminal condition). Returns whether
         counters moved that are not written yet."""
         if needs_flush:
-            job_ctx.job = await self.update_status(job_ctx.job)
+            await self._write_status(job_ctx)
             if job_ctx.new_backoff_record is not None:
                 self.backoff_store.update(job_ctx.new_backoff_record)
             needs_flush = False
@@ -184,7 +185,7 @@ class StatusWriter:
             needs_flush = True
         if rm_err is not None:
             if needs_flush:
-                job_ctx.job = await self.update_status(job_ctx.job)
+                await self._write_status(job_ctx)
             raise rm_err
         return needs_flush
 
@@ -204,6 +205,8 @@ class StatusWriter:
         return True
 
     def _record_finished(self, job: batch_pb2.Job, cond: batch_pb2.JobCondition) -> None:
+        metrics.job_finished(spec.completion_mode(job), "succeeded" if cond.type == spec.COMPLETE else "failed",
+                             cond.reason)
         if cond.type == spec.COMPLETE:
             completions = spec.completions(job)
             if completions is not None and job.status.succeeded > completions:
@@ -212,6 +215,15 @@ class StatusWriter:
             self.recorder.event(job, "Normal", "Completed", "Job completed")
         else:
             self.recorder.event(job, "Warning", cond.reason, cond.message)
+
+    async def _write_status(self, job_ctx: SyncContext) -> None:
+        """Write the sync's status; count the pods it moved into the counters, as Kubernetes'
+        recordJobPodFinished does after each status write."""
+        job_ctx.job = job = await self.update_status(job_ctx.job)
+        succeeded, failed = job.status.succeeded, job.status.failed
+        metrics.job_pods_finished(spec.completion_mode(job), succeeded - job_ctx.counted[0],
+                                  failed - job_ctx.counted[1])
+        job_ctx.counted = (succeeded, failed)
 
     async def update_status(self, job: batch_pb2.Job) -> batch_pb2.Job:
         updated: batch_pb2.Job = await self.client.update_status(job)
