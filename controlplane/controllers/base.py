@@ -46,13 +46,15 @@ class Controller:
     """Subclasses set name, build informers and handlers in __init__, and implement sync."""
 
     name = "controller"
+    # Its work queue's name in the workqueue_* metrics: kube-controller-manager's where it has one.
+    queue_name = ""
     workers = 1
 
     def __init__(self, ctx: ControllerContext, rate_limiter: RateLimiter | None = None) -> None:
         self.ctx = ctx
         self.client = ctx.client
         self.clock = ctx.clock
-        self.queue: WorkQueue[str] = WorkQueue(self.name, rate_limiter)
+        self.queue: WorkQueue[str] = WorkQueue(self.queue_name or self.name, rate_limiter)
         self.sync_handler: Callable[[str], Any] = self.sync
 
     async def sync(self, key: str) -> None:

@@ -33,6 +33,7 @@ def aggregated_rules(role: rbac_pb2.ClusterRole, roles: list[rbac_pb2.ClusterRol
 
 class ClusterRoleAggregationController(Controller):
     name = "clusterrole-aggregation"
+    queue_name = "ClusterRoleAggregator"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)

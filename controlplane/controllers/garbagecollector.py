@@ -153,6 +153,7 @@ def _has_gc_finalizer(obj: Any) -> bool:
 
 class GarbageCollector(BatchingController):
     name = "garbagecollector"
+    queue_name = "garbage_collector_attempt_to_delete"
     round_size = ROUND_SIZE
 
     def __init__(self, ctx: ControllerContext, kinds: Iterable[str] = WATCHED_KINDS) -> None:

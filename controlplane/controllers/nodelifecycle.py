@@ -214,6 +214,7 @@ def pods_to_mark_not_ready(pods: Iterable[Any], node_name: str, now: float) -> l
 
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
+    queue_name = "node_lifecycle_controller"
     # Kubernetes updates nodes 8 at a time; when many nodes go at once their writes overlap and
     # share the store's group commits (a key is still never synced by two workers at once).
     workers = 8

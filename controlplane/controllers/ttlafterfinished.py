@@ -53,6 +53,7 @@ def time_left(job: batch_pb2.Job, now: float) -> float | None:
 
 class TTLAfterFinishedController(Controller):
     name = "ttl-after-finished"
+    queue_name = "ttl_jobs_to_delete"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)

@@ -667,15 +667,20 @@ class Store:
                 top = live[-1].rev
                 started = time.perf_counter()
                 try:
-                    if self.backend.blocking:
-                        await loop.run_in_executor(self._executor, self.backend.commit, records, top)
-                    else:
-                        self.backend.commit(records, top)
+                    try:
+                        if self.backend.blocking:
+                            await loop.run_in_executor(self._executor, self.backend.commit, records, top)
+                        else:
+                            self.backend.commit(records, top)
+                    finally:
+                        # etcd_request_duration_seconds: each write took the transaction's time,
+                        # failed or not (as kube-apiserver records its etcd calls).
+                        metrics.observe_commit([("delete" if op.entry is None else "create" if op.prev is None
+                                                 else "update", op.kind) for op in live],
+                                               time.perf_counter() - started)
                 except Behind as behind:
                     waiting_for = behind.etcd_revision
                 else:
-                    metrics.observe_commit([("delete" if op.entry is None else "create" if op.prev is None
-                                             else "update", op.kind) for op in live], time.perf_counter() - started)
                     self._publish(live, top)
                     if self._shared is None:
                         return

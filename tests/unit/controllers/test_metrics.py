@@ -95,6 +95,8 @@ async def test_a_completed_job_is_counted_as_kubernetes_counts_it() -> None:
     assert [c.type for c in h.status.conditions] == ["SuccessCriteriaMet", "Complete"]
     assert h.status.succeeded == 2
     await h.sync_again()  # the caches see it all: a finished Job's sync is not counted
+    # Its queues carry kube-controller-manager's names in workqueue_*.
+    assert (h.controller.queue.name, h.controller.orphan_queue.name) == ("job", "job_orphan_pod")
     assert delta() == {"pods_succeeded": 2, "finished": 1, "syncs": 1, "timed": 1, "finalizer_add": 2,
                        "finalizer_delete": 2}
 
