@@ -181,6 +181,9 @@ VERBS = {"Create": "POST", "Update": "PUT", "Patch": "PATCH", "Delete": "DELETE"
          "Watch": "WATCH", "WatchBatched": "WATCH", "PodLogs": "CONNECT", "Exec": "CONNECT", "NodeStats": "GET",
          "Version": "GET", "SignNodeCertificate": "POST", "FetchServerPKI": "GET"}
 CONNECT_SUBRESOURCES = frozenset({"log", "exec", "portforward", "attach", "proxy"})
+# A subresource is the client's string: one the server does not serve is reported as "other",
+# so no client can make a label value (and a child kept for it) of any string it likes.
+SUBRESOURCES = frozenset({"status", "binding", "finalize", "stats", "nodeclient", *CONNECT_SUBRESOURCES})
 
 
 def http_code(err: BaseException) -> str:
@@ -226,8 +229,10 @@ def record_request(method: str, attrs: Attributes | None, dry_run: bool, code: s
             children = _children(verb, "All" if dry_run else "", "", "", "", "", "", code)
             _request_children[key] = children
     else:
-        key = (verb, dry_run, code, attrs.kind, attrs.api_group, attrs.resource, attrs.subresource,
-               attrs.path, attrs.verb, bool(attrs.name), bool(attrs.namespace))
+        sub = attrs.subresource
+        key = (verb, dry_run, code, attrs.kind, attrs.api_group, attrs.resource,
+               sub if not sub or sub in SUBRESOURCES else "other", attrs.path, attrs.verb, bool(attrs.name),
+               bool(attrs.namespace))
         children = _request_children.get(key)
         if children is None:
             if attrs.subresource in CONNECT_SUBRESOURCES:
@@ -238,8 +243,10 @@ def record_request(method: str, attrs: Attributes | None, dry_run: bool, code: s
                 version = _versions.get(attrs.kind)
                 if version is None:
                     version = _versions[attrs.kind] = _version_of(attrs.kind)
+                subresource = attrs.subresource if not attrs.subresource or attrs.subresource in SUBRESOURCES \
+                    else "other"
                 children = _children(verb, "All" if dry_run else "", attrs.api_group, version, attrs.resource,
-                                     attrs.subresource, _scope(attrs), code)
+                                     subresource, _scope(attrs), code)
             else:
                 children = _children(verb, "All" if dry_run else "", "", "", "", attrs.path, "", code)
             _request_children[key] = children

@@ -73,6 +73,7 @@ async def test_each_request_is_counted_and_timed_with_kubernetes_labels() -> Non
             status=lambda: requests("PUT", "jobs", "resource", "200", group="batch", subresource="status"),
             invalid=lambda: requests("POST", "jobs", "resource", "422", group="batch"),
             post_timed=lambda: latencies("POST", "configmaps", "resource"),
+            junk=lambda: requests("PATCH", "configmaps", "resource", "400", subresource="other"),
         )
         await client.create(configmap("one"))
         with pytest.raises(errors.AlreadyExists):
@@ -84,6 +85,8 @@ async def test_each_request_is_counted_and_timed_with_kubernetes_labels() -> Non
         await client.list("ConfigMap", "default")
         await client.list("ConfigMap")
         await client.patch("ConfigMap", "one", {"data": {"b": "2"}}, "default")
+        with pytest.raises(errors.BadRequest):  # a subresource of the client's invention is no label value
+            await client.patch("ConfigMap", "one", {"data": {"b": "3"}}, "default", subresource="junk-1")
         await client.delete("ConfigMap", "one", "default")
         job = await client.create(manifest.from_dict({
             "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "default"},
@@ -97,7 +100,7 @@ async def test_each_request_is_counted_and_timed_with_kubernetes_labels() -> Non
                                                "containers": [{"name": "c", "command": ["true"]}]}}}}))
         assert delta() == {"created": 1, "conflict": 1, "dry": 1, "got": 1, "missing": 1, "listed_ns": 1,
                            "listed_all": 1, "patched": 1, "deleted": 1, "job": 1, "status": 1, "invalid": 1,
-                           "post_timed": 2}
+                           "post_timed": 2, "junk": 1}
         # The duration histogram has kube-apiserver's buckets (5 ms to 60 s).
         bucket = REGISTRY.get_sample_value("apiserver_request_duration_seconds_bucket", {
             "verb": "POST", "dry_run": "", "group": "", "version": "v1", "resource": "configmaps",
