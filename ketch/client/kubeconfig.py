@@ -184,14 +184,17 @@ class Config:
         return target
 
 
-def loads(text: str, path: Path | None = None) -> Config:
+def _parse(text: str) -> Any:
     import yaml
 
     try:
         # libyaml's parser when PyYAML has it: the pure-Python one costs every CLI command ~5 ms.
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"the kubeconfig is not valid YAML: {err}") from None
+
+
+def _from_doc(doc: Any, path: Path | None) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError("the kubeconfig is not a mapping")
     return Config(clusters=_named(doc.get("clusters"), "cluster", "clusters"),
@@ -201,12 +204,24 @@ def loads(text: str, path: Path | None = None) -> Config:
                   preferences=dict(doc.get("preferences") or {}), path=path)
 
 
+def loads(text: str, path: Path | None = None) -> Config:
+    return _from_doc(_parse(text), path)
+
+
 def load(path: Path) -> Config:
+    """The kubeconfig at path; its parse comes from the JSON cache beside it when that cache was
+    made from exactly this text (parsing YAML means importing PyYAML: ~10 ms of every command)."""
     try:
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read the kubeconfig {path}: {err.strerror}") from None
-    return loads(text, path)
+    from . import parsecache
+
+    doc = parsecache.read(path, text)
+    if doc is None:
+        doc = _parse(text)
+        parsecache.write(path, text, doc)
+    return _from_doc(doc, path)
 
 
 def find(explicit: str = "") -> Path | None:
