@@ -62,6 +62,21 @@ class UnknownCommandError(UsageError):
         self.suggestions = suggestions
 
 
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, without importing shutil: $COLUMNS, else stdout's
+    terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors raise instead of printing usage and exiting 2, and a verb's flags may
     come anywhere among its words (`get lease -n kube-system NAME`), as kubectl's do."""
@@ -82,6 +97,11 @@ class _Parser(argparse.ArgumentParser):
             return self.parse_known_intermixed_args(args, namespace)
         finally:
             self._intermixing = False
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter on every add_argument (to check metavars), and one without a
+        # width imports shutil (with bz2, lzma: ~3 ms of every command) only to ask for this.
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)  # type: ignore[call-arg]
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or {}):

@@ -15,7 +15,6 @@ from google.protobuf.message import Message
 
 from ketch.api import manifest, meta, timeutil
 from ketch.api.kinds import KindInfo, info_of
-from ketch.api.selectors import selector_string
 from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
 from .tabwriter import table_text
@@ -232,6 +231,8 @@ def job_duration(job: batch_pb2.Job, now: float) -> str:
 def _containers_images_selector(pod_spec: Any, selector: Any) -> Row:
     names = ",".join(c.name for c in pod_spec.containers)
     images = ",".join(c.image for c in pod_spec.containers)
+    from ketch.api.selectors import selector_string  # here: only -o wide shows it (start-up cost, issue 14)
+
     return [names, images, _none(selector_string(selector))]
 
 
