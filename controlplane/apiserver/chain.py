@@ -128,8 +128,10 @@ class RequestChain:
             return self.server_pki.fetch(attrs)
         raise errors.BadRequest(f"{method} is not a unary method")
 
-    async def stream(self, method: str, req: Any, credentials: Credentials) -> AsyncIterator[Any]:
-        """Long-running: authenticated and authorized, never counted in flight."""
+    async def stream(self, method: str, req: Any, credentials: Credentials,
+                     inputs: AsyncIterator[Any] | None = None) -> AsyncIterator[Any]:
+        """Long-running: authenticated and authorized, never counted in flight. inputs: what the
+        caller sends after its request (Exec's ExecInput messages: the command's stdin)."""
         user = self.user_of(credentials)
         attrs = self.authorized(user, method, req)
         if _create_only(attrs):
@@ -141,7 +143,7 @@ class RequestChain:
         elif method == "PodLogs":
             items = self.proxy.pod_logs(req)
         elif method == "Exec":
-            items = self.proxy.exec(req)
+            items = self.proxy.exec(req, inputs)
         else:
             raise errors.BadRequest(f"{method} is not a streaming method")
         async for item in items:

@@ -53,9 +53,10 @@ class FencedTransport:
         task.add_done_callback(_retrieve)
         return await asyncio.shield(task)
 
-    async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
+    async def stream(self, method: str, request: Message,
+                     inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
         self._check(method)
-        async for item in self.inner.stream(method, request):
+        async for item in self.inner.stream(method, request, inputs):
             if self.fenced:
                 return
             yield item
@@ -89,8 +90,9 @@ class DeadlineTransport:
         except TimeoutError:
             raise errors.Timeout(f"{method}: no answer within {limit:g}s") from None
 
-    def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
-        return self.inner.stream(method, request)
+    def stream(self, method: str, request: Message,
+               inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
+        return self.inner.stream(method, request, inputs)
 
     async def close(self) -> None:
         await self.inner.close()

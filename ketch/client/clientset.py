@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -236,11 +236,18 @@ class Client:
         async for chunk in self.transport.stream("PodLogs", req):
             yield chunk.data
 
-    async def exec(self, name: str, namespace: str, command: Sequence[str],
-                   container: str = "") -> AsyncGenerator[api_pb2.ExecOutput, None]:
-        """A command in a running pod's container: its output, then (last) its exit code."""
-        req = api_pb2.ExecRequest(namespace=namespace, name=name, container=container, command=command)
-        async for out in self.transport.stream("Exec", req):
+    async def exec(self, name: str, namespace: str, command: Sequence[str], container: str = "",
+                   stdin: AsyncIterator[bytes] | None = None) -> AsyncGenerator[api_pb2.ExecOutput, None]:
+        """A command in a running pod's container: its output, then (last) its exit code. With
+        stdin, the command reads those bytes, then end of file (kubectl exec -i)."""
+        req = api_pb2.ExecRequest(namespace=namespace, name=name, container=container, command=command,
+                                  stdin=stdin is not None)
+
+        async def inputs(chunks: AsyncIterator[bytes]) -> AsyncIterator[api_pb2.ExecInput]:
+            async for chunk in chunks:
+                yield api_pb2.ExecInput(stdin=chunk)
+
+        async for out in self.transport.stream("Exec", req, None if stdin is None else inputs(stdin)):
             yield out
 
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
