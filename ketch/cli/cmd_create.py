@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             except errors.Unavailable:
                 raise
             except errors.StatusError as err:
-                raise source_error(err, "creating", source) from None
+                raise source_error(err, "creating", source, doc) from None
         except errors.Unavailable:
             raise
         except errors.StatusError as err:
