@@ -56,7 +56,9 @@ class FencedTransport:
     async def stream(self, method: str, request: Message,
                      inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
         self._check(method)
-        async for item in self.inner.stream(method, request, inputs):
+        # (inputs passed on only when given: a transport of a server stream need not take them)
+        items = self.inner.stream(method, request) if inputs is None else self.inner.stream(method, request, inputs)
+        async for item in items:
             if self.fenced:
                 return
             yield item
@@ -92,7 +94,7 @@ class DeadlineTransport:
 
     def stream(self, method: str, request: Message,
                inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
-        return self.inner.stream(method, request, inputs)
+        return self.inner.stream(method, request) if inputs is None else self.inner.stream(method, request, inputs)
 
     async def close(self) -> None:
         await self.inner.close()
