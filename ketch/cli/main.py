@@ -138,9 +138,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
-    from .examples import attach
+    words = argv[:argv.index("--")] if argv is not None and "--" in argv else argv
+    if words is None or "-h" in words or "--help" in words:  # examples show only in help
+        from .examples import attach
 
-    attach(parser)
+        attach(parser)
     return parser
 
 

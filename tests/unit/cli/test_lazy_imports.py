@@ -48,7 +48,18 @@ def test_get_loads_only_its_verb_and_no_yaml_tls_or_jsonpath_without_a_kubeconfi
     assert "grpc" in modules and "ketch.v1.core_pb2" in modules  # it did get as far as the client
     assert {m for m in modules if m.startswith("ketch.cli.cmd_")} == {"ketch.cli.cmd_get"}
     assert {"yaml", "cryptography", "ketch.cli.jsonpath", "ketch.cli.describe",
-            "google.protobuf.json_format"} & modules == set()
+            "google.protobuf.json_format", "ketch.cli.examples", "shutil", "ketch.api.selectors"} & modules == set()
+    # Of the kinds' modules, only the one that holds Pod (and what it needs).
+    assert {m for m in modules if m.endswith("_pb2")} == {"ketch.v1.core_pb2", "ketch.v1.meta_pb2",
+                                                          "ketch.v1.api_pb2", "google.protobuf.descriptor_pb2",
+                                                          "google.protobuf.struct_pb2", "google.protobuf.any_pb2"}
+
+
+def test_help_still_ends_with_examples() -> None:
+    result = subprocess.run([sys.executable, "-m", "ketch.cli.main", "get", "--help"], capture_output=True, text=True,
+                            timeout=60, env={"KETCH_CONFIG": "/nonexistent/ketch-config", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0
+    assert "\nExamples:\n  # " in result.stdout
 
 
 def test_get_with_a_kubeconfig_imports_yaml_only_until_its_parse_is_cached(tmp_path: Path) -> None:
