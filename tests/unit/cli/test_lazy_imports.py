@@ -48,7 +48,8 @@ def test_get_loads_only_its_verb_and_no_yaml_tls_or_jsonpath_without_a_kubeconfi
     assert "grpc" in modules and "ketch.v1.core_pb2" in modules  # it did get as far as the client
     assert {m for m in modules if m.startswith("ketch.cli.cmd_")} == {"ketch.cli.cmd_get"}
     assert {"yaml", "cryptography", "ketch.cli.jsonpath", "ketch.cli.describe",
-            "google.protobuf.json_format", "ketch.cli.examples", "shutil", "ketch.api.selectors"} & modules == set()
+            "google.protobuf.json_format", "ketch.cli.examples", "shutil", "ketch.api.selectors",
+            "dataclasses"} & modules == set()
     # Of the kinds' modules, only the one that holds Pod (and what it needs).
     assert {m for m in modules if m.endswith("_pb2")} == {"ketch.v1.core_pb2", "ketch.v1.meta_pb2",
                                                           "ketch.v1.api_pb2", "google.protobuf.descriptor_pb2",
