@@ -16,6 +16,10 @@ import them all). So, for a new verb:
     `.printers`, `.describe` cost tens of milliseconds each: import them inside `run` (or in
     functions only that verb calls) unless the verb always needs them anyway;
   - a `run` that needs no server may be a plain function: then no event loop (asyncio) is loaded;
+  - what every command loads (factory, kubeconfig, kinds, errors, the client) defines no
+    dataclasses (each costs ~1 ms to define); a kind's message module is imported when the kind
+    is first used (ketch.api.kinds reads the generated ketch/v1/kinds_index.py); the kubeconfig's
+    parse is cached as JSON beside it (ketch/client/parsecache.py), so PyYAML is not loaded;
   - a verb that takes a command after `--` sets the default `dash_args` (see parse_args).
 `bench/cli.py` measures the result; `python -X importtime -m ketch.cli.main VERB ...` shows what
 loads, and tests/unit/cli/test_lazy_imports.py keeps `version --client` and `get` lean.
