@@ -12,6 +12,7 @@ lock: ## re-resolve requirements.lock to the newest allowed releases (then ./scr
 proto: ## regenerate ketch/v1 from proto/ketch/v1
 	$(PY) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. proto/ketch/v1/*.proto
 	$(PY) scripts/proto_comments.py
+	$(PY) scripts/kinds_index.py
 
 lint: ## ruff and mypy
 	$(PY) -m ruff check .

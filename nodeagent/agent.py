@@ -234,7 +234,7 @@ class Agent:
         worker = self.workers.worker(uid)
         return worker.record if worker is not None else None
 
-    def _exec(self, req: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+    def _exec(self, req: api_pb2.ExecRequest, stdin: AsyncIterator[bytes]) -> AsyncIterator[api_pb2.ExecOutput]:
         """`ketch exec`: the pod by uid (filled in by the API server), in a running container."""
         namespace = req.namespace or "default"
         worker = self.workers.worker(req.pod_uid) if req.pod_uid else None
@@ -246,7 +246,7 @@ class Agent:
         target = worker.exec_target(container)
         if target is None:
             raise errors.BadRequest(f'unable to upgrade connection: container not found ("{container}")')
-        return execs.run(self.runtime, target, list(req.command))
+        return execs.run(self.runtime, target, list(req.command), stdin if req.stdin else None)
 
     def _running_containers(self) -> list[tuple[str, str, str, int]]:
         out = []

@@ -3,9 +3,12 @@
 The command gets what the container's exec probes and hooks get (its user and groups as the
 agent confines it, its working dir, its environment including the resolved ConfigMap and Secret
 variables) and joins the container's cgroup, so it counts against the container's limits. There
-is no stdin and no tty. stdout and stderr come back on pipes of their own, read CHUNK bytes at a
-time (the size log chunks have): a reader that falls behind fills the pipe and the command waits
-on it, so the agent never holds more than a few chunks per exec. When the caller goes away the
+is no tty. stdin is /dev/null, or with `-i` a pipe fed from the caller's stream, written as the
+command reads it (a command that does not read holds the caller back, not the agent's memory) and
+closed when the caller's stream ends or the command exits. stdout and stderr come back on pipes
+of their own, read CHUNK bytes at a time (the size log chunks have): a reader that falls behind
+fills the pipe and the command waits on it, so the agent never holds more than a few chunks per
+exec. When the caller goes away the
 command is killed, with its process group.
 """
 
@@ -16,6 +19,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from ketch.v1 import api_pb2
 
@@ -58,25 +62,53 @@ async def _pump(fd: int, stream: str, out: asyncio.Queue[tuple[str, bytes | None
         transport.close()
 
 
-async def run(runtime: ProcessRuntime, target: ExecTarget, argv: list[str]) -> AsyncIterator[api_pb2.ExecOutput]:
-    """Run argv as the target container; its output as it comes, then its exit code."""
+async def _feed(pipe: BinaryIO, chunks: AsyncIterator[bytes]) -> None:
+    """Write chunks to the pipe as the reader takes them, then close it (the reader's EOF). A
+    reader that is gone (the command closed stdin or exited) ends it quietly."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(lambda: _WriteProtocol(), pipe)
+    writer = asyncio.StreamWriter(transport, protocol, None, loop)
+    try:
+        async for chunk in chunks:
+            writer.write(chunk)
+            await writer.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        transport.close()
+
+
+class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
+    """A write pipe's protocol with the flow control StreamWriter.drain waits on."""
+
+
+async def run(runtime: ProcessRuntime, target: ExecTarget, argv: list[str],
+              stdin: AsyncIterator[bytes] | None = None) -> AsyncIterator[api_pb2.ExecOutput]:
+    """Run argv as the target container; its output as it comes, then its exit code. stdin: what
+    the command reads (then end of file); None: /dev/null."""
     ctx = target.ctx
     if ctx.refused:
         yield api_pb2.ExecOutput(stderr=f"{ctx.refused}\n".encode(), exit_code=CANNOT_RUN_EXIT)
         return
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if stdin is not None else (None, None)
     try:
-        handle = runtime.spawn(argv, ctx.cwd, ctx.env, out_w, ctx.confinement, target.cgroup_procs, stderr=err_w)
+        handle = runtime.spawn(argv, ctx.cwd, ctx.env, out_w, ctx.confinement, target.cgroup_procs, stderr=err_w,
+                               stdin=in_r)
     except StartError as err:
-        for fd in (out_r, err_r):
-            os.close(fd)
+        for fd in (out_r, err_r, in_w):
+            if fd is not None:
+                os.close(fd)
         code = NOT_FOUND_EXIT if "not found" in str(err) or "No such file" in str(err) else CANNOT_RUN_EXIT
         yield api_pb2.ExecOutput(stderr=f"{err}\n".encode(), exit_code=code)
         return
     finally:
-        os.close(out_w)
-        os.close(err_w)
+        for fd in (out_w, err_w, in_r):
+            if fd is not None:
+                os.close(fd)
+    pipe = os.fdopen(in_w, "wb", buffering=0) if in_w is not None else None
+    feeder = asyncio.ensure_future(_feed(pipe, stdin)) if stdin is not None and pipe is not None else None
     queue: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue(maxsize=4)
     pumps = [asyncio.ensure_future(_pump(out_r, "stdout", queue)), asyncio.ensure_future(_pump(err_r, "stderr", queue))]
     getter: asyncio.Future[tuple[str, bytes | None]] | None = None
@@ -107,6 +139,12 @@ async def run(runtime: ProcessRuntime, target: ExecTarget, argv: list[str]) -> A
         info = await exited
         yield api_pb2.ExecOutput(exit_code=exit_code(info))
     finally:
+        if feeder is not None:
+            feeder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await feeder
+        if pipe is not None:
+            pipe.close()  # (if the feeder never ran)
         if getter is not None:
             getter.cancel()
         exited.cancel()

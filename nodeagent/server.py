@@ -191,10 +191,11 @@ def peer_common_name(context: grpc.aio.ServicerContext) -> str:
     return bytes(found[0]).decode(errors="replace")
 
 
-Execute = Callable[[api_pb2.ExecRequest], AsyncIterator[api_pb2.ExecOutput]]
+# (the request, its stdin: the caller's later messages' bytes) -> the command's output.
+Execute = Callable[[api_pb2.ExecRequest, AsyncIterator[bytes]], AsyncIterator[api_pb2.ExecOutput]]
 
 
-def _no_exec(request: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+def _no_exec(request: api_pb2.ExecRequest, stdin: AsyncIterator[bytes]) -> AsyncIterator[api_pb2.ExecOutput]:
     raise errors.BadRequest("this agent runs no commands in pods")
 
 
@@ -234,11 +235,20 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
             log.exception("PodLogs failed")
             await self._abort(context, errors.InternalError(f"internal error: {err}"))
 
-    async def Exec(self, request: api_pb2.ExecRequest,
+    async def Exec(self, requests: AsyncIterator[api_pb2.ExecInput],
                    context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.ExecOutput]:
         await self._check_caller(context)
+
+        async def stdin() -> AsyncIterator[bytes]:
+            async for message in requests:
+                if message.stdin:
+                    yield message.stdin
+
         try:
-            async for out in self.execute(request):
+            first = await anext(aiter(requests), None)
+            if first is None:
+                raise errors.BadRequest("the Exec stream ended before its request")
+            async for out in self.execute(first.request, stdin()):
                 yield out
         except errors.StatusError as err:
             await self._abort(context, err)

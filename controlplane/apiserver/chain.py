@@ -159,9 +159,11 @@ class RequestChain:
             return self.server_pki.fetch(attrs)
         raise errors.BadRequest(f"{method} is not a unary method")
 
-    async def stream(self, method: str, req: Any, credentials: Credentials) -> AsyncIterator[Any]:
+    async def stream(self, method: str, req: Any, credentials: Credentials,
+                     inputs: AsyncIterator[Any] | None = None) -> AsyncIterator[Any]:
         """Long-running: authenticated and authorized, never counted in flight; counted and timed
-        when it ends (a stream the client closes counts as answered: 200)."""
+        when it ends (a stream the client closes counts as answered: 200). inputs: what the
+        caller sends after its request (Exec's ExecInput messages: the command's stdin)."""
         started = time.perf_counter()
         attrs: Attributes | None = None
         code = "200"
@@ -178,7 +180,7 @@ class RequestChain:
             elif method == "PodLogs":
                 items = self.proxy.pod_logs(req)
             elif method == "Exec":
-                items = self.proxy.exec(req)
+                items = self.proxy.exec(req, inputs)
             else:
                 raise errors.BadRequest(f"{method} is not a streaming method")
             async for item in items:

@@ -28,8 +28,9 @@ class LocalTransport:
     async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
         return await self.chain.unary(method, request, LOOPBACK)
 
-    async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
-        async for item in self.chain.stream(method, request, LOOPBACK):
+    async def stream(self, method: str, request: Message,
+                     inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
+        async for item in self.chain.stream(method, request, LOOPBACK, inputs):
             yield item
 
     async def close(self) -> None:

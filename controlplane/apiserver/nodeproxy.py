@@ -145,10 +145,21 @@ class NodeDialer:
         except grpc.aio.AioRpcError as err:
             raise _map_rpc_error(err, node) from None
 
-    async def exec(self, node: str, req: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+    async def exec(self, node: str, req: api_pb2.ExecRequest,
+                   inputs: AsyncIterator[api_pb2.ExecInput] | None = None) -> AsyncIterator[api_pb2.ExecOutput]:
+        """inputs: the caller's later messages (stdin), forwarded only when the request asks for
+        stdin; the caller's end of input ends the stream to the agent, which closes stdin."""
         stub = await self._stub(node)
+
+        async def requests() -> AsyncIterator[api_pb2.ExecInput]:
+            yield api_pb2.ExecInput(request=req)
+            if req.stdin and inputs is not None:
+                async for message in inputs:
+                    if message.stdin:
+                        yield api_pb2.ExecInput(stdin=message.stdin)
+
         try:
-            async for out in stub.Exec(req):
+            async for out in stub.Exec(requests()):
                 yield out
         except grpc.aio.AioRpcError as err:
             raise _map_rpc_error(err, node) from None
@@ -207,7 +218,8 @@ class NodeProxy:
                 continue
         raise last
 
-    async def exec(self, req: api_pb2.ExecRequest) -> AsyncIterator[api_pb2.ExecOutput]:
+    async def exec(self, req: api_pb2.ExecRequest,
+                   inputs: AsyncIterator[api_pb2.ExecInput] | None = None) -> AsyncIterator[api_pb2.ExecOutput]:
         """A command in a running pod's container, run by its node's agent (which refuses a
         container that is not running); a completed pod is refused here, as kube-apiserver does."""
         ns = req.namespace or "default"
@@ -235,7 +247,7 @@ class NodeProxy:
             forward.container = containers[0] if containers else ""
         elif req.container not in containers:
             raise errors.BadRequest(f"container {req.container} is not valid for pod {req.name}")
-        async for out in self.dialer.exec(node, forward):
+        async for out in self.dialer.exec(node, forward, inputs):
             yield out
 
     async def node_stats(self, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:

@@ -205,13 +205,39 @@ def _stream_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIter
     return handle
 
 
+def _duplex_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIterator[Any]]:
+    """Exec: the first message's request is authenticated and authorized as a server stream's
+    would be; the later messages go on to the stream (the command's stdin)."""
+    async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            first = await anext(aiter(requests), None)
+            if first is None:
+                raise errors.BadRequest(f"the {method} stream ended before its request")
+            request = _accepted(first).request  # type: ignore[attr-defined]
+
+            async def later() -> AsyncIterator[Any]:
+                async for message in requests:
+                    yield _accepted(message)
+
+            async for item in chain.stream(method, request, credentials_of(context), inputs=later()):
+                yield item
+        except Exception as err:
+            await _answer_failure(context, method, err)
+
+    return handle
+
+
 def _handlers(chain: RequestChain) -> dict[str, grpc.RpcMethodHandler]:
     """The API's method handlers, as the generated add_APIServicer_to_server makes them but
     with our decoders, each handing its request to the chain."""
     out = {}
     for m in api_pb2.DESCRIPTOR.services_by_name["API"].methods:
         request, response = getattr(api_pb2, m.input_type.name), getattr(api_pb2, m.output_type.name)
-        if m.server_streaming:
+        if m.client_streaming:
+            out[m.name] = grpc.stream_stream_rpc_method_handler(
+                _duplex_handler(chain, m.name), request_deserializer=_decoder(request),
+                response_serializer=response.SerializeToString)
+        elif m.server_streaming:
             out[m.name] = grpc.unary_stream_rpc_method_handler(
                 _stream_handler(chain, m.name), request_deserializer=_decoder(request),
                 response_serializer=response.SerializeToString)

@@ -53,9 +53,12 @@ class FencedTransport:
         task.add_done_callback(_retrieve)
         return await asyncio.shield(task)
 
-    async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
+    async def stream(self, method: str, request: Message,
+                     inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
         self._check(method)
-        async for item in self.inner.stream(method, request):
+        # (inputs passed on only when given: a transport of a server stream need not take them)
+        items = self.inner.stream(method, request) if inputs is None else self.inner.stream(method, request, inputs)
+        async for item in items:
             if self.fenced:
                 return
             yield item
@@ -89,8 +92,9 @@ class DeadlineTransport:
         except TimeoutError:
             raise errors.Timeout(f"{method}: no answer within {limit:g}s") from None
 
-    def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
-        return self.inner.stream(method, request)
+    def stream(self, method: str, request: Message,
+               inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
+        return self.inner.stream(method, request) if inputs is None else self.inner.stream(method, request, inputs)
 
     async def close(self) -> None:
         await self.inner.close()

@@ -9,36 +9,46 @@ so adding a kind is its message in the protos plus its server-side strategy
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import importlib
+from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
 
-from ketch.v1 import (
-    apps_pb2,
-    authorization_pb2,
-    batch_pb2,
-    configmap_pb2,
-    coordination_pb2,
-    core_pb2,
-    meta_pb2,
-    rbac_pb2,
-    secret_pb2,
-)
+from ketch.v1 import kinds_index
+
+# ketch/v1's modules that hold kinds, in the order SERVED lists them.
+MODULES = ("core_pb2", "secret_pb2", "configmap_pb2", "batch_pb2", "apps_pb2", "coordination_pb2", "rbac_pb2",
+           "authorization_pb2")
+PACKAGE = "ketch.v1"
 
 
-@dataclass(frozen=True)
-class KindInfo:
+class KindInfo(NamedTuple):
+    """A served kind. A NamedTuple, not a frozen dataclass: every CLI command defines it, and a
+    frozen dataclass costs ~1 ms of start-up (issue 14). Its message class is imported from
+    `module` on first use, so a command that handles pods never loads the other kinds' modules."""
+
     kind: str
     api_version: str
     plural: str
-    message: type[Message]
+    module: str  # the ketch.v1 module holding the message
     namespaced: bool = True
     short_names: tuple[str, ...] = ()
     # Kinds with a status subresource: spec writes keep status, status writes keep spec.
     has_status: bool = True
     # Questions answered on create and never stored (access reviews); not in KINDS.
     create_only: bool = False
+
+    @property
+    def message(self) -> type[Message]:
+        cls = _MESSAGES.get(self.kind)
+        if cls is None:
+            cls = _MESSAGES[self.kind] = getattr(importlib.import_module(f"{PACKAGE}.{self.module}"), self.kind)
+        return cls
+
+    @property
+    def full_name(self) -> str:
+        """The message's protobuf name (`ketch.v1.Pod`), known without loading it."""
+        return f"{PACKAGE}.{self.kind}"
 
     @property
     def group(self) -> str:
@@ -50,7 +60,7 @@ class KindInfo:
 
     @property
     def type_url(self) -> str:
-        return "type.googleapis.com/" + self.message.DESCRIPTOR.full_name
+        return "type.googleapis.com/" + self.full_name
 
     @property
     def qualified_plural(self) -> str:
@@ -61,33 +71,39 @@ class KindInfo:
         return self.message()
 
 
-# The option's descriptor, as protobuf's Extensions take it (its generated stub types it loosely).
-_RESOURCE: Any = meta_pb2.resource
+_MESSAGES: dict[str, type[Message]] = {}
 
 
-def _served(modules: tuple[object, ...]) -> tuple[KindInfo, ...]:
-    """Every message of the modules that carries the resource option, in declaration order."""
+def served(modules: tuple[str, ...] = MODULES) -> tuple[KindInfo, ...]:
+    """Every message of the modules that carries the `(ketch.v1.resource)` option (meta.proto), in
+    declaration order: what ketch/v1/kinds_index.py records (scripts/kinds_index.py writes it at
+    `make proto`; tests/unit/api/test_kinds_index.py fails when it is stale)."""
+    from ketch.v1 import meta_pb2
+
+    option: Any = meta_pb2.resource  # (its generated stub types it loosely)
     out = []
-    for module in modules:
-        for name in module.DESCRIPTOR.message_types_by_name:  # type: ignore[attr-defined]
+    for module_name in modules:
+        module: Any = importlib.import_module(f"{PACKAGE}.{module_name}")
+        for name in module.DESCRIPTOR.message_types_by_name:
             message: type[Message] = getattr(module, name)
             options = message.DESCRIPTOR.GetOptions()
-            if not options.HasExtension(_RESOURCE):
+            if not options.HasExtension(option):
                 continue
-            res = options.Extensions[_RESOURCE]
-            out.append(KindInfo(name, res.api_version, res.plural, message, namespaced=not res.cluster_scoped,
+            res = options.Extensions[option]
+            out.append(KindInfo(name, res.api_version, res.plural, module_name, namespaced=not res.cluster_scoped,
                                 short_names=tuple(res.short_names), has_status=not res.no_status_subresource,
                                 create_only=res.create_only))
     return tuple(out)
 
 
-SERVED: tuple[KindInfo, ...] = _served((core_pb2, secret_pb2, configmap_pb2, batch_pb2, apps_pb2, coordination_pb2,
-                                        rbac_pb2, authorization_pb2))
+# Read from the generated index, not the descriptors: loading every kind's module costs each CLI
+# command ~5 ms (issue 14).
+SERVED: tuple[KindInfo, ...] = tuple(KindInfo(*row) for row in kinds_index.KINDS)
 # The kinds that are stored (what strategies, controllers and the store deal with).
 KINDS: tuple[KindInfo, ...] = tuple(k for k in SERVED if not k.create_only)
 
 _BY_KIND = {k.kind: k for k in SERVED}
-_BY_MESSAGE = {k.message.DESCRIPTOR.full_name: k for k in SERVED}
+_BY_MESSAGE = {k.full_name: k for k in SERVED}
 _BY_NAME: dict[str, KindInfo] = {}
 for _k in SERVED:
     for _name in (_k.kind, _k.plural, _k.singular, _k.qualified_plural, *_k.short_names):

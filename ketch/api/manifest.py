@@ -28,7 +28,11 @@ _INT_TYPES = {
 
 
 class DecodeError(BadRequest):
-    """A manifest that is not a valid object of its kind."""
+    """A manifest that is not a valid object of its kind. From decode_into: `what` (the prefix)
+    and `fields`, each bad field's (path, complaint), which the CLI places in the file by line."""
+
+    what: str = ""
+    fields: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,22 +120,22 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _check_scalar(field: FieldDescriptor, value: Any, path: str, errors: list[str]) -> Any:
+def _check_scalar(field: FieldDescriptor, value: Any, path: str, errors: list[tuple[str, str]]) -> Any:
     """Type-check one scalar; returns the value to hand to the protobuf parser."""
     t = field.type
     if t in _INT_TYPES:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f'{path}: expected an integer, got {_type_name(value)} {json.dumps(value)}')
+            errors.append((path, f'{path}: expected an integer, got {_type_name(value)} {json.dumps(value)}'))
             return None
         if t == FieldDescriptor.TYPE_INT32 and not -(2**31) <= value < 2**31:
-            errors.append(f"{path}: {value} does not fit in a 32-bit integer")
+            errors.append((path, f"{path}: {value} does not fit in a 32-bit integer"))
             return None
         return value
     if t == FieldDescriptor.TYPE_BOOL:
         if not isinstance(value, bool):
-            errors.append(f"{path}: expected a boolean, got {_type_name(value)} {json.dumps(value)}")
+            errors.append((path, f"{path}: expected a boolean, got {_type_name(value)} {json.dumps(value)}"))
             return None
         return value
     if t == FieldDescriptor.TYPE_STRING:
@@ -139,12 +143,13 @@ def _check_scalar(field: FieldDescriptor, value: Any, path: str, errors: list[st
             # YAML turns unquoted dates and times into datetime objects; take their text form.
             if hasattr(value, "isoformat"):
                 return value.isoformat().replace("+00:00", "Z")
-            errors.append(f"{path}: expected a string, got {_type_name(value)} {json.dumps(value, default=str)}")
+            errors.append((path, f"{path}: expected a string, got {_type_name(value)} "
+                                 f"{json.dumps(value, default=str)}"))
             return None
         return value
     if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(f"{path}: expected a number, got {_type_name(value)}")
+            errors.append((path, f"{path}: expected a number, got {_type_name(value)}"))
             return None
         return value
     if t == FieldDescriptor.TYPE_BYTES:
@@ -152,21 +157,21 @@ def _check_scalar(field: FieldDescriptor, value: Any, path: str, errors: list[st
     return value
 
 
-def _clean(desc: Descriptor, data: Any, path: str, errors: list[str], unknown: list[str]) -> Any:
+def _clean(desc: Descriptor, data: Any, path: str, errors: list[tuple[str, str]], unknown: list[str]) -> Any:
     """A copy of data with nulls dropped, after checking names and types against desc."""
     if desc.full_name == _STRUCT:
         if not isinstance(data, dict):
-            errors.append(f"{path}: expected an object, got {_type_name(data)}")
+            errors.append((path, f"{path}: expected an object, got {_type_name(data)}"))
             return None
         return json.loads(json.dumps(data, default=str))
     if desc.full_name == _VALUE:
         # Every Value field in the API is an IntOrString.
         if isinstance(data, bool) or not isinstance(data, int | str):
-            errors.append(f"{path}: expected an integer or a string, got {_type_name(data)}")
+            errors.append((path, f"{path}: expected an integer or a string, got {_type_name(data)}"))
             return None
         return data
     if not isinstance(data, dict):
-        errors.append(f"{path or '<root>'}: expected an object, got {_type_name(data)}")
+        errors.append((path or '<root>', f"{path or '<root>'}: expected an object, got {_type_name(data)}"))
         return None
     fields = _fields_by_json_name(desc)
     out: dict[str, Any] = {}
@@ -180,7 +185,7 @@ def _clean(desc: Descriptor, data: Any, path: str, errors: list[str], unknown: l
             continue
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             if not isinstance(value, dict):
-                errors.append(f"{fpath}: expected an object, got {_type_name(value)}")
+                errors.append((fpath, f"{fpath}: expected an object, got {_type_name(value)}"))
                 continue
             value_field = field.message_type.fields_by_name["value"]
             entries = {}
@@ -194,13 +199,13 @@ def _clean(desc: Descriptor, data: Any, path: str, errors: list[str], unknown: l
             out[name] = entries
         elif field.is_repeated:
             if not isinstance(value, list):
-                errors.append(f"{fpath}: expected an array, got {_type_name(value)}")
+                errors.append((fpath, f"{fpath}: expected an array, got {_type_name(value)}"))
                 continue
             items = []
             for i, item in enumerate(value):
                 ipath = f"{fpath}[{i}]"
                 if item is None:
-                    errors.append(f"{ipath}: null is not allowed in a list")
+                    errors.append((ipath, f"{ipath}: null is not allowed in a list"))
                     continue
                 if field.message_type is not None:
                     items.append(_clean(field.message_type, item, ipath, errors, unknown))
@@ -216,15 +221,18 @@ def _clean(desc: Descriptor, data: Any, path: str, errors: list[str], unknown: l
 
 def decode_into(message: Message, data: dict[str, Any], what: str = "") -> Message:
     """Strictly decode data into message (replacing its contents)."""
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     unknown: list[str] = []
     cleaned = _clean(cast(Descriptor, message.DESCRIPTOR), data, "", errors, unknown)
     if unknown or errors:
-        parts = [f'unknown field "{u}"' for u in unknown] + errors
+        parts = [f'unknown field "{u}"' for u in unknown] + [text for _, text in errors]
         prefix = f"{what}: " if what else ""
         if unknown and not errors:
-            raise DecodeError(f"{prefix}strict decoding error: " + ", ".join(parts))
-        raise DecodeError(prefix + ", ".join(parts))
+            prefix += "strict decoding error: "
+        err = DecodeError(prefix + ", ".join(parts))
+        err.what = prefix
+        err.fields = tuple([(u, f'unknown field "{u}"') for u in unknown] + errors)
+        raise err
     from google.protobuf import json_format  # here: it costs the CLI ~25 ms at start (issue 14)
 
     message.Clear()

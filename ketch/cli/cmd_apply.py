@@ -266,10 +266,18 @@ async def apply_one(factory: Factory, info: KindInfo, doc: dict[str, Any], sourc
     return new, "configured"
 
 
-def source_error(err: errors.StatusError, verb: str, source: str) -> errors.StatusError:
-    """kubectl's AddSourceToErr: `error when creating "pi.yaml": ...` (Invalid keeps its own text)."""
+def source_error(err: errors.StatusError, verb: str, source: str,
+                 doc: dict[str, Any] | None = None) -> errors.StatusError:
+    """kubectl's AddSourceToErr: `error when creating "pi.yaml": ...` (Invalid keeps its own text);
+    a field of the wrong type in doc is named with its line in the file, as a YAML error is."""
     if isinstance(err, errors.Invalid):
         return err
+    if doc is not None:
+        from .manifests import with_lines
+
+        placed = with_lines(err, source, doc)
+        assert isinstance(placed, errors.StatusError)
+        err = placed
     wrapped = type(err)(f'error when {verb} "{source}": {err.message}')
     wrapped.code = err.code
     return wrapped
@@ -287,7 +295,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             try:
                 manifest.from_dict(doc)  # strict decoding, per object as the server does it
             except errors.StatusError as err:
-                raise source_error(err, "creating", source) from None
+                raise source_error(err, "creating", source, doc) from None
             obj, verb = await apply_one(factory, info, doc, source, dry_run)
         except errors.Unavailable:
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="create configmap|secret generic NAME: a key and its value (repeatable)")
     p.add_argument("--from-file", dest="from_file", action="append", default=[], metavar="[KEY=]PATH",
                    help="create configmap|secret generic NAME: a file (key: its name) or each file of a directory")
+    p.add_argument("--from-env-file", dest="from_env_file", action="append", default=[], metavar="PATH",
+                   help="create configmap|secret generic NAME: KEY=VALUE lines of a file (# comments; a KEY "
+                        "alone takes its value from the environment)")
     dryrun.add_dry_run_flag(p)
     add_common(p)
     p.set_defaults(run=run)
@@ -90,7 +94,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             except errors.Unavailable:
                 raise
             except errors.StatusError as err:
-                raise source_error(err, "creating", source) from None
+                raise source_error(err, "creating", source, doc) from None
         except errors.Unavailable:
             raise
         except errors.StatusError as err:
@@ -134,6 +138,44 @@ def files(sources: list[str]) -> list[tuple[str, bytes]]:
     return out
 
 
+def _lines(data: bytes) -> list[bytes]:
+    """The lines of data as Go's bufio.ScanLines gives them (no "\n", a trailing "\r" dropped)."""
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    return [line.removesuffix(b"\r") for line in lines]
+
+
+def env_file(path: str) -> list[tuple[str, str]]:
+    """kubectl's --from-env-file: KEY=VALUE per line, the value verbatim (quotes and trailing
+    spaces kept); blank lines and lines starting with # skipped; a KEY without `=` takes its value
+    from the environment; a key must be a valid environment variable name."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise CLIError("env config file cannot be a directory")
+        data = p.read_bytes()
+    except OSError as err:
+        raise CLIError(f"error reading {path}: {err.strerror or err}") from None
+    out: list[tuple[str, str]] = []
+    for number, raw in enumerate(_lines(data)):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CLIError(f"env file {path} contains invalid utf8 bytes at line {number + 1}: "
+                           f"[{' '.join(str(b) for b in raw)}]") from None
+        if number == 0:
+            line = line.removeprefix("\ufeff")
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if errs := field.env_var_name(key):
+            raise CLIError(f'"{key}" is not a valid key name: ' + ";".join(errs))
+        out.append((key, value if sep else os.environ.get(key, "")))
+    return out
+
+
 def literals(pairs: list[str], kind: str, name: str) -> dict[str, str]:
     """kubectl's --from-literal: KEY=VALUE (the value may hold '='), each key once."""
     out: dict[str, str] = {}
@@ -158,9 +200,12 @@ async def _create_literal(args: argparse.Namespace, factory: Factory, what: str,
     obj.api_version, obj.kind = info.api_version, info.kind
     obj.metadata.name = name
     obj.metadata.namespace = factory.default_namespace
+    if args.from_env_file and (args.from_file or args.from_literal):
+        raise CLIError("from-env-file cannot be combined with from-file or from-literal")
     data: dict[str, bytes] = {}
-    for key, raw in [*files(args.from_file), *((k, v.encode()) for k, v in
-                                               literals(args.from_literal, info.kind, name).items())]:
+    sources = [(k, v.encode()) for path in args.from_env_file for k, v in env_file(path)]
+    for key, raw in [*sources, *files(args.from_file), *((k, v.encode()) for k, v in
+                                                         literals(args.from_literal, info.kind, name).items())]:
         if key in data:
             raise CLIError(f'cannot add key {key}, another key by that name already exists in Data for '
                            f'{info.kind} "{name}"')

@@ -6,7 +6,8 @@ CMD ARGS, labelled run=NAME. Then, as `srun` users expect, it waits for the pod 
 streams the container's output (`logs -f`) and exits with the container's exit code
 (Never/OnFailure; with Always only if -i is given, until interrupted). `--rm` deletes the pod
 afterwards, also after a failure or Ctrl-C. The CLI does not forward stdin (there is no attach
-API): `-i` only attaches to the output.
+API: a container's stdin is /dev/null): `-i` only attaches to the output, and says so on stderr,
+pointing at `ketch exec -i`, which does stream stdin into a running pod.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("name", metavar="NAME -- CMD [ARGS...]")
     p.add_argument("--restart", default="Always", help="the pod's restartPolicy: Always, OnFailure or Never")
     p.add_argument("--rm", action="store_true", help="delete the pod once it has finished")
-    p.add_argument("-i", "--stdin", action="store_true", help="attach to the pod's output (stdin is not forwarded)")
+    p.add_argument("-i", "--stdin", action="store_true",
+                   help="attach to the pod's output (stdin is not forwarded: see exec -i)")
     p.add_argument("--attach", action="store_true", help="wait for the pod and stream its output")
     p.add_argument("--image", default="", help="the container's image (recorded; no image is pulled)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable")
@@ -72,6 +74,9 @@ def run(args: argparse.Namespace, factory: Factory) -> Any:
     attach = args.stdin or args.attach or args.restart != "Always"
     if args.rm and not attach:
         raise CLIError("--rm should only be used for attached containers")
+    if args.stdin:
+        factory.warn("ketch run -i does not forward stdin: a pod's containers read /dev/null (there is no "
+                     "attach); to feed a command input, use `ketch exec -i POD -- CMD` in a running pod")
     return _run(args, factory, pod_manifest(args, factory.default_namespace), attach)
 
 

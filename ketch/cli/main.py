@@ -16,6 +16,10 @@ import them all). So, for a new verb:
     `.printers`, `.describe` cost tens of milliseconds each: import them inside `run` (or in
     functions only that verb calls) unless the verb always needs them anyway;
   - a `run` that needs no server may be a plain function: then no event loop (asyncio) is loaded;
+  - what every command loads (factory, kubeconfig, kinds, errors, the client) defines no
+    dataclasses (each costs ~1 ms to define); a kind's message module is imported when the kind
+    is first used (ketch.api.kinds reads the generated ketch/v1/kinds_index.py); the kubeconfig's
+    parse is cached as JSON beside it (ketch/client/parsecache.py), so PyYAML is not loaded;
   - a verb that takes a command after `--` sets the default `dash_args` (see parse_args).
 `bench/cli.py` measures the result; `python -X importtime -m ketch.cli.main VERB ...` shows what
 loads, and tests/unit/cli/test_lazy_imports.py keeps `version --client` and `get` lean.
@@ -62,6 +66,21 @@ class UnknownCommandError(UsageError):
         self.suggestions = suggestions
 
 
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size().columns, without importing shutil: $COLUMNS, else stdout's
+    terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors raise instead of printing usage and exiting 2, and a verb's flags may
     come anywhere among its words (`get lease -n kube-system NAME`), as kubectl's do."""
@@ -82,6 +101,11 @@ class _Parser(argparse.ArgumentParser):
             return self.parse_known_intermixed_args(args, namespace)
         finally:
             self._intermixing = False
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter on every add_argument (to check metavars), and one without a
+        # width imports shutil (with bz2, lzma: ~3 ms of every command) only to ask for this.
+        return self.formatter_class(prog=self.prog, width=_terminal_columns() - 2)  # type: ignore[call-arg]
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if isinstance(action, argparse._SubParsersAction) and value not in (action.choices or {}):
@@ -118,9 +142,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
-    from .examples import attach
+    words = argv[:argv.index("--")] if argv is not None and "--" in argv else argv
+    if words is None or "-h" in words or "--help" in words:  # examples show only in help
+        from .examples import attach
 
-    attach(parser)
+        attach(parser)
     return parser
 
 

@@ -45,7 +45,12 @@ def read_stdin(stdin: TextIO) -> str:
     return text
 
 
+# Each source's text, kept so that a document's decoding error can be placed in it by line.
+_TEXTS: dict[str, str] = {}
+
+
 def parse(source: str, text: str) -> list[dict[str, Any]]:
+    _TEXTS[source] = text
     try:
         return manifest.load_documents(text)
     except manifest.DecodeError as err:
@@ -88,3 +93,90 @@ def kind_of(source: str, doc: dict[str, Any]) -> KindInfo:
             raise CLIError(f'resource mapping not found for name: "{meta.get("name", "")}" namespace: '
                            f'"{meta.get("namespace", "")}" from "{source}": {err.message}') from None
         raise CLIError(f'unable to decode "{source}": {err.message}') from None
+
+
+def _path_words(path: str) -> list[str | int]:
+    """`spec.containers[0].env` -> ["spec", "containers", 0, "env"]."""
+    out: list[str | int] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            out.append(name)
+        for index in rest.split("[") if rest else ():
+            out.append(int(index.rstrip("]")) if index.rstrip("]").isdigit() else index)
+    return out
+
+
+def _scalar(node: Any, key: str) -> Any:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def _node_at(node: Any, words: list[str | int]) -> Any:
+    """The node at a field path; a map key with dots (`app.kubernetes.io/name`) spans words."""
+    import yaml
+
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if isinstance(word, int):
+            if not isinstance(node, yaml.SequenceNode) or word >= len(node.value):
+                return node
+            node, i = node.value[word], i + 1
+            continue
+        for j in range(len(words), i, -1):  # the longest key first
+            if all(isinstance(w, str) for w in words[i:j]):
+                found = _scalar(node, ".".join(str(w) for w in words[i:j]))
+                if found is not None:
+                    node, i = found, j
+                    break
+        else:
+            return node  # an unknown field: where its parent is
+    return node
+
+
+def _document_node(text: str, doc: dict[str, Any]) -> Any:
+    """The YAML node of the document in text with doc's kind and name (Lists' items included)."""
+    import yaml
+
+    # Composing builds nodes with their marks and expands no alias; the text passed
+    # safeyaml's limits when it was read.
+    found = doc.get("metadata")
+    wanted_meta: dict[str, Any] = found if isinstance(found, dict) else {}
+    wanted = (doc.get("kind"), wanted_meta.get("name"), wanted_meta.get("generateName"))
+    for top in yaml.compose_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        items = _scalar(top, "items")
+        candidates = items.value if isinstance(items, yaml.SequenceNode) else [top]
+        for node in candidates:
+            meta = _scalar(node, "metadata")
+            got = tuple(getattr(n, "value", None) for n in (_scalar(node, "kind"), _scalar(meta, "name"),
+                                                             _scalar(meta, "generateName")))
+            if got == wanted:
+                return node
+    return None
+
+
+def with_lines(err: Exception, source: str, doc: dict[str, Any]) -> Exception:
+    """A decoding error with each bad field's line in its source (`line 9: spec.replicas: ...`),
+    as a YAML syntax error names its line; the error itself when no line can be found."""
+    from ketch.api.manifest import DecodeError
+
+    text = _TEXTS.get(source)
+    if not isinstance(err, DecodeError) or not err.fields or text is None:
+        return err
+    try:
+        node = _document_node(text, doc)
+    except Exception:  # the text parsed before; anything odd here just means no line
+        node = None
+    if node is None:
+        return err
+    parts = [f"line {_node_at(node, _path_words(path)).start_mark.line + 1}: {complaint}"
+             for path, complaint in err.fields]
+    placed = DecodeError(err.what + ", ".join(parts))
+    placed.what, placed.fields = err.what, err.fields
+    return placed

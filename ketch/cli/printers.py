@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from google.protobuf.message import Message
 
 from ketch.api import manifest, meta, timeutil
 from ketch.api.kinds import KindInfo, info_of
-from ketch.api.selectors import selector_string
-from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
 from .tabwriter import table_text
+
+if TYPE_CHECKING:  # annotations only: a printer never needs the other kinds' modules loaded
+    from ketch.v1 import apps_pb2, batch_pb2, core_pb2
 
 Row = list[str]
 RowFunc = Callable[[Any, float, bool], Row]
@@ -232,6 +233,8 @@ def job_duration(job: batch_pb2.Job, now: float) -> str:
 def _containers_images_selector(pod_spec: Any, selector: Any) -> Row:
     names = ",".join(c.name for c in pod_spec.containers)
     images = ",".join(c.image for c in pod_spec.containers)
+    from ketch.api.selectors import selector_string  # here: only -o wide shows it (start-up cost, issue 14)
+
     return [names, images, _none(selector_string(selector))]
 
 

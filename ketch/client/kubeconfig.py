@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,32 @@ class ConfigError(ValueError):
     """A kubeconfig that cannot be used, in kubectl's words where it has them."""
 
 
-@dataclass
-class Credentials:
+class _Record:
+    """Equality by attributes. (These classes are written out rather than dataclasses: every CLI
+    command defines them, and dataclasses cost ~1 ms each at start-up, issue 14.)"""
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(self) == vars(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+class Credentials(_Record):
     """What one context resolves to."""
 
-    server: str = ""
-    ca: bytes | None = None
-    client_cert: bytes | None = None
-    client_key: bytes | None = None
-    token: str = ""
-    insecure_skip_verify: bool = False
-    plaintext: bool = False
-    namespace: str = ""
-    context: str = ""
-    user: str = ""
+    def __init__(self, server: str = "", ca: bytes | None = None, client_cert: bytes | None = None,
+                 client_key: bytes | None = None, token: str = "", insecure_skip_verify: bool = False,
+                 plaintext: bool = False, namespace: str = "", context: str = "", user: str = "") -> None:
+        self.server = server
+        self.ca = ca
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.token = token
+        self.insecure_skip_verify = insecure_skip_verify
+        self.plaintext = plaintext
+        self.namespace = namespace
+        self.context = context
+        self.user = user
 
     @property
     def tls(self) -> bool:
@@ -87,16 +98,19 @@ def _named(items: Any, key: str, what: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-@dataclass
-class Config:
+class Config(_Record):
     """A kubeconfig document; `path` is where it was read from (for relative file references)."""
 
-    clusters: dict[str, dict[str, Any]] = field(default_factory=dict)
-    users: dict[str, dict[str, Any]] = field(default_factory=dict)
-    contexts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    current_context: str = ""
-    preferences: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
+    def __init__(self, clusters: dict[str, dict[str, Any]] | None = None,
+                 users: dict[str, dict[str, Any]] | None = None, contexts: dict[str, dict[str, Any]] | None = None,
+                 current_context: str = "", preferences: dict[str, Any] | None = None,
+                 path: Path | None = None) -> None:
+        self.clusters: dict[str, dict[str, Any]] = {} if clusters is None else clusters
+        self.users: dict[str, dict[str, Any]] = {} if users is None else users
+        self.contexts: dict[str, dict[str, Any]] = {} if contexts is None else contexts
+        self.current_context = current_context
+        self.preferences: dict[str, Any] = {} if preferences is None else preferences
+        self.path = path
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -184,14 +198,17 @@ class Config:
         return target
 
 
-def loads(text: str, path: Path | None = None) -> Config:
+def _parse(text: str) -> Any:
     import yaml
 
     try:
         # libyaml's parser when PyYAML has it: the pure-Python one costs every CLI command ~5 ms.
-        doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"the kubeconfig is not valid YAML: {err}") from None
+
+
+def _from_doc(doc: Any, path: Path | None) -> Config:
     if not isinstance(doc, dict):
         raise ConfigError("the kubeconfig is not a mapping")
     return Config(clusters=_named(doc.get("clusters"), "cluster", "clusters"),
@@ -201,12 +218,24 @@ def loads(text: str, path: Path | None = None) -> Config:
                   preferences=dict(doc.get("preferences") or {}), path=path)
 
 
+def loads(text: str, path: Path | None = None) -> Config:
+    return _from_doc(_parse(text), path)
+
+
 def load(path: Path) -> Config:
+    """The kubeconfig at path; its parse comes from the JSON cache beside it when that cache was
+    made from exactly this text (parsing YAML means importing PyYAML: ~10 ms of every command)."""
     try:
         text = path.read_text()
     except OSError as err:
         raise ConfigError(f"cannot read the kubeconfig {path}: {err.strerror}") from None
-    return loads(text, path)
+    from . import parsecache
+
+    doc = parsecache.read(path, text)
+    if doc is None:
+        doc = _parse(text)
+        parsecache.write(path, text, doc)
+    return _from_doc(doc, path)
 
 
 def find(explicit: str = "") -> Path | None:

@@ -15,15 +15,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import grpc
 from google.protobuf.message import Message
 
 from ketch.api import errors
 from ketch.security import anonymous
-from ketch.v1 import api_pb2_grpc
+from ketch.v1 import api_pb2, api_pb2_grpc
 
 from . import failover
 
@@ -58,10 +57,10 @@ def retry_delay(attempt: int) -> float:
     return span / 2 + random.uniform(0, span / 2)
 
 
-@dataclass(frozen=True)
-class TLSConfig:
+class TLSConfig(NamedTuple):
     """TLS to the API server: the CA that signed its certificate and this client's certificate
-    (None: the public no-identity one, for a client authenticated by a token or not at all)."""
+    (None: the public no-identity one, for a client authenticated by a token or not at all).
+    A NamedTuple: a frozen dataclass would cost every CLI command ~1 ms (issue 14)."""
 
     ca: bytes
     client_cert: bytes | None = None
@@ -73,10 +72,24 @@ class TLSConfig:
         return grpc.ssl_channel_credentials(self.ca, anonymous.KEY, anonymous.CERT)
 
 
+def _client_streaming(method: str) -> bool:
+    return bool(api_pb2.DESCRIPTOR.services_by_name["API"].methods_by_name[method].client_streaming)
+
+
+async def _requests(method: str, request: Message, inputs: AsyncIterator[Message] | None) -> AsyncIterator[Message]:
+    """A client-streaming method's messages: its request in the first, then inputs."""
+    first = api_pb2.DESCRIPTOR.services_by_name["API"].methods_by_name[method].input_type
+    yield getattr(api_pb2, first.name)(request=request)
+    if inputs is not None:
+        async for message in inputs:
+            yield message
+
+
 class Transport(Protocol):
     async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any: ...
 
-    def stream(self, method: str, request: Message) -> AsyncIterator[Any]: ...
+    def stream(self, method: str, request: Message,
+               inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]: ...
 
     async def close(self) -> None: ...
 
@@ -271,10 +284,17 @@ class GrpcTransport:
                     continue
             raise failure
 
-    async def stream(self, method: str, request: Message) -> AsyncIterator[Any]:
+    async def stream(self, method: str, request: Message,
+                     inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
         """A server stream; until its first message it is started again on the next address as
         a read is. A stream that fails after that raises: its owner resumes it (a watch from its
-        last resourceVersion), and that call fails over."""
+        last resourceVersion), and that call fails over.
+
+        A method that also streams from the client (Exec) is sent its request wrapped in its first
+        message (`request`), then inputs, then the end of the client's side; it is never sent
+        twice (its inputs are read once), so only an address it could not connect to is passed over.
+        """
+        duplex = _client_streaming(method)
         deadline = time.monotonic() + self.timeout
         tried: list[tuple[str, str]] = []
         async for index in self._addresses(deadline):
@@ -285,7 +305,8 @@ class GrpcTransport:
                 self._failed(channel)
                 continue
             wait = self.wait_for_ready and channel.get_state() == grpc.ChannelConnectivity.READY
-            call = getattr(api, method)(request, wait_for_ready=wait, metadata=self._metadata)
+            sent = _requests(method, request, inputs) if duplex else request
+            call = getattr(api, method)(sent, wait_for_ready=wait, metadata=self._metadata)
             started = False
             try:
                 async for item in call:
@@ -293,7 +314,7 @@ class GrpcTransport:
                     yield item
                 return
             except grpc.aio.AioRpcError as err:
-                if started or not failover.moves_on(method, err.code(), err.details() or "", answered(err)):
+                if started or duplex or not failover.moves_on(method, err.code(), err.details() or "", answered(err)):
                     raise status_error(err) from None
                 tried.append((self.targets[index], err.details() or "unavailable"))
             finally:

@@ -208,18 +208,28 @@ class LogChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class ExecRequest(_message.Message):
-    __slots__ = ("namespace", "name", "container", "command", "pod_uid")
+    __slots__ = ("namespace", "name", "container", "command", "pod_uid", "stdin")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     POD_UID_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     name: str
     container: str
     command: _containers.RepeatedScalarFieldContainer[str]
     pod_uid: str
-    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., pod_uid: _Optional[str] = ...) -> None: ...
+    stdin: bool
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., pod_uid: _Optional[str] = ..., stdin: _Optional[bool] = ...) -> None: ...
+
+class ExecInput(_message.Message):
+    __slots__ = ("request", "stdin")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    request: ExecRequest
+    stdin: bytes
+    def __init__(self, request: _Optional[_Union[ExecRequest, _Mapping]] = ..., stdin: _Optional[bytes] = ...) -> None: ...
 
 class ExecOutput(_message.Message):
     __slots__ = ("stdout", "stderr", "exit_code")

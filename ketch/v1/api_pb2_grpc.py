@@ -84,9 +84,9 @@ class APIStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.LogChunk.FromString,
                 _registered_method=True)
-        self.Exec = channel.unary_stream(
+        self.Exec = channel.stream_stream(
                 '/ketch.v1.API/Exec',
-                request_serializer=ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+                request_serializer=ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
                 _registered_method=True)
         self.NodeStats = channel.unary_unary(
@@ -188,9 +188,11 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Exec(self, request, context):
-        """Runs a command in a running pod's container on its node (kubectl exec, without stdin or a
-        tty): its output as it comes, then its exit code. Authorized as create on pods/exec.
+    def Exec(self, request_iterator, context):
+        """Runs a command in a running pod's container on its node (kubectl exec, without a tty): its
+        output as it comes, then its exit code. The caller's first message carries the request; with
+        request.stdin its later messages are the command's standard input, closed when the caller
+        ends its side of the stream (kubectl exec -i). Authorized as create on pods/exec.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -283,9 +285,9 @@ def add_APIServicer_to_server(servicer, server):
                     request_deserializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
             ),
-            'Exec': grpc.unary_stream_rpc_method_handler(
+            'Exec': grpc.stream_stream_rpc_method_handler(
                     servicer.Exec,
-                    request_deserializer=ketch_dot_v1_dot_api__pb2.ExecRequest.FromString,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.ExecInput.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
             ),
             'NodeStats': grpc.unary_unary_rpc_method_handler(
@@ -590,7 +592,7 @@ class API:
             _registered_method=True)
 
     @staticmethod
-    def Exec(request,
+    def Exec(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -600,11 +602,11 @@ class API:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/ketch.v1.API/Exec',
-            ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
             ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
@@ -740,9 +742,9 @@ class NodeAgentStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.LogChunk.FromString,
                 _registered_method=True)
-        self.Exec = channel.unary_stream(
+        self.Exec = channel.stream_stream(
                 '/ketch.v1.NodeAgent/Exec',
-                request_serializer=ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+                request_serializer=ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
                 _registered_method=True)
         self.NodeStats = channel.unary_unary(
@@ -762,7 +764,7 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Exec(self, request, context):
+    def Exec(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -782,9 +784,9 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     request_deserializer=ketch_dot_v1_dot_api__pb2.PodLogsRequest.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.LogChunk.SerializeToString,
             ),
-            'Exec': grpc.unary_stream_rpc_method_handler(
+            'Exec': grpc.stream_stream_rpc_method_handler(
                     servicer.Exec,
-                    request_deserializer=ketch_dot_v1_dot_api__pb2.ExecRequest.FromString,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.ExecInput.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
             ),
             'NodeStats': grpc.unary_unary_rpc_method_handler(
@@ -832,7 +834,7 @@ class NodeAgent:
             _registered_method=True)
 
     @staticmethod
-    def Exec(request,
+    def Exec(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -842,11 +844,11 @@ class NodeAgent:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
             '/ketch.v1.NodeAgent/Exec',
-            ketch_dot_v1_dot_api__pb2.ExecRequest.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
             ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
             options,
             channel_credentials,

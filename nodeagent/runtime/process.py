@@ -211,9 +211,10 @@ class ProcessRuntime:
 
     def launch(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
                confinement: Confinement | None = None, cgroup_procs: list[str] | None = None,
-               stderr: int | None = None) -> tuple[int, int, float]:
+               stderr: int | None = None, stdin: int | None = None) -> tuple[int, int, float]:
         """Start argv in a new session with stdout and stderr on the fd stdout (stderr on its own fd
-        when given: `ketch exec` keeps them apart), confined as asked.
+        when given: `ketch exec` keeps them apart), stdin /dev/null unless given (`ketch exec -i`),
+        confined as asked.
 
         Thread-safe (the agent launches from a small thread pool, since a spawn blocks for as
         long as the exec takes); returns (pid, start ticks, start time) for register().
@@ -246,7 +247,8 @@ class ProcessRuntime:
                 executable = None
         started_at = time.time()
         try:
-            proc = subprocess.Popen(run, executable=executable, stdin=self._devnull, stdout=stdout,
+            proc = subprocess.Popen(run, executable=executable, stdin=self._devnull if stdin is None else stdin,
+                                    stdout=stdout,
                                     stderr=stdout if stderr is None else stderr,
                                     cwd=cwd, env=env, start_new_session=True, close_fds=True,
                                     **kwargs)  # type: ignore[call-overload]
@@ -254,7 +256,7 @@ class ProcessRuntime:
             if executable is None:
                 raise StartError(start_error_message(argv, cwd, err)) from err
             self._which.clear()  # the binary moved: resolve again
-            return self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr)
+            return self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr, stdin)
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             why = setup.failure() if setup is not None and isinstance(err, subprocess.SubprocessError) else None
             raise StartError(why or start_error_message(argv, cwd, err)) from err
@@ -289,9 +291,9 @@ class ProcessRuntime:
 
     def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdout: int,
               confinement: Confinement | None = None, cgroup_procs: list[str] | None = None,
-              stderr: int | None = None) -> Handle:
+              stderr: int | None = None, stdin: int | None = None) -> Handle:
         """launch() and register() in one go, on the event-loop thread."""
-        return self.register(*self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr))
+        return self.register(*self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr, stdin))
 
     def launch_spec(self, spec: LaunchSpec) -> tuple[int, int, float]:
         """launch() with the log file of spec opened for stdout and stderr (thread-safe)."""

@@ -6,12 +6,13 @@ and `edit` has it as in Kubernetes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
 
-from .harness import Cluster, wait_until
+from .harness import BIN, Cluster, wait_until
 
 
 def _pod(name: str, command: list[str], restart: str, **container: object) -> str:
@@ -88,3 +89,35 @@ def test_exec_needs_create_on_pods_exec(cluster_factory, tmp_path: Path) -> None
     allowed = wait_until(past_authorization, 60, "alice's exec past authorization")
     assert allowed.returncode == 1
     assert allowed.stderr.strip() == "Error from server (BadRequest): pod target does not have a host assigned"
+
+
+def test_exec_i_streams_stdin_to_the_command_and_its_end_closes_it(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = cluster_factory()
+    cluster.start_controlplane()
+    cluster.start_agent("node-a")
+    cluster.apply(_pod("reader", ["sleep", "300"], "Never", workingDir=str(cluster.dir)))
+    wait_until(lambda: _phase(cluster, "reader") == "Running", 60, "the pod running")
+    echoed = cluster.ketch("exec", "-i", "reader", "--", "cat", input="hi\n")
+    assert (echoed.stdout, echoed.stderr) == ("hi\n", "")
+    # More than any pipe holds, through the control plane and the agent, in order.
+    data = "".join(f"line {i}\n" for i in range(200_000))
+    counted = cluster.ketch("exec", "--stdin", "reader", "--", "sh", "-c", "wc -c; echo done >&2", input=data)
+    assert (counted.stdout.strip(), counted.stderr) == (str(len(data)), "done\n")
+    digest = cluster.ketch("exec", "-i", "reader", "--", "sha256sum", input=data).stdout.split()[0]
+    assert digest == hashlib.sha256(data.encode()).hexdigest()
+    # Without -i the command reads nothing, whatever the CLI's stdin holds.
+    assert cluster.ketch("exec", "reader", "--", "cat", input="not sent\n").stdout == ""
+    # A command that exits without reading ends the CLI, though its stdin never ends.
+    with subprocess.Popen([*cluster.cli_prefix, str(BIN / "ketch"), "--server", cluster.server, "exec", "-i",
+                           "reader", "--", "echo", "bye"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=cluster.env) as proc:
+        try:
+            code = proc.wait(timeout=60)  # stdin still open: communicate() would close it
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        assert proc.stdout is not None and proc.stderr is not None
+        assert (code, proc.stdout.read(), proc.stderr.read()) == (0, b"bye\n", b"")
+    tty = cluster.ketch("exec", "-t", "reader", "--", "true", check=False)
+    assert (tty.returncode, tty.stderr.strip()) == (
+        1, "error: -t is not supported: ketch exec has no tty (use -i for stdin)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -155,3 +156,70 @@ def test_bash_completion_completes_verbs_kinds_and_flags(bash_script: Path) -> N
     assert complete(bash_script, "taint", "") == ["nodes"]
     assert complete(bash_script, "get", "pods", "-o", "") == []  # a flag's value: left to the shell
     assert complete(bash_script, "logs", "--pre") == ["--prefix", "--previous"]
+
+
+@pytest.fixture
+def zsh_script(tmp_path: Path) -> Path:
+    if shutil.which("zsh") is None:
+        pytest.skip("no zsh here (apt-get install zsh)")
+    import asyncio
+
+    from ketch.cli.factory import Factory
+    from ketch.cli.main import execute
+
+    out = io.StringIO()
+    assert asyncio.run(execute(["completion", "zsh"], Factory(out=out, err=io.StringIO()))) == 0
+    path = tmp_path / "_ketch"
+    path.write_text(out.getvalue())
+    return path
+
+
+# zsh's completion builtins, replaced to print what _ketch offers (`<files>`: zsh's own file completion).
+ZSH_PROBE = """compdef() { : }
+compadd() { [ "$1" = "--" ] && shift; print -rl -- "$@" }
+_files() { print -r -- "<files>" }
+source "$1"; shift
+words=("$@"); CURRENT=$#words
+_ketch
+"""
+
+
+def zsh_complete(script: Path, *words: str) -> list[str]:
+    """What the zsh script's _ketch offers after `words` (the last one is being typed)."""
+    done = subprocess.run(["zsh", "-f", "-c", ZSH_PROBE, "zsh", str(script), "ketch", *words],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return [w for w in done.stdout.splitlines() if w]
+
+
+def test_zsh_completion_completes_verbs_kinds_and_flags(zsh_script: Path) -> None:
+    assert zsh_complete(zsh_script, "ge") == ["get"]
+    assert zsh_complete(zsh_script, "get", "po") == ["po", "pod", "pods"]
+    assert zsh_complete(zsh_script, "-n", "kube-system", "get", "lea") == ["lease", "leases"]
+    assert zsh_complete(zsh_script, "get", "--wat") == ["--watch", "--watch-only"]
+    assert zsh_complete(zsh_script, "rollout", "status", "--ti") == ["--timeout"]
+    assert zsh_complete(zsh_script, "completion", "") == ["bash", "zsh"]
+    assert zsh_complete(zsh_script, "create", "--from-env") == ["--from-env-file"]
+    assert zsh_complete(zsh_script, "get", "pods", "-o", "") == ["<files>"]  # a flag's value: zsh's files
+
+
+# In a real interactive zsh (compinit, the script sourced): type, TAB, then print the edited line
+# between markers that the echo of the typed keys cannot contain (`${:-LI}NE:` prints LINE:).
+ZSH_PTY = """zmodload zsh/zpty
+zpty z "TERM=dumb zsh -f -i"
+zpty -w z 'PS1="> "; autoload -Uz compinit; compinit -u -D; source '${(q)1}
+zpty -w -n z "$2"$'\\t\\x01print -r -- ${:-LI}NE:\\x05${:-EN}D\\n'
+zpty -r z out '*LINE:*END*'
+print -r -- "$out"
+zpty -d z
+"""
+
+
+@pytest.mark.parametrize(("typed", "completed"), [("ketch rollout st", "ketch rollout status"),
+                                                  ("ketch -n x tai", "ketch -n x taint"),
+                                                  ("ketch get cronj", "ketch get cronjob")])
+def test_zsh_completes_at_an_interactive_prompt(zsh_script: Path, typed: str, completed: str) -> None:
+    done = subprocess.run(["zsh", "-f", "-c", ZSH_PTY, "zsh", str(zsh_script), typed], capture_output=True,
+                          text=True, timeout=60, check=True)
+    found = re.search(r"LINE:(.*?)END", done.stdout)
+    assert found is not None, done.stdout[-500:]
+    assert found.group(1).strip() == completed

@@ -141,3 +141,44 @@ async def test_secret_string_data_is_merged_on_update_and_patch(api: TestAPIServ
     assert dict(patched.data) == {"user": b"admin", "password": b"other"} and not patched.string_data
     stored = await api.client.get("Secret", "db", "default")
     assert dict(stored.data) == {"user": b"admin", "password": b"other"} and not stored.string_data
+
+
+async def test_cli_create_configmap_and_secret_from_env_files(api: TestAPIServer, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubectl's --from-env-file rules: KEY=VALUE lines with the value verbatim, comments and blank
+    lines skipped, a bare KEY from the environment, a BOM on the first line dropped."""
+    cli = CLI(api.client)
+    env = tmp_path / "app.env"
+    env.write_bytes("\ufeffMODE=fast\r\n# a comment\n\n   URL=http://x/?a=b=c\nQUOTED=\"kept\"  \nFROM_ENV\n"
+                    "EMPTY=\n".encode())
+    other = tmp_path / "more.env"
+    other.write_text("  # indented comment\nLAST=1")
+    monkeypatch.setenv("FROM_ENV", "from the environment")
+    r = await cli("create", "configmap", "envs", "--from-env-file", str(env), f"--from-env-file={other}")
+    assert (r.code, r.out) == (0, "configmap/envs created\n"), r.err
+    cm = await api.client.get("ConfigMap", "envs", "default")
+    assert dict(cm.data) == {"MODE": "fast", "URL": "http://x/?a=b=c", "QUOTED": '"kept"  ',
+                             "FROM_ENV": "from the environment", "EMPTY": "", "LAST": "1"}
+    r = await cli("create", "secret", "generic", "envs", "--from-env-file", str(other))
+    assert (r.code, r.out) == (0, "secret/envs created\n"), r.err
+    assert dict((await api.client.get("Secret", "envs", "default")).data) == {"LAST": b"1"}
+
+    bad = tmp_path / "bad.env"
+    for text, message in [
+        ("1ABC=x\n", '"1ABC" is not a valid key name: a valid environment variable name must consist of '
+                     "alphabetic characters, digits, '_', '-', or '.', and must not start with a digit"),
+        ("KEY =x\n", '"KEY " is not a valid key name'),
+        ("A=1\nA=2\n", 'cannot add key A, another key by that name already exists in Data for ConfigMap "bad"'),
+    ]:
+        bad.write_text(text)
+        r = await cli("create", "configmap", "bad", "--from-env-file", str(bad))
+        assert r.code == 1 and r.out == "" and message in r.err, r.err
+    bad.write_bytes(b"OK=1\nBAD=\xff\n")
+    r = await cli("create", "configmap", "bad", "--from-env-file", str(bad))
+    assert r.err == f"error: env file {bad} contains invalid utf8 bytes at line 2: [66 65 68 61 255]\n"
+    r = await cli("create", "configmap", "bad", "--from-env-file", str(tmp_path))
+    assert r.err == "error: env config file cannot be a directory\n"
+    r = await cli("create", "configmap", "bad", "--from-env-file", str(env), "--from-literal", "a=b")
+    assert r.err == "error: from-env-file cannot be combined with from-file or from-literal\n"
+    with pytest.raises(errors.NotFound):
+        await api.client.get("ConfigMap", "bad", "default")

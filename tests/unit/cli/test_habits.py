@@ -57,9 +57,9 @@ def test_suggestions_as_cobra_makes_them() -> None:
     assert suggest("frobnicate", verbs) == []
 
 
-async def run(*argv: str, server: str = "127.0.0.1:1") -> tuple[int, str, str]:
+async def run(*argv: str, server: str = "127.0.0.1:1", stdin: str = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = await execute(list(argv), Factory(server=server, out=out, err=err))
+    code = await execute(list(argv), Factory(server=server, out=out, err=err, stdin=io.StringIO(stdin)))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -105,6 +105,63 @@ async def test_a_yaml_error_names_the_file_and_line(tmp_path: Path, verb: str) -
     assert "from server" not in err and "<unicode string>" not in err and err.count("\n") == 1
 
 
+WRONG_TYPES = """# The first document is empty.
+---
+# A Job whose fields have the wrong types.
+
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: pi
+  labels: {app.kubernetes.io/name: pi}
+spec:
+  parallelism: "x"
+  template:
+    spec:
+      restartPolicy: Never
+      containers: 5
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: later}
+"""
+
+
+@pytest.mark.parametrize("verb", ["apply", "create"])
+async def test_a_field_of_the_wrong_type_names_the_file_and_line(tmp_path: Path, verb: str) -> None:
+    f = tmp_path / "job.yaml"
+    f.write_text(WRONG_TYPES)
+    code, _, err = await run(verb, "-f", str(f))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f'Error from server (BadRequest): error when creating "{f}": Job in version "v1" cannot be handled as a '
+        'Job: line 11: spec.parallelism: expected an integer, got string "x", '
+        "line 15: spec.template.spec.containers: expected an array, got number")
+
+
+async def test_the_line_of_a_wrong_type_in_a_list_item_from_stdin() -> None:
+    text = """apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: p, labels: {app.kubernetes.io/name: p}}
+  spec:
+    containers:
+    - name: c
+      command: [sleep, 1]
+      env:
+      - {name: A, value: 5}
+    bogus: 1
+"""
+    code, _, err = await run("apply", "-f", "-", stdin=text)
+    assert code == 1
+    assert err.splitlines()[0] == (
+        'Error from server (BadRequest): error when creating "STDIN": Pod in version "v1" cannot be handled as a '
+        'Pod: line 13: unknown field "spec.bogus", line 10: spec.containers[0].command[1]: expected a string, got '
+        "number 1, line 12: spec.containers[0].env[0].value: expected a string, got number 5")
+
+
 async def test_a_document_without_kind_is_the_clients_error(tmp_path: Path) -> None:
     f = tmp_path / "x.yaml"
     f.write_text("apiVersion: v1\nmetadata:\n  name: x\n")
@@ -120,3 +177,11 @@ async def test_a_patch_that_is_not_yaml_says_where() -> None:
     code, _, err = await run("patch", "job", "x", "-p", "{a: [")
     assert (code, err) == (1, 'error: unable to parse "{a: [": yaml: line 1: expected the node content, '
                               "but found '<stream end>'\n")
+
+
+async def test_run_i_says_that_stdin_is_not_forwarded() -> None:
+    code, _, err = await run("run", "-i", "--rm", "--restart=Never", "x", "--", "cat", stdin="lost\n")
+    assert code == 1  # nothing listens on port 1
+    assert err.splitlines()[0] == (
+        "Warning: ketch run -i does not forward stdin: a pod's containers read /dev/null (there is no attach); "
+        "to feed a command input, use `ketch exec -i POD -- CMD` in a running pod")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,9 +24,9 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
-def loaded_by(*argv: str) -> tuple[int, set[str]]:
+def loaded_by(*argv: str, config: str = "/nonexistent/ketch-config") -> tuple[int, set[str]]:
     """The exit code and the modules of a fresh `ketch ARGV` process (no server needed)."""
-    env = {"KETCH_CONFIG": "/nonexistent/ketch-config", "PATH": "/usr/bin:/bin"}
+    env = {"KETCH_CONFIG": config, "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, env=env,
                             timeout=60)
     report = json.loads(result.stderr.strip().splitlines()[-1])
@@ -47,7 +48,34 @@ def test_get_loads_only_its_verb_and_no_yaml_tls_or_jsonpath_without_a_kubeconfi
     assert "grpc" in modules and "ketch.v1.core_pb2" in modules  # it did get as far as the client
     assert {m for m in modules if m.startswith("ketch.cli.cmd_")} == {"ketch.cli.cmd_get"}
     assert {"yaml", "cryptography", "ketch.cli.jsonpath", "ketch.cli.describe",
-            "google.protobuf.json_format"} & modules == set()
+            "google.protobuf.json_format", "ketch.cli.examples", "shutil", "ketch.api.selectors",
+            "dataclasses"} & modules == set()
+    # Of the kinds' modules, only the one that holds Pod (and what it needs).
+    assert {m for m in modules if m.endswith("_pb2")} == {"ketch.v1.core_pb2", "ketch.v1.meta_pb2",
+                                                          "ketch.v1.api_pb2", "google.protobuf.descriptor_pb2",
+                                                          "google.protobuf.struct_pb2", "google.protobuf.any_pb2"}
+
+
+def test_help_still_ends_with_examples() -> None:
+    result = subprocess.run([sys.executable, "-m", "ketch.cli.main", "get", "--help"], capture_output=True, text=True,
+                            timeout=60, env={"KETCH_CONFIG": "/nonexistent/ketch-config", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0
+    assert "\nExamples:\n  # " in result.stdout
+
+
+def test_get_with_a_kubeconfig_imports_yaml_only_until_its_parse_is_cached(tmp_path: Path) -> None:
+    from ketch.client import kubeconfig
+
+    config = kubeconfig.single("c", "127.0.0.1:1", None, "u", token="t0ken")
+    path = config.save(tmp_path / "config")
+    first = loaded_by("get", "pods", config=str(path))
+    again = loaded_by("get", "pods", config=str(path))
+    assert first[0] == again[0] == 1  # nothing listens on port 1
+    assert "yaml" in first[1]
+    assert "yaml" not in again[1] and "grpc" in again[1]
+    path.write_text(path.read_text().replace("t0ken", "t1ken"))  # same size, maybe the same mtime
+    assert "yaml" in loaded_by("get", "pods", config=str(path))[1]
+    assert kubeconfig.load(path).users["u"]["token"] == "t1ken"
 
 
 @pytest.mark.parametrize(
