@@ -129,7 +129,7 @@ def mounts(c: core_pb2.Container) -> list[Mount]:
             raise VolumeError(f"{what}: mountPath is required")
         if ".." in path.split("/"):
             raise VolumeError(f"{what}: mountPath \"{path}\" must not contain '..'")
-        path = posixpath.normpath("/" + path)
+        path = posixpath.normpath("/" + path.lstrip("/"))
         if path == "/":
             raise VolumeError(f'{what}: cannot mount a volume at "/"')
         out.append(Mount(name, path, bool(d.get("readOnly", False)),
