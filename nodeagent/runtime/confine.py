@@ -71,6 +71,9 @@ class Bind:
     read_only: bool = False
     flags: int = 0  # the source mount's per-mount MS_* flags, kept by a read-only remount
     what: str = ""  # for messages: 'volume "input"'
+    # (st_dev, st_ino) the mounted path must be: a subPath checked in the parent, which a
+    # container could otherwise swap for a symlink out of its volume before the child mounts it.
+    expect: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +219,12 @@ def _call(fn: Callable[..., int], *args: object) -> None:
         raise OSError(ctypes.get_errno(), "")
 
 
+def _same(path: bytes, dev: int, ino: int) -> None:
+    st = os.stat(path)
+    if st.st_dev != dev or st.st_ino != ino:
+        raise OSError(errno.EXDEV, "")
+
+
 def _write(path: bytes, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -258,6 +267,9 @@ class ChildSetup:
             src, dst = os.fsencode(b.source), os.fsencode(b.target)
             step(f"{b.what or 'volume'}: cannot mount {b.source} at {b.target}", _call, lib.mount, src, dst, None,
                  MS_BIND | MS_REC, None)
+            if b.expect is not None:
+                step(f"{b.what or 'volume'}: {b.source} changed before it was mounted at {b.target}", _same, dst,
+                     *b.expect)
             if b.read_only:
                 step(f"{b.what or 'volume'}: cannot make {b.target} read-only", _call, lib.mount, None, dst, None,
                      MS_REMOUNT | MS_BIND | MS_RDONLY | b.flags, None)

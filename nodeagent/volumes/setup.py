@@ -181,7 +181,7 @@ class PodVolumes:
             base = self.sources.get(m.volume)
             if vol is None or base is None:
                 raise VolumeError(f'container {c.name}: volumeMount "{m.volume}": no such volume in the pod')
-            source = self._sub_path(vol, base, m.sub_path, c.name)
+            source, expect = self._sub_path(vol, base, m.sub_path, c.name)
             is_dir = os.path.isdir(source)
             parent = next(((t, s) for t, s in reversed(placed) if m.path.startswith(t.rstrip("/") + "/")), None)
             if parent is None:
@@ -196,7 +196,7 @@ class PodVolumes:
                         os.close(os.open(inside, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
             read_only = m.read_only or vol.kind in spec.API_DATA
             out.append(Bind(source, m.path, read_only, mount_flags(table, source) if read_only else 0,
-                            f'volume "{m.volume}"'))
+                            f'volume "{m.volume}"', expect))
             placed.append((m.path, source))
         if host_targets:
             try:
@@ -206,21 +206,31 @@ class PodVolumes:
                                   f"{err.strerror}") from None
         return tuple(out)
 
-    def _sub_path(self, vol: spec.Volume, base: str, sub: str, container: str) -> str:
-        """base/sub, which must stay inside the volume once every symlink is resolved (a symlink a
-        container made in an emptyDir must not lead a second mount out of it)."""
+    def _sub_path(self, vol: spec.Volume, base: str, sub: str,
+                  container: str) -> tuple[str, tuple[int, int] | None]:
+        """base/sub and the (device, inode) it is, which must stay inside the volume once every
+        symlink is resolved: a symlink a container made in an emptyDir must not lead a second
+        mount out of it. What is checked is what was opened (its /proc/self/fd link), and the
+        child checks that what it mounted is that same inode (a swap in between fails the start)."""
         if not sub:
-            return base
+            return base, None
         path = os.path.join(base, sub)
         if not os.path.lexists(path) and vol.kind in (spec.EMPTY_DIR, spec.HOST_PATH):
             os.makedirs(path, 0o755 if vol.kind == spec.HOST_PATH else 0o777, exist_ok=True)
-        real, root = os.path.realpath(path), os.path.realpath(base)
+        root = os.path.realpath(base)
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise VolumeError(f'container {container}: subPath "{sub}" does not exist in volume "{vol.name}"') from None
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
         if os.path.commonpath([root, real]) != root:
             raise VolumeError(f'container {container}: subPath "{sub}" of volume "{vol.name}" leads outside '
                               "the volume")
-        if not os.path.exists(real):
-            raise VolumeError(f'container {container}: subPath "{sub}" does not exist in volume "{vol.name}"')
-        return real
+        return real, (st.st_dev, st.st_ino)
 
     def release(self) -> None:
         """The pod's containers are all gone: its mount points may go (when no one else holds them)."""

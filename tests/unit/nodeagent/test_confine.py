@@ -189,6 +189,21 @@ async def test_a_volume_that_cannot_be_bound_is_named(runtime: ProcessRuntime, t
 
 
 @needs_root
+async def test_a_subpath_swapped_before_the_mount_refuses_the_start(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    """The parent checked one inode; the child mounted another (a container swapped a path
+    component for a symlink meanwhile): the start fails rather than expose what it leads to."""
+    checked, swapped, target = tmp_path / "checked", tmp_path / "swapped", tmp_path / "target"
+    for d in (checked, swapped, target):
+        d.mkdir()
+    st = checked.stat()
+    c = Confinement(binds=(Bind(str(swapped), str(target), what='volume "v"', expect=(st.st_dev, st.st_ino)),))
+    with pytest.raises(StartError, match=f'^volume "v": {swapped} changed before it was mounted at {target}'):
+        await run(runtime, tmp_path, c, "true")
+    same = Confinement(binds=(Bind(str(checked), str(target), expect=(st.st_dev, st.st_ino)),))
+    assert (await run(runtime, tmp_path, same, "true"))[0] == 0
+
+
+@needs_root
 async def test_oom_and_open_files_after_a_user_switch(runtime: ProcessRuntime, tmp_path: Path) -> None:
     c = Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=1000, nofile=(1024, 2048))
     code, out = await run(runtime, tmp_path, c, "cat /proc/self/oom_score_adj; ulimit -Sn; ulimit -Hn")

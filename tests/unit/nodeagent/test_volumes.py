@@ -295,6 +295,8 @@ async def test_binds_for_a_containers_mounts(tmp_path: Path) -> None:
                            (f"{target}/host", str(host), True)]
         file_bind = got[3]
         assert file_bind[0] == f"{target}/scratch/a.conf" and file_bind[2]
+        st = os.stat(file_bind[1])
+        assert binds[3].expect == (st.st_dev, st.st_ino) and binds[0].expect is None
         assert Path(file_bind[1]).read_text() == "1" and Path(file_bind[1]).resolve().is_relative_to(root)
         # Mount points: on the host for the top ones, inside the emptyDir for the one below it.
         assert (target / "scratch").is_dir() and (target / "cfg").is_dir()
