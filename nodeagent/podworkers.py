@@ -603,8 +603,13 @@ class PodWorker:
         cwd = c.working_dir or self.sandbox
         try:
             confinement = security.confinement(self.pod, c, self.deps.host, self.sandbox)
+            if c.volume_mounts:  # the volumes its running process has, as they are on disk
+                if self.volumes is None:
+                    self.volumes = PodVolumes(self.pods_root, self.pod, self.deps.mountpoints)
+                self.volumes.adopt()
+                confinement = dataclasses.replace(confinement, binds=self.volumes.binds(c))
             ctx = ExecContext(self._container_env(c, confinement, None), cwd, confinement)
-        except (ValueError, ConfigError) as err:
+        except (ValueError, ConfigError, VolumeError, OSError) as err:
             ctx = ExecContext({}, cwd, refused=str(err))
         self.exec_ctx[c.name] = ctx
         return ctx

@@ -131,6 +131,18 @@ class PodVolumes:
                 raise VolumeError(f'MountVolume.SetUp failed for volume "{vol.name}" : {err}') from None
         self.ready = True
 
+    def adopt(self) -> None:
+        """The volumes an earlier agent made for the pod's running containers, as they are on
+        disk (for the probes, hooks and exec of a container adopted after a restart)."""
+        if self.ready:
+            return
+        for vol in self.volumes.values():
+            path = str(vol.source.get("path", "")) if vol.kind == spec.HOST_PATH else f"{self.root}/{vol.name}"
+            if not os.path.lexists(path):
+                raise VolumeError(f'volume "{vol.name}": {path} is gone')
+            self.sources[vol.name] = path
+        self.ready = True
+
     def _make(self, pod: core_pb2.Pod, vol: spec.Volume, lookup: spec.ObjectLookup,
               allocatable: Mapping[str, str], fs_group: int | None) -> str:
         src = vol.source

@@ -313,3 +313,47 @@ async def test_binds_for_a_containers_mounts(tmp_path: Path) -> None:
         vols.release()
     assert not Path(volumes_dir(str(pods_root), "u1")).exists()
     assert not target.exists()
+
+
+@needs_root
+async def test_memory_empty_dir_is_a_sized_tmpfs_and_fs_group_owns_the_volumes(tmp_path: Path) -> None:
+    pods_root = tmp_path / "pods"
+    pods_root.mkdir()
+    pod = make_pod([{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "2Mi"}},
+                    {"name": "disk", "emptyDir": {}},
+                    {"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 0o400}}],
+                   [{"name": "mem", "mountPath": str(tmp_path / "m")}])
+    client = FakeClient({(configrefs.CONFIGMAP, "cfg"): configmap_pb2.ConfigMap(data={"a": "1"})})
+    vols = PodVolumes(str(pods_root), pod, MountPoints(str(tmp_path / "reg.json")))
+    await vols.prepare(client, pod, {}, 4321)  # type: ignore[arg-type]
+    root = Path(volumes_dir(str(pods_root), "u1"))
+    try:
+        mem = root / "mem"
+        assert os.path.ismount(mem)
+        assert os.statvfs(mem).f_blocks * os.statvfs(mem).f_frsize == 2 * 1024 * 1024
+        for d in (mem, root / "disk"):
+            st = d.stat()
+            assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (4321, 0o777 | stat.S_ISGID)
+        st = (root / "cfg" / "a").stat()
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (4321, 0o440)
+        (root / "disk" / "kept").write_text("x")
+        # An agent restarted under the pod finds the same volumes, as they are, for an adopted container.
+        again = PodVolumes(str(pods_root), pod, MountPoints(str(tmp_path / "reg.json")))
+        again.adopt()
+        assert again.binds(pod.spec.containers[0]) == vols.binds(pod.spec.containers[0])
+        await again.prepare(client, pod, {}, 4321)  # type: ignore[arg-type]
+        assert (root / "disk" / "kept").exists()
+    finally:
+        from nodeagent.volumes import setup
+        setup.remove(str(pods_root), "u1")
+        vols.release()
+    assert not root.exists() and not os.path.ismount(root / "mem")
+
+
+async def test_a_missing_configmap_names_the_volume(tmp_path: Path) -> None:
+    pod = make_pod([{"name": "cfg", "configMap": {"name": "absent"}}])
+    vols = PodVolumes(str(tmp_path), pod, MountPoints(str(tmp_path / "reg.json")))
+    with pytest.raises(VolumeError, match=r'^MountVolume\.SetUp failed for volume "cfg" : configmap "absent" not '
+                                          r"found$"):
+        await vols.prepare(FakeClient({}), pod, {}, None)  # type: ignore[arg-type]
+    assert not vols.ready
