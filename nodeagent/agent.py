@@ -104,7 +104,7 @@ def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: flo
             volsetup.remove(root, uid)
             if mountpoints is not None:
                 with contextlib.suppress(OSError):
-                    mountpoints.release(uid)
+                    mountpoints.release(volsetup.volumes_dir(root, uid))
         if now - rec.gone_at > retention:
             for path in sorted(files, key=lambda p: p == state):
                 with contextlib.suppress(OSError):

@@ -129,6 +129,15 @@ def _home_of(uid: int) -> str:
         return "/"
 
 
+def _in_volume(path: str, c: Confinement) -> str:
+    """Where path is on the host: inside the volume the container mounts over it, if any (a
+    working dir below a mount path is made in the volume, as runc makes it in the container)."""
+    for b in sorted(c.binds, key=lambda b: len(b.target), reverse=True):
+        if path.startswith(b.target.rstrip("/") + "/") and os.path.isdir(b.source):
+            return os.path.join(b.source, os.path.relpath(path, b.target))
+    return path
+
+
 def _limits(c: core_pb2.Container) -> tuple[int | None, int | None]:
     """(memory bytes, cpu millicores) from resources.limits."""
     mem = cpu = None
@@ -441,7 +450,7 @@ class PodWorker:
         an fsGroup, to that group (setgid, group-writable), as an emptyDir volume does."""
         c = confinement or Confinement()
         if cwd != self.sandbox:
-            os.makedirs(cwd, exist_ok=True)
+            os.makedirs(_in_volume(cwd, c), exist_ok=True)
             if not c.read_only_root:
                 return
         if not self._sandbox_made:

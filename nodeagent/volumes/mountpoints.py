@@ -7,7 +7,8 @@ pod uses it, and never before: since Linux 3.18, removing a directory that is a 
 another mount namespace succeeds and silently detaches that mount there, so an rmdir while a
 running pod's namespace still has a volume at that path would take the volume away from it.
 
-Every pod that mounts at a path holds that path (whether or not it was created for it), in one
+Every pod that mounts at a path holds that path, whether or not it was created for it (the holder
+is the pod's volumes directory, `<data-dir>/pods/<uid>.volumes`, unique on the host), in one
 registry per host (/run/ketch/mountpoints.json, under flock): several agents on one host (tests,
 `ketch local up` with several nodes) share it. A created path is removed (rmdir, or unlink of
 a still empty file), deepest first, when no holder is left; one that is not empty stays. A
@@ -79,14 +80,14 @@ class MountPoints:
                     if p not in created:
                         created.append(p)
 
-    def release(self, holder: str) -> list[str]:
-        """Drop holder everywhere; remove the created paths no one holds. Returns those removed."""
+    def release(self, holder: str, *, prefix: bool = False) -> list[str]:
+        """Drop holder everywhere (prefix: every holder that starts with it, for a data dir that
+        goes away whole); remove the created paths no one holds. Returns those removed."""
         removed = []
         with self._locked() as state:
             holders: dict[str, list[str]] = state["holders"]
             for path in list(holders):
-                if holder in holders[path]:
-                    holders[path].remove(holder)
+                holders[path] = [h for h in holders[path] if not (h.startswith(holder) if prefix else h == holder)]
                 if not holders[path]:
                     del holders[path]
             created: list[str] = state["created"]

@@ -73,6 +73,20 @@ def remove(pods_root: str, uid: str) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+def cleanup_under(data_dir: str, registry: MountPoints) -> None:
+    """Everything volumes left mounted or held under data_dir, whose agent is gone: its tmpfs
+    mounts detached, its mount points released (a test harness, or a node's data dir removed)."""
+    prefix = os.path.realpath(data_dir).rstrip("/") + "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        table = parse_mountinfo(f.read())
+    for m in sorted(table, key=lambda m: len(m.path), reverse=True):
+        path = os.fsdecode(m.path)
+        if path.startswith(prefix):
+            _libc().umount2(m.path, MNT_DETACH)
+    with contextlib.suppress(OSError):
+        registry.release(prefix, prefix=True)
+
+
 def refusal(host_uid: int, can_mount: bool, pod: core_pb2.Pod) -> str | None:
     """Why an agent without CAP_SYS_ADMIN cannot run a pod with volumes (None: it can)."""
     if can_mount or not pod.spec.volumes:
@@ -212,7 +226,7 @@ class PodVolumes:
             placed.append((m.path, source))
         if host_targets:
             try:
-                self.registry.acquire(self.uid, host_targets)
+                self.registry.acquire(self.root, host_targets)
             except OSError as err:
                 raise VolumeError(f"container {c.name}: cannot create the mount point {err.filename}: "
                                   f"{err.strerror}") from None
@@ -247,4 +261,4 @@ class PodVolumes:
     def release(self) -> None:
         """The pod's containers are all gone: its mount points may go (when no one else holds them)."""
         with contextlib.suppress(OSError):
-            self.registry.release(self.uid)
+            self.registry.release(self.root)

@@ -45,8 +45,9 @@ def _job(root: Path, host_dir: Path) -> dict[str, Any]:
                                                               "annotations": {"note": 'say "hi"'}},
                                                  "spec": {
             "restartPolicy": "Never",
-            "initContainers": [{"name": "init", "image": "busybox", "command": [
-                "sh", "-c", f"echo from-init > {root}/scratch/from-init"],
+            # Its working dir is below the mount path: made in the volume, as runc makes it.
+            "initContainers": [{"name": "init", "image": "busybox", "workingDir": f"{root}/scratch/work",
+                                "command": ["sh", "-c", "echo from-init > ../from-init"],
                 "volumeMounts": [mount("scratch", "scratch")]}],
             "containers": [{"name": "main", "image": "busybox",
                             "command": ["sh", "-c", MAIN.replace("/mnt", str(root))],

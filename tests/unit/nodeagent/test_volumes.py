@@ -357,3 +357,19 @@ async def test_a_missing_configmap_names_the_volume(tmp_path: Path) -> None:
                                           r"found$"):
         await vols.prepare(FakeClient({}), pod, {}, None)  # type: ignore[arg-type]
     assert not vols.ready
+
+
+@needs_root
+def test_cleanup_of_a_data_dir_whose_agent_is_gone(tmp_path: Path) -> None:
+    """What a test harness (or an operator removing a node's data dir) runs: the tmpfs mounts
+    under it detached, the mount points its pods held released."""
+    from nodeagent.volumes import setup
+    data = tmp_path / "agent"
+    (data / "pods" / "u1.volumes" / "mem").mkdir(parents=True)
+    setup.mount_tmpfs(str(data / "pods" / "u1.volumes" / "mem"), None, 0o777)
+    reg = MountPoints(str(tmp_path / "reg.json"))
+    reg.acquire(f"{data}/pods/u1.volumes", [(str(tmp_path / "input"), True)])
+    reg.acquire("/elsewhere/pods/u2.volumes", [(str(tmp_path / "other"), True)])
+    setup.cleanup_under(str(data), reg)
+    assert not os.path.ismount(data / "pods" / "u1.volumes" / "mem")
+    assert not (tmp_path / "input").exists() and (tmp_path / "other").is_dir()
