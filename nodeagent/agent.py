@@ -44,6 +44,8 @@ from .runtime.logs import LogManager
 from .runtime.process import ProcessRuntime
 from .server import LogSource, NodeAgentServicer, ServingCertificate, pick_container, start_server
 from .statusmanager import StatusManager
+from .volumes import setup as volsetup
+from .volumes.mountpoints import MountPoints
 
 log = logging.getLogger("ketch.agent")
 
@@ -81,7 +83,7 @@ def _pod_files(pods_root: str) -> dict[str, list[str]]:
 
 
 def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: float,
-                   active: Callable[[str], bool]) -> list[str]:
+                   active: Callable[[str], bool], mountpoints: MountPoints | None = None) -> list[str]:
     """Files of pods gone from the API: the sandbox goes at once, logs and exit details after the
     retention period. Returns the uids removed entirely.
 
@@ -98,6 +100,11 @@ def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: flo
         sandbox = layout.sandbox_dir(root, uid)
         if os.path.isdir(sandbox):
             shutil.rmtree(sandbox, ignore_errors=True)
+        if os.path.isdir(volsetup.volumes_dir(root, uid)):
+            volsetup.remove(root, uid)
+            if mountpoints is not None:
+                with contextlib.suppress(OSError):
+                    mountpoints.release(volsetup.volumes_dir(root, uid))
         if now - rec.gone_at > retention:
             for path in sorted(files, key=lambda p: p == state):
                 with contextlib.suppress(OSError):
@@ -322,7 +329,8 @@ class Agent:
                 log.exception("log retention pass failed")
 
     def collect_garbage(self, now: float) -> None:
-        remove_expired(self.pods_root, self.cfg.log_retention, now, lambda uid: self.workers.worker(uid) is not None)
+        remove_expired(self.pods_root, self.cfg.log_retention, now, lambda uid: self.workers.worker(uid) is not None,
+                       self.deps.mountpoints)
 
     # -- stop ----------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -45,6 +46,9 @@ from .runtime.restarts import init_should_restart, should_restart
 from .security import ConfigError, Host
 from .status import TERMINAL_PHASES, ContainerRun, PodRun, Terminated, compute_status, container_id, restart_policy
 from .statusmanager import StatusManager
+from .volumes.mountpoints import MountPoints
+from .volumes.setup import PodVolumes, refusal
+from .volumes.spec import VolumeError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,8 @@ class WorkerDeps:
     # Slow housekeeping (garbage collection of gone pods' files) runs here. A pod's own small writes and
     # its spawn (vfork + exec: well under a millisecond) run on the event loop: handing each to a
     # thread cost more in GIL hand-offs than the work itself (measured: a third of the agent's CPU).
+    # Mount points made on the host for volumes, and which pods use them (host-wide).
+    mountpoints: MountPoints = field(default_factory=MountPoints)
     io: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="agent-io"))
 
     async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -123,6 +129,15 @@ def _home_of(uid: int) -> str:
         return "/"
 
 
+def _in_volume(path: str, c: Confinement) -> str:
+    """Where path is on the host: inside the volume the container mounts over it, if any (a
+    working dir below a mount path is made in the volume, as runc makes it in the container)."""
+    for b in sorted(c.binds, key=lambda b: len(b.target), reverse=True):
+        if path.startswith(b.target.rstrip("/") + "/") and os.path.isdir(b.source):
+            return os.path.join(b.source, os.path.relpath(path, b.target))
+    return path
+
+
 def _limits(c: core_pb2.Container) -> tuple[int | None, int | None]:
     """(memory bytes, cpu millicores) from resources.limits."""
     mem = cpu = None
@@ -156,6 +171,7 @@ class PodWorker:
         self.shutdown = False  # the node is leaving (drain)
         self.killing: dict[str, str] = {}
         self._sandbox_made = False  # known to exist (the first run in it makes it, or finds it)
+        self.volumes: PodVolumes | None = None  # made at the first start of a pod that has volumes
         self._ckpt_gen = 0  # bumped on every change to the record
         self._ckpt_written = 0  # the generation on disk
         self._ended_logs: list[Any] = []
@@ -372,6 +388,10 @@ class PodWorker:
             confinement = security.confinement(pod, c, self.deps.host, self.sandbox)
             objects = await configrefs.fetch(self.deps.client, pod, c)
             env = self._container_env(c, confinement, objects)
+            if pod.spec.volumes or c.volume_mounts:  # pods without volumes pay nothing here
+                confinement = dataclasses.replace(confinement, binds=await self._volume_binds(c))
+        except VolumeError as err:
+            return self._config_error(cr, str(err), "FailedMount")
         except (ValueError, ConfigError) as err:
             return self._config_error(cr, str(err))
         argv = envvars.container_argv(c, env)
@@ -438,7 +458,7 @@ class PodWorker:
         an fsGroup, to that group (setgid, group-writable), as an emptyDir volume does."""
         c = confinement or Confinement()
         if cwd != self.sandbox:
-            os.makedirs(cwd, exist_ok=True)
+            os.makedirs(_in_volume(cwd, c), exist_ok=True)
             if not c.read_only_root:
                 return
         if not self._sandbox_made:
@@ -466,11 +486,30 @@ class PodWorker:
             env["HOME"] = _home_of(confinement.uid)
         return env
 
-    def _config_error(self, cr: ContainerRun, message: str) -> float:
+    async def _volume_binds(self, c: core_pb2.Container) -> tuple[Any, ...]:
+        """The pod's volumes, made at its first container start, bound at c's mount paths;
+        VolumeError (the container waits) when a volume cannot be made or mounted."""
+        host = self.deps.host
+        why = refusal(host.uid, host.can(security.CAP_SYS_ADMIN), self.pod)
+        if why is not None:
+            raise VolumeError(why)
+        if self.volumes is None:
+            self.volumes = PodVolumes(self.pods_root, self.pod, self.deps.mountpoints)
+        try:
+            await self.volumes.prepare(self.deps.client, self.pod, self.deps.allocatable,
+                                       security.fs_group(self.pod))
+            return self.volumes.binds(c)
+        except OSError as err:
+            raise VolumeError(f"container {c.name}: cannot prepare its volumes: {err}") from None
+
+    def _config_error(self, cr: ContainerRun, message: str, event_reason: str = "") -> float:
         """The container cannot be created as its spec says: it waits (CreateContainerConfigError)
-        and is tried again; the first time, a Warning event says why."""
+        and is tried again; the first time, a Warning event says why (FailedMount: a volume)."""
         if cr.state != "waiting" or cr.waiting_reason != CONFIG_ERROR or cr.waiting_message != message:
-            self.deps.event(self.pod, "Warning", "Failed", f"Error: {message}")
+            if event_reason:
+                self.deps.event(self.pod, "Warning", event_reason, message)
+            else:
+                self.deps.event(self.pod, "Warning", "Failed", f"Error: {message}")
         cr.state, cr.waiting_reason, cr.waiting_message = "waiting", CONFIG_ERROR, message
         return CONFIG_RETRY
 
@@ -585,8 +624,13 @@ class PodWorker:
         cwd = c.working_dir or self.sandbox
         try:
             confinement = security.confinement(self.pod, c, self.deps.host, self.sandbox)
+            if c.volume_mounts:  # the volumes its running process has, as they are on disk
+                if self.volumes is None:
+                    self.volumes = PodVolumes(self.pods_root, self.pod, self.deps.mountpoints)
+                self.volumes.adopt()
+                confinement = dataclasses.replace(confinement, binds=self.volumes.binds(c))
             ctx = ExecContext(self._container_env(c, confinement, None), cwd, confinement)
-        except (ValueError, ConfigError) as err:
+        except (ValueError, ConfigError, VolumeError, OSError) as err:
             ctx = ExecContext({}, cwd, refused=str(err))
         self.exec_ctx[c.name] = ctx
         return ctx
@@ -713,6 +757,8 @@ class PodWorker:
     async def _finish(self) -> None:
         """Report the final status, hand a deleted pod back to the API server, and let go."""
         await self._flush_files()
+        if self.volumes is not None:
+            self.volumes.release()  # every container is gone: so are its mount namespaces
         if not self.gone:
             await self.deps.status.flushed(self.uid)
             pod = self.pod

@@ -11,6 +11,11 @@ Runs after defaulting, so defaulted values (dnsPolicy ClusterFirst, the imagePul
 the image, ...) are not reported; `image` itself is accepted silently. Called on every create and
 spec update, so it only looks at fields and never serializes anything.
 
+Volumes the agent mounts (emptyDir, configMap, secret, downwardAPI, hostPath, projected from
+configMaps, secrets and the downward API) are not warned about; any other volume type, a
+projection of another kind and subPathExpr are: the API stores them as Kubernetes does, and the
+agent refuses the pod's containers with the reason (nodeagent/volumes/).
+
 Lifecycle hooks are not warned about: the agent runs postStart and preStop (nodeagent/hooks.py).
 
 Security settings the agent honours (users and groups, runAsNonRoot, capabilities, privileged,
@@ -29,7 +34,9 @@ from ketch.api.defaults.core import image_pull_policy_for
 from ketch.v1 import core_pb2
 
 NETWORK = "no container networking"
-VOLUMES = "no volumes are mounted"
+VOLUMES = "no block devices are attached"
+MOUNTED_VOLUMES = ("emptyDir", "configMap", "secret", "downwardAPI", "hostPath", "projected")
+MOUNTED_PROJECTIONS = ("configMap", "secret", "downwardAPI")
 IMAGES = "no images are pulled"
 ACCOUNTS = "no service accounts"
 HOST = "processes run in the host's network, DNS and namespaces"
@@ -38,7 +45,6 @@ SCHEDULER = "not used by the Ketch scheduler"
 # PodSpec fields: (proto name, JSON name, reason). Repeated and map fields count when non-empty,
 # messages and optional scalars when set, plain scalars when non-zero.
 _POD_FIELDS = (
-    ("volumes", "volumes", VOLUMES),
     ("image_pull_secrets", "imagePullSecrets", IMAGES),
     ("service_account_name", "serviceAccountName", ACCOUNTS),
     ("service_account", "serviceAccount", ACCOUNTS),
@@ -73,7 +79,6 @@ _POD_SECURITY_FIELDS = (
 )
 _CONTAINER_FIELDS = (
     ("ports", "ports", NETWORK),
-    ("volume_mounts", "volumeMounts", VOLUMES),
     ("volume_devices", "volumeDevices", VOLUMES),
     ("resize_policy", "resizePolicy", "resources cannot be resized in place"),
     ("stdin", "stdin", "no terminal is attached"),
@@ -133,10 +138,31 @@ def pod_spec_warnings(spec: core_pb2.PodSpec, path: str) -> list[str]:
         for field_name, json_name, reason, presence in _POD_SECURITY_CHECKS:
             if _set(spec.security_context, field_name, presence):
                 _warn(out, f"{path}.securityContext.{json_name}", reason)
+    for i, volume in enumerate(spec.volumes):
+        _volume(out, volume, f"{path}.volumes[{i}]")
     for list_name, containers in (("initContainers", spec.init_containers), ("containers", spec.containers)):
         for i, c in enumerate(containers):
             _container(out, c, f"{path}.{list_name}[{i}]")
     return out
+
+
+def _not_mounted(out: list[str], path: str, what: str) -> None:
+    out.append(f"{path}: {what} not supported by the Ketch node agent: the pod's containers will not start")
+
+
+def _volume(out: list[str], volume: struct_pb2.Struct, path: str) -> None:
+    """Volume types (and projections) the agent cannot mount: it refuses the pod, so say so now."""
+    for key, value in volume.fields.items():
+        if key == "name" or value.WhichOneof("kind") != "struct_value":
+            continue
+        if key not in MOUNTED_VOLUMES:
+            _not_mounted(out, f"{path}.{key}", f"{key} volumes are")
+        elif key == "projected":
+            sources = value.struct_value.fields.get("sources")
+            for j, src in enumerate(sources.list_value.values if sources is not None else ()):
+                for kind in src.struct_value.fields:
+                    if kind not in MOUNTED_PROJECTIONS:
+                        _not_mounted(out, f"{path}.projected.sources[{j}].{kind}", f"{kind} projections are")
 
 
 def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
@@ -145,6 +171,9 @@ def _container(out: list[str], c: core_pb2.Container, path: str) -> None:
     for field_name, json_name, reason, presence in _CONTAINER_CHECKS:
         if _set(c, field_name, presence):
             _warn(out, f"{path}.{json_name}", reason)
+    for i, mount in enumerate(c.volume_mounts):
+        if "subPathExpr" in mount.fields:
+            _not_mounted(out, f"{path}.volumeMounts[{i}].subPathExpr", "subPathExpr is")
     for field_name, json_name in (("liveness_probe", "livenessProbe"), ("readiness_probe", "readinessProbe"),
                                   ("startup_probe", "startupProbe")):
         if c.HasField(field_name) and getattr(c, field_name).HasField("grpc"):

@@ -10,7 +10,7 @@ securityContext and QoS); this module makes it so, the cheapest way that is exac
   agent still spawns with vfork; the shell's work (under a millisecond) runs in the child;
 - another user and groups as well: CPython's own user=, group= and extra_groups= (a fork, but
   its child runs no Python), then the same shell line;
-- anything else (capabilities, no_new_privs, a read-only root, or an oom_score_adj below the
+- anything else (capabilities, no_new_privs, a read-only root, volumes, or an oom_score_adj below the
   agent's for another user): a preexec_fn, `ChildSetup` (a fork whose child runs Python: about a
   millisecond more, bench/confine.py). Everything the child needs (ctypes functions and structs,
   paths, the mount list) is built in the parent; the child only calls those in order, allocating
@@ -19,9 +19,12 @@ securityContext and QoS); this module makes it so, the cheapest way that is exac
   mount namespace: Operation not permitted" rather than CPython's "Exception occurred in preexec_fn".
 
 Order in the child, each step needing what the earlier ones keep: join the cgroups, set
-oom_score_adj (lowering it needs root) and the open-files limit; unshare the mount namespace,
-keep the writable directories writable (bind mounts) and remount every other mount read-only
-except /proc and /dev; drop bounding capabilities (needs CAP_SETPCAP); keep capabilities across
+oom_score_adj (lowering it needs root) and the open-files limit; unshare the mount namespace
+(propagation from the host kept one-way: a slave), keep the writable directories writable (bind
+mounts), bind the volumes at their mount paths (recursive binds; a readOnly one remounted
+read-only, the mount itself, not those below it, as Kubernetes without recursiveReadOnly), and
+under a read-only root remount every other mount read-only except /proc, /dev and the volumes;
+drop bounding capabilities (needs CAP_SETPCAP); keep capabilities across
 the user switch when a non-root user gets added ones; setgroups, setresgid, setresuid; set the
 permitted, effective and inheritable sets; raise the ambient ones (so that a non-root user's added
 capabilities survive exec); no_new_privs last.
@@ -60,6 +63,20 @@ _KEPT_WRITABLE = ("/proc", "/dev")
 
 
 @dataclass(frozen=True, slots=True)
+class Bind:
+    """A volume bound at a container's mount path in its private mount namespace."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    flags: int = 0  # the source mount's per-mount MS_* flags, kept by a read-only remount
+    what: str = ""  # for messages: 'volume "input"'
+    # (st_dev, st_ino) the mounted path must be: a subPath checked in the parent, which a
+    # container could otherwise swap for a symlink out of its volume before the child mounts it.
+    expect: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Confinement:
     """What a container's process must be; None or empty: as the agent is."""
 
@@ -72,6 +89,7 @@ class Confinement:
     no_new_privs: bool = False
     read_only_root: bool = False
     writable: tuple[str, ...] = ()  # directories kept writable under a read-only root
+    binds: tuple[Bind, ...] = ()  # volumes, in mount order (a path before the paths below it)
     oom_score_adj: int | None = None
     nofile: tuple[int, int] | None = None  # RLIMIT_NOFILE (soft, hard)
 
@@ -91,7 +109,7 @@ class Confinement:
         user, which may raise it but not lower it below the agent's.
         """
         if (self.bounding is not None or self.caps is not None or self.ambient or self.no_new_privs
-                or self.read_only_root):
+                or self.read_only_root or self.binds):
             return True
         return (self.switches_user and self.oom_score_adj is not None
                 and self.oom_score_adj < own_oom_score_adj)
@@ -151,9 +169,19 @@ def _under(path: bytes, roots: Sequence[bytes]) -> bool:
 
 def to_make_read_only(mounts: Sequence[Mount], writable: Sequence[str]) -> list[Mount]:
     """The mounts a read-only root remounts: all but the read-only ones, /proc, /dev, and the
-    writable directories and what is mounted below them."""
+    writable directories (volume mount paths among them) and what is mounted below them."""
     keep = [os.fsencode(p) for p in (*_KEPT_WRITABLE, *writable)]
     return [m for m in mounts if not m.read_only and not _under(m.path, keep)]
+
+
+def mount_flags(mounts: Sequence[Mount], path: str) -> int:
+    """The per-mount flags of the mount that holds path (the longest mount point above it)."""
+    raw = os.fsencode(path)
+    best: Mount | None = None
+    for m in mounts:
+        if _under(raw, [m.path]) and (best is None or len(m.path) > len(best.path)):
+            best = m
+    return best.flags if best is not None else 0
 
 
 # -- the child's half --------------------------------------------------------------------------------
@@ -191,6 +219,12 @@ def _call(fn: Callable[..., int], *args: object) -> None:
         raise OSError(ctypes.get_errno(), "")
 
 
+def _same(path: bytes, dev: int, ino: int) -> None:
+    st = os.stat(path)
+    if st.st_dev != dev or st.st_ino != ino:
+        raise OSError(errno.EXDEV, "")
+
+
 def _write(path: bytes, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY)
     try:
@@ -218,22 +252,37 @@ class ChildSetup:
         if c.nofile is not None:
             step(f"cannot set RLIMIT_NOFILE to {c.nofile[0]}/{c.nofile[1]}", resource.setrlimit,
                  resource.RLIMIT_NOFILE, c.nofile)
-        if c.read_only_root:
-            ro = "readOnlyRootFilesystem: "
-            step(ro + "cannot make a private mount namespace", _call, lib.unshare, CLONE_NEWNS)
-            step(ro + "cannot keep its mounts from the host's", _call, lib.mount, None, b"/", None,
+        if c.read_only_root or c.binds:
+            ns = "readOnlyRootFilesystem: " if c.read_only_root else "volumes: "
+            step(ns + "cannot make a private mount namespace", _call, lib.unshare, CLONE_NEWNS)
+            step(ns + "cannot keep its mounts from the host's", _call, lib.mount, None, b"/", None,
                  MS_REC | MS_SLAVE, None)
+        ro = "readOnlyRootFilesystem: "
+        if c.read_only_root:
             for d in c.writable:
                 raw = os.fsencode(d)
                 step(f"{ro}cannot keep {d} writable", _call, lib.mount, raw, raw, None, MS_BIND, None)
+        # Volumes before the read-only pass: a bind copies its source mount's flags, read-only too.
+        for b in c.binds:
+            src, dst = os.fsencode(b.source), os.fsencode(b.target)
+            step(f"{b.what or 'volume'}: cannot mount {b.source} at {b.target}", _call, lib.mount, src, dst, None,
+                 MS_BIND | MS_REC, None)
+            if b.expect is not None:
+                step(f"{b.what or 'volume'}: {b.source} changed before it was mounted at {b.target}", _same, dst,
+                     *b.expect)
+            if b.read_only:
+                step(f"{b.what or 'volume'}: cannot make {b.target} read-only", _call, lib.mount, None, dst, None,
+                     MS_REMOUNT | MS_BIND | MS_RDONLY | b.flags, None)
+        if c.read_only_root:
             if mounts is None:
                 with open("/proc/self/mountinfo", "rb") as f:
                     mounts = parse_mountinfo(f.read())
-            for m in to_make_read_only(mounts, c.writable):
+            for m in to_make_read_only(mounts, (*c.writable, *(b.target for b in c.binds))):
                 step(f"{ro}cannot make {os.fsdecode(m.path)} read-only", _call, lib.mount, None, m.path, None,
                      MS_REMOUNT | MS_BIND | MS_RDONLY | m.flags, None)
+        if c.read_only_root or c.binds:
             # The working dir was entered before the mounts changed: enter it again, on them.
-            step(f"{ro}cannot enter the working dir {cwd}", os.chdir, cwd)
+            step(f"{ns}cannot enter the working dir {cwd}", os.chdir, cwd)
         if c.caps is not None or c.ambient:
             step("capabilities: cannot clear the ambient set", _call, lib.prctl, PR_CAP_AMBIENT,
                  PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)

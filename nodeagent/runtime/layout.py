@@ -4,6 +4,8 @@
     pods/<uid>.state.json               the checkpoint (runtime/checkpoint.py)
     pods/<uid>.<container>.<run>.log    a run's stdout and stderr (runtime/logs.py), with
         .log.1  .log.idx  .log.1.idx    its rotated part and their write-time samples
+    pods/<uid>.volumes/<name>/          a pod's volumes, only for a pod that has some
+                                        (nodeagent/volumes/setup.py)
 
 The directory is flat because on ext4 every new inode, and a mkdir most of all, costs system
 CPU (a scan of block-group descriptors): a pod allocates at most its sandbox (only when a

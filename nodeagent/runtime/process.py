@@ -230,9 +230,14 @@ class ProcessRuntime:
             executable = self._resolve_cached(argv[0], env.get("PATH", os.defpath))
         setup: confine.ChildSetup | None = None
         kwargs: dict[str, object] = {}
+        popen_cwd = cwd
         if c.needs_preexec(self._own_oom_score_adj):
             setup = confine.ChildSetup(c, cwd, cgroup_procs or ())
             kwargs["preexec_fn"] = setup
+            if c.binds:
+                # The working dir may be inside a volume, which exists only once the child has
+                # mounted it: the child enters it then (ChildSetup's last mount step).
+                popen_cwd = "/"
         else:
             if c.switches_user:
                 kwargs.update(user=c.uid, group=c.gid, extra_groups=None if c.groups is None else list(c.groups))
@@ -250,7 +255,7 @@ class ProcessRuntime:
             proc = subprocess.Popen(run, executable=executable, stdin=self._devnull if stdin is None else stdin,
                                     stdout=stdout,
                                     stderr=stdout if stderr is None else stderr,
-                                    cwd=cwd, env=env, start_new_session=True, close_fds=True,
+                                    cwd=popen_cwd, env=env, start_new_session=True, close_fds=True,
                                     **kwargs)  # type: ignore[call-overload]
         except FileNotFoundError as err:
             if executable is None:

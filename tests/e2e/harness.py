@@ -24,6 +24,8 @@ import grpc
 from ketch.client import Client
 from ketch.local.launcher import LocalCluster
 from ketch.security import anonymous
+from nodeagent.volumes.mountpoints import MountPoints
+from nodeagent.volumes.setup import cleanup_under
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
@@ -103,6 +105,8 @@ class Cluster(LocalCluster):
     def stop(self, timeout: float = 10) -> None:
         super().stop(timeout)
         self.kill_leftover_pods()
+        if os.geteuid() == 0:  # volumes its agents left mounted (tmpfs) or holding mount points
+            cleanup_under(str(self.dir), MountPoints())
 
     def kill_leftover_pods(self) -> None:
         mine = str(self.dir)

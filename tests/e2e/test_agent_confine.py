@@ -189,6 +189,8 @@ def test_an_agent_that_is_not_root_refuses_what_it_cannot_give(cluster_factory) 
             pod_manifest("privileged", "node-u", ["true"], container_fields={"securityContext": {"privileged": True}}),
             pod_manifest("read-only", "node-u", ["true"],
                          container_fields={"securityContext": {"readOnlyRootFilesystem": True}}),
+            pod_manifest("volume", "node-u", ["true"], spec={"volumes": [{"name": "input", "emptyDir": {}}]},
+                         container_fields={"volumeMounts": [{"name": "input", "mountPath": "/input"}]}),
         )
         assert waiting(c, "other-user")["message"] == (
             f"runAsUser: the agent runs as uid {NOBODY} without CAP_SETUID and cannot run a container as uid 1000")
@@ -196,11 +198,15 @@ def test_an_agent_that_is_not_root_refuses_what_it_cannot_give(cluster_factory) 
             f"privileged: the agent runs as uid {NOBODY}, not root, and cannot give a container full privileges")
         assert waiting(c, "read-only")["message"].startswith(
             f"readOnlyRootFilesystem: the agent runs as uid {NOBODY} without CAP_SYS_ADMIN")
+        # Never run with its volume missing: refused, naming the volume (a FailedMount event too).
+        assert waiting(c, "volume")["message"] == (
+            f'volume "input": the agent runs as uid {NOBODY} without CAP_SYS_ADMIN and cannot mount volumes in a '
+            "private mount namespace")
         wait_phase(c, "as-agent", "Succeeded")
         st = status_of(logs(c, "as-agent"))
         assert st["Uid"].split() == [str(NOBODY)] * 4
         assert int(st["CapEff"], 16) & ~read == 0  # nothing beyond the agent's own
-        for name in ("other-user", "privileged", "read-only"):
+        for name in ("other-user", "privileged", "read-only", "volume"):
             assert c.get("pod", name)["status"]["phase"] == "Pending"
     finally:
         c.stop_process(agent.name)

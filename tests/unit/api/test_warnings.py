@@ -38,10 +38,24 @@ CASES = [
                    "imagePullSecrets": [{"name": "regcred"}]}},
          (f"spec.imagePullSecrets: {HOST} (no images are pulled)",
           f"spec.containers[0].imagePullPolicy: {HOST} (no images are pulled)")),
-    Case("volumes and mounts", JOB, tmpl(volumes=[{"name": "data", "emptyDir": {}}], containers=[
-        container(volumeMounts=[{"name": "data", "mountPath": "/data"}])]),
-         (f"spec.template.spec.volumes: {HOST} (no volumes are mounted)",
-          f"spec.template.spec.containers[0].volumeMounts: {HOST} (no volumes are mounted)")),
+    Case("volumes the agent mounts are not warned about", JOB, tmpl(volumes=[
+        {"name": "data", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}},
+        {"name": "s", "secret": {"secretName": "s"}}, {"name": "h", "hostPath": {"path": "/tmp"}},
+        {"name": "d", "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+        {"name": "p", "projected": {"sources": [{"configMap": {"name": "c"}}]}}], containers=[
+        container(volumeMounts=[{"name": "data", "mountPath": "/data", "subPath": "x"}])])),
+    Case("volume types, projections and subPathExpr the agent cannot give", JOB, tmpl(volumes=[
+        {"name": "data", "persistentVolumeClaim": {"claimName": "c"}},
+        {"name": "p", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}], containers=[
+        container(volumeMounts=[{"name": "data", "mountPath": "/data", "subPathExpr": "$(X)"}],
+                  volumeDevices=[{"name": "data", "devicePath": "/dev/x"}])]),
+         ("spec.template.spec.volumes[0].persistentVolumeClaim: persistentVolumeClaim volumes are not supported by "
+          "the Ketch node agent: the pod's containers will not start",
+          "spec.template.spec.volumes[1].projected.sources[0].serviceAccountToken: serviceAccountToken projections "
+          "are not supported by the Ketch node agent: the pod's containers will not start",
+          f"spec.template.spec.containers[0].volumeDevices: {HOST} (no block devices are attached)",
+          "spec.template.spec.containers[0].volumeMounts[0].subPathExpr: subPathExpr is not supported by the Ketch "
+          "node agent: the pod's containers will not start")),
     Case("service account, DNS and host network", DAEMONSET, {"spec": {"template": {"spec": pod_spec(
         serviceAccountName="agent", dnsPolicy="ClusterFirstWithHostNet", hostNetwork=True)}}},
          (f"spec.template.spec.serviceAccountName: {HOST} (no service accounts)",

@@ -16,7 +16,7 @@ import pytest
 
 from ketch.api import capabilities
 from nodeagent.runtime import confine
-from nodeagent.runtime.confine import Confinement, Mount
+from nodeagent.runtime.confine import Bind, Confinement, Mount
 from nodeagent.runtime.interface import LaunchSpec, StartError
 from nodeagent.runtime.process import ProcessRuntime
 
@@ -158,6 +158,52 @@ async def test_a_read_only_root_in_a_working_dir_elsewhere(runtime: ProcessRunti
 
 
 @needs_root
+async def test_volumes_are_bound_in_the_childs_namespace_alone(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    vol, ro_vol, sandbox = tmp_path / "vol", tmp_path / "ro-vol", tmp_path / "sandbox"
+    for d in (vol, ro_vol, sandbox):
+        d.mkdir()
+    (ro_vol / "in.txt").write_text("ro\n")
+    target, ro_target = tmp_path / "mnt" / "data", tmp_path / "mnt" / "conf"
+    target.mkdir(parents=True)
+    ro_target.mkdir()
+    before = Path("/proc/self/mountinfo").read_text()
+    c = Confinement(read_only_root=True, writable=(str(sandbox),),
+                    binds=(Bind(str(vol), str(target)), Bind(str(ro_vol), str(ro_target), read_only=True)))
+    script = (f"echo hi > {target}/out; echo data=$?; cat {ro_target}/in.txt; touch {ro_target}/x; echo conf=$?; "
+              f"touch {tmp_path}/outside; echo outside=$?")
+    code, out = await run(runtime, tmp_path, c, script)
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if "Read-only file system" not in line]
+    assert lines == ["data=0", "ro", "conf=1", "outside=1"]
+    assert (vol / "out").read_text() == "hi\n", "written through the bind into the volume"
+    assert not (target / "out").exists() and not (ro_vol / "x").exists()
+    assert Path("/proc/self/mountinfo").read_text() == before
+
+
+@needs_root
+async def test_a_volume_that_cannot_be_bound_is_named(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    c = Confinement(binds=(Bind(str(tmp_path / "nope"), str(tmp_path), what='volume "input"'),))
+    with pytest.raises(StartError, match=f'^volume "input": cannot mount {tmp_path}/nope at {tmp_path}: '
+                                         "No such file or directory$"):
+        await run(runtime, tmp_path, c, "true")
+
+
+@needs_root
+async def test_a_subpath_swapped_before_the_mount_refuses_the_start(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    """The parent checked one inode; the child mounted another (a container swapped a path
+    component for a symlink meanwhile): the start fails rather than expose what it leads to."""
+    checked, swapped, target = tmp_path / "checked", tmp_path / "swapped", tmp_path / "target"
+    for d in (checked, swapped, target):
+        d.mkdir()
+    st = checked.stat()
+    c = Confinement(binds=(Bind(str(swapped), str(target), what='volume "v"', expect=(st.st_dev, st.st_ino)),))
+    with pytest.raises(StartError, match=f'^volume "v": {swapped} changed before it was mounted at {target}'):
+        await run(runtime, tmp_path, c, "true")
+    same = Confinement(binds=(Bind(str(checked), str(target), expect=(st.st_dev, st.st_ino)),))
+    assert (await run(runtime, tmp_path, same, "true"))[0] == 0
+
+
+@needs_root
 async def test_oom_and_open_files_after_a_user_switch(runtime: ProcessRuntime, tmp_path: Path) -> None:
     c = Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=1000, nofile=(1024, 2048))
     code, out = await run(runtime, tmp_path, c, "cat /proc/self/oom_score_adj; ulimit -Sn; ulimit -Hn")
@@ -210,6 +256,14 @@ def test_mountinfo_keeps_per_mount_flags_and_the_top_mount_of_a_path() -> None:
     assert remounted == [b"/", b"/srv"]
 
 
+def test_a_read_only_root_leaves_the_volumes_and_what_is_below_them() -> None:
+    mounts = [Mount(b"/", confine.MS_NOSUID, False), Mount(b"/data", 0, False), Mount(b"/data/sub", 0, False),
+              Mount(b"/var", confine.MS_NODEV, False)]
+    assert [m.path for m in confine.to_make_read_only(mounts, ("/data",))] == [b"/", b"/var"]
+    assert confine.mount_flags(mounts, "/var/lib/x") == confine.MS_NODEV
+    assert confine.mount_flags(mounts, "/variable") == confine.MS_NOSUID
+
+
 def test_shell_commands_for_the_resets() -> None:
     assert confine.shell_commands(Confinement(oom_score_adj=-997, nofile=(1024, 4096))) == [
         "ulimit -S -n 1024", "ulimit -H -n 4096", "echo -997 > /proc/self/oom_score_adj"]
@@ -224,5 +278,5 @@ def test_only_what_cpython_and_the_shell_cannot_do_runs_python_in_the_child() ->
     assert Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=-997).needs_preexec(0)
     assert not Confinement(uid=NOBODY, gid=NOBODY, groups=(), oom_score_adj=-997).needs_preexec(-999)
     for c in (Confinement(bounding=0), Confinement(caps=0), Confinement(no_new_privs=True),
-              Confinement(read_only_root=True)):
+              Confinement(read_only_root=True), Confinement(binds=(Bind("/a", "/b"),))):
         assert c.needs_preexec(0)
