@@ -258,9 +258,12 @@ class ProcessRuntime:
                                     cwd=popen_cwd, env=env, start_new_session=True, close_fds=True,
                                     **kwargs)  # type: ignore[call-overload]
         except FileNotFoundError as err:
-            if executable is None:
+            search = env.get("PATH", os.defpath)
+            self._which.pop((argv[0], search), None)
+            if executable is None or shutil.which(argv[0], path=search) in (None, executable):
+                # Not a cached binary that moved (a missing working dir or script interpreter):
+                # a retry would fail the same way, forever.
                 raise StartError(start_error_message(argv, cwd, err)) from err
-            self._which.clear()  # the binary moved: resolve again
             return self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr, stdin)
         except (OSError, subprocess.SubprocessError, ValueError) as err:
             why = setup.failure() if setup is not None and isinstance(err, subprocess.SubprocessError) else None

@@ -49,6 +49,27 @@ async def test_start_errors_are_reported_not_raised_up(runtime: ProcessRuntime, 
         runtime.start(_spec(tmp_path, *argv))
 
 
+async def test_a_missing_working_dir_fails_the_start_once(runtime: ProcessRuntime, tmp_path: Path) -> None:
+    """A command found on PATH in a working dir that is not there: one clear error, not an
+    endless retry of the 'moved binary' path (it recursed until the stack ran out)."""
+    spec = LaunchSpec(["true"], {"PATH": os.environ.get("PATH", "/bin")}, str(tmp_path / "gone"),
+                      str(tmp_path / "out.log"))
+    with pytest.raises(StartError, match=r"chdir to cwd \("):
+        runtime.start(spec)
+
+
+async def test_a_script_whose_interpreter_is_missing_fails_the_start(runtime: ProcessRuntime,
+                                                                    tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    script = bindir / "tool-xyz"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    spec = LaunchSpec(["tool-xyz"], {"PATH": str(bindir)}, str(tmp_path), str(tmp_path / "out.log"))
+    with pytest.raises(StartError, match="tool-xyz"):
+        runtime.start(spec)
+
+
 async def test_stop_gives_a_trapping_process_its_grace(runtime: ProcessRuntime, tmp_path: Path) -> None:
     h = runtime.start(_spec(tmp_path, "sh", "-c", "trap 'exit 0' TERM; echo up; while :; do sleep 0.05; done"))
     await _until(lambda: (tmp_path / "out.log").exists() and (tmp_path / "out.log").read_text() == "up\n")
