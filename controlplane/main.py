@@ -247,7 +247,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             await store.stop()
             return 2
-    hub = WatchHub(store)
+    hub = WatchHub(store, on_dropped=trimmer.freed)
     authorization = Authorization(store, modes)
     service = APIService(store, hub, registry=registry,
                          admission=authorization.admission(default_admission(store, registry)))
