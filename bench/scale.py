@@ -61,6 +61,22 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def rss_breakdown(pid: int) -> dict[str, int]:
+    """Resident bytes by kind of mapping (/proc/PID/smaps): malloc's main heap, anonymous maps
+    (pymalloc's 1 MiB arenas, other threads' malloc arenas, large buffers) and files (code)."""
+    out = {"heap": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if not head[0].endswith(":"):  # a mapping's header: address range, perms, ..., name
+                name = head[5] if len(head) > 5 else ""
+                kind = "heap" if name == "[heap]" else "file" if name.startswith("/") else "anon"
+            elif head[0] == "Rss:":
+                out[kind] += int(head[1]) * 1024
+    return out
+
+
 def db_bytes(data_dir: Path, name: str = "ketch.db") -> int:
     """The size of the SQLite database file (or of its WAL: name ketch.db-wal)."""
     try:
@@ -167,7 +183,10 @@ class RunResult:
     rss_at_10k: int = 0
     pods_at_10k: int = 0
     rss_loaded: int = 0
-    rss_after: int = 0
+    rss_deleted: int = 0  # right after the last pod went (and the database settled)
+    rss_after: int = 0  # --settle seconds later: the watch window's history of them is gone
+    rss_parts_loaded: dict[str, int] = field(default_factory=dict)
+    rss_parts_after: dict[str, int] = field(default_factory=dict)
     db_loaded: int = 0
     wal_loaded: int = 0
     db_deleted: int = 0
@@ -232,7 +251,8 @@ def snapshot_report(top: int = 15) -> None:
             print(f"  {st.size_diff / MB:+8.2f} MB {st.count_diff:+9d} blocks  {frame.filename}:{frame.lineno}")
 
 
-async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, timeout: float) -> RunResult:
+async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, timeout: float,
+                  settle: float) -> RunResult:
     pid = cluster.members[CONTROLPLANE].proc.pid  # type: ignore[union-attr]
     data_dir = cluster.dir / "controlplane"
     client = cluster.client(wait_for_ready=True)
@@ -273,6 +293,7 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
     stop.set()
     await probing
     r.rss_loaded = rss_bytes(pid)
+    r.rss_parts_loaded = rss_breakdown(pid)
     r.db_loaded = db_bytes(data_dir)
     r.wal_loaded = db_bytes(data_dir, "ketch.db-wal")
     await snapshot(pid, "loaded")
@@ -293,7 +314,10 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
     r.delete_seconds = time.perf_counter() - start
     r.db_deleted = db_bytes(data_dir)
     r.db_compacted = await wait_db_settled(data_dir)
+    r.rss_deleted = rss_bytes(pid)
+    await asyncio.sleep(max(0.0, settle - (time.perf_counter() - start - r.delete_seconds)))
     r.rss_after = rss_bytes(pid)
+    r.rss_parts_after = rss_breakdown(pid)
     await snapshot(pid, "after")
     await client.close()
     await probe_client.close()
@@ -311,7 +335,8 @@ async def scenario(cluster: BenchCluster, args: argparse.Namespace) -> list[RunR
     for i in range(args.runs):
         print(f"run {i + 1}: {args.nodes} hollow nodes, {args.pods} pods "
               f"(DaemonSet {args.nodes} + Job {args.pods - args.nodes})", flush=True)
-        results.append(await one_run(cluster, args.nodes, args.pods, args.probe_rate, args.timeout))
+        results.append(await one_run(cluster, args.nodes, args.pods, args.probe_rate, args.timeout,
+                                       args.settle))
     return results
 
 
@@ -335,8 +360,13 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
         [f"{r.rss_at_10k / MB:.0f} MB" for r in results], "<= 300 MB at 10,000 pods",
         max(r.rss_at_10k for r in results) <= 300 * MB if first.pods_at_10k >= 10_000 else None)
     row(f"RSS with all {args.pods} pods", [f"{r.rss_loaded / MB:.0f} MB" for r in results], "", None)
-    row("RSS after the pods are gone", [f"{r.rss_after / MB:.0f} MB" for r in results],
+    row("RSS right after the pods are gone", [f"{r.rss_deleted / MB:.0f} MB" for r in results], "", None)
+    row(f"RSS {args.settle:.0f}s after the pods are gone", [f"{r.rss_after / MB:.0f} MB" for r in results],
         "<= 1.2x idle", all(r.rss_after <= 1.2 * first.rss_idle for r in results))
+    for when in ("loaded", "after"):
+        parts = [getattr(r, f"rss_parts_{when}") for r in results]
+        row(f"  RSS {when}: heap/anon/file MB", ["/".join(f"{v / MB:.0f}" for v in p.values()) for p in parts],
+            "", None)
     if len(results) > 1:
         row("RSS at the end, last run / first", ["", f"{results[-1].rss_after / first.rss_after:.2f}x"],
             "<= 1.1x", results[-1].rss_after <= 1.1 * first.rss_after)
@@ -375,6 +405,9 @@ def main() -> None:
                                                                  "delete each)")
     p.add_argument("--heartbeat-interval", default="10s", help="the hollow nodes' lease renewal interval")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds a run may take to all Ready, or to empty")
+    p.add_argument("--settle", type=float, default=90.0,
+                   help="seconds after the last pod is gone to measure RSS again (the watch window keeps 75 s of "
+                        "history, as kube-apiserver's watch cache)")
     p.add_argument("--tracemalloc", default="", metavar="DIR",
                    help="the control plane's tracemalloc snapshots go to DIR (idle, loaded, after each run)")
     p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs and print where")

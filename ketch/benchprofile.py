@@ -20,7 +20,7 @@ from pathlib import Path
 
 ENV = "KETCH_PROFILE_DIR"
 TRACEMALLOC_ENV = "KETCH_TRACEMALLOC_DIR"
-TRACE_FRAMES = 8
+TRACE_FRAMES = 1
 
 
 @contextlib.contextmanager
