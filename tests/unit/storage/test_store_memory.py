@@ -101,3 +101,25 @@ async def test_the_window_lets_deleted_pods_go_after_the_fresh_period() -> None:
     assert batch is not None
     assert [core_pb2.Pod.FromString(v.data).metadata.name for _, v, _ in batch] == ["late-0", "late-1"]
     await store.stop()
+
+
+async def test_versions_share_unchanged_labels_and_fields_but_see_changes() -> None:
+    """Each of a pod's versions in the window kept its own labels and fields dicts (a third of
+    its cost); unchanged ones are now shared, and a change is still seen by selectors."""
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    hub = WatchHub(store)
+    await store.write("Pod", "default/p", _pod("p"), create=True)
+    pod = _pod("p")
+    pod.status.phase = "Running"
+    await store.write("Pod", "default/p", pod)
+    relabelled = _pod("p")
+    relabelled.status.phase = "Running"
+    relabelled.metadata.labels["app"] = "other"
+    await store.write("Pod", "default/p", relabelled)
+    await store.write("Pod", "default/p", None)
+    created, running, other, deleted = (ev.entry for ev in hub.window)
+    assert running.labels is created.labels and running.fields is not created.fields  # the phase changed
+    assert other.labels == {"app": "other"} and created.labels == {"app": "churn"}
+    assert other.fields is running.fields and deleted.labels is other.labels and deleted.fields is other.fields
+    await store.stop()
