@@ -158,8 +158,9 @@ def main() -> None:
         cluster.start_controlplane("--node-monitor-grace-period", args.grace,
                                    *(["--log-level", "INFO"] if args.log else []))
         for name, count in (("kept", args.nodes - args.lost), ("lost", args.lost)):
-            cluster.start_agent(f"hollow-{name}", "--hollow", str(count), "--heartbeat-interval",
-                                args.heartbeat_interval)
+            # The simulated nodes act with the admin's credentials (without them they dial plaintext).
+            cluster.start_agent(f"hollow-{name}", "--hollow", str(count), "--kubeconfig", str(cluster.admin_config),
+                                "--heartbeat-interval", args.heartbeat_interval)
         results = asyncio.run(scenario(cluster.server, args.nodes, "hollow-lost-", args.lost, grace,
                                        lambda: cluster.kill("hollow-lost")))
     n = args.nodes

@@ -15,6 +15,11 @@ sent, so the client watches again from the last resourceVersion it saw and gets 
 from the window (or Gone, "too old resource version", if that has passed, and relists). A
 client that stops reading altogether fills its HTTP/2 flow-control window and blocks the
 stream's write; it then holds at most the one message being written.
+
+The window is bounded by count (DEFAULT_WINDOW events) and by age, as kube-apiserver's watch
+cache keeps about 75 s of history (its eventFreshDuration): beyond MIN_WINDOW events, those older
+than EVENT_FRESH seconds leave it at the next commit. Without the age bound, the versions of
+10,000 deleted pods stayed in memory until 50,000 newer events had pushed them out.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from ketch.api.selectors import FieldRequirement, Selector
 
 DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idle watchers inside it
 DEFAULT_WATCHER_BACKLOG = 50_000
+EVENT_FRESH = 75.0  # seconds of history the window keeps beyond MIN_WINDOW events
+MIN_WINDOW = 1000  # events always kept, however old
 
 
 @dataclass(frozen=True)
@@ -170,11 +177,17 @@ class Watcher:
 
 class WatchHub:
     def __init__(self, store: Store, window: int = DEFAULT_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fresh: float = EVENT_FRESH,
+                 min_window: int = MIN_WINDOW, on_dropped: Callable[[int], None] | None = None) -> None:
         self.store = store
         self.window: deque[WatchEvent] = deque()
         self.window_size = window
         self.clock = clock
+        self.fresh = fresh
+        self.min_window = min_window
+        # When each commit's events joined the window: (time, how many of them are left in it).
+        self._ages: deque[list[float | int]] = deque()
+        self._on_dropped = on_dropped  # told how many events left the window by age (memory freed)
         # Every event with rev > window_start is in the window.
         self.window_start = store.revision
         self.watchers: dict[str, set[Watcher]] = {}
@@ -186,6 +199,7 @@ class WatchHub:
         a difference, so every watch ends and resumes from a list, as after kube-apiserver's
         cacher relists."""
         self.window.clear()
+        self._ages.clear()
         self.window_start = self.store.revision
         self.close_all()
 
@@ -195,8 +209,24 @@ class WatchHub:
             window.append(event)
             for w in tuple(self.watchers.get(event.entry.kind, ())):
                 w.offer(event)
+        if events:
+            self._ages.append([self.clock(), len(events)])
         while len(window) > self.window_size:
-            self.window_start = window.popleft().rev
+            self._pop_oldest()
+        stale = self.clock() - self.fresh
+        dropped = 0
+        while len(window) > self.min_window and self._ages and self._ages[0][0] < stale:
+            self._pop_oldest()
+            dropped += 1
+        if dropped and self._on_dropped is not None:
+            self._on_dropped(dropped)
+
+    def _pop_oldest(self) -> None:
+        self.window_start = self.window.popleft().rev
+        oldest = self._ages[0]
+        oldest[1] -= 1
+        if oldest[1] <= 0:
+            self._ages.popleft()
 
     def watch(self, kind: str, match: Filter, from_rev: int | None,
               limits: WatchLimits = LOCAL_WATCH_LIMITS) -> Watcher:

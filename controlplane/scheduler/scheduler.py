@@ -222,7 +222,8 @@ class Scheduler(BatchingController):
                 base = (rv, predicates.node_info_of(node))
                 self._node_base[name] = base
             proto = base[1]
-            info = NodeInfo(node=proto.node, allocatable=proto.allocatable, allowed_pods=proto.allowed_pods)
+            info = NodeInfo(node=proto.node, allocatable=proto.allocatable, allowed_pods=proto.allowed_pods,
+                            taints=proto.taints, prefer_no_schedule=proto.prefer_no_schedule, name=proto.name)
             usage = self._usage.get(name)
             if usage is not None:
                 info.add_pod(usage.requested, usage.non_zero_requested)
@@ -247,8 +248,9 @@ class Scheduler(BatchingController):
         req, nz = self._requests_of(pod)
         feasible: list[NodeInfo] = []
         reasons: dict[str, list[str]] = {}
+        constrained = predicates.has_node_constraints(pod)
         for info in infos.values():
-            why = predicates.filter_reasons(pod, req, info)
+            why = predicates.filter_reasons(pod, req, info, constrained)
             if why:
                 reasons[info.name] = why
             else:

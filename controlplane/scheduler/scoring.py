@@ -77,7 +77,7 @@ def _has_preferences(spec: core_pb2.PodSpec) -> bool:
 
 def preference_scores(spec: core_pb2.PodSpec, nodes: Sequence[NodeInfo]) -> list[int] | None:
     """NodeAffinity ×2 + TaintToleration ×3 per node, or None when they rank no node above another."""
-    tainted = any(t.effect == PREFER_NO_SCHEDULE for info in nodes for t in info.node.spec.taints)
+    tainted = any(info.prefer_no_schedule for info in nodes)
     if not tainted and not _has_preferences(spec):
         return None
     affinity = normalize([preferred_affinity_sum(spec, info.node) for info in nodes])

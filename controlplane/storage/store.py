@@ -423,7 +423,8 @@ class Store:
                 log.error("store: another replica wrote %s %r, which this one cannot read (%s): skipped",
                           rec.kind, rec.key, err)
                 continue
-            ops.append(_Staged(rec.kind, rec.key, rec.rv, self._entry(rec.kind, rec.key, rec.rv, obj, rec.data), prev))
+            ops.append(_Staged(rec.kind, rec.key, rec.rv,
+                               self._entry(rec.kind, rec.key, rec.rv, obj, rec.data, like=prev), prev))
         if commit.top is not None:
             self._publish(ops, commit.top)
             self._next_rev = max(self._next_rev, self.revision + 1)
@@ -483,13 +484,23 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def _entry(self, kind: str, key: str, rv: int, obj: Message, data: bytes) -> Entry:
+    def _entry(self, kind: str, key: str, rv: int, obj: Message, data: bytes,
+               like: Version | None = None) -> Entry:
+        """like: the object's previous version, whose labels and fields mappings are shared
+        when unchanged (never mutated): most writes (status, binding) change neither, and the
+        watch window holds every version, so each one's own copies were a third of its cost."""
         md = obj.metadata  # type: ignore[attr-defined]
         # Selectors read a missing field as "", so empty values are left out; the rest repeat
         # across objects (kinds, phases, reasons, node names) and are interned: with every
         # object in memory, this is a third of what an Event costs the store.
-        fields = {name: sys.intern(value) for name, value in self._fields_of(kind, obj).items() if value}
-        labels = dict(md.labels) if md.labels else _NO_LABELS
+        fields: Mapping[str, str] = {name: sys.intern(value)
+                                     for name, value in self._fields_of(kind, obj).items() if value}
+        labels: Mapping[str, str] = dict(md.labels) if md.labels else _NO_LABELS
+        if like is not None:
+            if like.labels == labels:
+                labels = like.labels
+            if like.fields == fields:
+                fields = like.fields
         return Entry(kind, key, sys.intern(md.namespace), md.name, rv, data, labels, fields, obj=obj)
 
     def _tombstone(self, last: Entry, rev: int) -> Entry:
@@ -497,7 +508,7 @@ class Store:
         obj = type(last.obj)()
         obj.CopyFrom(last.obj)
         obj.metadata.resource_version = str(rev)  # type: ignore[attr-defined]
-        return self._entry(last.kind, last.key, rev, obj, obj.SerializeToString())
+        return self._entry(last.kind, last.key, rev, obj, obj.SerializeToString(), like=last)
 
     def stage(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
               create: bool = False, dry_run: bool = False) -> _Staged:
@@ -543,7 +554,7 @@ class Store:
             if too_large is not None:
                 self._next_rev -= 1  # nothing was staged: the revision is not used
                 raise too_large
-            entry = self._entry(kind, key, rev, obj, data)
+            entry = self._entry(kind, key, rev, obj, data, like=current)
             staged = _Staged(kind, key, rev, entry, current)
         self._staged[(kind, key)] = staged
         return staged

@@ -66,3 +66,60 @@ async def test_events_are_kept_as_bytes_and_parsed_when_read() -> None:
     assert entry.obj.reason == "FailedScheduling"  # parsed on read
     assert entry.obj.metadata.resource_version == str(entry.rv)
     await store.stop()
+
+
+async def test_the_window_lets_deleted_pods_go_after_the_fresh_period() -> None:
+    """10,000 deleted pods' versions stayed in memory until 50,000 newer events pushed them out;
+    as kube-apiserver's watch cache, the window keeps a bounded age of history beyond a floor."""
+    import pytest
+
+    from controlplane.apiserver.watch import Filter
+    from ketch.api import errors
+    from ketch.api.selectors import parse_label_selector
+
+    now = [1000.0]
+    dropped: list[int] = []
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    hub = WatchHub(store, clock=lambda: now[0], fresh=75.0, min_window=10, on_dropped=dropped.append)
+    for i in range(100):  # a burst: create and delete
+        await store.write("Pod", f"default/p-{i}", _pod(f"p-{i}"), create=True)
+        await store.write("Pod", f"default/p-{i}", None)
+    burst_end = store.revision
+    assert len(hub.window) == 200
+    now[0] += 60.0  # still fresh: a later commit keeps it all
+    await store.write("Pod", "default/late-0", _pod("late-0"), create=True)
+    assert len(hub.window) == 201 and not dropped
+    now[0] += 20.0  # the burst is 80 s old: it leaves at the next commit, the recent one stays
+    await store.write("Pod", "default/late-1", _pod("late-1"), create=True)
+    assert len(hub.window) == 10 and sum(dropped) == 192  # the floor keeps 10 of the 202
+    match = Filter("default", parse_label_selector("app=churn"), ())
+    with pytest.raises(errors.Gone, match="too old resource version"):
+        hub.watch("Pod", match, 0)
+    w = hub.watch("Pod", match, burst_end)  # from after the burst: the late pods, no gap
+    batch = await w.next_batch(0)
+    assert batch is not None
+    assert [core_pb2.Pod.FromString(v.data).metadata.name for _, v, _ in batch] == ["late-0", "late-1"]
+    await store.stop()
+
+
+async def test_versions_share_unchanged_labels_and_fields_but_see_changes() -> None:
+    """Each of a pod's versions in the window kept its own labels and fields dicts (a third of
+    its cost); unchanged ones are now shared, and a change is still seen by selectors."""
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    hub = WatchHub(store)
+    await store.write("Pod", "default/p", _pod("p"), create=True)
+    pod = _pod("p")
+    pod.status.phase = "Running"
+    await store.write("Pod", "default/p", pod)
+    relabelled = _pod("p")
+    relabelled.status.phase = "Running"
+    relabelled.metadata.labels["app"] = "other"
+    await store.write("Pod", "default/p", relabelled)
+    await store.write("Pod", "default/p", None)
+    created, running, other, deleted = (ev.entry for ev in hub.window)
+    assert running.labels is created.labels and running.fields is not created.fields  # the phase changed
+    assert other.labels == {"app": "other"} and created.labels == {"app": "churn"}
+    assert other.fields is running.fields and deleted.labels is other.labels and deleted.fields is other.fields
+    await store.stop()

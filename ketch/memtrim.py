@@ -1,0 +1,82 @@
+"""Give the heap back to the system after many objects were freed (glibc's malloc_trim).
+
+CPython hands blocks over 512 bytes (every stored object's bytes, parsed messages' buffers) to
+malloc, and glibc keeps what is freed in its arenas for later allocations instead of returning
+it: after the pods of a large Job are deleted the control plane stayed at its peak size. Calling
+malloc_trim(0) once the deletes are over gives the free pages back (madvise), as long-running C
+servers do. Elsewhere than glibc this does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+TRIM_AFTER = 1000  # freed objects (deletes) that make a trim worth it
+QUIET_DELAY = 2.0  # seconds without more deletes before trimming: once per burst, not per delete
+
+
+def _load_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        fn = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
+    fn.argtypes = [ctypes.c_size_t]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_malloc_trim = _load_trim()
+
+
+def trim() -> bool:
+    """Return free heap memory to the system now; whether anything was given back."""
+    return bool(_malloc_trim(0)) if _malloc_trim is not None else False
+
+
+class Trimmer:
+    """Counts freed objects; after TRIM_AFTER of them and QUIET_DELAY without more, trims once
+    (in a thread: a trim of a large heap takes milliseconds, and takes malloc's own locks)."""
+
+    def __init__(self, threshold: int = TRIM_AFTER, delay: float = QUIET_DELAY,
+                 trim_fn: Callable[[], bool] = trim) -> None:
+        self.threshold = threshold
+        self.delay = delay
+        self._trim = trim_fn
+        self._freed = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self.trims = 0  # how many trims ran (for tests and logs)
+
+    def freed(self, count: int) -> None:
+        """count objects were just freed; call from the event loop."""
+        if count <= 0 or (_malloc_trim is None and self._trim is trim):
+            return
+        self._freed += count
+        if self._freed < self.threshold:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._freed = 0
+        asyncio.get_running_loop().run_in_executor(None, self._run)
+
+    def _run(self) -> None:
+        self.trims += 1
+        returned = self._trim()
+        log.debug("malloc_trim after deletes: %s", "memory returned" if returned else "nothing to return")
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
