@@ -16,7 +16,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ketch import gctuning
+from ketch import gctuning, logformat
 from ketch.api import durations, quantity
 
 from . import credentials
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate N nodes named NODE_NAME-0000.. in this process (kubemark-style, for "
                         "benchmarks): real Nodes and Leases, pods marked running without processes")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-format", choices=logformat.FORMATS, default="text",
+                   help="text (default) or json: one klog-style JSON object per line (ts, caller, msg, v, err)")
     return p
 
 
@@ -136,8 +138,7 @@ async def run_hollow(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(args.log_level, args.log_format)
     sys.exit(asyncio.run(run(args)))
 
 
