@@ -273,8 +273,12 @@ class LocalCluster:
         name = self.agent_prefix + node
         data = self.dir / name
         data.mkdir(exist_ok=True)
+        # Each agent's container logs stay in its data dir, never the host's /var/log (the kubelet's
+        # layout beside each other: logs/pods and logs/containers).
+        logs = [] if "--pod-logs-dir" in flags else ["--pod-logs-dir", str(data / "logs" / "pods"),
+                                                    "--container-logs-dir", str(data / "logs" / "containers")]
         argv = [sys.executable, "-m", "nodeagent", "--server", self.server, "--node-name", node,
-                "--data-dir", str(data), *flags]
+                "--data-dir", str(data), *logs, *flags]
         return self._add(Member(name, argv, self.log_dir / f"{name}.log", late_args=self._token_args,
                                 prefix=list(prefix)))
 
