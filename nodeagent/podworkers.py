@@ -383,7 +383,7 @@ class PodWorker:
         pipes: tuple[int, int] | None = None
         try:
             if cri_path is not None:
-                pipes = self._prepare_cri_log(c.name, run_no, cri_path, spec)
+                pipes = self._prepare_cri_log(spec)
             pid, ticks, started_at, cg = self._launch(c.name, spec, run_no, limits, record)
         except StartError as err:
             self._close_fds(pipes)
@@ -412,21 +412,13 @@ class PodWorker:
         md = self.pod.metadata
         return layout.cri_log_file(dirs.pods, md.namespace, md.name, self.uid, name, run_no)
 
-    def _prepare_cri_log(self, name: str, run_no: int, path: str, spec: LaunchSpec) -> tuple[int, int]:
-        """The container's log dir, its /var/log/containers-style link, and the run's pipes (the
-        child's ends go into spec.output; the read ends are returned)."""
-        dirs = self.deps.log_dirs
-        assert dirs is not None
-        md = self.pod.metadata
+    def _prepare_cri_log(self, spec: LaunchSpec) -> tuple[int, int]:
+        """The run's pipes: the child's ends go into spec.output, the read ends are returned (the
+        copier makes the file, its dirs and its link on the first output)."""
         try:
-            with contextlib.suppress(FileExistsError):
-                os.makedirs(os.path.dirname(path), 0o755)
-            link = layout.container_log_link(dirs.containers, md.namespace, md.name, self.uid, name, run_no)
-            with contextlib.suppress(FileExistsError):
-                os.symlink(path, link)
             (out, out_r), (err, err_r) = crilog.make_pipes()
         except OSError as e:
-            raise StartError(f"cannot prepare the container's log {path}: {e}") from e
+            raise StartError(f"cannot make the container's output pipes: {e}") from e
         spec.output = (out, err)
         return out_r, err_r
 
@@ -550,8 +542,11 @@ class PodWorker:
         copier, path = self.deps.copier, self._cri_path(name, run_no)
         if pipes is None and handle.adopted and copier is not None and path is not None:
             pipes = crilog.reopen_pipes(handle.pid)
-        if pipes is not None and copier is not None and path is not None:
-            copier.start((self.uid, name), path, pipes)
+        if pipes is not None and copier is not None and path is not None and self.deps.log_dirs is not None:
+            md = self.pod.metadata
+            link = layout.container_log_link(self.deps.log_dirs.containers, md.namespace, md.name, self.uid, name,
+                                             run_no)
+            copier.start((self.uid, name), path, link, pipes)
             return
         self._close_fds(pipes)
         # A run of an earlier agent that writes its flat log file itself: sampled and rotated there.

@@ -92,14 +92,17 @@ def _checked(source: LogSource, path: str) -> str:
     return path
 
 
-def _run_log(source: LogSource, rec: PodRecord, container: str, run: int) -> str:
-    """The run's CRI log where it exists, else the flat file an agent before it wrote (a pod
-    started before an upgrade keeps its logs readable)."""
+def _run_log(source: LogSource, rec: PodRecord, container: str, run: int) -> tuple[str, bool]:
+    """(the run's log, whether it is a CRI log). The CRI file where it exists; else the flat file
+    an agent before it wrote (a pod started before an upgrade keeps its logs readable); else the
+    CRI file that a run writing nothing never made (it reads as empty)."""
     if source.log_dirs is not None:
         path = layout.cri_log_file(source.log_dirs.pods, rec.namespace, rec.name, rec.uid, container, run)
         if os.path.lexists(path):
-            return path
-    return layout.log_file(source.pods_root, rec.uid, container, run)
+            return path, True
+        flat = layout.log_file(source.pods_root, rec.uid, container, run)
+        return (flat, False) if os.path.exists(flat) else (path, True)
+    return layout.log_file(source.pods_root, rec.uid, container, run), False
 
 
 def is_cri(source: LogSource, path: str) -> bool:
@@ -124,12 +127,13 @@ def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Calla
     run = cr.restart_count
     if req.previous:
         run -= 1
-        path = _run_log(source, rec, container, run) if run >= 0 else ""
-        if run < 0 or not os.path.exists(path):
+        path, cri = _run_log(source, rec, container, run) if run >= 0 else ("", False)
+        if run < 0 or not (cri or os.path.exists(path)):
             raise errors.BadRequest(f'previous terminated container "{container}" in pod "{req.name}" not found')
         return _checked(source, path), lambda: False, source.log_manager.samples(path)
-    path = _checked(source, _run_log(source, rec, container, run))
-    if not os.path.exists(path):
+    path, cri = _run_log(source, rec, container, run)
+    path = _checked(source, path)
+    if not os.path.exists(path) and not (cri and cr.container_id):
         reason = cr.waiting_reason or "ContainerCreating"
         raise errors.BadRequest(f'container "{container}" in pod "{req.name}" is waiting to start: {reason}')
     uid = rec.uid

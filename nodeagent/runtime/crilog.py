@@ -166,11 +166,15 @@ def open_log(path: str) -> int:
 
 @dataclass(slots=True)
 class Run:
-    """One run's output: its pipes, its file, and each stream's unfinished line."""
+    """One run's output: its pipes, its file, and each stream's unfinished line.
+
+    The file, its container's dir (and the pod's) and its link are made on the first output: a
+    run that writes nothing (most batch pods) costs no inode; a missing file reads as empty."""
 
     path: str
-    fd: int
+    link: str
     pipes: tuple[int, int]
+    fd: int = -1
     pending: tuple[bytearray, bytearray] = field(default_factory=lambda: (bytearray(), bytearray()))
     size: int = 0
     reading: bool = False
@@ -179,10 +183,35 @@ class Run:
         if not data:
             return
         try:
+            if self.fd < 0:
+                self.fd = create_log(self.path, self.link)
+                self.size = os.fstat(self.fd).st_size
             os.write(self.fd, data)
             self.size += len(data)
         except OSError as err:
             log.warning("cannot write the log %s: %s", self.path, err)
+
+
+def create_log(path: str, link: str) -> int:
+    """Open path for appending, making its dir, its pod's dir (0755) and its link if need be."""
+    try:
+        fd = open_log(path)
+    except FileNotFoundError:
+        container_dir = os.path.dirname(path)
+        try:
+            os.mkdir(container_dir, 0o755)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(os.path.dirname(container_dir), 0o755)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(container_dir, 0o755)
+        except FileExistsError:
+            pass
+        fd = open_log(path)
+    if link:
+        with contextlib.suppress(FileExistsError):
+            os.symlink(path, link)
+    return fd
 
 
 class LogCopier:
@@ -203,21 +232,12 @@ class LogCopier:
         self._runs: dict[tuple[str, str], Run] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self, key: tuple[str, str], path: str, pipes: tuple[int, int]) -> None:
-        """Begin copying a run's pipes (read ends, owned from now on) into path."""
-        try:
-            fd = open_log(path)
-        except OSError as err:
-            log.warning("cannot open the log %s: %s", path, err)
-            for p in pipes:
-                os.close(p)
-            return
+    def start(self, key: tuple[str, str], path: str, link: str, pipes: tuple[int, int]) -> None:
+        """Begin copying a run's pipes (read ends, owned from now on) into path, linked from link."""
         old = self._runs.pop(key, None)
         if old is not None:
             self._close(old)
-        run = Run(path, fd, pipes)
-        with contextlib.suppress(OSError):
-            run.size = os.fstat(fd).st_size
+        run = Run(path, link, pipes)
         self._runs[key] = run
         loop = asyncio.get_running_loop()
         for i, p in enumerate(pipes):
@@ -277,8 +297,9 @@ class LogCopier:
                 loop.remove_reader(p)
             run.reading = False
         for fd in (*run.pipes, run.fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     # -- rotation ---------------------------------------------------------------------------
 
@@ -288,6 +309,8 @@ class LogCopier:
                 self._rotate(run)
 
     def _rotate(self, run: Run) -> None:
+        if run.fd < 0:
+            return
         rotated = rotated_logs(run.path)
         keep = self.max_files - 2  # the new file and the one rotated now come on top
         for old in rotated[:max(0, len(rotated) - keep)]:

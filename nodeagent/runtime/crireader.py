@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from . import crilog
-from .logs import CHUNK, LogOptions, render
+from .logs import CHUNK, LogOptions, _stamp
 
 READ_MAX = 1024 * 1024
 _seconds: dict[bytes, float] = {}
@@ -53,19 +53,33 @@ def parse_time(ts: bytes) -> float | None:
     return None
 
 
+Line = tuple[bytes, float, bytes]  # (message line, time, time as --timestamps prints it)
+
+
+def fixed(raw: bytes, t: float) -> bytes:
+    """The kubelet's --timestamps form (RFC3339, nine fraction digits) of a line's time, from its
+    text where it is UTC (exact to the nanosecond: a float of epoch seconds is not)."""
+    if raw.endswith(b"Z") and len(raw) >= 20:
+        whole, _, frac = raw[:-1].partition(b".")
+        if len(whole) == 19 and len(frac) <= 9 and (not frac or frac.isdigit()):
+            return whole + b"." + frac.ljust(9, b"0") + b"Z "
+    return _stamp(t)
+
+
 class Joiner:
-    """Turns CRI lines into (message line, time), joining P parts; keeps state across reads."""
+    """Turns CRI lines into message lines with their times, joining P parts; keeps state across reads."""
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
         self.first: float = 0.0
+        self.first_raw = b""
         self.carry = b""  # a CRI line not complete yet (the writer's next write finishes it)
 
-    def feed(self, data: bytes, fallback: float) -> list[tuple[bytes, float]]:
+    def feed(self, data: bytes, fallback: float) -> list[Line]:
         if self.carry:
             data = self.carry + data
             self.carry = b""
-        out: list[tuple[bytes, float]] = []
+        out: list[Line] = []
         start = 0
         while True:
             nl = data.find(b"\n", start)
@@ -76,24 +90,31 @@ class Joiner:
             start = nl + 1
             fields = line.split(b" ", 3)
             if len(fields) < 4 or fields[1] not in crilog.STREAMS:
-                out.append((line + b"\n", fallback))  # not a CRI line: served as it is
+                out.append((line + b"\n", fallback, _stamp(fallback)))  # not a CRI line: served as it is
                 continue
-            t = parse_time(fields[0])
             if not self.parts:
+                t = parse_time(fields[0])
                 self.first = t if t is not None else fallback
+                self.first_raw = fields[0] if t is not None else b""
             self.parts.append(fields[3])
             if fields[2].split(b":", 1)[0] == b"P":
                 continue
-            out.append((b"".join(self.parts) + b"\n", self.first))
+            out.append((b"".join(self.parts) + b"\n", self.first, fixed(self.first_raw, self.first)))
             self.parts.clear()
 
-    def rest(self) -> list[tuple[bytes, float]]:
+    def rest(self) -> list[Line]:
         """P parts with no F after them: the run ended in the middle of a line (no newline)."""
         if not self.parts:
             return []
-        out = [(b"".join(self.parts), self.first)]
+        out = [(b"".join(self.parts), self.first, fixed(self.first_raw, self.first))]
         self.parts.clear()
         return out
+
+
+def render(lines: list[Line], timestamps: bool) -> bytes:
+    if not timestamps:
+        return b"".join(line for line, _, _ in lines)
+    return b"".join(stamp + line for line, _, stamp in lines)
 
 
 def _read(path: str) -> bytes:
@@ -104,11 +125,11 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def read_lines(path: str, opts: LogOptions, now: float) -> tuple[list[tuple[bytes, float]], int, Joiner]:
+def read_lines(path: str, opts: LogOptions, now: float) -> tuple[list[Line], int, Joiner]:
     """The lines of a run's log after tail/since, the size of the current file read, and the
     joiner holding an unfinished line (follow continues from it)."""
     joiner = Joiner()
-    lines: list[tuple[bytes, float]] = []
+    lines: list[Line] = []
     rotated = [p for p in crilog.rotated_logs(path) if not p.endswith(".gz")][-1:]
     for old in rotated:
         lines.extend(joiner.feed(_read(old), now))
@@ -121,7 +142,7 @@ def read_lines(path: str, opts: LogOptions, now: float) -> tuple[list[tuple[byte
     lines.extend(held)
     if opts.since_seconds is not None:
         cutoff = now - opts.since_seconds
-        lines = [(line, t) for line, t in lines if t >= cutoff]
+        lines = [x for x in lines if x[1] >= cutoff]
     if opts.tail_lines is not None:
         lines = lines[-opts.tail_lines:] if opts.tail_lines > 0 else []
     return lines, read, joiner
@@ -144,10 +165,14 @@ async def stream_log(path: str, opts: LogOptions, is_running: Callable[[], bool]
             return
     if not opts.follow:
         return
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
+    while True:  # a run makes its file on its first output
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            break
+        except OSError:
+            if not is_running():
+                return
+            await asyncio.sleep(poll)
     try:
         os.lseek(fd, offset, os.SEEK_SET)
         while True:

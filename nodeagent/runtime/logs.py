@@ -159,6 +159,7 @@ def _line_times(data: bytes, samples: list[tuple[int, float]], fallback: float) 
 
 
 def _stamp(ts: float) -> bytes:
+    """`<RFC3339 with nine fraction digits> ` as the kubelet prints --timestamps."""
     whole = int(ts)
     nanos = round((ts - whole) * 1e9)
     if nanos >= 1_000_000_000:
