@@ -2,8 +2,12 @@
 
     pods/<uid>/                         the sandbox: default working dir of the pod's containers
     pods/<uid>.state.json               the checkpoint (runtime/checkpoint.py)
-    pods/<uid>.<container>.<run>.log    a run's stdout and stderr (runtime/logs.py), with
-        .log.1  .log.idx  .log.1.idx    its rotated part and their write-time samples
+    pods/<uid>.<container>.<run>.log    a run's output as agents before the CRI logs wrote it
+        .log.1  .log.idx  .log.1.idx    (runtime/logs.py; still read, and written by runs
+                                        adopted from such an agent)
+
+Container logs now live in the kubelet's layout under --pod-logs-dir (see the end of this file
+and runtime/crilog.py), made only when a run writes something.
 
 The directory is flat because on ext4 every new inode, and a mkdir most of all, costs system
 CPU (a scan of block-group descriptors): a pod allocates at most its sandbox (only when a

@@ -1,4 +1,6 @@
-"""Container logs: one file per run, size-capped, read back for `ketch logs`.
+"""Flat container logs, as agents before the CRI logs (runtime/crilog.py) wrote them: still read
+for runs started before an upgrade, and still sampled and rotated for such runs adopted by this
+agent (they hold their file themselves). New runs write CRI logs.
 
 A run's stdout and stderr go straight into `<data-dir>/pods/<uid>.<container>.<run>.log` (see
 runtime/layout.py; the process holds the file itself, so logging survives an agent restart and
