@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import gzip
 import logging
 import os
@@ -139,20 +138,27 @@ def make_pipes() -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def reopen_pipes(pid: int) -> tuple[int, int] | None:
-    """Read ends of a running process's stdout and stderr pipes (after an agent restart), or None
-    when they are not pipes (a run of an agent before this format: its output goes to a file)."""
+    """Read ends of a running process's stdout and stderr pipes (after an agent restart); -1 for
+    one the process pointed elsewhere itself; None when neither is a pipe (a run of an agent
+    before this format: its output goes to a file)."""
     fds: list[int] = []
-    try:
-        for n in (1, 2):
+    for n in (1, 2):
+        try:
             fd = os.open(f"/proc/{pid}/fd/{n}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            fds.append(fd)
-            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "not a pipe")
-        return fds[0], fds[1]
-    except OSError:
-        for fd in fds:
+        except OSError:
+            fds.append(-1)
+            continue
+        try:
+            fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        except OSError:
+            fifo = False
+        if not fifo:
             os.close(fd)
+            fd = -1
+        fds.append(fd)
+    if fds == [-1, -1]:
         return None
+    return fds[0], fds[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +247,8 @@ class LogCopier:
         self._runs[key] = run
         loop = asyncio.get_running_loop()
         for i, p in enumerate(pipes):
-            loop.add_reader(p, self._readable, run, i)
+            if p >= 0:
+                loop.add_reader(p, self._readable, run, i)
         run.reading = True
 
     def active(self, key: tuple[str, str]) -> bool:
@@ -256,6 +263,8 @@ class LogCopier:
         """Read what the pipe holds (at most `most` reads: a chatty container must not hold the
         loop) and append it as CRI lines."""
         fd = run.pipes[i]
+        if fd < 0:
+            return
         chunks = []
         for _ in range(most):
             try:
@@ -294,7 +303,8 @@ class LogCopier:
         if run.reading:
             loop = asyncio.get_running_loop()
             for p in run.pipes:
-                loop.remove_reader(p)
+                if p >= 0:
+                    loop.remove_reader(p)
             run.reading = False
         for fd in (*run.pipes, run.fd):
             if fd >= 0:

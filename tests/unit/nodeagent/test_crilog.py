@@ -212,3 +212,24 @@ def test_the_layout_names_and_refuses_what_is_not_a_dns_name() -> None:
     for bad in ("../x", "a_b", "", "A"):
         with pytest.raises(ValueError):
             layout.pod_log_dir("/var/log/pods", bad, "p", uid)
+
+
+def test_a_stream_the_process_pointed_elsewhere_is_not_reopened(tmp_path: Path) -> None:
+    (out, out_r), (err, err_r) = crilog.make_pipes()
+    proc = subprocess.Popen(["sh", "-c", "exec 2>/dev/null; sleep 30"], stdout=out, stderr=err, close_fds=True)
+    pipes = None
+    try:
+        for fd in (out, err, out_r, err_r):
+            os.close(fd)
+        deadline = time.monotonic() + 20
+        while os.readlink(f"/proc/{proc.pid}/fd/2") != "/dev/null":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        pipes = crilog.reopen_pipes(proc.pid)
+        assert pipes is not None and pipes[0] >= 0 and pipes[1] == -1
+    finally:
+        proc.kill()
+        proc.wait()
+        for fd in pipes or ():
+            if fd >= 0:
+                os.close(fd)
