@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from ketch import gctuning, memtrim
+from ketch import gctuning, logformat, memtrim
 from ketch.api import durations, errors
 from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--token", default=os.environ.get("KETCH_TOKEN", ""), metavar="SERVER_TOKEN",
                       help="with --join: a server token from `ketch token create --server` (default $KETCH_TOKEN)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-format", choices=logformat.FORMATS, default="text",
+                   help="text (default) or json: one klog-style JSON object per line (ts, caller, msg, v, err)")
     return p
 
 
@@ -355,8 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in ("backup", "restore"):
         sys.exit(maintenance(argv))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(args.log_level, args.log_format)
     sys.exit(asyncio.run(run(args)))
 
 

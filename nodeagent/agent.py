@@ -39,7 +39,8 @@ from .limits.watchdog import MemoryWatchdog
 from .podmanager import PodWorkers
 from .podworkers import WorkerDeps
 from .registration import NodeConfig, NodeRegistrar, capacity, node_ip_for
-from .runtime import checkpoint, layout
+from .runtime import checkpoint, crilog, layout
+from .runtime.crilog import LogCopier, LogDirs
 from .runtime.logs import LogManager
 from .runtime.process import ProcessRuntime
 from .server import LogSource, NodeAgentServicer, ServingCertificate, pick_container, start_server
@@ -63,6 +64,9 @@ class AgentConfig:
     listen: str = ""
     log_retention: float = 3600.0
     log_max_size: int = 10 * 1024 * 1024
+    log_max_files: int = 5
+    # Container logs (--pod-logs-dir, --container-logs-dir); None: DATA/logs/pods and DATA/logs/containers.
+    log_dirs: LogDirs | None = None
     status_interval: float = 0.05
     node_status_report: float | None = None
     use_cgroups: bool = True
@@ -83,9 +87,11 @@ def _pod_files(pods_root: str) -> dict[str, list[str]]:
 
 
 def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: float,
-                   active: Callable[[str], bool], mountpoints: MountPoints | None = None) -> list[str]:
-    """Files of pods gone from the API: the sandbox goes at once, logs and exit details after the
-    retention period. Returns the uids removed entirely.
+                   active: Callable[[str], bool], mountpoints: MountPoints | None = None,
+                   log_dirs: LogDirs | None = None) -> list[str]:
+    """Files of pods gone from the API: the sandbox and volumes go at once, logs (the pod's log
+    dir, then links left dangling) and exit details after the retention period. Returns the
+    uids removed entirely.
 
     One scan of the (flat) pods_root per pass finds every pod's files, those of older runs a
     record no longer names included. The checkpoint goes last: a pass cut short is done again.
@@ -106,10 +112,15 @@ def remove_expired(pods_root: str | os.PathLike[str], retention: float, now: flo
                 with contextlib.suppress(OSError):
                     mountpoints.release(volsetup.volumes_dir(root, uid))
         if now - rec.gone_at > retention:
+            if log_dirs is not None:
+                with contextlib.suppress(ValueError):
+                    crilog.remove_pod(log_dirs, rec.namespace, rec.name, uid)
             for path in sorted(files, key=lambda p: p == state):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
             removed.append(uid)
+    if removed and log_dirs is not None:
+        crilog.sweep_links(log_dirs)
     return removed
 
 
@@ -134,18 +145,21 @@ class Agent:
         self.node_informer = Informer(self.client, core_pb2.Node, field_selector=f"metadata.name={cfg.node_name}")
         self.status = StatusManager(self.client, self._cached_pod, cfg.status_interval)
         self.logs = LogManager(cfg.log_max_size)
+        self.log_dirs = cfg.log_dirs or LogDirs(str(cfg.data_dir / "logs" / "pods"),
+                                                 str(cfg.data_dir / "logs" / "containers"))
+        self.copier = LogCopier(cfg.log_max_size, cfg.log_max_files, compress=self._compress_logs)
         self.watchdog = MemoryWatchdog()
         self.recorder = EventRecorder(self.client, "kubelet", cfg.node_name)
         _, allocatable = capacity(cfg.data_dir)
         self.deps = WorkerDeps(
             node_name=cfg.node_name, host_ip=self.host_ip, pods_root=self.pods_root, client=self.client,
-            runtime=self.runtime, status=self.status, logs=self.logs,
+            runtime=self.runtime, status=self.status, logs=self.logs, copier=self.copier, log_dirs=self.log_dirs,
             backoff=Backoff(cfg.backoff_base, cfg.backoff_max), watchdog=self.watchdog,
             cgroups=self.cgroups, recorder=self.recorder, allocatable=allocatable)
         self.workers = PodWorkers(self.deps)
         metrics.track_pod_workers(self.workers)  # kubelet_running_pods/_containers, read when scraped
         self.listen = cfg.listen or ("127.0.0.1:0" if self.host_ip == "127.0.0.1" else "0.0.0.0:0")
-        source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs)
+        source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs, self.log_dirs)
         self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers,
                                           require_control_plane=creds is not None, execute=self._exec)
         self.server: grpc.aio.Server | None = None
@@ -166,6 +180,7 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> int:
         """Start everything, serve until stop is set, then shut down."""
         self.pods_root.mkdir(parents=True, exist_ok=True)
+        self.log_dirs.prepare()
         moved = layout.migrate_nested(self.pods_root)
         if moved:
             log.info("moved the files of %d pods to the flat layout of %s", len(moved), self.pods_root)
@@ -315,6 +330,7 @@ class Agent:
             await asyncio.sleep(1.0)
             try:
                 self.logs.tick()
+                self.copier.tick()
             except Exception:
                 log.exception("log sampling failed")
 
@@ -330,7 +346,12 @@ class Agent:
 
     def collect_garbage(self, now: float) -> None:
         remove_expired(self.pods_root, self.cfg.log_retention, now, lambda uid: self.workers.worker(uid) is not None,
-                       self.deps.mountpoints)
+                       self.deps.mountpoints, self.log_dirs)
+
+    def _compress_logs(self, paths: list[str]) -> None:
+        """gzip rotated container logs on the I/O thread (the copier runs on the event loop)."""
+        with contextlib.suppress(RuntimeError):  # shutting down
+            self.deps.io.submit(crilog.compress_logs, paths)
 
     # -- stop ----------------------------------------------------------------------------------
 
@@ -369,6 +390,7 @@ class Agent:
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await self.server.stop(grace=0.5)
+        self.copier.close()
         self.runtime.close()
         self.deps.io.shutdown(wait=False)
         await self.client.close()

@@ -16,13 +16,17 @@ import socket
 import sys
 from pathlib import Path
 
-from ketch import gctuning
+from ketch import gctuning, logformat
 from ketch.api import durations, quantity
 
 from . import credentials
 from .agent import Agent, AgentConfig
 from .heartbeat import interval_warning
 from .registration import node_ip_for
+from .runtime.crilog import LogDirs
+
+DEFAULT_POD_LOGS_DIR = "/var/log/pods"
+DEFAULT_CONTAINER_LOGS_DIR = "/var/log/containers"
 
 log = logging.getLogger("nodeagent")
 
@@ -70,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep logs of pods gone from the API this long (default 1h)")
     p.add_argument("--log-max-size", type=_size, default=10 * 1024 * 1024, metavar="SIZE",
                    help="rotate a container log file above this size (default 10Mi)")
+    p.add_argument("--container-log-max-files", type=int, default=5, metavar="N",
+                   help="the kubelet's containerLogMaxFiles: log files kept per container, the current one "
+                        "included (default 5; at least 2)")
+    p.add_argument("--pod-logs-dir", default=None, metavar="DIR",
+                   help=f"container logs as the kubelet keeps them, DIR/<namespace>_<pod>_<uid>/<container>/"
+                        f"<restart>.log (default {DEFAULT_POD_LOGS_DIR}, or DATA/logs/pods where the agent "
+                        f"cannot write that)")
+    p.add_argument("--container-logs-dir", default=None, metavar="DIR",
+                   help=f"links DIR/<pod>_<namespace>_<container>-<id>.log to those files (default "
+                        f"{DEFAULT_CONTAINER_LOGS_DIR}, or DATA/logs/containers where the agent cannot write that)")
     p.add_argument("--node-status-report-frequency", type=durations.argument, default=None, metavar="DURATION",
                    help="write node status at least this often (default min(5m, 6 heartbeats))")
     p.add_argument("--no-cgroups", action="store_true", help="enforce memory limits with the watchdog only")
@@ -83,7 +97,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulate N nodes named NODE_NAME-0000.. in this process (kubemark-style, for "
                         "benchmarks): real Nodes and Leases, pods marked running without processes")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-format", choices=logformat.FORMATS, default="text",
+                   help="text (default) or json: one klog-style JSON object per line (ts, caller, msg, v, err)")
     return p
+
+
+def log_dirs(args: argparse.Namespace, data_dir: Path) -> LogDirs:
+    """The container log dirs; a default the agent may not create (not root) falls back under
+    data_dir with a warning, a dir given explicitly must work (OSError otherwise)."""
+    chosen = []
+    for given, default, fallback in ((args.pod_logs_dir, DEFAULT_POD_LOGS_DIR, "pods"),
+                                     (args.container_logs_dir, DEFAULT_CONTAINER_LOGS_DIR, "containers")):
+        path = os.path.abspath(given or default)
+        try:
+            os.makedirs(path, 0o755, exist_ok=True)
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied", path)
+        except PermissionError:
+            if given:
+                raise
+            path = str(data_dir / "logs" / fallback)
+            log.warning("cannot write %s (not root?): container logs go to %s instead", default, path)
+        chosen.append(path)
+    return LogDirs(chosen[0], chosen[1])
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -100,7 +136,17 @@ async def run(args: argparse.Namespace) -> int:
     except credentials.JoinError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.container_log_max_files < 2:
+        print(f"error: --container-log-max-files: invalid value {args.container_log_max_files}: must be at least 2",
+              file=sys.stderr)
+        return 1
+    try:
+        dirs = log_dirs(args, data_dir)
+    except OSError as err:
+        print(f"error: container log directory: {err}", file=sys.stderr)
+        return 1
     cfg = AgentConfig(
+        log_dirs=dirs, log_max_files=args.container_log_max_files,
         server=args.server, node_name=args.node_name, data_dir=Path(args.data_dir).absolute(),
         labels=args.labels, heartbeat_interval=args.heartbeat_interval,
         backoff_base=args.crash_loop_backoff_base, backoff_max=args.crash_loop_backoff_max,
@@ -136,8 +182,7 @@ async def run_hollow(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.configure(args.log_level, args.log_format)
     sys.exit(asyncio.run(run(args)))
 
 

@@ -37,7 +37,7 @@ from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
 from .limits.watchdog import MemoryWatchdog
 from .probes import ExecContext, ProbeWorker, has_handler
-from .runtime import checkpoint, layout, logs
+from .runtime import checkpoint, crilog, layout, logs
 from .runtime.checkpoint import PodRecord, Proc
 from .runtime.confine import Confinement
 from .runtime.interface import ExitInfo, Handle, LaunchSpec, StartError
@@ -82,6 +82,10 @@ class WorkerDeps:
     watchdog: MemoryWatchdog
     cgroups: CgroupManager | None = None
     recorder: Any = None
+    # Container output as CRI-format files in the kubelet's layout (runtime/crilog.py); None:
+    # the flat files of earlier agents (only tests of that layout use it).
+    copier: crilog.LogCopier | None = None
+    log_dirs: crilog.LogDirs | None = None
     allocatable: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = time.time
     # The agent's identity, capabilities and limits: what containers are confined against.
@@ -396,18 +400,26 @@ class PodWorker:
             return self._config_error(cr, str(err))
         argv = envvars.container_argv(c, env)
         run_no = cr.restart_count
+        cri_path = self._cri_path(c.name, run_no)
         spec = LaunchSpec(argv, env, c.working_dir or self.sandbox,
-                          layout.log_file(self.pods_root, self.uid, c.name, run_no), confinement)
+                          cri_path or layout.log_file(self.pods_root, self.uid, c.name, run_no), confinement)
         limits = _limits(c)
         # The checkpoint written right after the spawn (same thread job): the window in which a
         # crash could leave a process the next agent does not know about stays as small as it can.
         record = checkpoint.to_dict(self.record)
         gen = self._ckpt_gen
+        pipes: tuple[int, int] | None = None
         try:
+            if cri_path is not None:
+                pipes = self._prepare_cri_log(spec)
             pid, ticks, started_at, cg = self._launch(c.name, spec, run_no, limits, record)
         except StartError as err:
+            self._close_fds(pipes)
             self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
             return self._start_failed(c, cr, now, str(err))
+        finally:
+            self._close_fds(spec.output)
+            spec.output = None
         handle = self.deps.runtime.register(pid, ticks, started_at)
         self._ckpt_written = max(self._ckpt_written, gen)
         if cg is not None:
@@ -415,11 +427,34 @@ class PodWorker:
         elif limits[0]:
             self.deps.watchdog.watch(handle.pid, limits[0])
         self.exec_ctx[c.name] = ExecContext(env, spec.cwd, confinement)
-        self._attach(c, cr, handle)
+        self._attach(c, cr, handle, pipes)
         post_start = hooks_of(pod, c).get("postStart")
         if post_start is not None:
             asyncio.get_running_loop().create_task(self._post_start(c, handle, post_start))
         return float("inf")
+
+    def _cri_path(self, name: str, run_no: int) -> str | None:
+        dirs = self.deps.log_dirs
+        if dirs is None or self.deps.copier is None:
+            return None
+        md = self.pod.metadata
+        return layout.cri_log_file(dirs.pods, md.namespace, md.name, self.uid, name, run_no)
+
+    def _prepare_cri_log(self, spec: LaunchSpec) -> tuple[int, int]:
+        """The run's pipes: the child's ends go into spec.output, the read ends are returned (the
+        copier makes the file, its dirs and its link on the first output)."""
+        try:
+            (out, out_r), (err, err_r) = crilog.make_pipes()
+        except OSError as e:
+            raise StartError(f"cannot make the container's output pipes: {e}") from e
+        spec.output = (out, err)
+        return out_r, err_r
+
+    @staticmethod
+    def _close_fds(fds: tuple[int, int] | None) -> None:
+        for fd in fds or ():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _launch(self, name: str, spec: LaunchSpec, run_no: int, limits: tuple[int | None, int | None],
                 record: dict[str, Any]) -> tuple[int, int, float, Cgroup | None]:
@@ -427,6 +462,9 @@ class PodWorker:
         crash could leave a process the next agent does not know about stays as small as it can).
         limits: (memory bytes, cpu millicores) for the run's cgroup, where cgroups are used."""
         logs.prune_runs(self.pods_root, self.uid, name, run_no)
+        if self.deps.log_dirs is not None and run_no >= 2:
+            md = self.pod.metadata
+            crilog.prune_run(self.deps.log_dirs, md.namespace, md.name, self.uid, name, run_no - 2)
         try:
             self._prepare_cwd(spec.cwd, spec.confinement, security.fs_group(self.pod))
         except OSError as err:
@@ -521,8 +559,10 @@ class PodWorker:
         self._wake.set()
         return 0.0
 
-    def _attach(self, c: core_pb2.Container, cr: ContainerRun, handle: Handle) -> None:
-        """Track a running process: state, checkpoint entry, probes, log sampling, exit callback."""
+    def _attach(self, c: core_pb2.Container, cr: ContainerRun, handle: Handle,
+                pipes: tuple[int, int] | None = None) -> None:
+        """Track a running process: state, checkpoint entry, probes, its output, exit callback.
+        pipes: the read ends of a new run's output; an adopted run's are opened again here."""
         cr.state = "running"
         cr.started_at = handle.started_at
         cr.container_id = container_id(self.deps.node_name, handle.pid)
@@ -541,13 +581,27 @@ class PodWorker:
         cg = self.cgroups.get(c.name)
         if cg is not None:
             self.record.cgroups[c.name] = [str(cg.memory_dir or ""), str(cg.cpu_dir or "")]
-        self.deps.logs.begin(self.uid, c.name, layout.log_file(self.pods_root, self.uid, c.name, cr.restart_count))
+        self._follow_output(c.name, handle, cr.restart_count, pipes)
         handle.exited.add_done_callback(functools.partial(self._exited, c.name, handle))
         if has_startup:
             self._start_probe(c, "startup")
         else:
             self._start_probe(c, "liveness")
             self._start_probe(c, "readiness")
+
+    def _follow_output(self, name: str, handle: Handle, run_no: int, pipes: tuple[int, int] | None) -> None:
+        copier, path = self.deps.copier, self._cri_path(name, run_no)
+        if pipes is None and handle.adopted and copier is not None and path is not None:
+            pipes = crilog.reopen_pipes(handle.pid)
+        if pipes is not None and copier is not None and path is not None and self.deps.log_dirs is not None:
+            md = self.pod.metadata
+            link = layout.container_log_link(self.deps.log_dirs.containers, md.namespace, md.name, self.uid, name,
+                                             run_no)
+            copier.start((self.uid, name), path, link, pipes)
+            return
+        self._close_fds(pipes)
+        # A run of an earlier agent that writes its flat log file itself: sampled and rotated there.
+        self.deps.logs.begin(self.uid, name, layout.log_file(self.pods_root, self.uid, name, run_no))
 
     # -- probes ---------------------------------------------------------------------------------
 
@@ -691,6 +745,8 @@ class PodWorker:
         cr.state, cr.terminated = "terminated", t
         cr.started = False
         cr.ready = cr.init and not cr.sidecar and t.exit_code == 0
+        if self.deps.copier is not None:
+            self.deps.copier.finish((self.uid, name))
         ended = self.deps.logs.end(self.uid, name)
         if ended is not None:
             self._ended_logs.append(ended)

@@ -33,7 +33,7 @@ from ketch.api.validation.podlogs import check_pod_log_request
 from ketch.v1 import api_pb2, api_pb2_grpc
 
 from . import procfs
-from .runtime import checkpoint, layout, logs
+from .runtime import checkpoint, crilog, crireader, layout, logs
 from .runtime.checkpoint import PodRecord
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,10 @@ class LogSource:
     """What the server needs from the agent: pod records (live or on disk) and run liveness."""
 
     def __init__(self, pods_root: Path, live_record: Callable[[str], PodRecord | None],
-                 run_active: Callable[[str, str, int], bool], log_manager: logs.LogManager) -> None:
+                 run_active: Callable[[str, str, int], bool], log_manager: logs.LogManager,
+                 log_dirs: crilog.LogDirs | None = None) -> None:
         self.pods_root = pods_root
+        self.log_dirs = log_dirs
         self.live_record = live_record
         self.run_active = run_active
         self.log_manager = log_manager
@@ -83,10 +85,28 @@ def pick_container(rec: PodRecord, name: str, container: str) -> str:
 
 
 def _checked(source: LogSource, path: str) -> str:
-    if not layout.inside(source.pods_root, path):
-        log.warning("refused to serve %s: it resolves outside %s", path, source.pods_root)
+    roots = [source.pods_root] + ([source.log_dirs.pods] if source.log_dirs is not None else [])
+    if not any(layout.inside(root, path) for root in roots):
+        log.warning("refused to serve %s: it resolves outside %s", path, " and ".join(map(str, roots)))
         raise errors.BadRequest("the log file is outside the agent's pods directory")
     return path
+
+
+def _run_log(source: LogSource, rec: PodRecord, container: str, run: int) -> tuple[str, bool]:
+    """(the run's log, whether it is a CRI log). The CRI file where it exists; else the flat file
+    an agent before it wrote (a pod started before an upgrade keeps its logs readable); else the
+    CRI file that a run writing nothing never made (it reads as empty)."""
+    if source.log_dirs is not None:
+        path = layout.cri_log_file(source.log_dirs.pods, rec.namespace, rec.name, rec.uid, container, run)
+        if os.path.lexists(path):
+            return path, True
+        flat = layout.log_file(source.pods_root, rec.uid, container, run)
+        return (flat, False) if os.path.exists(flat) else (path, True)
+    return layout.log_file(source.pods_root, rec.uid, container, run), False
+
+
+def is_cri(source: LogSource, path: str) -> bool:
+    return source.log_dirs is not None and not path.startswith(os.fspath(source.pods_root) + "/")
 
 
 def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Callable[[], bool], tuple]:
@@ -107,12 +127,13 @@ def open_log(source: LogSource, req: api_pb2.PodLogsRequest) -> tuple[str, Calla
     run = cr.restart_count
     if req.previous:
         run -= 1
-        path = layout.log_file(source.pods_root, rec.uid, container, run)
-        if run < 0 or not os.path.exists(path):
+        path, cri = _run_log(source, rec, container, run) if run >= 0 else ("", False)
+        if run < 0 or not (cri or os.path.exists(path)):
             raise errors.BadRequest(f'previous terminated container "{container}" in pod "{req.name}" not found')
         return _checked(source, path), lambda: False, source.log_manager.samples(path)
-    path = _checked(source, layout.log_file(source.pods_root, rec.uid, container, run))
-    if not os.path.exists(path):
+    path, cri = _run_log(source, rec, container, run)
+    path = _checked(source, path)
+    if not os.path.exists(path) and not (cri and cr.container_id):
         reason = cr.waiting_reason or "ContainerCreating"
         raise errors.BadRequest(f'container "{container}" in pod "{req.name}" is waiting to start: {reason}')
     uid = rec.uid
@@ -128,7 +149,9 @@ async def pod_logs(source: LogSource, req: api_pb2.PodLogsRequest) -> AsyncItera
         limit_bytes=req.limit_bytes if req.HasField("limit_bytes") else None,
         timestamps=req.timestamps,
     )
-    async for data in logs.stream_log(path, samples, opts, running):
+    chunks = (crireader.stream_log(path, opts, running) if is_cri(source, path)
+              else logs.stream_log(path, samples, opts, running))
+    async for data in chunks:
         yield api_pb2.LogChunk(data=data)
 
 

@@ -273,8 +273,16 @@ class LocalCluster:
         name = self.agent_prefix + node
         data = self.dir / name
         data.mkdir(exist_ok=True)
+        # Each agent's container logs stay in its data dir, never the host's /var/log (the kubelet's
+        # layout beside each other: logs/pods and logs/containers).
+        own = data  # a --data-dir among flags wins, as argparse's last value does
+        for i, flag in enumerate(flags[:-1]):
+            if flag == "--data-dir":
+                own = Path(flags[i + 1])
+        logs = [] if "--pod-logs-dir" in flags else ["--pod-logs-dir", str(own / "logs" / "pods"),
+                                                    "--container-logs-dir", str(own / "logs" / "containers")]
         argv = [sys.executable, "-m", "nodeagent", "--server", self.server, "--node-name", node,
-                "--data-dir", str(data), *flags]
+                "--data-dir", str(data), *logs, *flags]
         return self._add(Member(name, argv, self.log_dir / f"{name}.log", late_args=self._token_args,
                                 prefix=list(prefix)))
 

@@ -25,6 +25,9 @@ class LaunchSpec:
     confinement: Confinement | None = None
     # Files to write the new process's pid into before it runs (cgroup membership).
     cgroup_procs: list[str] = field(default_factory=list)
+    # The child's stdout and stderr descriptors (CRI logs: pipes the agent reads); None: both go
+    # to log_path, opened for appending.
+    output: tuple[int, int] | None = None
 
 
 @dataclass(slots=True)

@@ -2,10 +2,14 @@
 
     pods/<uid>/                         the sandbox: default working dir of the pod's containers
     pods/<uid>.state.json               the checkpoint (runtime/checkpoint.py)
-    pods/<uid>.<container>.<run>.log    a run's stdout and stderr (runtime/logs.py), with
-        .log.1  .log.idx  .log.1.idx    its rotated part and their write-time samples
+    pods/<uid>.<container>.<run>.log    a run's output as agents before the CRI logs wrote it
+        .log.1  .log.idx  .log.1.idx    (runtime/logs.py; still read, and written by runs
+                                        adopted from such an agent)
     pods/<uid>.volumes/<name>/          a pod's volumes, only for a pod that has some
                                         (nodeagent/volumes/setup.py)
+
+Container logs now live in the kubelet's layout under --pod-logs-dir (see the end of this file
+and runtime/crilog.py), made only when a run writes something.
 
 The directory is flat because on ext4 every new inode, and a mkdir most of all, costs system
 CPU (a scan of block-group descriptors): a pod allocates at most its sandbox (only when a
@@ -23,8 +27,10 @@ resolved-path check for paths built from what a request names.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import re
 
 log = logging.getLogger(__name__)
 
@@ -124,3 +130,44 @@ def _flatten(root: str, uid: str) -> None:
         else:
             os.rename(f"{old}/{name}", f"{root}/{pod_files_prefix(uid)}{name}")
     os.rmdir(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# Container logs as the kubelet lays them out (runtime/crilog.py writes them):
+#
+#     <pod-logs-dir>/<namespace>_<pod>_<uid>/<container>/<restart>.log   (+ .<YYYYMMDD-HHMMSS>[.gz])
+#     <container-logs-dir>/<pod>_<namespace>_<container>-<id>.log -> the file above
+#
+# <id> is 64 hex digits as a CRI container id is (what shippers' file-name patterns expect):
+# sha256 of `<uid>/<container>/<restart>`, so that it is known from the pod's record alone.
+
+_DNS = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def _dns(name: str, what: str) -> str:
+    """Namespaces and pod names are DNS names (no `_`, `/`, NUL), so `_` separates the parts."""
+    if not _DNS.match(name) or name in (".", "..") or len(name) > 253:
+        raise ValueError(f"{what} {name[:100]!r} cannot name a file")
+    return name
+
+
+def pod_log_dir(pod_logs_dir: str, namespace: str, pod: str, uid: str) -> str:
+    return f"{pod_logs_dir}/{_dns(namespace, 'namespace')}_{_dns(pod, 'pod name')}_{_part(uid, 'pod uid')}"
+
+
+def container_log_dir(pod_logs_dir: str, namespace: str, pod: str, uid: str, container: str) -> str:
+    return f"{pod_log_dir(pod_logs_dir, namespace, pod, uid)}/{_part(container, 'container name')}"
+
+
+def cri_log_file(pod_logs_dir: str, namespace: str, pod: str, uid: str, container: str, restart: int) -> str:
+    return f"{container_log_dir(pod_logs_dir, namespace, pod, uid, container)}/{int(restart)}.log"
+
+
+def log_id(uid: str, container: str, restart: int) -> str:
+    return hashlib.sha256(f"{uid}/{container}/{int(restart)}".encode()).hexdigest()
+
+
+def container_log_link(container_logs_dir: str, namespace: str, pod: str, uid: str, container: str,
+                       restart: int) -> str:
+    return (f"{container_logs_dir}/{_dns(pod, 'pod name')}_{_dns(namespace, 'namespace')}_"
+            f"{_part(container, 'container name')}-{log_id(uid, container, restart)}.log")

@@ -1,4 +1,6 @@
-"""Container logs: one file per run, size-capped, read back for `ketch logs`.
+"""Flat container logs, as agents before the CRI logs (runtime/crilog.py) wrote them: still read
+for runs started before an upgrade, and still sampled and rotated for such runs adopted by this
+agent (they hold their file themselves). New runs write CRI logs.
 
 A run's stdout and stderr go straight into `<data-dir>/pods/<uid>.<container>.<run>.log` (see
 runtime/layout.py; the process holds the file itself, so logging survives an agent restart and
@@ -159,6 +161,7 @@ def _line_times(data: bytes, samples: list[tuple[int, float]], fallback: float) 
 
 
 def _stamp(ts: float) -> bytes:
+    """`<RFC3339 with nine fraction digits> ` as the kubelet prints --timestamps."""
     whole = int(ts)
     nanos = round((ts - whole) * 1e9)
     if nanos >= 1_000_000_000:

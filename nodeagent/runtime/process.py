@@ -304,7 +304,11 @@ class ProcessRuntime:
         return self.register(*self.launch(argv, cwd, env, stdout, confinement, cgroup_procs, stderr, stdin))
 
     def launch_spec(self, spec: LaunchSpec) -> tuple[int, int, float]:
-        """launch() with the log file of spec opened for stdout and stderr (thread-safe)."""
+        """launch() with spec's output descriptors, or its log file opened for stdout and stderr
+        (thread-safe)."""
+        if spec.output is not None:
+            out, err = spec.output
+            return self.launch(spec.argv, spec.cwd, spec.env, out, spec.confinement, spec.cgroup_procs, err)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         try:
             fd = os.open(spec.log_path, flags, 0o640)

@@ -116,11 +116,14 @@ def test_init_containers_env_and_working_dir(cluster: Cluster) -> None:
     out = logs(cluster, "envpod").splitlines()
     assert out[:2] == ["first", "second"]
     assert out[2] == "hello $(GREETING) envpod demo envpod-3"
-    # The default working dir is the pod's sandbox, next to its checkpoint and logs (flat).
+    # The default working dir is the pod's sandbox, next to its checkpoint (flat); the logs are
+    # in the kubelet's layout, one dir per container that wrote something (the init containers
+    # wrote to a file).
     pods, uid = cluster.dir / "agent-node-a" / "pods", p["metadata"]["uid"]
     assert Path(out[3]) == pods / uid
-    assert sorted(n for n in os.listdir(pods) if n.startswith(uid) and not n.endswith(".idx")) == [
-        uid, f"{uid}.first.0.log", f"{uid}.main.0.log", f"{uid}.second.0.log", f"{uid}.state.json"]
+    assert sorted(n for n in os.listdir(pods) if n.startswith(uid)) == [uid, f"{uid}.state.json"]
+    pod_logs = cluster.dir / "agent-node-a" / "logs" / "pods" / f"default_envpod_{uid}"
+    assert sorted(str(f.relative_to(pod_logs)) for f in pod_logs.rglob("*.log")) == ["main/0.log"]
 
 
 def test_logs_follow_a_running_pod(cluster: Cluster) -> None:

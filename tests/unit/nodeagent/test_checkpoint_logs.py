@@ -236,3 +236,23 @@ def test_retention_removes_gone_pods_after_the_period(tmp_path: Path) -> None:
     assert (tmp_path / "oldlike").is_dir()
     assert sorted(remove_expired(tmp_path, retention=600, now=1600.0, active=lambda uid: False)) == ["busy", "recent"]
     assert sorted(os.listdir(tmp_path)) == ["nostate.main.0.log", "oldlike", "running", *pod_files("running")]
+
+
+def test_retention_removes_a_gone_pods_log_dir_and_its_links(tmp_path: Path) -> None:
+    from nodeagent.agent import remove_expired
+    from nodeagent.runtime import crilog
+
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    dirs = crilog.LogDirs(str(tmp_path / "log" / "pods"), str(tmp_path / "log" / "containers"))
+    dirs.prepare()
+    for uid, gone in (("kept", None), ("gone", 100.0)):
+        checkpoint.save(layout.state_file(pods, uid), PodRecord(uid, "ns", f"pod-{uid}", PodRun(), gone_at=gone))
+        for run in (0, 1):
+            path = layout.cri_log_file(dirs.pods, "ns", f"pod-{uid}", uid, "main", run)
+            os.close(crilog.create_log(path, layout.container_log_link(dirs.containers, "ns", f"pod-{uid}", uid,
+                                                                         "main", run)))
+    assert remove_expired(pods, retention=600, now=1000.0, active=lambda uid: False, log_dirs=dirs) == ["gone"]
+    assert os.listdir(dirs.pods) == ["ns_pod-kept_kept"]
+    links = sorted(os.listdir(dirs.containers))
+    assert len(links) == 2 and all(n.startswith("pod-kept_ns_main-") for n in links)

@@ -9,7 +9,7 @@ import pytest
 
 from ketch.api import errors
 from ketch.v1 import api_pb2
-from nodeagent.runtime import checkpoint, layout, logs
+from nodeagent.runtime import checkpoint, crilog, layout, logs
 from nodeagent.runtime.checkpoint import PodRecord
 from nodeagent.server import LogSource, open_log, pod_logs
 from nodeagent.status import ContainerRun, PodRun
@@ -129,3 +129,36 @@ def test_layout_refuses_names_that_are_not_one_plain_part(tmp_path: Path, name: 
         layout.log_file(tmp_path, NEW, name, 0)
     with pytest.raises(ValueError, match="cannot name a file"):
         layout.sandbox_dir(tmp_path, name)
+
+
+@pytest.fixture
+def upgraded(source: LogSource, tmp_path: Path) -> LogSource:
+    """The same pods on an agent that writes CRI logs: NEW's current run is in the kubelet's
+    layout; its earlier runs and the other pods' are flat files from before the upgrade."""
+    dirs = crilog.LogDirs(str(tmp_path / "log" / "pods"), str(tmp_path / "log" / "containers"))
+    dirs.prepare()
+    path = Path(layout.cri_log_file(dirs.pods, "default", "web", NEW, "main", 2))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"2026-12-06T14:30:03.5Z stdout F new\n2026-12-06T14:30:04Z stderr P lo\n"
+                     b"2026-12-06T14:30:04.1Z stderr F ng\n")
+    return LogSource(source.pods_root, lambda uid: None, lambda uid, c, r: False, logs.LogManager(), dirs)
+
+
+async def _read(source: LogSource, **req: object) -> bytes:
+    return b"".join([c.data async for c in pod_logs(source, api_pb2.PodLogsRequest(**req))])  # type: ignore[arg-type]
+
+
+async def test_cri_logs_are_served_as_plain_lines_and_flat_ones_of_before_the_upgrade_still(
+        upgraded: LogSource) -> None:
+    assert await _read(upgraded, name="web", pod_uid=NEW) == b"new\nlong\n"
+    assert await _read(upgraded, name="web", pod_uid=NEW, timestamps=True) == (
+        b"2026-12-06T14:30:03.500000000Z new\n2026-12-06T14:30:04.000000000Z long\n")
+    assert await _read(upgraded, name="web", pod_uid=NEW, previous=True) == b"web main run 1\n"
+    assert await _read(upgraded, name="pair", pod_uid=TWO, container="b") == b"pair b run 0\n"
+
+
+async def test_a_run_that_wrote_nothing_reads_as_empty(upgraded: LogSource, tmp_path: Path) -> None:
+    rec = PodRecord(NEVER, "default", "quiet", PodRun(start_time=1.0), container_names=["main"])
+    rec.run.containers["main"] = ContainerRun("main", state="terminated", container_id="process://n/1")
+    checkpoint.save(layout.state_file(upgraded.pods_root, NEVER), rec)
+    assert await _read(upgraded, name="quiet", pod_uid=NEVER) == b""
