@@ -19,6 +19,7 @@ from ketch import gctuning
 from ketch.api import durations, errors
 from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
+from ketch.serving.http import listen_address
 
 from . import join, leaderelection, observe
 from . import pkifiles as pki_files
@@ -139,20 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "kubelet-client certificate from it; ignored once DIR/pki has them")
     join.add_argument("--token", default=os.environ.get("KETCH_TOKEN", ""), metavar="SERVER_TOKEN",
                       help="with --join: a server token from `ketch token create --server` (default $KETCH_TOKEN)")
-    p.add_argument("--metrics-listen", type=_host_port, default="", metavar="HOST:PORT",
+    p.add_argument("--metrics-listen", type=listen_address, default="", metavar="HOST:PORT",
                    help="serve /metrics, /livez, /readyz and /healthz over HTTPS with the API's serving "
                         "certificate on this address (off unless given; see controlplane/observe.py)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     return p
-
-
-def _host_port(text: str) -> str:
-    if not text:
-        return text  # off
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"invalid address {text!r}: use HOST:PORT (port 0 picks a free one)")
-    return text
 
 
 def non_loopback(listen: str) -> list[str]:

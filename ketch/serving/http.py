@@ -11,6 +11,7 @@ more are closed at once).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -150,6 +151,16 @@ class HTTPServer:
         if not head_only:
             writer.write(response.body)
         await writer.drain()
+
+
+def listen_address(text: str) -> str:
+    """--metrics-listen's argparse type: HOST:PORT ("" for off; port 0 picks a free one)."""
+    if not text:
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r}: use HOST:PORT (port 0 picks a free one)")
+    return text
 
 
 def parse_head(head: bytes) -> Request | Response:
