@@ -75,9 +75,12 @@ def status_error(code: int, reason: str, message: str) -> Response:
 class HTTPServer:
     """Serve handler on HOST:PORT; tls: the context of each handshake (None: plaintext)."""
 
-    def __init__(self, handler: Handler, tls: ssl.SSLContext | None) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None, *, head_timeout: float = HEAD_TIMEOUT,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.handler = handler
         self.tls = tls
+        self.head_timeout = head_timeout
+        self.max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._open = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,7 +103,7 @@ class HTTPServer:
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._open >= MAX_CONNECTIONS:
+        if self._open >= self.max_connections:
             writer.close()
             return
         task = asyncio.current_task()
@@ -112,6 +115,10 @@ class HTTPServer:
             await asyncio.wait_for(self._write(writer, response, head_only), WRITE_TIMEOUT)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:
+            # stop(): this task is the top of the connection, and asyncio's stream callback
+            # would log a cancelled one as an error.
+            pass
         finally:
             self._open -= 1
             self._tasks.discard(task)
@@ -121,7 +128,7 @@ class HTTPServer:
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[Response, bool]:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
         except asyncio.LimitOverrunError:
             return text(431, "request header too large\n"), False
         except TimeoutError:
