@@ -101,8 +101,8 @@ class SidePort:
         raise errors.Unauthorized("Unauthorized")
 
     async def __call__(self, request: http.Request) -> http.Response:
-        if request.path != METRICS_PATH and not self.health.handles(request.path):
-            return http.text(404, "404 page not found\n")
+        """kube-apiserver's order: authenticate, authorize, then find the path (so an unknown
+        path is 401 or 403 before it is 404)."""
         try:
             user = self.user_of(request)
             self.security.authorizers.check(Attributes(user, "get", path=request.path))
@@ -112,7 +112,9 @@ class SidePort:
             return http.status_error(403, "Forbidden", err.message)
         if request.path == METRICS_PATH:
             return await render(request)
-        return await self.health.serve(request)
+        if self.health.handles(request.path):
+            return await self.health.serve(request)
+        return http.text(404, "404 page not found\n")
 
 
 async def serve(listen: str, security: APISecurity, health: ControlPlaneHealth) -> tuple[http.HTTPServer, int]:

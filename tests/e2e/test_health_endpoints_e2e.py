@@ -23,14 +23,14 @@ def test_readyz_of_the_control_plane_and_the_agent(tmp_path: Path) -> None:
         cp, agent = f"127.0.0.1:{cp_port}", f"127.0.0.1:{agent_port}"
 
         _, _, body = wait_until(lambda: (r := get(cp, "/readyz?verbose", ctx))[0] == 200 and r, 30,
-                                   "the control plane's /readyz")
+                                "the control plane's /readyz")
         assert body.decode().splitlines() == ["[+]ping ok", "[+]etcd ok", "[+]poststarthook/start-controllers ok",
                                               "[+]shutdown ok", "readyz check passed"]
         assert get(cp, "/livez", ctx)[::2] == (200, b"ok")
         assert get(cp, "/metrics", ctx)[0] == 401
 
         _, _, body = wait_until(lambda: (r := get(agent, "/readyz?verbose", ctx))[0] == 200 and r, 30,
-                                   "the agent's /readyz")
+                                "the agent's /readyz")
         assert body.decode().splitlines() == ["[+]ping ok", "[+]registered ok", "[+]syncloop ok",
                                               "readyz check passed"]
         assert get(agent, "/metrics", ctx)[0] == 401

@@ -117,7 +117,12 @@ async def test_health_is_public_and_its_checks_are_for_monitoring(side: Side) ->
     assert _status(body)["message"] == 'forbidden: User "system:anonymous" cannot get path "/readyz/etcd"'
     assert (await side.get("/readyz/etcd", token=MONITOR_TOKEN))[::2] == (200, b"ok")
     # Anonymous is for the health paths only; anything else without credentials is 401.
-    assert (await side.get("/version"))[0] == 404
+    assert (await side.get("/version"))[0] == 401
+    assert (await side.get("/nosuch", token=BOB_TOKEN))[0] == 403
+    assert (await side.get("/nosuch", token=MONITOR_TOKEN))[0] == 403
+    assert side.api.pki is not None and side.api.pki.admin is not None
+    admin = context(side.api.pki.ca_pem, side.api.pki.admin.cert, side.api.pki.admin.key)
+    assert (await side.get("/nosuch", ctx=admin))[::2] == (404, b"404 page not found\n")
     code, _, _ = await side.get("/readyz", token="not-a-known-token")
     assert code == 401
     code, _, body = await side.get("/livez?verbose&exclude=etcd&exclude=nosuch")
