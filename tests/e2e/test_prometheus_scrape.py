@@ -156,14 +156,18 @@ def test_prometheus_scrapes_the_control_plane_and_the_agent(tmp_path: Path, prom
                                             context(ca_pem, scraper.cert, scraper.key)))}
             for job, (_module, names) in ISSUE_METRICS.items():
                 wanted = names if strict[job] else [n for n in names if _present(n, direct[job])]
+                missing: list[str] = list(wanted)
 
-                def ingested(job: str = job, wanted: list[str] = wanted) -> bool:
+                def ingested(job: str = job, wanted: list[str] = wanted, missing: list[str] = missing) -> bool:
                     have = {r["metric"]["__name__"] for r in prom.query(f'{{job="{job}"}}')}
-                    return all(_present(n, have) for n in wanted)
+                    missing[:] = [n for n in wanted if not _present(n, have)]
+                    return not missing
 
                 # The cron tick can be a minute away: that one metric may take that long to appear.
-                wait_until(ingested, 90, f"the metrics {wanted} of {job} in Prometheus")
-
+                try:
+                    wait_until(ingested, 90, f"the metrics {wanted} of {job} in Prometheus")
+                except AssertionError:
+                    raise AssertionError(f"{job}: not in Prometheus after 90s: {missing}") from None
 
 def _names(answer: tuple[int, dict[str, str], bytes]) -> set[str]:
     """The metric names of a text-format /metrics answer."""
