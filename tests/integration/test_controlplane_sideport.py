@@ -10,6 +10,7 @@ import asyncio
 import json
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -177,3 +178,26 @@ def test_the_flag_is_parsed() -> None:
     for bad in ("10257", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000"):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--metrics-listen", bad])
+
+
+async def test_a_leader_that_stopped_renewing_fails_healthz_only(side: Side) -> None:
+    """kube-controller-manager's leaderElection check: a leader whose last renewal is older than
+    the lease duration + 20 s fails /healthz (a process supervisor restarts it); /readyz stays."""
+    from types import SimpleNamespace
+
+    from ketch.client.leaderelection import LeaderElectionRecord
+
+    elector = SimpleNamespace(is_leader=lambda: True, lease_duration=15.0, observed_time=time.monotonic(),
+                              observed=LeaderElectionRecord(), lock=SimpleNamespace(namespace="kube-system",
+                                                                                    name="ketch-controller-manager"))
+    side.health.watch_leader(SimpleNamespace(elector=elector))  # type: ignore[arg-type]
+    assert (await side.get("/healthz"))[::2] == (200, b"ok")
+    elector.observed_time = time.monotonic() - 36.0
+    code, _, body = await side.get("/healthz")
+    assert code == 500 and "[-]leaderElection failed: reason withheld" in body.decode().splitlines()
+    code, _, body = await side.get("/healthz/leaderElection", token=MONITOR_TOKEN)
+    assert body.decode() == ("internal server error: failed election to renew leadership on lease "
+                             "kube-system/ketch-controller-manager\n")
+    assert (await side.get("/readyz"))[::2] == (200, b"ok")
+    elector.is_leader = lambda: False  # a replica that does not lead has nothing to renew
+    assert (await side.get("/healthz"))[::2] == (200, b"ok")
