@@ -92,9 +92,11 @@ def _exit_now() -> None:
 
 
 async def start_controllers(transport: Transport, options: ControllerOptions, enabled: list[str] | None,
-                            settings: Settings) -> Callable[[], Awaitable[None]]:
+                            settings: Settings, on_elected: Callable[[LeaderElectedControllers], None] | None = None,
+                            ) -> Callable[[], Awaitable[None]]:
     """The controllers at once, or (--leader-elect) whenever this replica holds the Lease;
-    returns what stops them (a leader then releases the Lease for the next replica at once)."""
+    returns what stops them (a leader then releases the Lease for the next replica at once).
+    on_elected gets the campaign (the leaderElection health check reads it)."""
     unknown = [name for name in enabled or () if name not in CONTROLLERS]
     if unknown:  # refused now, not on the day this replica first leads
         raise ValueError(f"unknown controller {unknown[0]!r}; known: {', '.join(CONTROLLERS)}")
@@ -105,6 +107,8 @@ async def start_controllers(transport: Transport, options: ControllerOptions, en
     elected = LeaderElectedControllers(transport, lambda client: ControllerManager(client, options, enabled),
                                        holder_identity(settings.advertise_address), settings.config,
                                        on_stop_overrun=_exit_now)
+    if on_elected is not None:
+        on_elected(elected)
     log.info("leader election: campaigning for lease %s/%s as %s", LEASE_NAMESPACE, LEASE_NAME, elected.identity)
     task = asyncio.create_task(elected.run(), name="leader-election")
 

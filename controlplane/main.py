@@ -19,8 +19,9 @@ from ketch import gctuning, logformat, memtrim
 from ketch.api import durations, errors
 from ketch.client.clientset import Client
 from ketch.security import certs, jointoken
+from ketch.serving.http import listen_address
 
-from . import join, leaderelection
+from . import join, leaderelection, observe
 from . import pkifiles as pki_files
 from .apiserver import security as api_security
 from .apiserver.admission import default_admission
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "kubelet-client certificate from it; ignored once DIR/pki has them")
     join.add_argument("--token", default=os.environ.get("KETCH_TOKEN", ""), metavar="SERVER_TOKEN",
                       help="with --join: a server token from `ketch token create --server` (default $KETCH_TOKEN)")
+    p.add_argument("--metrics-listen", type=listen_address, default="", metavar="HOST:PORT",
+                   help="serve /metrics, /livez, /readyz and /healthz over HTTPS with the API's serving "
+                        "certificate on this address (off unless given; see controlplane/observe.py)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=logformat.FORMATS, default="text",
                    help="text (default) or json: one klog-style JSON object per line (ts, caller, msg, v, err)")
@@ -192,7 +196,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"error: --{flag.replace('_', '-')} must be 0 or more", file=sys.stderr)
             return 2
     if args.insecure:
-        exposed = non_loopback(args.listen)
+        exposed = non_loopback(",".join(filter(None, (args.listen, args.metrics_listen))))
         if exposed:
             print(f"error: --insecure serves everything to everyone without TLS, so it listens only on loopback "
                   f"addresses; refusing {', '.join(exposed)}", file=sys.stderr)
@@ -274,6 +278,19 @@ async def run(args: argparse.Namespace) -> int:
     else:
         security = api_security.insecure()
         log.warning("--insecure: serving plaintext with no authentication; everyone may do everything")
+    health = observe.ControlPlaneHealth(store)
+    side = None
+    if args.metrics_listen:
+        try:
+            side, side_port = await observe.serve(args.metrics_listen, security, health)
+        except OSError as err:
+            print(f"error: cannot listen on --metrics-listen {args.metrics_listen}: {err}", file=sys.stderr)
+            await proxy.close()
+            await store.stop()
+            return 1
+        log.info("serving /metrics, /livez, /readyz and /healthz on %s (port %d, %s)", args.metrics_listen,
+                 side_port, "HTTPS" if pki is not None else "plain HTTP, --insecure")
+
     gctuning.tune_for_server()
     try:
         server, _port = await start_grpc_server(service, args.listen, ServerLimits(
@@ -283,6 +300,8 @@ async def run(args: argparse.Namespace) -> int:
             security)
     except (OSError, RuntimeError) as err:
         print(f"error: cannot listen on {args.listen}: {err}", file=sys.stderr)
+        if side is not None:
+            await side.stop()
         await store.stop()
         return 1
     log.info("serving the Ketch API on %s (%s, store %s, revision %d, open files limit %d, authorization %s)",
@@ -301,7 +320,9 @@ async def run(args: argparse.Namespace) -> int:
         enabled = []
     else:
         enabled = [c.strip() for c in args.controllers.split(",") if c.strip()]
-    stop_controllers = await leaderelection.start_controllers(local, options, enabled, election)
+    stop_controllers = await leaderelection.start_controllers(local, options, enabled, election,
+                                                              on_elected=health.watch_leader)
+    health.controllers_started = True
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -309,10 +330,13 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    health.shutting_down = True
     await stop_controllers()
     hub.close_all()
     await server.stop(grace=1.0)
     await proxy.close()
+    if side is not None:
+        await side.stop()
     await store.stop()
     return 0
 

@@ -164,7 +164,7 @@ TERMINATED_PODS_TRACKING_FINALIZER = _Vec(
     "The number of terminated pods (phase=Failed|Succeeded) that have the finalizer "
     'batch.kubernetes.io/job-tracking. The event label can be "add" or "delete".', ("event",))
 CRONJOB_CREATION_SKEW = Histogram(
-    "cronjob_controller_cronjob_job_creation_skew_duration_seconds",
+    "cronjob_controller_job_creation_skew_duration_seconds",
     "Time between when a cronjob is scheduled to be run, and when the corresponding job is created",
     buckets=CRONJOB_SKEW_BUCKETS)
 

@@ -29,10 +29,11 @@ from ketch.client.events import EventRecorder
 from ketch.client.flowcontrol import Backoff
 from ketch.client.informer import Informer
 from ketch.client.transport import GrpcTransport
+from ketch.serving.http import HTTPServer
 from ketch.v1 import api_pb2, core_pb2
 
 from . import credentials as node_credentials
-from . import execs, metrics
+from . import execs, metrics, observe
 from .heartbeat import LeaseHeartbeat
 from .limits.cgroups import CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -73,6 +74,7 @@ class AgentConfig:
     # The node's certificates (None: plaintext, a control plane started with --insecure).
     credentials: node_credentials.NodeCredentials | None = None
     serving_sans: list[str] = field(default_factory=list)
+    metrics_listen: str = ""  # HOST:PORT of /metrics and the health paths ("" for none)
 
 
 def _pod_files(pods_root: str) -> dict[str, list[str]]:
@@ -170,6 +172,9 @@ class Agent:
                                        lambda: self.node_informer.get("", cfg.node_name), report)
         self.heartbeat = LeaseHeartbeat(self.client, cfg.node_name, cfg.heartbeat_interval,
                                         lambda: self.registrar.uid)
+        self.health = observe.AgentHealth(lambda: bool(self.registrar.uid), cfg.heartbeat_interval)
+        self.side: HTTPServer | None = None
+        self._side_renewed: Callable[[bytes, bytes], Any] | None = None
 
     @property
     def port(self) -> int:
@@ -188,6 +193,8 @@ class Agent:
         self.server, self.node_config.port = await start_server(self.servicer, self.listen, self.serving)
         log.info("agent %s: serving logs and stats on %s (port %d), node address %s",
                  self.cfg.node_name, self.listen, self.port, self.host_ip)
+        if self.cfg.metrics_listen:
+            await self._serve_side()
         if not await self._register(stop):
             await self._close()
             return 0
@@ -211,6 +218,22 @@ class Agent:
         await self.shutdown()
         return 0
 
+    async def _serve_side(self) -> None:
+        """--metrics-listen: /metrics (the kubelet's webhook authorization) and the health paths."""
+        creds = self.cfg.credentials
+        serving = webhook = None
+        if creds is not None:
+            serving = observe.Serving(creds.serving_cert, creds.serving_key, creds.ca)
+            webhook = observe.Webhook(self.client, self.cfg.server, lambda: self._ca(), self.cfg.node_name)
+        self.side, port, self._side_renewed = await observe.serve(self.cfg.metrics_listen, self.health, serving,
+                                                                  webhook)
+        log.info("agent %s: serving /metrics, /livez, /readyz and /healthz on %s (port %d, %s)", self.cfg.node_name,
+                 self.cfg.metrics_listen, port, "HTTPS" if serving is not None else "plain HTTP")
+
+    def _ca(self) -> bytes:
+        assert self.cfg.credentials is not None
+        return self.cfg.credentials.ca
+
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
 
@@ -221,8 +244,10 @@ class Agent:
             try:
                 await self.registrar.register()
                 await self.heartbeat.renew()
+                self.health.loop_ran(renewed=True)
                 return True
             except errors.StatusError as err:
+                self.health.loop_ran(renewed=False)
                 log.info("cannot register node %s yet (%s); retrying in %.1fs", self.cfg.node_name, err, backoff)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), backoff)
@@ -288,10 +313,12 @@ class Agent:
                     self._reregister.clear()
                     await self.registrar.register()
                 await self.heartbeat.renew()
+                self.health.loop_ran(renewed=True)
                 await self.registrar.report()
                 backoff = 0.2
                 delay = interval
             except errors.StatusError as err:
+                self.health.loop_ran(renewed=False)
                 log.info("heartbeat failed (%s); retrying in %.1fs", err, backoff)
                 delay = min(backoff, interval)
                 backoff = min(backoff * 2, 7.0)
@@ -322,6 +349,8 @@ class Agent:
                 self.client.transport.set_tls(new.tls)
             if self.serving is not None:
                 self.serving.replace(new.serving_cert, new.serving_key)
+            if self._side_renewed is not None:
+                await self._side_renewed(new.serving_cert, new.serving_key)
             log.info("renewed the node certificates; next renewal at %s",
                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(new.renew_at())))
 
@@ -391,6 +420,8 @@ class Agent:
             with contextlib.suppress(Exception):
                 await self.server.stop(grace=0.5)
         self.copier.close()
+        if self.side is not None:
+            await self.side.stop()
         self.runtime.close()
         self.deps.io.shutdown(wait=False)
         await self.client.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ketch import gctuning, logformat
 from ketch.api import durations, quantity
+from ketch.serving.http import listen_address
 
 from . import credentials
 from .agent import Agent, AgentConfig
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hollow", type=int, default=0, metavar="N",
                    help="simulate N nodes named NODE_NAME-0000.. in this process (kubemark-style, for "
                         "benchmarks): real Nodes and Leases, pods marked running without processes")
+    p.add_argument("--metrics-listen", type=listen_address, default="", metavar="HOST:PORT",
+                   help="serve /metrics and /livez, /readyz, /healthz over HTTPS with the node's serving "
+                        "certificate on this address (off unless given; see nodeagent/observe.py)")
     p.add_argument("--log-level", default=os.environ.get("KETCH_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=logformat.FORMATS, default="text",
                    help="text (default) or json: one klog-style JSON object per line (ts, caller, msg, v, err)")
@@ -127,6 +131,8 @@ async def run(args: argparse.Namespace) -> int:
     if warning:
         log.warning("%s", warning)
     if args.hollow > 0:
+        if args.metrics_listen:
+            log.warning("--metrics-listen is not served by --hollow nodes; ignored")
         return await run_hollow(args)
     data_dir = Path(args.data_dir).absolute()
     host_ip = node_ip_for(args.server)
@@ -152,7 +158,7 @@ async def run(args: argparse.Namespace) -> int:
         backoff_base=args.crash_loop_backoff_base, backoff_max=args.crash_loop_backoff_max,
         drain_on_exit=args.drain_on_exit, listen=args.listen, log_retention=args.log_retention,
         log_max_size=args.log_max_size, node_status_report=args.node_status_report_frequency,
-        use_cgroups=not args.no_cgroups, credentials=creds, serving_sans=sans,
+        use_cgroups=not args.no_cgroups, credentials=creds, serving_sans=sans, metrics_listen=args.metrics_listen,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

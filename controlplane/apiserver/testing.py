@@ -81,6 +81,7 @@ class TestAPIServer:
         if self.authorization is not None and "RBAC" in self.modes:
             await reconcile_bootstrap_policy(self.local)
         self.server = None
+        self.security: api_security.APISecurity | None = None
         authorizers = self.authorization.authorizers if self.authorization is not None else None
         if self.use_grpc:
             if self.pki is None:
@@ -95,6 +96,7 @@ class TestAPIServer:
                                                authorizers=authorizers, **kwargs)
             if self.authenticators is not None:
                 security.authenticators = self.authenticators
+            self.security = security
             self.server, port = await start_grpc_server(self.service, "127.0.0.1:0", self.server_limits, self.proxy,
                                                         security)
             self.address = f"127.0.0.1:{port}"

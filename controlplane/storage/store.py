@@ -301,6 +301,15 @@ class Store:
     def failure(self) -> str:
         return str(self._failed) if self._failed is not None else ""
 
+    async def ping(self) -> None:
+        """A cheap round trip through the writer's thread (with a shared backend, etcd's quorum
+        read there): it waits behind a commit in progress, so a health check with a deadline
+        sees a wedged store. Raises while the backend is failing writes."""
+        if self._failed is not None:
+            raise StorageError(f"the store is failing writes: {self._failed}")
+        work: Callable[[], None] = (lambda: self.backend.probe(self.revision)) if self._shared else (lambda: None)
+        await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
     def add_health_listener(self, fn: HealthListener) -> None:
         """fn(healthy) is called on the event loop whenever the Store fails or recovers."""
         self._health_listeners.append(fn)

@@ -25,8 +25,10 @@ from .harness import Cluster, wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_insecure_is_refused_on_a_non_loopback_address(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "controlplane", "--listen", "0.0.0.0:0", "--insecure",
+@pytest.mark.parametrize("listen", [["--listen", "0.0.0.0:0"],
+                                    ["--listen", "127.0.0.1:0", "--metrics-listen", "0.0.0.0:0"]])
+def test_insecure_is_refused_on_a_non_loopback_address(tmp_path: Path, listen: list[str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "controlplane", *listen, "--insecure",
                              "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

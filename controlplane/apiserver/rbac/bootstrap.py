@@ -5,10 +5,11 @@ loopback user.
 ClusterRoles: cluster-admin; admin, edit and view, aggregated from the system:aggregate-to-*
 roles by the labels rbac.authorization.k8s.io/aggregate-to-{admin,edit,view} (edit aggregates
 into admin and view into edit, so a role labelled for view reaches all three); system:discovery
-and system:public-info-viewer (the version path), system:basic-user (self access reviews and
-whoami). ClusterRoleBindings: cluster-admin to the group system:masters, the others to
-system:authenticated (public-info also to system:unauthenticated). The control plane's own
-components need no roles: they are the loopback user, in system:masters.
+and system:public-info-viewer (the version and health paths), system:monitoring (the health paths
+with their checks, and /metrics), system:basic-user (self access reviews and whoami).
+ClusterRoleBindings: cluster-admin to the group system:masters, system:monitoring to the group
+system:monitoring, the others to system:authenticated (public-info also to system:unauthenticated).
+The control plane's own components need no roles: they are the loopback user, in system:masters.
 
 Reconciling is Kubernetes' union: a missing object is created; an existing one gets back the
 rules, aggregation selectors, subjects, labels and annotations of the default that it lacks,
@@ -125,6 +126,9 @@ def _aggregate_to_edit() -> list[rbac_pb2.PolicyRule]:
 DISCOVERY_URLS = ("/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz",
                   "/version", "/version/")
 PUBLIC_INFO_URLS = ("/healthz", "/livez", "/readyz", "/version", "/version/")
+MONITORING_URLS = ("/healthz", "/healthz/*", "/livez", "/livez/*", "/readyz", "/readyz/*", "/metrics",
+                   "/metrics/slis")
+MONITORING = "system:monitoring"
 
 
 def cluster_roles() -> list[rbac_pb2.ClusterRole]:
@@ -133,6 +137,7 @@ def cluster_roles() -> list[rbac_pb2.ClusterRole]:
         cluster_role("cluster-admin", [rule(["*"], ["*"], ["*"]), rule(["*"], urls=["*"])]),
         cluster_role("system:discovery", [rule(["get"], urls=DISCOVERY_URLS)]),
         cluster_role("system:public-info-viewer", [rule(["get"], urls=PUBLIC_INFO_URLS)]),
+        cluster_role(MONITORING, [rule(["get"], urls=MONITORING_URLS)]),
         cluster_role("system:basic-user", [
             rule(["create"], [AUTHORIZATION], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
             rule(["create"], [AUTHENTICATION], ["selfsubjectreviews"])]),
@@ -154,6 +159,7 @@ def cluster_role_bindings() -> list[rbac_pb2.ClusterRoleBinding]:
         cluster_role_binding("system:basic-user", "system:basic-user", "system:authenticated"),
         cluster_role_binding("system:public-info-viewer", "system:public-info-viewer", "system:authenticated",
                              "system:unauthenticated"),
+        cluster_role_binding(MONITORING, MONITORING, MONITORING),
     ]
 
 

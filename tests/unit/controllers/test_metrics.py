@@ -163,7 +163,7 @@ async def test_a_cronjob_job_is_created_with_its_skew_observed() -> None:
         informers.start()
         try:
             assert await informers.wait_for_sync(5)
-            name = "cronjob_controller_cronjob_job_creation_skew_duration_seconds"
+            name = "cronjob_controller_job_creation_skew_duration_seconds"
             count, total = sample(name + "_count"), sample(name + "_sum")
             le4 = sample(name + "_bucket", le="4.0")
             await controller.sync("default/hello")
