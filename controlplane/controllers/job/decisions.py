@@ -300,12 +300,19 @@ def new_index_failure_counts(job_ctx: SyncContext, replaced: Any | None) -> tupl
 
 def can_remove_finalizer(job_ctx: SyncContext, pod: core_pb2.Pod, considered_failed: bool) -> bool:
     """A pod is released when the Job is finishing or deleted, when it succeeded, or when it
-    failed (except the last failed pod of an index, until its replacement exists)."""
+    failed (except the last failed pod of an index, until its replacement exists, and a pod
+    matching a FailJob rule, until the Job is finishing)."""
     if job_ctx.job.metadata.deletion_timestamp or job_ctx.finished_condition is not None:
         return True
     if pod.status.phase == "Succeeded":
         return True
     if not considered_failed:
+        return False
+    if job_ctx.policy_match(pod).action == failure_policy.FAIL_JOB:
+        # Not finishing yet although this pod matched FailJob: the sync that saw it had to
+        # postpone (a delete failed, or expectations unmet). Kubernetes' next sync finds the pod
+        # again among all the Job's pods; ours skip released ones, so it keeps its finalizer
+        # until the FailureTarget condition is written (the finishing case above).
         return False
     if spec.has_backoff_limit_per_index(job_ctx.job):
         waiting = job_ctx.delayed_deletion_per_index.get(indexed.completion_index(pod))

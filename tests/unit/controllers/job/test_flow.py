@@ -4,6 +4,8 @@ timed requeues (back-off, deadline)."""
 
 from __future__ import annotations
 
+import pytest
+
 from controlplane.controllers.job.podcontrol import FakePodControl
 from controlplane.controllers.job.pods import TRACKING_FINALIZER
 from ketch.api import errors, meta
@@ -292,3 +294,44 @@ async def test_a_job_cache_lagging_behind_our_own_status_write_creates_no_extra_
     await h.controller.sync_job(h.key)
     assert len(h.pod_control.created) == 1
     assert h.status.succeeded == 2
+
+
+
+@pytest.mark.parametrize("postponed_by", ["a failed delete", "unmet expectations"])
+async def test_fail_job_is_not_forgotten_when_the_first_try_to_finish_is_postponed(postponed_by: str) -> None:
+    """A pod matching a FailJob rule fails the Job even if the sync that first saw it could not
+    finish (a delete of the other pods failed, or pods it created are not in the cache yet).
+    Kubernetes' next sync finds that pod again among all the Job's pods (getFailJobMessage
+    scans them, counted or not); Ketch's syncs skip counted pods, so the pod must keep its
+    finalizer (stay uncounted) until the FailureTarget condition is written."""
+    delete_err = errors.Unavailable("down") if postponed_by == "a failed delete" else None
+    h = harness(FakePodControl(delete_err=delete_err))
+    job = new_job(2, 8)
+    rule = job.spec.pod_failure_policy.rules.add()
+    rule.action = "FailJob"
+    rule.on_exit_codes.container_name = "main"
+    rule.on_exit_codes.operator = "In"
+    rule.on_exit_codes.values.append(42)
+    job.status.start_time = ts(NOW - 40)
+    job.status.active = 2
+    bug = new_pod(job, "Failed", exit_code=42, finished_at=NOW - 1)
+    other = new_pod(job, "Running")
+    h.add(job, bug, other)
+    if delete_err is None:
+        h.controller.expectations.expect_creations(h.key, 1)  # a create the cache has not shown yet
+    try:
+        await h.controller.sync_job(h.key)
+    except errors.Unavailable:
+        assert delete_err is not None
+    assert not any(c.type == "FailureTarget" for u in h.client.status_updates for c in u.status.conditions)
+    # The API answers again / the cache catches up (sync_again drops the expectations).
+    h.pod_control.delete_err = None
+    for _ in range(3):
+        h.clock.step(20)  # past the back-off: a forgetful controller starts a replacement
+        await h.sync_again()
+    assert not h.pod_control.created, "no replacement may start once a pod matched FailJob"
+    assert [(c.type, c.reason) for c in h.status.conditions][:1] == [("FailureTarget", "PodFailurePolicy")]
+    assert other.metadata.name in h.pod_control.deleted
+    # Both pods counted once, as failed: the one that exited 42 and the one deleted.
+    counted = h.status.failed + len(h.status.uncounted_terminated_pods.failed)
+    assert (h.status.succeeded, counted) == (0, 2)
