@@ -30,7 +30,7 @@ from ketch.client.clientset import Client
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
-from . import configrefs, envvars, metrics, security
+from . import configrefs, envvars, metrics, security, stdins
 from .execs import ExecTarget
 from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
@@ -152,6 +152,8 @@ class PodWorker:
         self.cgroups: dict[str, Cgroup] = {}
         self.probes: dict[str, list[ProbeWorker]] = {}
         self.exec_ctx: dict[str, ExecContext] = {}
+        # The agent's end of each running container's stdin pipe (containers with stdin: true).
+        self.stdins: dict[str, stdins.ContainerStdin] = {}
         self.gone = False  # removed from the API
         self.shutdown = False  # the node is leaving (drain)
         self.killing: dict[str, str] = {}
@@ -383,12 +385,21 @@ class PodWorker:
         # crash could leave a process the next agent does not know about stays as small as it can.
         record = checkpoint.to_dict(self.record)
         gen = self._ckpt_gen
+        stdin = self._open_stdin(c, spec)
         try:
             pid, ticks, started_at, cg = self._launch(c.name, spec, run_no, limits, record)
         except StartError as err:
+            if stdin is not None:
+                stdin.close()
             self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
             return self._start_failed(c, cr, now, str(err))
+        finally:
+            if spec.stdin is not None:
+                os.close(spec.stdin)  # the container's end: only the container holds it now
         handle = self.deps.runtime.register(pid, ticks, started_at)
+        if stdin is not None:
+            self.stdins[c.name] = stdin
+            handle.exited.add_done_callback(lambda _: stdin.close())
         self._ckpt_written = max(self._ckpt_written, gen)
         if cg is not None:
             self.cgroups[c.name] = cg
@@ -400,6 +411,17 @@ class PodWorker:
         if post_start is not None:
             asyncio.get_running_loop().create_task(self._post_start(c, handle, post_start))
         return float("inf")
+
+    def _open_stdin(self, c: core_pb2.Container, spec: LaunchSpec) -> stdins.ContainerStdin | None:
+        """A container with stdin: true reads a pipe the agent holds open (Attach feeds it); the
+        previous run's pipe, if any, is closed."""
+        previous = self.stdins.pop(c.name, None)
+        if previous is not None:
+            previous.close()
+        if not c.stdin:
+            return None
+        spec.stdin, stdin = stdins.open_pipe(c.stdin_once)
+        return stdin
 
     def _launch(self, name: str, spec: LaunchSpec, run_no: int, limits: tuple[int | None, int | None],
                 record: dict[str, Any]) -> tuple[int, int, float, Cgroup | None]:

@@ -25,6 +25,8 @@ class LaunchSpec:
     confinement: Confinement | None = None
     # Files to write the new process's pid into before it runs (cgroup membership).
     cgroup_procs: list[str] = field(default_factory=list)
+    # The fd the process reads as stdin (a container with stdin: true: a pipe); None: /dev/null.
+    stdin: int | None = None
 
 
 @dataclass(slots=True)
