@@ -49,13 +49,17 @@ class ContainerStdin:
         feed = asyncio.ensure_future(_write_all(writer, chunks))
         closed = asyncio.ensure_future(self._closed.wait())
         try:
-            await asyncio.wait({feed, closed}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({feed, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if feed in done:  # the input ended: what is buffered goes, then this fd closes
+                transport.close()
+                await protocol.lost
         finally:
             for task in (feed, closed):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            transport.close()
+            if not transport.is_closing():  # the caller went away, or the stdin closed: drop the rest
+                transport.abort()
             if self.once:
                 self.close()
 
@@ -70,7 +74,17 @@ async def _write_all(writer: asyncio.StreamWriter, chunks: AsyncIterator[bytes])
 
 
 class _WriteProtocol(asyncio.streams.FlowControlMixin, asyncio.Protocol):
-    """A write pipe's protocol with the flow control StreamWriter.drain waits on."""
+    """A write pipe's protocol with the flow control StreamWriter.drain waits on; lost: its fd
+    is closed (what was written has reached the pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
 def open_pipe(once: bool) -> tuple[int, ContainerStdin]:
