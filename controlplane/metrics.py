@@ -176,10 +176,10 @@ HTTP_CODES = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "N
               "Expired": "410", "RequestEntityTooLarge": "413", "Invalid": "422", "TooManyRequests": "429",
               "InternalError": "500", "ServiceUnavailable": "503", "Timeout": "504"}
 # The HTTP verb kube-apiserver reports for each API method (CleanVerb's: LIST apart from GET,
-# WATCH, CONNECT for the connect subresources log and exec).
+# WATCH, CONNECT for the connect subresources log, exec and attach).
 VERBS = {"Create": "POST", "Update": "PUT", "Patch": "PATCH", "Delete": "DELETE", "Get": "GET", "List": "LIST",
-         "Watch": "WATCH", "WatchBatched": "WATCH", "PodLogs": "CONNECT", "Exec": "CONNECT", "NodeStats": "GET",
-         "Version": "GET", "SignNodeCertificate": "POST", "FetchServerPKI": "GET"}
+         "Watch": "WATCH", "WatchBatched": "WATCH", "PodLogs": "CONNECT", "Exec": "CONNECT", "Attach": "CONNECT",
+         "NodeStats": "GET", "Version": "GET", "SignNodeCertificate": "POST", "FetchServerPKI": "GET"}
 CONNECT_SUBRESOURCES = frozenset({"log", "exec", "portforward", "attach", "proxy"})
 # A subresource is the client's string: one the server does not serve is reported as "other",
 # so no client can make a label value (and a child kept for it) of any string it likes.

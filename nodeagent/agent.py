@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from ketch.api import errors
+from ketch.api.attach import stdin_refusal
 from ketch.client.cache import DeletedFinalStateUnknown
 from ketch.client.clientset import Client, connect
 from ketch.client.events import EventRecorder
@@ -33,7 +34,7 @@ from ketch.serving.http import HTTPServer
 from ketch.v1 import api_pb2, core_pb2
 
 from . import credentials as node_credentials
-from . import execs, metrics, observe
+from . import execs, metrics, observe, stdins
 from .heartbeat import LeaseHeartbeat
 from .limits.cgroups import CgroupManager
 from .limits.watchdog import MemoryWatchdog
@@ -163,7 +164,8 @@ class Agent:
         self.listen = cfg.listen or ("127.0.0.1:0" if self.host_ip == "127.0.0.1" else "0.0.0.0:0")
         source = LogSource(self.pods_root, self._live_record, self.workers.run_active, self.logs, self.log_dirs)
         self.servicer = NodeAgentServicer(cfg.node_name, source, self._running_containers,
-                                          require_control_plane=creds is not None, execute=self._exec)
+                                          require_control_plane=creds is not None, execute=self._exec,
+                                          attach=self._attach_stdin)
         self.server: grpc.aio.Server | None = None
         report = cfg.node_status_report or min(300.0, max(6 * cfg.heartbeat_interval, 1.0))
         # The port is the server's, known once it listens (run sets it before registering).
@@ -295,6 +297,22 @@ class Agent:
             raise errors.BadRequest(f'unable to upgrade connection: container not found ("{container}")')
         return execs.run(self.runtime, target, list(req.command), stdin if req.stdin else None)
 
+    def _attach_stdin(self, req: api_pb2.AttachRequest,
+                      stdin: AsyncIterator[bytes]) -> AsyncIterator[api_pb2.AttachOutput]:
+        """`ketch run -i` / Attach: the caller's bytes into a running container's stdin pipe."""
+        namespace = req.namespace or "default"
+        worker = self.workers.worker(req.pod_uid) if req.pod_uid else None
+        if worker is None or (worker.record.namespace, worker.record.name) != (namespace, req.name):
+            raise errors.NotFound(f'pods "{req.name}" not found')
+        container = pick_container(worker.record, req.name, req.container)
+        spec = next((c for c in worker.pod.spec.containers if c.name == container), None)
+        if spec is not None and not spec.stdin:
+            raise errors.BadRequest(stdin_refusal(container))
+        target = worker.stdins.get(container)
+        if target is None or worker.exec_target(container) is None:
+            raise errors.BadRequest(f'unable to upgrade connection: container not found ("{container}")')
+        return _attached(target, stdin)
+
     def _running_containers(self) -> list[tuple[str, str, str, int]]:
         out = []
         for worker in list(self.workers.workers.values()):
@@ -425,3 +443,8 @@ class Agent:
         self.runtime.close()
         self.deps.io.shutdown(wait=False)
         await self.client.close()
+
+
+async def _attached(target: stdins.ContainerStdin, stdin: AsyncIterator[bytes]) -> AsyncIterator[api_pb2.AttachOutput]:
+    yield api_pb2.AttachOutput(attached=True)
+    await target.attach(stdin)

@@ -31,7 +31,7 @@ from ketch.client.clientset import Client
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
 
-from . import configrefs, envvars, metrics, security
+from . import configrefs, envvars, metrics, security, stdins
 from .execs import ExecTarget
 from .hooks import hooks_of, run_hook
 from .limits.cgroups import Cgroup, CgroupManager
@@ -171,6 +171,8 @@ class PodWorker:
         self.cgroups: dict[str, Cgroup] = {}
         self.probes: dict[str, list[ProbeWorker]] = {}
         self.exec_ctx: dict[str, ExecContext] = {}
+        # The agent's end of each running container's stdin pipe (containers with stdin: true).
+        self.stdins: dict[str, stdins.ContainerStdin] = {}
         self.gone = False  # removed from the API
         self.shutdown = False  # the node is leaving (drain)
         self.killing: dict[str, str] = {}
@@ -409,18 +411,26 @@ class PodWorker:
         record = checkpoint.to_dict(self.record)
         gen = self._ckpt_gen
         pipes: tuple[int, int] | None = None
+        stdin = self._open_stdin(c, spec)
         try:
             if cri_path is not None:
                 pipes = self._prepare_cri_log(spec)
             pid, ticks, started_at, cg = self._launch(c.name, spec, run_no, limits, record)
         except StartError as err:
             self._close_fds(pipes)
+            if stdin is not None:
+                stdin.close()
             self.deps.event(pod, "Warning", "Failed", f"Error: {err}")
             return self._start_failed(c, cr, now, str(err))
         finally:
             self._close_fds(spec.output)
             spec.output = None
+            if spec.stdin is not None:
+                os.close(spec.stdin)  # the container's end: only the container holds it now
         handle = self.deps.runtime.register(pid, ticks, started_at)
+        if stdin is not None:
+            self.stdins[c.name] = stdin
+            handle.exited.add_done_callback(lambda _: stdin.close())
         self._ckpt_written = max(self._ckpt_written, gen)
         if cg is not None:
             self.cgroups[c.name] = cg
@@ -455,6 +465,17 @@ class PodWorker:
         for fd in fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _open_stdin(self, c: core_pb2.Container, spec: LaunchSpec) -> stdins.ContainerStdin | None:
+        """A container with stdin: true reads a pipe the agent holds open (Attach feeds it); the
+        previous run's pipe, if any, is closed."""
+        previous = self.stdins.pop(c.name, None)
+        if previous is not None:
+            previous.close()
+        if not c.stdin:
+            return None
+        spec.stdin, stdin = stdins.open_pipe(c.stdin_once)
+        return stdin
 
     def _launch(self, name: str, spec: LaunchSpec, run_no: int, limits: tuple[int | None, int | None],
                 record: dict[str, Any]) -> tuple[int, int, float, Cgroup | None]:

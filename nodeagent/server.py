@@ -1,4 +1,4 @@
-"""The agent's own gRPC server: the NodeAgent service (PodLogs, Exec, NodeStats) the API server proxies.
+"""The agent's own gRPC server: the NodeAgent service (PodLogs, Exec, Attach, NodeStats) the API server proxies.
 
 Logs are found by pod UID (filled in by the API server) or, for a pod that is gone from the API,
 by namespace and name among the pods whose files the agent still keeps; NOT_FOUND tells the API
@@ -222,16 +222,26 @@ def _no_exec(request: api_pb2.ExecRequest, stdin: AsyncIterator[bytes]) -> Async
     raise errors.BadRequest("this agent runs no commands in pods")
 
 
+# (the request, the caller's later messages' bytes) -> the attach's answer (see Attach in api.proto).
+AttachStdin = Callable[[api_pb2.AttachRequest, AsyncIterator[bytes]], AsyncIterator[api_pb2.AttachOutput]]
+
+
+def _no_attach(request: api_pb2.AttachRequest, stdin: AsyncIterator[bytes]) -> AsyncIterator[api_pb2.AttachOutput]:
+    raise errors.BadRequest("this agent attaches to no containers")
+
+
 class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
     """execute: resolves an exec request to its command's output stream (raises StatusError)."""
 
     def __init__(self, node: str, source: LogSource,
                  containers: Callable[[], list[tuple[str, str, str, int]]],
-                 require_control_plane: bool = False, execute: Execute = _no_exec) -> None:
+                 require_control_plane: bool = False, execute: Execute = _no_exec,
+                 attach: AttachStdin = _no_attach) -> None:
         self.node = node
         self.source = source
         self.containers = containers
         self.execute = execute
+        self.attach = attach
         # With TLS, only the control plane's client certificate may call (TLS checked the CA).
         self.require_control_plane = require_control_plane
 
@@ -277,6 +287,27 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
             await self._abort(context, err)
         except Exception as err:
             log.exception("Exec failed")
+            await self._abort(context, errors.InternalError(f"internal error: {err}"))
+
+    async def Attach(self, requests: AsyncIterator[api_pb2.AttachInput],
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.AttachOutput]:
+        await self._check_caller(context)
+
+        async def stdin() -> AsyncIterator[bytes]:
+            async for message in requests:
+                if message.stdin:
+                    yield message.stdin
+
+        try:
+            first = await anext(aiter(requests), None)
+            if first is None:
+                raise errors.BadRequest("the Attach stream ended before its request")
+            async for out in self.attach(first.request, stdin()):
+                yield out
+        except errors.StatusError as err:
+            await self._abort(context, err)
+        except Exception as err:
+            log.exception("Attach failed")
             await self._abort(context, errors.InternalError(f"internal error: {err}"))
 
     async def NodeStats(self, request: api_pb2.NodeStatsRequest,

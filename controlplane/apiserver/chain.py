@@ -47,7 +47,7 @@ from .watch import WatchLimits
 NOT_ALLOWED = "the server does not allow this method on the requested resource"
 UNARY_METHODS = ("Create", "Get", "List", "Update", "Patch", "Delete", "Batch", "NodeStats", "Version",
                  "SignNodeCertificate", FETCH_SERVER_PKI)
-STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs", "Exec")
+STREAM_METHODS = ("Watch", "WatchBatched", "PodLogs", "Exec", "Attach")
 
 
 class RequestChain:
@@ -163,7 +163,7 @@ class RequestChain:
                      inputs: AsyncIterator[Any] | None = None) -> AsyncIterator[Any]:
         """Long-running: authenticated and authorized, never counted in flight; counted and timed
         when it ends (a stream the client closes counts as answered: 200). inputs: what the
-        caller sends after its request (Exec's ExecInput messages: the command's stdin)."""
+        caller sends after its request (Exec's and Attach's input messages: the stdin they feed)."""
         started = time.perf_counter()
         attrs: Attributes | None = None
         code = "200"
@@ -181,6 +181,8 @@ class RequestChain:
                 items = self.proxy.pod_logs(req)
             elif method == "Exec":
                 items = self.proxy.exec(req, inputs)
+            elif method == "Attach":
+                items = self.proxy.attach(req, inputs)
             else:
                 raise errors.BadRequest(f"{method} is not a streaming method")
             async for item in items:

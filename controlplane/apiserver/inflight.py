@@ -21,7 +21,7 @@ DEFAULT_MAX_REQUESTS_INFLIGHT = 400
 DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT = 200
 MUTATING_METHODS = frozenset({"Create", "Update", "Patch", "Delete", "Batch"})
 # Not counted: they last as long as the client wants.
-LONG_RUNNING_METHODS = frozenset({"Watch", "WatchBatched", "PodLogs", "Exec"})
+LONG_RUNNING_METHODS = frozenset({"Watch", "WatchBatched", "PodLogs", "Exec", "Attach"})
 TOO_MANY_REQUESTS = "Too many requests, please try again later."
 
 

@@ -1,4 +1,4 @@
-"""Reaching node agents: the API server proxies `ketch logs`, `ketch exec` and `ketch top` to them.
+"""Reaching node agents: the API server proxies `ketch logs`, `ketch exec`, attach and `ketch top` to them.
 
 An agent publishes its endpoint in its Node (status.addresses and
 status.daemonEndpoints.kubeletEndpoint.Port); channels are cached per address.
@@ -28,6 +28,7 @@ import grpc
 
 from controlplane.storage import Store
 from ketch.api import errors
+from ketch.api.attach import stdin_refusal
 from ketch.api.validation import field
 from ketch.api.validation.podlogs import check_pod_log_request
 from ketch.v1 import api_pb2, api_pb2_grpc
@@ -164,6 +165,25 @@ class NodeDialer:
         except grpc.aio.AioRpcError as err:
             raise _map_rpc_error(err, node) from None
 
+    async def attach(self, node: str, req: api_pb2.AttachRequest,
+                     inputs: AsyncIterator[api_pb2.AttachInput] | None = None) -> AsyncIterator[api_pb2.AttachOutput]:
+        """inputs: the caller's later messages (the container's stdin); their end ends the stream
+        to the agent (with stdinOnce the agent then closes the container's stdin)."""
+        stub = await self._stub(node)
+
+        async def requests() -> AsyncIterator[api_pb2.AttachInput]:
+            yield api_pb2.AttachInput(request=req)
+            if inputs is not None:
+                async for message in inputs:
+                    if message.stdin:
+                        yield api_pb2.AttachInput(stdin=message.stdin)
+
+        try:
+            async for out in stub.Attach(requests()):
+                yield out
+        except grpc.aio.AioRpcError as err:
+            raise _map_rpc_error(err, node) from None
+
     async def node_stats(self, node: str, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
         stub = await self._stub(node)
         try:
@@ -178,7 +198,7 @@ class NodeDialer:
 
 
 class NodeProxy:
-    """The pods/log, pods/exec and nodes/stats subresources: served by the node the pod is (or was) on."""
+    """The pods/log, pods/exec, pods/attach and nodes/stats subresources: served by the node the pod is (or was) on."""
 
     def __init__(self, store: Store, dialer: NodeDialer | None = None) -> None:
         self.store = store
@@ -248,6 +268,38 @@ class NodeProxy:
         elif req.container not in containers:
             raise errors.BadRequest(f"container {req.container} is not valid for pod {req.name}")
         async for out in self.dialer.exec(node, forward, inputs):
+            yield out
+
+    async def attach(self, req: api_pb2.AttachRequest,
+                     inputs: AsyncIterator[api_pb2.AttachInput] | None = None) -> AsyncIterator[api_pb2.AttachOutput]:
+        """The caller's bytes into a running container's stdin, written by its node's agent. A
+        completed pod and a container without stdin: true are refused here; a container that is
+        not running, by the agent."""
+        ns = req.namespace or "default"
+        entry = self.store.get("Pod", f"{ns}/{req.name}")
+        if entry is None:
+            raise errors.NotFound(f'pods "{req.name}" not found')
+        pod = entry.obj
+        phase = pod.status.phase  # type: ignore[attr-defined]
+        if phase in ("Succeeded", "Failed"):
+            raise errors.BadRequest(f"cannot attach a container in a completed pod; current phase is {phase}")
+        node = pod.spec.node_name  # type: ignore[attr-defined]
+        if not node:
+            raise errors.BadRequest(f"pod {req.name} does not have a host assigned")
+        containers = {c.name: c for c in pod.spec.containers}  # type: ignore[attr-defined]
+        name = req.container
+        if not name:
+            if len(containers) > 1:
+                raise errors.BadRequest(
+                    f"a container name must be specified for pod {req.name}, choose one of: [{' '.join(containers)}]")
+            name = next(iter(containers), "")
+        if name not in containers:
+            raise errors.BadRequest(f"container {name} is not valid for pod {req.name}")
+        if not containers[name].stdin:
+            raise errors.BadRequest(stdin_refusal(name))
+        forward = api_pb2.AttachRequest(namespace=ns, name=req.name, container=name,
+                                        pod_uid=pod.metadata.uid)  # type: ignore[attr-defined]
+        async for out in self.dialer.attach(node, forward, inputs):
             yield out
 
     async def node_stats(self, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:

@@ -121,6 +121,8 @@ def attributes_of(user: UserInfo, method: str, req: Message) -> Attributes:
         return _of_kind(user, "get", kind_info("Pod"), req.namespace, req.name, "log")  # type: ignore[attr-defined]
     if method == "Exec":  # Kubernetes: create on pods/exec (the connect verb of kubectl exec's POST)
         return _of_kind(user, "create", kind_info("Pod"), req.namespace, req.name, "exec")  # type: ignore[attr-defined]
+    if method == "Attach":  # Kubernetes: create on pods/attach (kubectl attach's and run -i's POST)
+        return _of_kind(user, "create", kind_info("Pod"), req.namespace, req.name, "attach")  # type: ignore[attr-defined]
     if method == "NodeStats":
         return _of_kind(user, "get", kind_info("Node"), "", req.node, "stats")  # type: ignore[attr-defined]
     if method == "Version":

@@ -206,7 +206,7 @@ def _stream_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIter
 
 
 def _duplex_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIterator[Any]]:
-    """Exec: the first message's request is authenticated and authorized as a server stream's
+    """Exec, Attach: the first message's request is authenticated and authorized as a server stream's
     would be; the later messages go on to the stream (the command's stdin)."""
     async def handle(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:

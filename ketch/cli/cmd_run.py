@@ -5,15 +5,18 @@ As `kubectl run`, it creates one Pod NAME (never a Job) with one container NAME 
 CMD ARGS, labelled run=NAME. Then, as `srun` users expect, it waits for the pod to start,
 streams the container's output (`logs -f`) and exits with the container's exit code
 (Never/OnFailure; with Always only if -i is given, until interrupted). `--rm` deletes the pod
-afterwards, also after a failure or Ctrl-C. The CLI does not forward stdin (there is no attach
-API: a container's stdin is /dev/null): `-i` only attaches to the output, and says so on stderr,
-pointing at `ketch exec -i`, which does stream stdin into a running pod.
+afterwards, also after a failure or Ctrl-C. With `-i`, as kubectl's, the container gets
+`stdin: true, stdinOnce: true` (a pipe its agent holds open) and the CLI's own stdin is fed to it
+through Attach (create on pods/attach) once it runs; the end of the CLI's stdin closes it. The
+output comes as without -i: the container's log, followed.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from .factory import Factory
@@ -29,7 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--restart", default="Always", help="the pod's restartPolicy: Always, OnFailure or Never")
     p.add_argument("--rm", action="store_true", help="delete the pod once it has finished")
     p.add_argument("-i", "--stdin", action="store_true",
-                   help="attach to the pod's output (stdin is not forwarded: see exec -i)")
+                   help="keep stdin open on the container and feed it this command's stdin (stdinOnce)")
     p.add_argument("--attach", action="store_true", help="wait for the pod and stream its output")
     p.add_argument("--image", default="", help="the container's image (recorded; no image is pulled)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="an environment variable")
@@ -61,6 +64,9 @@ def pod_manifest(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
             raise CLIError(f"invalid env: {item}")
         env.append({"name": key, "value": value})
     container: dict[str, Any] = {"name": args.name, "command": list(args.dash_args)}
+    if args.stdin:  # kubectl run -i: stdin, closed after the first attach (no --leave-stdin-open)
+        container["stdin"] = True
+        container["stdinOnce"] = True
     if args.image:
         container["image"] = args.image
     if env:
@@ -74,9 +80,6 @@ def run(args: argparse.Namespace, factory: Factory) -> Any:
     attach = args.stdin or args.attach or args.restart != "Always"
     if args.rm and not attach:
         raise CLIError("--rm should only be used for attached containers")
-    if args.stdin:
-        factory.warn("ketch run -i does not forward stdin: a pod's containers read /dev/null (there is no "
-                     "attach); to feed a command input, use `ketch exec -i POD -- CMD` in a running pod")
     return _run(args, factory, pod_manifest(args, factory.default_namespace), attach)
 
 
@@ -90,15 +93,59 @@ async def _run(args: argparse.Namespace, factory: Factory, manifest: dict[str, A
         factory.print(f"pod/{args.name} created")
         return 0
     try:
-        return await _attach(factory, args.name, namespace, args.restart)
+        return await _attach(factory, args.name, namespace, args.restart, args.stdin)
     finally:
         if args.rm:
             await _delete(factory, args.name, namespace)
 
 
-async def _attach(factory: Factory, name: str, namespace: str, restart: str) -> int:
-    """Wait for the pod to start, stream its output, wait for it to finish; the exit code."""
+async def _attach(factory: Factory, name: str, namespace: str, restart: str, stdin: bool) -> int:
+    """Wait for the pod to start, stream its output (and with stdin, feed it the CLI's stdin),
+    wait for it to finish; the exit code."""
     pod = await _until(factory, name, namespace, lambda p: p.status.phase != "Pending" or _started(p))
+    if not stdin or pod.status.phase in FINISHED:
+        return await _follow(factory, name, namespace, restart, pod)
+    return await _with_stdin(factory, name, namespace, _follow(factory, name, namespace, restart, pod))
+
+
+async def _with_stdin(factory: Factory, name: str, namespace: str, follow: Awaitable[int]) -> int:
+    """follow, while the CLI's stdin goes to the container; a refused attach (no pods/attach)
+    ends it, since a stdinOnce container that is never attached waits for its input forever."""
+    main = asyncio.ensure_future(follow)
+    feeder = asyncio.ensure_future(_feed_stdin(factory, name, namespace))
+    try:
+        await asyncio.wait({main, feeder}, return_when=asyncio.FIRST_COMPLETED)
+        if feeder.done():
+            feeder.result()  # a refused attach raises here
+        return await main
+    finally:
+        for task in (feeder, main):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def _feed_stdin(factory: Factory, name: str, namespace: str) -> None:
+    """The CLI's stdin into the container's (Attach), until it ends. A container that is no
+    longer running (it finished before the attach) is no error: its output still comes."""
+    from ketch.api import errors
+
+    from .cmd_exec import read_input
+
+    stream = factory.client().attach(name, namespace, read_input(factory.stdin), container=name)
+    try:
+        async for _ in stream:
+            pass
+    except errors.BadRequest:
+        pod = await factory.client().get("Pod", name, namespace)
+        if any(s.name == name and s.state.HasField("running") for s in pod.status.container_statuses):
+            raise
+    finally:
+        await stream.aclose()
+
+
+async def _follow(factory: Factory, name: str, namespace: str, restart: str, pod: Any) -> int:
+    """Stream the started pod's output, wait for it to finish; the exit code."""
     if pod.status.phase not in FINISHED or _ran(pod, name):
         await _stream_logs(factory, name, namespace)
     if restart == "Always":

@@ -262,6 +262,20 @@ class Client:
         async for out in self.transport.stream("Exec", req, None if stdin is None else inputs(stdin)):
             yield out
 
+    async def attach(self, name: str, namespace: str, stdin: AsyncIterator[bytes],
+                     container: str = "") -> AsyncGenerator[api_pb2.AttachOutput, None]:
+        """Feed stdin to a running container's standard input (kubectl attach -i): one message
+        once attached, then the stream ends when stdin has been written (or the container's
+        stdin closed). The container's output is its log."""
+        req = api_pb2.AttachRequest(namespace=namespace, name=name, container=container)
+
+        async def inputs() -> AsyncIterator[api_pb2.AttachInput]:
+            async for chunk in stdin:
+                yield api_pb2.AttachInput(stdin=chunk)
+
+        async for out in self.transport.stream("Attach", req, inputs()):
+            yield out
+
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:
         return await self.transport.unary("NodeStats", api_pb2.NodeStatsRequest(node=node))
 

@@ -241,6 +241,32 @@ class ExecOutput(_message.Message):
     exit_code: int
     def __init__(self, stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
+class AttachRequest(_message.Message):
+    __slots__ = ("namespace", "name", "container", "pod_uid")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    POD_UID_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    name: str
+    container: str
+    pod_uid: str
+    def __init__(self, namespace: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., pod_uid: _Optional[str] = ...) -> None: ...
+
+class AttachInput(_message.Message):
+    __slots__ = ("request", "stdin")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    request: AttachRequest
+    stdin: bytes
+    def __init__(self, request: _Optional[_Union[AttachRequest, _Mapping]] = ..., stdin: _Optional[bytes] = ...) -> None: ...
+
+class AttachOutput(_message.Message):
+    __slots__ = ("attached",)
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    attached: bool
+    def __init__(self, attached: _Optional[bool] = ...) -> None: ...
+
 class NodeStatsRequest(_message.Message):
     __slots__ = ("node",)
     NODE_FIELD_NUMBER: _ClassVar[int]

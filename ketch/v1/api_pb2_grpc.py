@@ -89,6 +89,11 @@ class APIStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/ketch.v1.API/Attach',
+                request_serializer=ketch_dot_v1_dot_api__pb2.AttachInput.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.AttachOutput.FromString,
+                _registered_method=True)
         self.NodeStats = channel.unary_unary(
                 '/ketch.v1.API/NodeStats',
                 request_serializer=ketch_dot_v1_dot_api__pb2.NodeStatsRequest.SerializeToString,
@@ -198,6 +203,17 @@ class APIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Attach(self, request_iterator, context):
+        """Feeds the caller's bytes to a running container's standard input (kubectl attach -i; what
+        kubectl run -i uses). Only a container with stdin: true has one (a pipe its node's agent holds
+        open); with stdinOnce it is closed when the first attach ends. The caller's first message
+        carries the request, its later ones the bytes. The output is the container's log (PodLogs).
+        Authorized as create on pods/attach.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def NodeStats(self, request, context):
         """Resource usage of a node and its pods, fetched from the node agent.
         """
@@ -289,6 +305,11 @@ def add_APIServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.ExecInput.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.AttachInput.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.AttachOutput.SerializeToString,
             ),
             'NodeStats': grpc.unary_unary_rpc_method_handler(
                     servicer.NodeStats,
@@ -619,6 +640,33 @@ class API:
             _registered_method=True)
 
     @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ketch.v1.API/Attach',
+            ketch_dot_v1_dot_api__pb2.AttachInput.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.AttachOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def NodeStats(request,
             target,
             options=(),
@@ -728,7 +776,7 @@ class API:
 
 
 class NodeAgentStub:
-    """Served by every node agent; the API server proxies PodLogs, Exec and NodeStats to it.
+    """Served by every node agent; the API server proxies PodLogs, Exec, Attach and NodeStats to it.
     """
 
     def __init__(self, channel):
@@ -747,6 +795,11 @@ class NodeAgentStub:
                 request_serializer=ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
                 response_deserializer=ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/ketch.v1.NodeAgent/Attach',
+                request_serializer=ketch_dot_v1_dot_api__pb2.AttachInput.SerializeToString,
+                response_deserializer=ketch_dot_v1_dot_api__pb2.AttachOutput.FromString,
+                _registered_method=True)
         self.NodeStats = channel.unary_unary(
                 '/ketch.v1.NodeAgent/NodeStats',
                 request_serializer=ketch_dot_v1_dot_api__pb2.NodeStatsRequest.SerializeToString,
@@ -755,7 +808,7 @@ class NodeAgentStub:
 
 
 class NodeAgentServicer:
-    """Served by every node agent; the API server proxies PodLogs, Exec and NodeStats to it.
+    """Served by every node agent; the API server proxies PodLogs, Exec, Attach and NodeStats to it.
     """
 
     def PodLogs(self, request, context):
@@ -765,6 +818,12 @@ class NodeAgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Exec(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -789,6 +848,11 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     request_deserializer=ketch_dot_v1_dot_api__pb2.ExecInput.FromString,
                     response_serializer=ketch_dot_v1_dot_api__pb2.ExecOutput.SerializeToString,
             ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=ketch_dot_v1_dot_api__pb2.AttachInput.FromString,
+                    response_serializer=ketch_dot_v1_dot_api__pb2.AttachOutput.SerializeToString,
+            ),
             'NodeStats': grpc.unary_unary_rpc_method_handler(
                     servicer.NodeStats,
                     request_deserializer=ketch_dot_v1_dot_api__pb2.NodeStatsRequest.FromString,
@@ -803,7 +867,7 @@ def add_NodeAgentServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NodeAgent:
-    """Served by every node agent; the API server proxies PodLogs, Exec and NodeStats to it.
+    """Served by every node agent; the API server proxies PodLogs, Exec, Attach and NodeStats to it.
     """
 
     @staticmethod
@@ -850,6 +914,33 @@ class NodeAgent:
             '/ketch.v1.NodeAgent/Exec',
             ketch_dot_v1_dot_api__pb2.ExecInput.SerializeToString,
             ketch_dot_v1_dot_api__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/ketch.v1.NodeAgent/Attach',
+            ketch_dot_v1_dot_api__pb2.AttachInput.SerializeToString,
+            ketch_dot_v1_dot_api__pb2.AttachOutput.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,6 +2,10 @@
 
 COMMENTS: dict[str, str] = {
     'ketch.v1.AggregationRule': 'Selects the ClusterRoles whose rules an aggregated ClusterRole holds (the aggregation controller keeps its rules the union of theirs).',
+    'ketch.v1.AttachInput': "What an Attach caller sends: the request in the first message (and only there), then the bytes for the container's standard input, in order; the end of the caller's side ends them.",
+    'ketch.v1.AttachOutput': "Attach's answer: one message once the caller is attached to the container's stdin; the stream ends when the caller's input has been written (or the container's stdin closed: it exited).",
+    'ketch.v1.AttachOutput.attached': 'Always true in the one message: the attach was accepted.',
+    'ketch.v1.AttachRequest.pod_uid': 'Filled in by the API server before proxying: the pod the container runs in.',
     'ketch.v1.BatchResult.code': 'A gRPC status code; 0 is success.',
     'ketch.v1.ClusterRole': 'A ClusterRole: rules over the cluster (or in a namespace, through a RoleBinding).',
     'ketch.v1.ClusterRole.aggregation_rule': 'When set, rules are written by the controller, from the ClusterRoles it selects.',

@@ -28,6 +28,8 @@ class LaunchSpec:
     # The child's stdout and stderr descriptors (CRI logs: pipes the agent reads); None: both go
     # to log_path, opened for appending.
     output: tuple[int, int] | None = None
+    # The fd the process reads as stdin (a container with stdin: true: a pipe); None: /dev/null.
+    stdin: int | None = None
 
 
 @dataclass(slots=True)

@@ -319,7 +319,7 @@ class ProcessRuntime:
             if c is not None and c.uid is not None:
                 with contextlib.suppress(OSError):
                     os.fchown(fd, c.uid, c.gid if c.gid is not None else -1)
-            return self.launch(spec.argv, spec.cwd, spec.env, fd, c, spec.cgroup_procs)
+            return self.launch(spec.argv, spec.cwd, spec.env, fd, c, spec.cgroup_procs, stdin=spec.stdin)
         finally:
             os.close(fd)
 

@@ -59,3 +59,21 @@ def test_run_of_a_missing_executable_says_why(cluster: Cluster) -> None:
     assert lines[0] == "pod default/nobin terminated (ContainerCannotRun)", result.stderr
     assert "no-such-binary-here" in lines[1] and "not found" in lines[1]
     assert cluster.try_get("pod", "nobin") is None
+
+
+def test_run_i_feeds_stdin_to_the_container_and_its_end_closes_it(cluster: Cluster) -> None:
+    # kubectl run -i --rm: the CLI's stdin is the container's, and its end is the container's EOF.
+    result = cluster.ketch("run", "-i", "--rm", "--restart=Never", "x", "--", "cat", input="a\nb\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'a\nb\npod "x" deleted\n'
+    assert cluster.try_get("pod", "x") is None
+    # The exit code is the container's, and its input decided it.
+    code = cluster.ketch("run", "-i", "--restart=Never", "reader", "--", "sh", "-c", "read x; exit $x",
+                         input="3\n", check=False)
+    assert code.returncode == 3, code.stderr
+    container = cluster.get("pod", "reader")["spec"]["containers"][0]
+    assert (container.get("stdin"), container.get("stdinOnce")) == (True, True)
+    # Without -i the container reads /dev/null, whatever the CLI's stdin holds.
+    plain = cluster.ketch("run", "--rm", "--restart=Never", "plain", "--", "sh", "-c", "cat; echo end",
+                          input="never read\n")
+    assert plain.stdout == 'end\npod "plain" deleted\n'

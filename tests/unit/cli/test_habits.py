@@ -178,10 +178,3 @@ async def test_a_patch_that_is_not_yaml_says_where() -> None:
     assert (code, err) == (1, 'error: unable to parse "{a: [": yaml: line 1: expected the node content, '
                               "but found '<stream end>'\n")
 
-
-async def test_run_i_says_that_stdin_is_not_forwarded() -> None:
-    code, _, err = await run("run", "-i", "--rm", "--restart=Never", "x", "--", "cat", stdin="lost\n")
-    assert code == 1  # nothing listens on port 1
-    assert err.splitlines()[0] == (
-        "Warning: ketch run -i does not forward stdin: a pod's containers read /dev/null (there is no attach); "
-        "to feed a command input, use `ketch exec -i POD -- CMD` in a running pod")
