@@ -308,7 +308,8 @@ class ProcessRuntime:
         (thread-safe)."""
         if spec.output is not None:
             out, err = spec.output
-            return self.launch(spec.argv, spec.cwd, spec.env, out, spec.confinement, spec.cgroup_procs, err)
+            return self.launch(spec.argv, spec.cwd, spec.env, out, spec.confinement, spec.cgroup_procs, err,
+                               spec.stdin)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
         try:
             fd = os.open(spec.log_path, flags, 0o640)
