@@ -61,6 +61,14 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used (/proc/PID/stat): the control plane's cost,
+    which, unlike the times, hardly depends on what else the machine runs meanwhile."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_breakdown(pid: int) -> dict[str, int]:
     """Resident bytes by kind of mapping (/proc/PID/smaps): malloc's main heap, anonymous maps
     (pymalloc's 1 MiB arenas, other threads' malloc arenas, large buffers) and files (code)."""
@@ -192,6 +200,8 @@ class RunResult:
     db_deleted: int = 0
     db_compacted: int = 0
     delete_seconds: float = 0.0
+    cpu_ready: float = 0.0  # the control plane's CPU seconds from the creates to all Ready
+    cpu_delete: float = 0.0  # and from the deletes to no pod left
     probe: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # verb: p50, p99, count
     probe_errors: int = 0
 
@@ -267,6 +277,7 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
     probing = asyncio.create_task(probe.run(probe_client, stop))
     await asyncio.sleep(1.0)
     start = time.perf_counter()
+    cpu_start = cpu_seconds(pid)
     await client.create(daemonset())
     await client.create(job(pods - nodes))
     last_print = 0.0
@@ -281,6 +292,7 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
             r.rss_at_10k, r.pods_at_10k = rss_bytes(pid), n
         if n >= pods:
             r.seconds = elapsed
+            r.cpu_ready = cpu_seconds(pid) - cpu_start
             break
         if elapsed > timeout:
             stop.set()
@@ -301,6 +313,7 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
     r.probe_errors = probe.errors
 
     start = time.perf_counter()
+    cpu_start = cpu_seconds(pid)
     await client.delete("DaemonSet", "scale", NS, propagation_policy="Background")
     await client.delete("Job", "scale", NS, propagation_policy="Background")
     deadline = time.monotonic() + timeout
@@ -312,6 +325,7 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
             raise SystemExit(f"{len(left)} pods still there {timeout:.0f}s after the deletes")
         await asyncio.sleep(1.0)
     r.delete_seconds = time.perf_counter() - start
+    r.cpu_delete = cpu_seconds(pid) - cpu_start
     r.db_deleted = db_bytes(data_dir)
     r.db_compacted = await wait_db_settled(data_dir)
     r.rss_deleted = rss_bytes(pid)
@@ -355,6 +369,8 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
     rates = [r.pods / r.seconds for r in results]
     row("pods/s to all Ready", [f"{x:.0f}" for x in rates], ">= 500 pods/s", min(rates) >= 500)
     row("deletes until no pod left (s)", [f"{r.delete_seconds:.1f}" for r in results], "", None)
+    row("control plane CPU to all Ready (s)", [f"{r.cpu_ready:.1f}" for r in results], "", None)
+    row("control plane CPU for the deletes (s)", [f"{r.cpu_delete:.1f}" for r in results], "", None)
     row("control plane RSS idle", [f"{r.rss_idle / MB:.0f} MB" for r in results], "", None)
     row("RSS at 10,000 pods Ready" if first.pods_at_10k >= 10_000 else f"RSS at {first.pods_at_10k} pods Ready",
         [f"{r.rss_at_10k / MB:.0f} MB" for r in results], "<= 300 MB at 10,000 pods",

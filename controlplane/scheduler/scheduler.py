@@ -16,6 +16,7 @@ pod goes away or finishes (its room is freed) — never on a timer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ from .predicates import NodeInfo, Resources
 log = logging.getLogger(__name__)
 
 SCHEDULER_NAME = "default-scheduler"
+# Pods placed between two yields to the event loop: a round of 500 pods over 1,000 nodes must not
+# hold the loop (and the API server's clients on it) for the whole round.
+PODS_PER_TURN = 25
 
 
 def _is_terminal(pod: core_pb2.Pod) -> bool:
@@ -105,6 +109,9 @@ class Scheduler(BatchingController):
         self._usage: dict[str, _Usage] = {}
         # Parsed allocatable per node, by (name, resourceVersion).
         self._node_base: dict[str, tuple[str, NodeInfo]] = {}
+        # Where the next pod's search for feasible nodes starts (kube-scheduler's
+        # nextStartNodeIndex): the search stops once enough nodes are found, so it rotates.
+        self._next_start = 0
         self.pods.add_handler(self.add_pod, self.update_pod, self.delete_pod)
         self.nodes.add_handler(self.add_node, self.update_node, None)
 
@@ -223,7 +230,8 @@ class Scheduler(BatchingController):
                 self._node_base[name] = base
             proto = base[1]
             info = NodeInfo(node=proto.node, allocatable=proto.allocatable, allowed_pods=proto.allowed_pods,
-                            taints=proto.taints, prefer_no_schedule=proto.prefer_no_schedule, name=proto.name)
+                            taints=proto.taints, prefer_no_schedule=proto.prefer_no_schedule, name=proto.name,
+                            unschedulable=proto.unschedulable)
             usage = self._usage.get(name)
             if usage is not None:
                 info.add_pod(usage.requested, usage.non_zero_requested)
@@ -243,20 +251,43 @@ class Scheduler(BatchingController):
                 target.add_pod(a.requests, a.non_zero)
         return infos
 
-    def place(self, pod: core_pb2.Pod, infos: dict[str, NodeInfo]) -> tuple[NodeInfo | None, str]:
-        """The chosen node (its NodeInfo updated), or None and the FailedScheduling message."""
+    def place(self, pod: core_pb2.Pod, infos: dict[str, NodeInfo],
+              order: list[NodeInfo] | None = None) -> tuple[NodeInfo | None, str]:
+        """The chosen node (its NodeInfo updated), or None and the FailedScheduling message.
+
+        As kube-scheduler does: a pod whose required affinity names its nodes (a DaemonSet's)
+        is tried on those alone (NodeAffinity's PreFilter), and the search stops once
+        num_feasible_nodes_to_find nodes fit (all of them below 100 nodes), starting where the
+        previous pod's search stopped; only those are scored. When none fits, every node is
+        examined for the message, which thus reads as if all had been tried.
+        """
         req, nz = self._requests_of(pod)
-        feasible: list[NodeInfo] = []
-        reasons: dict[str, list[str]] = {}
         constrained = predicates.has_node_constraints(pod)
-        for info in infos.values():
-            why = predicates.filter_reasons(pod, req, info, constrained)
-            if why:
-                reasons[info.name] = why
-            else:
-                feasible.append(info)
+        names = predicates.node_names_from_affinity(pod) if constrained else None
+        candidates = [infos[n] for n in sorted(names) if n in infos] if names is not None else \
+            (order if order is not None else list(infos.values()))
+        feasible: list[NodeInfo] = []
+        total = len(candidates)
+        if total:
+            want = predicates.num_feasible_nodes_to_find(total)
+            start = self._next_start % total if names is None else 0
+            processed = 0
+            for i in range(total):
+                info = candidates[(start + i) % total]
+                processed += 1
+                if predicates.fits(pod, req, info, constrained):
+                    feasible.append(info)
+                    if len(feasible) >= want:
+                        break
+            if names is None:
+                self._next_start = (start + processed) % total
         best = scoring.pick_node(feasible, nz, after=self.last_node, spec=pod.spec)
         if best is None:
+            reasons: dict[str, list[str]] = {}
+            for info in infos.values():
+                why = predicates.filter_reasons(pod, req, info, constrained)
+                if why:
+                    reasons[info.name] = why
             return None, predicates.fit_error_message(len(infos), reasons)
         best.add_pod(req, nz)
         self.last_node = best.name
@@ -265,10 +296,15 @@ class Scheduler(BatchingController):
     async def process(self, keys: list[str]) -> None:
         """Place every pod of keys that still needs a node, then write binds and failures at once."""
         infos = self.snapshot()
+        order = list(infos.values())
         placements: list[_Placement] = []
         # Classes that fit nowhere in this round: the rest of their pods fail without a look.
         failed: dict[bytes, str] = {}
-        for k in keys:
+        for n, k in enumerate(keys):
+            if n and n % PODS_PER_TURN == 0:
+                # Let the API server answer its clients; infos is this round's own copy, and a
+                # pod that changes meanwhile fails its bind (Conflict, NotFound) and is retried.
+                await asyncio.sleep(0)
             self.unschedulable.pop(k, None)
             pod = self.pods.get(*split_key(k))
             if pod is None or not predicates.needs_scheduling(pod, SCHEDULER_NAME):
@@ -280,7 +316,7 @@ class Scheduler(BatchingController):
             if cls in failed:
                 placements.append(_Placement(k, pod, None, failed[cls]))
                 continue
-            info, message = self.place(pod, infos)
+            info, message = self.place(pod, infos, order)
             if info is None:
                 failed[cls] = message
             if info is not None:

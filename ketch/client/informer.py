@@ -30,6 +30,10 @@ from .clientset import Client
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+# Watch events applied (cache and handlers) between two yields to the event loop: a batch of
+# thousands of pod events must not hold the loop, and the API server beside it, for its whole
+# length when the informer runs in the control plane's process.
+EVENTS_PER_TURN = 64
 AddFunc = Callable[[Any], None]
 UpdateFunc = Callable[[Any, Any], None]
 DeleteFunc = Callable[[Any], None]
@@ -163,8 +167,12 @@ class Informer(Generic[M]):
         self._synced.set()
 
     async def _watch(self) -> None:
+        n = 0
         async for ev in self.client.watch(self.kind, self.namespace, self.label_selector,
                                           self.field_selector, self.resource_version, allow_bookmarks=True):
+            n += 1
+            if n % EVENTS_PER_TURN == 0:
+                await asyncio.sleep(0)
             obj: Any = ev.object  # the kind's message, decoded
             if ev.type == "BOOKMARK" or obj is None:
                 self.resource_version = ev.resource_version or self.resource_version
