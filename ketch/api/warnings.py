@@ -81,8 +81,7 @@ _CONTAINER_FIELDS = (
     ("ports", "ports", NETWORK),
     ("volume_devices", "volumeDevices", VOLUMES),
     ("resize_policy", "resizePolicy", "resources cannot be resized in place"),
-    ("stdin", "stdin", "no terminal is attached"),
-    ("stdin_once", "stdinOnce", "no terminal is attached"),
+    # stdin and stdinOnce are honoured (a pipe the agent holds, fed by Attach); a tty is not.
     ("tty", "tty", "no terminal is attached"),
 )
 _CONTAINER_SECURITY_FIELDS = (

@@ -7,6 +7,7 @@ write go to `on_warning`, as client-go's WarningHandler.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
@@ -268,12 +269,18 @@ class Client:
         once attached, then the stream ends when stdin has been written (or the container's
         stdin closed). The container's output is its log."""
         req = api_pb2.AttachRequest(namespace=namespace, name=name, container=container)
+        accepted = asyncio.Event()
 
         async def inputs() -> AsyncIterator[api_pb2.AttachInput]:
+            # Nothing is written before the server accepted the attach: a write that races a
+            # refusal makes grpc.aio report INTERNAL "Internal error from Core" instead of the
+            # server's status (grpc/grpc#36066), so a Forbidden would read as a crash.
+            await accepted.wait()
             async for chunk in stdin:
                 yield api_pb2.AttachInput(stdin=chunk)
 
         async for out in self.transport.stream("Attach", req, inputs()):
+            accepted.set()
             yield out
 
     async def node_stats(self, node: str) -> api_pb2.NodeStatsResponse:

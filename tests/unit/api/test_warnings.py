@@ -31,6 +31,9 @@ CASES = [
          tmpl(containers=[container(image="perl")])),
     Case("defaults are not reported", POD, {"spec": {"dnsPolicy": "ClusterFirst", "containers": [
         container(image="perl:5", imagePullPolicy="IfNotPresent")]}}),
+    Case("stdin and stdinOnce are honoured, a tty is not", POD,
+         {"spec": {"containers": [container(stdin=True, stdinOnce=True, tty=True)]}},
+         (f"spec.containers[0].tty: {HOST} (no terminal is attached)",)),
     Case("ports", JOB, tmpl(containers=[container(ports=[{"containerPort": 80}])]),
          (f"spec.template.spec.containers[0].ports: {HOST} (no container networking)",)),
     Case("an imagePullPolicy other than the image's default", POD,
