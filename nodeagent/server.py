@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 import psutil
@@ -270,27 +270,17 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
 
     async def Exec(self, requests: AsyncIterator[api_pb2.ExecInput],
                    context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.ExecOutput]:
-        await self._check_caller(context)
-
-        async def stdin() -> AsyncIterator[bytes]:
-            async for message in requests:
-                if message.stdin:
-                    yield message.stdin
-
-        try:
-            first = await anext(aiter(requests), None)
-            if first is None:
-                raise errors.BadRequest("the Exec stream ended before its request")
-            async for out in self.execute(first.request, stdin()):
-                yield out
-        except errors.StatusError as err:
-            await self._abort(context, err)
-        except Exception as err:
-            log.exception("Exec failed")
-            await self._abort(context, errors.InternalError(f"internal error: {err}"))
+        async for out in self._duplex("Exec", requests, context, self.execute):
+            yield out
 
     async def Attach(self, requests: AsyncIterator[api_pb2.AttachInput],
                      context: grpc.aio.ServicerContext) -> AsyncIterator[api_pb2.AttachOutput]:
+        async for out in self._duplex("Attach", requests, context, self.attach):
+            yield out
+
+    async def _duplex(self, method: str, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext,
+                      handle: Callable[[Any, AsyncIterator[bytes]], AsyncIterator[Any]]) -> AsyncIterator[Any]:
+        """A stream whose first message carries the request and the rest the caller's stdin."""
         await self._check_caller(context)
 
         async def stdin() -> AsyncIterator[bytes]:
@@ -301,13 +291,13 @@ class NodeAgentServicer(api_pb2_grpc.NodeAgentServicer):
         try:
             first = await anext(aiter(requests), None)
             if first is None:
-                raise errors.BadRequest("the Attach stream ended before its request")
-            async for out in self.attach(first.request, stdin()):
+                raise errors.BadRequest(f"the {method} stream ended before its request")
+            async for out in handle(first.request, stdin()):
                 yield out
         except errors.StatusError as err:
             await self._abort(context, err)
         except Exception as err:
-            log.exception("Attach failed")
+            log.exception("%s failed", method)
             await self._abort(context, errors.InternalError(f"internal error: {err}"))
 
     async def NodeStats(self, request: api_pb2.NodeStatsRequest,

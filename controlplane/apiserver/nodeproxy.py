@@ -242,31 +242,14 @@ class NodeProxy:
                    inputs: AsyncIterator[api_pb2.ExecInput] | None = None) -> AsyncIterator[api_pb2.ExecOutput]:
         """A command in a running pod's container, run by its node's agent (which refuses a
         container that is not running); a completed pod is refused here, as kube-apiserver does."""
-        ns = req.namespace or "default"
         if not req.command:
             raise errors.BadRequest("you must specify at least one command for the container")
-        entry = self.store.get("Pod", f"{ns}/{req.name}")
-        if entry is None:
-            raise errors.NotFound(f'pods "{req.name}" not found')
-        pod = entry.obj
-        phase = pod.status.phase  # type: ignore[attr-defined]
-        if phase in ("Succeeded", "Failed"):
-            raise errors.BadRequest(f"cannot exec into a container in a completed pod; current phase is {phase}")
-        node = pod.spec.node_name  # type: ignore[attr-defined]
-        if not node:
-            raise errors.BadRequest(f"pod {req.name} does not have a host assigned")
-        containers = [c.name for c in pod.spec.containers]  # type: ignore[attr-defined]
+        ns, pod, node, container = self._target(req, "exec into")
         forward = api_pb2.ExecRequest()
         forward.CopyFrom(req)
         forward.namespace = ns
-        forward.pod_uid = pod.metadata.uid  # type: ignore[attr-defined]
-        if not req.container:
-            if len(containers) > 1:
-                raise errors.BadRequest(
-                    f"a container name must be specified for pod {req.name}, choose one of: [{' '.join(containers)}]")
-            forward.container = containers[0] if containers else ""
-        elif req.container not in containers:
-            raise errors.BadRequest(f"container {req.container} is not valid for pod {req.name}")
+        forward.pod_uid = pod.metadata.uid
+        forward.container = container.name
         async for out in self.dialer.exec(node, forward, inputs):
             yield out
 
@@ -275,18 +258,30 @@ class NodeProxy:
         """The caller's bytes into a running container's stdin, written by its node's agent. A
         completed pod and a container without stdin: true are refused here; a container that is
         not running, by the agent."""
+        ns, pod, node, container = self._target(req, "attach")
+        if not container.stdin:
+            raise errors.BadRequest(stdin_refusal(container.name))
+        forward = api_pb2.AttachRequest(namespace=ns, name=req.name, container=container.name,
+                                        pod_uid=pod.metadata.uid)
+        async for out in self.dialer.attach(node, forward, inputs):
+            yield out
+
+    def _target(self, req: api_pb2.ExecRequest | api_pb2.AttachRequest, verb: str) -> tuple[str, Any, str, Any]:
+        """(namespace, pod, node, container) an exec or attach goes to, or kube-apiserver's
+        refusal: no such pod, a completed one, one not yet bound, no such container, or none
+        named where the pod has several."""
         ns = req.namespace or "default"
         entry = self.store.get("Pod", f"{ns}/{req.name}")
         if entry is None:
             raise errors.NotFound(f'pods "{req.name}" not found')
-        pod = entry.obj
-        phase = pod.status.phase  # type: ignore[attr-defined]
+        pod: Any = entry.obj
+        phase = pod.status.phase
         if phase in ("Succeeded", "Failed"):
-            raise errors.BadRequest(f"cannot attach a container in a completed pod; current phase is {phase}")
-        node = pod.spec.node_name  # type: ignore[attr-defined]
+            raise errors.BadRequest(f"cannot {verb} a container in a completed pod; current phase is {phase}")
+        node = pod.spec.node_name
         if not node:
             raise errors.BadRequest(f"pod {req.name} does not have a host assigned")
-        containers = {c.name: c for c in pod.spec.containers}  # type: ignore[attr-defined]
+        containers = {c.name: c for c in pod.spec.containers}
         name = req.container
         if not name:
             if len(containers) > 1:
@@ -295,12 +290,7 @@ class NodeProxy:
             name = next(iter(containers), "")
         if name not in containers:
             raise errors.BadRequest(f"container {name} is not valid for pod {req.name}")
-        if not containers[name].stdin:
-            raise errors.BadRequest(stdin_refusal(name))
-        forward = api_pb2.AttachRequest(namespace=ns, name=req.name, container=name,
-                                        pod_uid=pod.metadata.uid)  # type: ignore[attr-defined]
-        async for out in self.dialer.attach(node, forward, inputs):
-            yield out
+        return ns, pod, node, containers[name]
 
     async def node_stats(self, req: api_pb2.NodeStatsRequest) -> api_pb2.NodeStatsResponse:
         if self.store.get("Node", req.node) is None:
