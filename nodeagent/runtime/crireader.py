@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from . import crilog
-from .logs import CHUNK, LogOptions, _stamp
+from .logs import ByteBudget, LogOptions, _stamp
 
 READ_MAX = 1024 * 1024
 _seconds: dict[bytes, float] = {}
@@ -152,17 +152,12 @@ async def stream_log(path: str, opts: LogOptions, is_running: Callable[[], bool]
                      poll: float = 0.25) -> AsyncIterator[bytes]:
     """The log as chunks; with follow, keeps sending what the run writes until it ends."""
     lines, offset, joiner = read_lines(path, opts, time.time())
-    budget = opts.limit_bytes if opts.limit_bytes is not None and opts.limit_bytes > 0 else None
+    budget = ByteBudget(opts)
     data = render(lines, opts.timestamps)
-    for i in range(0, len(data), CHUNK):
-        piece = data[i:i + CHUNK]
-        if budget is not None:
-            piece = piece[:budget]
-            budget -= len(piece)
-        if piece:
-            yield piece
-        if budget is not None and budget <= 0:
-            return
+    for piece in budget.chunks(data):
+        yield piece
+    if budget.spent:
+        return
     if not opts.follow:
         return
     while True:  # a run makes its file on its first output
@@ -193,18 +188,15 @@ async def stream_log(path: str, opts: LogOptions, is_running: Callable[[], bool]
                     tail = joiner.rest()
                     if tail:
                         chunk = render(tail, opts.timestamps)
-                        yield chunk[:budget] if budget is not None else chunk
+                        yield budget.take(chunk)
                     return
                 await asyncio.sleep(poll)
                 continue
             chunk = render(joiner.feed(new, time.time()), opts.timestamps)
             if not chunk:
                 continue
-            if budget is not None:
-                chunk = chunk[:budget]
-                budget -= len(chunk)
-            yield chunk
-            if budget is not None and budget <= 0:
+            yield budget.take(chunk)
+            if budget.spent:
                 return
     finally:
         os.close(fd)

@@ -217,22 +217,50 @@ def render(lines: list[tuple[bytes, float]], timestamps: bool) -> bytes:
     return b"".join(_stamp(t) + line for line, t in lines)
 
 
+
+class ByteBudget:
+    """limitBytes: what may still be sent of a log (None: no limit)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, opts: LogOptions) -> None:
+        self.left = opts.limit_bytes if opts.limit_bytes is not None and opts.limit_bytes > 0 else None
+
+    def take(self, chunk: bytes) -> bytes:
+        """What of chunk may be sent, counted as sent."""
+        if self.left is None:
+            return chunk
+        chunk = chunk[:self.left]
+        self.left -= len(chunk)
+        return chunk
+
+    @property
+    def spent(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def chunks(self, data: bytes) -> list[bytes]:
+        """data in CHUNK-sized pieces, cut at the budget."""
+        out = []
+        for i in range(0, len(data), CHUNK):
+            piece = self.take(data[i:i + CHUNK])
+            if piece:
+                out.append(piece)
+            if self.spent:
+                break
+        return out
+
+
 async def stream_log(path: str, samples: tuple[list[tuple[int, float]], list[tuple[int, float]]],
                      opts: LogOptions, is_running: Callable[[], bool],
                      poll: float = 0.25) -> AsyncIterator[bytes]:
     """The log as chunks; with follow, keeps sending what the run writes until it ends."""
     lines, offset = read_lines(path, samples, opts, time.time())
-    budget = opts.limit_bytes if opts.limit_bytes is not None and opts.limit_bytes > 0 else None
+    budget = ByteBudget(opts)
     data = render(lines, opts.timestamps)
-    for i in range(0, len(data), CHUNK):
-        piece = data[i:i + CHUNK]
-        if budget is not None:
-            piece = piece[:budget]
-            budget -= len(piece)
-        if piece:
-            yield piece
-        if budget is not None and budget <= 0:
-            return
+    for piece in budget.chunks(data):
+        yield piece
+    if budget.spent:
+        return
     if not opts.follow:
         return
     at_line_start = not data or data.endswith(b"\n")
@@ -265,11 +293,8 @@ async def stream_log(path: str, samples: tuple[list[tuple[int, float]], list[tup
                 chunk = bytes(out)
             else:
                 at_line_start = chunk.endswith(b"\n")
-            if budget is not None:
-                chunk = chunk[:budget]
-                budget -= len(chunk)
-            yield chunk
-            if budget is not None and budget <= 0:
+            yield budget.take(chunk)
+            if budget.spent:
                 return
             continue
         if not running:
