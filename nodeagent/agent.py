@@ -24,6 +24,7 @@ import grpc
 
 from ketch.api import errors
 from ketch.api.attach import stdin_refusal
+from ketch.cancelsafe import wait_for
 from ketch.client.cache import DeletedFinalStateUnknown
 from ketch.client.clientset import Client, connect
 from ketch.client.events import EventRecorder
@@ -252,7 +253,7 @@ class Agent:
                 self.health.loop_ran(renewed=False)
                 log.info("cannot register node %s yet (%s); retrying in %.1fs", self.cfg.node_name, err, backoff)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff)
+                await wait_for(stop.wait(), backoff)
             backoff = min(backoff * 2, 5.0)
         return False
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ketch.api import errors, meta, timeutil
+from ketch.cancelsafe import wait_for
 from ketch.client.cache import copy_of
 from ketch.client.clientset import Batch, Client, connect
 from ketch.client.config import connect_with_kubeconfig
@@ -156,7 +157,7 @@ class HollowNodes:
                 except errors.StatusError as err:
                     log.info("cannot register hollow nodes yet (%s); retrying in %.1fs", err, backoff)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff)
+                        await wait_for(stop.wait(), backoff)
                     if stop.is_set():
                         return 0
                     backoff = min(backoff * 2, 5.0)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ketch.api.validation import field
 from ketch.api.validation.podlogs import is_uid
+from ketch.cancelsafe import wait_for
 from ketch.v1 import core_pb2
 
 from .podworkers import ORPHAN_GRACE, PodWorker, WorkerDeps
@@ -175,7 +176,7 @@ class PodWorkers:
         for worker in list(self.workers.values()):
             worker.stop_for_shutdown()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await wait_for(self._idle.wait(), timeout)
 
     async def detach_all(self) -> None:
         """The agent exits and leaves its pods running."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ketch.api import durations, lifecycle, quantity
+from ketch.cancelsafe import wait_for
 from ketch.client.clientset import Client
 from ketch.client.flowcontrol import Backoff
 from ketch.v1 import core_pb2
@@ -239,7 +240,7 @@ class PodWorker:
                     break
                 self._publish()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timer if timer < float("inf") else None)
+                    await wait_for(self._wake.wait(), timer if timer < float("inf") else None)
                 except TimeoutError:
                     pass
                 self._wake.clear()
@@ -827,7 +828,7 @@ class PodWorker:
                 runtime.signal(handle, 9)
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(handle.exited), min(left, 1.0))
+                await wait_for(asyncio.shield(handle.exited), min(left, 1.0))
         with contextlib.suppress(Exception):
             await handle.exited
 

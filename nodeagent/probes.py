@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ketch.api import intstr
+from ketch.cancelsafe import wait_for
 from ketch.v1 import core_pb2
 
 from .runtime.confine import Confinement
@@ -95,7 +96,7 @@ async def _exec_probe(runtime: ProcessRuntime, argv: list[str], ctx: ExecContext
     finally:
         os.close(devnull)
     try:
-        info = await asyncio.wait_for(asyncio.shield(handle.exited), timeout)
+        info = await wait_for(asyncio.shield(handle.exited), timeout)
     except TimeoutError:
         await runtime.stop(handle, 0)
         return False, f"command timed out after {timeout:g}s"

@@ -19,6 +19,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from ketch.api import errors
+from ketch.cancelsafe import wait_for
 from ketch.client.transport import Transport
 
 
@@ -88,7 +89,7 @@ class DeadlineTransport:
     async def unary(self, method: str, request: Message, timeout: float | None = None) -> Any:
         limit = self.timeout if timeout is None else min(timeout, self.timeout)
         try:
-            return await asyncio.wait_for(self.inner.unary(method, request, limit), limit)
+            return await wait_for(self.inner.unary(method, request, limit), limit)
         except TimeoutError:
             raise errors.Timeout(f"{method}: no answer within {limit:g}s") from None
 

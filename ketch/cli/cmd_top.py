@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from ketch.api import errors, quantity
+from ketch.cancelsafe import wait_for
 
 from .factory import Factory
 from .main import CLIError, add_common
@@ -48,7 +49,7 @@ def mem_text(n: int) -> str:
 
 async def _stats(factory: Factory, node: str) -> Any | None:
     try:
-        return await asyncio.wait_for(factory.client().node_stats(node), STATS_TIMEOUT)
+        return await wait_for(factory.client().node_stats(node), STATS_TIMEOUT)
     except (errors.StatusError, TimeoutError):
         return None
 

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from ketch.api import errors
 from ketch.api.kinds import KindInfo, kind_info
 from ketch.api.meta import key_of
+from ketch.cancelsafe import wait_for
 
 from .cache import STANDARD_INDEXERS, DeletedFinalStateUnknown, Indexer, IndexFunc
 from .clientset import Client
@@ -84,7 +85,7 @@ class Informer(Generic[M]):
 
     async def wait_for_sync(self, timeout: float | None = None) -> bool:
         try:
-            await asyncio.wait_for(self._synced.wait(), timeout)
+            await wait_for(self._synced.wait(), timeout)
         except TimeoutError:
             return False
         return True

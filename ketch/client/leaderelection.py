@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ketch.api import errors, timeutil
+from ketch.cancelsafe import wait_for
 from ketch.v1 import coordination_pb2
 
 from .clientset import Client
@@ -248,7 +249,7 @@ class LeaderElector:
             renewed = False
             while True:
                 try:
-                    renewed = await asyncio.wait_for(self.try_acquire_or_renew(),
+                    renewed = await wait_for(self.try_acquire_or_renew(),
                                                      max(0.001, deadline - self._now()))
                 except TimeoutError:
                     renewed = False

@@ -21,6 +21,7 @@ import grpc
 from google.protobuf.message import Message
 
 from ketch.api import errors
+from ketch.cancelsafe import wait_for
 from ketch.security import anonymous
 from ketch.v1 import api_pb2, api_pb2_grpc
 
@@ -214,7 +215,7 @@ class GrpcTransport:
             if left <= 0:
                 break
             try:
-                await asyncio.wait_for(channel.wait_for_state_change(state), left)
+                await wait_for(channel.wait_for_state_change(state), left)
             except TimeoutError:
                 break
             state = channel.get_state(try_to_connect=True)

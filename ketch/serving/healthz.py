@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from ketch.cancelsafe import wait_for
+
 from .http import Request, Response, text
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ PING = Check("ping", ping)
 async def run_check(check: Check) -> str:
     """Why the check fails ("" when it passes), never raising and never past its deadline."""
     try:
-        return await asyncio.wait_for(check.run(), check.timeout)
+        return await wait_for(check.run(), check.timeout)
     except TimeoutError:
         return f"no answer within {check.timeout:g}s"
     except Exception as err:  # a failing check is a failed check, not a 500 of the endpoint

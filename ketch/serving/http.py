@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ketch.cancelsafe import wait_for
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 8192
@@ -100,7 +102,7 @@ class HTTPServer:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5.0)
+                await wait_for(self._server.wait_closed(), 5.0)
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._open >= self.max_connections:
@@ -112,7 +114,7 @@ class HTTPServer:
         self._open += 1
         try:
             response, head_only = await self._answer(reader, writer)
-            await asyncio.wait_for(self._write(writer, response, head_only), WRITE_TIMEOUT)
+            await wait_for(self._write(writer, response, head_only), WRITE_TIMEOUT)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
@@ -124,11 +126,11 @@ class HTTPServer:
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                await wait_for(writer.wait_closed(), 1.0)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[Response, bool]:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
+            head = await wait_for(reader.readuntil(b"\r\n\r\n"), self.head_timeout)
         except asyncio.LimitOverrunError:
             return text(431, "request header too large\n"), False
         except TimeoutError:

@@ -27,6 +27,7 @@ import struct
 import subprocess
 import time
 
+from ketch.cancelsafe import wait_for
 from nodeagent import procfs
 
 from . import confine
@@ -459,7 +460,7 @@ class ProcessRuntime:
             if grace > 0:
                 self.signal(handle, signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(asyncio.shield(handle.exited), grace)
+                    await wait_for(asyncio.shield(handle.exited), grace)
                 except TimeoutError:
                     pass
             if handle.running:
