@@ -106,6 +106,20 @@ def running_status(pod: core_pb2.Pod, now: float) -> Any:
     return upd
 
 
+def ready_again(pod: core_pb2.Pod, now: float) -> Any | None:
+    """A copy of a running pod with Ready (and ContainersReady) True again, or None if they are.
+
+    The node lifecycle controller sets Ready False on every pod of a node whose heartbeats
+    stopped (MarkPodsNotReady); once the node is back, the kubelet's status manager finds the
+    API's status differing from its own and writes its own again."""
+    if all(meta.condition_true(pod.status.conditions, t) for t in ("ContainersReady", "Ready")):
+        return None
+    upd = copy_of(pod)
+    for ctype in ("ContainersReady", "Ready"):
+        meta.set_condition(upd.status.conditions, ctype, "True", now=now)
+    return upd
+
+
 def succeeded_status(pod: core_pb2.Pod, now: float) -> Any:
     upd = copy_of(pod)
     st = upd.status
@@ -318,6 +332,8 @@ class HollowNodes:
                     self._finish_later(key, seconds)
             elif phase == "Running" and key in self.finished:
                 batch.update_status(succeeded_status(pod, now))
+            elif phase == "Running" and (again := ready_again(pod, now)) is not None:
+                batch.update_status(again)
             else:
                 continue
             sent.append(key)

@@ -1,11 +1,12 @@
 """Hollow nodes (ketch-agent --hollow) against a real API server: they register as Ready Nodes
 with Leases, a DaemonSet runs (simulated) on every one of them and updates across them, batch pods
 on them succeed after their `sleep`, and when the hollow agent stops heartbeating its nodes are
-found lost."""
+found lost; a pod the node lifecycle controller marked not Ready is reported Ready again."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from controlplane.apiserver.testing import TestAPIServer
@@ -77,6 +78,33 @@ async def test_hollow_nodes_run_a_daemonset_and_are_lost_together(api: TestAPISe
                 return all(meta.find_condition(n.status.conditions, "Ready").status == "Unknown" for n in nodes)
 
             await eventually(lost, timeout=GRACE + 20, what="every hollow node to be found lost")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_running_pod_marked_not_ready_by_the_control_plane_is_ready_again(api: TestAPIServer) -> None:
+    """As a kubelet's status manager rewrites its own status over the node lifecycle controller's
+    MarkPodsNotReady once its node is back; without it, a node that missed heartbeats under load
+    left its pods not Ready for good."""
+    c = api.local
+    stop = asyncio.Event()
+    hollow = HollowNodes(api.address, hollow_names("hollow", 1), heartbeat_interval=0.5, tls=api.admin_tls)
+    task = asyncio.create_task(hollow.run(stop))
+    try:
+        steady = pod("steady", node_name="hollow-0000")
+        steady.spec.containers[0].command[:] = ["sleep", "3600"]
+        await c.create(steady)
+
+        async def ready() -> bool:
+            p = await c.get("Pod", "steady", "default")
+            return p.status.phase == "Running" and meta.condition_true(p.status.conditions, "Ready")
+
+        await eventually(ready, what="the pod to run and be Ready")
+        p = await c.get("Pod", "steady", "default")
+        meta.set_condition(p.status.conditions, "Ready", "False", "NodeStatusUnknown", now=time.time())
+        await c.update_status(p)
+        await eventually(ready, what="the hollow node to report the pod Ready again")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
