@@ -26,7 +26,6 @@ from ketch.api import errors, timeutil
 from ketch.api.kinds import info_of
 from ketch.v1 import core_pb2
 
-from .cache import copy_of
 from .clientset import Batch, Client
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,9 @@ _Key = tuple[str, str, str, str]
 
 @dataclass
 class _Written:
-    event: core_pb2.Event  # as last written (resourceVersion cleared before reuse)
+    # The event as last written, serialized: a parsed Event costs ~3 KB, its bytes a sixth of
+    # that, and of the thousands remembered few are ever written again.
+    event: bytes
     first_seen: float
 
 
@@ -157,7 +158,7 @@ class EventRecorder:
         for k, (ev, n) in counts.items():
             written = self._written.get(k)
             if written is not None and now - written.first_seen < AGGREGATE_WINDOW:
-                again = copy_of(written.event)
+                again = core_pb2.Event.FromString(written.event)
                 again.count += n
                 again.last_timestamp = stamp
                 again.metadata.resource_version = ""
@@ -174,7 +175,7 @@ class EventRecorder:
         for k, res in zip(keys, results, strict=True):
             if res.error is None and res.object is not None:
                 first_seen = remembered[k].first_seen if k in remembered else now
-                remembered[k] = _Written(res.object, first_seen)
+                remembered[k] = _Written(res.object.SerializeToString(), first_seen)
                 remembered.move_to_end(k)
             elif isinstance(res.error, errors.NotFound):
                 remembered.pop(k, None)  # expired meanwhile: the next repeat creates anew
