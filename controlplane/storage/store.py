@@ -504,7 +504,10 @@ class Store:
         # object in memory, this is a third of what an Event costs the store.
         fields: Mapping[str, str] = {name: sys.intern(value)
                                      for name, value in self._fields_of(kind, obj).items() if value}
-        labels: Mapping[str, str] = dict(md.labels) if md.labels else _NO_LABELS
+        # Label keys and most values repeat across a controller's objects (a Job's four labels
+        # on each of its pods): interned, each string is kept once, not once per object.
+        labels: Mapping[str, str] = ({sys.intern(k): sys.intern(v) for k, v in md.labels.items()}
+                                     if md.labels else _NO_LABELS)
         if like is not None:
             if like.labels == labels:
                 labels = like.labels
