@@ -136,12 +136,12 @@ def classify(job_ctx: SyncContext) -> tuple[list[Any], list[Any]]:
         phase = p.status.phase
         deleting = bool(md.deletion_timestamp)
         if phase != "Succeeded" and phase != "Failed":
-            if deleting:
-                job_ctx.terminating += 1
-            else:
+            if not deleting:
                 job_ctx.active_pods.append(p)
                 if is_ready(p):
                     job_ctx.ready += 1
+                continue  # neither finished nor deleted: nothing more to count
+            job_ctx.terminating += 1
         if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
             continue
         if is_idx:

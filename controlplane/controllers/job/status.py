@@ -27,6 +27,7 @@ from .podcontrol import PodControl
 from .pods import TRACKING_FINALIZER
 
 MAX_UNCOUNTED_PODS = 500
+_FINISHED = frozenset({"Succeeded", "Failed"})
 
 
 class StatusWriter:
@@ -76,17 +77,28 @@ class StatusWriter:
         completions = spec.indexed_completions(job) if is_idx else 0
         policy = spec.pod_failure_policy(job)
         expected = job_ctx.expected_rm_finalizers
-        uids_with_finalizer = {p.metadata.uid for p in job_ctx.pods
-                               if TRACKING_FINALIZER in p.metadata.finalizers and p.metadata.uid not in expected}
+        uncounted = status.uncounted_terminated_pods
+        # Of the pods still holding the finalizer, only the uncounted UIDs are ever looked up
+        # (clean_uncounted): those already uncounted, found here, and those this sync releases,
+        # added below. Not a pass over every pod of a 20,000-pod Job each sync.
+        was_uncounted = {*uncounted.succeeded, *uncounted.failed}
+        uids_with_finalizer = {uid for p in job_ctx.pods
+                               if (uid := p.metadata.uid) in was_uncounted
+                               and TRACKING_FINALIZER in p.metadata.finalizers and uid not in expected
+                               } if was_uncounted else set()
         if tracking.clean_uncounted(status, uids_with_finalizer):
             needs_flush = True
-        uncounted = status.uncounted_terminated_pods
         finishing = job_ctx.finished_condition
         failing = finishing is not None and finishing.type != spec.SUCCESS_CRITERIA_MET
+        # Unless the Job is finishing or deleted, only a finished or deleted pod can be released
+        # (can_remove_finalizer): the running majority is passed over without looking further.
+        releasing_any = bool(job.metadata.deletion_timestamp) or finishing is not None
         pods_to_release: list[Any] = []
         new_succeeded_ix: list[int] = []
         reached_max = False
         for pod in job_ctx.pods:
+            if not releasing_any and pod.status.phase not in _FINISHED and not pod.metadata.deletion_timestamp:
+                continue
             md = pod.metadata
             if TRACKING_FINALIZER not in md.finalizers or md.uid in expected:
                 continue
@@ -145,6 +157,7 @@ class StatusWriter:
             job_ctx.finished_condition = new_condition(spec.COMPLETE, "True", condition.reason, condition.message,
                                                        job_ctx.now)
 
+        uids_with_finalizer.update(p.metadata.uid for p in pods_to_release)
         counters_moved = await self._flush_and_release(job_ctx, pods_to_release, uids_with_finalizer, needs_flush)
         finished = not reached_max and self._enact_finished(job_ctx)
         if finished:
