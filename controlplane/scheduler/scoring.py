@@ -103,8 +103,16 @@ def pick_node(feasible: Iterable[NodeInfo], pod_non_zero: Resources, after: str 
     prefs = preference_scores(spec, nodes) if spec is not None and nodes else None
     best: list[NodeInfo] = []
     best_key: tuple[int, int] | None = None
+    # rank_key, inlined: this loop runs for every sampled node of every pod (400 nodes a pod on
+    # 1,000 nodes), where three calls per node were most of the scheduler's time.
+    pod_cpu, pod_mem = pod_non_zero.milli_cpu, pod_non_zero.memory
     for i, info in enumerate(nodes):
-        k = rank_key(info, pod_non_zero, prefs[i] if prefs is not None else 0)
+        requested, allocatable = info.non_zero_requested, info.allocatable
+        cap_cpu, cap_mem = allocatable.milli_cpu, allocatable.memory
+        cpu, mem = requested.milli_cpu + pod_cpu, requested.memory + pod_mem
+        score = ((((cap_cpu - cpu) * MAX_NODE_SCORE) // cap_cpu if cap_cpu > 0 and cpu <= cap_cpu else 0)
+                 + (((cap_mem - mem) * MAX_NODE_SCORE) // cap_mem if cap_mem > 0 and mem <= cap_mem else 0)) // 2
+        k = (-(FIT_WEIGHT * score + (prefs[i] if prefs is not None else 0)), info.pod_count)
         if best_key is None or k < best_key:
             best, best_key = [info], k
         elif k == best_key:

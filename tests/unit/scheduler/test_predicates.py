@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controlplane.scheduler import predicates, scoring
 from controlplane.scheduler.predicates import NodeInfo, Resources
@@ -295,6 +297,24 @@ def _info(name: str, cpu_used: int, pods: int, cpu: str = "4") -> NodeInfo:
 def test_pick_node(nodes: list[NodeInfo], after: str, best: str | None) -> None:
     got = scoring.pick_node(nodes, Resources(milli_cpu=100, memory=200 * 2**20), after=after)
     assert (got.name if got else None) == best
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6000), st.integers(0, 2**34), st.integers(0, 20),
+                          st.sampled_from(["0", "1", "4", "8"])), min_size=1, max_size=12),
+       st.integers(0, 3000), st.integers(0, 2**33))
+def test_pick_node_chooses_by_rank_key(used: list[tuple[int, int, int, str]], pod_cpu: int, pod_mem: int) -> None:
+    """pick_node's inlined scoring is rank_key's: the chosen node has the best key (full nodes,
+    a node with no cpu, requests beyond capacity included)."""
+    nodes = []
+    for i, (cpu_used, mem_used, pods, cpu) in enumerate(used):
+        info = _info(f"n{i:02d}", cpu_used, pods, cpu=cpu)
+        info.non_zero_requested.memory = mem_used
+        nodes.append(info)
+    pod = Resources(milli_cpu=pod_cpu, memory=pod_mem)
+    got = scoring.pick_node(nodes, pod)
+    assert got is not None
+    assert scoring.rank_key(got, pod) == min(scoring.rank_key(n, pod) for n in nodes)
 
 
 def test_score_is_in_range_and_integer() -> None:
