@@ -30,13 +30,14 @@ class Requirement:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         op = self.op
+        if op == "=" or op == "in":  # nearly every selector: one lookup (each one on a parsed map makes strings)
+            have = labels.get(self.key)
+            return have is not None and have in self.values
         if op == "exists":
             return self.key in labels
         if op == "!":
             return self.key not in labels
         present = self.key in labels
-        if op in ("=", "in"):
-            return present and labels[self.key] in self.values
         if op in ("!=", "notin"):
             return not present or labels[self.key] not in self.values
         if op in ("gt", "lt"):
@@ -68,7 +69,10 @@ class Selector(tuple[Requirement, ...]):
     def matches(self, labels: Mapping[str, str]) -> bool:
         if self.matches_nothing:
             return False
-        return all(r.matches(labels) for r in self)
+        for requirement in self:  # a loop, not all(<generator>): this runs for every object a list or sync looks at
+            if not requirement.matches(labels):
+                return False
+        return True
 
     def empty(self) -> bool:
         return not self and not self.matches_nothing
