@@ -31,8 +31,8 @@ class Requirement:
     def matches(self, labels: Mapping[str, str]) -> bool:
         op = self.op
         if op == "=" or op == "in":  # nearly every selector: one lookup (each one on a parsed map makes strings)
-            have = labels.get(self.key)
-            return have is not None and have in self.values
+            value = labels.get(self.key)
+            return value is not None and value in self.values
         if op == "exists":
             return self.key in labels
         if op == "!":

@@ -113,17 +113,52 @@ STANDARD_INDEXERS: dict[str, IndexFunc] = {
 }
 
 
+def _add(index: dict[str, str | set[str]], k: str, v: str) -> None:
+    keys = index.get(v)
+    if keys is None:
+        index[v] = k
+    elif isinstance(keys, str):
+        if keys != k:
+            index[v] = {keys, k}
+    else:
+        keys.add(k)
+
+
+def _drop(index: dict[str, str | set[str]], k: str, values: Iterable[str]) -> None:
+    for v in values:
+        keys = index.get(v)
+        if keys is None:
+            continue
+        if isinstance(keys, str):
+            if keys == k:
+                del index[v]
+        else:
+            keys.discard(k)
+            if not keys:
+                del index[v]
+
+
 class Indexer(Generic[T]):
-    """Objects of one kind by key (items shared and read-only), with secondary indexes."""
+    """Objects of one kind by key (items shared and read-only), with secondary indexes.
+
+    An index maps a value to the key of the one object that has it, or to the set of keys when
+    several do: most values are one object's own (a uid, a node with one pod), and a set per
+    object was the biggest part of what indexing cost.
+    """
 
     def __init__(self, indexers: dict[str, IndexFunc] | None = None) -> None:
         self.indexers: dict[str, IndexFunc] = dict(indexers or {})
         self.items: dict[str, T] = {}
-        self.indices: dict[str, dict[str, set[str]]] = {name: {} for name in self.indexers}
-        # key -> the values each index function gave for the cached object: an update compares
-        # against these instead of calling the functions on the old object again, and touches
-        # the index sets only where a value changed (for most updates, nowhere).
-        self._values: dict[str, dict[str, tuple[str, ...]]] = {}
+        self.indices: dict[str, dict[str, str | set[str]]] = {name: {} for name in self.indexers}
+        self._layout()
+        # key -> the values each index function gave for the cached object (in indexer order):
+        # an update compares against these instead of calling the functions on the old object
+        # again, and touches the indexes only where a value changed (for most updates, nowhere).
+        self._values: dict[str, tuple[tuple[str, ...], ...]] = {}
+
+    def _layout(self) -> None:
+        self._fns = tuple(self.indexers.values())
+        self._index_list = tuple(self.indices[name] for name in self.indexers)
 
     def add_indexer(self, name: str, fn: IndexFunc) -> None:
         """Index the cache by fn under name. Controllers share informers, so registering the same
@@ -135,38 +170,30 @@ class Indexer(Generic[T]):
         if current is not None:
             raise ValueError(f"indexer conflict: an index named {name!r} already exists")
         self.indexers[name] = fn
-        index: dict[str, set[str]] = {}
+        index: dict[str, str | set[str]] = {}
         for k, obj in self.items.items():
             values = tuple(fn(obj))
-            self._values[k][name] = values
+            self._values[k] += (values,)
             for v in values:
-                index.setdefault(v, set()).add(k)
+                _add(index, k, v)
         self.indices[name] = index
-
-    def _drop(self, index: dict[str, set[str]], k: str, values: Iterable[str]) -> None:
-        for v in values:
-            keys = index.get(v)
-            if keys is not None:
-                keys.discard(k)
-                if not keys:
-                    del index[v]
+        self._layout()
 
     def upsert(self, obj: T) -> T | None:
         k = key_of(obj)
         old = self.items.get(k)
         self.items[k] = obj
+        current = tuple([tuple(fn(obj)) for fn in self._fns])
         previous = self._values.get(k)
-        current: dict[str, tuple[str, ...]] = {}
-        for name, fn in self.indexers.items():
-            values = tuple(fn(obj))
-            current[name] = values
-            before = previous.get(name, ()) if previous is not None else ()
-            if values == before:
-                continue
-            index = self.indices[name]
-            self._drop(index, k, before)
-            for v in values:
-                index.setdefault(v, set()).add(k)
+        if previous != current:
+            for i, index in enumerate(self._index_list):
+                values = current[i]
+                before = previous[i] if previous is not None else ()
+                if values == before:
+                    continue
+                _drop(index, k, before)
+                for v in values:
+                    _add(index, k, v)
         self._values[k] = current
         return old
 
@@ -174,8 +201,8 @@ class Indexer(Generic[T]):
         old = self.items.pop(k, None)
         previous = self._values.pop(k, None)
         if previous is not None:
-            for name, values in previous.items():
-                self._drop(self.indices[name], k, values)
+            for index, values in zip(self._index_list, previous, strict=True):
+                _drop(index, k, values)
         return old
 
     def get(self, k: str) -> T | None:
@@ -191,8 +218,12 @@ class Indexer(Generic[T]):
         return list(self.items)
 
     def by_index(self, name: str, value: str) -> builtins.list[T]:
-        keys = self.indices[name].get(value, ())
+        keys = self.indices[name].get(value)
+        if keys is None:
+            return []
         items = self.items
+        if isinstance(keys, str):
+            return [items[keys]]
         return [items[k] for k in keys]
 
     def __len__(self) -> int:

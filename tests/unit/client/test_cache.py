@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ketch.client.cache import (
     ORPHANS_BY_NAMESPACE_INDEX,
@@ -108,3 +110,25 @@ def test_last_writes_ignore_a_write_to_an_object_since_replaced() -> None:
     writes: LastWrites[core_pb2.Pod] = LastWrites()
     writes.remember("default/a", _at(50, uid="old"))
     assert writes.latest("default/a", _at(20, uid="new")).metadata.uid == "new"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from(["", "n1", "n2"]),
+                          st.sampled_from(["", "u1", "u2"]), st.booleans()), max_size=40))
+def test_every_index_answers_as_a_scan_of_the_cache_would(ops: list[tuple[str, str, str, bool]]) -> None:
+    """After any sequence of upserts and removes, each index value gives exactly the cached
+    objects whose index function gives it (one key or many, none left behind)."""
+    idx = Indexer({**STANDARD_INDEXERS, "node": by_node})
+    for name, node, owner, remove in ops:
+        if remove:
+            idx.remove(f"default/{name}")
+        else:
+            idx.upsert(pod(name, node=node, owner=owner))
+    for index_name, fn in idx.indexers.items():
+        expected: dict[str, list[str]] = {}
+        for obj in idx.list():
+            for value in fn(obj):
+                expected.setdefault(value, []).append(obj.metadata.name)
+        assert set(idx.indices[index_name]) == set(expected)
+        for value, want in expected.items():
+            assert names(idx.by_index(index_name, value)) == sorted(want)
