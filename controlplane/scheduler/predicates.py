@@ -34,7 +34,7 @@ ERR_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 ERR_TOO_MANY_PODS = "Too many pods"
 
 
-@dataclass
+@dataclass(slots=True)
 class Resources:
     """Requested or allocatable amounts: cpu in millicores, memory in bytes, others as integers."""
 
