@@ -105,6 +105,11 @@ class Entry(Version):
             self._obj = kind_info(self.kind).message.FromString(self.data)
         return self._obj
 
+    @property
+    def holds_parsed(self) -> bool:
+        """Whether the parsed message is kept (for tests of what memory holds)."""
+        return self._obj is not None
+
     def drop_parsed(self) -> None:
         """Let the parsed message go (it is made again from data if asked for)."""
         self._obj = None
@@ -809,17 +814,28 @@ class Store:
         for op in ops:
             objs = self._objects.setdefault(op.kind, {})
             prev = objs.get(op.key)
+            # A kind kept as bytes: its entries, their parsed messages dropped, serve as the
+            # events' versions themselves (no second object per write in the watch window).
+            bytes_only = op.kind in self._parsed_on_read
+            if bytes_only and prev is not None:
+                prev.drop_parsed()  # superseded: the write that parsed it is done
             if op.entry is None:
                 objs.pop(op.key, None)
-                assert op.tombstone is not None
-                events.append(WatchEvent(op.rev, "DELETED", op.tombstone.version(), prev and prev.version()))
+                tomb = op.tombstone
+                assert tomb is not None
+                if bytes_only:
+                    tomb.drop_parsed()
+                events.append(WatchEvent(op.rev, "DELETED", tomb if bytes_only else tomb.version(),
+                                         prev if bytes_only or prev is None else prev.version()))
             else:
-                objs[op.key] = op.entry
-                self._schedule_expiry(op.entry, op.entry.obj)
-                if op.kind in self._parsed_on_read:
-                    op.entry.drop_parsed()
-                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED", op.entry.version(),
-                                         prev and prev.version()))
+                entry = op.entry
+                objs[op.key] = entry
+                self._schedule_expiry(entry, entry.obj)
+                if bytes_only:
+                    entry.drop_parsed()
+                events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED",
+                                         entry if bytes_only else entry.version(),
+                                         prev if bytes_only or prev is None else prev.version()))
             if self._staged.get((op.kind, op.key)) is op:
                 del self._staged[(op.kind, op.key)]
         return events
