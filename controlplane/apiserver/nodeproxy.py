@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -150,36 +150,33 @@ class NodeDialer:
                    inputs: AsyncIterator[api_pb2.ExecInput] | None = None) -> AsyncIterator[api_pb2.ExecOutput]:
         """inputs: the caller's later messages (stdin), forwarded only when the request asks for
         stdin; the caller's end of input ends the stream to the agent, which closes stdin."""
-        stub = await self._stub(node)
-
-        async def requests() -> AsyncIterator[api_pb2.ExecInput]:
-            yield api_pb2.ExecInput(request=req)
-            if req.stdin and inputs is not None:
-                async for message in inputs:
-                    if message.stdin:
-                        yield api_pb2.ExecInput(stdin=message.stdin)
-
-        try:
-            async for out in stub.Exec(requests()):
-                yield out
-        except grpc.aio.AioRpcError as err:
-            raise _map_rpc_error(err, node) from None
+        async for out in self._duplex(node, "Exec", api_pb2.ExecInput(request=req),
+                                      inputs if req.stdin else None, api_pb2.ExecInput):
+            yield out
 
     async def attach(self, node: str, req: api_pb2.AttachRequest,
                      inputs: AsyncIterator[api_pb2.AttachInput] | None = None) -> AsyncIterator[api_pb2.AttachOutput]:
         """inputs: the caller's later messages (the container's stdin); their end ends the stream
         to the agent (with stdinOnce the agent then closes the container's stdin)."""
+        async for out in self._duplex(node, "Attach", api_pb2.AttachInput(request=req), inputs,
+                                      api_pb2.AttachInput):
+            yield out
+
+    async def _duplex(self, node: str, method: str, first: Any, inputs: AsyncIterator[Any] | None,
+                      stdin_message: Callable[..., Any]) -> AsyncIterator[Any]:
+        """A bidirectional call to the node's agent: the request, then each stdin chunk of inputs
+        as stdin_message(stdin=...); the agent's messages back."""
         stub = await self._stub(node)
 
-        async def requests() -> AsyncIterator[api_pb2.AttachInput]:
-            yield api_pb2.AttachInput(request=req)
+        async def requests() -> AsyncIterator[Any]:
+            yield first
             if inputs is not None:
                 async for message in inputs:
                     if message.stdin:
-                        yield api_pb2.AttachInput(stdin=message.stdin)
+                        yield stdin_message(stdin=message.stdin)
 
         try:
-            async for out in stub.Attach(requests()):
+            async for out in getattr(stub, method)(requests()):
                 yield out
         except grpc.aio.AioRpcError as err:
             raise _map_rpc_error(err, node) from None

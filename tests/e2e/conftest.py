@@ -23,6 +23,16 @@ def cluster_factory(tmp_path: Path) -> Iterator:
         c.stop()
 
 
+@pytest.fixture
+def cluster(cluster_factory) -> Cluster:  # type: ignore[no-untyped-def]
+    """A control plane and one agent, node-a, with default flags (a test module that needs other
+    flags defines its own `cluster`)."""
+    c = cluster_factory()
+    c.start_controlplane()
+    c.start_agent("node-a")
+    return c
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e/" in str(item.fspath):

@@ -49,14 +49,6 @@ async def _attach(cluster: Cluster, name: str, stdin: AsyncIterator[bytes]) -> N
         await stream.aclose()
 
 
-@pytest.fixture
-def cluster(cluster_factory) -> Cluster:  # type: ignore[no-untyped-def]
-    c = cluster_factory()
-    c.start_controlplane()
-    c.start_agent("node-a")
-    return c
-
-
 async def test_attach_to_a_container_without_stdin_is_refused(cluster: Cluster) -> None:
     cluster.apply(_pod("deaf", ["sleep", "300"]))
     wait_until(lambda: _running(cluster, "deaf"), 60, "the container running")

@@ -4,17 +4,7 @@ CLI's, `--rm` deleting the pod afterwards, and kubectl's refusal of an unknown -
 
 from __future__ import annotations
 
-import pytest
-
 from .harness import Cluster
-
-
-@pytest.fixture
-def cluster(cluster_factory) -> Cluster:  # type: ignore[no-untyped-def]
-    c = cluster_factory()
-    c.start_controlplane()
-    c.start_agent("node-a")
-    return c
 
 
 def test_run_streams_output_and_propagates_the_exit_code(cluster: Cluster) -> None:
