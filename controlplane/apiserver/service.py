@@ -196,7 +196,8 @@ class APIService:
     def _filter(self, info: KindInfo, namespace: str, label_selector: str, field_selector: str) -> Filter:
         strategy = self.registry[info.kind]
         return Filter(namespace if info.namespaced else "", parse_label_selector(label_selector),
-                      parse_field_selector(field_selector, strategy.selectable_fields()))
+                      parse_field_selector(field_selector, strategy.selectable_fields()),
+                      self.registry.selected_fields)
 
     # -- create --------------------------------------------------------------------------------
 

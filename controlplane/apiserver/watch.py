@@ -27,13 +27,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from controlplane.storage import Entry, Store, WatchEvent
 from controlplane.storage.store import Version
 from ketch.api import errors
-from ketch.api.selectors import FieldRequirement, Selector
+from ketch.api.selectors import FIELDS_ON_READ, FieldRequirement, Selector
 
 DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idle watchers inside it
 DEFAULT_WATCHER_BACKLOG = 50_000
@@ -59,11 +59,21 @@ class WatchLimits:
 LOCAL_WATCH_LIMITS = WatchLimits(max_events=DEFAULT_WATCHER_BACKLOG, max_bytes=0, max_stall=0)
 
 
+# A stored object's field values from its kind and bytes, for kinds the store keeps none for.
+FieldsOnRead = Callable[[str, bytes], Mapping[str, str]]
+
+
+def _no_fields_on_read(kind: str, data: bytes) -> Mapping[str, str]:
+    return {}
+
+
 class Filter:
-    def __init__(self, namespace: str, labels: Selector, fields: tuple[FieldRequirement, ...]) -> None:
+    def __init__(self, namespace: str, labels: Selector, fields: tuple[FieldRequirement, ...],
+                 fields_on_read: FieldsOnRead = _no_fields_on_read) -> None:
         self.namespace = namespace
         self.labels = labels
         self.fields = fields
+        self.fields_on_read = fields_on_read
 
     def __call__(self, entry: Version | None) -> bool:
         if entry is None:
@@ -72,18 +82,22 @@ class Filter:
             return False
         if self.labels and not self.labels.matches(entry.labels):
             return False
-        for req in self.fields:
-            if not req.matches_value(field_value(entry, req.field)):
-                return False
+        if self.fields:
+            values = entry.fields
+            if values is FIELDS_ON_READ:
+                values = self.fields_on_read(entry.kind, entry.data)
+            for req in self.fields:
+                if not req.matches_value(field_value(entry, values, req.field)):
+                    return False
         return True
 
 
-def field_value(entry: Version, name: str) -> str:
+def field_value(entry: Version, values: Mapping[str, str], name: str) -> str:
     if name == "metadata.name":
         return entry.name
     if name == "metadata.namespace":
         return entry.namespace
-    return entry.fields.get(name, "")
+    return values.get(name, "")
 
 
 # A queued item: a live event (shared with the hub's window), the same with the type this

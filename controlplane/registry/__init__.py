@@ -10,6 +10,7 @@ from google.protobuf.message import Message
 
 from ketch.api import errors
 from ketch.api.kinds import KINDS
+from ketch.api.selectors import FIELDS_ON_READ
 
 from .apps import ControllerRevisionStrategy, DaemonSetStrategy
 from .batch import CronJobStrategy, JobStrategy
@@ -62,5 +63,13 @@ class Registry:
         return self._by_kind[kind].expires_at(obj)
 
     def field_values(self, kind: str, obj: Message) -> Mapping[str, str]:
-        """The store's field indexer: what field selectors match on."""
-        return self._by_kind[kind].field_values(obj)
+        """The store's field indexer: what field selectors match on (FIELDS_ON_READ for kinds
+        whose values are read off the object when asked: selected_fields)."""
+        strategy = self._by_kind[kind]
+        return FIELDS_ON_READ if strategy.fields_on_read else strategy.field_values(obj)
+
+    def selected_fields(self, kind: str, data: bytes) -> Mapping[str, str]:
+        """The field values of a stored object of a fields_on_read kind, from its bytes (parsed
+        here and let go: a cached parse would cost what not keeping the values saves)."""
+        strategy = self._by_kind[kind]
+        return strategy.field_values(strategy.info.message.FromString(data))

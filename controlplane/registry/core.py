@@ -224,6 +224,9 @@ class EventStrategy(Strategy):
     # and read back almost never (the API answers with their bytes): parsed, they would be most
     # of the store's memory under churn.
     keeps_parsed = False
+    # Their seven field values cost the store a third of each Event kept; kube-apiserver keeps
+    # no watch cache for Events and filters what it reads from etcd, as this reads them then.
+    fields_on_read = True
 
     def __init__(self, ttl: float = DEFAULT_EVENT_TTL) -> None:
         super().__init__()

@@ -44,6 +44,9 @@ class Strategy:
     # The store keeps the parsed message between writes (else only the bytes, parsed when read):
     # worth it for kinds read far more often than written.
     keeps_parsed: ClassVar[bool] = True
+    # The store keeps no field values per object (FIELDS_ON_READ): a field selector reads them
+    # off the object. For kinds that are many and rarely selected by field.
+    fields_on_read: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.info: KindInfo = kind_info(self.kind)

@@ -37,6 +37,7 @@ from google.protobuf.message import DecodeError, Message
 from controlplane import metrics
 from ketch.api import errors
 from ketch.api.kinds import kind_info
+from ketch.api.selectors import FIELDS_ON_READ
 
 from .backend import Backend, Behind, Compacted, ForeignCommit, MemoryBackend, Record, SharedBackend
 from .dbfile import DB_NAME, StorageError
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# What field selectors match on, or FIELDS_ON_READ: the reader takes them off the object.
 FieldIndexer = Callable[[str, Message], Mapping[str, str]]
 # When an object expires (wall-clock seconds), or None: etcd's leases, as kube-apiserver puts one
 # on every Event (--event-ttl).
@@ -507,8 +509,9 @@ class Store:
         # Selectors read a missing field as "", so empty values are left out; the rest repeat
         # across objects (kinds, phases, reasons, node names) and are interned: with every
         # object in memory, this is a third of what an Event costs the store.
-        fields: Mapping[str, str] = {name: sys.intern(value)
-                                     for name, value in self._fields_of(kind, obj).items() if value}
+        fields = self._fields_of(kind, obj)
+        if fields is not FIELDS_ON_READ:
+            fields = {name: sys.intern(value) for name, value in fields.items() if value}
         # Label keys and most values repeat across a controller's objects (a Job's four labels
         # on each of its pods): interned, each string is kept once, not once per object.
         labels: Mapping[str, str] = ({sys.intern(k): sys.intern(v) for k, v in md.labels.items()}

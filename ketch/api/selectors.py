@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ketch.v1 import meta_pb2
 
@@ -86,6 +87,10 @@ class _Nothing(Selector):
 
 
 EVERYTHING = Selector(())
+# A field indexer's answer for a kind whose selectable fields are read off the object only when a
+# field selector asks, as kube-apiserver reads Events from etcd (it keeps no watch cache for
+# them): the most numerous objects then carry one shared marker instead of a map each.
+FIELDS_ON_READ: Mapping[str, str] = MappingProxyType({})
 NOTHING = _Nothing(())
 
 _TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)\s*")

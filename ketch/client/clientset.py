@@ -83,6 +83,13 @@ class BatchOutcome:
             self._object, self._any = unpack(self._any), None
         return self._object
 
+    @property
+    def data(self) -> bytes:
+        """The object serialized, without decoding it (b"" if none): for callers that keep it."""
+        if self._any is not None:
+            return self._any.value
+        return self._object.SerializeToString() if self._object is not None else b""
+
     def __repr__(self) -> str:
         return f"BatchOutcome(object={self.object!r}, error={self.error!r}, deleted={self.deleted})"
 

@@ -173,9 +173,9 @@ class EventRecorder:
         results = await self.client.batch(batch)
         remembered = self._written
         for k, res in zip(keys, results, strict=True):
-            if res.error is None and res.object is not None:
+            if res.error is None and res.data:
                 first_seen = remembered[k].first_seen if k in remembered else now
-                remembered[k] = _Written(res.object.SerializeToString(), first_seen)
+                remembered[k] = _Written(res.data, first_seen)
                 remembered.move_to_end(k)
             elif isinstance(res.error, errors.NotFound):
                 remembered.pop(k, None)  # expired meanwhile: the next repeat creates anew

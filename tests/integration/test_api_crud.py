@@ -3,9 +3,12 @@ deletion with finalizers and grace periods, batches and patches."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from ketch.api import errors
+from ketch.api.selectors import FIELDS_ON_READ
 from ketch.client.clientset import Batch, pack
 from ketch.v1 import api_pb2, batch_pb2, core_pb2
 
@@ -177,6 +180,41 @@ async def test_list_filters_by_label_and_field_selectors(api) -> None:
     assert names((await api.client.list("Pod", "", "", "status.phase=Pending,metadata.name!=a"))[0]) == ["b", "c"]
     with pytest.raises(errors.BadRequest, match="field label not supported"):
         await api.client.list("Pod", "", "", "spec.bogus=1")
+
+
+def event(name: str, about: str, reason: str) -> core_pb2.Event:
+    ev = core_pb2.Event(type="Normal", reason=reason, message=f"{reason} {about}")
+    ev.metadata.name, ev.metadata.namespace = name, "default"
+    ev.involved_object.kind, ev.involved_object.name, ev.involved_object.namespace = "Pod", about, "default"
+    ev.involved_object.uid = f"uid-{about}"
+    ev.source.component = "default-scheduler"
+    return ev
+
+
+async def test_events_are_selected_by_the_fields_the_store_does_not_keep(api) -> None:
+    """The store keeps no field values for Events; lists and watches (the initial listing and
+    live events) read them off the stored bytes, and match as for any other kind."""
+    await api.client.create(event("a.1", "a", "Scheduled"))
+    await api.client.create(event("b.1", "b", "Scheduled"))
+    await api.client.create(event("a.2", "a", "Started"))
+    assert api.store.get("Event", "default/a.1").fields is FIELDS_ON_READ
+    names = lambda items: sorted(e.metadata.name for e in items)  # noqa: E731
+    assert names((await api.client.list("Event", "default", "", "involvedObject.name=a"))[0]) == ["a.1", "a.2"]
+    assert names((await api.client.list("Event", "", "", "involvedObject.uid=uid-b"))[0]) == ["b.1"]
+    assert names((await api.client.list("Event", "", "", "reason=Scheduled,involvedObject.name!=b"))[0]) == ["a.1"]
+    assert names((await api.client.list("Event", "", "", "source=default-scheduler,type=Warning"))[0]) == []
+    seen: list[tuple[str, str]] = []
+    async with asyncio.timeout(10):
+        async for ev in api.client.watch("Event", "default", field_selector="involvedObject.name=a",
+                                         allow_bookmarks=False):
+            seen.append((ev.type, ev.object.metadata.name))
+            if len(seen) == 2:  # the initial listing: a's two events
+                await api.client.create(event("b.2", "b", "Started"))
+                await api.client.create(event("a.3", "a", "Killing"))
+            if len(seen) == 3:
+                break
+    assert sorted(seen[:2]) == [("ADDED", "a.1"), ("ADDED", "a.2")]
+    assert seen[2] == ("ADDED", "a.3")  # b.2, written first, did not match
 
 
 async def test_merge_json_and_strategic_patches(api) -> None:

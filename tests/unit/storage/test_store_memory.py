@@ -12,6 +12,7 @@ from controlplane.apiserver.watch import WatchHub
 from controlplane.registry import Registry
 from controlplane.storage import Entry, Store
 from controlplane.storage.backend import MemoryBackend
+from ketch.api.selectors import FIELDS_ON_READ
 from ketch.v1 import core_pb2
 
 REGISTRY = Registry()
@@ -62,7 +63,9 @@ async def test_events_are_kept_as_bytes_and_parsed_when_read() -> None:
     entry = store.get("Event", "default/p.1")
     assert entry is not None
     assert entry._obj is None  # no parsed message held between writes
-    assert entry.fields["involvedObject.name"] == "p"  # field selectors still work
+    assert entry.fields is FIELDS_ON_READ  # no field values held either
+    assert REGISTRY.selected_fields("Event", entry.data)["involvedObject.name"] == "p"  # read off the bytes
+    assert entry._obj is None
     assert entry.obj.reason == "FailedScheduling"  # parsed on read
     assert entry.obj.metadata.resource_version == str(entry.rv)
     await store.stop()
