@@ -49,7 +49,7 @@ from ketch.v1 import configmap_pb2
 
 NS = "scale"
 PROBE_NS = "scale-probe"
-MB = 1024 * 1024
+MiB = 1024 * 1024  # sizes are printed in MiB, as ps and top count them (the issue's "MB")
 
 
 def rss_bytes(pid: int) -> int:
@@ -255,10 +255,10 @@ def snapshot_report(top: int = 15) -> None:
     for i, (when, path) in enumerate(SNAPSHOTS[1:], start=2):
         stats = tracemalloc.Snapshot.load(str(path)).compare_to(idle, "lineno")
         total = sum(s.size_diff for s in stats)
-        print(f"\ntracemalloc, snapshot {i} ({when}) - idle: {total / MB:+.1f} MB traced; top lines:")
+        print(f"\ntracemalloc, snapshot {i} ({when}) - idle: {total / MiB:+.1f} MiB traced; top lines:")
         for st in stats[:top]:
             frame = st.traceback[0]
-            print(f"  {st.size_diff / MB:+8.2f} MB {st.count_diff:+9d} blocks  {frame.filename}:{frame.lineno}")
+            print(f"  {st.size_diff / MiB:+8.2f} MiB {st.count_diff:+9d} blocks  {frame.filename}:{frame.lineno}")
 
 
 async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, timeout: float,
@@ -299,7 +299,7 @@ async def one_run(cluster: BenchCluster, nodes: int, pods: int, rate: float, tim
             await probing
             raise SystemExit(f"only {n} of {pods} pods Ready after {timeout:.0f}s")
         if elapsed - last_print >= 10:
-            print(f"  {elapsed:6.1f}s: {n} pods Ready, control plane RSS {rss_bytes(pid) / MB:.0f} MB", flush=True)
+            print(f"  {elapsed:6.1f}s: {n} pods Ready, control plane RSS {rss_bytes(pid) / MiB:.0f} MiB", flush=True)
             last_print = elapsed
         await asyncio.sleep(0.25)
     stop.set()
@@ -371,17 +371,17 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
     row("deletes until no pod left (s)", [f"{r.delete_seconds:.1f}" for r in results], "", None)
     row("control plane CPU to all Ready (s)", [f"{r.cpu_ready:.1f}" for r in results], "", None)
     row("control plane CPU for the deletes (s)", [f"{r.cpu_delete:.1f}" for r in results], "", None)
-    row("control plane RSS idle", [f"{r.rss_idle / MB:.0f} MB" for r in results], "", None)
+    row("control plane RSS idle", [f"{r.rss_idle / MiB:.0f} MiB" for r in results], "", None)
     row("RSS at 10,000 pods Ready" if first.pods_at_10k >= 10_000 else f"RSS at {first.pods_at_10k} pods Ready",
-        [f"{r.rss_at_10k / MB:.0f} MB" for r in results], "<= 300 MB at 10,000 pods",
-        max(r.rss_at_10k for r in results) <= 300 * MB if first.pods_at_10k >= 10_000 else None)
-    row(f"RSS with all {args.pods} pods", [f"{r.rss_loaded / MB:.0f} MB" for r in results], "", None)
-    row("RSS right after the pods are gone", [f"{r.rss_deleted / MB:.0f} MB" for r in results], "", None)
-    row(f"RSS {args.settle:.0f}s after the pods are gone", [f"{r.rss_after / MB:.0f} MB" for r in results],
+        [f"{r.rss_at_10k / MiB:.0f} MiB" for r in results], "<= 300 MiB at 10,000 pods",
+        max(r.rss_at_10k for r in results) <= 300 * MiB if first.pods_at_10k >= 10_000 else None)
+    row(f"RSS with all {args.pods} pods", [f"{r.rss_loaded / MiB:.0f} MiB" for r in results], "", None)
+    row("RSS right after the pods are gone", [f"{r.rss_deleted / MiB:.0f} MiB" for r in results], "", None)
+    row(f"RSS {args.settle:.0f}s after the pods are gone", [f"{r.rss_after / MiB:.0f} MiB" for r in results],
         "<= 1.2x idle", all(r.rss_after <= 1.2 * first.rss_idle for r in results))
     for when in ("loaded", "after"):
         parts = [getattr(r, f"rss_parts_{when}") for r in results]
-        row(f"  RSS {when}: heap/anon/file MB", ["/".join(f"{v / MB:.0f}" for v in p.values()) for p in parts],
+        row(f"  RSS {when}: heap/anon/file MiB", ["/".join(f"{v / MiB:.0f}" for v in p.values()) for p in parts],
             "", None)
     if len(results) > 1:
         row("RSS at the end, last run / first", ["", f"{results[-1].rss_after / first.rss_after:.2f}x"],
@@ -395,10 +395,10 @@ def report(results: list[RunResult], args: argparse.Namespace) -> None:
         row(f"{label} p99", p99, "<= 1 s" if mutating else "", max(r.probe[verb][1] for r in results) <= 1.0
             if mutating else None)
     row("probe ops per verb / errors", [f"{r.probe['create'][2]} / {r.probe_errors}" for r in results], "", None)
-    row("DB with the pods", [f"{r.db_loaded / MB:.1f} MB" for r in results], "", None)
-    row("  and its WAL", [f"{r.wal_loaded / MB:.1f} MB" for r in results], "", None)
-    row("DB right after the deletes", [f"{r.db_deleted / MB:.1f} MB" for r in results], "", None)
-    row("DB after compaction", [f"{r.db_compacted / MB:.1f} MB" for r in results], "", None)
+    row("DB with the pods", [f"{r.db_loaded / MiB:.1f} MiB" for r in results], "", None)
+    row("  and its WAL", [f"{r.wal_loaded / MiB:.1f} MiB" for r in results], "", None)
+    row("DB right after the deletes", [f"{r.db_deleted / MiB:.1f} MiB" for r in results], "", None)
+    row("DB after compaction", [f"{r.db_compacted / MiB:.1f} MiB" for r in results], "", None)
 
     width = max(len(r[0]) for r in rows)
     head = "".join(f"{f'run {i + 1}':>12}" for i in range(len(results)))
