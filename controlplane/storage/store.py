@@ -23,6 +23,7 @@ import builtins
 import contextlib
 import heapq
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -60,6 +61,7 @@ PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failin
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
 QUOTA_EXCEEDED = "etcdserver: mvcc: database space exceeded"  # etcd's words, which tools look for
 EXPIRY_BATCH = 500  # expired objects deleted per commit
+EXPIRY_TICK = 0.1  # seconds: deadlines are kept to this precision, each rounded up
 CATCH_UP_TIMEOUT = 30.0  # seconds a replica may take to apply what another wrote before it
 WAIT_FRESH_TIMEOUT = 3.0  # kube-apiserver's cacher waits this long for a resourceVersion it lacks
 FOLLOW_RETRY = 1.0  # seconds between attempts to watch etcd again
@@ -111,6 +113,11 @@ class Entry(Version):
     def holds_parsed(self) -> bool:
         """Whether the parsed message is kept (for tests of what memory holds)."""
         return self._obj is not None
+
+    def peek(self) -> Message:
+        """The parsed message, without keeping it if the store did not (a read that is done
+        with it at once)."""
+        return self._obj if self._obj is not None else kind_info(self.kind).message.FromString(self.data)
 
     def drop_parsed(self) -> None:
         """Let the parsed message go (it is made again from data if asked for)."""
@@ -205,9 +212,12 @@ class Store:
         self._parsed_on_read = parsed_on_read
         self._expiry_of = expiry_of
         self._clock = clock
-        # (deadline, rv, kind, key) of the objects that expire; an entry whose object has been
-        # written since (another rv) or deleted is stale and skipped when it comes up.
-        self._expiring: list[tuple[float, int, str, str]] = []
+        # The objects that expire, by tick (the deadline rounded up to EXPIRY_TICK) and kind: a
+        # heap of the (tick, kind)s, and each one's keys. An hour of Events is the most numerous
+        # thing the store holds, so an object costs one list slot here, not a record; one written
+        # since with another deadline, or deleted, is skipped when its old tick comes up.
+        self._expiry_ticks: list[tuple[int, str]] = []
+        self._expiring: dict[tuple[int, str], builtins.list[str]] = {}
         self._expiry_wakeup = asyncio.Event()
         self._expirer: asyncio.Task[None] | None = None
         self._objects: dict[str, dict[str, Entry]] = {}
@@ -849,26 +859,49 @@ class Store:
         deadline = self._expiry_of(entry.kind, obj)
         if deadline is None:
             return
-        soonest = self._expiring[0][0] if self._expiring else None
-        heapq.heappush(self._expiring, (deadline, entry.rv, entry.kind, entry.key))
-        if soonest is None or deadline < soonest:
-            self._expiry_wakeup.set()
+        tick = (math.ceil(deadline / EXPIRY_TICK), entry.kind)
+        keys = self._expiring.get(tick)
+        if keys is None:
+            keys = self._expiring[tick] = []
+            soonest = self._expiry_ticks[0] if self._expiry_ticks else None
+            heapq.heappush(self._expiry_ticks, tick)
+            if soonest is None or tick < soonest:
+                self._expiry_wakeup.set()
+        keys.append(entry.key)
+
+    def _next_expiry(self) -> float | None:
+        return self._expiry_ticks[0][0] * EXPIRY_TICK if self._expiry_ticks else None
 
     def _due(self, now: float, limit: int) -> builtins.list[tuple[int, str, str]]:
-        """Up to limit expired objects still at the version that expired: (rv, kind, key)."""
+        """Up to limit expired objects still at a version whose deadline is in the tick that
+        came up: (rv, kind, key)."""
         due: builtins.list[tuple[int, str, str]] = []
-        while self._expiring and self._expiring[0][0] <= now and len(due) < limit:
-            _, rv, kind, key = heapq.heappop(self._expiring)
-            current = self._objects.get(kind, {}).get(key)
-            if current is not None and current.rv == rv:
-                due.append((rv, kind, key))
+        seen: set[tuple[str, str]] = set()
+        while self._expiry_ticks and self._expiry_ticks[0][0] * EXPIRY_TICK <= now and len(due) < limit:
+            tick = self._expiry_ticks[0]
+            number, kind = tick
+            keys = self._expiring[tick]
+            objs = self._objects.get(kind, {})
+            while keys and len(due) < limit:
+                key = keys.pop()
+                current = objs.get(key)
+                if current is None or (kind, key) in seen:
+                    continue
+                deadline = self._expiry_of(kind, current.peek())
+                if deadline is not None and math.ceil(deadline / EXPIRY_TICK) == number:
+                    due.append((current.rv, kind, key))
+                    seen.add((kind, key))
+            if not keys:
+                heapq.heappop(self._expiry_ticks)
+                del self._expiring[tick]
         return due
 
     async def _expire_loop(self) -> None:
         """Delete what has expired, in batches, as etcd revokes a lease: watchers see DELETED."""
         while True:
             self._expiry_wakeup.clear()
-            wait = (self._expiring[0][0] - self._clock()) if self._expiring else None
+            soonest = self._next_expiry()
+            wait = (soonest - self._clock()) if soonest is not None else None
             if wait is None or wait > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
