@@ -27,6 +27,7 @@ writer thread (Backend.blocking); the watch and the quorum reads use an asyncio 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import struct
@@ -287,8 +288,16 @@ class EtcdBackend:
         # UNAVAILABLE) instead of keeping it open with nothing on it, so the follower moves on.
         call = stub.Watch(metadata=(("hasleader", "true"),))
         try:
-            await call.write(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
-                key=begin, range_end=_prefix_end(begin), start_revision=start)))
+            try:
+                await call.write(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+                    key=begin, range_end=_prefix_end(begin), start_revision=start)))
+            except asyncio.InvalidStateError:
+                # The call failed before the request went out (a dead member refuses at once):
+                # grpc.aio says so with this, not with the call's status, which is read here.
+                code = await call.code()
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    await self._next_aio_member(member)
+                raise StorageError(f"etcd {self.spec}: watch failed: {code.name}: {await call.details()}") from None
             async for resp in call:
                 if resp.compact_revision:
                     raise Compacted(f"etcd compacted to {resp.compact_revision}, past revision {start}")

@@ -429,6 +429,10 @@ class Store:
                 continue
             except StorageError as err:
                 log.warning("store: following other replicas: %s; again in %gs", err, FOLLOW_RETRY)
+            except Exception:
+                # Whatever it was, a follower that stopped would leave this replica behind for
+                # good (every quorum read then times out): it says so and follows again.
+                log.exception("store: following other replicas failed; again in %gs", FOLLOW_RETRY)
             await asyncio.sleep(FOLLOW_RETRY)
 
     def _apply_foreign(self, commit: ForeignCommit) -> None:

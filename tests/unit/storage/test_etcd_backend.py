@@ -4,6 +4,7 @@ test_store_replicas.py)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -166,3 +167,75 @@ async def test_an_object_too_large_for_etcd_is_refused_alone_and_the_store_stays
     created = await store.write("Pod", "default/a", _pod("a"), create=True)
     assert created is not None and created.rv == before + 1  # no revision spent on the refusal
     await store.stop()
+
+
+async def test_a_watch_refused_before_its_request_went_out_moves_to_the_next_member(
+        etcd: Etcd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dead member can fail the watch before its request is written; grpc.aio then raises
+    InvalidStateError from write, not the call's status. That escaped the follower once and
+    stopped it for good (the replica's reads then timed out): it is the member's failure."""
+    from controlplane.storage import etcd as etcd_module
+    from controlplane.storage.dbfile import StorageError
+    from ketch.local.launcher import free_port
+
+    real_stub = rpc_pb2_grpc.WatchStub
+
+    class LateWrites:
+        """The real stub, whose calls write only once the call has connected or failed."""
+
+        def __init__(self, channel: grpc.aio.Channel) -> None:
+            self.stub = real_stub(channel)
+
+        def Watch(self, **kwargs: object) -> object:  # the stub's method name
+            call = self.stub.Watch(**kwargs)
+            write = call.write
+
+            async def late_write(request: object) -> None:
+                try:
+                    await call.wait_for_connection()
+                except grpc.RpcError:
+                    pass
+                await write(request)
+
+            call.write = late_write
+            return call
+
+    monkeypatch.setattr(etcd_module.rpc_pb2_grpc, "WatchStub", LateWrites)
+    writer = await _store(etcd, tmp_path / "writer")
+    await writer.write("Pod", "default/a", _pod("a"), create=True)
+    backend = EtcdBackend(f"etcd://127.0.0.1:{free_port()},{etcd.endpoint}")  # the first one is dead
+    with pytest.raises(StorageError, match="watch failed: UNAVAILABLE"):
+        async for _ in backend.follow(1):
+            pass
+    async for commits in backend.follow(1):  # the next watch goes to the live member
+        assert any(rec.key == "default/a" for commit in commits for rec in commit.records)
+        break
+    await backend.aclose()
+    await writer.stop()
+
+
+async def test_the_follower_outlives_an_error_it_did_not_expect(
+        etcd: Etcd, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever ends a watch of etcd, the follower says so and watches again: a replica whose
+    follower stopped would never see another replica's write again."""
+    writer = await _store(etcd, tmp_path / "writer")
+    backend = EtcdBackend(etcd.url)
+    real_follow = backend.follow
+    calls = 0
+
+    def follow_failing_first(start: int) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in following")
+        return real_follow(start)
+
+    backend.follow = follow_failing_first  # type: ignore[method-assign]
+    reader = Store(backend, REGISTRY.field_values)
+    await reader.start()
+    await writer.write("Pod", "default/a", _pod("a"), create=True)
+    await reader.sync()
+    assert reader.get("Pod", "default/a") is not None
+    assert calls >= 2 and "a bug in following" in caplog.text
+    await reader.stop()
+    await writer.stop()
