@@ -37,6 +37,11 @@ from .interface import ExitInfo, Handle, LaunchSpec, StartError
 log = logging.getLogger(__name__)
 
 ADOPT_POLL_INTERVAL = 1.0
+# The kernel wakes a pidfd's pollers (exit_notify) before it sends the process-events
+# connector's message about the same exit (proc_exit_connector): an adopted process's status can
+# come a moment after its pidfd says it is gone. Waited for this long at most.
+EXIT_STATUS_WAIT = 1.0
+EXIT_STATUS_POLL = 0.005
 
 
 def decode_wait_status(status: int) -> tuple[int, int]:
@@ -186,6 +191,7 @@ class ProcessRuntime:
         # Adopted exits whose status the connector dropped (its buffer overflowed under a storm
         # of process events machine-wide): reported as unknown rather than guessed.
         self.lost_exit_statuses = 0
+        self._collectors: set[asyncio.Task[None]] = set()  # adopted exits awaiting their status
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -203,6 +209,8 @@ class ProcessRuntime:
                 self._forget_adopted(pid, fd)
         if self._poll_task is not None:
             self._poll_task.cancel()
+        for task in list(self._collectors):
+            task.cancel()
         self._close_connector()
         if self._devnull >= 0:
             os.close(self._devnull)
@@ -397,19 +405,41 @@ class ProcessRuntime:
             return
         handle, fd = entry
         self._forget_adopted(pid, fd)
-        status: int | None = None
-        if self._connector is not None:
-            self._connector.drain()
-            status = self._connector.statuses.pop(pid, None)
-            self._connector.watched.discard(pid)
-            if status is None and self._connector.lossy:
-                self.lost_exit_statuses += 1
-                log.warning("process-events connector dropped events (machine-wide storm): exit code of "
-                            "adopted pid %d is unknown", pid)
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        if not self._adopted:
-            self._close_connector()
+        if self._connector is None or self._loop is None:
+            if not self._adopted:
+                self._close_connector()  # the next adoption tries to open one again
+            self._report_adopted_exit(handle, None)
+            return
+        task = self._loop.create_task(self._collect_exit_status(pid, handle, self._connector))
+        self._collectors.add(task)
+        task.add_done_callback(self._collectors.discard)
+
+    async def _collect_exit_status(self, pid: int, handle: Handle, connector: ProcConnector) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EXIT_STATUS_WAIT
+        status: int | None = None
+        try:
+            while True:
+                connector.drain()
+                status = connector.statuses.pop(pid, None)
+                if status is not None or connector.lossy or loop.time() >= deadline:
+                    break
+                await asyncio.sleep(EXIT_STATUS_POLL)
+        finally:
+            connector.watched.discard(pid)
+            if not self._adopted and len(self._collectors) <= 1:  # this one is the last
+                self._close_connector()
+        if status is None:
+            self.lost_exit_statuses += 1
+            log.warning("no exit status of adopted pid %d from the process-events connector (%s): "
+                        "its exit code is unknown", pid,
+                        "it dropped events in a machine-wide storm" if connector.lossy else "none came")
+        self._report_adopted_exit(handle, status)
+
+    @staticmethod
+    def _report_adopted_exit(handle: Handle, status: int | None) -> None:
         if handle.exited.done():
             return
         if status is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from nodeagent import procfs
+from nodeagent.runtime import process as process_runtime
 from nodeagent.runtime.interface import LaunchSpec, StartError
 from nodeagent.runtime.process import ProcConnector, ProcessRuntime
 
@@ -129,6 +131,44 @@ async def test_adopt_a_process_started_elsewhere(runtime: ProcessRuntime, tmp_pa
         assert info.exit_code == 5 or (info.exit_code is None and runtime.lost_exit_statuses == 1)
     else:
         assert info.exit_code is None
+
+
+class LateConnector:
+    """A process-events connector whose message about an exit comes after the pidfd said so, as
+    the kernel sends it (exit_notify wakes the pidfd, proc_exit_connector follows)."""
+
+    def __init__(self) -> None:
+        self.sock, self._peer = socket.socketpair()
+        self.watched: set[int] = set()
+        self.statuses: dict[int, int] = {}
+        self.lossy = False
+
+    def drain(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
+        self._peer.close()
+
+
+async def test_an_adopted_exit_status_that_comes_after_the_pidfd_is_reported(
+        runtime: ProcessRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(process_runtime, "EXIT_STATUS_WAIT", 30.0)  # however slow this machine is
+    connector = LateConnector()
+    runtime._connector, runtime._connector_tried = connector, True  # type: ignore[assignment]
+    pid = _start_foreign(tmp_path)
+    ticks = procfs.start_ticks(pid)
+    assert ticks is not None
+    h = runtime.adopt(pid, ticks, 0.0)
+    assert h is not None and pid in connector.watched
+    _release(tmp_path)
+    await _until(lambda: procfs.start_ticks(pid) != ticks or procfs.is_zombie(pid))
+    await asyncio.sleep(0.1)  # the pidfd has fired by now; the connector's message comes after
+    assert not h.exited.done()
+    connector.statuses[pid] = 5 << 8  # a wait status: exited with 5
+    info = await asyncio.wait_for(h.exited, 10)
+    assert info.exit_code == 5 and runtime.lost_exit_statuses == 0
+    assert runtime._connector is None  # the last adopted process is gone: it stops listening
 
 
 async def _until(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
