@@ -52,12 +52,14 @@ def _unwrap(obj: Any) -> Any:
 
 
 def _node_view(node: core_pb2.Node) -> tuple[Any, ...]:
-    """What of a Node can change where daemon pods belong (heartbeats alone change nothing)."""
+    """What of a Node can change where daemon pods belong: its labels and taints, as Kubernetes'
+    shouldIgnoreNodeUpdate. Conditions, cordoning and heartbeats change nothing by themselves
+    (NodeShouldRunDaemonPod reads none of them; the node lifecycle controller turns readiness
+    into taints), and a thousand nodes' conditions flapping under load would sync every
+    DaemonSet each time."""
     return (
         tuple(sorted(node.metadata.labels.items())),
-        node.spec.unschedulable,
         tuple((t.key, t.value, t.effect) for t in node.spec.taints),
-        tuple((c.type, c.status) for c in node.status.conditions),
     )
 
 

@@ -202,3 +202,38 @@ def _bumped(pod: Any) -> Any:
     out.CopyFrom(pod)
     out.metadata.resource_version = pod.metadata.resource_version + "2"
     return out
+
+
+NODE_CHANGES = [
+    # (what changed, enqueues the DaemonSet)
+    ("a label", lambda n: n.metadata.labels.__setitem__("zone", "b"), True),
+    ("a taint", lambda n: n.spec.taints.add(key="dedicated", value="db", effect="NoSchedule"), True),
+    ("the Ready condition", lambda n: meta.set_condition(n.status.conditions, "Ready", "False"), False),
+    ("cordoned", lambda n: setattr(n.spec, "unschedulable", True), False),
+    ("a heartbeat", lambda n: setattr(n.metadata, "resource_version", "99"), False),
+]
+
+
+@pytest.mark.parametrize("what,change,enqueues", NODE_CHANGES, ids=[c[0] for c in NODE_CHANGES])
+async def test_a_node_update_enqueues_only_when_labels_or_taints_change(
+        world: tuple[TestAPIServer, FakeClock], what: str, change: Any, enqueues: bool) -> None:
+    """Kubernetes' shouldIgnoreNodeUpdate: what decides where daemon pods run is a node's labels
+    and taints; its conditions and cordoning reach the DaemonSet only as taints."""
+    api, clock = world
+    controller, _ = await _setup(api, clock, Case("", pods=()))
+    try:
+        client = api.local
+        assert client is not None
+        old = await client.get("Node", "a")
+        while len(controller.queue):  # what the informers' initial adds queued
+            item = await controller.queue.get()
+            assert item is not None
+            controller.queue.done(item)
+        new = type(old)()
+        new.CopyFrom(old)
+        change(new)
+        controller.update_node(old, new)
+        assert bool(len(controller.queue)) == enqueues
+    finally:
+        controller.queue.shutdown()
+        await controller.ctx.informers.stop()
