@@ -64,7 +64,9 @@ FieldsOnRead = Callable[[str, bytes], Mapping[str, str]]
 
 
 def _no_fields_on_read(kind: str, data: bytes) -> Mapping[str, str]:
-    return {}
+    # Matching nothing here would hide the mistake: a Filter with field requirements on such a
+    # kind must be given the registry's reader (APIService._filter does).
+    raise RuntimeError(f"this Filter cannot read the fields of a {kind}: it was given no fields_on_read")
 
 
 class Filter:

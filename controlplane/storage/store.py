@@ -521,8 +521,8 @@ class Store:
         watch window holds every version, so each one's own copies were a third of its cost."""
         md = obj.metadata  # type: ignore[attr-defined]
         # Selectors read a missing field as "", so empty values are left out; the rest repeat
-        # across objects (kinds, phases, reasons, node names) and are interned: with every
-        # object in memory, this is a third of what an Event costs the store.
+        # across objects (kinds, phases, reasons, node names) and are interned. Kinds whose
+        # values are read off the object when asked (Events) keep the shared marker instead.
         fields = self._fields_of(kind, obj)
         if fields is not FIELDS_ON_READ:
             fields = {name: sys.intern(value) for name, value in fields.items() if value}

@@ -41,7 +41,6 @@ ADOPT_POLL_INTERVAL = 1.0
 # connector's message about the same exit (proc_exit_connector): an adopted process's status can
 # come a moment after its pidfd says it is gone. Waited for this long at most.
 EXIT_STATUS_WAIT = 1.0
-EXIT_STATUS_POLL = 0.005
 
 
 def decode_wait_status(status: int) -> tuple[int, int]:
@@ -192,6 +191,8 @@ class ProcessRuntime:
         # of process events machine-wide): reported as unknown rather than guessed.
         self.lost_exit_statuses = 0
         self._collectors: set[asyncio.Task[None]] = set()  # adopted exits awaiting their status
+        # What those wait on: the connector's reader resolves them as the statuses come in.
+        self._status_waiters: dict[int, asyncio.Future[int | None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -374,7 +375,7 @@ class ProcessRuntime:
             self._connector_tried = True
             self._connector = ProcConnector.open()
             if self._connector is not None:
-                self._loop.add_reader(self._connector.sock.fileno(), self._connector.drain)
+                self._loop.add_reader(self._connector.sock.fileno(), self._connector_readable)
             else:
                 log.info("process-events connector unavailable: exit codes of adopted processes are unknown")
         if self._connector is not None:
@@ -416,18 +417,27 @@ class ProcessRuntime:
         self._collectors.add(task)
         task.add_done_callback(self._collectors.discard)
 
+    def _connector_readable(self) -> None:
+        connector = self._connector
+        if connector is None:
+            return
+        connector.drain()
+        for pid, waiter in list(self._status_waiters.items()):
+            if pid in connector.statuses:
+                waiter.set_result(connector.statuses.pop(pid))
+            elif connector.lossy:
+                waiter.set_result(None)  # dropped in the storm: it will not come
+
     async def _collect_exit_status(self, pid: int, handle: Handle, connector: ProcConnector) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EXIT_STATUS_WAIT
-        status: int | None = None
+        connector.drain()
+        status = connector.statuses.pop(pid, None)
         try:
-            while True:
-                connector.drain()
-                status = connector.statuses.pop(pid, None)
-                if status is not None or connector.lossy or loop.time() >= deadline:
-                    break
-                await asyncio.sleep(EXIT_STATUS_POLL)
+            if status is None and not connector.lossy:
+                waiter = self._status_waiters[pid] = asyncio.get_running_loop().create_future()
+                with contextlib.suppress(TimeoutError):
+                    status = await wait_for(waiter, EXIT_STATUS_WAIT)
         finally:
+            self._status_waiters.pop(pid, None)
             connector.watched.discard(pid)
             if not self._adopted and len(self._collectors) <= 1:  # this one is the last
                 self._close_connector()

@@ -4,6 +4,7 @@ graceful stop, and adoption of a process that is not our child."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -139,12 +140,19 @@ class LateConnector:
 
     def __init__(self) -> None:
         self.sock, self._peer = socket.socketpair()
+        self.sock.setblocking(False)
         self.watched: set[int] = set()
         self.statuses: dict[int, int] = {}
         self.lossy = False
 
+    def deliver(self, pid: int, status: int) -> None:
+        self.statuses[pid] = status
+        self._peer.send(b"x")  # the socket turns readable, as the netlink one does
+
     def drain(self) -> None:
-        return None
+        with contextlib.suppress(BlockingIOError):
+            while self.sock.recv(4096):
+                pass
 
     def close(self) -> None:
         self.sock.close()
@@ -155,7 +163,7 @@ async def test_an_adopted_exit_status_that_comes_after_the_pidfd_is_reported(
         runtime: ProcessRuntime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(process_runtime, "EXIT_STATUS_WAIT", 30.0)  # however slow this machine is
     connector = LateConnector()
-    runtime._connector, runtime._connector_tried = connector, True  # type: ignore[assignment]
+    monkeypatch.setattr(ProcConnector, "open", classmethod(lambda cls: connector))
     pid = _start_foreign(tmp_path)
     ticks = procfs.start_ticks(pid)
     assert ticks is not None
@@ -165,7 +173,7 @@ async def test_an_adopted_exit_status_that_comes_after_the_pidfd_is_reported(
     await _until(lambda: procfs.start_ticks(pid) != ticks or procfs.is_zombie(pid))
     await asyncio.sleep(0.1)  # the pidfd has fired by now; the connector's message comes after
     assert not h.exited.done()
-    connector.statuses[pid] = 5 << 8  # a wait status: exited with 5
+    connector.deliver(pid, 5 << 8)  # a wait status: exited with 5
     info = await asyncio.wait_for(h.exited, 10)
     assert info.exit_code == 5 and runtime.lost_exit_statuses == 0
     assert runtime._connector is None  # the last adopted process is gone: it stops listening
