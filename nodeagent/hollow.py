@@ -41,11 +41,6 @@ FLUSH_DELAY = 0.05
 # 500 pod status writes held it 0.5-0.8 s (asyncio debug, under load), which every other client
 # waited out. Kubelets write one pod at a time; 100 per call still sends far fewer calls.
 MAX_BATCH = 100
-# Batch calls of one flush in flight at once. A thousand kubelets write their pods' statuses side
-# by side; one call at a time made the simulated nodes' reports wait out each call's round trip
-# in turn (5,222 statuses took 26.7 s under load), so how fast pods turned Ready measured the
-# simulator's pipeline, not the control plane.
-MAX_INFLIGHT = 4
 CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 
 
@@ -350,9 +345,6 @@ class HollowNodes:
                 set_ready_status(upd.status, now)
                 batch.update_status(upd)
             sent.append(f"node:{name}")
-        slots = asyncio.Semaphore(MAX_INFLIGHT)
-
-        failed: list[errors.StatusError] = []
 
         def again(key: str) -> None:
             if key.startswith("node:"):
@@ -361,26 +353,16 @@ class HollowNodes:
                 self.dirty_pods.add(key)
             self._kick.set()
 
-        async def send(start: int) -> None:
-            assert self.client is not None
-            keys = sent[start:start + MAX_BATCH]
+        for start in range(0, len(batch.ops), MAX_BATCH):
             try:
-                async with slots:
-                    results = await self.client.batch(batch.ops[start:start + MAX_BATCH])
-            except errors.StatusError as err:  # nothing of the call is known written: all again
-                failed.append(err)
-                for key in keys:
+                results = await self.client.batch(batch.ops[start:start + MAX_BATCH])
+            except errors.StatusError:
+                for key in sent[start:]:  # this call's writes are not known made, and the rest not sent
                     again(key)
-                return
-            for key, res in zip(keys, results, strict=True):
+                raise
+            for key, res in zip(sent[start:start + MAX_BATCH], results, strict=True):
                 if isinstance(res.error, errors.Conflict):
                     again(key)  # the cache is behind: look again at the next event or shortly
-
-        async with asyncio.TaskGroup() as tasks:  # each key is in one call: no two calls write one object
-            for start in range(0, len(batch.ops), MAX_BATCH):
-                tasks.create_task(send(start))
-        if failed:
-            raise failed[0]
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
