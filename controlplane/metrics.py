@@ -4,7 +4,8 @@ prometheus_client's default REGISTRY (what `--metrics-listen` serves).
 As kube-apiserver and kube-controller-manager export them (1.31):
 - the API server: apiserver_request_total, apiserver_request_duration_seconds (recorded once
   per request by the request chain, once per operation of a Batch),
-  apiserver_current_inflight_requests, apiserver_storage_objects, and
+  apiserver_current_inflight_requests, apiserver_storage_objects,
+  apiserver_terminated_watchers_total, and
   etcd_request_duration_seconds for the store's backend writes (SQLite and etcd alike);
 - the controllers: client-go's workqueue_* per queue name, the Job controller's job_controller_*
   and the CronJob controller's creation skew.
@@ -140,6 +141,10 @@ ETCD_REQUEST_DURATION = _Vec(
     "Etcd request latency in seconds for each operation and object type.",
     ("operation", "type"), buckets=REQUEST_BUCKETS)
 
+TERMINATED_WATCHERS = _Vec(
+    "counter", "apiserver_terminated_watchers",
+    "Counter of watchers closed due to unresponsiveness broken by resource type.", ("group", "resource"))
+
 WORKQUEUE_DEPTH = _Vec("gauge", "workqueue_depth", "Current depth of workqueue", ("name",))
 WORKQUEUE_ADDS = _Vec("counter", "workqueue_adds", "Total number of adds handled by workqueue", ("name",))
 WORKQUEUE_QUEUE_DURATION = _Vec(
@@ -211,6 +216,16 @@ def _scope(attrs: Attributes) -> str:
     if attrs.namespace:
         return "namespace"
     return "cluster" if attrs.resource_request else ""
+
+
+def watcher_terminated(kind: str) -> None:
+    """Count a watcher of kind dropped for falling behind (apiserver_terminated_watchers_total)."""
+    try:
+        info = kind_info(kind)
+        group, resource = info.group, info.plural
+    except KeyError:
+        group, resource = "", kind
+    TERMINATED_WATCHERS.labels(group, resource).inc()
 
 
 _Children = tuple[Any, Any]

@@ -25,11 +25,13 @@ than EVENT_FRESH seconds leave it at the next commit. Without the age bound, the
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from controlplane import metrics
 from controlplane.storage import Entry, Store, WatchEvent
 from controlplane.storage.store import Version
 from ketch.api import errors
@@ -39,6 +41,8 @@ DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idl
 DEFAULT_WATCHER_BACKLOG = 50_000
 EVENT_FRESH = 75.0  # seconds of history the window keeps beyond MIN_WINDOW events
 MIN_WINDOW = 1000  # events always kept, however old
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,10 @@ class Watcher:
             if ((self.pending_events > self.max_events > 0) or (self.pending_bytes > self.max_bytes > 0)
                     or (self.max_stall and not self.waiting and self.hub.clock() - self.taken_at > self.max_stall)):
                 # A reader this slow would hold ever more: it watches again from where it is.
+                log.warning("forcing %s watcher close due to unresponsiveness: %d events, %d bytes waiting, "
+                            "%.1fs since it took any", self.kind, self.pending_events, self.pending_bytes,
+                            self.hub.clock() - self.taken_at)
+                metrics.watcher_terminated(self.kind)
                 self.items.clear()
                 self.close()
         self.wakeup.set()

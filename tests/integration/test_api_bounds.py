@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import any_pb2
+from prometheus_client import REGISTRY
 
 from controlplane.apiserver.server import ServerLimits
 from controlplane.apiserver.testing import TestAPIServer
@@ -372,9 +373,16 @@ async def small_watch() -> AsyncIterator[TestAPIServer]:
         yield server
 
 
-async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_watch: TestAPIServer) -> None:
+def terminated_namespace_watchers() -> float:
+    return REGISTRY.get_sample_value("apiserver_terminated_watchers_total",
+                                     {"group": "", "resource": "namespaces"}) or 0.0
+
+
+async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_watch: TestAPIServer,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
     # 500 such watchers held 308 MB after 5,000 writes: each queued every event.
     api = small_watch
+    terminated_before = terminated_namespace_watchers()
     assert api.client is not None
     # A window that stays small whatever the client's BDP estimate: the stream blocks soon.
     async with api.channel(options=[("grpc.http2.bdp_probe", 0),
@@ -394,6 +402,10 @@ async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_wat
                 batch = Batch()
         # The hub let go of it (and of what it had queued) without the client reading anything.
         await eventually(lambda: not api.hub.watchers.get("Namespace"), what="the slow watcher to be dropped")
+        # Operators see it as kube-apiserver shows it: counted, and a warning that names the kind.
+        assert terminated_namespace_watchers() == terminated_before + 1
+        assert any("forcing Namespace watcher close due to unresponsiveness" in r.getMessage()
+                   for r in caplog.records if r.levelname == "WARNING")
         revisions = []
         async for msg in call:
             revisions += [int(ev.resource_version) for ev in msg.events]
