@@ -7,14 +7,14 @@ Kubernetes does. Registration and replay happen in one synchronous step on the e
 watcher never misses or repeats an event between its replay and the live stream.
 
 What a watcher that does not keep up may hold is bounded (WatchLimits): its queue keeps
-references to the hub's shared events (a slot each, not a copy), and once more live events,
-or bytes of them, wait than its limits allow since it last took any, or it has taken none for
-max_stall seconds while events wait, it is dropped, as kube-apiserver drops a watcher whose
-buffer is full: its queue is freed at once and its stream ends cleanly after what was already
-sent, so the client watches again from the last resourceVersion it saw and gets what it missed
-from the window (or Gone, "too old resource version", if that has passed, and relists). A
-client that stops reading altogether fills its HTTP/2 flow-control window and blocks the
-stream's write; it then holds at most the one message being written.
+references to the hub's shared events (a slot each, not a copy), and once more live events, or
+bytes of them, wait than its limits allow since it last took any and that was backlog_grace ago
+or more, or it has taken none for max_stall seconds while events wait, it is dropped, as
+kube-apiserver drops a watcher whose buffer is full: its queue is freed at once and its stream ends
+cleanly after what was already sent, so the client watches again from the last resourceVersion
+it saw and gets what it missed from the window (or Gone, "too old resource version", if that has
+passed, and relists). A client that stops reading altogether fills its HTTP/2 flow-control
+window and blocks the stream's write; it then holds at most the one message being written.
 
 The window is bounded by count (DEFAULT_WINDOW events) and by age, as kube-apiserver's watch
 cache keeps about 75 s of history (its eventFreshDuration): beyond MIN_WINDOW events, those older
@@ -58,6 +58,11 @@ class WatchLimits:
     max_events: int = 1_000
     max_bytes: int = 4 * 1024 * 1024
     max_stall: float = 30.0
+    # The backlog bounds count only once the writer has not taken its queue for this long: one
+    # commit can publish more than max_events (a Job's 500 creates and the scheduler's binds
+    # together), all at once, to a writer that has had no turn yet. Kubernetes' cacher likewise
+    # closes a watcher only when it cannot take an event within a time budget.
+    backlog_grace: float = 1.0
 
 
 LOCAL_WATCH_LIMITS = WatchLimits(max_events=DEFAULT_WATCHER_BACKLOG, max_bytes=0, max_stall=0)
@@ -119,6 +124,7 @@ class Watcher:
         self.kind = kind
         self.match = match
         self.max_events, self.max_bytes, self.max_stall = limits.max_events, limits.max_bytes, limits.max_stall
+        self.backlog_grace = limits.backlog_grace
         self.items: deque[_Item] = deque()
         # Live events and their bytes queued since the writer last took the queue.
         self.pending_events = 0
@@ -143,14 +149,17 @@ class Watcher:
         # a pair only when its selectors make a change an ADDED or a DELETED.
         self.items.append(event if kind == event.type else (kind, event))
         if not replay:
+            if self.waiting and not self.pending_events:
+                self.taken_at = self.hub.clock()  # it had nothing to take until now: not behind
             self.pending_events += 1
             self.pending_bytes += len(event.entry.data)
-            if ((self.pending_events > self.max_events > 0) or (self.pending_bytes > self.max_bytes > 0)
-                    or (self.max_stall and not self.waiting and self.hub.clock() - self.taken_at > self.max_stall)):
+            over = (self.pending_events > self.max_events > 0) or (self.pending_bytes > self.max_bytes > 0)
+            stall_counts = self.max_stall and not self.waiting
+            behind = self.hub.clock() - self.taken_at if over or stall_counts else 0.0
+            if (over and behind >= self.backlog_grace) or (stall_counts and behind > self.max_stall):
                 # A reader this slow would hold ever more: it watches again from where it is.
                 log.warning("forcing %s watcher close due to unresponsiveness: %d events, %d bytes waiting, "
-                            "%.1fs since it took any", self.kind, self.pending_events, self.pending_bytes,
-                            self.hub.clock() - self.taken_at)
+                            "%.1fs since it took any", self.kind, self.pending_events, self.pending_bytes, behind)
                 metrics.watcher_terminated(self.kind)
                 self.items.clear()
                 self.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -367,9 +368,9 @@ async def test_watches_are_not_counted_as_requests_in_flight(tight: TestAPIServe
 
 @pytest.fixture
 async def small_watch() -> AsyncIterator[TestAPIServer]:
-    """A server that drops a watcher 20 events behind."""
+    """A server that drops a watcher 20 events behind that has not taken any for 0.2 s."""
     async with TestAPIServer(server_limits=ServerLimits(
-            watch=WatchLimits(max_events=20, max_bytes=1 << 20, max_stall=0))) as server:
+            watch=WatchLimits(max_events=20, max_bytes=1 << 20, max_stall=0, backlog_grace=0.2))) as server:
         yield server
 
 
@@ -391,17 +392,22 @@ async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_wat
                                 response_deserializer=api_pb2.WatchEventList.FromString)
         call = watch(api_pb2.WatchRequest(kind="Namespace", label_selector="slow=yes"), timeout=120)
         await eventually(lambda: len(api.hub.watchers.get("Namespace", ())) == 1, what="the watch to start")
-        batch = Batch()
-        for i in range(300):
-            ns = namespace(f"s{i}")
-            ns.metadata.labels["slow"] = "yes"
-            ns.metadata.annotations["fill"] = "x" * 2000
-            batch.create(ns)
-            if len(batch) == 10:
-                await served_meanwhile(api, api.client.batch(batch))
-                batch = Batch()
-        # The hub let go of it (and of what it had queued) without the client reading anything.
-        await eventually(lambda: not api.hub.watchers.get("Namespace"), what="the slow watcher to be dropped")
+        written = 0
+
+        async def write_until_dropped() -> bool:
+            nonlocal written
+            batch = Batch()
+            for _ in range(10):
+                ns = namespace(f"s{written}")
+                ns.metadata.labels["slow"] = "yes"
+                ns.metadata.annotations["fill"] = "x" * 2000
+                batch.create(ns)
+                written += 1
+            await served_meanwhile(api, api.client.batch(batch))
+            # The hub let go of it (and of what it had queued) without the client reading anything.
+            return not api.hub.watchers.get("Namespace")
+
+        await eventually(write_until_dropped, what="the slow watcher to be dropped")
         # Operators see it as kube-apiserver shows it: counted, and a warning that names the kind.
         assert terminated_namespace_watchers() == terminated_before + 1
         assert any("forcing Namespace watcher close due to unresponsiveness" in r.getMessage()
@@ -411,8 +417,39 @@ async def test_watcher_that_never_reads_is_dropped_and_its_stream_ends(small_wat
             revisions += [int(ev.resource_version) for ev in msg.events]
         # The stream ended cleanly after what had been sent: the client resumes from the last one.
         assert await call.code() == grpc.StatusCode.OK
-    assert 0 < len(revisions) < 300
+    assert 0 < len(revisions) < written
     assert revisions == sorted(revisions)
+
+
+async def test_a_burst_beyond_the_backlog_bound_does_not_drop_a_watcher_that_keeps_up(
+        small_watch: TestAPIServer) -> None:
+    # One commit can publish more events than max_events at once (a big Job's creates and binds):
+    # the watcher's writer had no turn to take them yet, so it is not behind.
+    api = small_watch
+    assert api.client is not None
+    terminated_before = terminated_namespace_watchers()
+    seen: list[str] = []
+
+    async def watch() -> None:
+        async for ev in api.client.watch("Namespace", label_selector="burst=yes"):
+            seen.append(ev.object.metadata.name)
+
+    watching = asyncio.create_task(watch())
+    try:
+        await eventually(lambda: len(api.hub.watchers.get("Namespace", ())) == 1, what="the watch to start")
+        await asyncio.sleep(0.3)  # longer than the grace: a waiting writer is not behind however long it waits
+        for _ in range(3):
+            batch = Batch()
+            for i in range(100):  # five times max_events, in one commit
+                ns = namespace(f"b{len(seen) + i}-{_}")
+                ns.metadata.labels["burst"] = "yes"
+                batch.create(ns)
+            await api.client.batch(batch)
+        await eventually(lambda: len(seen) == 300, what="every namespace of the bursts")
+        assert len(api.hub.watchers.get("Namespace", ())) == 1
+        assert terminated_namespace_watchers() == terminated_before
+    finally:
+        watching.cancel()
 
 
 async def test_max_connection_age_closes_the_stream_of_a_client_that_never_reads() -> None:
@@ -491,8 +528,16 @@ async def test_informer_resumes_after_its_watch_is_dropped(small_watch: TestAPIS
     try:
         assert await inf.wait_for_sync(GENEROUS)
         await eventually(lambda: len(watches) == 1, what="the informer to watch")
-        # 100 events in one commit reach the watcher before its writer can take any: it is 20
-        # behind at once and is dropped; the informer watches again from where it was.
+        # 100 events in one commit reach the watcher, and (by this clock, which moves 0.05 s each
+        # time the hub reads it) its writer takes none for longer than the grace: 20 behind for
+        # 0.2 s, it is dropped; the informer watches again from where it was.
+        ticks = [time.monotonic()]
+
+        def racing_clock() -> float:
+            ticks[0] += 0.05
+            return ticks[0]
+
+        monkeypatch.setattr(api.hub, "clock", racing_clock)
         batch = Batch()
         for i in range(100):
             batch.create(namespace(f"burst-{i}"))
