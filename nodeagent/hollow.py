@@ -346,7 +346,7 @@ class HollowNodes:
                 batch.update_status(upd)
             sent.append(f"node:{name}")
 
-        def again(key: str) -> None:
+        def dirty_again(key: str) -> None:
             if key.startswith("node:"):
                 self.dirty_nodes.add(key[5:])
             else:
@@ -358,11 +358,11 @@ class HollowNodes:
                 results = await self.client.batch(batch.ops[start:start + MAX_BATCH])
             except errors.StatusError:
                 for key in sent[start:]:  # this call's writes are not known made, and the rest not sent
-                    again(key)
+                    dirty_again(key)
                 raise
             for key, res in zip(sent[start:start + MAX_BATCH], results, strict=True):
                 if isinstance(res.error, errors.Conflict):
-                    again(key)  # the cache is behind: look again at the next event or shortly
+                    dirty_again(key)  # the cache is behind: look again at the next event or shortly
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
