@@ -438,10 +438,10 @@ async def test_a_burst_beyond_the_backlog_bound_does_not_drop_a_watcher_that_kee
     try:
         await eventually(lambda: len(api.hub.watchers.get("Namespace", ())) == 1, what="the watch to start")
         await asyncio.sleep(0.3)  # longer than the grace: a waiting writer is not behind however long it waits
-        for _ in range(3):
+        for round_ in range(3):
             batch = Batch()
             for i in range(100):  # five times max_events, in one commit
-                ns = namespace(f"b{len(seen) + i}-{_}")
+                ns = namespace(f"b{round_}-{i}")
                 ns.metadata.labels["burst"] = "yes"
                 batch.create(ns)
             await api.client.batch(batch)
