@@ -352,7 +352,6 @@ class HollowNodes:
                 batch.update_status(upd)
             sent.append(f"node:{name}")
         slots = asyncio.Semaphore(MAX_INFLIGHT)
-
         failed: list[errors.StatusError] = []
 
         def dirty_again(key: str) -> None:
@@ -364,16 +363,16 @@ class HollowNodes:
 
         async def send(start: int) -> None:
             assert self.client is not None
-            keys = sent[start:start + MAX_BATCH]
+            call_keys = sent[start:start + MAX_BATCH]
             try:
                 async with slots:
                     results = await self.client.batch(batch.ops[start:start + MAX_BATCH])
             except errors.StatusError as err:  # nothing of the call is known written: all again
                 failed.append(err)
-                for key in keys:
+                for key in call_keys:
                     dirty_again(key)
                 return
-            for key, res in zip(keys, results, strict=True):
+            for key, res in zip(call_keys, results, strict=True):
                 if isinstance(res.error, errors.Conflict):
                     dirty_again(key)  # the cache is behind: look again at the next event or shortly
 
