@@ -137,6 +137,8 @@ class EtcdBackend:
         self._maintenance = maintenance_stub(self._members)
         self._aio: grpc.aio.Channel | None = None  # made in the event loop, on first use ...
         self._aio_member = 0  # ... to this member, the next one after it failed
+        # Channels to members given up on, each closed once the calls still out on it end.
+        self._retired: dict[grpc.aio.Channel, asyncio.Task[None]] = {}
         self._prefix = prefix.rstrip("/").encode()
         self._meta_key = self._prefix + b"/.ketch/revision"
         self._compact_key = self._prefix + b"/.ketch/compact_rev_key"
@@ -252,7 +254,7 @@ class EtcdBackend:
                 self._aio = grpc.aio.secure_channel(target, self._creds, options=self._options)
         return self._aio
 
-    async def _next_aio_member(self, failed: int) -> None:
+    def _next_aio_member(self, failed: int) -> None:
         """Member `failed` was unavailable to the event loop's channel: the next call goes to the
         next member (unless the watch or a quorum read already moved on meanwhile)."""
         if self._aio_member != failed:
@@ -260,7 +262,12 @@ class EtcdBackend:
         self._aio_member = (failed + 1) % len(self._members.targets)
         aio, self._aio = self._aio, None
         if aio is not None:
-            await aio.close()
+            # Calls still out on it (the watch, other quorum reads) end on their own, with the
+            # member's error or their timeout, and move on too: closing it at once would cancel
+            # them, and a quorum read cancelled so reads as the control plane stopping.
+            task = asyncio.get_running_loop().create_task(aio.close(grace=CALL_TIMEOUT))
+            self._retired[aio] = task
+            task.add_done_callback(lambda _t: self._retired.pop(aio, None))
 
     async def quorum_revision(self) -> int:
         """The etcd revision of the last Store transaction (the meta key's), a linearizable read."""
@@ -270,8 +277,9 @@ class EtcdBackend:
             try:
                 resp = await stub.Range(rpc_pb2.RangeRequest(key=self._meta_key), timeout=CALL_TIMEOUT)
             except grpc.RpcError as err:
-                if err.code() == grpc.StatusCode.UNAVAILABLE:
-                    await self._next_aio_member(member)
+                # Unavailable, or out on a member given up on meanwhile: the next member answers.
+                if err.code() == grpc.StatusCode.UNAVAILABLE or self._aio_member != member:
+                    self._next_aio_member(member)
                     if tried < members:
                         continue
                 code = err.code().name if err.code() else "UNKNOWN"
@@ -294,10 +302,7 @@ class EtcdBackend:
             except asyncio.InvalidStateError:
                 # The call failed before the request went out (a dead member refuses at once):
                 # grpc.aio says so with this, not with the call's status, which is read here.
-                code = await call.code()
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    await self._next_aio_member(member)
-                raise StorageError(f"etcd {self.spec}: watch failed: {code.name}: {await call.details()}") from None
+                raise self._watch_failed(member, await call.code(), await call.details()) from None
             async for resp in call:
                 if resp.compact_revision:
                     raise Compacted(f"etcd compacted to {resp.compact_revision}, past revision {start}")
@@ -308,12 +313,14 @@ class EtcdBackend:
                 if events:
                     yield self._commits(events)
         except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.UNAVAILABLE:
-                await self._next_aio_member(member)  # the follower's next watch goes to another member
-            code = err.code().name if err.code() else "UNKNOWN"
-            raise StorageError(f"etcd {self.spec}: watch failed: {code}: {err.details()}") from None
+            raise self._watch_failed(member, err.code(), err.details()) from None
         finally:
             call.cancel()
+
+    def _watch_failed(self, member: int, code: grpc.StatusCode | None, details: str | None) -> StorageError:
+        if code == grpc.StatusCode.UNAVAILABLE:
+            self._next_aio_member(member)  # the follower's next watch goes to another member
+        return StorageError(f"etcd {self.spec}: watch failed: {code.name if code else 'UNKNOWN'}: {details}")
 
     def _commits(self, events: Any) -> list[ForeignCommit]:
         out: list[ForeignCommit] = []
@@ -362,6 +369,9 @@ class EtcdBackend:
             self._meta_mod = max(self._meta_mod, commit.etcd_revision)
 
     async def aclose(self) -> None:
+        for channel, closing in list(self._retired.items()):
+            closing.cancel()
+            await channel.close()
         if self._aio is not None:
             await self._aio.close()
             self._aio = None

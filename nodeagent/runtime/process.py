@@ -423,6 +423,8 @@ class ProcessRuntime:
             return
         connector.drain()
         for pid, waiter in list(self._status_waiters.items()):
+            if waiter.done():
+                continue  # its wait timed out; the collector lets it go when it resumes
             if pid in connector.statuses:
                 waiter.set_result(connector.statuses.pop(pid))
             elif connector.lossy:

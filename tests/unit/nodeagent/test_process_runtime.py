@@ -185,3 +185,22 @@ async def _until(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untype
     while not pred():
         assert loop.time() < deadline, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+async def test_a_status_that_comes_as_its_wait_times_out_is_not_given_to_the_finished_wait(
+        runtime: ProcessRuntime) -> None:
+    # The wait's timeout cancels its future a loop turn before the collector resumes and lets it
+    # go; the connector's reader may run in between.
+    connector = LateConnector()
+    runtime._connector = connector  # type: ignore[assignment]
+    timed_out = asyncio.get_running_loop().create_future()
+    timed_out.cancel()
+    runtime._status_waiters[4242] = timed_out
+    connector.deliver(4242, 0)
+    try:
+        runtime._connector_readable()  # raised InvalidStateError (set_result on a cancelled future)
+        assert timed_out.cancelled()
+    finally:
+        runtime._status_waiters.clear()
+        runtime._connector = None
+        connector.close()

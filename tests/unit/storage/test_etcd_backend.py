@@ -239,3 +239,30 @@ async def test_the_follower_outlives_an_error_it_did_not_expect(
     assert calls >= 2 and "a bug in following" in caplog.text
     await reader.stop()
     await writer.stop()
+
+
+async def test_moving_past_a_member_does_not_cancel_a_quorum_read_still_out_on_it(
+        etcd: Etcd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follower gives up on a member while a quorum read still waits on that member's channel:
+    the read ends with the member's failure and is answered by the next one, not cancelled (a
+    cancelled read told its callers the control plane was stopping)."""
+    import asyncio
+    import socket
+
+    from controlplane.storage import etcd as etcd_module
+
+    monkeypatch.setattr(etcd_module, "CALL_TIMEOUT", 1.0)
+    writer = await _store(etcd, tmp_path / "writer")
+    await writer.write("Pod", "default/a", _pod("a"), create=True)
+    with socket.socket() as silent:  # accepts connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        backend = EtcdBackend(f"etcd://127.0.0.1:{silent.getsockname()[1]},{etcd.endpoint}")
+        try:
+            reading = asyncio.create_task(backend.quorum_revision())
+            await asyncio.sleep(0.2)  # the read waits on the silent member
+            backend._next_aio_member(0)  # as the follower does when that member fails its watch
+            assert await asyncio.wait_for(reading, 20) > 0
+        finally:
+            await backend.aclose()
+    await writer.stop()
