@@ -230,6 +230,7 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     registry = Registry(default_toleration_seconds=int(args.pod_eviction_timeout), event_ttl=args.event_ttl)
     store = Store(backend, registry.field_values, parsed_on_read=registry.parsed_on_read(),
+                  packed=registry.packed(),
                   expiry_of=registry.expiry_of, quota_bytes=args.quota_backend_bytes)
     try:
         await store.start()

@@ -67,6 +67,7 @@ class TestAPIServer:
         kwargs = dict(self.service_kwargs)
         registry = Registry(**{k: kwargs.pop(k) for k in ("default_toleration_seconds", "event_ttl") if k in kwargs})
         self.store = Store(MemoryBackend(), registry.field_values, parsed_on_read=registry.parsed_on_read(),
+                           packed=registry.packed(),
                            expiry_of=registry.expiry_of)
         await self.store.start()
         self.hub = WatchHub(self.store)

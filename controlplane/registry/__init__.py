@@ -58,6 +58,12 @@ class Registry:
         """Kinds the store keeps as bytes only, parsing them when read (see Strategy.keeps_parsed)."""
         return frozenset(kind for kind, s in self._by_kind.items() if not s.keeps_parsed)
 
+    def packed(self) -> frozenset[str]:
+        """Kinds the store packs into one buffer each (see Strategy.packed)."""
+        kinds = frozenset(kind for kind, s in self._by_kind.items() if s.packed)
+        assert all(self._by_kind[k].fields_on_read and not self._by_kind[k].keeps_parsed for k in kinds)
+        return kinds
+
     def expiry_of(self, kind: str, obj: Message) -> float | None:
         """The store's expiry hook: when an object of kind goes by itself (Events' TTL)."""
         return self._by_kind[kind].expires_at(obj)

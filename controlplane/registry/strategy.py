@@ -47,6 +47,11 @@ class Strategy:
     # The store keeps no field values per object (FIELDS_ON_READ): a field selector reads them
     # off the object. For kinds that are many and rarely selected by field.
     fields_on_read: ClassVar[bool] = False
+    # The store packs this kind's objects into one buffer (controlplane/storage/packed.py),
+    # building an Entry on each read: for the most numerous, rarely read kinds, whose objects
+    # would otherwise outlive, scattered, what a burst of other objects freed. Needs
+    # fields_on_read and not keeps_parsed.
+    packed: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.info: KindInfo = kind_info(self.kind)

@@ -42,6 +42,7 @@ from ketch.api.selectors import FIELDS_ON_READ
 
 from .backend import Backend, Behind, Compacted, ForeignCommit, MemoryBackend, Record, SharedBackend
 from .dbfile import DB_NAME, StorageError
+from .packed import PackedObjects
 
 if TYPE_CHECKING:
     from .etcd import EtcdTLS
@@ -66,6 +67,12 @@ CATCH_UP_TIMEOUT = 30.0  # seconds a replica may take to apply what another wrot
 WAIT_FRESH_TIMEOUT = 3.0  # kube-apiserver's cacher waits this long for a resourceVersion it lacks
 FOLLOW_RETRY = 1.0  # seconds between attempts to watch etcd again
 QUORUM_READS = 4  # quorum reads of etcd out at once (each serves every read that came before it)
+
+
+def _same_version(a: Version | None, b: Version | None) -> bool:
+    """Whether two entries are the same version of an object (a packed kind's entries are made
+    anew on each read, so identity cannot tell)."""
+    return a is b or (a is not None and b is not None and a.rv == b.rv)
 
 
 class RaceConflict(errors.Conflict):
@@ -202,8 +209,8 @@ def _never(kind: str, obj: Message) -> float | None:
 
 class Store:
     def __init__(self, backend: Backend, field_indexer: FieldIndexer = _no_fields, *,
-                 parsed_on_read: frozenset[str] = frozenset(), expiry_of: ExpiryOf = _never,
-                 clock: Callable[[], float] = time.time,
+                 parsed_on_read: frozenset[str] = frozenset(), packed: frozenset[str] = frozenset(),
+                 expiry_of: ExpiryOf = _never, clock: Callable[[], float] = time.time,
                  quota_bytes: int = DEFAULT_QUOTA_BYTES, probe_interval: float = PROBE_INTERVAL) -> None:
         self.backend = backend
         self._fields_of = field_indexer
@@ -220,7 +227,12 @@ class Store:
         self._expiring: dict[tuple[int, str], builtins.list[str]] = {}
         self._expiry_wakeup = asyncio.Event()
         self._expirer: asyncio.Task[None] | None = None
-        self._objects: dict[str, dict[str, Entry]] = {}
+        self._objects: dict[str, dict[str, Entry] | PackedObjects] = {}
+        # Kinds kept packed in one buffer each (Events: see packed.py), their fields read off
+        # their bytes (FIELDS_ON_READ) and their expiry kept by the buffer, not the tick heap.
+        self._packed = packed
+        for kind in packed:
+            self._objects[kind] = PackedObjects(self._packed_entry(kind), self._packed_deadline(kind))
         # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
         self._staged: dict[tuple[str, str], _Staged] = {}
         self.revision = 0  # highest committed revision
@@ -258,6 +270,7 @@ class Store:
             revision, records = await loop.run_in_executor(self._executor, self.backend.load)
         else:
             revision, records = self.backend.load()
+        packed: builtins.list[tuple[float, Entry]] = []
         for rec in records:
             if rec.data is None:
                 continue
@@ -268,10 +281,18 @@ class Store:
                 raise StorageError(f"stored object {rec.kind} {rec.key!r} cannot be read back ({err}): "
                                    "the database is damaged; restore a backup") from None
             entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
+            if rec.kind in self._packed:
+                # Packed in deadline order, as they were written: expiry walks them in order.
+                packed.append((self._expiry_of(rec.kind, obj) or math.inf, entry))
+                continue
             self._schedule_expiry(entry, obj)
             if rec.kind in self._parsed_on_read:
                 entry.drop_parsed()
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
+        packed.sort(key=lambda p: p[0])
+        for _, entry in packed:
+            self._objects[entry.kind][entry.key] = entry
+        del packed
         self.revision = revision
         self._next_rev = revision + 1
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
@@ -537,6 +558,24 @@ class Store:
                 fields = like.fields
         return Entry(kind, key, sys.intern(md.namespace), md.name, rv, data, labels, fields, obj=obj)
 
+    def _packed_entry(self, kind: str) -> Callable[[str, int, bytes, bool], Entry]:
+        """How a packed kind's record becomes an Entry again: without parsing it, unless the
+        object has labels (selectors need them at hand)."""
+        message = kind_info(kind).message
+
+        def make(key: str, rv: int, data: bytes, labelled: bool) -> Entry:
+            if labelled:
+                entry = self._entry(kind, key, rv, message.FromString(data), data)
+                entry.drop_parsed()
+                return entry
+            namespace, _, name = key.rpartition("/")
+            return Entry(kind, key, sys.intern(namespace), name, rv, data, _NO_LABELS, FIELDS_ON_READ)
+
+        return make
+
+    def _packed_deadline(self, kind: str) -> Callable[[Entry], float | None]:
+        return lambda entry: self._expiry_of(kind, entry.obj)
+
     def _tombstone(self, last: Entry, rev: int) -> Entry:
         """What a DELETED event at rev carries: the object's last state, at the deletion's revision."""
         obj = type(last.obj)()
@@ -745,7 +784,7 @@ class Store:
                 continue
             k = (op.kind, op.key)
             current = view[k] if k in view else self._objects.get(op.kind, {}).get(op.key)
-            if current is not op.prev:
+            if not _same_version(current, op.prev):
                 what = f'{kind_info(op.kind).qualified_plural} "{op.key.rpartition("/")[2]}"'
                 if op.prev is None:
                     op.error = errors.AlreadyExists(f"{what} already exists")
@@ -828,6 +867,7 @@ class Store:
 
     def _apply(self, ops: builtins.list[_Staged]) -> builtins.list[WatchEvent]:
         events: builtins.list[WatchEvent] = []
+        packed = False
         for op in ops:
             objs = self._objects.setdefault(op.kind, {})
             prev = objs.get(op.key)
@@ -837,7 +877,8 @@ class Store:
             if bytes_only and prev is not None:
                 prev.drop_parsed()  # superseded: the write that parsed it is done
             if op.entry is None:
-                objs.pop(op.key, None)
+                if prev is not None:
+                    del objs[op.key]
                 tomb = op.tombstone
                 assert tomb is not None
                 if bytes_only:
@@ -847,7 +888,10 @@ class Store:
             else:
                 entry = op.entry
                 objs[op.key] = entry
-                self._schedule_expiry(entry, entry.obj)
+                if op.kind in self._packed:
+                    packed = True  # its buffer keeps the deadline
+                else:
+                    self._schedule_expiry(entry, entry.obj)
                 if bytes_only:
                     entry.drop_parsed()
                 events.append(WatchEvent(op.rev, "ADDED" if prev is None else "MODIFIED",
@@ -855,6 +899,8 @@ class Store:
                                          prev if bytes_only or prev is None else prev.version()))
             if self._staged.get((op.kind, op.key)) is op:
                 del self._staged[(op.kind, op.key)]
+        if packed:
+            self._expiry_wakeup.set()  # a packed write may bring the soonest deadline nearer
         return events
 
     # -- expiry ----------------------------------------------------------------------------------
@@ -874,7 +920,14 @@ class Store:
         keys.append(entry.key)
 
     def _next_expiry(self) -> float | None:
-        return self._expiry_ticks[0][0] * EXPIRY_TICK if self._expiry_ticks else None
+        soonest = self._expiry_ticks[0][0] * EXPIRY_TICK if self._expiry_ticks else None
+        for kind in self._packed:
+            objs = self._objects[kind]
+            assert isinstance(objs, PackedObjects)
+            deadline = objs.next_deadline()
+            if deadline is not None and (soonest is None or deadline < soonest):
+                soonest = deadline
+        return soonest
 
     def _due(self, now: float, limit: int) -> builtins.list[tuple[int, str, str]]:
         """Up to limit expired objects still at a version whose deadline is in the tick that
@@ -898,6 +951,13 @@ class Store:
             if not keys:
                 heapq.heappop(self._expiry_ticks)
                 del self._expiring[tick]
+        for kind in self._packed:
+            objs = self._objects[kind]
+            assert isinstance(objs, PackedObjects)
+            for rv, key in objs.due(now, limit - len(due)):
+                if (kind, key) not in seen:
+                    due.append((rv, kind, key))
+                    seen.add((kind, key))
         return due
 
     async def _expire_loop(self) -> None:
