@@ -64,8 +64,12 @@ def test_the_buffer_is_a_dict_through_writes_deletes_growth_and_compaction() -> 
 
 def test_labels_are_flagged_for_the_reader() -> None:
     seen: list[bool] = []
-    packed = PackedObjects(lambda key, rv, data, labelled: seen.append(labelled) or _entry(key, rv, data),
-                           lambda entry: None)
+
+    def make(key: str, rv: int, data: bytes, labelled: bool) -> Entry:
+        seen.append(labelled)
+        return _entry(key, rv, data)
+
+    packed = PackedObjects(make, lambda entry: None)
     packed["d/a"] = _entry("d/a", 1, b"x", labelled=True)
     packed["d/b"] = _entry("d/b", 2, b"y")
     packed.get("d/a")
@@ -155,11 +159,13 @@ async def test_the_store_keeps_no_object_per_event_and_expires_them() -> None:
     assert sum(1 for o in gc.get_objects() if isinstance(o, Entry)) - entries_before < 100
     await eventually(lambda: deleted == ["default/p-7.17"], timeout=15, what="the day-old Event to go at once")
     got = store.get("Event", "default/p-3.17")
-    assert got is not None and got.obj.message == "assigned p-3" and got.fields is FIELDS_ON_READ
+    assert got is not None and got.fields is FIELDS_ON_READ
+    stored = core_pb2.Event.FromString(got.data)
+    assert stored.message == "assigned p-3"
     assert [e.name for e in store.list("Event", "default")][:3] == ["p-0.17", "p-1.17", "p-2.17"]
     # An update is decided against the stored version (compared by rv, not identity).
     ev = core_pb2.Event()
-    ev.CopyFrom(got.obj)
+    ev.CopyFrom(stored)
     ev.count = 2
     await store.write("Event", "default/p-3.17", ev, expect_rv=got.rv)
     now[0] += REGISTRY["Event"].ttl + 1  # type: ignore[attr-defined]
