@@ -102,14 +102,15 @@ class PackedObjects:
         self._slots = slots
         self._gone_slots = 0
 
-    def _records(self, start: int) -> Iterator[tuple[int, int, float, str]]:
-        """(offset, rv, deadline, key) of each live record from start on."""
+    def _records(self, start: int, prefix: bytes = b"") -> Iterator[tuple[int, int, float, str]]:
+        """(offset, rv, deadline, key) of each live record from start on whose key starts with
+        prefix."""
         buf = self._buf
         off = start
         while off < len(buf):
             rv, deadline, klen, dlen, _ = _HEADER.unpack_from(buf, off)
-            if rv:
-                key_at = off + _HEADER.size
+            key_at = off + _HEADER.size
+            if rv and buf.startswith(prefix, key_at, key_at + klen):
                 yield off, rv, deadline, buf[key_at:key_at + klen].decode()
             off += _HEADER.size + klen + dlen
 
@@ -126,8 +127,10 @@ class PackedObjects:
         off = self._find(key, key.encode())[1]
         return self._entry_at(off) if off >= 0 else default
 
-    def values(self) -> Iterator[Entry]:
-        for off, _, _, _ in self._records(0):
+    def values(self, prefix: str = "") -> Iterator[Entry]:
+        """The entries in write order; with prefix, only those whose key starts with it (one
+        namespace's: "ns/"), the others not built."""
+        for off, _, _, _ in self._records(0, prefix.encode()):
             yield self._entry_at(off)
 
     def items(self) -> Iterator[tuple[str, Entry]]:

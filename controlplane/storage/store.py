@@ -528,6 +528,8 @@ class Store:
         objs = self._objects.get(kind, {})
         if not namespace:
             return list(objs.values())
+        if isinstance(objs, PackedObjects):
+            return list(objs.values(f"{namespace}/"))
         return [e for e in objs.values() if e.namespace == namespace]
 
     def count(self, kind: str) -> int:

@@ -55,6 +55,7 @@ def test_the_buffer_is_a_dict_through_writes_deletes_growth_and_compaction() -> 
         assert got.namespace == key.split("/")[0] and got.name == key.split("/")[1]
     assert packed.get("ns-0/never") is None and "ns-0/never" not in packed
     assert {k: (e.rv, e.data) for k, e in packed.items()} == model
+    assert sorted(e.key for e in packed.values("ns-1/")) == sorted(k for k in model if k.startswith("ns-1/"))
     # Dead records were compacted away as they came to outweigh live ones.
     live = sum(25 + len(k.encode()) + len(d) for k, (_, d) in model.items())
     assert packed.buffer_bytes <= max(2 * live, live + COMPACT_MIN)
