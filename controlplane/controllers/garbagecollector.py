@@ -190,9 +190,14 @@ class GarbageCollector(BatchingController):
                 obj = obj.obj
                 if obj is None:
                     return
-            self._remember_absent(obj.metadata.uid)
+            dependents = self.dependents_of(obj.metadata.uid)
+            if dependents:
+                # As Kubernetes' graph builder: an object others still name as their owner is
+                # remembered gone (their lookups need no GET). Not every deleted object: after a
+                # big Job, 10,000 pods' uids outlived them here, scattered through memory.
+                self._remember_absent(obj.metadata.uid)
             self._enqueue_waiting_owners(obj)
-            for dep_kind, dep in self.dependents_of(obj.metadata.uid):
+            for dep_kind, dep in dependents:
                 self.queue.add(gc_key(dep_kind, dep))
 
         return on_add, on_update, on_delete

@@ -30,8 +30,9 @@ async def _pod_names(client: Client) -> set[str]:
 
 async def test_background_deletion_removes_the_pods(api: TestAPIServer) -> None:
     client = api.client
-    async with running(client, GarbageCollector):
-        await _job_with_pods(client, "bg")
+    async with running(client, GarbageCollector) as (gc,):
+        assert isinstance(gc, GarbageCollector)
+        bg, _ = await _job_with_pods(client, "bg")
         await _job_with_pods(client, "keep")
         await client.delete("Job", "bg", "default", propagation_policy="Background")
 
@@ -39,6 +40,8 @@ async def test_background_deletion_removes_the_pods(api: TestAPIServer) -> None:
             return await _pod_names(client) == {"keep-0", "keep-1", "keep-2"}
 
         await eventually(only_kept, timeout=10, what="the deleted job's pods to go")
+        # The owner is remembered gone; the pods, which own nothing, are not.
+        assert list(gc.absent) == [bg.metadata.uid]
 
 
 async def test_foreground_deletion_waits_for_blocking_pods(api: TestAPIServer) -> None:
