@@ -38,7 +38,7 @@ SPAM_REFILL_SECONDS = 300.0
 _Key = tuple[str, str, str, str]
 
 
-@dataclass
+@dataclass(slots=True)  # thousands are remembered: no dict each
 class _Written:
     # The event as last written, serialized: a parsed Event costs ~3 KB, its bytes a sixth of
     # that, and of the thousands remembered few are ever written again.
@@ -46,7 +46,7 @@ class _Written:
     first_seen: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     last: float
