@@ -174,3 +174,34 @@ async def test_the_store_keeps_no_object_per_event_and_expires_them() -> None:
     await eventually(lambda: store.count("Event") == 0, timeout=15, what="every Event to expire")
     assert sorted(deleted) == sorted(f"default/p-{i}.17" for i in range(2_000))  # each once
     await store.stop()
+
+
+async def test_a_restart_packs_events_in_deadline_order_and_expires_them(tmp_path) -> None:
+    """The database gives them back by key; expiry walks the buffer in order, so they are
+    packed by deadline, and one due meanwhile goes at once."""
+    from controlplane.storage.store import open_backend
+
+    def store(expiring: bool) -> Store:
+        return Store(open_backend("sqlite", tmp_path), REGISTRY.field_values,
+                     parsed_on_read=REGISTRY.parsed_on_read(), packed=REGISTRY.packed(),
+                     expiry_of=REGISTRY.expiry_of if expiring else (lambda kind, obj: None))
+
+    ttl = REGISTRY["Event"].ttl  # type: ignore[attr-defined]
+    now = time.time()
+    ages = {"a": 10.0, "b": 30.0, "c": 20.0, "d": ttl + 5}  # d's hour is already over
+    first = store(expiring=False)  # d is still there when it stops
+    await first.start()
+    for name, age in ages.items():
+        ev = core_pb2.Event(type="Normal", reason="R", message=name)
+        ev.metadata.name, ev.metadata.namespace = name, "default"
+        ev.last_timestamp = timeutil.format(now - age)
+        await first.write("Event", f"default/{name}", ev, create=True)
+    assert first.count("Event") == 4
+    await first.stop()
+    second = store(expiring=True)
+    await second.start()
+    try:
+        await eventually(lambda: second.get("Event", "default/d") is None, timeout=15, what="the expired Event to go")
+        assert [e.name for e in second.list("Event")] == ["b", "c", "a"]  # oldest first: soonest deadline
+    finally:
+        await second.stop()

@@ -15,7 +15,7 @@ from aetcd.rpc import rpc_pb2, rpc_pb2_grpc
 from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.store import RaceConflict, WatchEvent, open_backend
-from ketch.api import errors
+from ketch.api import errors, timeutil
 from ketch.testing.etcd import Etcd
 from ketch.v1 import core_pb2
 from tests.conftest import eventually
@@ -186,3 +186,42 @@ async def test_a_replica_whose_history_was_compacted_reloads_and_resets_its_watc
     await a.store.write("Pod", "default/after", _pod("after"), create=True)
     await b.store.sync()
     assert b.store.get("Pod", "default/after") is not None
+
+
+def _event(name: str, count: int) -> core_pb2.Event:
+    ev = core_pb2.Event(type="Normal", reason="Pulled", message="pulled", count=count)
+    ev.metadata.name, ev.metadata.namespace = name, "default"
+    ev.involved_object.kind, ev.involved_object.name = "Pod", "p"
+    ev.last_timestamp = timeutil.now()
+    return ev
+
+
+async def test_packed_events_race_and_delete_across_replicas(etcd: Etcd, tmp_path: Path) -> None:
+    """Events are packed (each read builds a new entry): a write is still decided against the
+    version it was staged on, on every replica."""
+    a, b = (Store(open_backend(etcd.url, tmp_path), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read(),
+                  packed=REGISTRY.packed(), expiry_of=REGISTRY.expiry_of, probe_interval=0.05) for _ in range(2))
+    await a.start()
+    await b.start()
+    try:
+        key = "default/e"
+        await a.write("Event", key, _event("e", 1), create=True)
+        await b.sync()
+        base = b.get("Event", key)
+        assert base is not None and base.rv == a.get("Event", key).rv  # type: ignore[union-attr]
+        staged_a = a.stage("Event", key, _event("e", 2), expect_rv=base.rv)
+        staged_b = b.stage("Event", key, _event("e", 3), expect_rv=base.rv)
+        await asyncio.gather(a.commit([staged_a], each=True), b.commit([staged_b], each=True))
+        lost = [s for s in (staged_a, staged_b) if s.error is not None]
+        assert len(lost) == 1 and isinstance(lost[0].error, RaceConflict)
+        await a.sync()
+        await b.sync()
+        got_a, got_b = a.get("Event", key), b.get("Event", key)
+        assert got_a is not None and got_b is not None and got_a.rv == got_b.rv
+        assert core_pb2.Event.FromString(got_a.data).count == core_pb2.Event.FromString(got_b.data).count
+        await b.write("Event", key, None, expect_rv=got_b.rv)
+        await a.sync()
+        assert a.get("Event", key) is None and a.count("Event") == 0
+    finally:
+        await a.stop()
+        await b.stop()
