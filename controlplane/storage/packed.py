@@ -140,8 +140,11 @@ class PackedObjects:
     # -- writes ------------------------------------------------------------------------------
 
     def __setitem__(self, key: str, entry: Entry) -> None:
+        self.put(key, entry, self._deadline_of(entry))
+
+    def put(self, key: str, entry: Entry, deadline: float | None) -> None:
+        """Set key to entry, its deadline already known (no parse to find it again)."""
         kb = key.encode()
-        deadline = self._deadline_of(entry)
         slot, old = self._find(key, kb)
         if old >= 0:
             self._kill(old)

@@ -270,7 +270,7 @@ class Store:
             revision, records = await loop.run_in_executor(self._executor, self.backend.load)
         else:
             revision, records = self.backend.load()
-        packed: builtins.list[tuple[float, Entry]] = []
+        packed: builtins.list[tuple[float, float | None, Entry]] = []
         for rec in records:
             if rec.data is None:
                 continue
@@ -283,15 +283,19 @@ class Store:
             entry = self._entry(rec.kind, rec.key, rec.rv, obj, rec.data)
             if rec.kind in self._packed:
                 # Packed in deadline order, as they were written: expiry walks them in order.
-                packed.append((self._expiry_of(rec.kind, obj) or math.inf, entry))
+                deadline = self._expiry_of(rec.kind, obj)
+                entry.drop_parsed()
+                packed.append((math.inf if deadline is None else deadline, deadline, entry))
                 continue
             self._schedule_expiry(entry, obj)
             if rec.kind in self._parsed_on_read:
                 entry.drop_parsed()
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
         packed.sort(key=lambda p: p[0])
-        for _, entry in packed:
-            self._objects[entry.kind][entry.key] = entry
+        for _, deadline, entry in packed:
+            objs = self._objects[entry.kind]
+            assert isinstance(objs, PackedObjects)
+            objs.put(entry.key, entry, deadline)
         del packed
         self.revision = revision
         self._next_rev = revision + 1
