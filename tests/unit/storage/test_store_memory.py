@@ -8,6 +8,8 @@ and every Event object (one per unschedulable pod, kept an hour) stayed parsed i
 
 from __future__ import annotations
 
+import itertools
+
 from controlplane.apiserver.watch import WatchHub
 from controlplane.registry import Registry
 from controlplane.storage import Entry, Store
@@ -125,4 +127,25 @@ async def test_versions_share_unchanged_labels_and_fields_but_see_changes() -> N
     assert running.labels is created.labels and running.fields is not created.fields  # the phase changed
     assert other.labels == {"app": "other"} and created.labels == {"app": "churn"}
     assert other.fields is running.fields and deleted.labels is other.labels and deleted.fields is other.fields
+    await store.stop()
+
+
+async def test_lease_renewals_leave_one_entry_each_in_the_window() -> None:
+    """Every node renews its Lease every 10 s, and the window keeps 75 s of them: each renewal
+    kept an entry with its parsed message and a second version object for the window."""
+    from ketch.v1 import coordination_pb2
+
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    hub = WatchHub(store)
+    for i in range(50):
+        lease = coordination_pb2.Lease()
+        lease.metadata.name, lease.metadata.namespace = "node-1", "kube-node-lease"
+        lease.spec.holder_identity, lease.spec.renew_time = "node-1", f"2026-12-07T00:00:{i:02d}.000000Z"
+        await store.write("Lease", "kube-node-lease/node-1", lease, create=(i == 0))
+    assert len(hub.window) == 50
+    assert all(isinstance(ev.entry, Entry) and not ev.entry.holds_parsed for ev in hub.window)
+    assert all(ev.prev is prior.entry for prior, ev in itertools.pairwise(hub.window))  # no copies
+    current = store.get("Lease", "kube-node-lease/node-1")
+    assert current is not None and current.obj.spec.renew_time.endswith(":49.000000Z")  # parsed when read
     await store.stop()
