@@ -61,7 +61,9 @@ class Registry:
     def packed(self) -> frozenset[str]:
         """Kinds the store packs into one buffer each (see Strategy.packed)."""
         kinds = frozenset(kind for kind, s in self._by_kind.items() if s.packed)
-        assert all(self._by_kind[k].fields_on_read and not self._by_kind[k].keeps_parsed for k in kinds)
+        wrong = sorted(k for k in kinds if not self._by_kind[k].fields_on_read or self._by_kind[k].keeps_parsed)
+        if wrong:
+            raise RuntimeError(f"packed kinds must have fields_on_read and not keeps_parsed: {', '.join(wrong)}")
         return kinds
 
     def expiry_of(self, kind: str, obj: Message) -> float | None:
