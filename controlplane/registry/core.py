@@ -141,6 +141,9 @@ class PodStrategy(Strategy):
 class NodeStrategy(Strategy):
     kind = "Node"
     field_labels = frozenset({"spec.unschedulable"})
+    # Read through informers, rarely from the store; written by each agent's status reports:
+    # bytes until a write needs them, as Leases.
+    keeps_parsed = False
 
     def default(self, obj: core_pb2.Node) -> None:
         core_defaults.node(obj)

@@ -9,6 +9,10 @@ and every Event object (one per unschedulable pod, kept an hour) stayed parsed i
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+
+import pytest
+from google.protobuf.message import Message
 
 from controlplane.apiserver.watch import WatchHub
 from controlplane.registry import Registry
@@ -130,22 +134,38 @@ async def test_versions_share_unchanged_labels_and_fields_but_see_changes() -> N
     await store.stop()
 
 
-async def test_lease_renewals_leave_one_entry_each_in_the_window() -> None:
-    """Every node renews its Lease every 10 s, and the window keeps 75 s of them: each renewal
-    kept an entry with its parsed message and a second version object for the window."""
+def _lease(i: int) -> Message:
     from ketch.v1 import coordination_pb2
 
+    lease = coordination_pb2.Lease()
+    lease.metadata.name, lease.metadata.namespace = "node-1", "kube-node-lease"
+    lease.spec.holder_identity, lease.spec.renew_time = "node-1", f"2026-12-07T00:00:{i:02d}.000000Z"
+    return lease
+
+
+def _node(i: int) -> Message:
+    node = core_pb2.Node()
+    node.metadata.name = "node-1"
+    node.status.conditions.add(type="Ready", status="True", last_heartbeat_time=f"2026-12-07T00:00:{i:02d}Z")
+    return node
+
+
+@pytest.mark.parametrize(("kind", "key", "make"),
+                         [("Lease", "kube-node-lease/node-1", _lease), ("Node", "node-1", _node)])
+async def test_heartbeats_leave_one_entry_each_in_the_window(kind: str, key: str,
+                                                             make: Callable[[int], Message]) -> None:
+    """Every node renews its Lease every 10 s and reports its status, and the window keeps 75 s
+    of them: each write kept an entry with its parsed message and a second version object."""
     store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
     await store.start()
     hub = WatchHub(store)
     for i in range(50):
-        lease = coordination_pb2.Lease()
-        lease.metadata.name, lease.metadata.namespace = "node-1", "kube-node-lease"
-        lease.spec.holder_identity, lease.spec.renew_time = "node-1", f"2026-12-07T00:00:{i:02d}.000000Z"
-        await store.write("Lease", "kube-node-lease/node-1", lease, create=(i == 0))
+        await store.write(kind, key, make(i), create=(i == 0))
     assert len(hub.window) == 50
     assert all(isinstance(ev.entry, Entry) and not ev.entry.holds_parsed for ev in hub.window)
     assert all(ev.prev is prior.entry for prior, ev in itertools.pairwise(hub.window))  # no copies
-    current = store.get("Lease", "kube-node-lease/node-1")
-    assert current is not None and current.obj.spec.renew_time.endswith(":49.000000Z")  # parsed when read
+    current = store.get(kind, key)
+    assert current is not None and not current.holds_parsed
+    assert current.obj == type(make(49)).FromString(current.data)  # parsed when read
+    assert current.obj.metadata.resource_version == str(current.rv)  # type: ignore[attr-defined]
     await store.stop()
