@@ -35,16 +35,14 @@ DISORDER = 1.0  # seconds a deadline may be out of write order and still wait fo
 COMPACT_MIN = 256 * 1024  # dead bytes below this are never worth a compaction
 
 MakeEntry = Callable[[str, int, bytes, bool], "Entry"]  # (key, rv, data, labelled)
-DeadlineOf = Callable[["Entry"], "float | None"]
 
 
 class PackedObjects:
-    """A mapping of key -> Entry (get, set, del, len, values, items) over one buffer. Entries
+    """A mapping of key -> Entry (get, put, del, len, values, items) over one buffer. Entries
     read from it are built anew on each read: compare versions by rv, never by identity."""
 
-    def __init__(self, make_entry: MakeEntry, deadline_of: DeadlineOf) -> None:
+    def __init__(self, make_entry: MakeEntry) -> None:
         self._make = make_entry
-        self._deadline_of = deadline_of
         self._buf = bytearray()
         self._slots = array("q", [_EMPTY]) * 8  # open addressing, linear probing: offsets
         self._live = 0
@@ -139,11 +137,8 @@ class PackedObjects:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def __setitem__(self, key: str, entry: Entry) -> None:
-        self.put(key, entry, self._deadline_of(entry))
-
     def put(self, key: str, entry: Entry, deadline: float | None) -> None:
-        """Set key to entry, its deadline already known (no parse to find it again)."""
+        """Set key to entry, which expires at deadline (None: never)."""
         kb = key.encode()
         slot, old = self._find(key, kb)
         if old >= 0:

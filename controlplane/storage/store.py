@@ -227,12 +227,11 @@ class Store:
         self._expiring: dict[tuple[int, str], builtins.list[str]] = {}
         self._expiry_wakeup = asyncio.Event()
         self._expirer: asyncio.Task[None] | None = None
-        self._objects: dict[str, dict[str, Entry] | PackedObjects] = {}
+        self._objects: dict[str, dict[str, Entry]] = {}  # by kind, but for the packed kinds:
         # Kinds kept packed in one buffer each (Events: see packed.py), their fields read off
         # their bytes (FIELDS_ON_READ) and their expiry kept by the buffer, not the tick heap.
-        self._packed = packed
-        for kind in packed:
-            self._objects[kind] = PackedObjects(self._packed_entry(kind), self._packed_deadline(kind))
+        self._packed = {kind: PackedObjects(self._packed_entry(kind)) for kind in packed}
+        self._expiry_wait_until = -math.inf  # the deadline the expirer sleeps until (inf: none)
         # Latest staged (not yet durable) state per (kind, key); None marks a staged deletion.
         self._staged: dict[tuple[str, str], _Staged] = {}
         self.revision = 0  # highest committed revision
@@ -293,9 +292,7 @@ class Store:
             self._objects.setdefault(rec.kind, {})[rec.key] = entry
         packed.sort(key=lambda p: p[0])
         for _, deadline, entry in packed:
-            objs = self._objects[entry.kind]
-            assert isinstance(objs, PackedObjects)
-            objs.put(entry.key, entry, deadline)
+            self._packed[entry.kind].put(entry.key, entry, deadline)
         del packed
         self.revision = revision
         self._next_rev = revision + 1
@@ -463,7 +460,7 @@ class Store:
     def _apply_foreign(self, commit: ForeignCommit) -> None:
         ops: builtins.list[_Staged] = []
         for rec in commit.records:
-            prev = self._objects.get(rec.kind, {}).get(rec.key)
+            prev = self._of(rec.kind).get(rec.key)
             # Another replica's write supersedes whatever this one staged on the object: those
             # writes fail when committed (their base is gone), later ones start from this.
             self._staged.pop((rec.kind, rec.key), None)
@@ -494,13 +491,14 @@ class Store:
             ops: builtins.list[_Staged] = []
             for rec in records:
                 seen.add((rec.kind, rec.key))
-                prev = self._objects.get(rec.kind, {}).get(rec.key)
+                prev = self._of(rec.kind).get(rec.key)
                 if rec.data is None or (prev is not None and prev.rv == rec.rv):
                     continue
                 obj = kind_info(rec.kind).message.FromString(rec.data)
                 ops.append(_Staged(rec.kind, rec.key, rec.rv, self._entry(rec.kind, rec.key, rec.rv, obj, rec.data),
                                    prev))
-            for kind, objs in self._objects.items():
+            for kind in [*self._objects, *self._packed]:
+                objs = self._of(kind)
                 for key, prev in objs.items():
                     if (kind, key) not in seen:
                         ops.append(_Staged(kind, key, revision, None, prev, self._tombstone(prev, revision)))
@@ -519,25 +517,30 @@ class Store:
 
     def get(self, kind: str, key: str) -> Entry | None:
         """The committed (durable) object."""
-        return self._objects.get(kind, {}).get(key)
+        return self._of(kind).get(key)
 
     def latest(self, kind: str, key: str) -> Entry | None:
         """The object as the next write will see it: committed plus staged writes."""
         staged = self._staged.get((kind, key))
         if staged is not None:
             return staged.entry
-        return self._objects.get(kind, {}).get(key)
+        return self._of(kind).get(key)
 
     def list(self, kind: str, namespace: str = "") -> builtins.list[Entry]:
-        objs = self._objects.get(kind, {})
+        objs = self._of(kind)
         if not namespace:
             return list(objs.values())
-        if isinstance(objs, PackedObjects):
-            return list(objs.values(f"{namespace}/"))
+        if kind in self._packed:
+            return list(self._packed[kind].values(f"{namespace}/"))
         return [e for e in objs.values() if e.namespace == namespace]
 
+    def _of(self, kind: str) -> dict[str, Entry] | PackedObjects:
+        """The committed objects of kind (a packed kind's buffer, or a dict)."""
+        packed = self._packed.get(kind)
+        return packed if packed is not None else self._objects.get(kind, {})
+
     def count(self, kind: str) -> int:
-        return len(self._objects.get(kind, {}))
+        return len(self._of(kind))
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -578,9 +581,6 @@ class Store:
             return Entry(kind, key, sys.intern(namespace), name, rv, data, _NO_LABELS, FIELDS_ON_READ)
 
         return make
-
-    def _packed_deadline(self, kind: str) -> Callable[[Entry], float | None]:
-        return lambda entry: self._expiry_of(kind, entry.obj)
 
     def _tombstone(self, last: Entry, rev: int) -> Entry:
         """What a DELETED event at rev carries: the object's last state, at the deletion's revision."""
@@ -789,7 +789,7 @@ class Store:
             if op.error is not None:
                 continue
             k = (op.kind, op.key)
-            current = view[k] if k in view else self._objects.get(op.kind, {}).get(op.key)
+            current = view[k] if k in view else self._of(op.kind).get(op.key)
             if not _same_version(current, op.prev):
                 what = f'{kind_info(op.kind).qualified_plural} "{op.key.rpartition("/")[2]}"'
                 if op.prev is None:
@@ -873,9 +873,8 @@ class Store:
 
     def _apply(self, ops: builtins.list[_Staged]) -> builtins.list[WatchEvent]:
         events: builtins.list[WatchEvent] = []
-        packed = False
         for op in ops:
-            objs = self._objects.setdefault(op.kind, {})
+            objs = self._of(op.kind)
             prev = objs.get(op.key)
             # A kind kept as bytes: its entries, their parsed messages dropped, serve as the
             # events' versions themselves (no second object per write in the watch window).
@@ -893,10 +892,14 @@ class Store:
                                          prev if bytes_only or prev is None else prev.version()))
             else:
                 entry = op.entry
-                objs[op.key] = entry
-                if op.kind in self._packed:
-                    packed = True  # its buffer keeps the deadline
+                packed = self._packed.get(op.kind)
+                if packed is not None:
+                    deadline = self._expiry_of(op.kind, entry.obj)
+                    packed.put(op.key, entry, deadline)  # its buffer keeps the deadline
+                    if deadline is not None and deadline < self._expiry_wait_until:
+                        self._expiry_wakeup.set()
                 else:
+                    self._objects.setdefault(op.kind, {})[op.key] = entry
                     self._schedule_expiry(entry, entry.obj)
                 if bytes_only:
                     entry.drop_parsed()
@@ -905,8 +908,6 @@ class Store:
                                          prev if bytes_only or prev is None else prev.version()))
             if self._staged.get((op.kind, op.key)) is op:
                 del self._staged[(op.kind, op.key)]
-        if packed:
-            self._expiry_wakeup.set()  # a packed write may bring the soonest deadline nearer
         return events
 
     # -- expiry ----------------------------------------------------------------------------------
@@ -927,9 +928,7 @@ class Store:
 
     def _next_expiry(self) -> float | None:
         soonest = self._expiry_ticks[0][0] * EXPIRY_TICK if self._expiry_ticks else None
-        for kind in self._packed:
-            objs = self._objects[kind]
-            assert isinstance(objs, PackedObjects)
+        for objs in self._packed.values():
             deadline = objs.next_deadline()
             if deadline is not None and (soonest is None or deadline < soonest):
                 soonest = deadline
@@ -957,10 +956,8 @@ class Store:
             if not keys:
                 heapq.heappop(self._expiry_ticks)
                 del self._expiring[tick]
-        for kind in self._packed:
-            objs = self._objects[kind]
-            assert isinstance(objs, PackedObjects)
-            for rv, key in objs.due(now, limit - len(due)):
+        for kind, buffer in self._packed.items():
+            for rv, key in buffer.due(now, limit - len(due)):
                 if (kind, key) not in seen:
                     due.append((rv, kind, key))
                     seen.add((kind, key))
@@ -973,9 +970,13 @@ class Store:
             soonest = self._next_expiry()
             wait = (soonest - self._clock()) if soonest is not None else None
             if wait is None or wait > 0:
+                # A packed write wakes it only with a sooner deadline (the tick heap's writes
+                # wake it when they make a new soonest tick).
+                self._expiry_wait_until = math.inf if soonest is None else soonest
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._expiry_wakeup.wait()
+                self._expiry_wait_until = -math.inf  # it looks again before it sleeps again
                 continue
             if self._failed is not None:
                 await asyncio.sleep(self.probe_interval)  # deletions wait until the store writes again

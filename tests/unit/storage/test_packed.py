@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import random
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -27,10 +28,20 @@ def _entry(key: str, rv: int, data: bytes, labelled: bool = False) -> Entry:
     return Entry("Event", key, namespace, name, rv, data, {"a": "b"} if labelled else {}, FIELDS_ON_READ)
 
 
-def _packed(deadlines: dict[str, float | None]) -> PackedObjects:
-    """Deadlines by key, looked up when a record is written."""
-    return PackedObjects(lambda key, rv, data, labelled: _entry(key, rv, data, labelled),
-                         lambda entry: deadlines.get(entry.key))
+class _Packed(PackedObjects):
+    """Written as a dict, each key's deadline looked up as the store computes it on a write."""
+
+    def __init__(self, deadlines: dict[str, float | None],
+                 make: Callable[[str, int, bytes, bool], Entry] | None = None) -> None:
+        super().__init__(make or (lambda key, rv, data, labelled: _entry(key, rv, data, labelled)))
+        self.deadlines = deadlines
+
+    def __setitem__(self, key: str, entry: Entry) -> None:
+        self.put(key, entry, self.deadlines.get(key))
+
+
+def _packed(deadlines: dict[str, float | None]) -> _Packed:
+    return _Packed(deadlines)
 
 
 def test_the_buffer_is_a_dict_through_writes_deletes_growth_and_compaction() -> None:
@@ -70,7 +81,7 @@ def test_labels_are_flagged_for_the_reader() -> None:
         seen.append(labelled)
         return _entry(key, rv, data)
 
-    packed = PackedObjects(make, lambda entry: None)
+    packed = _Packed({}, make)
     packed["d/a"] = _entry("d/a", 1, b"x", labelled=True)
     packed["d/b"] = _entry("d/b", 2, b"y")
     packed.get("d/a")
