@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 TRIM_AFTER = 1000  # freed objects (deletes) that make a trim worth it
 QUIET_DELAY = 2.0  # seconds without more deletes before trimming: once per burst, not per delete
+# The longest a due trim waits for quiet: a cluster's steady churn (a thousand nodes' lease renewals
+# leaving the watch window) frees something every few milliseconds and never goes quiet.
+MAX_WAIT = 10.0
 
 
 def _load_trim() -> Callable[[int], int] | None:
@@ -43,16 +46,19 @@ def trim() -> bool:
 
 
 class Trimmer:
-    """Counts freed objects; after TRIM_AFTER of them and QUIET_DELAY without more, trims once
-    (in a thread: a trim of a large heap takes milliseconds, and takes malloc's own locks)."""
+    """Counts freed objects; after TRIM_AFTER of them and QUIET_DELAY without more (or MAX_WAIT at
+    the latest), trims once (in a thread: a trim of a large heap takes milliseconds, and takes
+    malloc's own locks)."""
 
     def __init__(self, threshold: int = TRIM_AFTER, delay: float = QUIET_DELAY,
-                 trim_fn: Callable[[], bool] = trim) -> None:
+                 trim_fn: Callable[[], bool] = trim, max_wait: float = MAX_WAIT) -> None:
         self.threshold = threshold
         self.delay = delay
+        self.max_wait = max_wait
         self._trim = trim_fn
         self._freed = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._due_by = 0.0  # loop time by which the pending trim runs, quiet or not
         self.trims = 0  # how many trims ran (for tests and logs)
 
     def freed(self, count: int) -> None:
@@ -62,9 +68,13 @@ class Trimmer:
         self._freed += count
         if self._freed < self.threshold:
             return
-        if self._timer is not None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._timer is None:
+            self._due_by = now + self.max_wait
+        else:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.delay, self._fire)
+        self._timer = loop.call_at(min(now + self.delay, self._due_by), self._fire)
 
     def _fire(self) -> None:
         self._timer = None

@@ -5,6 +5,7 @@ once per burst of deletes, off the event loop."""
 from __future__ import annotations
 
 import asyncio
+import math
 import subprocess
 import sys
 import textwrap
@@ -71,3 +72,25 @@ def test_one_trim_per_burst_of_deletes_past_the_threshold() -> None:
         return below, after_burst, len(calls)
 
     assert asyncio.run(scenario()) == (0, 1, 1)
+
+
+def test_steady_frees_do_not_put_the_trim_off_for_ever() -> None:
+    """A thousand nodes' lease renewals leave the watch window every few milliseconds: the deletes'
+    trim must still come, max_wait after it was due, not wait for a quiet that never comes."""
+    async def scenario() -> tuple[int, float]:
+        calls: list[float] = []
+        loop = asyncio.get_running_loop()
+        t = memtrim.Trimmer(threshold=100, delay=0.2, max_wait=0.5,
+                            trim_fn=lambda: calls.append(loop.time()) or True)
+        start = loop.time()
+        t.freed(100)  # the burst of deletes: due now
+        deadline = start + 10
+        while not calls and loop.time() < deadline:
+            t.freed(1)  # the churn: more than one free per quiet delay, for ever
+            await asyncio.sleep(0.02)
+        t.close()
+        return len(calls), (calls[0] - start) if calls else math.inf
+
+    count, waited = asyncio.run(scenario())
+    assert count == 1, "no trim while frees kept coming"
+    assert 0.4 < waited < 5, f"the trim came {waited:.2f}s after it was due (max_wait 0.5s)"
