@@ -13,6 +13,7 @@ only for durability.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 import platform
@@ -54,6 +55,7 @@ BOOKMARK_CATCH_UP = 0.2
 # client that stops reading leaves the server holding (the one message its stream cannot send).
 WATCH_LIST_BYTES = 64 * 1024
 PROPAGATION_POLICIES = ("Background", "Foreground", "Orphan")
+BATCH_OPS_PER_TURN = 64  # a large Batch's writes staged per turn of the event loop
 RACE_RETRIES = 5  # times a write is decided again after losing a race with another control plane
 
 Clock = Callable[[], float]
@@ -474,34 +476,53 @@ class APIService:
         """Stage every op, then commit them together; each op succeeds or fails alone (op_attrs:
         its attributes, or why the chain refused it). max_bytes (for clients over the network)
         bounds the bytes of objects the ops read as a patch's base and stage: the op that would
-        start past it, and every later one, fail alone with RequestEntityTooLarge."""
+        start past it, and every later one, fail alone with RequestEntityTooLarge.
+
+        More than BATCH_OPS_PER_TURN ops are staged that many per turn of the loop: other requests
+        are served between the slices, and writes they stage meanwhile commit in the same
+        transaction, after the ops staged before them. A request cancelled midway (its client
+        gone) commits the ops it had staged, as a cancelled single write commits once staged."""
         writes: builtins.list[tuple[int, _StagedWrite]] = []
         results: builtins.list[api_pb2.BatchResult] = []
         stagers: dict[int, Callable[[], _StagedWrite]] = {}
+        # A large Batch is staged a slice per turn of the loop, into one commit that keeps its
+        # place, so the requests beside it are not held up for the whole of its staging.
+        commit = self.store.open_commit() if len(req.ops) > BATCH_OPS_PER_TURN else None
         used = 0
-        for i, (op, attrs) in enumerate(zip(req.ops, op_attrs, strict=True)):
-            result = api_pb2.BatchResult()
-            results.append(result)
-            which = op.WhichOneof("op")
-            try:
-                if isinstance(attrs, errors.StatusError):
-                    raise attrs
-                if max_bytes is not None and used > max_bytes:
-                    raise errors.TooLarge(
-                        f"Request entity too large: limit is {max_bytes} bytes of objects read and written by "
-                        "one Batch; send the remaining operations in another Batch")
-                if which == "patch":
-                    used += self._stored_size(op.patch.kind, op.patch.namespace, op.patch.name)
-                stagers[i] = self._batch_stager(op, attrs)
-                write = stagers[i]()
-            except errors.StatusError as err:
-                result.code, result.message, result.reason = err.code, err.message, err.reason
-                continue
-            writes.append((i, write))
-            if write.staged is not None:
-                staged = write.staged.entry or write.staged.tombstone
-                used += len(staged.data) if staged is not None else 0
-        await self.store.commit([s for _, w in writes if (s := w.to_commit) is not None], each=True)
+        try:
+            for i, (op, attrs) in enumerate(zip(req.ops, op_attrs, strict=True)):
+                if commit is not None and i and i % BATCH_OPS_PER_TURN == 0:
+                    await asyncio.sleep(0)
+                result = api_pb2.BatchResult()
+                results.append(result)
+                which = op.WhichOneof("op")
+                try:
+                    if isinstance(attrs, errors.StatusError):
+                        raise attrs
+                    if max_bytes is not None and used > max_bytes:
+                        raise errors.TooLarge(
+                            f"Request entity too large: limit is {max_bytes} bytes of objects read and written by "
+                            "one Batch; send the remaining operations in another Batch")
+                    if which == "patch":
+                        used += self._stored_size(op.patch.kind, op.patch.namespace, op.patch.name)
+                    stagers[i] = self._batch_stager(op, attrs)
+                    write = stagers[i]()
+                except errors.StatusError as err:
+                    result.code, result.message, result.reason = err.code, err.message, err.reason
+                    continue
+                writes.append((i, write))
+                if write.staged is not None:
+                    staged = write.staged.entry or write.staged.tombstone
+                    used += len(staged.data) if staged is not None else 0
+                if commit is not None and write.to_commit is not None:
+                    commit.add(write.to_commit)
+        finally:
+            if commit is not None:
+                commit.seal()  # what was staged commits even if this request is cancelled midway
+        if commit is not None:
+            await commit.wait()
+        else:
+            await self.store.commit([s for _, w in writes if (s := w.to_commit) is not None], each=True)
         for i, write in writes:
             if write.staged is not None and write.staged.error is not None:
                 # Another control plane wrote the object first: this op alone is decided again.

@@ -180,6 +180,41 @@ class _Staged:
 class _Batch:
     ops: list[_Staged] = field(default_factory=list)
     future: asyncio.Future[None] | None = None
+    sealed: bool = True  # False while an OpenCommit is still being filled: it and what follows wait
+
+
+class OpenCommit:
+    """One commit filled over several turns of the loop (Store.open_commit)."""
+
+    __slots__ = ("_batch", "_store")
+
+    def __init__(self, store: Store, batch: _Batch) -> None:
+        self._store = store
+        self._batch = batch
+
+    def add(self, op: _Staged) -> None:
+        self._batch.ops.append(op)
+
+    def seal(self) -> None:
+        """Nothing more will be added: the commit may go (idempotent; call it on every path,
+        as nothing queued after an open commit is committed before it is sealed)."""
+        batch = self._batch
+        if batch.sealed:
+            return
+        batch.sealed = True
+        if not batch.ops:
+            if batch in self._store._pending:
+                self._store._pending.remove(batch)
+            if batch.future is not None and not batch.future.done():
+                batch.future.set_result(None)
+        self._store._wakeup.set()
+
+    async def wait(self) -> None:
+        """Seal, then wait until the writes are durable and applied; each write's own failure
+        (a race with another control plane) is left in its .error."""
+        self.seal()
+        assert self._batch.future is not None
+        await asyncio.shield(self._batch.future)
 
 
 def open_backend(spec: str, data_dir: Path, *, etcd_tls: EtcdTLS | None = None,
@@ -691,6 +726,15 @@ class Store:
                 if op.error is not None:
                     raise op.error
 
+    def open_commit(self) -> OpenCommit:
+        """A commit its caller fills with writes staged over several turns of the loop, yielding
+        between them (a Batch request of hundreds of writes would otherwise hold the loop for
+        its whole staging). It keeps its place: writes staged meanwhile by others, on top of
+        its own, commit with it or after it, never before; it is still one transaction."""
+        batch = _Batch([], asyncio.get_running_loop().create_future(), sealed=False)
+        self._pending.append(batch)
+        return OpenCommit(self, batch)
+
     async def write(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
                     create: bool = False) -> Entry | None:
         """stage + commit for one object; returns the new entry (None for a deletion)."""
@@ -707,7 +751,10 @@ class Store:
                 if self._closing:
                     return
                 continue
-            batches, self._pending = self._pending, []
+            ready = next((i for i, b in enumerate(self._pending) if not b.sealed), len(self._pending))
+            if not ready:
+                continue  # an open commit is still being filled; its seal wakes this loop
+            batches, self._pending = self._pending[:ready], self._pending[ready:]
             ops = [op for b in batches for op in b.ops]
             ops.sort(key=lambda op: op.rev)
             durable = 0
