@@ -198,16 +198,7 @@ class OpenCommit:
     def seal(self) -> None:
         """Nothing more will be added: the commit may go (idempotent; call it on every path,
         as nothing queued after an open commit is committed before it is sealed)."""
-        batch = self._batch
-        if batch.sealed:
-            return
-        batch.sealed = True
-        if not batch.ops:
-            if batch in self._store._pending:
-                self._store._pending.remove(batch)
-            if batch.future is not None and not batch.future.done():
-                batch.future.set_result(None)
-        self._store._wakeup.set()
+        self._store._seal(self._batch)
 
     async def wait(self) -> None:
         """Seal, then wait until the writes are durable and applied; each write's own failure
@@ -734,6 +725,17 @@ class Store:
         batch = _Batch([], asyncio.get_running_loop().create_future(), sealed=False)
         self._pending.append(batch)
         return OpenCommit(self, batch)
+
+    def _seal(self, batch: _Batch) -> None:
+        if batch.sealed:
+            return
+        batch.sealed = True
+        if not batch.ops:  # nothing to write: out of the queue, done
+            if batch in self._pending:
+                self._pending.remove(batch)
+            if batch.future is not None and not batch.future.done():
+                batch.future.set_result(None)
+        self._wakeup.set()
 
     async def write(self, kind: str, key: str, obj: Message | None, *, expect_rv: int | None = None,
                     create: bool = False) -> Entry | None:

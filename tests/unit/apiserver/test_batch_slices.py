@@ -130,3 +130,15 @@ async def test_a_small_batch_is_staged_in_one_turn() -> None:
         single = await chain.unary("Create", api_pb2.CreateRequest(object=pod("single")), LOOPBACK)
         out = await small
         assert max(rv_of(r.response) for r in out.results) < rv_of(single)
+
+
+async def test_a_large_batch_that_stages_nothing_holds_nothing_up() -> None:
+    async with serving() as (chain, store, _backend):
+        empty = any_pb2.Any()
+        empty.Pack(core_pb2.Pod(metadata={"name": "nocontainers", "namespace": "default"}))
+        refused = api_pb2.BatchRequest(ops=[api_pb2.BatchOp(create=api_pb2.CreateRequest(object=empty))] * OPS)
+        out = await asyncio.wait_for(chain.unary("Batch", refused, LOOPBACK), timeout=5)
+        assert all(r.code != 0 and "containers" in r.message for r in out.results)
+        after = await asyncio.wait_for(
+            chain.unary("Create", api_pb2.CreateRequest(object=pod("after")), LOOPBACK), timeout=5)
+        assert rv_of(after) > 0 and store.latest("Pod", "default/nocontainers") is None
