@@ -68,7 +68,7 @@ def waiting(cluster: Cluster, name: str) -> dict[str, Any]:
 @needs_root
 def test_a_confined_pod_runs_as_asked(cluster: Cluster) -> None:
     script = (f"{STATUS}; cat /proc/self/oom_score_adj; ulimit -Sn; "
-              "touch /ketch-confine-test || echo root-refused; touch mine && stat -c '%g' mine; stat -c '%a %g' .")
+              "touch /ketch-confine-test 2>&1 || echo root-refused; touch mine && stat -c '%g' mine; stat -c '%a %g' .")
     manifest = pod_manifest(
         "locked", "node-a", ["sh", "-c", script],
         spec={"securityContext": {"runAsUser": 65534, "fsGroup": 2000, "supplementalGroups": [3000]}},
