@@ -485,13 +485,13 @@ class APIService:
         writes: builtins.list[tuple[int, _StagedWrite]] = []
         results: builtins.list[api_pb2.BatchResult] = []
         stagers: dict[int, Callable[[], _StagedWrite]] = {}
-        # A large Batch is staged a slice per turn of the loop, into one commit that keeps its
-        # place, so the requests beside it are not held up for the whole of its staging.
-        commit = self.store.open_commit() if len(req.ops) > BATCH_OPS_PER_TURN else None
+        # Staged a slice per turn of the loop, into one commit that keeps its place, so the
+        # requests beside a large Batch are not held up for the whole of its staging.
+        commit = self.store.open_commit()
         used = 0
         try:
             for i, (op, attrs) in enumerate(zip(req.ops, op_attrs, strict=True)):
-                if commit is not None and i and i % BATCH_OPS_PER_TURN == 0:
+                if i and i % BATCH_OPS_PER_TURN == 0:
                     await asyncio.sleep(0)
                 result = api_pb2.BatchResult()
                 results.append(result)
@@ -514,15 +514,11 @@ class APIService:
                 if write.staged is not None:
                     staged = write.staged.entry or write.staged.tombstone
                     used += len(staged.data) if staged is not None else 0
-                if commit is not None and write.to_commit is not None:
+                if write.to_commit is not None:
                     commit.add(write.to_commit)
         finally:
-            if commit is not None:
-                commit.seal()  # what was staged commits even if this request is cancelled midway
-        if commit is not None:
-            await commit.wait()
-        else:
-            await self.store.commit([s for _, w in writes if (s := w.to_commit) is not None], each=True)
+            commit.seal()  # what was staged commits even if this request is cancelled midway
+        await commit.wait()
         for i, write in writes:
             if write.staged is not None and write.staged.error is not None:
                 # Another control plane wrote the object first: this op alone is decided again.

@@ -201,10 +201,9 @@ class OpenCommit:
         self._store._seal(self._batch)
 
     async def wait(self) -> None:
-        """Seal, then wait until the writes are durable and applied; each write's own failure
+        """Once sealed, wait until the writes are durable and applied; each write's own failure
         (a race with another control plane) is left in its .error."""
-        self.seal()
-        assert self._batch.future is not None
+        assert self._batch.sealed and self._batch.future is not None
         await asyncio.shield(self._batch.future)
 
 
