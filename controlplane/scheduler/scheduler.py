@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,12 @@ PODS_PER_TURN = 25
 
 def _is_terminal(pod: core_pb2.Pod) -> bool:
     return pod.status.phase in ("Succeeded", "Failed")
+
+
+def _uid(pod: core_pb2.Pod) -> str:
+    """The pod's uid as one string for every map that keys by it: each read of the message's
+    field makes a new one (~85 bytes), and the scheduler keeps three maps per pod."""
+    return sys.intern(pod.metadata.uid)
 
 
 def _node_sched_view(node: core_pb2.Node) -> tuple[Any, ...]:
@@ -98,7 +105,7 @@ class Scheduler(BatchingController):
         # The last FailedScheduling message per pod uid: repeats write nothing.
         self._last_failure: dict[str, str] = {}
         # What placement depends on, per pod uid: pods of one class fit or fail together.
-        self._classes: dict[str, bytes] = {}
+        self._classes: dict[str, str] = {}
         # The last node chosen: ties rotate from there.
         self.last_node = ""
         # Parsed requests by pod uid: (requests, non-zero requests).
@@ -119,11 +126,11 @@ class Scheduler(BatchingController):
 
     def _account(self, pod: core_pb2.Pod, gone: bool = False) -> None:
         """Keep the per-node totals: a bound, non-terminal pod counts on its node."""
-        uid = pod.metadata.uid
+        uid = _uid(pod)
         want = None
         if not gone and pod.spec.node_name and not _is_terminal(pod):
             req, nz = self._requests_of(pod)
-            want = (pod.spec.node_name, req, nz)
+            want = (sys.intern(pod.spec.node_name), req, nz)  # a node's pods share its name
         have = self._counted.get(uid)
         if have == want or (have is not None and want is not None and have[0] == want[0]):
             return
@@ -198,16 +205,17 @@ class Scheduler(BatchingController):
     # -- one round ---------------------------------------------------------------------------------
 
     def _requests_of(self, pod: core_pb2.Pod) -> tuple[Resources, Resources]:
-        uid = pod.metadata.uid
+        uid = _uid(pod)
         cached = self._requests.get(uid)
         if cached is None:
             cached = (predicates.pod_requests(pod), predicates.pod_requests(pod, non_zero=True))
             self._requests[uid] = cached
         return cached
 
-    def _class_of(self, pod: core_pb2.Pod) -> bytes:
-        """Requests and placement constraints: two pods of one class fit the same nodes."""
-        uid = pod.metadata.uid
+    def _class_of(self, pod: core_pb2.Pod) -> str:
+        """Requests and placement constraints: two pods of one class fit the same nodes. The
+        class is interned: a Job's pods keep one string, not one each."""
+        uid = _uid(pod)
         cls = self._classes.get(uid)
         if cls is None:
             spec = pod.spec
@@ -215,7 +223,7 @@ class Scheduler(BatchingController):
             parts = [repr(req).encode(), spec.affinity.SerializeToString(deterministic=True)]
             parts.extend(f"{k}={v}".encode() for k, v in sorted(spec.node_selector.items()))
             parts.extend(t.SerializeToString(deterministic=True) for t in spec.tolerations)
-            cls = b"\0".join(parts)
+            cls = sys.intern(b"\0".join(parts).decode("latin-1"))  # latin-1: any bytes, losslessly
             self._classes[uid] = cls
         return cls
 
@@ -299,7 +307,7 @@ class Scheduler(BatchingController):
         order = list(infos.values())
         placements: list[_Placement] = []
         # Classes that fit nowhere in this round: the rest of their pods fail without a look.
-        failed: dict[bytes, str] = {}
+        failed: dict[str, str] = {}
         for n, k in enumerate(keys):
             if n and n % PODS_PER_TURN == 0:
                 # Let the API server answer its clients; infos is this round's own copy, and a

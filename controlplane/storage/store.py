@@ -585,12 +585,18 @@ class Store:
         # on each of its pods): interned, each string is kept once, not once per object.
         labels: Mapping[str, str] = ({sys.intern(k): sys.intern(v) for k, v in md.labels.items()}
                                      if md.labels else _NO_LABELS)
+        name: str = md.name
         if like is not None:
+            # The same object: its key and name strings are the predecessor's, not new copies
+            # (the watch window holds every version; each was two strings of ~70 bytes).
+            key = like.key
+            if like.name == name:
+                name = like.name
             if like.labels == labels:
                 labels = like.labels
             if like.fields == fields:
                 fields = like.fields
-        return Entry(kind, key, sys.intern(md.namespace), md.name, rv, data, labels, fields, obj=obj)
+        return Entry(kind, key, sys.intern(md.namespace), name, rv, data, labels, fields, obj=obj)
 
     def _packed_entry(self, kind: str) -> Callable[[str, int, bytes, bool], Entry]:
         """How a packed kind's record becomes an Entry again: without parsing it, unless the

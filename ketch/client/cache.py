@@ -7,6 +7,7 @@ changing it (`copy_of`).
 from __future__ import annotations
 
 import builtins
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -113,6 +114,23 @@ STANDARD_INDEXERS: dict[str, IndexFunc] = {
 }
 
 
+# What one index function gave for one object, as kept: () for none, the value itself for one
+# (most: a namespace, a uid, a node), a tuple for several. A tuple per object and index was
+# ~50 bytes each of a pod's ~seven.
+_Given = tuple[str, ...] | str
+
+
+def _given(values: Iterable[str]) -> _Given:
+    """Interned, so that a value is one string across objects and indexes (a Job's uid on each
+    of its pods, a pod's uid under several indexes), not a new one per read of the message."""
+    kept = tuple(map(sys.intern, values))
+    return kept[0] if len(kept) == 1 else kept
+
+
+def _each(given: _Given) -> tuple[str, ...]:
+    return (given,) if isinstance(given, str) else given
+
+
 def _add(index: dict[str, str | set[str]], k: str, v: str) -> None:
     keys = index.get(v)
     if keys is None:
@@ -154,7 +172,7 @@ class Indexer(Generic[T]):
         # key -> the values each index function gave for the cached object (in indexer order):
         # an update compares against these instead of calling the functions on the old object
         # again, and touches the indexes only where a value changed (for most updates, nowhere).
-        self._values: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self._values: dict[str, tuple[_Given, ...]] = {}
 
     def _layout(self) -> None:
         self._fns = tuple(self.indexers.values())
@@ -172,9 +190,9 @@ class Indexer(Generic[T]):
         self.indexers[name] = fn
         index: dict[str, str | set[str]] = {}
         for k, obj in self.items.items():
-            values = tuple(fn(obj))
-            self._values[k] += (values,)
-            for v in values:
+            given = _given(fn(obj))
+            self._values[k] += (given,)
+            for v in _each(given):
                 _add(index, k, v)
         self.indices[name] = index
         self._layout()
@@ -183,16 +201,16 @@ class Indexer(Generic[T]):
         k = key_of(obj)
         old = self.items.get(k)
         self.items[k] = obj
-        current = tuple([tuple(fn(obj)) for fn in self._fns])
+        current = tuple([_given(fn(obj)) for fn in self._fns])
         previous = self._values.get(k)
         if previous != current:
             for i, index in enumerate(self._index_list):
-                values = current[i]
+                given = current[i]
                 before = previous[i] if previous is not None else ()
-                if values == before:
+                if given == before:
                     continue
-                _drop(index, k, before)
-                for v in values:
+                _drop(index, k, _each(before))
+                for v in _each(given):
                     _add(index, k, v)
         self._values[k] = current
         return old
@@ -201,8 +219,8 @@ class Indexer(Generic[T]):
         old = self.items.pop(k, None)
         previous = self._values.pop(k, None)
         if previous is not None:
-            for index, values in zip(self._index_list, previous, strict=True):
-                _drop(index, k, values)
+            for index, given in zip(self._index_list, previous, strict=True):
+                _drop(index, k, _each(given))
         return old
 
     def get(self, k: str) -> T | None:

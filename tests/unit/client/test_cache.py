@@ -53,6 +53,18 @@ def test_an_update_moves_the_key_between_index_values_and_removal_clears_it() ->
     assert names(idx.by_index("namespace", "default")) == ["a"]
 
 
+def test_an_index_value_is_one_string_across_objects_and_indexes() -> None:
+    """A Job's uid on each of its pods is kept once, not once per pod and index (each read of a
+    message's field makes a new string)."""
+    idx = Indexer(dict(STANDARD_INDEXERS))
+    for name in ("a", "b", "c"):
+        idx.upsert(pod(name, owner="".join(["job", "-uid"])))
+    idx.add_indexer("owner-again", lambda p: [r.uid for r in p.metadata.owner_references])
+    held = [given for values in idx._values.values() for given in values if given == "job-uid"]
+    assert len(held) == 9 and all(v is held[0] for v in held)
+    assert names(idx.by_index("controller", "job-uid")) == ["a", "b", "c"]
+
+
 def test_an_indexer_added_later_covers_cached_objects_and_later_changes() -> None:
     idx = Indexer()
     idx.upsert(pod("a", node="n1"))

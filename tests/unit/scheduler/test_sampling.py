@@ -135,3 +135,19 @@ async def test_a_pod_that_fits_nowhere_reports_every_node(scheduler: Scheduler) 
     pod = make_pod(requests={"cpu": "64"})
     pod.metadata.uid = "big2"
     assert scheduler.place(pod, infos) == (None, "0/300 nodes are available: 300 Insufficient cpu.")
+
+
+async def test_pods_of_one_template_share_one_class_string(scheduler: Scheduler) -> None:
+    """What placement depends on is kept per pod: a Job's thousands of pods keep one string of
+    it, and one uid string for the scheduler's maps, not a copy each."""
+    pods = [make_pod(requests={"cpu": "500m"}), make_pod(requests={"cpu": "500m"}), make_pod(requests={"cpu": "2"})]
+    for i, pod in enumerate(pods):
+        pod.metadata.uid = f"uid-{i}"
+    same, twin, bigger = (scheduler._class_of(p) for p in pods)
+    assert twin is same and bigger != same
+    infos = _infos(3)
+    assert scheduler.place(pods[0], infos)[0] is not None
+    # The uid the class map keys by is the one the request map keys by (each read of the
+    # message's field makes a new string).
+    uid = next(k for k in scheduler._classes if k == "uid-0")
+    assert any(k is uid for k in scheduler._requests)

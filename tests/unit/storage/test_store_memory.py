@@ -134,6 +134,28 @@ async def test_versions_share_unchanged_labels_and_fields_but_see_changes() -> N
     await store.stop()
 
 
+async def test_versions_of_an_object_share_its_key_and_name_strings() -> None:
+    """Each version in the window held its own key and name (~140 bytes, made anew by each
+    request and each read of the message); a new version now holds its predecessor's."""
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    hub = WatchHub(store)
+    name = "scale-job-7x2kq"
+
+    def key() -> str:  # as a request makes it: a new string each time
+        return "/".join(["default", name])
+
+    await store.write("Pod", key(), _pod(name), create=True)
+    running = _pod(name)
+    running.status.phase = "Running"
+    await store.write("Pod", key(), running)
+    await store.write("Pod", key(), None)
+    created, *later = (ev.entry for ev in hub.window)
+    assert created.key == "default/scale-job-7x2kq" and created.name == name and len(later) == 2
+    assert all(v.key is created.key and v.name is created.name for v in later)
+    await store.stop()
+
+
 def _lease(i: int) -> Message:
     from ketch.v1 import coordination_pb2
 
