@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,20 @@ def _node_sched_view(node: core_pb2.Node) -> tuple[Any, ...]:
         tuple(sorted(node.status.capacity.items())),
         ready.status if ready is not None else "",
     )
+
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
+class _PodRequests:
+    """A pod's requests and its non-zero requests (for scoring), shared by every pod that asks
+    for the same: a Job's pods hold one, not two Resources and a tuple each. Never mutated."""
+
+    req: Resources
+    non_zero: Resources
+
+
+def _shape(req: Resources, nz: Resources) -> tuple[Any, ...]:
+    return (req.milli_cpu, req.memory, tuple(sorted(req.scalar.items())),
+            nz.milli_cpu, nz.memory, tuple(sorted(nz.scalar.items())))
 
 
 @dataclass
@@ -109,7 +124,9 @@ class Scheduler(BatchingController):
         # The last node chosen: ties rotate from there.
         self.last_node = ""
         # Parsed requests by pod uid: (requests, non-zero requests).
-        self._requests: dict[str, tuple[Resources, Resources]] = {}
+        self._requests: dict[str, _PodRequests] = {}
+        self._request_shapes: weakref.WeakValueDictionary[tuple[Any, ...], _PodRequests] = (
+            weakref.WeakValueDictionary())
         # What every bound, live pod takes from its node, kept current by the pod handlers (the
         # scheduler cache), so a round costs O(nodes), not O(pods).
         self._counted: dict[str, tuple[str, Resources, Resources]] = {}
@@ -208,9 +225,13 @@ class Scheduler(BatchingController):
         uid = _uid(pod)
         cached = self._requests.get(uid)
         if cached is None:
-            cached = (predicates.pod_requests(pod), predicates.pod_requests(pod, non_zero=True))
+            req, nz = predicates.pod_requests(pod), predicates.pod_requests(pod, non_zero=True)
+            shape = _shape(req, nz)
+            cached = self._request_shapes.get(shape)
+            if cached is None:
+                cached = self._request_shapes[shape] = _PodRequests(req, nz)
             self._requests[uid] = cached
-        return cached
+        return cached.req, cached.non_zero
 
     def _class_of(self, pod: core_pb2.Pod) -> str:
         """Requests and placement constraints: two pods of one class fit the same nodes. The

@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError, Message
@@ -43,6 +42,8 @@ from ketch.api.selectors import FIELDS_ON_READ
 from .backend import Backend, Behind, Compacted, ForeignCommit, MemoryBackend, Record, SharedBackend
 from .dbfile import DB_NAME, StorageError
 from .packed import PackedObjects
+from .sharedmaps import EMPTY as NO_LABELS
+from .sharedmaps import MapPool
 
 if TYPE_CHECKING:
     from .etcd import EtcdTLS
@@ -56,7 +57,6 @@ FieldIndexer = Callable[[str, Message], Mapping[str, str]]
 ExpiryOf = Callable[[str, Message], float | None]
 HealthListener = Callable[[bool], None]
 
-_NO_LABELS: Mapping[str, str] = MappingProxyType({})  # shared by every object without labels
 _LARGEST_WRITE = 1_572_864  # the API's object size limit: below quota by this much, no need to measure
 PROBE_INTERVAL = 1.0  # seconds between write probes while the backend is failing
 DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default --quota-backend-bytes
@@ -239,6 +239,7 @@ class Store:
                  quota_bytes: int = DEFAULT_QUOTA_BYTES, probe_interval: float = PROBE_INTERVAL) -> None:
         self.backend = backend
         self._fields_of = field_indexer
+        self._maps = MapPool()  # every version's labels and fields, once per content
         # Kinds whose messages are not kept parsed between writes (only their bytes): a parsed
         # message costs several KB, ten times its bytes.
         self._parsed_on_read = parsed_on_read
@@ -571,31 +572,25 @@ class Store:
 
     def _entry(self, kind: str, key: str, rv: int, obj: Message, data: bytes,
                like: Version | None = None) -> Entry:
-        """like: the object's previous version, whose labels and fields mappings are shared
-        when unchanged (never mutated): most writes (status, binding) change neither, and the
-        watch window holds every version, so each one's own copies were a third of its cost."""
+        """like: the object's previous version, whose key and name strings the new one holds."""
         md = obj.metadata  # type: ignore[attr-defined]
-        # Selectors read a missing field as "", so empty values are left out; the rest repeat
-        # across objects (kinds, phases, reasons, node names) and are interned. Kinds whose
-        # values are read off the object when asked (Events) keep the shared marker instead.
+        # Selectors read a missing field as "", so empty values are left out. Labels and fields
+        # are kept once per content (sharedmaps): a Job's pods carry the same labels, the pods
+        # on a node in one phase the same fields. Kinds whose values are read off the object
+        # when asked (Events) keep the shared marker instead.
         fields = self._fields_of(kind, obj)
         if fields is not FIELDS_ON_READ:
-            fields = {name: sys.intern(value) for name, value in fields.items() if value}
-        # Label keys and most values repeat across a controller's objects (a Job's four labels
-        # on each of its pods): interned, each string is kept once, not once per object.
-        labels: Mapping[str, str] = ({sys.intern(k): sys.intern(v) for k, v in md.labels.items()}
-                                     if md.labels else _NO_LABELS)
+            fields = self._maps.get((name, value) for name, value in fields.items() if value)
+        labels = self._maps.get(md.labels.items()) if md.labels else NO_LABELS
         name: str = md.name
-        if like is not None:
+        if like is None:
+            key = sys.intern(key)  # the informers' caches intern theirs: one string for all
+        else:
             # The same object: its key and name strings are the predecessor's, not new copies
             # (the watch window holds every version; each was two strings of ~70 bytes).
             key = like.key
             if like.name == name:
                 name = like.name
-            if like.labels == labels:
-                labels = like.labels
-            if like.fields == fields:
-                fields = like.fields
         return Entry(kind, key, sys.intern(md.namespace), name, rv, data, labels, fields, obj=obj)
 
     def _packed_entry(self, kind: str) -> Callable[[str, int, bytes, bool], Entry]:
@@ -609,7 +604,7 @@ class Store:
                 entry.drop_parsed()
                 return entry
             namespace, _, name = key.rpartition("/")
-            return Entry(kind, key, sys.intern(namespace), name, rv, data, _NO_LABELS, FIELDS_ON_READ)
+            return Entry(kind, key, sys.intern(namespace), name, rv, data, NO_LABELS, FIELDS_ON_READ)
 
         return make
 

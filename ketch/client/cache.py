@@ -198,7 +198,7 @@ class Indexer(Generic[T]):
         self._layout()
 
     def upsert(self, obj: T) -> T | None:
-        k = key_of(obj)
+        k = sys.intern(key_of(obj))  # one string per object however many indexes name it
         old = self.items.get(k)
         self.items[k] = obj
         current = tuple([_given(fn(obj)) for fn in self._fns])

@@ -65,6 +65,14 @@ def test_an_index_value_is_one_string_across_objects_and_indexes() -> None:
     assert names(idx.by_index("controller", "job-uid")) == ["a", "b", "c"]
 
 
+def test_an_object_key_is_one_string_in_the_cache_and_its_indexes() -> None:
+    idx = Indexer({"node": by_node})
+    idx.upsert(pod("web-7x2kq", node="n1"))
+    idx.upsert(pod("web-7x2kq", node="n2"))  # a new message: a new key string is made from it
+    (key,) = idx.items
+    assert key == "default/web-7x2kq" and idx.indices["node"]["n2"] is key
+
+
 def test_an_indexer_added_later_covers_cached_objects_and_later_changes() -> None:
     idx = Indexer()
     idx.upsert(pod("a", node="n1"))

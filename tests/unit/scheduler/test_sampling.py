@@ -139,7 +139,8 @@ async def test_a_pod_that_fits_nowhere_reports_every_node(scheduler: Scheduler) 
 
 async def test_pods_of_one_template_share_one_class_string(scheduler: Scheduler) -> None:
     """What placement depends on is kept per pod: a Job's thousands of pods keep one string of
-    it, and one uid string for the scheduler's maps, not a copy each."""
+    it and one record of their requests, and one uid string for the scheduler's maps, not a
+    copy each."""
     pods = [make_pod(requests={"cpu": "500m"}), make_pod(requests={"cpu": "500m"}), make_pod(requests={"cpu": "2"})]
     for i, pod in enumerate(pods):
         pod.metadata.uid = f"uid-{i}"
@@ -151,3 +152,7 @@ async def test_pods_of_one_template_share_one_class_string(scheduler: Scheduler)
     # message's field makes a new string).
     uid = next(k for k in scheduler._classes if k == "uid-0")
     assert any(k is uid for k in scheduler._requests)
+    # Their requests are one record too, and a different ask is its own.
+    held = scheduler._requests
+    assert held["uid-1"] is held["uid-0"] and held["uid-2"] is not held["uid-0"]
+    assert held["uid-2"].req.milli_cpu == 2000 and held["uid-0"].non_zero.milli_cpu == 500

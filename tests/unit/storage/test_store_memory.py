@@ -9,6 +9,7 @@ and every Event object (one per unschedulable pod, kept an hour) stayed parsed i
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -153,6 +154,7 @@ async def test_versions_of_an_object_share_its_key_and_name_strings() -> None:
     created, *later = (ev.entry for ev in hub.window)
     assert created.key == "default/scale-job-7x2kq" and created.name == name and len(later) == 2
     assert all(v.key is created.key and v.name is created.name for v in later)
+    assert sys.intern(key()) is created.key  # interned: the informers' caches share it
     await store.stop()
 
 
@@ -190,4 +192,26 @@ async def test_heartbeats_leave_one_entry_each_in_the_window(kind: str, key: str
     assert current is not None and not current.holds_parsed
     assert current.obj == type(make(49)).FromString(current.data)  # parsed when read
     assert current.obj.metadata.resource_version == str(current.rv)  # type: ignore[attr-defined]
+    await store.stop()
+
+
+async def test_objects_with_the_same_labels_and_fields_share_one_map_of_each() -> None:
+    """A Job's pods carry the same labels, and pods on one node in one phase the same fields:
+    one map of each is kept, not one per pod and version, and a change is still seen."""
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    for i in range(3):
+        pod = _pod(f"pod-{i}")
+        pod.spec.node_name = "node-a"
+        await store.write("Pod", f"default/pod-{i}", pod, create=True)
+    entries = [store.latest("Pod", f"default/pod-{i}") for i in range(3)]
+    first = entries[0]
+    assert first is not None and first.labels == {"app": "churn"}
+    assert all(e is not None and e.labels is first.labels and e.fields is first.fields for e in entries)
+    moved = _pod("pod-2")
+    moved.spec.node_name = "node-b"
+    await store.write("Pod", "default/pod-2", moved)
+    latest = store.latest("Pod", "default/pod-2")
+    assert latest is not None and latest.labels is first.labels
+    assert latest.fields is not first.fields and latest.fields["spec.nodeName"] == "node-b"
     await store.stop()
