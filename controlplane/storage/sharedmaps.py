@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import sys
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 
 class SharedMap(dict[str, str]):
@@ -29,19 +29,34 @@ class MapPool:
     """Maps by content, held weakly: one goes when the last version holding it does."""
 
     def __init__(self) -> None:
-        self._maps: weakref.WeakValueDictionary[tuple[str, ...], SharedMap] = weakref.WeakValueDictionary()
+        self._refs: dict[tuple[str, ...], weakref.ref[SharedMap]] = {}
 
     def get(self, items: Iterable[tuple[str, str]]) -> Mapping[str, str]:
-        """The shared map of these items (keys and values interned: they repeat across maps)."""
-        pairs = sorted((sys.intern(k), sys.intern(v)) for k, v in items)
+        """The shared map of these items (its keys and values interned: they repeat across maps)."""
+        pairs = sorted(items)
         if not pairs:
             return EMPTY
         content = tuple(itertools.chain.from_iterable(pairs))
-        shared = self._maps.get(content)
-        if shared is None:
-            shared = SharedMap(pairs)
-            self._maps[content] = shared
+        ref = self._refs.get(content)
+        if ref is not None:
+            shared = ref()
+            if shared is not None:
+                return shared
+        intern = sys.intern
+        kept = [(intern(k), intern(v)) for k, v in pairs]
+        shared = SharedMap(kept)
+        content = tuple(itertools.chain.from_iterable(kept))  # the key shares the map's strings
+        self._refs[content] = weakref.ref(shared, self._forget_when_gone(content))
         return shared
 
+    def _forget_when_gone(self, content: tuple[str, ...]) -> Callable[[weakref.ref[SharedMap]], None]:
+        refs = self._refs
+
+        def forget(gone: weakref.ref[SharedMap]) -> None:
+            if refs.get(content) is gone:  # not a newer map of the same content
+                del refs[content]
+
+        return forget
+
     def __len__(self) -> int:
-        return len(self._maps)
+        return len(self._refs)
