@@ -385,11 +385,15 @@ class QueueMetrics:
         added = self._add_times.pop(item, None)
         if added is not None:
             self._latency.observe(now - added)
+        if not self._add_times:
+            self._add_times.clear()  # a dict keeps the table a burst grew it to until cleared
 
     def done(self, item: Hashable) -> None:
         started = self._work_times.pop(item, None)
         if started is not None:
             self._work.observe(self._now() - started)
+        if not self._work_times:
+            self._work_times.clear()
 
     def retry(self) -> None:
         self._retries.inc()

@@ -933,6 +933,8 @@ class Store:
             if op.entry is None:
                 if prev is not None:
                     del objs[op.key]
+                    if not objs and isinstance(objs, dict):
+                        objs.clear()  # a dict keeps the table it grew to until cleared
                 tomb = op.tombstone
                 assert tomb is not None
                 if bytes_only:

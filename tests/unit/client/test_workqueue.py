@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from ketch.client.workqueue import ItemExponentialFailureRateLimiter, WorkQueue
 
@@ -49,3 +50,19 @@ async def test_shutdown_releases_waiting_workers() -> None:
     await asyncio.sleep(0)
     q.shutdown()
     assert await asyncio.wait_for(waiter, 1) is None
+
+
+async def test_a_drained_queue_gives_back_what_a_burst_grew() -> None:
+    """Python's sets keep the table they grew to: after a burst of 10,000 keys (a big Job's
+    pods) a drained queue held ~1 MB of empty tables until the next burst."""
+    q: WorkQueue[str] = WorkQueue()
+    small = sys.getsizeof(q._dirty)
+    for i in range(10_000):
+        q.add(f"scale/pod-{i}")
+    taken = [await q.get() for _ in range(10_000)]
+    assert sys.getsizeof(q._dirty) == small and len(q._processing) == 10_000
+    for item in taken:
+        q.done(item)
+    assert sys.getsizeof(q._processing) == small
+    q.add("scale/again")  # still a queue
+    assert await q.get() == "scale/again"

@@ -7,11 +7,12 @@ The registry is the process's: each check is a difference before and after."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 from prometheus_client import REGISTRY
 
-import controlplane.metrics  # noqa: F401  (the provider the control plane installs)
+import controlplane.metrics  # (the provider the control plane installs)
 from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.base import ControllerContext
 from controlplane.controllers.cronjob.controller import CronJobController
@@ -60,6 +61,24 @@ async def test_a_named_work_queue_reports_client_go_metrics() -> None:
     # Buckets are component-base's: 10 ns to 10 s, by tens.
     assert REGISTRY.get_sample_value("workqueue_queue_duration_seconds_bucket",
                                      {"name": "metrics-test-queue", "le": "1e-08"}) is not None
+
+
+async def test_a_drained_named_queue_gives_back_its_timing_tables() -> None:
+    """The per-item timestamps behind queue_duration and work_duration: after a burst of
+    10,000 items has been worked, their dicts are back to an empty one's size."""
+    q: WorkQueue[str] = WorkQueue("metrics-burst-queue")
+    timings = q.metrics
+    assert isinstance(timings, controlplane.metrics.QueueMetrics)
+    empty = sys.getsizeof({})
+    for i in range(10_000):
+        q.add(f"scale/pod-{i}")
+    assert sys.getsizeof(timings._add_times) > 100 * empty
+    taken = [await q.get() for _ in range(10_000)]
+    assert sys.getsizeof(timings._add_times) == empty and len(timings._work_times) == 10_000
+    for item in taken:
+        q.done(item)
+    assert sys.getsizeof(timings._work_times) == empty
+    q.shutdown()
 
 
 async def test_a_completed_job_is_counted_as_kubernetes_counts_it() -> None:

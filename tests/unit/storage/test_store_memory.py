@@ -215,3 +215,17 @@ async def test_objects_with_the_same_labels_and_fields_share_one_map_of_each() -
     assert latest is not None and latest.labels is first.labels
     assert latest.fields is not first.fields and latest.fields["spec.nodeName"] == "node-b"
     await store.stop()
+
+
+async def test_a_kind_emptied_gives_back_the_table_it_grew_to() -> None:
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    for i in range(2_000):
+        await store.write("Pod", f"default/p-{i}", _pod(f"p-{i}"), create=True)
+    grown = sys.getsizeof(store._objects["Pod"])
+    for i in range(2_000):
+        await store.write("Pod", f"default/p-{i}", None)
+    assert store.count("Pod") == 0 and sys.getsizeof(store._objects["Pod"]) < grown // 100
+    await store.write("Pod", "default/again", _pod("again"), create=True)
+    assert [e.name for e in store.list("Pod", "default")] == ["again"]
+    await store.stop()
