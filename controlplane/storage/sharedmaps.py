@@ -14,12 +14,19 @@ import itertools
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from typing import NoReturn
 
 
 class SharedMap(dict[str, str]):
-    """A map the pool hands out: never mutated, as every holder sees the same one."""
+    """A map the pool hands out, read-only: every holder sees the same one. Reads are a dict's
+    own; writes raise (`dict(shared)` is a copy to change)."""
 
     __slots__ = ("__weakref__",)
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a shared labels or fields map is read-only: copy it to change it")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _read_only
 
 
 EMPTY: Mapping[str, str] = SharedMap()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from controlplane.storage.sharedmaps import EMPTY, MapPool
 
 
@@ -37,3 +39,19 @@ def test_keys_and_values_are_one_string_each() -> None:
     assert m is n
     (k,) = m
     assert next(iter(pool.get([("".join(["controller", "-uid"]), "other")]))) is k  # shared across maps
+
+
+def test_a_shared_map_refuses_writes_and_a_copy_takes_them() -> None:
+    """Every version holding it would see a change: the empty one is every unlabelled object's."""
+    pool = MapPool()
+    shared = pool.get([("app", "web")])
+    for write in (lambda m: m.__setitem__("app", "db"), lambda m: m.update(app="db"), lambda m: m.pop("app"),
+                  lambda m: m.clear(), lambda m: m.setdefault("x", "y"), lambda m: m.__delitem__("app")):
+        with pytest.raises(TypeError, match="read-only"):
+            write(shared)
+    with pytest.raises(TypeError, match="read-only"):
+        EMPTY["app"] = "web"  # type: ignore[index]
+    assert shared == {"app": "web"} and EMPTY == {}
+    copy = dict(shared)
+    copy["app"] = "db"
+    assert copy == {"app": "db"} and pool.get([("app", "web")]) is shared
