@@ -32,6 +32,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from ketch import memtrim
 from ketch.api import errors
 from ketch.api.kinds import KINDS, kind_info
 from ketch.client import workqueue
@@ -385,15 +386,13 @@ class QueueMetrics:
         added = self._add_times.pop(item, None)
         if added is not None:
             self._latency.observe(now - added)
-        if not self._add_times:
-            self._add_times.clear()  # a dict keeps the table a burst grew it to until cleared
+        memtrim.release_if_emptied(self._add_times)
 
     def done(self, item: Hashable) -> None:
         started = self._work_times.pop(item, None)
         if started is not None:
             self._work.observe(self._now() - started)
-        if not self._work_times:
-            self._work_times.clear()
+        memtrim.release_if_emptied(self._work_times)
 
     def retry(self) -> None:
         self._retries.inc()

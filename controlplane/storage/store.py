@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from google.protobuf.message import DecodeError, Message
 
 from controlplane import metrics
+from ketch import memtrim
 from ketch.api import errors
 from ketch.api.kinds import kind_info
 from ketch.api.selectors import FIELDS_ON_READ
@@ -933,8 +934,8 @@ class Store:
             if op.entry is None:
                 if prev is not None:
                     del objs[op.key]
-                    if not objs and isinstance(objs, dict):
-                        objs.clear()  # a dict keeps the table it grew to until cleared
+                    if isinstance(objs, dict):  # a packed kind's buffer compacts itself
+                        memtrim.release_if_emptied(objs)
                 tomb = op.tombstone
                 assert tomb is not None
                 if bytes_only:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ketch import memtrim
 from ketch.api.meta import controller_ref, key_of
 
 IndexFunc = Callable[[Any], Iterable[str]]
@@ -221,9 +222,8 @@ class Indexer(Generic[T]):
         if previous is not None:
             for index, given in zip(self._index_list, previous, strict=True):
                 _drop(index, k, _each(given))
-        if not self.items:  # a dict keeps the table it grew to (10,000 pods: ~0.3 MB) until cleared
-            self.items.clear()
-            self._values.clear()
+        memtrim.release_if_emptied(self.items)
+        memtrim.release_if_emptied(self._values)
         return old
 
     def get(self, k: str) -> T | None:

@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+from ketch import memtrim
+
 T = TypeVar("T", bound=Hashable)
 
 
@@ -206,17 +208,14 @@ class WorkQueue(Generic[T]):
         item = self._queue.popleft()
         self._processing.add(item)
         self._dirty.discard(item)
-        if not self._dirty:
-            # A set keeps the table it grew to (a burst of 10,000 items: ~0.5 MB) until cleared.
-            self._dirty.clear()
+        memtrim.release_if_emptied(self._dirty)
         if self.metrics is not None:
             self.metrics.get(item)
         return item
 
     def done(self, item: T) -> None:
         self._processing.discard(item)
-        if not self._processing:
-            self._processing.clear()  # as _dirty in get()
+        memtrim.release_if_emptied(self._processing)
         if self.metrics is not None:
             self.metrics.done(item)
         if item in self._dirty:

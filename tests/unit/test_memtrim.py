@@ -94,3 +94,23 @@ def test_steady_frees_do_not_put_the_trim_off_for_ever() -> None:
     count, waited = asyncio.run(scenario())
     assert count == 1, "no trim while frees kept coming"
     assert 0.4 < waited < 5, f"the trim came {waited:.2f}s after it was due (max_wait 0.5s)"
+
+
+def test_an_emptied_container_gives_back_a_grown_table_and_keeps_a_small_one() -> None:
+    grown_dict = {i: i for i in range(10_000)}
+    grown_set = set(range(10_000))
+    for i in range(10_000):
+        del grown_dict[i]
+        grown_set.discard(i)
+    memtrim.release_if_emptied(grown_dict)
+    memtrim.release_if_emptied(grown_set)
+    assert sys.getsizeof(grown_dict) == sys.getsizeof({}) and sys.getsizeof(grown_set) == sys.getsizeof(set())
+    # A queue that drains after every item keeps its small table (no free and malloc per item).
+    small = {"a": 1}
+    del small["a"]
+    kept = sys.getsizeof(small)
+    memtrim.release_if_emptied(small)
+    assert sys.getsizeof(small) == kept > sys.getsizeof({})
+    still_used = {i: i for i in range(10_000)}
+    memtrim.release_if_emptied(still_used)
+    assert len(still_used) == 10_000
