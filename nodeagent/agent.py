@@ -272,6 +272,7 @@ class Agent:
             obj = obj.obj
         if obj is not None:
             self.workers.delete(obj)
+            self.recorder.forget(obj.metadata.uid)
 
     def _node_deleted(self, obj: Any) -> None:
         if isinstance(obj, DeletedFinalStateUnknown):

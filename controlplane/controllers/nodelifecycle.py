@@ -251,6 +251,7 @@ class NodeLifecycleController(Controller):
 
     def delete_node(self, obj: Any) -> None:
         node = obj.obj if isinstance(obj, DeletedFinalStateUnknown) else obj
+        self.recorder.forget(node.metadata.uid)
         self.enqueue(node.metadata.name)
 
     def add_lease(self, lease: coordination_pb2.Lease) -> None:

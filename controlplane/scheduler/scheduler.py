@@ -25,6 +25,7 @@ from typing import Any
 
 from controlplane.controllers.base import ControllerContext
 from controlplane.controllers.batching import BatchingController
+from ketch import memtrim
 from ketch.api import errors, meta
 from ketch.api.meta import key_of, split_key
 from ketch.client.cache import DeletedFinalStateUnknown, copy_of
@@ -154,12 +155,17 @@ class Scheduler(BatchingController):
         if have is not None:
             usage = self._usage.get(have[0])
             if usage is not None:
-                usage.requested.sub(have[1])
-                usage.non_zero_requested.sub(have[2])
                 usage.pod_count -= 1
+                if usage.pod_count <= 0:  # its last pod left: nothing to keep for the node
+                    del self._usage[have[0]]
+                else:
+                    usage.requested.sub(have[1])
+                    usage.non_zero_requested.sub(have[2])
             del self._counted[uid]
         if want is not None:
-            usage = self._usage.setdefault(want[0], _Usage())
+            usage = self._usage.get(want[0])
+            if usage is None:
+                usage = self._usage[want[0]] = _Usage()
             usage.requested.add(want[1])
             usage.non_zero_requested.add(want[2])
             usage.pod_count += 1
@@ -202,6 +208,9 @@ class Scheduler(BatchingController):
         self._last_failure.pop(uid, None)
         self.assumed.pop(uid, None)
         self.unschedulable.pop(key_of(pod), None)
+        self.recorder.forget(uid)
+        for per_pod in (self._counted, self._requests, self._classes, self.assumed):
+            memtrim.release_if_emptied(per_pod)  # the last of a big Job's pods: its tables go too
         if pod.spec.node_name and not _is_terminal(pod):
             self._retry_unschedulable()
 

@@ -9,7 +9,9 @@ by a background task. As Kubernetes' event correlator does, it
   the scheduler retries a thousand times does not write a thousand events).
 Both remember at most MAX_REMEMBERED keys, least recently used first out, as client-go's LRU
 caches do: under churn (thousands of short-lived pods) memory and the cost of an event stay
-flat; a key pushed out only loses its repeat count or its spam budget.
+flat; a key pushed out only loses its repeat count or its spam budget. What is remembered about
+an object its controller saw deleted is dropped (`forget`): it can never be used again, and the
+thousands of entries a large Job's pods left would otherwise stay until pushed out.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ AGGREGATE_WINDOW = 600.0
 MAX_REMEMBERED = 4096  # client-go's maxLruCacheEntries
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
+FORGET_DELAY = 1.0  # seconds: deleted objects are dropped in one sweep per burst of deletes
 
 _Key = tuple[str, str, str, str]
 
@@ -79,6 +82,17 @@ class SpamFilter:
         bucket.tokens -= 1
         return True
 
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def forget(self, uids: set[str]) -> None:
+        """Drop the buckets of these objects: keyed by the uid, or by the uid and a suffix
+        (`<uid>/pods`, a controller's budget for the events about an owner's pods)."""
+        buckets = self._buckets
+        kept = OrderedDict((k, b) for k, b in buckets.items() if k.partition("/")[0] not in uids)
+        if len(kept) < len(buckets):
+            self._buckets = kept
+
 
 class EventRecorder:
     def __init__(self, client: Client, component: str, host: str = "") -> None:
@@ -91,6 +105,8 @@ class EventRecorder:
         self._written: OrderedDict[_Key, _Written] = OrderedDict()
         self.spam = SpamFilter()
         self.dropped = 0
+        self._gone: set[str] = set()  # uids of deleted objects, dropped at the next sweep
+        self._sweep: asyncio.TimerHandle | None = None
 
     def event(self, obj: Any, etype: str, reason: str, message: str, spam_key: str = "") -> None:
         """Record an Event about obj (Normal or Warning). Events share the spam filter's budget
@@ -182,6 +198,29 @@ class EventRecorder:
         while len(remembered) > MAX_REMEMBERED:
             remembered.popitem(last=False)
 
+    def forget(self, uid: str) -> None:
+        """The object uid was deleted: drop its repeat counts and spam budget (a moment later,
+        in one pass for a whole burst of deletes; at once outside an event loop)."""
+        if not uid or not (self._written or len(self.spam)):
+            return
+        self._gone.add(uid)
+        if self._sweep is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._drop_forgotten()
+                return
+            self._sweep = loop.call_later(FORGET_DELAY, self._drop_forgotten)
+
+    def _drop_forgotten(self) -> None:
+        self._sweep = None
+        gone, self._gone = self._gone, set()
+        written = self._written
+        kept = OrderedDict((k, w) for k, w in written.items() if k[0] not in gone)
+        if len(kept) < len(written):
+            self._written = kept
+        self.spam.forget(gone)
+
     async def flush(self) -> None:
         """Write what is queued now (for shutdown and tests)."""
         pending, self._pending = self._pending, []
@@ -189,6 +228,9 @@ class EventRecorder:
             await self._flush(pending)
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self._task is not None:
             self._task.cancel()
             try:

@@ -137,6 +137,7 @@ class CronJobController(Controller):
             return
         key = meta.key_of(cj)
         self._written.forget(key)
+        self.recorder.forget(cj.metadata.uid)
         self.enqueue(key)
 
     def _owner_key(self, job: batch_pb2.Job) -> str | None:

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from ketch import memtrim
 from ketch.api import errors, manifest, meta, selectors
 from ketch.client.cache import ORPHANS_BY_NAMESPACE_INDEX, DeletedFinalStateUnknown, copy_of, orphans_by_namespace
 from ketch.client.clientset import Batch
@@ -100,6 +101,7 @@ class DaemonSetController(Controller):
         ds = _unwrap(obj)
         key = meta.key_of(ds)
         self.expectations.delete(key)
+        self.recorder.forget(ds.metadata.uid)
         self.enqueue(key)
 
     def _resolve(self, namespace: str, ref: Any) -> Any | None:
@@ -175,6 +177,7 @@ class DaemonSetController(Controller):
         pod = _unwrap(obj)
         counted = pod.metadata.uid in self._counted_deletions
         self._counted_deletions.discard(pod.metadata.uid)
+        memtrim.release_if_emptied(self._counted_deletions)  # it held every pod of a big deletion
         ref = meta.controller_ref(pod)
         if ref is None:
             return

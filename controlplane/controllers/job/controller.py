@@ -296,6 +296,7 @@ class JobController(Controller):
             if isinstance(obj, DeletedFinalStateUnknown):
                 self.queue.add(obj.key)
             return
+        self.recorder.forget(job.metadata.uid)
         self.enqueue_now(job)
         self.cleanup_pod_finalizers(job)
 

@@ -178,12 +178,16 @@ def _mask_trailing_dash(name: str) -> str:
     return name[:-2] + "a" if len(name) > 1 and name.endswith("-") else name
 
 
+# An object's own name is checked once, on its create, and is most often unique (a Job's pods):
+# caching it would only keep thousands of names of long-deleted objects. A generateName prefix
+# repeats on every create from it, and is cached.
+
 def name_is_dns_subdomain(name: str, prefix: bool) -> tuple[str, ...]:
-    return dns1123_subdomain(_mask_trailing_dash(name) if prefix else name)
+    return dns1123_subdomain(_mask_trailing_dash(name)) if prefix else dns1123_subdomain.__wrapped__(name)
 
 
 def name_is_dns_label(name: str, prefix: bool) -> tuple[str, ...]:
-    return dns1123_label(_mask_trailing_dash(name) if prefix else name)
+    return dns1123_label(_mask_trailing_dash(name)) if prefix else dns1123_label.__wrapped__(name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,6 +41,20 @@ def test_generate_name_prefixes_may_end_with_a_dash(prefix: str, ok: bool) -> No
     assert (field.name_is_dns_subdomain(prefix, True) == ()) is ok
 
 
+def test_an_objects_own_name_is_checked_without_being_remembered() -> None:
+    """A Job's pods each have a name of their own: remembered, the check's cache would hold
+    thousands of names of long-deleted pods; the generateName prefix they share is cached."""
+    field.dns1123_subdomain.cache_clear()
+    field.dns1123_label.cache_clear()
+    for i in range(100):
+        assert field.name_is_dns_subdomain(f"pi-{i:05x}", False) == ()
+        assert field.name_is_dns_label(f"pi-{i:05x}", False) == ()
+        assert field.name_is_dns_subdomain("pi-", True) == ()
+    assert field.name_is_dns_subdomain("Pi-1", False) and field.name_is_dns_label("a.b", False)
+    assert field.dns1123_subdomain.cache_info().currsize == 1  # the prefix
+    assert field.dns1123_label.cache_info().currsize == 0
+
+
 @pytest.mark.parametrize(("text", "completions", "count", "error"), [
     ("", 3, 0, None),
     ("0,2-4,7", 8, 5, None),

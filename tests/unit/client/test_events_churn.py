@@ -8,6 +8,8 @@ its memory grew with every pod.
 
 from __future__ import annotations
 
+import asyncio
+
 from controlplane.apiserver.testing import TestAPIServer
 from ketch.client.events import MAX_REMEMBERED, EventRecorder, SpamFilter
 from ketch.v1 import core_pb2
@@ -53,3 +55,39 @@ async def test_recorder_remembers_at_most_max_written_events_under_churn() -> No
         assert len(again) == n
         assert max(e.count for e in again) == 2
         await rec.close()
+
+
+async def test_what_is_remembered_about_a_deleted_object_is_dropped_in_one_sweep() -> None:
+    """A big Job's pods leave thousands of entries; once they are deleted they can never be used
+    again, and held (small objects among the pods' freed ones) they kept the heap from shrinking."""
+    async with TestAPIServer(grpc=False) as api:
+        assert api.local is not None
+        rec = EventRecorder(api.local, "default-scheduler")
+        job = _pod(-1)
+        for i in range(20):  # within the owner's burst of 25
+            rec.event(_pod(i), "Normal", "Scheduled", f"Successfully assigned default/p-{i} to n1")
+            rec.event(job, "Normal", "SuccessfulCreate", f"Created pod: p-{i}", spam_key="uid--1/pods")
+        await rec.flush()
+        assert len(rec._written) == 40 and len(rec.spam) == 21
+        for i in range(15):
+            rec.forget(f"uid-{i}")
+        assert len(rec._written) == 40  # not yet: one sweep for the burst, a moment later
+        await wait_until(lambda: len(rec._written) == 25)
+        assert {k[0] for k in rec._written} == {"uid--1"} | {f"uid-{i}" for i in range(15, 20)}
+        assert sorted(rec.spam._buckets) == sorted(["uid--1/pods", *(f"uid-{i}" for i in range(15, 20))])
+        rec.forget("uid--1")  # the owner: its own events and its pods' budget
+        await wait_until(lambda: len(rec._written) == 5)
+        assert "uid--1/pods" not in rec.spam._buckets
+        # A survivor still aggregates its repeat into its one Event.
+        rec.event(_pod(17), "Normal", "Scheduled", "Successfully assigned default/p-17 to n1")
+        await rec.flush()
+        events, _ = await api.local.list("Event", "default")
+        assert len(events) == 40 and max(e.count for e in events) == 2
+        await rec.close()
+
+
+async def wait_until(cond, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -156,3 +156,22 @@ async def test_pods_of_one_template_share_one_class_string(scheduler: Scheduler)
     held = scheduler._requests
     assert held["uid-1"] is held["uid-0"] and held["uid-2"] is not held["uid-0"]
     assert held["uid-2"].req.milli_cpu == 2000 and held["uid-0"].non_zero.milli_cpu == 500
+
+
+async def test_a_node_whose_pods_all_left_keeps_no_usage_record(scheduler: Scheduler) -> None:
+    """A node's totals go with its last pod: after a big Job is deleted, nothing per node that
+    the Job's pods made stays behind, and what is left counts exactly what is still bound."""
+    pods = []
+    for i in range(3):
+        pod = make_pod(requests={"cpu": "500m"})
+        pod.metadata.uid, pod.spec.node_name = f"uid-{i}", "n1" if i < 2 else "n2"
+        scheduler.add_pod(pod)
+        pods.append(pod)
+    assert scheduler._usage["n1"].pod_count == 2 and scheduler._usage["n1"].requested.milli_cpu == 1000
+    scheduler.delete_pod(pods[0])
+    assert scheduler._usage["n1"].pod_count == 1 and scheduler._usage["n1"].requested.milli_cpu == 500
+    scheduler.delete_pod(pods[1])
+    scheduler.delete_pod(pods[2])
+    assert scheduler._usage == {}
+    scheduler.add_pod(pods[1])  # bound again: counted afresh
+    assert scheduler._usage["n1"].pod_count == 1 and scheduler._usage["n1"].requested.milli_cpu == 500
