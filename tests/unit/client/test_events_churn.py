@@ -9,6 +9,7 @@ its memory grew with every pod.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from controlplane.apiserver.testing import TestAPIServer
 from ketch.client.events import MAX_REMEMBERED, EventRecorder, SpamFilter
@@ -91,3 +92,25 @@ async def wait_until(cond, timeout: float = 10.0) -> None:
     while not cond():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_a_remembered_event_is_its_name_and_count_not_the_event() -> None:
+    """Thousands are remembered (one per pod of a big Job): each was the whole serialized Event,
+    ~450 bytes; a repeat needs only the name and count to patch."""
+    async with TestAPIServer(grpc=False) as api:
+        assert api.local is not None
+        rec = EventRecorder(api.local, "default-scheduler")
+        for i in range(100):
+            rec.event(_pod(i), "Normal", "Scheduled", f"Successfully assigned default/p-{i} to node-{i}")
+        await rec.flush()
+        sizes = [sys.getsizeof(w) + sum(sys.getsizeof(getattr(w, f)) for f in w.__slots__)
+                 for w in rec._written.values()]
+        assert len(sizes) == 100 and max(sizes) <= 160
+        # Its repeat is patched onto the Event that name and count point at.
+        rec.event(_pod(7), "Normal", "Scheduled", "Successfully assigned default/p-7 to node-7")
+        await rec.flush()
+        events, _ = await api.local.list("Event", "default")
+        again = [e for e in events if e.count == 2]
+        assert len(again) == 1 and again[0].involved_object.uid == "uid-7"
+        assert again[0].last_timestamp >= again[0].first_timestamp
+        await rec.close()
