@@ -129,7 +129,7 @@ class EventRecorder:
         if not self.spam.allow(spam_key or md.uid or f"{md.namespace}/{md.name}"):
             self.dropped += 1
             return
-        ev = core_pb2.Event(type=sys.intern(etype), reason=sys.intern(reason), message=message)
+        ev = core_pb2.Event(type=etype, reason=reason, message=message)
         ref = ev.involved_object
         ref.kind, ref.api_version, ref.name, ref.namespace, ref.uid = (
             info.kind, info.api_version, md.name, md.namespace, md.uid)

@@ -8,12 +8,12 @@ its memory grew with every pod.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from controlplane.apiserver.testing import TestAPIServer
 from ketch.client.events import MAX_REMEMBERED, EventRecorder, SpamFilter
 from ketch.v1 import core_pb2
+from tests.conftest import eventually
 
 
 def _pod(i: int) -> core_pb2.Pod:
@@ -73,11 +73,11 @@ async def test_what_is_remembered_about_a_deleted_object_is_dropped_in_one_sweep
         for i in range(15):
             rec.forget(f"uid-{i}")
         assert len(rec._written) == 40  # not yet: one sweep for the burst, a moment later
-        await wait_until(lambda: len(rec._written) == 25)
+        await eventually(lambda: len(rec._written) == 25, what="the sweep")
         assert {k[0] for k in rec._written} == {"uid--1"} | {f"uid-{i}" for i in range(15, 20)}
         assert sorted(rec.spam._buckets) == sorted(["uid--1/pods", *(f"uid-{i}" for i in range(15, 20))])
         rec.forget("uid--1")  # the owner: its own events and its pods' budget
-        await wait_until(lambda: len(rec._written) == 5)
+        await eventually(lambda: len(rec._written) == 5, what="the owner's sweep")
         assert "uid--1/pods" not in rec.spam._buckets
         # A survivor still aggregates its repeat into its one Event.
         rec.event(_pod(17), "Normal", "Scheduled", "Successfully assigned default/p-17 to n1")
@@ -86,12 +86,6 @@ async def test_what_is_remembered_about_a_deleted_object_is_dropped_in_one_sweep
         assert len(events) == 40 and max(e.count for e in events) == 2
         await rec.close()
 
-
-async def wait_until(cond, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not cond():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_remembered_event_is_its_name_and_count_not_the_event() -> None:
