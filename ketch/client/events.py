@@ -38,6 +38,7 @@ MAX_REMEMBERED = 4096  # client-go's maxLruCacheEntries
 SPAM_BURST = 25
 SPAM_REFILL_SECONDS = 300.0
 FORGET_DELAY = 1.0  # seconds: deleted objects are dropped in one sweep per burst of deletes
+CLOSE_DEADLINE = 5.0  # seconds close() gives the last events before dropping them
 
 _Key = tuple[str, str, str, str]
 
@@ -246,7 +247,20 @@ class EventRecorder:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
+        # The last events are best effort, as client-go's broadcaster drops what it has not sent
+        # at Shutdown: a store that does not answer must not hold up the process's exit.
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        last = asyncio.ensure_future(self._flush(pending))
         try:
-            await self.flush()
-        except Exception:
-            pass
+            done, _ = await asyncio.wait({last}, timeout=CLOSE_DEADLINE)
+        except asyncio.CancelledError:
+            last.cancel()
+            raise
+        if not done:
+            last.cancel()
+            log.warning("%s: dropping %d events not written within %.0fs of closing", self.component,
+                        len(pending), CLOSE_DEADLINE)
+        elif not last.cancelled() and last.exception() is not None:
+            log.debug("%s: dropping %d events at close: %s", self.component, len(pending), last.exception())

@@ -225,11 +225,24 @@ class StuckWrites:
 
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
-        self.stuck = False
+        self.unstuck = asyncio.Event()
+        self.unstuck.set()
+
+    @property
+    def stuck(self) -> bool:
+        return not self.unstuck.is_set()
+
+    @stuck.setter
+    def stuck(self, value: bool) -> None:
+        """Unsticking lets the creates held so far go on, so the test leaves nothing hanging."""
+        if value:
+            self.unstuck.clear()
+        else:
+            self.unstuck.set()
 
     async def unary(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        if self.stuck and method == "Create":
-            await asyncio.Event().wait()
+        if method == "Create":
+            await self.unstuck.wait()
         return await self.inner.unary(method, request, timeout)
 
     def stream(self, method: str, request: Any) -> AsyncIterator[Any]:
