@@ -238,8 +238,13 @@ async def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         await store.stop()
         return 1
-    # Give the heap back to the system after a burst of deletes (glibc keeps what is freed).
-    trimmer = memtrim.Trimmer()
+    # Give memory back after a burst of deletes: the pages SQLite cached for the load, then the
+    # heap (glibc keeps what is freed).
+    def release_memory() -> bool:
+        store.backend.release_memory()
+        return memtrim.trim()
+
+    trimmer = memtrim.Trimmer(trim_fn=release_memory)
     store.add_listener(lambda events: trimmer.freed(sum(1 for e in events if e.type == "DELETED")))
     # The PKI after the store: a data dir the store refuses (damaged, foreign, in use) gets one
     # line and nothing written beside it.

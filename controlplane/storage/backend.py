@@ -71,6 +71,11 @@ class Backend(Protocol):
         """Give free space back to the file system, a bounded step at a time; blocking."""
         ...
 
+    def release_memory(self) -> None:
+        """Drop what the backend caches in memory (after a burst of deletes: what it cached for
+        the load is no longer read); blocking."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -141,6 +146,9 @@ class MemoryBackend:
 
     def compact(self) -> int:
         return 0
+
+    def release_memory(self) -> None:
+        return None
 
     def close(self) -> None:
         return None

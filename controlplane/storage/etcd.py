@@ -425,5 +425,8 @@ class EtcdBackend:
         log.info("etcd: compacted to revision %d", target)
         return target
 
+    def release_memory(self) -> None:
+        return None  # etcd caches in its own process
+
     def close(self) -> None:
         self._members.close()
