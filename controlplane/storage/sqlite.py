@@ -197,8 +197,9 @@ class SQLiteBackend:
             return before - self.free_pages
 
     def release_memory(self) -> None:
-        """Empty the page cache: after a load it is full (CACHE_KIB) of pages the idle cluster
-        does not read again, ~7 MiB more than an idle cluster's working set, which it refills."""
+        """Empty the page cache: after a load it is full (CACHE_KIB) of the load's pages, which
+        are not read again; it refills with what is read next (an idle cluster's leases and
+        nodes: 1.6 MiB at 1,000 nodes, against 8)."""
         with self._lock:
             try:
                 self._conn.execute("PRAGMA shrink_memory")
