@@ -249,10 +249,10 @@ class EventRecorder:
                 pass
         # The last events are best effort, as client-go's broadcaster drops what it has not sent
         # at Shutdown: a store that does not answer must not hold up the process's exit.
-        pending, self._pending = self._pending, []
-        if not pending:
+        queued = len(self._pending)
+        if not queued:
             return
-        last = asyncio.ensure_future(self._flush(pending))
+        last = asyncio.ensure_future(self.flush())
         try:
             done, _ = await asyncio.wait({last}, timeout=CLOSE_DEADLINE)
         except asyncio.CancelledError:
@@ -261,6 +261,6 @@ class EventRecorder:
         if not done:
             last.cancel()
             log.warning("%s: dropping %d events not written within %.0fs of closing", self.component,
-                        len(pending), CLOSE_DEADLINE)
-        elif not last.cancelled() and last.exception() is not None:
-            log.debug("%s: dropping %d events at close: %s", self.component, len(pending), last.exception())
+                        queued, CLOSE_DEADLINE)
+        elif last.exception() is not None:
+            log.debug("%s: dropping %d events at close: %s", self.component, queued, last.exception())
