@@ -1,0 +1,156 @@
+"""After a Job's and a DaemonSet's pods are gone, nothing in the control plane still holds them.
+
+Every controller runs in-process against a real API server (the control plane's own set), a
+fake kubelet runs the pods, and the workloads are deleted as a user deletes them. Then the whole heap is
+walked: no string equal to one of the deleted pods' uids may be reachable from anything. A cache
+keyed by uid that is never emptied (an informer's index, the scheduler's tables, an event
+recorder's memory, an expectation) would keep one per pod for good, and a control plane that ran
+a thousand Jobs would then hold a thousand Jobs' pods. The memory a load leaves behind is
+measured by bench/scale.py; this is the part of it that must be exactly nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from controlplane.apiserver.testing import TestAPIServer
+from controlplane.controllers.manager import ControllerManager
+from controlplane.controllers.options import ControllerOptions
+from ketch.api import errors, manifest, timeutil
+from ketch.client.clientset import Client
+from ketch.v1 import batch_pb2
+from tests.conftest import eventually
+
+from .cp_helpers import create_node, node
+
+PODS = 120  # the Job's
+NODES = 3  # one DaemonSet pod each
+NS = "default"
+
+
+def job(name: str, pods: int) -> batch_pb2.Job:
+    return manifest.from_dict({  # type: ignore[return-value]
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"parallelism": pods, "completions": pods, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}},
+    })
+
+
+def daemonset(name: str) -> Any:
+    return manifest.from_dict({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}]}}},
+    })
+
+
+async def play_kubelet(client: Client) -> None:
+    """Bound pods go Running and Ready; a pod being deleted is removed at once (grace 0), as an
+    agent does once its processes have exited."""
+    while True:
+        pods, _ = await client.list("Pod", NS)
+        for pod in pods:
+            try:
+                if pod.metadata.deletion_timestamp:
+                    await client.delete("Pod", pod.metadata.name, NS, grace_period_seconds=0,
+                                        uid=pod.metadata.uid)
+                elif pod.spec.node_name and pod.status.phase == "Pending":
+                    now = timeutil.now()
+                    pod.status.phase = "Running"
+                    pod.status.start_time = now
+                    for kind in ("Initialized", "ContainersReady", "Ready"):
+                        cond = pod.status.conditions.add()
+                        cond.type, cond.status, cond.last_transition_time = kind, "True", now
+                    await client.update_status(pod)
+            except (errors.NotFound, errors.Conflict):
+                pass  # it changed meanwhile: the next pass sees it as it is now
+        await asyncio.sleep(0.05)
+
+
+def holders_of(needles: set[str]) -> dict[str, set[str]]:
+    """Which of needles a reachable container holds (needles itself aside), each with its
+    holders named by type (and, for a dict, some of its keys). The walk starts from everything the garbage
+    collector tracks and goes on into what it does not: a dict or tuple of strings only is
+    untracked, but reachable from whatever holds it."""
+    found: dict[str, set[str]] = {}
+    seen = {id(needles)}
+    stack: list[Any] = gc.get_objects()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        for ref in gc.get_referents(obj):
+            if type(ref) is str:
+                if ref in needles:
+                    found.setdefault(ref, set()).add(_describe(obj))
+            elif id(ref) not in seen and type(ref) not in _LEAVES:
+                stack.append(ref)
+    return found
+
+
+_LEAVES = (int, float, bytes, bool, type(None))
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return f"dict with keys {list(obj)[:3]!r}"
+    return type(obj).__qualname__
+
+
+async def test_deleted_workloads_leave_no_pod_uid_behind_in_any_controller() -> None:
+    async with TestAPIServer(grpc=False) as api:
+        client = api.local
+        assert client is not None
+        for i in range(NODES):
+            await create_node(client, node(f"node-{i}", cpu="64", memory="64Gi", pods="110"))
+        manager = ControllerManager(client, ControllerOptions())
+        await manager.start()
+        kubelet = asyncio.create_task(play_kubelet(client))
+        try:
+            created = await client.create(job("load", PODS))
+            await client.create(daemonset("daemon"))
+
+            async def all_ready() -> bool:
+                j = await client.get("Job", "load", NS)
+                ds = await client.get("DaemonSet", "daemon", NS)
+                return j.status.ready == PODS and ds.status.number_ready == NODES
+            await eventually(all_ready, timeout=60, interval=0.2, what=f"{PODS + NODES} pods Ready")
+            pods, _ = await client.list("Pod", NS)
+            uids = {p.metadata.uid for p in pods}
+            assert len(uids) == PODS + NODES
+            del pods
+
+            await client.delete("Job", "load", NS, propagation_policy="Background")
+            await client.delete("DaemonSet", "daemon", NS, propagation_policy="Background")
+
+            async def no_pods() -> bool:
+                return not (await client.list("Pod", NS))[0]
+            await eventually(no_pods, timeout=60, interval=0.2, what="every pod to be deleted")
+            kubelet.cancel()
+            await asyncio.gather(kubelet, return_exceptions=True)
+
+            # The controllers see the deletes through their watches, and forget in sweeps
+            # (the event recorders one second after a burst): give them that, then none may remain.
+            held: dict[str, set[str]] = {}
+
+            def none_held() -> bool:
+                held.clear()
+                held.update(holders_of(uids))
+                return not held
+            try:
+                await eventually(none_held, timeout=30, interval=1.0, what="no pod uid held anywhere")
+            except AssertionError:
+                by = sorted(set().union(*held.values()))
+                raise AssertionError(f"{len(held)} of {len(uids)} pods' uids still held, by: {by}") from None
+            assert created.metadata.uid  # the Job's own uid may stay (the GC remembers deleted owners)
+        finally:
+            kubelet.cancel()
+            await asyncio.gather(kubelet, return_exceptions=True)
+            await manager.stop()
