@@ -40,20 +40,21 @@ def release_if_emptied(container: dict[Any, Any] | set[Any]) -> None:
         container.clear()
 
 
-def _load_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _libc_function(name: str, argtypes: list[Any], restype: Any) -> Callable[..., int] | None:
+    """A glibc function, or None where the C library has no such function (musl, macOS)."""
+    lib = ctypes.util.find_library("c")
+    if lib is None:
         return None
     try:
-        fn = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        fn = getattr(ctypes.CDLL(lib), name)
+    except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_size_t]
-    fn.restype = ctypes.c_int
-    return fn
+    fn.argtypes = argtypes
+    fn.restype = restype
+    return fn  # type: ignore[no-any-return]
 
 
-_malloc_trim = _load_trim()
+_malloc_trim = _libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
 
 M_ARENA_MAX = -8  # glibc's mallopt parameter: the most arenas malloc may make
 
@@ -63,23 +64,13 @@ def limit_arenas(count: int = 1) -> bool:
     says otherwise; whether the limit was set. Call it before the process starts threads.
 
     glibc gives each new thread that allocates an arena of its own, up to eight per core, and
-    gRPC's threads fill theirs with message buffers under a load. Each arena keeps its own
-    free pages, and what they held stayed after the load: at 10,000 pods on 1,000 hollow nodes
-    the control plane's anonymous memory with one arena was 61 MiB at the peak and 65 after the
-    deletes, against 72-74 and 73-78 (RSS after: 136, 136 MiB against 143, 150; idle 87-89),
-    and its CPU and pod rate did not change (the GIL keeps the threads from contending)."""
+    gRPC's threads fill theirs with message buffers under a load; each arena keeps its own free
+    pages, so what they held stayed after the load (docs/scale.md, the eighth day). The GIL
+    keeps the threads from contending for one arena's lock."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_ARENA_MAX, count))
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, count))
 
 
 def trim() -> bool:

@@ -121,7 +121,7 @@ async def test_deleted_workloads_leave_no_pod_uid_behind_in_any_controller() -> 
         await manager.start()
         kubelet = asyncio.create_task(play_kubelet(client))
         try:
-            created = await client.create(job("load", PODS))
+            await client.create(job("load", PODS))
             await client.create(daemonset("daemon"))
 
             async def all_ready() -> bool:
@@ -141,8 +141,6 @@ async def test_deleted_workloads_leave_no_pod_uid_behind_in_any_controller() -> 
             async def no_pods() -> bool:
                 return not (await client.list("Pod", NS))[0]
             await eventually(no_pods, timeout=60, interval=0.2, what="every pod to be deleted")
-            kubelet.cancel()
-            await asyncio.gather(kubelet, return_exceptions=True)
 
             # The controllers see the deletes through their watches, and forget in sweeps
             # (the event recorders one second after a burst): give them that, then none may remain.
@@ -162,7 +160,6 @@ async def test_deleted_workloads_leave_no_pod_uid_behind_in_any_controller() -> 
                 by = sorted(set().union(*held.values()))
                 raise AssertionError(f"{len(held)} uids, names or keys of the {PODS + NODES} deleted pods "
                                      f"still held, by: {by}") from None
-            assert created.metadata.uid  # the Job's own uid may stay (the GC remembers deleted owners)
         finally:
             kubelet.cancel()
             await asyncio.gather(kubelet, return_exceptions=True)
