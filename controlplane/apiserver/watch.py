@@ -19,7 +19,8 @@ window and blocks the stream's write; it then holds at most the one message bein
 The window is bounded by count (DEFAULT_WINDOW events) and by age, as kube-apiserver's watch
 cache keeps about 75 s of history (its eventFreshDuration): beyond MIN_WINDOW events, those older
 than EVENT_FRESH seconds leave it at the next commit. Without the age bound, the versions of
-10,000 deleted pods stayed in memory until 50,000 newer events had pushed them out.
+10,000 deleted pods stayed in memory until 50,000 newer events had pushed them out. Beyond its
+newest HOT_EVENTS, the window keeps its events packed (watchpack.py), not as objects.
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ from controlplane.storage.store import Version
 from ketch.api import errors
 from ketch.api.selectors import FIELDS_ON_READ, FieldRequirement, Selector
 
+from .watchpack import Window
+
 DEFAULT_WINDOW = 50_000  # ~1-2 KB per event: bounded memory; bookmarks keep idle watchers inside it
 DEFAULT_WATCHER_BACKLOG = 50_000
 EVENT_FRESH = 75.0  # seconds of history the window keeps beyond MIN_WINDOW events
 MIN_WINDOW = 1000  # events always kept, however old
+HOT_EVENTS = 1000  # the newest events, kept as the objects the store published; older ones are packed
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +215,10 @@ class Watcher:
 class WatchHub:
     def __init__(self, store: Store, window: int = DEFAULT_WINDOW,
                  clock: Callable[[], float] = time.monotonic, fresh: float = EVENT_FRESH,
-                 min_window: int = MIN_WINDOW, on_dropped: Callable[[int], None] | None = None) -> None:
+                 min_window: int = MIN_WINDOW, on_dropped: Callable[[int], None] | None = None,
+                 hot_events: int = HOT_EVENTS) -> None:
         self.store = store
-        self.window: deque[WatchEvent] = deque()
+        self.window = Window(hot_events)
         self.window_size = window
         self.clock = clock
         self.fresh = fresh
@@ -255,7 +260,7 @@ class WatchHub:
             self._on_dropped(dropped)
 
     def _pop_oldest(self) -> None:
-        self.window_start = self.window.popleft().rev
+        self.window_start = self.window.popleft()
         oldest = self._ages[0]
         oldest[1] -= 1
         if oldest[1] <= 0:
@@ -276,23 +281,11 @@ class WatchHub:
                 # Only after a store was lost (memory store restarted): the client must relist.
                 raise errors.Gone(f"too large resource version: {from_rev}, current: {self.store.revision}")
             if from_rev < self.store.revision:
-                for event in self._since(from_rev):
+                for event in self.window.since(from_rev):
                     if event.entry.kind == kind:
                         w.offer(event, replay=True)
         self.watchers.setdefault(kind, set()).add(w)
         return w
-
-    def _since(self, rev: int) -> list[WatchEvent]:
-        window = self.window
-        # Binary search on the (sorted) revisions of the window.
-        lo, hi = 0, len(window)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if window[mid].rev <= rev:
-                lo = mid + 1
-            else:
-                hi = mid
-        return [window[i] for i in range(lo, len(window))]
 
     def remove(self, w: Watcher) -> None:
         self.watchers.get(w.kind, set()).discard(w)
