@@ -281,9 +281,8 @@ class WatchHub:
                 # Only after a store was lost (memory store restarted): the client must relist.
                 raise errors.Gone(f"too large resource version: {from_rev}, current: {self.store.revision}")
             if from_rev < self.store.revision:
-                for event in self.window.since(from_rev):
-                    if event.entry.kind == kind:
-                        w.offer(event, replay=True)
+                for event in self.window.since(from_rev, kind):
+                    w.offer(event, replay=True)
         self.watchers.setdefault(kind, set()).add(w)
         return w
 

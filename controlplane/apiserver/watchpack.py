@@ -90,33 +90,33 @@ class _Codec:
 
 
 class _Chunk:
-    """One map of records in revision order: where each starts, and its revision."""
+    """One map of records in revision order: where each starts, its revision and its kind's
+    number (a replay for one kind skips the others' records without building them)."""
 
-    __slots__ = ("buf", "first", "revs", "starts", "used")
+    __slots__ = ("buf", "first", "kinds", "revs", "starts", "used")
 
     def __init__(self, size: int) -> None:
         # Private: shared anonymous memory would be the kernel's shmem, counted apart from the heap.
         self.buf = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self.starts = array("q")
         self.revs = array("q")
+        self.kinds = array("H")
         self.used = 0
         self.first = 0  # records before this one have left the window
 
     def room(self) -> int:
         return len(self.buf) - self.used
 
-    def add(self, rev: int, record: bytes) -> None:
+    def add(self, rev: int, kind: int, record: bytes) -> None:
         self.starts.append(self.used)
         self.revs.append(rev)
+        self.kinds.append(kind)
         self.buf[self.used:self.used + len(record)] = record
         self.used += len(record)
 
     def record(self, i: int) -> bytes:
         end = self.starts[i + 1] if i + 1 < len(self.starts) else self.used
         return self.buf[self.starts[i]:end]
-
-    def live(self) -> int:
-        return len(self.revs) - self.first
 
 
 class PackedEvents:
@@ -128,6 +128,7 @@ class PackedEvents:
         self._chunks: deque[_Chunk] = deque()
         self._count = 0
         self._codec = _Codec()
+        self._kinds: dict[str, int] = {}  # the registry's kinds: a few dozen
 
     def __len__(self) -> int:
         return self._count
@@ -137,7 +138,9 @@ class PackedEvents:
         chunks = self._chunks
         if not chunks or chunks[-1].room() < len(record):
             chunks.append(_Chunk(max(self.chunk_bytes, len(record))))
-        chunks[-1].add(event.rev, record)
+        kinds = self._kinds
+        kind = kinds.setdefault(event.entry.kind, len(kinds))
+        chunks[-1].add(event.rev, kind, record)
         self._count += 1
 
     def popleft(self) -> int:
@@ -161,11 +164,14 @@ class PackedEvents:
         self._chunks.clear()
         self._count = 0
 
-    def since(self, rev: int) -> Iterator[WatchEvent]:
-        """The events after rev, built again from their records."""
+    def since(self, rev: int, kind: str | None = None) -> Iterator[WatchEvent]:
+        """The events after rev (of one kind, if given), built again from their records."""
+        number = -1 if kind is None else self._kinds.get(kind)
+        if number is None:
+            return
         for chunk in self._chunks:
             revs = chunk.revs
-            if not chunk.live() or revs[-1] <= rev:
+            if revs[-1] <= rev:
                 continue
             lo, hi = chunk.first, len(revs)
             while lo < hi:  # the first record after rev
@@ -174,8 +180,10 @@ class PackedEvents:
                     lo = mid + 1
                 else:
                     hi = mid
+            kinds = chunk.kinds
             for i in range(lo, len(revs)):
-                yield self._codec.unpack(chunk.record(i))
+                if number < 0 or kinds[i] == number:
+                    yield self._codec.unpack(chunk.record(i))
 
     def __iter__(self) -> Iterator[WatchEvent]:
         if self._chunks:
@@ -218,8 +226,8 @@ class Window:
         self.hot.clear()
         self.packed.clear()
 
-    def since(self, rev: int) -> list[WatchEvent]:
-        """The events after rev."""
+    def since(self, rev: int, kind: str | None = None) -> list[WatchEvent]:
+        """The events after rev (of one kind, if given)."""
         hot = self.hot
         if hot and hot[0].rev <= rev:  # all of them are in the hot part
             lo, hi = 0, len(hot)
@@ -229,8 +237,8 @@ class Window:
                     lo = mid + 1
                 else:
                     hi = mid
-            return [hot[i] for i in range(lo, len(hot))]
-        return [*self.packed.since(rev), *hot]
+            return [hot[i] for i in range(lo, len(hot)) if kind is None or hot[i].entry.kind == kind]
+        return [*self.packed.since(rev, kind), *(e for e in hot if kind is None or e.entry.kind == kind)]
 
     def __iter__(self) -> Iterator[WatchEvent]:
         yield from self.packed
