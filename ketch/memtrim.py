@@ -40,14 +40,26 @@ def release_if_emptied(container: dict[Any, Any] | set[Any]) -> None:
         container.clear()
 
 
-def _libc_function(name: str, argtypes: list[Any], restype: Any) -> Callable[..., int] | None:
-    """A glibc function, or None where the C library has no such function (musl, macOS)."""
-    lib = ctypes.util.find_library("c")
-    if lib is None:
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")  # runs ldconfig: once per process
+    if name is None:
         return None
     try:
-        fn = getattr(ctypes.CDLL(lib), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+_libc = _load_libc()
+
+
+def _libc_function(name: str, argtypes: list[Any], restype: Any) -> Callable[..., int] | None:
+    """A glibc function, or None where the C library has no such function (musl, macOS)."""
+    if _libc is None:
+        return None
+    try:
+        fn = getattr(_libc, name)
+    except AttributeError:
         return None
     fn.argtypes = argtypes
     fn.restype = restype

@@ -17,6 +17,7 @@ version says whether the object entered or left the watcher's selection, nothing
 
 from __future__ import annotations
 
+import bisect
 import marshal
 import mmap
 from array import array
@@ -173,15 +174,8 @@ class PackedEvents:
             revs = chunk.revs
             if revs[-1] <= rev:
                 continue
-            lo, hi = chunk.first, len(revs)
-            while lo < hi:  # the first record after rev
-                mid = (lo + hi) // 2
-                if revs[mid] <= rev:
-                    lo = mid + 1
-                else:
-                    hi = mid
             kinds = chunk.kinds
-            for i in range(lo, len(revs)):
+            for i in range(bisect.bisect_right(revs, rev, chunk.first), len(revs)):
                 if number < 0 or kinds[i] == number:
                     yield self._codec.unpack(chunk.record(i))
 
@@ -193,8 +187,9 @@ class PackedEvents:
         """The maps' size (for tests of what memory holds)."""
         return sum(len(chunk.buf) for chunk in self._chunks)
 
-    def __repr__(self) -> str:
-        return f"PackedEvents({self._count} events in {len(self._chunks)} maps)"
+
+def _rev(event: WatchEvent) -> int:
+    return event.rev
 
 
 class Window:
@@ -230,14 +225,8 @@ class Window:
         """The events after rev (of one kind, if given)."""
         hot = self.hot
         if hot and hot[0].rev <= rev:  # all of them are in the hot part
-            lo, hi = 0, len(hot)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if hot[mid].rev <= rev:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            return [hot[i] for i in range(lo, len(hot)) if kind is None or hot[i].entry.kind == kind]
+            first = bisect.bisect_right(hot, rev, key=_rev)
+            return [hot[i] for i in range(first, len(hot)) if kind is None or hot[i].entry.kind == kind]
         return [*self.packed.since(rev, kind), *(e for e in hot if kind is None or e.entry.kind == kind)]
 
     def __iter__(self) -> Iterator[WatchEvent]:
