@@ -6,6 +6,8 @@ Only the benches set the variable (`bench/jobs.py --profile DIR`); without it th
 With KETCH_TRACEMALLOC_DIR set, the process traces its allocations (tracemalloc) and writes a
 snapshot, DIR/<name>-<pid>-<n>.snap, each time it gets SIGUSR2: `bench/scale.py --tracemalloc DIR`
 takes one idle, one with the pods and one after they are gone, to diff where memory went.
+Each trace keeps one frame; KETCH_TRACEMALLOC_FRAMES=6 keeps six, to tell which callers allocated
+(tracing then slows the process several times more).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 ENV = "KETCH_PROFILE_DIR"
 TRACEMALLOC_ENV = "KETCH_TRACEMALLOC_DIR"
-TRACE_FRAMES = 1
+TRACE_FRAMES_ENV = "KETCH_TRACEMALLOC_FRAMES"  # frames kept per trace (1 unless set): more say who called
 
 
 @contextlib.contextmanager
@@ -46,7 +48,7 @@ def trace_snapshots(name: str) -> None:
     where = os.environ.get(TRACEMALLOC_ENV)
     if not where:
         return
-    tracemalloc.start(TRACE_FRAMES)
+    tracemalloc.start(int(os.environ.get(TRACE_FRAMES_ENV) or 1))
     taken = 0
 
     def dump(signum: int, frame: object) -> None:
