@@ -11,9 +11,11 @@ import pytest
 from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.base import ControllerContext
 from controlplane.scheduler import predicates
+from controlplane.scheduler import scheduler as scheduler_module
 from controlplane.scheduler.predicates import NodeInfo
 from controlplane.scheduler.scheduler import Scheduler
 from ketch.client.informer import InformerFactory
+from tests.conftest import eventually
 
 from .test_predicates import make_node, make_pod
 
@@ -175,3 +177,24 @@ async def test_a_node_whose_pods_all_left_keeps_no_usage_record(scheduler: Sched
     assert scheduler._usage == {}
     scheduler.add_pod(pods[1])  # bound again: counted afresh
     assert scheduler._usage["n1"].pod_count == 1 and scheduler._usage["n1"].requested.milli_cpu == 500
+
+
+async def test_parsed_nodes_are_let_go_after_a_quiet_spell(scheduler: Scheduler,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round parses every node once and later rounds reuse it; once rounds stop, the parsed
+    nodes go (a load's first round made them, and kept they would outlive it), and the next
+    round parses again."""
+    monkeypatch.setattr(scheduler_module, "NODE_CACHE_IDLE", 0.2)
+    for i in range(3):
+        scheduler.nodes.store.upsert(make_node(f"n{i}"))
+    await scheduler.process([])
+    first = scheduler._node_base["n0"]
+    armed = scheduler._node_base_expiry
+    assert set(scheduler._node_base) == {"n0", "n1", "n2"} and armed is not None
+    await scheduler.process([])
+    assert scheduler._node_base["n0"] is first  # reused while rounds come
+    assert armed.cancelled() and scheduler._node_base_expiry is not armed  # and the countdown restarted
+    await eventually(lambda: scheduler._node_base == {}, timeout=10, what="the parsed nodes let go")
+    assert scheduler._node_base_expiry is None
+    await scheduler.process([])
+    assert set(scheduler._node_base) == {"n0", "n1", "n2"} and scheduler._node_base["n0"] is not first
