@@ -169,6 +169,10 @@ class EventRecorder:
                     log.debug("dropping %d events: %s", len(pending), err)
                 except Exception:
                     log.exception("writing events failed")
+            # The batch's messages go now, not when the next batch replaces them: the suspended
+            # loop held the last one's (hundreds after a burst, ~1 KB each) for as long as no
+            # event came.
+            del pending
 
     async def _flush(self, pending: list[core_pb2.Event]) -> None:
         now = time.time()

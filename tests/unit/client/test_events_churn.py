@@ -8,6 +8,7 @@ its memory grew with every pod.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from controlplane.apiserver.testing import TestAPIServer
@@ -107,4 +108,25 @@ async def test_a_remembered_event_is_its_name_and_count_not_the_event() -> None:
         again = [e for e in events if e.count == 2]
         assert len(again) == 1 and again[0].involved_object.uid == "uid-7"
         assert again[0].last_timestamp >= again[0].first_timestamp
+        await rec.close()
+
+
+async def test_recorder_keeps_no_written_event_once_its_batch_is_sent() -> None:
+    """The recorder's loop lets a batch's messages go once they are written: after a burst, its
+    task held the last batch (hundreds of Events) until the next event came."""
+    async with TestAPIServer(grpc=False) as api:
+        assert api.local is not None
+        rec = EventRecorder(api.local, "default-scheduler")
+        for i in range(300):
+            rec.event(_pod(i), "Normal", "Scheduled", f"Successfully assigned default/p-{i} to n1")
+
+        async def written() -> bool:
+            events, _ = await api.local.list("Event", "default")
+            return len(events) == 300
+        await eventually(written, what="the burst written")
+        await eventually(lambda: rec._task is not None and not rec._pending and not rec._wakeup.is_set(),
+                         what="the recorder idle")
+        held = [o for o in gc.get_referents(rec._task.get_coro())
+                if isinstance(o, list) and o and isinstance(o[0], core_pb2.Event)]
+        assert held == []
         await rec.close()
