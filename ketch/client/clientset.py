@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -239,10 +240,14 @@ class Client:
                                    field_selector=field_selector, resource_version=resource_version,
                                    allow_bookmarks=allow_bookmarks)
         parse = info.message.FromString
-        async for events in self.transport.stream("WatchBatched", req):
-            for ev in events.events:
-                obj = parse(ev.object.value) if ev.object.type_url else None
-                yield WatchEvent(ev.type, obj, ev.resource_version)
+        async for batch in self.transport.stream("WatchBatched", req):
+            # Handed out without a name: a loop variable would hold the last event's object (a
+            # deleted pod's, after a load) for as long as the watch then stays quiet.
+            events = deque(WatchEvent(ev.type, parse(ev.object.value) if ev.object.type_url else None,
+                                      ev.resource_version) for ev in batch.events)
+            del batch
+            while events:
+                yield events.popleft()
 
     async def pod_logs(self, name: str, namespace: str = "", container: str = "", follow: bool = False,
                        previous: bool = False, tail_lines: int | None = None,

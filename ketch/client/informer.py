@@ -26,7 +26,7 @@ from ketch.api.meta import key_of
 from ketch.cancelsafe import wait_for
 
 from .cache import STANDARD_INDEXERS, DeletedFinalStateUnknown, Indexer, IndexFunc
-from .clientset import Client
+from .clientset import Client, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -174,20 +174,24 @@ class Informer(Generic[M]):
             n += 1
             if n % EVENTS_PER_TURN == 0:
                 await asyncio.sleep(0)
-            obj: Any = ev.object  # the kind's message, decoded
-            if ev.type == "BOOKMARK" or obj is None:
-                self.resource_version = ev.resource_version or self.resource_version
-                continue
-            if ev.type == "DELETED":
-                self.store.remove(key_of(obj))
-                self._dispatch_delete(obj)
+            self._apply(ev)
+            del ev  # a quiet watch holds no object of its last event (a deleted one's, after a load)
+
+    def _apply(self, ev: WatchEvent) -> None:
+        obj: Any = ev.object  # the kind's message, decoded
+        if ev.type == "BOOKMARK" or obj is None:
+            self.resource_version = ev.resource_version or self.resource_version
+            return
+        if ev.type == "DELETED":
+            self.store.remove(key_of(obj))
+            self._dispatch_delete(obj)
+        else:
+            old = self.store.upsert(obj)
+            if old is None:
+                self._dispatch_add(obj)
             else:
-                old = self.store.upsert(obj)
-                if old is None:
-                    self._dispatch_add(obj)
-                else:
-                    self._dispatch_update(old, obj)
-            self.resource_version = ev.resource_version
+                self._dispatch_update(old, obj)
+        self.resource_version = ev.resource_version
 
     # -- dispatch ------------------------------------------------------------------------------
 

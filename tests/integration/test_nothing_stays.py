@@ -3,9 +3,10 @@
 Every controller runs in-process against a real API server (the control plane's own set), a
 fake kubelet runs the pods, and the workloads are deleted as a user deletes them. Then the whole
 heap is walked: no string equal to one of the deleted pods' uids may be reachable from anything,
-and no map, set or queue may hold one's name or key (the watch window's history may, for its
-75 s). A cache keyed by uid or name that is never emptied (an informer's index, the scheduler's
-tables, an event recorder's memory, an expectation) would keep one per pod for good, and a
+no map, set or queue may hold one's name or key (the watch window's history may, for its 75 s),
+and no parsed Pod or Event of them may be alive. A cache keyed by uid or name that is never
+emptied (an informer's index, the scheduler's tables, an event recorder's memory, an
+expectation) would keep one per pod for good, and a
 control plane that ran a thousand Jobs would then hold a thousand Jobs' pods. The memory a load
 leaves behind is measured by bench/scale.py; this is the part of it that must be exactly nothing.
 """
@@ -22,7 +23,7 @@ from controlplane.controllers.manager import ControllerManager
 from controlplane.controllers.options import ControllerOptions
 from ketch.api import errors, manifest, timeutil
 from ketch.client.clientset import Client
-from ketch.v1 import batch_pb2
+from ketch.v1 import batch_pb2, core_pb2
 from tests.conftest import eventually
 
 from .cp_helpers import create_node, node
@@ -56,23 +57,28 @@ async def play_kubelet(client: Client) -> None:
     """Bound pods go Running and Ready; a pod being deleted is removed at once (grace 0), as an
     agent does once its processes have exited."""
     while True:
-        pods, _ = await client.list("Pod", NS)
-        for pod in pods:
-            try:
-                if pod.metadata.deletion_timestamp:
-                    await client.delete("Pod", pod.metadata.name, NS, grace_period_seconds=0,
-                                        uid=pod.metadata.uid)
-                elif pod.spec.node_name and pod.status.phase == "Pending":
-                    now = timeutil.now()
-                    pod.status.phase = "Running"
-                    pod.status.start_time = now
-                    for kind in ("Initialized", "ContainersReady", "Ready"):
-                        cond = pod.status.conditions.add()
-                        cond.type, cond.status, cond.last_transition_time = kind, "True", now
-                    await client.update_status(pod)
-            except (errors.NotFound, errors.Conflict):
-                pass  # it changed meanwhile: the next pass sees it as it is now
+        await _kubelet_pass(client)
         await asyncio.sleep(0.05)
+
+
+async def _kubelet_pass(client: Client) -> None:
+    """One look at every pod (its own call: the pods it read are not held while it sleeps)."""
+    pods, _ = await client.list("Pod", NS)
+    for pod in pods:
+        try:
+            if pod.metadata.deletion_timestamp:
+                await client.delete("Pod", pod.metadata.name, NS, grace_period_seconds=0,
+                                    uid=pod.metadata.uid)
+            elif pod.spec.node_name and pod.status.phase == "Pending":
+                now = timeutil.now()
+                pod.status.phase = "Running"
+                pod.status.start_time = now
+                for kind in ("Initialized", "ContainersReady", "Ready"):
+                    cond = pod.status.conditions.add()
+                    cond.type, cond.status, cond.last_transition_time = kind, "True", now
+                await client.update_status(pod)
+        except (errors.NotFound, errors.Conflict):
+            pass  # it changed meanwhile: the next pass sees it as it is now
 
 
 def holders_of(needles: set[str], kinds: tuple[type, ...] = (object,)) -> dict[str, set[str]]:
@@ -98,6 +104,18 @@ def holders_of(needles: set[str], kinds: tuple[type, ...] = (object,)) -> dict[s
                     found.setdefault(ref, set()).add(_describe(obj))
             elif id(ref) not in seen and type(ref) not in _LEAVES:
                 stack.append(ref)
+    return found
+
+
+def messages_about(uids: set[str]) -> dict[str, set[str]]:
+    """Parsed Pods and Events (kept in the store only as bytes) of these uids that anything
+    still holds: an event recorder's loop held its last batch of Events until the next one."""
+    found: dict[str, set[str]] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, core_pb2.Pod) and obj.metadata.uid in uids:
+            found.setdefault(obj.metadata.uid, set()).add("a parsed Pod")
+        elif isinstance(obj, core_pb2.Event) and obj.involved_object.uid in uids:
+            found.setdefault(obj.involved_object.uid, set()).add("a parsed Event about the pod")
     return found
 
 
@@ -152,6 +170,7 @@ async def test_deleted_workloads_leave_no_pod_uid_behind_in_any_controller() -> 
                 # A name or key may stay in the watch window's versions (75 s of history) and in
                 # the last commit's list until the next one, but in no map, set or queue.
                 held.update(holders_of(names, MAPS_SETS_QUEUES))
+                held.update(messages_about(uids))
                 return not held
             try:
                 await eventually(none_held, timeout=30, interval=1.0,
