@@ -23,6 +23,7 @@ import mmap
 from array import array
 from collections import deque
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 from controlplane.storage import WatchEvent
@@ -226,7 +227,7 @@ class Window:
         hot = self.hot
         if hot and hot[0].rev <= rev:  # all of them are in the hot part
             first = bisect.bisect_right(hot, rev, key=_rev)
-            return [hot[i] for i in range(first, len(hot)) if kind is None or hot[i].entry.kind == kind]
+            return [e for e in islice(hot, first, None) if kind is None or e.entry.kind == kind]
         return [*self.packed.since(rev, kind), *(e for e in hot if kind is None or e.entry.kind == kind)]
 
     def __iter__(self) -> Iterator[WatchEvent]:

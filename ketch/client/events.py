@@ -161,18 +161,15 @@ class EventRecorder:
             await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(0.05)  # gather a burst into one batch
-            pending, self._pending = self._pending, []
-            if pending:
-                try:
-                    await self._flush(pending)
-                except errors.StatusError as err:
-                    log.debug("dropping %d events: %s", len(pending), err)
-                except Exception:
-                    log.exception("writing events failed")
-            # The batch's messages go now, not when the next batch replaces them: the suspended
-            # loop held the last one's (hundreds after a burst, ~1 KB each) for as long as no
-            # event came.
-            del pending
+            # The batch lives in flush's frame only: held in this loop's, the last one's messages
+            # (hundreds after a burst, ~1 KB each) stayed for as long as no event came.
+            queued = len(self._pending)
+            try:
+                await self.flush()
+            except errors.StatusError as err:
+                log.debug("dropping %d events: %s", queued, err)
+            except Exception:
+                log.exception("writing events failed")
 
     async def _flush(self, pending: list[core_pb2.Event]) -> None:
         now = time.time()
