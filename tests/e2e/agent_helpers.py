@@ -56,19 +56,21 @@ def pid_of(p: dict[str, Any], index: int = 0) -> int:
 
 
 def processes_with(marker: str) -> list[int]:
-    """Pids of live (non-zombie) processes whose command line contains marker."""
-    out = []
+    """Pids of live (non-zombie) processes whose command line contains marker, but for the
+    children of such processes: a shell's child between its fork and its exec (the `sleep` of a
+    wait loop) still shows the shell's command line for a moment."""
+    found: dict[int, int] = {}  # pid -> parent pid
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
         except OSError:
             continue
         if marker.encode() in cmdline and state not in ("Z", "X"):
-            out.append(int(entry.name))
-    return out
+            found[int(entry.name)] = int(ppid)
+    return [pid for pid, ppid in found.items() if ppid not in found]
 
 
 def logs(cluster: Cluster, *args: str) -> str:
