@@ -187,6 +187,7 @@ class RequestChain:
                 raise errors.BadRequest(f"{method} is not a streaming method")
             async for item in items:
                 yield item
+                del item  # a stream waiting for its next item holds none it sent
         except Exception as err:
             code = metrics.http_code(err)
             raise

@@ -32,6 +32,7 @@ class LocalTransport:
                      inputs: AsyncIterator[Message] | None = None) -> AsyncIterator[Any]:
         async for item in self.chain.stream(method, request, LOOPBACK, inputs):
             yield item
+            del item  # a stream waiting for its next item holds none it sent
 
     async def close(self) -> None:
         return None

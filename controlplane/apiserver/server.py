@@ -199,6 +199,7 @@ def _stream_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIter
         try:
             async for item in chain.stream(method, _accepted(request), credentials_of(context)):
                 yield item
+                del item  # a stream waiting for its next item holds none it sent
         except Exception as err:
             await _answer_failure(context, method, err)
 
@@ -221,6 +222,7 @@ def _duplex_handler(chain: RequestChain, method: str) -> Callable[..., AsyncIter
 
             async for item in chain.stream(method, request, credentials_of(context), inputs=later()):
                 yield item
+                del item
         except Exception as err:
             await _answer_failure(context, method, err)
 

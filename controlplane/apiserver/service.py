@@ -21,14 +21,14 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from controlplane.registry import Registry, Strategy
-from controlplane.storage import Entry, Store
+from controlplane.storage import Entry, Store, Version
 from controlplane.storage.store import RaceConflict, _Staged
 from ketch import __version__
 from ketch.api import errors, limits, manifest, timeutil
@@ -105,6 +105,23 @@ def _same_body(a: Message, b: Message) -> bool:
     """Whether everything but metadata is equal (a false "different" only costs a full check)."""
     return ([(f.number, v) for f, v in a.ListFields() if f.name != "metadata"]
             == [(f.number, v) for f, v in b.ListFields() if f.name != "metadata"])
+
+
+def _event_lists(batch: builtins.list[tuple[str, Version, int]],
+                 type_url: str) -> Iterator[api_pb2.WatchEventList]:
+    """A watcher's batch as lists of at most about WATCH_LIST_BYTES of objects each: a busy
+    stream costs one write per list, and no list is built before the previous one is sent."""
+    out, size = api_pb2.WatchEventList(), 0
+    for etype, entry, rev in batch:
+        if size >= WATCH_LIST_BYTES:
+            yield out
+            out, size = api_pb2.WatchEventList(), 0
+        ev = out.events.add(type=etype, resource_version=str(rev))
+        ev.object.type_url = type_url
+        ev.object.value = entry.data
+        size += len(entry.data)
+    if out.events:
+        yield out
 
 
 def _copy(msg: Message) -> Message:
@@ -558,6 +575,8 @@ class APIService:
         async for batch in self.watch_batched(req, attrs, limits):
             for event in batch.events:
                 yield event
+                del event
+            del batch  # not held while the watcher waits for its next batch
 
     async def watch_batched(self, req: api_pb2.WatchRequest, attrs: Attributes,
                             limits: WatchLimits | None = None) -> AsyncIterator[api_pb2.WatchEventList]:
@@ -597,17 +616,14 @@ class APIService:
                 idle = 0.0
                 if batch:
                     sent = max(sent, batch[-1][2])
-                out, size = api_pb2.WatchEventList(), 0
-                for etype, entry, rev in batch:
-                    if size >= WATCH_LIST_BYTES:
-                        yield out
-                        out, size = api_pb2.WatchEventList(), 0
-                    ev = out.events.add(type=etype, resource_version=str(rev))
-                    ev.object.type_url = type_url
-                    ev.object.value = entry.data
-                    size += len(entry.data)
-                if out.events:
+                # Neither the batch nor its last list stays in this frame while the watcher waits
+                # for the next one (after a burst of deletes, that could be hours of a dead pod).
+                lists = _event_lists(batch, type_url)
+                del batch
+                for out in lists:
                     yield out
+                    del out
+                del lists
                 if watcher.closed:  # dropped for falling behind, or the server stops: the client resumes
                     return
         finally:

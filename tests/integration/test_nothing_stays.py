@@ -23,7 +23,7 @@ from controlplane.controllers.manager import ControllerManager
 from controlplane.controllers.options import ControllerOptions
 from ketch.api import errors, manifest, timeutil
 from ketch.client.clientset import Client
-from ketch.v1 import batch_pb2, core_pb2
+from ketch.v1 import api_pb2, batch_pb2, core_pb2
 from tests.conftest import eventually
 
 from .cp_helpers import create_node, node
@@ -109,13 +109,22 @@ def holders_of(needles: set[str], kinds: tuple[type, ...] = (object,)) -> dict[s
 
 def messages_about(uids: set[str]) -> dict[str, set[str]]:
     """Parsed Pods and Events (kept in the store only as bytes) of these uids that anything
-    still holds: an event recorder's loop held its last batch of Events until the next one."""
+    still holds: an event recorder's loop held its last batch of Events until the next one.
+    And watch messages that carry one: each stage of a watch stream (the server's handler, the
+    request chain, the API service) held the last list it passed on until the next came."""
     found: dict[str, set[str]] = {}
+    encoded = {uid.encode(): uid for uid in uids}
     for obj in gc.get_objects():
         if isinstance(obj, core_pb2.Pod) and obj.metadata.uid in uids:
             found.setdefault(obj.metadata.uid, set()).add("a parsed Pod")
         elif isinstance(obj, core_pb2.Event) and obj.involved_object.uid in uids:
             found.setdefault(obj.involved_object.uid, set()).add("a parsed Event about the pod")
+        elif isinstance(obj, api_pb2.WatchEventList | api_pb2.WatchEvent):
+            events = obj.events if isinstance(obj, api_pb2.WatchEventList) else [obj]
+            for ev in events:
+                for needle, uid in encoded.items():
+                    if needle in ev.object.value:
+                        found.setdefault(uid, set()).add(f"a {type(obj).__name__} that carries the pod")
     return found
 
 
