@@ -18,9 +18,10 @@ window and blocks the stream's write; it then holds at most the one message bein
 
 The window is bounded by count (DEFAULT_WINDOW events) and by age, as kube-apiserver's watch
 cache keeps about 75 s of history (its eventFreshDuration): beyond MIN_WINDOW events, those older
-than EVENT_FRESH seconds leave it at the next commit. Without the age bound, the versions of
-10,000 deleted pods stayed in memory until 50,000 newer events had pushed them out. Beyond its
-newest HOT_EVENTS, the window keeps its events packed (watchpack.py), not as objects.
+than EVENT_FRESH seconds leave it at the next commit, or by a timer when nothing commits. Without
+the age bound, the versions of 10,000 deleted pods stayed in memory until 50,000 newer events had
+pushed them out. Beyond its newest HOT_EVENTS, the window keeps its events packed (watchpack.py),
+not as objects.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ DEFAULT_WATCHER_BACKLOG = 50_000
 EVENT_FRESH = 75.0  # seconds of history the window keeps beyond MIN_WINDOW events
 MIN_WINDOW = 1000  # events always kept, however old
 HOT_EVENTS = 1000  # the newest events, kept as the objects the store published; older ones are packed
+EXPIRY_SLACK = 5.0  # seconds the timed expiry waits past the oldest events' staleness (busy: commits do it)
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +218,7 @@ class WatchHub:
     def __init__(self, store: Store, window: int = DEFAULT_WINDOW,
                  clock: Callable[[], float] = time.monotonic, fresh: float = EVENT_FRESH,
                  min_window: int = MIN_WINDOW, on_dropped: Callable[[int], None] | None = None,
-                 hot_events: int = HOT_EVENTS) -> None:
+                 hot_events: int = HOT_EVENTS, expiry_slack: float = EXPIRY_SLACK) -> None:
         self.store = store
         self.window = Window(hot_events)
         self.window_size = window
@@ -226,6 +228,8 @@ class WatchHub:
         # When each commit's events joined the window: (time, how many of them are left in it).
         self._ages: deque[list[float | int]] = deque()
         self._on_dropped = on_dropped  # told how many events left the window by age (memory freed)
+        self._expiry: asyncio.TimerHandle | None = None  # when the oldest events go stale uncommitted
+        self._expiry_slack = expiry_slack
         # Every event with rev > window_start is in the window.
         self.window_start = store.revision
         self.watchers: dict[str, set[Watcher]] = {}
@@ -238,6 +242,7 @@ class WatchHub:
         cacher relists."""
         self.window.clear()
         self._ages.clear()
+        self._cancel_expiry()
         self.window_start = self.store.revision
         self.close_all()
 
@@ -251,13 +256,35 @@ class WatchHub:
             self._ages.append([self.clock(), len(events)])
         while len(window) > self.window_size:
             self._pop_oldest()
+        self._drop_stale()
+
+    def _drop_stale(self) -> None:
+        """History older than fresh leaves (beyond the floor of min_window events): at each
+        commit, and when nothing commits, by a timer set for the oldest events' staleness, so
+        a cluster that goes quiet after a big Job does not keep its versions until the next write."""
         stale = self.clock() - self.fresh
         dropped = 0
-        while len(window) > self.min_window and self._ages and self._ages[0][0] < stale:
+        while len(self.window) > self.min_window and self._ages and self._ages[0][0] < stale:
             self._pop_oldest()
             dropped += 1
         if dropped and self._on_dropped is not None:
             self._on_dropped(dropped)
+        if self._expiry is None and len(self.window) > self.min_window and self._ages:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop to wait in (a synchronous caller): the next commit looks again
+            due = float(self._ages[0][0]) + self.fresh - self.clock()
+            self._expiry = loop.call_later(max(due, 0.0) + self._expiry_slack, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self._drop_stale()
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def _pop_oldest(self) -> None:
         self.window_start = self.window.popleft()
@@ -290,6 +317,7 @@ class WatchHub:
         self.watchers.get(w.kind, set()).discard(w)
 
     def close_all(self) -> None:
+        self._cancel_expiry()
         for ws in list(self.watchers.values()):
             for w in list(ws):
                 w.close()

@@ -21,6 +21,7 @@ from controlplane.storage import Entry, Store
 from controlplane.storage.backend import MemoryBackend
 from ketch.api.selectors import FIELDS_ON_READ
 from ketch.v1 import core_pb2
+from tests.conftest import eventually
 
 REGISTRY = Registry()
 
@@ -228,4 +229,23 @@ async def test_a_kind_emptied_gives_back_the_table_it_grew_to() -> None:
     assert store.count("Pod") == 0 and sys.getsizeof(store._objects["Pod"]) < grown // 100
     await store.write("Pod", "default/again", _pod("again"), create=True)
     assert [e.name for e in store.list("Pod", "default")] == ["again"]
+    await store.stop()
+
+
+async def test_the_window_lets_stale_history_go_when_nothing_commits() -> None:
+    """Age left the window only at a commit: a cluster that went quiet after a big Job (its
+    nodes gone, nothing written) kept the Job's versions until the next write, ~60 MiB of them
+    after 10,000 pods."""
+    store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
+    await store.start()
+    dropped: list[int] = []
+    hub = WatchHub(store, fresh=0.3, min_window=10, on_dropped=dropped.append, expiry_slack=0.05)
+    for i in range(50):
+        await store.write("Pod", f"default/p-{i}", _pod(f"p-{i}"), create=True)
+        await store.write("Pod", f"default/p-{i}", None)
+    assert len(hub.window) == 100
+    await eventually(lambda: len(hub.window) == 10, timeout=10, what="the stale history to leave")
+    assert sum(dropped) == 90
+    assert [ev.rev for ev in hub.window] == list(range(store.revision - 9, store.revision + 1))
+    hub.close_all()
     await store.stop()
