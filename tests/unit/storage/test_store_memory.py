@@ -234,7 +234,7 @@ async def test_a_kind_emptied_gives_back_the_table_it_grew_to() -> None:
 
 async def test_the_window_lets_stale_history_go_when_nothing_commits() -> None:
     """Age left the window only at a commit: a cluster that went quiet after a big Job (its
-    nodes gone, nothing written) kept the Job's versions until the next write, ~60 MiB of them
+    nodes gone, nothing written) kept the Job's versions until the next write: 55 MiB of them
     after 10,000 pods."""
     store = Store(MemoryBackend(), REGISTRY.field_values, parsed_on_read=REGISTRY.parsed_on_read())
     await store.start()
