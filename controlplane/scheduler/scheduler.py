@@ -140,6 +140,7 @@ class Scheduler(BatchingController):
         # the last round.
         self._node_base: dict[str, tuple[str, NodeInfo]] = {}
         self._node_base_expiry: asyncio.TimerHandle | None = None
+        self._node_base_due = 0.0  # loop time at which they go, unless another round comes
         # Where the next pod's search for feasible nodes starts (kube-scheduler's
         # nextStartNodeIndex): the search stops once enough nodes are found, so it rotates.
         self._next_start = 0
@@ -372,11 +373,17 @@ class Scheduler(BatchingController):
         self._expire_node_base_later()
 
     def _expire_node_base_later(self) -> None:
-        if self._node_base_expiry is not None:
-            self._node_base_expiry.cancel()
-        self._node_base_expiry = asyncio.get_running_loop().call_later(NODE_CACHE_IDLE, self._expire_node_base)
+        """Move the parsed nodes' deadline; one timer waits for it (a round only sets a time)."""
+        loop = asyncio.get_running_loop()
+        self._node_base_due = loop.time() + NODE_CACHE_IDLE
+        if self._node_base_expiry is None:
+            self._node_base_expiry = loop.call_at(self._node_base_due, self._expire_node_base)
 
     def _expire_node_base(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._node_base_due:  # rounds came meanwhile: wait for the moved deadline
+            self._node_base_expiry = loop.call_at(self._node_base_due, self._expire_node_base)
+            return
         self._node_base_expiry = None
         self._node_base = {}
 

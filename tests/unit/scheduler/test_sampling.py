@@ -4,6 +4,7 @@ DaemonSet pod to its node, and that the search rotates over the nodes."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -184,16 +185,19 @@ async def test_parsed_nodes_are_let_go_after_a_quiet_spell(scheduler: Scheduler,
     """A round parses every node once and later rounds reuse it; once rounds stop, the parsed
     nodes go (a load's first round made them, and kept they would outlive it), and the next
     round parses again."""
-    monkeypatch.setattr(scheduler_module, "NODE_CACHE_IDLE", 0.2)
+    monkeypatch.setattr(scheduler_module, "NODE_CACHE_IDLE", 1.0)
     for i in range(3):
         scheduler.nodes.store.upsert(make_node(f"n{i}"))
     await scheduler.process([])
     first = scheduler._node_base["n0"]
-    armed = scheduler._node_base_expiry
+    armed, due = scheduler._node_base_expiry, scheduler._node_base_due
     assert set(scheduler._node_base) == {"n0", "n1", "n2"} and armed is not None
+    await asyncio.sleep(0.5)
     await scheduler.process([])
     assert scheduler._node_base["n0"] is first  # reused while rounds come
-    assert armed.cancelled() and scheduler._node_base_expiry is not armed  # and the countdown restarted
+    assert scheduler._node_base_due > due and scheduler._node_base_expiry is armed  # and the countdown restarted
+    await asyncio.sleep(due - asyncio.get_running_loop().time() + 0.05)
+    assert scheduler._node_base["n0"] is first  # not let go at the first round's deadline (0.5 s later)
     await eventually(lambda: scheduler._node_base == {}, timeout=10, what="the parsed nodes let go")
     assert scheduler._node_base_expiry is None
     await scheduler.process([])
