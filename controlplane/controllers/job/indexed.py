@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ketch.api.goint import atoi
 from ketch.v1 import core_pb2
 
 COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
@@ -39,14 +40,14 @@ class Intervals:
         for piece in text.split(","):
             limits = piece.split("-")
             try:
-                first = int(limits[0])
+                first = atoi(limits[0])
             except ValueError:
                 continue
             if first >= completions:
                 break
             if len(limits) > 1:
                 try:
-                    last = int(limits[1])
+                    last = atoi(limits[1])
                 except ValueError:
                     continue
                 last = min(last, completions - 1)
@@ -140,7 +141,7 @@ def completion_index(pod: core_pb2.Pod) -> int:
     if value is None:
         return UNKNOWN_INDEX
     try:
-        index = int(value)
+        index = atoi(value)
     except ValueError:
         return UNKNOWN_INDEX
     return index if index >= 0 else UNKNOWN_INDEX
@@ -151,7 +152,7 @@ def _annotation_int(pod: core_pb2.Pod, key: str) -> int:
     if value is None:
         return 0
     try:
-        n = int(value)
+        n = atoi(value)
     except ValueError:
         return 0
     return n if 0 <= n <= _INT32_MAX else 0

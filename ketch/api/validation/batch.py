@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ketch.api import cron
 from ketch.api.errors import FieldError, duplicate, invalid, not_supported, required, too_many
+from ketch.api.goint import atoi
 from ketch.v1 import batch_pb2, core_pb2
 
 from . import field, meta, podspec
@@ -293,7 +294,7 @@ def parse_indexes(text: str, completions: int) -> list[tuple[int, int]]:
         bounds = []
         for s in limits:
             try:
-                n = int(s)
+                n = atoi(s)
             except ValueError:
                 raise ValueError(f'cannot convert string to integer for index: "{s}"') from None
             if n >= completions:

@@ -146,6 +146,14 @@ JOB_CASES = [
     Case("succeededIndexes out of order", indexed(successPolicy={"rules": [{"succeededIndexes": "3-1"}]}),
          ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "3-1": error parsing succeededIndexes: '
           'non-increasing order, previous: 3, current: 1',)),
+    Case("succeededIndexes are read as Go's Atoi reads them: no spaces",
+         indexed(successPolicy={"rules": [{"succeededIndexes": "0, 2"}]}),
+         ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0, 2": error parsing succeededIndexes: '
+          'cannot convert string to integer for index: " 2"',)),
+    Case("succeededIndexes are read as Go's Atoi reads them: no underscores",
+         indexed(successPolicy={"rules": [{"succeededIndexes": "1_0"}]}),
+         ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "1_0": error parsing succeededIndexes: '
+          'cannot convert string to integer for index: "1_0"',)),
     Case("succeededIndexes beyond completions", indexed(successPolicy={"rules": [{"succeededIndexes": "1,7"}]}),
          ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "1,7": error parsing succeededIndexes: '
           'too large index: "7"',)),

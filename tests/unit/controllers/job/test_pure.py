@@ -11,10 +11,15 @@ from controlplane.controllers.job import failure_policy, success_policy
 from controlplane.controllers.job.backoff import BackoffRecord, BackoffStore, finished_time, remaining_for_failures
 from controlplane.controllers.job.expectations import ControllerExpectations
 from controlplane.controllers.job.indexed import (
+    COMPLETION_INDEX_KEY,
+    INDEX_FAILURE_COUNT_KEY,
+    UNKNOWN_INDEX,
     Intervals,
     add_completion_index_env,
+    completion_index,
     first_pending_indexes,
     generate_name_with_index,
+    index_failure_count,
 )
 from controlplane.controllers.job.pods import pods_for_removal
 from ketch.api.manifest import decode_into
@@ -45,7 +50,9 @@ def test_intervals_format(indexes: list[int], text: str) -> None:
     ("1,x,3", 5, "1,3"),
     ("1,2,3", 5, "1-3"),
     ("", 5, ""),
-], ids=["beyond completions dropped", "interval cut", "bad piece skipped", "adjacent merged", "empty"])
+    ("0, 2,3_0,4", 50, "0,4"),
+], ids=["beyond completions dropped", "interval cut", "bad piece skipped", "adjacent merged", "empty",
+        "Go's Atoi: no spaces or underscores"])
 def test_intervals_parse(text: str, completions: int, want: str) -> None:
     assert str(Intervals.parse(text, completions)) == want
 
@@ -71,6 +78,20 @@ def test_intervals_merge_has_total_match_a_set() -> None:
 ], ids=["from zero", "gaps", "none left", "after a run", "zero wanted"])
 def test_first_pending_indexes(count: int, completions: int, non_pending: list[int], want: list[int]) -> None:
     assert first_pending_indexes(count, completions, Intervals.of(non_pending)) == want
+
+
+@pytest.mark.parametrize(("value", "index", "failures"), [
+    ("3", 3, 3), ("+3", 3, 3), ("-3", UNKNOWN_INDEX, 0), (" 3", UNKNOWN_INDEX, 0), ("3 ", UNKNOWN_INDEX, 0),
+    ("1_0", UNKNOWN_INDEX, 0), ("\u0663", UNKNOWN_INDEX, 0), ("", UNKNOWN_INDEX, 0),
+], ids=["digits", "plus sign", "negative", "leading space", "trailing space", "underscore", "arabic digit", "empty"])
+def test_pod_index_annotations_are_read_as_go_atoi_reads_them(value: str, index: int, failures: int) -> None:
+    """getCompletionIndex and the failure-count annotations parse with strconv.Atoi: an optional
+    sign and ASCII digits only, where Python's int() would also take spaces and underscores."""
+    pod = new_pod(new_job(), "Running")
+    pod.metadata.annotations[COMPLETION_INDEX_KEY] = value
+    pod.metadata.annotations[INDEX_FAILURE_COUNT_KEY] = value
+    assert completion_index(pod) == index
+    assert index_failure_count(pod) == failures
 
 
 def test_generate_name_with_index_fits_58_characters() -> None:
