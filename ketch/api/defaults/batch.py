@@ -3,10 +3,11 @@
 Job: parallelism/completions 1 when both unset (parallelism alone defaults to 1, completions
 stays unset = work-queue mode), backoffLimit 6 (MaxInt32 with backoffLimitPerIndex),
 completionMode NonIndexed, suspend false, podReplacementPolicy TerminatingOrFailed (Failed with
-a podFailurePolicy), onPodConditions status True, job labels from the template labels. The
-selector is generated later, by the API server's prepare-for-create. CronJob: Allow, not
-suspended, history 3 succeeded / 1 failed; its job template gets the pod template defaults
-only (as in Kubernetes: Job-level defaults apply when the Job is created).
+a podFailurePolicy), onPodConditions status True, manualSelector false (since Kubernetes 1.29),
+job labels from the template labels. The selector is generated later, by the API server's
+prepare-for-create. CronJob: Allow, not suspended, history 3 succeeded / 1 failed; its job
+template gets the pod template defaults only (as in Kubernetes: Job-level defaults apply when
+the Job is created).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def job(obj: batch_pb2.Job) -> None:
                     pattern.status = "True"
     if not spec.HasField("pod_replacement_policy"):
         spec.pod_replacement_policy = "Failed" if spec.HasField("pod_failure_policy") else "TerminatingOrFailed"
+    if not spec.HasField("manual_selector"):
+        spec.manual_selector = False
     core.pod_spec(spec.template.spec)
 
 
