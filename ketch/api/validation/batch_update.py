@@ -6,7 +6,8 @@ podFailurePolicy, successPolicy, backoffLimitPerIndex, managedBy, template (exce
 tolerations, node affinity, scheduling gates, labels and annotations while the job is suspended
 and has never started) and completions (except for Indexed jobs changing it together with
 parallelism). Status: counters never negative, the failed counter never decreases, terminal
-conditions stay, index strings well-formed.
+conditions stay, SuccessCriteriaMet consistent with the other conditions, index strings
+well-formed.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def validate_job_status_update(new: batch_pb2.Job, old: batch_pb2.Job) -> Errors
         errs.append(FieldError("Invalid", "status.conditions", "cannot disable the SuccessCriteriaMet=True condition"))
     if _true(st.conditions, "Complete") and _true(st.conditions, "Failed"):
         errs.append(FieldError("Invalid", "status.conditions", "cannot set Complete=True and Failed=true conditions"))
+    _success_criteria_met(errs, new, old)
     spec = new.spec
     indexed = spec.completion_mode == "Indexed"
     if st.completed_indexes != old_st.completed_indexes:
@@ -98,6 +100,26 @@ def validate_job_status_update(new: batch_pb2.Job, old: batch_pb2.Job) -> Errors
         elif spec.HasField("completions"):
             _indexes(errs, st.failed_indexes, spec.completions, "status.failedIndexes", "failedIndexes")
     return errs
+
+
+def _success_criteria_met(errs: Errors, new: batch_pb2.Job, old: batch_pb2.Job) -> None:
+    """The SuccessCriteriaMet rules 1.31 checks on every status write (validateJobStatus and
+    ValidateJobStatusUpdate, not behind JobManagedBy; with JobPodReplacementPolicy on, the
+    condition may be set on any Job, with or without a successPolicy)."""
+    conds, old_conds = new.status.conditions, old.status.conditions
+    met = _true(conds, "SuccessCriteriaMet")
+    if met and _true(conds, "Failed"):
+        errs.append(FieldError("Invalid", "status.conditions",
+                               "cannot set SuccessCriteriaMet=True and Failed=true conditions"))
+    if met and _true(conds, "FailureTarget"):
+        errs.append(FieldError("Invalid", "status.conditions",
+                               "cannot set SuccessCriteriaMet=True and FailureTarget=true conditions"))
+    if new.spec.HasField("success_policy") and not met and _true(conds, "Complete"):
+        errs.append(FieldError("Invalid", "status.conditions",
+                               "cannot set Complete=True for Job with SuccessPolicy unless SuccessCriteriaMet=True"))
+    if _true(old_conds, "Complete") and not _true(old_conds, "SuccessCriteriaMet") and met:
+        errs.append(FieldError("Invalid", "status.conditions",
+                               "cannot set SuccessCriteriaMet=True for Job already has Complete=true conditions"))
 
 
 def _indexes(errs: Errors, text: str, completions: int, path: str, what: str) -> None:
