@@ -110,7 +110,8 @@ def job_spec(errs: Errors, spec: batch_pb2.JobSpec, path: str) -> None:
             errs.append(not_supported(path + ".completionMode", spec.completion_mode, ["NonIndexed", "Indexed"]))
         if indexed:
             _indexed_limits(errs, spec, max_failed, path)
-    if not indexed:
+    if spec.completion_mode == "NonIndexed" or not spec.HasField("completion_mode"):
+        # Only nil or NonIndexed: an unknown mode is reported above, and only that.
         if per_index:
             errs.append(invalid(path + ".backoffLimitPerIndex", spec.backoff_limit_per_index,
                                 "requires indexed completion mode"))
