@@ -18,7 +18,7 @@ Semantics kept from robfig/cron, on which Kubernetes' behaviour rests:
 croniter proposes candidate times (from a normalised numeric expression); each is checked against
 the parsed fields in the zone's wall-clock time, which is how leap-ahead gaps are skipped.
 
-Callers: API validation (`schedule_error`, `time_zone_error`), the CronJob controller (`parse`),
+Callers: API validation (`schedule_errors`, `time_zone_errors`), the CronJob controller (`parse`),
 `ketch get cronjobs`. Times are float epoch seconds.
 """
 

@@ -326,22 +326,15 @@ def validate_cronjob(cj: batch_pb2.CronJob) -> Errors:
     if not spec.schedule:
         errs.append(required("spec.schedule"))
     else:
-        why = cron.schedule_error(spec.schedule)
-        if why:
+        # Every reason, as validateScheduleFormat appends both the parse error and the TZ one.
+        for why in cron.schedule_errors(spec.schedule):
             errs.append(invalid("spec.schedule", spec.schedule, why))
     if spec.HasField("starting_deadline_seconds"):
         field.nonnegative(errs, spec.starting_deadline_seconds, "spec.startingDeadlineSeconds")
     if spec.HasField("time_zone"):
-        tz = spec.time_zone
-        if not tz:
-            errs.append(invalid("spec.timeZone", tz, "timeZone must be nil or non-empty string"))
-        elif tz.lower() == "local":
-            errs.append(invalid("spec.timeZone", tz,
-                                "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones"))
-        else:
-            why = cron.time_zone_error(tz)
-            if why:
-                errs.append(invalid("spec.timeZone", tz, why))
+        # validateTimeZone: "local" is both not explicit and not a zone that loads.
+        for why in cron.time_zone_errors(spec.time_zone):
+            errs.append(invalid("spec.timeZone", spec.time_zone, why))
     policy = spec.concurrency_policy
     if not policy:
         errs.append(required("spec.concurrencyPolicy"))

@@ -215,12 +215,22 @@ CRONJOB_CASES = [
     Case("TZ in the schedule is refused", {"spec": {"schedule": "TZ=UTC 0 * * * *"}},
          ('spec.schedule: Invalid value: "TZ=UTC 0 * * * *": cannot use TZ or CRON_TZ in schedule, use timeZone '
           'field instead',), doc=CRONJOB),
+    Case("a bad zone in CRON_TZ: the parse error and the TZ one, as two errors",
+         {"spec": {"schedule": "CRON_TZ=Bad/Zone 0 * * * *"}},
+         ('spec.schedule: Invalid value: "CRON_TZ=Bad/Zone 0 * * * *": provided bad location Bad/Zone: unknown time '
+          'zone Bad/Zone',
+          'spec.schedule: Invalid value: "CRON_TZ=Bad/Zone 0 * * * *": cannot use TZ or CRON_TZ in schedule, use '
+          'timeZone field instead'), doc=CRONJOB),
     Case("an IANA time zone is valid", {"spec": {"timeZone": "Europe/Berlin"}}, doc=CRONJOB),
     Case("an unknown time zone", {"spec": {"timeZone": "Mars/Olympus"}},
          ('spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus',), doc=CRONJOB),
     Case("Local is not a time zone", {"spec": {"timeZone": "Local"}},
          ('spec.timeZone: Invalid value: "Local": timeZone must be an explicit time zone as defined in '
           'https://www.iana.org/time-zones',), doc=CRONJOB),
+    Case("local is not a time zone, nor one that loads", {"spec": {"timeZone": "local"}},
+         ('spec.timeZone: Invalid value: "local": timeZone must be an explicit time zone as defined in '
+          'https://www.iana.org/time-zones',
+          'spec.timeZone: Invalid value: "local": unknown time zone local'), doc=CRONJOB),
     Case("negative startingDeadlineSeconds", {"spec": {"startingDeadlineSeconds": -1}},
          (f"spec.startingDeadlineSeconds: {NONNEG}",), doc=CRONJOB),
     Case("an unknown concurrencyPolicy", {"spec": {"concurrencyPolicy": "Sometimes"}},
