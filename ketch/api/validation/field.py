@@ -83,7 +83,8 @@ def dns1123_label(value: str) -> tuple[str, ...]:
     if len(value) > 63:
         errs.append(max_len_error(63))
     if not _DNS1123_LABEL_RE.fullmatch(value):
-        errs.append(_DNS1123_LABEL_MSG)
+        # IsDNS1123Label (since 1.27): a valid subdomain that is no label can only have dots.
+        errs.append("must not contain dots" if _DNS1123_SUBDOMAIN_RE.fullmatch(value) else _DNS1123_LABEL_MSG)
     return tuple(errs)
 
 

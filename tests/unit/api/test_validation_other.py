@@ -158,8 +158,10 @@ CASES = [
         {"type": "InternalIP", "address": "10.0.0.7"}, {"type": "InternalIP", "address": "10.0.0.7"}]}},
          ('status.addresses[1]: Duplicate value: {Type:"InternalIP", Address:"10.0.0.7"}',)),
     # Namespace
-    Case("a namespace name is a DNS label", NAMESPACE, {"metadata": {"name": "team.a"}},
-         (f'metadata.name: Invalid value: "team.a": {LABEL_MSG}',)),
+    Case("a namespace name is a DNS label", NAMESPACE, {"metadata": {"name": "team_a"}},
+         (f'metadata.name: Invalid value: "team_a": {LABEL_MSG}',)),
+    Case("a namespace name that is a DNS subdomain is told its dots", NAMESPACE, {"metadata": {"name": "team.a"}},
+         ('metadata.name: Invalid value: "team.a": must not contain dots',)),
     Case("a namespace spec finalizer must be standard or qualified", NAMESPACE, {"spec": {"finalizers": ["custom"]}},
          ('spec.finalizers: Invalid value: "custom": name is neither a standard finalizer name nor is it fully '
           "qualified",)),
