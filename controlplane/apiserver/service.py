@@ -249,7 +249,7 @@ class APIService:
         self._check_size(info, obj)
         staged = self.store.stage(info.kind, _key(info, md.namespace, md.name), obj, create=True,
                                   dry_run=req.dry_run)
-        return _StagedWrite(info.kind, staged.key, staged, strategy.warnings(obj), dry_run=req.dry_run)
+        return _StagedWrite(info.kind, staged.key, staged, strategy.warnings_on_create(obj), dry_run=req.dry_run)
 
     def _generate_name(self, info: KindInfo, namespace: str, prefix: str) -> str:
         prefix = prefix[:58]

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from ketch.api.defaults import batch as batch_defaults
 from ketch.api.errors import FieldError
-from ketch.api.validation import batch, batch_update
+from ketch.api.validation import batch, batch_update, field
 from ketch.api.warnings import pod_spec_warnings
 from ketch.v1 import batch_pb2
 
 from .strategy import ORPHAN, Strategy
+
+
+def name_warnings(name: str) -> list[str]:
+    """WarningsOnCreate of Jobs and CronJobs (Kubernetes 1.27+): their name makes Pod names and
+    hostnames, so one that is no DNS label is warned about (not refused)."""
+    msgs = field.dns1123_label(name)
+    if not msgs:
+        return []
+    return ["metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; "
+            f"a DNS label is recommended: [{' '.join(msgs)}]"]
 
 
 class JobStrategy(Strategy):
@@ -48,6 +58,9 @@ class JobStrategy(Strategy):
     def warnings(self, obj: batch_pb2.Job) -> list[str]:
         return pod_spec_warnings(obj.spec.template.spec, "spec.template.spec")
 
+    def warnings_on_create(self, obj: batch_pb2.Job) -> list[str]:
+        return name_warnings(obj.metadata.name) + self.warnings(obj)
+
     def validate_update(self, new: batch_pb2.Job, old: batch_pb2.Job) -> list[FieldError]:
         return batch_update.validate_job_update(new, old)
 
@@ -68,6 +81,9 @@ class CronJobStrategy(Strategy):
 
     def warnings(self, obj: batch_pb2.CronJob) -> list[str]:
         return pod_spec_warnings(obj.spec.job_template.spec.template.spec, "spec.jobTemplate.spec.template.spec")
+
+    def warnings_on_create(self, obj: batch_pb2.CronJob) -> list[str]:
+        return name_warnings(obj.metadata.name) + self.warnings(obj)
 
     def validate_update(self, new: batch_pb2.CronJob, old: batch_pb2.CronJob) -> list[FieldError]:
         return batch_update.validate_cronjob_update(new, old)

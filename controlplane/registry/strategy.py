@@ -76,6 +76,10 @@ class Strategy:
         """What to tell the client about fields the server accepts and ignores."""
         return []
 
+    def warnings_on_create(self, obj: Any) -> list[str]:
+        """Warnings of a create: those of every write, and any that only a create gives."""
+        return self.warnings(obj)
+
     def name_rule(self, name: str, prefix: bool) -> tuple[str, ...]:
         """What is wrong with a name (or generateName prefix) of this kind: a DNS subdomain."""
         return field_rules.name_is_dns_subdomain(name, prefix)

@@ -169,3 +169,27 @@ async def test_job_managed_by_is_dropped_on_create_as_kubernetes_1_31(api) -> No
     stored.spec.managed_by = "kueue.x-k8s.io/multikueue"
     with pytest.raises(errors.Invalid, match=r"spec\.managedBy: Invalid value: .*field is immutable"):
         await api.client.update(stored)
+
+
+DOTTED_NAME = ("metadata.name: this is used in Pod names and hostnames, which can result in surprising behavior; "
+               "a DNS label is recommended: [must not contain dots]")
+
+
+async def test_a_job_or_cronjob_named_with_dots_gets_the_dns_label_warning_on_create_only(api) -> None:
+    """jobStrategy / cronJobStrategy WarningsOnCreate: a name that is no DNS label is warned about
+    (Pods and hostnames are made from it); an update says nothing of it."""
+    warnings: list[str] = []
+    api.client.on_warning = warnings.append
+    job = manifest.parse_objects(PI_JOB.replace("name: pi\n", "name: pi.v1\n", 1))[0]
+    job.spec.template.spec.containers[0].ClearField("ports")
+    job = await api.client.create(job)
+    assert warnings == [DOTTED_NAME]
+    cronjob = manifest.from_dict({
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "hello.v1"},
+        "spec": {"schedule": "*/1 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure", "containers": [{"name": "c", "command": ["true"]}]}}}}}})
+    await api.client.create(cronjob)
+    assert warnings == [DOTTED_NAME, DOTTED_NAME]
+    job.spec.parallelism = 3
+    await api.client.update(job)
+    assert warnings == [DOTTED_NAME, DOTTED_NAME]
