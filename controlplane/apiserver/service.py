@@ -31,7 +31,7 @@ from controlplane.registry import Registry, Strategy
 from controlplane.storage import Entry, Store, Version
 from controlplane.storage.store import RaceConflict, _Staged
 from ketch import __version__
-from ketch.api import errors, limits, manifest, timeutil
+from ketch.api import errors, limits, manifest, timeutil, wellformed
 from ketch.api.kinds import KindInfo, kind_info
 from ketch.api.patch import apply_patch
 from ketch.api.selectors import parse_field_selector, parse_label_selector
@@ -79,6 +79,11 @@ def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
     msg.DiscardUnknownFields()
     if msg.ByteSize() != size:
         raise errors.BadRequest(f"cannot decode the {info.kind}: it has fields unknown to this server")
+    # Numbers JSON cannot carry (NaN, infinities) in free-form fields, refused as Kubernetes'
+    # decoding refuses them, before validation reads them as integers.
+    bad = wellformed.problems(msg)
+    if bad:
+        raise errors.BadRequest(f"cannot decode the {info.kind}: {wellformed.describe(bad)}")
     if msg.api_version and msg.api_version != info.api_version:  # type: ignore[attr-defined]
         raise errors.BadRequest(f"the API version in the data ({msg.api_version}) does not match "  # type: ignore[attr-defined]
                                 f"the expected API version ({info.api_version})")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from . import wellformed
 from .errors import BadRequest
 from .kinds import KindInfo, info_for_manifest, info_of
 
@@ -240,6 +241,13 @@ def decode_into(message: Message, data: dict[str, Any], what: str = "") -> Messa
         json_format.ParseDict(cleaned, message)
     except json_format.ParseError as err:
         raise DecodeError(f"{what}: {err}" if what else str(err)) from err
+    bad = wellformed.problems(message)  # YAML's .nan and .inf in a free-form field
+    if bad:
+        prefix = f"{what}: " if what else ""
+        err = DecodeError(prefix + wellformed.describe(bad))
+        err.what = prefix
+        err.fields = tuple((path, f"{path}: {complaint}") for path, complaint in bad)
+        raise err
     return message
 
 

@@ -18,9 +18,9 @@ from prometheus_client import REGISTRY
 from controlplane.apiserver.server import ServerLimits
 from controlplane.apiserver.testing import TestAPIServer
 from controlplane.apiserver.watch import WatchLimits
-from ketch.api import errors, limits
+from ketch.api import errors, limits, manifest
 from ketch.client import transport
-from ketch.client.clientset import Batch, Client
+from ketch.client.clientset import Batch, Client, pack
 from ketch.client.informer import Informer
 from ketch.v1 import api_pb2, core_pb2
 
@@ -239,6 +239,32 @@ async def test_undecodable_object_inside_an_any_is_invalid_argument(api: TestAPI
             await raw_call(ch, "Create", api_pb2.CreateRequest(object=bad), api_pb2.ObjectResponse)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "cannot decode the Pod" in (info.value.details() or "")
+
+
+def _job_with_nan_port(value: float) -> Any:
+    job = manifest.from_dict({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "nan"},
+                              "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                                  {"name": "c", "image": "x", "command": ["true"]}]}}}})
+    job.spec.template.spec.containers[0].readiness_probe.tcp_socket.port.number_value = value
+    return job
+
+
+@pytest.mark.parametrize(("value", "shown"), [(float("nan"), "NaN"), (float("inf"), "+Inf"), (float("-inf"), "-Inf")])
+async def test_a_number_json_cannot_carry_is_invalid_argument_naming_the_field(
+        api: TestAPIServer, client: Client, caplog: pytest.LogCaptureFixture, value: float, shown: str) -> None:
+    # A free-form or int-or-string field holds a double: NaN reached validation's int() (INTERNAL).
+    before = api.store.revision
+    async with raw(api) as ch:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await raw_call(ch, "Create", api_pb2.CreateRequest(object=pack(_job_with_nan_port(value))),
+                           api_pb2.ObjectResponse)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert reason_of(info.value) == "BadRequest"
+    assert info.value.details() == ("cannot decode the Job: spec.template.spec.containers[0].readinessProbe."
+                                    f"tcpSocket.port: unsupported value: {shown}")
+    assert api.store.revision == before
+    assert (await client.list("Job"))[0] == []
+    assert not [r for r in caplog.records if "internal error" in r.getMessage()]
 
 
 # -- requests in flight ----------------------------------------------------------------------

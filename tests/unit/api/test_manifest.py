@@ -89,3 +89,22 @@ def test_json_list_documents_expand() -> None:
     text = json.dumps({"kind": "List", "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}]})
     (obj,) = manifest.parse_objects(text)
     assert obj.metadata.name == "a"
+
+
+@pytest.mark.parametrize(("value", "shown"), [(".nan", "NaN"), (".inf", "+Inf"), ("-.inf", "-Inf")])
+def test_a_yaml_number_json_cannot_carry_is_a_decode_error_naming_the_field(value: str, shown: str) -> None:
+    # It decoded into the free-form field, and the server's validation failed on it (INTERNAL).
+    text = f"""
+apiVersion: batch/v1
+kind: Job
+metadata: {{name: x}}
+spec:
+  template:
+    spec:
+      containers: [{{name: c, command: ["true"], ports: [{{containerPort: {value}}}]}}]
+"""
+    with pytest.raises(manifest.DecodeError) as info:
+        manifest.parse_objects(text)
+    path = "spec.template.spec.containers[0].ports[0].containerPort"
+    assert str(info.value) == f'Job in version "v1" cannot be handled as a Job: {path}: unsupported value: {shown}'
+    assert info.value.fields == ((path, f"{path}: unsupported value: {shown}"),)

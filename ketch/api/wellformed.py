@@ -1,0 +1,128 @@
+"""Values protobuf can carry but Kubernetes' JSON cannot, found anywhere in an object.
+
+A manifest's free-form parts (google.protobuf.Struct: volumes, ports, lifecycle, ...) and its
+integer-or-string fields (google.protobuf.Value) hold numbers as doubles, and a double may be NaN
+or an infinity: YAML writes them as `.nan` and `.inf`, and a gRPC client can send them as they
+are. JSON has no such numbers, so Kubernetes refuses them when it decodes the request (`json:
+unsupported value: NaN`); here they are refused the same way, by the API server for an object
+that comes over gRPC and by manifest decoding for a manifest or a patched object, before any
+validation or controller reads them as integers.
+
+`problems(obj)` walks only the fields that can lead to such a value (worked out once per message
+type), so an object without free-form parts costs a few attribute reads.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from . import limits
+
+_STRUCT = "google.protobuf.Struct"
+_VALUE = "google.protobuf.Value"
+_LIST = "google.protobuf.ListValue"
+_FREE_FORM = frozenset({_STRUCT, _VALUE, _LIST})
+MAX_REPORTED = 10  # problems named in one error; the rest are counted
+
+
+def problems(obj: Message, path: str = "") -> list[tuple[str, str]]:
+    """(path, complaint) for every value of obj that JSON cannot carry, in field order."""
+    out: list[tuple[str, str]] = []
+    _walk(obj, path, out)
+    return out
+
+
+def describe(found: list[tuple[str, str]]) -> str:
+    """The problems as one error text (at most MAX_REPORTED of them named)."""
+    text = ", ".join(f"{path}: {complaint}" for path, complaint in found[:MAX_REPORTED])
+    if len(found) > MAX_REPORTED:
+        text += f", and {len(found) - MAX_REPORTED} more"
+    return text
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _walk(msg: Message, path: str, out: list[tuple[str, str]]) -> None:
+    name = msg.DESCRIPTOR.full_name
+    if name == _STRUCT:
+        _struct(msg, path, out)
+        return
+    if name == _VALUE:
+        _value(msg, path, out)
+        return
+    if name == _LIST:
+        _list(msg, path, out)
+        return
+    for field in _plan(msg.DESCRIPTOR):
+        fpath = _join(path, field.json_name)
+        if _is_map(field):
+            for key, item in getattr(msg, field.name).items():
+                _walk(item, f"{fpath}[{limits.clip(str(key))}]", out)
+        elif field.is_repeated:
+            for i, item in enumerate(getattr(msg, field.name)):
+                _walk(item, f"{fpath}[{i}]", out)
+        elif msg.HasField(field.name):
+            _walk(getattr(msg, field.name), fpath, out)
+
+
+def _struct(s: Message, path: str, out: list[tuple[str, str]]) -> None:
+    for key, value in s.fields.items():  # type: ignore[attr-defined]
+        _value(value, _join(path, limits.clip(key)), out)
+
+
+def _list(lv: Message, path: str, out: list[tuple[str, str]]) -> None:
+    for i, value in enumerate(lv.values):  # type: ignore[attr-defined]
+        _value(value, f"{path}[{i}]", out)
+
+
+def _value(v: Message, path: str, out: list[tuple[str, str]]) -> None:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        number = v.number_value  # type: ignore[attr-defined]
+        if not math.isfinite(number):
+            text = "NaN" if math.isnan(number) else ("+Inf" if number > 0 else "-Inf")
+            out.append((path, f"unsupported value: {text}"))
+    elif kind == "struct_value":
+        _struct(v.struct_value, path, out)  # type: ignore[attr-defined]
+    elif kind == "list_value":
+        _list(v.list_value, path, out)  # type: ignore[attr-defined]
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.message_type is not None and field.message_type.GetOptions().map_entry
+
+
+@cache
+def _plan(desc: Descriptor) -> tuple[FieldDescriptor, ...]:
+    """desc's message fields from which a free-form value can be reached."""
+    out = []
+    for field in desc.fields:
+        if field.message_type is None:
+            continue
+        target = field.message_type.fields_by_name["value"] if _is_map(field) else field
+        if target.message_type is not None and _reaches(target.message_type, frozenset({desc.full_name})):
+            out.append(field)
+    return tuple(out)
+
+
+def _reaches(desc: Descriptor, on_path: frozenset[str]) -> bool:
+    """Whether a free-form value can be reached from desc (on_path: the types above it, so a
+    recursive type ends the search)."""
+    if desc.full_name in _FREE_FORM:
+        return True
+    if desc.full_name in on_path:
+        return False
+    on_path = on_path | {desc.full_name}
+    for field in desc.fields:
+        if field.message_type is None:
+            continue
+        target = field.message_type.fields_by_name["value"] if _is_map(field) else field
+        if target.message_type is not None and _reaches(target.message_type, on_path):
+            return True
+    return False
