@@ -79,7 +79,8 @@ def unpack(obj: any_pb2.Any) -> tuple[KindInfo, Message]:
     msg.DiscardUnknownFields()
     if msg.ByteSize() != size:
         raise errors.BadRequest(f"cannot decode the {info.kind}: it has fields unknown to this server")
-    # Numbers JSON cannot carry (NaN, infinities) in free-form fields, refused as Kubernetes'
+    # Numbers JSON cannot carry (NaN, infinities) in free-form fields and times that are not
+    # RFC 3339, refused as Kubernetes.
     # decoding refuses them, before validation reads them as integers.
     bad = wellformed.problems(msg)
     if bad:

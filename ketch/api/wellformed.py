@@ -8,29 +8,48 @@ unsupported value: NaN`); here they are refused the same way, by the API server 
 that comes over gRPC and by manifest decoding for a manifest or a patched object, before any
 validation or controller reads them as integers.
 
+Times (metav1.Time, metav1.MicroTime) are strings here, so that their JSON form is Kubernetes'
+own; Kubernetes' decoding refuses a time that is not RFC 3339 (`parsing time "soon" as
+"2006-01-02T15:04:05Z07:00"`), and so does this: the controllers compute with every time they
+read (timeutil.parse), and one they cannot read would fail their every sync of the object.
+
 `problems(obj)` walks only the fields that can lead to such a value (worked out once per message
-type), so an object without free-form parts costs a few attribute reads.
+type), so an object without free-form parts or times costs a few attribute reads.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from functools import cache
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from . import limits
+from . import limits, timeutil
 
 _STRUCT = "google.protobuf.Struct"
 _VALUE = "google.protobuf.Value"
 _LIST = "google.protobuf.ListValue"
 _FREE_FORM = frozenset({_STRUCT, _VALUE, _LIST})
 MAX_REPORTED = 10  # problems named in one error; the rest are counted
+# The API's time fields (proto names): Kubernetes' metav1.Time and metav1.MicroTime.
+TIME_FIELDS = frozenset({
+    "creation_timestamp", "deletion_timestamp", "time",  # ObjectMeta, ManagedFieldsEntry
+    "start_time", "completion_time", "last_schedule_time", "last_successful_time",  # Job, CronJob, Pod
+    "last_probe_time", "last_transition_time", "last_heartbeat_time",  # conditions
+    "started_at", "finished_at",  # container states
+    "time_added",  # taints
+    "acquire_time", "renew_time",  # Lease
+    "first_timestamp", "last_timestamp", "event_time",  # Event
+})
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})")
+TIME_FORMAT = "2006-01-02T15:04:05Z07:00"  # Go's time.RFC3339, as Kubernetes' errors name it
 
 
 def problems(obj: Message, path: str = "") -> list[tuple[str, str]]:
-    """(path, complaint) for every value of obj that JSON cannot carry, in field order."""
+    """(path, complaint) for every value of obj that JSON cannot carry or time it cannot read,
+    in field order."""
     out: list[tuple[str, str]] = []
     _walk(obj, path, out)
     return out
@@ -61,7 +80,11 @@ def _walk(msg: Message, path: str, out: list[tuple[str, str]]) -> None:
         return
     for field in _plan(msg.DESCRIPTOR):
         fpath = _join(path, field.json_name)
-        if _is_map(field):
+        if field.message_type is None:  # a time
+            text = getattr(msg, field.name)
+            if text and not is_time(text):
+                out.append((fpath, f'parsing time "{limits.clip(text)}" as "{TIME_FORMAT}": not an RFC 3339 time'))
+        elif _is_map(field):
             for key, item in getattr(msg, field.name).items():
                 _walk(item, f"{fpath}[{limits.clip(str(key))}]", out)
         elif field.is_repeated:
@@ -94,15 +117,35 @@ def _value(v: Message, path: str, out: list[tuple[str, str]]) -> None:
         _list(v.list_value, path, out)  # type: ignore[attr-defined]
 
 
+def is_time(text: str) -> bool:
+    """Whether text is an RFC 3339 time Kubernetes reads and timeutil.parse can compute with."""
+    if not _RFC3339.fullmatch(text):
+        return False
+    try:
+        timeutil.parse(text)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def _is_time(field: FieldDescriptor) -> bool:
+    return (field.name in TIME_FIELDS and field.type == FieldDescriptor.TYPE_STRING
+            and not field.is_repeated)
+
+
 def _is_map(field: FieldDescriptor) -> bool:
     return field.message_type is not None and field.message_type.GetOptions().map_entry
 
 
 @cache
 def _plan(desc: Descriptor) -> tuple[FieldDescriptor, ...]:
-    """desc's message fields from which a free-form value can be reached."""
+    """desc's time fields, and its message fields from which a free-form value or a time can be
+    reached."""
     out = []
     for field in desc.fields:
+        if _is_time(field):
+            out.append(field)
+            continue
         if field.message_type is None:
             continue
         target = field.message_type.fields_by_name["value"] if _is_map(field) else field
@@ -112,14 +155,16 @@ def _plan(desc: Descriptor) -> tuple[FieldDescriptor, ...]:
 
 
 def _reaches(desc: Descriptor, on_path: frozenset[str]) -> bool:
-    """Whether a free-form value can be reached from desc (on_path: the types above it, so a
-    recursive type ends the search)."""
+    """Whether a free-form value or a time can be reached from desc (on_path: the types above
+    it, so a recursive type ends the search)."""
     if desc.full_name in _FREE_FORM:
         return True
     if desc.full_name in on_path:
         return False
     on_path = on_path | {desc.full_name}
     for field in desc.fields:
+        if _is_time(field):
+            return True
         if field.message_type is None:
             continue
         target = field.message_type.fields_by_name["value"] if _is_map(field) else field

@@ -193,3 +193,27 @@ async def test_a_job_or_cronjob_named_with_dots_gets_the_dns_label_warning_on_cr
     job.spec.parallelism = 3
     await api.client.update(job)
     assert warnings == [DOTTED_NAME, DOTTED_NAME]
+
+
+async def test_a_time_that_is_not_rfc_3339_is_refused_naming_the_field_and_nothing_is_stored(api) -> None:
+    # Stored as it came, it failed every later sync of the object in the controllers (timeutil.parse).
+    job = await api.client.create(manifest.parse_objects(PI_JOB)[0])
+    with pytest.raises(errors.BadRequest) as caught:
+        await api.client.patch("Job", "pi", {"status": {"startTime": "soon"}}, subresource="status")
+    assert str(caught.value) == ('the patched Job: status.startTime: parsing time "soon" as '
+                                 '"2006-01-02T15:04:05Z07:00": not an RFC 3339 time')
+    job.status.start_time = "2024-02-30T00:00:00Z"
+    with pytest.raises(errors.BadRequest) as caught:
+        await api.client.update_status(job)
+    assert str(caught.value) == ('cannot decode the Job: status.startTime: parsing time "2024-02-30T00:00:00Z" as '
+                                 '"2006-01-02T15:04:05Z07:00": not an RFC 3339 time')
+    stored = await api.client.get("Job", "pi", "default")
+    assert stored.status.start_time == ""
+    assert stored.metadata.resource_version == job.metadata.resource_version
+    lease = manifest.from_dict({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                "metadata": {"name": "n", "namespace": "kube-node-lease"}, "spec": {}})
+    lease.spec.renew_time = "yesterday"
+    with pytest.raises(errors.BadRequest, match=r'spec\.renewTime: parsing time "yesterday"'):
+        await api.client.create(lease)
+    lease.spec.renew_time = "2024-05-01T12:00:00.123456Z"
+    assert (await api.client.create(lease)).spec.renew_time == "2024-05-01T12:00:00.123456Z"

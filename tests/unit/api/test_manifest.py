@@ -108,3 +108,22 @@ spec:
     path = "spec.template.spec.containers[0].ports[0].containerPort"
     assert str(info.value) == f'Job in version "v1" cannot be handled as a Job: {path}: unsupported value: {shown}'
     assert info.value.fields == ((path, f"{path}: unsupported value: {shown}"),)
+
+
+@pytest.mark.parametrize("text", ["soon", "2024-05-01", "2024-05-01 12:00:00", "2024-05-01T12:00:00",
+                                  "2024-13-01T00:00:00Z", "2024-05-01T24:00:00Z", "0000-01-01T00:00:00Z"])
+def test_a_time_that_is_not_rfc_3339_is_a_decode_error_naming_the_field(text: str) -> None:
+    doc = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+           "spec": {"taints": [{"key": "k", "effect": "NoExecute", "timeAdded": text}]}}
+    with pytest.raises(manifest.DecodeError) as info:
+        manifest.from_dict(doc)
+    assert str(info.value) == ('Node in version "v1" cannot be handled as a Node: spec.taints[0].timeAdded: '
+                               f'parsing time "{text}" as "2006-01-02T15:04:05Z07:00": not an RFC 3339 time')
+
+
+@pytest.mark.parametrize("text", ["2024-05-01T12:00:00Z", "2024-05-01T12:00:00.5Z", "2024-05-01T12:00:00.123456789Z",
+                                  "2024-05-01T12:00:00+05:30", "2024-05-01T12:00:00-08:00"])
+def test_rfc_3339_times_decode(text: str) -> None:
+    doc = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+           "spec": {"taints": [{"key": "k", "effect": "NoExecute", "timeAdded": text}]}}
+    assert manifest.from_dict(doc).spec.taints[0].time_added == text
