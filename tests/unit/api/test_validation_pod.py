@@ -206,6 +206,13 @@ CASES = [
           "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
           'spec.containers[0].resources.requests[memory]: Invalid value: "12 Gi": quantities must match the regular '
           "expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")),
+    Case("a huge exponent is valid, as Kubernetes (it computes with the int64 cap)",
+         resources(limits={"cpu": "1e999999999", "memory": "9" * 5000})),
+    Case("an exponent beyond an int32", resources(limits={"memory": "1e99999999999"}),
+         ('spec.containers[0].resources.limits[memory]: Invalid value: "1e99999999999": '
+          "unable to parse quantity's suffix",
+          'spec.containers[0].resources.requests[memory]: Invalid value: "1e99999999999": '
+          "unable to parse quantity's suffix")),
     Case("a negative quantity (requests default to limits on a pod)", resources(limits={"cpu": "-1"}),
          ('spec.containers[0].resources.limits[cpu]: Invalid value: "-1": must be greater than or equal to 0',
           'spec.containers[0].resources.requests[cpu]: Invalid value: "-1": must be greater than or equal to 0')),
