@@ -121,8 +121,13 @@ def _expr(values: frozenset[int], b: _Bounds) -> str:
 def _number(text: str, b: _Bounds) -> int:
     if b.names is not None and text.lower() in b.names:
         return b.names[text.lower()]
-    if not re.fullmatch(r"[+-]?\d+", text):
+    # strconv.Atoi: ASCII digits, and an int64 (Python's int() reads any script's digits, and
+    # refuses more than 4300 of them with a ValueError).
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
         raise ScheduleError(f"failed to parse int from {text}: strconv.Atoi: parsing {text!r}: invalid syntax"
+                            .replace("'", '"'))
+    if len(text.lstrip("+-").lstrip("0")) > 19 or not -(2**63) <= int(text) < 2**63:
+        raise ScheduleError(f"failed to parse int from {text}: strconv.Atoi: parsing {text!r}: value out of range"
                             .replace("'", '"'))
     n = int(text)
     if n < 0:
@@ -195,12 +200,14 @@ def parse_fields(text: str) -> Fields:
 
 _GO_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                       "h": 3600.0}
-_GO_NUMBER = re.compile(r"(\d*)(?:\.(\d*))?")
-_GO_UNIT = re.compile(r"[^\d.]*")
+_GO_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+_GO_UNIT = re.compile(r"[^0-9.]*")
+_GO_MAX_DURATION = 2**63  # nanoseconds: a Go Duration is an int64
 
 
 def parse_go_duration(text: str) -> float:
-    """Go's time.ParseDuration (`1h30m`, `1.5h`, `300ms`, `-2s`, `0`) in seconds, with its messages."""
+    """Go's time.ParseDuration (`1h30m`, `1.5h`, `300ms`, `-2s`, `0`) in seconds, with its messages
+    (a duration beyond an int64 of nanoseconds, about 292 years, is invalid there too)."""
     quoted = '"' + text + '"'
     s = text
     negative = False
@@ -224,7 +231,11 @@ def parse_go_duration(text: str) -> float:
             raise ScheduleError(f"time: missing unit in duration {quoted}")
         if unit not in _GO_DURATION_UNITS:
             raise ScheduleError(f'time: unknown unit "{unit}" in duration {quoted}')
+        if len(whole.lstrip("0")) > 19:
+            raise ScheduleError(f"time: invalid duration {quoted}")
         total += float(f"{whole or '0'}.{frac or '0'}") * _GO_DURATION_UNITS[unit]
+        if total * 1e9 > _GO_MAX_DURATION:
+            raise ScheduleError(f"time: invalid duration {quoted}")
         s = s[len(unit):]
     return -total if negative else total
 

@@ -217,3 +217,12 @@ async def test_a_time_that_is_not_rfc_3339_is_refused_naming_the_field_and_nothi
         await api.client.create(lease)
     lease.spec.renew_time = "2024-05-01T12:00:00.123456Z"
     assert (await api.client.create(lease)).spec.renew_time == "2024-05-01T12:00:00.123456Z"
+
+
+async def test_a_cron_number_too_large_for_go_is_invalid_not_an_internal_error(api) -> None:
+    doc = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+           "spec": {"schedule": "@every " + "9" * 400 + "h", "jobTemplate": {"spec": {"template": {"spec": {
+               "restartPolicy": "Never", "containers": [{"name": "c", "image": "x", "command": ["true"]}]}}}}}}
+    with pytest.raises(errors.Invalid, match=r'^The CronJob "c" is invalid: spec\.schedule: .*time: invalid duration'):
+        await api.client.create(manifest.from_dict(doc))
+    assert (await api.client.list("CronJob"))[0] == []

@@ -54,6 +54,26 @@ def test_schedule_validation_matches_kubernetes(expr: str, error: str | None) ->
     assert cron.schedule_error(expr) == error
 
 
+@pytest.mark.parametrize(("expr", "error"), [
+    # Go reads ASCII digits into an int64; Python's int() read any script's digits, and raised a
+    # ValueError (INTERNAL from the API server) past 4300 of them.
+    ("\u0663 * * * *", 'failed to parse int from \u0663: strconv.Atoi: parsing "\u0663": invalid syntax'),
+    ("*/99999999999999999999 * * * *",
+     'failed to parse int from 99999999999999999999: strconv.Atoi: parsing "99999999999999999999": value out of range'),
+    ("9" * 5000 + " * * * *",
+     f'failed to parse int from {"9" * 5000}: strconv.Atoi: parsing "{"9" * 5000}": value out of range'),
+    # A Go Duration is an int64 of nanoseconds: at most 2562047h47m16.854775807s.
+    ("@every 2562047h", None),
+    ("@every 2562048h", 'failed to parse duration @every 2562048h: time: invalid duration "2562048h"'),
+    ("@every " + "9" * 400 + "h",  # float("9" * 400) is infinite: int() raised OverflowError
+     f'failed to parse duration @every {"9" * 400}h: time: invalid duration "{"9" * 400}h"'),
+    ("@every \u0663s", 'failed to parse duration @every \u0663s: time: invalid duration "\u0663s"'),
+], ids=["arabic-indic digit", "step beyond int64", "5000 digits", "longest duration", "duration beyond int64",
+        "duration of 400 digits", "arabic-indic duration"])
+def test_numbers_go_cannot_read_are_refused_as_kubernetes(expr: str, error: str | None) -> None:
+    assert cron.schedule_error(expr) == error
+
+
 def test_a_kept_tz_schedule_is_allowed_on_update_only_without_time_zone() -> None:
     assert cron.schedule_errors("TZ=UTC 0 * * * *", allow_tz=True) == []
     assert cron.schedule_errors("TZ=UTC 0 * * * *", allow_tz=True, time_zone="UTC") == [
