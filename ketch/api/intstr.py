@@ -6,6 +6,8 @@ import math
 
 from google.protobuf import struct_pb2
 
+INT64_MAX = 2**63 - 1
+
 
 def is_set(value: struct_pb2.Value) -> bool:
     return value.WhichOneof("kind") in ("number_value", "string_value")
@@ -18,6 +20,17 @@ def get(value: struct_pb2.Value) -> int | str | None:
     if kind == "string_value":
         return value.string_value
     return None
+
+
+def percent_value(text: str) -> int:
+    """The number of a percentage ("25%"), as Go's strconv.Atoi reads it: ASCII digits, and the
+    largest int64 for more (so "99...9%" is over 100%, however many digits: Python's int() raises
+    ValueError past 4300 of them). ValueError when text is not digits and a '%'."""
+    digits = text[:-1] if text.endswith("%") else text
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(f"invalid value for IntOrString: invalid value for percentage: {text}")
+    digits = digits.lstrip("0")
+    return INT64_MAX if len(digits) > 19 else min(int(digits or "0"), INT64_MAX)
 
 
 def set_int(value: struct_pb2.Value, number: int) -> None:
@@ -33,6 +46,6 @@ def scaled_value(value: struct_pb2.Value, total: int, round_up: bool) -> int:
         return v
     if not v.endswith("%"):
         raise ValueError(f"invalid value for IntOrString: invalid type: string is not a percentage: {v}")
-    percent = int(v[:-1])
+    percent = percent_value(v)
     exact = percent * total / 100
     return math.ceil(exact) if round_up else math.floor(exact)

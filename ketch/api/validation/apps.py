@@ -72,7 +72,7 @@ def _int_or_percent(errs: Errors, value: struct_pb2.Value, path: str) -> None:
     if isinstance(v, str):
         msgs = field.percent(v)
         errs.extend(invalid(path, v, m) for m in msgs)
-        if not msgs and int(v[:-1]) > 100:
+        if not msgs and intstr.percent_value(v) > 100:
             errs.append(invalid(path, v, "must not be greater than 100%"))
     elif v is None:
         errs.append(invalid(path, None, "must be an integer or percentage (e.g '5%')"))
@@ -83,7 +83,7 @@ def _int_or_percent(errs: Errors, value: struct_pb2.Value, path: str) -> None:
 def _value(value: struct_pb2.Value) -> int:
     v = intstr.get(value)
     if isinstance(v, str):
-        return int(v[:-1]) if not field.percent(v) else 0
+        return intstr.percent_value(v) if not field.percent(v) else 0
     return v or 0
 
 
