@@ -118,8 +118,34 @@ def grpc_options(server_limits: ServerLimits, open_files: int) -> list[tuple[str
     return opts
 
 
+# The status message travels in the trailers (grpc-message, percent-encoded), and a client drops
+# trailers past 8 KiB (gRPC's default metadata limit; past 16 KiB always): it then sees only
+# "Stream removed", with no code, reason or message. A message that names a huge invalid value or
+# name is clipped to leave room for the rest of the trailers.
+MAX_STATUS_MESSAGE = 6 * 1024  # bytes once percent-encoded
+
+
+def _encoded_size(data: bytes) -> int:
+    """Bytes of data as grpc-message (printable ASCII but '%' as is, any other byte as %XX)."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in data)
+
+
+def status_message(message: str) -> str:
+    """message, clipped if its trailer would not reach the client."""
+    data = message.encode()
+    if len(data) <= MAX_STATUS_MESSAGE // 3 or _encoded_size(data) <= MAX_STATUS_MESSAGE:
+        return message
+    note = f"... (clipped: the message had {len(message)} characters)"
+    budget, size = MAX_STATUS_MESSAGE - len(note), 0
+    for end, b in enumerate(data):
+        size += 1 if 0x20 <= b <= 0x7E and b != 0x25 else 3
+        if size > budget:
+            return data[:end].decode(errors="ignore") + note
+    return message
+
+
 async def _abort(context: grpc.aio.ServicerContext, err: errors.StatusError) -> None:
-    await context.abort(_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), err.message,
+    await context.abort(_STATUS.get(err.code, grpc.StatusCode.UNKNOWN), status_message(err.message),
                         trailing_metadata=(("ketch-reason", err.reason),))
 
 

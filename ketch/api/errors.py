@@ -178,10 +178,18 @@ _TYPE_TEXT = {
 }
 
 
+# A longer invalid string is shown by its start and length (limits.clip's form): the error must
+# still say what is wrong with it, and reach the client (server.py clips a whole message past
+# what gRPC's trailers carry).
+MAX_VALUE_SHOWN = 1024
+
+
 def _render_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > MAX_VALUE_SHOWN:
+            return f'"{value[:MAX_VALUE_SHOWN]}... ({len(value)} characters)"'
         return '"' + value + '"'
     if value is None:
         return "null"

@@ -267,6 +267,26 @@ async def test_a_number_json_cannot_carry_is_invalid_argument_naming_the_field(
     assert not [r for r in caplog.records if "internal error" in r.getMessage()]
 
 
+async def test_an_error_naming_a_huge_value_reaches_the_client_with_its_code_and_reason(
+        api: TestAPIServer, client: Client) -> None:
+    # The status message rides in the trailers; past gRPC's metadata limit the client saw only
+    # "Stream removed (received metadata size exceeds hard limit ...)", as RESOURCE_EXHAUSTED.
+    ns = namespace("huge")
+    ns.metadata.labels["app"] = "v" * 20_000
+    with pytest.raises(errors.Invalid) as invalid:
+        await client.create(ns)
+    assert str(invalid.value) == ('The Namespace "huge" is invalid: metadata.labels: Invalid value: '
+                                  f'"{"v" * 1024}... (20000 characters)": must be no more than 63 characters')
+    with pytest.raises(errors.NotFound) as missing:
+        await client.get("Job", "j" * 20_000)
+    text = str(missing.value)
+    assert text.startswith('jobs.batch "jjj') and text.endswith("... (clipped: the message had 20023 characters)")
+    with pytest.raises(errors.NotFound) as missing:
+        await client.get("Job", "\u00e9" * 20_000)  # 2 bytes of UTF-8, 6 once percent-encoded
+    assert str(missing.value).startswith('jobs.batch "\u00e9\u00e9')
+    assert (await client.list("Namespace", label_selector="app"))[0] == []
+
+
 # -- requests in flight ----------------------------------------------------------------------
 
 

@@ -95,7 +95,7 @@ CASES = [
          (f'{RU}.maxUnavailable: Invalid value: "150%": must not be greater than 100%',)),
     # int() of more than 4300 digits raised ValueError (INTERNAL); Go's Atoi reads the largest int64.
     Case("maxUnavailable of 5000 digits", DAEMONSET, rolling(maxUnavailable="9" * 5000 + "%"),
-         (f'{RU}.maxUnavailable: Invalid value: "{"9" * 5000}%": must not be greater than 100%',)),
+         (f'{RU}.maxUnavailable: Invalid value: "{"9" * 1024}... (5001 characters)": must not be greater than 100%',)),
     Case("maxSurge of 5000 digits", DAEMONSET, rolling(maxUnavailable=0, maxSurge="0" * 4999 + "1%")),
     Case("maxUnavailable not a percentage", DAEMONSET, rolling(maxUnavailable="half"),
          (f"{RU}.maxUnavailable: Invalid value: \"half\": a valid percent string must be a numeric string followed "
