@@ -184,6 +184,9 @@ class NamespaceStrategy(Strategy):
         # spec.finalizers change only through the finalize subresource, as in Kubernetes.
         del new.spec.finalizers[:]
         new.spec.finalizers.extend(old.spec.finalizers)
+        # The name label is the server's on every write, a metadata-only one too (defaulting runs
+        # only when the body changes): Kubernetes' Canonicalize sets it after each create and update.
+        new.metadata.labels[core_defaults.NAMESPACE_NAME_LABEL] = new.metadata.name
 
     def subresource(self, name: str, new: Any, old: core_pb2.Namespace, now: float) -> core_pb2.Namespace:
         if name != "finalize":

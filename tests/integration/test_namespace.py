@@ -83,3 +83,19 @@ async def test_spec_updates_keep_the_namespace_finalizer(api: TestAPIServer) -> 
     created.metadata.labels["a"] = "b"
     updated = await api.local.update(created)
     assert list(updated.spec.finalizers) == ["kubernetes"]
+
+
+async def test_the_name_label_cannot_be_removed_or_changed(api: TestAPIServer) -> None:
+    # kubernetes.io/metadata.name is what a namespaceSelector trusts to name a namespace:
+    # Kubernetes sets it on every write (the strategy's Canonicalize). A metadata-only write here
+    # skipped defaulting, so a patch could drop it and an update could say another namespace.
+    client = api.client
+    assert (await client.patch("Namespace", "default", {"metadata": {"labels": None}})).metadata.labels == {
+        "kubernetes.io/metadata.name": "default"}
+    ns = await client.get("Namespace", "default")
+    ns.metadata.labels["kubernetes.io/metadata.name"] = "kube-system"
+    ns.metadata.labels["team"] = "a"
+    assert (await client.update(ns)).metadata.labels == {"kubernetes.io/metadata.name": "default", "team": "a"}
+    patched = await client.patch("Namespace", "default", [{"op": "remove", "path": "/metadata/labels"}],
+                                 patch_type="json")
+    assert patched.metadata.labels == {"kubernetes.io/metadata.name": "default"}
