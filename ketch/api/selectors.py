@@ -59,6 +59,8 @@ class Requirement:
             return "!" + self.key
         if self.op in ("=", "!="):
             return f"{self.key}{self.op}{next(iter(self.values))}"
+        if self.op in ("gt", "lt") and len(self.values) == 1:
+            return f"{self.key}{'>' if self.op == 'gt' else '<'}{next(iter(self.values))}"
         return f"{self.key} {self.op} ({','.join(sorted(self.values))})"
 
 
@@ -93,7 +95,8 @@ EVERYTHING = Selector(())
 FIELDS_ON_READ: Mapping[str, str] = MappingProxyType({})
 NOTHING = _Nothing(())
 
-_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|[^\s!=(),]+)\s*")
+_TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|>|<|[^\s!=(),<>]+)\s*")
+_INT64 = re.compile(r"[+-]?[0-9]{1,19}")
 
 
 def _check_size(text: str, what: str) -> None:
@@ -176,6 +179,14 @@ def parse_label_selector(text: str) -> Selector:
                 op = toks[i]
                 i += 1
                 reqs.append(Requirement(key, op, expect_values()))
+            elif toks[i] in (">", "<"):
+                op = "gt" if toks[i] == ">" else "lt"
+                i += 1
+                if i >= len(toks) or toks[i] in (",", "(", ")", "!", "=", "==", "!=", ">", "<"):
+                    raise BadRequest(f"unable to parse requirement: found '{clip(toks[i]) if i < len(toks) else ''}', "
+                                     "expected: identifier")
+                reqs.append(Requirement(key, op, frozenset([toks[i]])))
+                i += 1
             else:
                 raise BadRequest(f"unable to parse requirement: unexpected {clip(toks[i])!r} in {clip(text)!r}")
         if i < len(toks):
@@ -184,7 +195,45 @@ def parse_label_selector(text: str) -> Selector:
             i += 1
     reqs = list(dict.fromkeys(reqs))  # "a,a,a": one requirement
     _check_count(len(reqs), "label")
+    for req in reqs:
+        _check_requirement(req)
     return Selector(reqs)
+
+
+class _GoValue:
+    """A value as Go's %#v prints it in a field error (unquoted)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _check_requirement(req: Requirement) -> None:
+    """apimachinery's NewRequirement: a label key, label values, an integer for Gt and Lt, and
+    a value for in and notin; BadRequest naming the first requirement that is not."""
+    from .errors import FieldError, invalid
+    from .validation import field  # here: the CLI parses no selector at start (issue 14)
+
+    errs: list[FieldError] = []
+    msgs = field.qualified_name(req.key)
+    if msgs:
+        errs.append(invalid("key", req.key, "; ".join(msgs)))
+    if req.op in ("in", "notin") and not req.values:
+        errs.append(FieldError("Invalid", "values", "for 'in', 'notin' operators, values set can't be empty",
+                               _GoValue("[]string{}"), True))
+    values = sorted(req.values)
+    if req.op in ("gt", "lt"):
+        errs.extend(invalid(f"values[{i}]", v, "for 'Gt', 'Lt' operators, the value must be an integer")
+                    for i, v in enumerate(values) if not _INT64.fullmatch(v) or not -(2**63) <= int(v) < 2**63)
+    for i, v in enumerate(values):
+        msgs = field.label_value(v)
+        if msgs:
+            errs.append(invalid(f"values[{i}][{req.key}]", v, "; ".join(msgs)))
+    if errs:
+        body = str(errs[0]) if len(errs) == 1 else "[" + ", ".join(str(e) for e in errs) + "]"
+        raise BadRequest(f"unable to parse requirement: {body}")
 
 
 _OPS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!", "Gt": "gt", "Lt": "lt"}

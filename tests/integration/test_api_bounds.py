@@ -208,6 +208,20 @@ async def test_huge_selector_on_a_list_is_refused(api: TestAPIServer, client: Cl
     assert isinstance(outcome, errors.BadRequest), outcome
 
 
+@pytest.mark.parametrize("selector", ["tier>high", "x=" + "v" * 64, "-app"])
+async def test_a_selector_kubernetes_refuses_is_a_bad_request_on_list_and_watch(client: Client, selector: str) -> None:
+    # Each listed nothing (no label can match it) where Kubernetes answers 400 naming the problem.
+    with pytest.raises(errors.BadRequest, match=r"^unable to parse requirement: "):
+        await client.list("Pod", label_selector=selector)
+
+    async def watch() -> None:
+        async for _ in client.watch("Pod", label_selector=selector):
+            pass
+
+    with pytest.raises(errors.BadRequest, match=r"^unable to parse requirement: "):
+        await watch()
+
+
 # -- malformed messages ----------------------------------------------------------------------
 
 

@@ -102,3 +102,34 @@ def test_error_messages_show_a_long_selector_clipped() -> None:
     with pytest.raises(errors.BadRequest) as info:
         parse_label_selector("a in b" + "x" * 60_000)
     assert len(str(info.value)) < 300
+
+
+QNAME = ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+         "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+         "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+@pytest.mark.parametrize(("selector", "error"), [
+    # These parsed, as a key "a>1" or a value no label can have, and matched nothing: a list or
+    # watch answered an empty result where Kubernetes refuses the selector (400).
+    ("a>x", "values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer"),
+    ("a<" + "9" * 20, f"values[0]: Invalid value: \"{'9' * 20}\": for 'Gt', 'Lt' operators, the value must be an "
+                      "integer"),
+    ("-a", f'key: Invalid value: "-a": {QNAME}'),
+    ("!-a", f'key: Invalid value: "-a": {QNAME}'),
+    ("x=" + "v" * 64, f'values[0][x]: Invalid value: "{"v" * 64}": must be no more than 63 characters'),
+    ("x in ()", "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty"),
+], ids=["gt not an integer", "lt beyond int64", "bad key", "bad key after !", "long value", "empty in"])
+def test_a_selector_kubernetes_refuses_is_a_bad_request_naming_the_problem(selector: str, error: str) -> None:
+    with pytest.raises(errors.BadRequest) as info:
+        parse_label_selector(selector)
+    assert error in str(info.value)
+    assert str(info.value).startswith("unable to parse requirement: ")
+
+
+@pytest.mark.parametrize(("selector", "matches"), [("ver>2", True), ("ver>3", False), ("ver<4", True),
+                                                   ("app>1", False)])
+def test_gt_and_lt_compare_integers_as_kubernetes(selector: str, matches: bool) -> None:
+    sel = parse_label_selector(selector)
+    assert sel.matches(LABELS) is matches
+    assert parse_label_selector(str(sel)) == sel  # the string form round-trips
