@@ -99,12 +99,14 @@ def _key(info: KindInfo, namespace: str, name: str) -> str:
 
 
 def _rv(text: str) -> int | None:
+    """A resourceVersion as Kubernetes' storage reads it (strconv.ParseUint): ASCII digits only.
+    Python's int() also takes a sign, spaces, underscores and other scripts' digits ("-1" read as
+    a revision before the window, "1_0" as 10), and raises past 4300 digits."""
     if not text:
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise errors.BadRequest(f'invalid resourceVersion "{limits.clip(text)}"') from None
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise errors.BadRequest(f'invalid resourceVersion "{limits.clip(text)}"')
+    return int(text)
 
 
 def _same_body(a: Message, b: Message) -> bool:

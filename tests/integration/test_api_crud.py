@@ -80,6 +80,26 @@ async def test_update_with_stale_resource_version_is_conflict(api) -> None:
         await api.client.update(first)
 
 
+@pytest.mark.parametrize("rv", ["-1", "+5", " 5", "1_0", "\u0665", "9" * 5000])
+async def test_a_resource_version_that_is_not_digits_is_a_bad_request(api, rv: str) -> None:
+    # Python's int() read these ("1_0" as 10, "\u0665" as 5); a watch from "-1" answered 410 Gone
+    # (too old), which makes a client relist and watch again. Kubernetes reads a resourceVersion
+    # with strconv.ParseUint and refuses them.
+    created = await api.client.create(job("pi"))
+    created.spec.parallelism = 2
+    created.metadata.resource_version = rv
+    with pytest.raises(errors.BadRequest, match=r"^invalid resourceVersion"):
+        await api.client.update(created)
+    assert (await api.client.get("Job", "pi")).spec.parallelism == 1
+
+    async def watch() -> None:
+        async for _ in api.client.watch("Job", resource_version=rv):
+            pass
+
+    with pytest.raises(errors.BadRequest, match=r"^invalid resourceVersion"):
+        await watch()
+
+
 async def test_noop_update_keeps_resource_version(api) -> None:
     created = await api.client.create(job("pi"))
     again = await api.client.update(created)
