@@ -195,6 +195,10 @@ class NamespaceStrategy(Strategy):
         result.CopyFrom(old)
         del result.spec.finalizers[:]
         result.spec.finalizers.extend(new.spec.finalizers)
+        # ValidateNamespaceFinalizeUpdate: the new finalizers are names, as on create.
+        errs = cluster.validate_namespace(result)
+        if errs:
+            raise errors.invalid_error("Namespace", old.metadata.name, errs)
         return result
 
     def check_delete(self, obj: core_pb2.Namespace) -> None:

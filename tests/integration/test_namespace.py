@@ -99,3 +99,21 @@ async def test_the_name_label_cannot_be_removed_or_changed(api: TestAPIServer) -
     patched = await client.patch("Namespace", "default", [{"op": "remove", "path": "/metadata/labels"}],
                                  patch_type="json")
     assert patched.metadata.labels == {"kubernetes.io/metadata.name": "default"}
+
+
+async def test_finalize_refuses_finalizers_that_are_not_names(api: TestAPIServer) -> None:
+    # The finalize subresource stored whatever it was given ("a b", "") unchecked.
+    client = api.client
+    before = await client.get("Namespace", "default")
+    with pytest.raises(errors.Invalid) as caught:
+        await client.patch("Namespace", "default", {"spec": {"finalizers": ["kubernetes", "custom"]}},
+                           subresource="finalize")
+    assert str(caught.value) == ('The Namespace "default" is invalid: spec.finalizers: Invalid value: "custom": name '
+                                 "is neither a standard finalizer name nor is it fully qualified")
+    with pytest.raises(errors.Invalid, match=r'spec\.finalizers: Invalid value: "a b"'):
+        await client.patch("Namespace", "default", {"spec": {"finalizers": ["a b"]}}, subresource="finalize")
+    after = await client.get("Namespace", "default")
+    assert after.metadata.resource_version == before.metadata.resource_version
+    done = await client.patch("Namespace", "default", {"spec": {"finalizers": ["example.com/cleanup"]}},
+                              subresource="finalize")
+    assert list(done.spec.finalizers) == ["example.com/cleanup"]
