@@ -165,6 +165,15 @@ JOB_CASES = [
     Case("succeededIndexes beyond completions", indexed(successPolicy={"rules": [{"succeededIndexes": "1,7"}]}),
          ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "1,7": error parsing succeededIndexes: '
           'too large index: "7"',)),
+    Case("succeededIndexes with a space", indexed(successPolicy={"rules": [{"succeededIndexes": "0, 2"}]}),
+         ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "0, 2": error parsing succeededIndexes: '
+          'cannot convert string to integer for index: " 2"',)),
+    Case("succeededIndexes with an underscore", indexed(successPolicy={"rules": [{"succeededIndexes": "1_0"}]}),
+         ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "1_0": error parsing succeededIndexes: '
+          'cannot convert string to integer for index: "1_0"',)),
+    Case("succeededIndexes in another script", indexed(successPolicy={"rules": [{"succeededIndexes": "\u0661"}]}),
+         ('spec.successPolicy.rules[0].succeededIndexes: Invalid value: "\u0661": error parsing succeededIndexes: '
+          'cannot convert string to integer for index: "\u0661"',)),
     Case("succeededCount beyond completions", indexed(successPolicy={"rules": [{"succeededCount": 6}]}),
          ("spec.successPolicy.rules[0].succeededCount: Invalid value: 6: must be less than or equal to 5 (the "
           "number of specified completions)",)),
