@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -50,6 +50,8 @@ TIME_FORMAT = "2006-01-02T15:04:05Z07:00"  # Go's time.RFC3339, as Kubernetes' e
 def problems(obj: Message, path: str = "") -> list[tuple[str, str]]:
     """(path, complaint) for every value of obj that JSON cannot carry or time it cannot read,
     in field order."""
+    if _clean(obj):  # the common case, without building a path for every field
+        return []
     out: list[tuple[str, str]] = []
     _walk(obj, path, out)
     return out
@@ -65,6 +67,40 @@ def describe(found: list[tuple[str, str]]) -> str:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _clean(msg: Message) -> bool:
+    """Whether msg has no problem at all (as `_walk` finds none, at a fraction of its cost: every
+    write's object passes here)."""
+    name = msg.DESCRIPTOR.full_name
+    if name in _FREE_FORM:
+        out: list[tuple[str, str]] = []
+        _walk(msg, "", out)
+        return not out
+    for field, how in _kinds(msg.DESCRIPTOR):
+        if how is _TIME:
+            text = getattr(msg, field)
+            if text and not is_time(text):
+                return False
+        elif how is _MAP:
+            if not all(_clean(item) for item in getattr(msg, field).values()):
+                return False
+        elif how is _REPEATED:
+            if not all(_clean(item) for item in getattr(msg, field)):
+                return False
+        elif msg.HasField(field) and not _clean(getattr(msg, field)):
+            return False
+    return True
+
+
+_TIME, _MAP, _REPEATED, _ONE = "time", "map", "repeated", "one"
+
+
+@cache
+def _kinds(desc: Descriptor) -> tuple[tuple[str, str], ...]:
+    """`_plan`'s fields by name, each with how it is walked."""
+    return tuple((field.name, _TIME if field.message_type is None else _MAP if _is_map(field)
+                  else _REPEATED if field.is_repeated else _ONE) for field in _plan(desc))
 
 
 def _walk(msg: Message, path: str, out: list[tuple[str, str]]) -> None:
@@ -117,6 +153,7 @@ def _value(v: Message, path: str, out: list[tuple[str, str]]) -> None:
         _list(v.list_value, path, out)  # type: ignore[attr-defined]
 
 
+@lru_cache(maxsize=4096)  # a write's times repeat (a status's conditions share a second)
 def is_time(text: str) -> bool:
     """Whether text is an RFC 3339 time Kubernetes reads and timeutil.parse can compute with."""
     if not _RFC3339.fullmatch(text):
