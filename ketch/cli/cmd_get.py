@@ -60,27 +60,16 @@ def _label_columns(args: argparse.Namespace) -> list[str]:
     return [c.strip() for spec in args.label_columns for c in spec.split(",") if c.strip()]
 
 
-def _add_label_columns(rows: list[list[str]], objs: list[Any], labels: list[str], headers: bool) -> None:
-    if not labels:
-        return
-    offset = 0
-    if headers and rows:
-        rows[0].extend(label.rpartition("/")[2].upper() for label in labels)
-        offset = 1
-    for row, obj in zip(rows[offset:], objs, strict=False):
-        row.extend(obj.metadata.labels.get(label, "") for label in labels)
-
-
 def _print_table(factory: Factory, args: argparse.Namespace, info: KindInfo, objs: list[Any],
                  with_kind: bool) -> None:
     headers = not args.no_headers
     rows = table(info, objs, wide=args.output == "wide", all_namespaces=args.all_namespaces,
-                 show_labels=args.show_labels, headers=headers, now=factory.now())
+                 show_labels=args.show_labels, headers=headers, now=factory.now(),
+                 label_columns=_label_columns(args))
     if with_kind:
         name_col = 1 if args.all_namespaces and info.namespaced else 0
         for row, obj in zip(rows[1 if headers else 0:], objs, strict=False):
             row[name_col] = qualified_name(obj)
-    _add_label_columns(rows, objs, _label_columns(args), headers)
     factory.out.write(table_text(rows))
 
 
@@ -205,8 +194,8 @@ async def _watch(args: argparse.Namespace, factory: Factory, info: KindInfo, nam
                 factory.out.write("\n")
         else:
             rows = table(info, objs, wide=args.output == "wide", all_namespaces=args.all_namespaces,
-                         show_labels=args.show_labels, headers=not headers_done, now=factory.now())
-            _add_label_columns(rows, objs, _label_columns(args), not headers_done)
+                         show_labels=args.show_labels, headers=not headers_done, now=factory.now(),
+                         label_columns=_label_columns(args))
             factory.out.write(printer.render(rows))
             headers_done = True
         factory.out.flush()

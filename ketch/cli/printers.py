@@ -414,8 +414,13 @@ def _default_row(obj: Any, now: float, wide: bool) -> Row:
     return [obj.metadata.name, since(obj.metadata.creation_timestamp, now)]
 
 
+def label_column_header(label: str) -> str:
+    """formatLabelHeaders: a -L column is headed by the label key's last path segment, upper-cased."""
+    return label.rpartition("/")[2].upper()
+
+
 def headers_for(info: KindInfo, wide: bool = False, all_namespaces: bool = False,
-                show_labels: bool = False) -> Row:
+                show_labels: bool = False, label_columns: Sequence[str] = ()) -> Row:
     if info.kind == "Event" and wide:
         h = list(EVENT_WIDE_HEADERS)
     else:
@@ -423,23 +428,27 @@ def headers_for(info: KindInfo, wide: bool = False, all_namespaces: bool = False
         h = list(head) + (list(wide_head) if wide else [])
     if all_namespaces and info.namespaced:
         h.insert(0, "NAMESPACE")
+    h.extend(label_column_header(label) for label in label_columns)
     if show_labels:
         h.append("LABELS")
     return h
 
 
 def table(info: KindInfo, objs: Sequence[Any], wide: bool = False, all_namespaces: bool = False,
-          show_labels: bool = False, headers: bool = True, now: float | None = None) -> list[Row]:
-    """Header (optional) and one row per object, as `kubectl get` shows them."""
+          show_labels: bool = False, headers: bool = True, now: float | None = None,
+          label_columns: Sequence[str] = ()) -> list[Row]:
+    """Header (optional) and one row per object, as `kubectl get` shows them: the kind's columns,
+    then a column per -L label, then LABELS (kubectl's decorateTable order)."""
     import time
 
     now = time.time() if now is None else now
     _head, _wide, fn = TABLES.get(info.kind, (["NAME", "AGE"], [], _default_row))
-    rows: list[Row] = [headers_for(info, wide, all_namespaces, show_labels)] if headers else []
+    rows: list[Row] = [headers_for(info, wide, all_namespaces, show_labels, label_columns)] if headers else []
     for obj in objs:
         row = fn(obj, now, wide)
         if all_namespaces and info.namespaced:
             row.insert(0, obj.metadata.namespace)
+        row.extend(obj.metadata.labels.get(label, "") for label in label_columns)
         if show_labels:
             row.append(format_labels(obj.metadata.labels))
         rows.append(row)
