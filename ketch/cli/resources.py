@@ -6,15 +6,21 @@ from ketch.api.kinds import KindInfo, UnknownKindError, resolve
 
 
 def resolve_kind(name: str) -> KindInfo:
-    """Any kubectl spelling of a kind: plural, singular, short, `Kind`, `jobs.batch`, `job.batch`."""
+    """Any kubectl spelling of a kind: plural, singular, short, `Kind`, `jobs.batch`, `job.batch`,
+    and RESOURCE.VERSION.GROUP (`jobs.v1.batch`), as kubectl's ParseResourceArg reads them."""
     try:
         return resolve(name)
     except UnknownKindError:
-        base, dot, group = name.partition(".")
-        if dot:
+        base, dot, rest = name.partition(".")
+        if not dot:
+            raise
+        try:
             info = resolve(base)
-            if info.group and group in (info.group, info.api_version):
-                return info
+        except UnknownKindError:
+            raise UnknownKindError(name) from None
+        version = info.api_version.rpartition("/")[2]
+        if info.group and rest in (info.group, f"{version}.{info.group}"):
+            return info
         raise
 
 

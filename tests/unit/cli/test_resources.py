@@ -28,6 +28,24 @@ def test_unknown_kind() -> None:
 
 
 @pytest.mark.parametrize(
+    ("typed", "kind"),
+    [("jobs.v1.batch", "Job"), ("job.v1.batch", "Job"), ("cronjobs.v1.batch", "CronJob"),
+     ("daemonsets.v1.apps", "DaemonSet"), ("leases.v1.coordination.k8s.io", "Lease"),
+     ("roles.v1.rbac.authorization.k8s.io", "Role"), ("rolebindings.rbac.authorization.k8s.io", "RoleBinding")],
+)
+def test_kind_with_version_and_group(typed: str, kind: str) -> None:
+    # kubectl's ParseResourceArg: RESOURCE.VERSION.GROUP as well as RESOURCE.GROUP.
+    assert resolve_kind(typed).kind == kind
+
+
+@pytest.mark.parametrize("typed", ["jobs.v2.batch", "jobs.apps", "widgets.batch", "jobs.v1.apps"])
+def test_kind_with_a_wrong_version_or_group(typed: str) -> None:
+    with pytest.raises(UnknownKindError) as err:
+        resolve_kind(typed)
+    assert format_error(err.value) == f'error: the server doesn\'t have a resource type "{typed}"'
+
+
+@pytest.mark.parametrize(
     ("args", "want"),
     [(["jobs"], [("Job", None)]), (["job", "a", "b"], [("Job", "a"), ("Job", "b")]),
      (["job/a", "cj/b"], [("Job", "a"), ("CronJob", "b")]), (["jobs,pods"], [("Job", None), ("Pod", None)])],
