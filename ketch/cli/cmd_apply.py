@@ -29,7 +29,7 @@ from . import dryrun
 from .factory import Factory
 from .main import CLIError, add_common
 from .manifests import kind_of, read_documents
-from .printers import print_objects
+from .printers import check_output, print_objects
 from .resources import display_name
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -289,6 +289,12 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     # A document without apiVersion/kind stops everything before any write, as kubectl's builder.
     kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
     failed = False
+    # As kubectl's printObjects: -o json|yaml|jsonpath... prints once, after every object is
+    # applied, and several objects as one List (valid JSON, one YAML document).
+    whole = bool(args.output) and args.output != "name"
+    if args.output:
+        check_output(args.output)  # a bad -o stops everything before any write, as kubectl's flags do
+    applied: list[tuple[KindInfo, Any]] = []
     for source, info, doc in kinds:
         try:
             doc = set_namespace(factory, info, doc)
@@ -303,11 +309,17 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             factory.error_line(_error_text(err))
             failed = True
             continue
-        if args.output:
+        if whole:
+            applied.append((info, obj))
+        elif args.output:
             print_objects(factory.out, [obj], args.output, True, info)
         else:
             factory.print(f"{display_name(info, obj.metadata.name)} {verb}{dryrun.suffix(dry_run)}")
-    return 1 if failed else 0
+    if failed:
+        return 1
+    if applied:
+        print_objects(factory.out, [o for _, o in applied], args.output, len(applied) == 1, applied[0][0])
+    return 0
 
 
 def _error_text(err: errors.StatusError) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import yaml
+
 from controlplane.apiserver.testing import TestAPIServer
 
 from .test_cli_support import CLI
@@ -25,3 +29,30 @@ async def test_label_columns_come_before_the_labels_column(api: TestAPIServer) -
     header, row = (line.split() for line in r.out.splitlines())
     assert header == ["NAME", "STATUS", "AGE", "TIER", "NAME", "LABELS"]
     assert row[3:5] == ["gold", "web"] and row[5].startswith("app.kubernetes.io/name=web,")
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
+
+
+async def test_apply_output_of_several_objects_is_one_list(api: TestAPIServer) -> None:
+    # kubectl's printObjects: with -o json|yaml the objects print once, at the end, as one List.
+    cli = CLI(api.client)
+    two = CM.format(name="a") + "---\n" + CM.format(name="b")
+    r = await cli("apply", "-f", "-", "-o", "json", stdin=two)
+    doc = json.loads(r.out)
+    assert (r.code, doc["kind"], doc["apiVersion"]) == (0, "List", "v1")
+    assert [i["metadata"]["name"] for i in doc["items"]] == ["a", "b"]
+    r = await cli("apply", "-f", "-", "-o", "yaml", stdin=two)
+    assert [d["kind"] for d in yaml.safe_load_all(r.out)] == ["List"]
+    r = await cli("apply", "-f", "-", "-o", "jsonpath={.items[*].metadata.name}", stdin=two)
+    assert r.out == "a b"
+    r = await cli("apply", "-f", "-", "-o", "json", stdin=CM.format(name="a"))
+    assert json.loads(r.out)["kind"] == "ConfigMap"  # one object prints as itself
+    r = await cli("apply", "-f", "-", "-o", "name", stdin=two)
+    assert r.out == "configmap/a\nconfigmap/b\n"
+
+
+async def test_apply_with_a_bad_output_format_writes_nothing(api: TestAPIServer) -> None:
+    r = await CLI(api.client)("apply", "-f", "-", "-o", "toml", stdin=CM.format(name="a"))
+    assert r.code == 1 and 'output format "toml"' in r.err
+    assert not (await api.client.list("ConfigMap", "default"))[0]
