@@ -40,19 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="manage the rollout of a DaemonSet")
     rsub = p.add_subparsers(dest="rollout_verb", metavar="status|history|undo|restart", required=True)
     s = rsub.add_parser("status", help="watch a rollout until it is done")
-    s.add_argument("target", metavar="daemonset/NAME")
+    s.add_argument("target", nargs="+", metavar="daemonset/NAME")
     add_bool_flag(s, "--watch", True, "keep watching until done (default true)", short="-w")
     s.add_argument("--timeout", default="0", help="give up after this long (0: never)")
     s.add_argument("--revision", type=int, default=0, help=argparse.SUPPRESS)
     h = rsub.add_parser("history", help="list the revisions of a DaemonSet")
-    h.add_argument("target", metavar="daemonset/NAME")
+    h.add_argument("target", nargs="+", metavar="daemonset/NAME")
     h.add_argument("--revision", type=int, default=0, help="show the pod template of this revision")
     h.add_argument("-o", "--output", default="", choices=["", "json", "yaml"])
     u = rsub.add_parser("undo", help="go back to an earlier revision")
-    u.add_argument("target", metavar="daemonset/NAME")
+    u.add_argument("target", nargs="+", metavar="daemonset/NAME")
     u.add_argument("--to-revision", type=int, default=0, help="the revision (default: the previous one)")
     r = rsub.add_parser("restart", help="replace every pod of a DaemonSet")
-    r.add_argument("target", metavar="daemonset/NAME")
+    r.add_argument("target", nargs="+", metavar="daemonset/NAME")
     for q in (s, h, u, r):
         add_common(q)
         q.set_defaults(run=run)
@@ -60,7 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _target(args: argparse.Namespace, viewer: str) -> tuple[Any, str]:
-    info, name = parse_one(args.target)
+    """The one object, given as kubectl's `(TYPE NAME | TYPE/NAME)`: `ds/x` or `daemonset x`."""
+    words = args.target
+    if len(words) == 2 and "/" not in words[0] and "/" not in words[1]:
+        words = [f"{words[0]}/{words[1]}"]
+    if len(words) != 1:
+        raise CLIError(f"rollout {args.rollout_verb} takes one object, as TYPE NAME or TYPE/NAME: got "
+                       f"{' '.join(args.target)}")
+    info, name = parse_one(words[0])
     if info.kind != "DaemonSet":
         raise CLIError(f"no {viewer} has been implemented for {info.kind}")
     return info, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from controlplane.apiserver.testing import TestAPIServer
@@ -56,3 +57,37 @@ async def test_apply_with_a_bad_output_format_writes_nothing(api: TestAPIServer)
     r = await CLI(api.client)("apply", "-f", "-", "-o", "toml", stdin=CM.format(name="a"))
     assert r.code == 1 and 'output format "toml"' in r.err
     assert not (await api.client.list("ConfigMap", "default"))[0]
+
+
+DS = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agentd
+spec:
+  selector:
+    matchLabels: {app: agentd}
+  template:
+    metadata:
+      labels: {app: agentd}
+    spec:
+      containers:
+      - name: c
+        command: ["sleep", "3600"]
+"""
+
+
+@pytest.mark.parametrize(("verb", "flags"), [("status", ["--watch=false"]), ("history", []), ("restart", [])])
+async def test_rollout_takes_type_and_name_as_two_words(api: TestAPIServer, verb: str, flags: list[str]) -> None:
+    # kubectl rollout VERB (TYPE NAME | TYPE/NAME)
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=DS)
+    two = await cli("rollout", verb, "daemonset", "agentd", *flags)
+    one = await cli("rollout", verb, "daemonset/agentd", *flags)
+    assert (two.code, two.out, two.err) == (one.code, one.out, one.err)
+    assert two.code == 0 and two.out
+
+
+async def test_rollout_refuses_more_words(api: TestAPIServer) -> None:
+    r = await CLI(api.client)("rollout", "history", "ds/a", "ds/b")
+    assert r.code == 1 and r.err.count("\n") == 1
