@@ -23,6 +23,7 @@ from ketch.v1 import core_pb2
 
 from .factory import Factory
 from .main import CLIError, add_common, format_error
+from .resources import parse_one
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +57,18 @@ async def _nodes(factory: Factory, names: list[str], selector: str) -> list[Any]
         return sorted(items, key=lambda n: n.metadata.name)
     if not names:
         raise CLIError("USAGE: cordon NODE [flags]: a node name is required")
-    return [await client.get("Node", n) for n in names]
+    return [await client.get("Node", node_name(n)) for n in names]
+
+
+def node_name(word: str) -> str:
+    """NODE, or `node/NODE` (any of Node's names, as `get nodes -o name` prints it): kubectl's
+    builder reads both."""
+    if "/" not in word:
+        return word
+    info, name = parse_one(word)
+    if info.kind != "Node":
+        raise CLIError(f"{word} is not a node: cordon, uncordon and drain act on nodes only")
+    return name
 
 
 async def cordon(factory: Factory, node: core_pb2.Node, unschedulable: bool) -> None:

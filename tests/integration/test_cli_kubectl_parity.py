@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from controlplane.apiserver.testing import TestAPIServer
+from ketch.api import manifest
 
 from .test_cli_support import CLI
 
@@ -91,3 +92,16 @@ async def test_rollout_takes_type_and_name_as_two_words(api: TestAPIServer, verb
 async def test_rollout_refuses_more_words(api: TestAPIServer) -> None:
     r = await CLI(api.client)("rollout", "history", "ds/a", "ds/b")
     assert r.code == 1 and r.err.count("\n") == 1
+
+
+async def test_cordon_takes_names_as_get_nodes_o_name_prints_them(api: TestAPIServer) -> None:
+    # `ketch get nodes -o name | xargs ketch cordon`: kubectl's builder reads node/NAME too.
+    await api.client.create(manifest.from_dict({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}))
+    cli = CLI(api.client)
+    r = await cli("cordon", "node/n1")
+    assert (r.code, r.out) == (0, "node/n1 cordoned\n")
+    assert (await api.client.get("Node", "n1")).spec.unschedulable
+    r = await cli("uncordon", "no/n1")
+    assert (r.code, r.out) == (0, "node/n1 uncordoned\n")
+    r = await cli("cordon", "pod/n1")
+    assert r.code == 1 and r.err == "error: pod/n1 is not a node: cordon, uncordon and drain act on nodes only\n"
