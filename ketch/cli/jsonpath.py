@@ -1,6 +1,6 @@
 """kubectl's JSONPath templates (`-o jsonpath=...`, `custom-columns`, `--sort-by`, `wait --for=jsonpath`).
 
-Supported, as client-go's util/jsonpath: text outside braces is copied; inside braces `$`,
+Supported, as client-go's util/jsonpath: text outside braces is copied; inside braces `$` or `@`,
 `.field`, `['field']`, `.field\\.with\\.dots`, `..field` (recursive), `*`, `[n]`, `[-1]`,
 `[start:end:step]`, `[*]`, filters `[?(@.type=="Ready")]` with == != < > <= >= (or a bare
 path: "exists"), `{range ...}...{end}` and quoted literals such as `{"\\n"}`. Missing keys give
@@ -147,9 +147,10 @@ def _parse_index(body: str) -> Step:
 
 
 def parse_path(text: str) -> list[Step]:
-    """`.a.b[0]` (with or without a leading `$`) into steps."""
+    """`.a.b[0]` (with or without a leading `$` or `@`: both are the current object, as in
+    client-go's parser) into steps."""
     text = text.strip()
-    if text.startswith("$"):
+    if text.startswith(("$", "@")):
         text = text[1:]
     steps: list[Step] = []
     i = 0

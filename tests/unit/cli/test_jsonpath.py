@@ -28,6 +28,10 @@ DOC: dict[str, Any] = {
         ("{.items[*].metadata.name}", "a b"),
         ("{.items[0:1].metadata.name}", "a"),
         ("{$.items[1].status.phase}", "Pending"),
+        # client-go: `@` is the current object, as `$` is (inside a range: the item)
+        ("{@.items[1].status.phase}", "Pending"),
+        ('{range .items[*]}{@.metadata.name}{"\\n"}{end}', "a\nb\n"),
+        ("{range .items[*]}{@.status.conditions[0].type}{end}", "ReadyReady"),
         ("{.items[0].metadata.labels.kubernetes\\.io/hostname}", "n1"),
         ("{.items[0].metadata.labels['kubernetes.io/hostname']}", "n1"),
         ('{.items[?(@.status.phase=="Running")].metadata.name}', "a"),
