@@ -111,10 +111,12 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if grace == 0 and args.force:
         factory.warn("Immediate deletion does not wait for confirmation that the running resource has been "
                      "terminated. The resource may continue to run on the cluster indefinitely.")
+    # kubectl's PrintObj: a zero grace period (--force) is "force deleted".
+    operation = "force deleted" if grace == 0 else "deleted"
     if dry_run == dryrun.CLIENT:
         for info, name, _ns in targets:
             factory.print(display_name(info, name) if args.output == "name"
-                          else f"{quoted_name(info, name)} deleted (dry run)")
+                          else f"{quoted_name(info, name)} {operation} (dry run)")
         return 0
     client = factory.client()
     batch = Batch()
@@ -135,7 +137,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             failed = True
             continue
         factory.print(display_name(info, name) if args.output == "name"
-                      else f"{quoted_name(info, name)} deleted{dryrun.suffix(dry_run)}")
+                      else f"{quoted_name(info, name)} {operation}{dryrun.suffix(dry_run)}")
         if not outcome.deleted and outcome.object is not None:
             pending.append((info, name, ns, outcome.object.metadata.uid))
     if wait and pending:

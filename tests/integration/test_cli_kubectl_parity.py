@@ -105,3 +105,20 @@ async def test_cordon_takes_names_as_get_nodes_o_name_prints_them(api: TestAPISe
     assert (r.code, r.out) == (0, "node/n1 uncordoned\n")
     r = await cli("cordon", "pod/n1")
     assert r.code == 1 and r.err == "error: pod/n1 is not a node: cordon, uncordon and drain act on nodes only\n"
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [(["--force"], 'configmap "a" force deleted\n'),
+     (["--force", "--grace-period=0"], 'configmap "a" force deleted\n'),
+     (["--force", "--grace-period=5"], 'configmap "a" deleted\n'),
+     (["--grace-period=0"], 'configmap "a" deleted\n'),  # 0 without --force is 1
+     (["--force", "--dry-run=client"], 'configmap "a" force deleted (dry run)\n'),
+     (["--force", "--dry-run=server"], 'configmap "a" force deleted (server dry run)\n')],
+)
+async def test_delete_with_force_says_force_deleted(api: TestAPIServer, flags: list[str], line: str) -> None:
+    # kubectl's DeleteOptions.PrintObj: a zero grace period prints "force deleted".
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=CM.format(name="a"))
+    r = await cli("delete", "cm", "a", *flags)
+    assert (r.code, r.out) == (0, line)
