@@ -123,9 +123,12 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         items, _rv = await client.list(info.kind, namespace if info.namespaced else "", args.selector,
                                        args.field_selector)
         listed.append((info, _sorted(info, items, args.sort_by)))
-    if structured:
+    if structured or args.output == "name" or args.output.startswith("custom-columns"):
+        # kubectl's printGeneric: every kind's items in one List, printed once (custom columns:
+        # one header, even over no items; nothing says "No resources found").
         flat = [o for _, items in listed for o in items]
-        print_objects(factory.out, flat, args.output, False, listed[0][0], now=factory.now())
+        print_objects(factory.out, flat, args.output, False, listed[0][0], headers=not args.no_headers,
+                      now=factory.now())
         return 0
     nonempty = [(info, items) for info, items in listed if items]
     if not nonempty:
@@ -138,9 +141,6 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
         return 0
     with_kind = len(listed) > 1
     for n, (info, items) in enumerate(nonempty):
-        if args.output == "name" or args.output.startswith("custom-columns"):
-            print_objects(factory.out, items, args.output, False, info, headers=not args.no_headers)
-            continue
         if n:
             factory.print()
         _print_table(factory, args, info, items, with_kind)

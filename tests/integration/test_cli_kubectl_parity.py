@@ -122,3 +122,25 @@ async def test_delete_with_force_says_force_deleted(api: TestAPIServer, flags: l
     await cli("apply", "-f", "-", stdin=CM.format(name="a"))
     r = await cli("delete", "cm", "a", *flags)
     assert (r.code, r.out) == (0, line)
+
+
+async def test_custom_columns_over_several_kinds_is_one_table(api: TestAPIServer) -> None:
+    # kubectl's printGeneric prints every kind's items as one List: one header, one alignment.
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=CM.format(name="a-long-config-map-name") + "---\n" + NS)
+    r = await cli("get", "cm,ns", "-o", "custom-columns=NAME:.metadata.name,KIND:.kind")
+    lines = r.out.splitlines()
+    assert lines[0].split() == ["NAME", "KIND"]
+    assert [line.split()[1] for line in lines[1:]].count("KIND") == 0
+    assert {line.index(line.split()[1]) for line in lines} == {len("a-long-config-map-name   ")}
+    r = await cli("get", "cm,ns", "-o", "custom-columns=NAME:.metadata.name", "--no-headers")
+    assert "a-long-config-map-name" in r.out.split() and "NAME" not in r.out.split()
+
+
+async def test_custom_columns_and_names_of_nothing(api: TestAPIServer) -> None:
+    # Not kubectl's human-readable printer: no "No resources found"; custom columns keep the header.
+    cli = CLI(api.client)
+    r = await cli("get", "cm", "-o", "custom-columns=NAME:.metadata.name")
+    assert (r.code, r.out, r.err) == (0, "NAME\n", "")
+    r = await cli("get", "cm", "-o", "name")
+    assert (r.code, r.out, r.err) == (0, "", "")
