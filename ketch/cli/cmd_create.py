@@ -83,6 +83,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     docs = read_documents(args.filename, factory.stdin)
     kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
     failed = False
+    printed = 0
     for source, info, doc in kinds:
         try:
             doc = set_namespace(factory, info, doc)
@@ -101,7 +102,10 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             factory.error_line(format_error(err))
             failed = True
             continue
+        if printed and args.output == "yaml":
+            factory.out.write("---\n")  # kubectl's one YAMLPrinter separates the documents it prints
         _print_created(factory, args, info, created, args.dry_run)
+        printed += 1
     return 1 if failed else 0
 
 

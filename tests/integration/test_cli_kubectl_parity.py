@@ -144,3 +144,11 @@ async def test_custom_columns_and_names_of_nothing(api: TestAPIServer) -> None:
     assert (r.code, r.out, r.err) == (0, "NAME\n", "")
     r = await cli("get", "cm", "-o", "name")
     assert (r.code, r.out, r.err) == (0, "", "")
+
+
+async def test_create_o_yaml_of_several_objects_is_a_yaml_stream(api: TestAPIServer) -> None:
+    # kubectl create prints each object with one YAMLPrinter, which puts "---" between documents.
+    two = CM.format(name="a") + "---\n" + CM.format(name="b")
+    r = await CLI(api.client)("create", "-f", "-", "-o", "yaml", "--dry-run=client", stdin=two)
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(r.out)] == ["a", "b"]
+    assert not r.out.startswith("---")
