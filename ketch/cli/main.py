@@ -96,11 +96,38 @@ class _Parser(argparse.ArgumentParser):
         leaf = not any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._get_positional_actions())
         if not leaf or self._intermixing:
             return super().parse_known_args(args, namespace)
+        if args is not None:
+            args = self._explicit_bools(list(args))
         self._intermixing = True  # parse_known_intermixed_args calls parse_known_args itself
         try:
             return self.parse_known_intermixed_args(args, namespace)
         finally:
             self._intermixing = False
+
+    def _explicit_bools(self, args: list[str]) -> list[str]:
+        """`--flag=true|false` (and `-f=true`) for every boolean flag, as pflag reads them
+        (`--ignore-not-found=true`, `--overwrite=false`): true is the bare flag, false its hidden
+        opposite (`--no-flag`, made here when no add_bool_flag made it)."""
+        out: list[str] = []
+        for n, arg in enumerate(args):
+            if arg == "--":
+                return out + args[n:]
+            flag, sep, value = arg.partition("=")
+            action = self._option_string_actions.get(flag) if sep and flag.startswith("-") else None
+            if not isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+                out.append(arg)
+                continue
+            if value.lower() not in _TRUE + _FALSE:
+                raise UsageError(f'invalid argument "{value}" for "{flag}" flag: use true or false')
+            if (value.lower() in _TRUE) == action.const:
+                out.append(flag)
+                continue
+            opposite = "--no-" + action.dest.replace("_", "-")
+            if opposite not in self._option_string_actions:
+                self.add_argument(opposite, dest=action.dest, action="store_const", const=not action.const,
+                                  help=argparse.SUPPRESS)
+            out.append(opposite)
+        return out
 
     def _get_formatter(self) -> argparse.HelpFormatter:
         # argparse makes a formatter on every add_argument (to check metavars), and one without a

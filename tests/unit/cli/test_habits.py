@@ -41,6 +41,35 @@ def test_flags_go_anywhere_among_a_verbs_words(argv: list[str], dest: str, want:
     assert args.namespace == ("kube-system" if "-n" in argv else "")
 
 
+@pytest.mark.parametrize(
+    ("argv", "dest", "want"),
+    [
+        (["delete", "job", "pi", "--ignore-not-found=true"], "ignore_not_found", True),
+        (["delete", "job", "pi", "--ignore-not-found=false"], "ignore_not_found", False),
+        (["get", "pods", "--all-namespaces=true"], "all_namespaces", True),
+        (["get", "pods", "-A=True"], "all_namespaces", True),
+        (["get", "pods", "-A", "--all-namespaces=false"], "all_namespaces", False),  # the last one wins
+        (["get", "pods", "--all-namespaces=false", "-A"], "all_namespaces", True),
+        (["get", "pods", "--show-labels=1", "--no-headers=t"], "show_labels", True),
+        (["label", "job", "pi", "a=b", "--overwrite=true"], "overwrite", True),
+        (["delete", "pod", "p", "--force=true"], "force", True),
+        (["delete", "pod", "p", "--wait=false"], "wait", False),
+        (["drain", "n1", "--ignore-daemonsets=true", "--delete-emptydir-data=true"], "delete_emptydir_data", True),
+    ],
+)
+def test_every_boolean_flag_takes_an_explicit_value(argv: list[str], dest: str, want: bool) -> None:
+    # pflag reads --flag=true|false for every boolean flag; scripts write --ignore-not-found=true.
+    args = build_parser(argv).parse_args(normalize_bools(argv))
+    assert getattr(args, dest) is want
+
+
+def test_a_boolean_flag_with_a_bad_value_is_one_line() -> None:
+    from ketch.cli.main import UsageError
+
+    with pytest.raises(UsageError, match='invalid argument "maybe" for "--force" flag'):
+        build_parser(["delete"]).parse_args(["delete", "pod", "p", "--force=maybe"])
+
+
 def test_a_flag_missing_its_value_is_still_an_error() -> None:
     from ketch.cli.main import UsageError
 
