@@ -43,6 +43,8 @@ _MISSING = object()
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("apply", help="create or update objects from manifests")
     p.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")
+    p.add_argument("-R", "--recursive", action="store_true",
+                   help="with -f DIR, the manifests in its subdirectories too")
     p.add_argument("-o", "--output", default="", help="name, json or yaml")
     dryrun.add_dry_run_flag(p)
     add_common(p)
@@ -285,7 +287,7 @@ def source_error(err: errors.StatusError, verb: str, source: str,
 
 async def run(args: argparse.Namespace, factory: Factory) -> int:
     dry_run = dryrun.strategy(args, factory)
-    docs = read_documents(args.filename, factory.stdin)
+    docs = read_documents(args.filename, factory.stdin, args.recursive)
     # A document without apiVersion/kind stops everything before any write, as kubectl's builder.
     kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
     failed = False

@@ -25,6 +25,8 @@ from .resources import display_name, resolve_kind
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("create", help="create objects from manifests; create job NAME --from=cronjob/CJ")
     p.add_argument("-f", "--filename", action="append", help="file, directory or - for stdin")
+    p.add_argument("-R", "--recursive", action="store_true",
+                   help="with -f DIR, the manifests in its subdirectories too")
     p.add_argument("-o", "--output", default="", help="name, json or yaml")
     p.add_argument("--save-config", action="store_true", help="record the manifest for a later apply")
     p.add_argument("what", nargs="*", help="job NAME --from=cronjob/CJ, namespace NAME, configmap NAME "
@@ -80,7 +82,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                        '"secret generic NAME --from-literal=K=V")')
     if not args.filename:
         raise CLIError("must specify one of -f and -k, or a type to create (create job NAME --from=cronjob/CJ)")
-    docs = read_documents(args.filename, factory.stdin)
+    docs = read_documents(args.filename, factory.stdin, args.recursive)
     kinds = [(source, kind_of(source, doc), doc) for source, doc in docs]
     failed = False
     printed = 0

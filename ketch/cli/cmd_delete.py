@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("delete", help="delete objects")
     p.add_argument("targets", nargs="*", metavar="KIND NAME")
     p.add_argument("-f", "--filename", action="append")
+    p.add_argument("-R", "--recursive", action="store_true",
+                   help="with -f DIR, the manifests in its subdirectories too")
     p.add_argument("-l", "--selector", default="")
     p.add_argument("--field-selector", default="")
     p.add_argument("-A", "--all-namespaces", action="store_true")
@@ -69,7 +71,7 @@ async def _targets(args: argparse.Namespace, factory: Factory) -> list[tuple[Kin
     client = factory.client()
     targets: list[tuple[KindInfo, str, str]] = []
     if args.filename:
-        for _, doc in read_documents(args.filename, factory.stdin):
+        for _, doc in read_documents(args.filename, factory.stdin, args.recursive):
             obj = manifest.from_dict(doc)
             info = info_of(obj)
             ns = (obj.metadata.namespace or factory.default_namespace) if info.namespaced else ""  # type: ignore[attr-defined]

@@ -27,6 +27,8 @@ MASK = "***"
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("diff", help="show how apply -f would change the live objects")
     p.add_argument("-f", "--filename", action="append", required=True, help="file, directory or - for stdin")
+    p.add_argument("-R", "--recursive", action="store_true",
+                   help="with -f DIR, the manifests in its subdirectories too")
     add_common(p)
     p.set_defaults(run=run)
 
@@ -122,7 +124,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     from .terminal import escape
 
     try:
-        docs = read_documents(args.filename, factory.stdin)
+        docs = read_documents(args.filename, factory.stdin, args.recursive)
         kinds = [(kind_of(source, doc), doc) for source, doc in docs]
         client = factory.client()
         texts = []

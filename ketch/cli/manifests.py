@@ -60,8 +60,26 @@ def parse(source: str, text: str) -> list[dict[str, Any]]:
         raise CLIError(f"error parsing {source}: {detail}") from None
 
 
-def read_documents(paths: list[str], stdin: TextIO | None = None) -> list[tuple[str, dict[str, Any]]]:
-    """(source, document) for every document in every file (directories: *.yaml, *.yml, *.json)."""
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _directory_files(directory: Path, recursive: bool) -> list[Path]:
+    """A directory's manifests in name order; with recursive, its subdirectories' too, each where
+    its name sorts (the order of kubectl's filepath.Walk)."""
+    out: list[Path] = []
+    for entry in sorted(directory.iterdir()):
+        if entry.is_dir():
+            if recursive:
+                out.extend(_directory_files(entry, recursive))
+        elif entry.suffix in MANIFEST_SUFFIXES:
+            out.append(entry)
+    return out
+
+
+def read_documents(paths: list[str], stdin: TextIO | None = None,
+                   recursive: bool = False) -> list[tuple[str, dict[str, Any]]]:
+    """(source, document) for every document in every file (directories: *.yaml, *.yml, *.json;
+    with recursive, as kubectl's -R, in their subdirectories too)."""
     out: list[tuple[str, dict[str, Any]]] = []
     for path in paths:
         if path == "-":
@@ -69,7 +87,7 @@ def read_documents(paths: list[str], stdin: TextIO | None = None) -> list[tuple[
             continue
         p = Path(path)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix in (".yaml", ".yml", ".json"))
+            files = _directory_files(p, recursive)
         elif p.exists():
             files = [p]
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -152,3 +153,21 @@ async def test_create_o_yaml_of_several_objects_is_a_yaml_stream(api: TestAPISer
     r = await CLI(api.client)("create", "-f", "-", "-o", "yaml", "--dry-run=client", stdin=two)
     assert [d["metadata"]["name"] for d in yaml.safe_load_all(r.out)] == ["a", "b"]
     assert not r.out.startswith("---")
+
+
+async def test_recursive_reads_the_manifests_of_subdirectories(api: TestAPIServer, tmp_path: Path) -> None:
+    # kubectl -f DIR reads DIR's manifests; -R (--recursive) walks its subdirectories too, in name order.
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a.yaml").write_text(CM.format(name="a"))
+    (tmp_path / "b" / "b.yml").write_text(CM.format(name="b"))
+    (tmp_path / "c.json").write_text(json.dumps(yaml.safe_load(CM.format(name="c"))))
+    (tmp_path / "b" / "notes.txt").write_text("not a manifest")
+    cli = CLI(api.client)
+    r = await cli("apply", "-f", str(tmp_path), "--dry-run=client")
+    assert r.out == "configmap/a created (dry run)\nconfigmap/c created (dry run)\n"
+    r = await cli("apply", "-R", "-f", str(tmp_path))
+    assert (r.code, r.out) == (0, "configmap/a created\nconfigmap/b created\nconfigmap/c created\n")
+    r = await cli("create", "--recursive", "-f", str(tmp_path), "--dry-run=client", "-o", "name")
+    assert r.out == "configmap/a\nconfigmap/b\nconfigmap/c\n"
+    r = await cli("delete", "-f", str(tmp_path), "-R", "--wait=false")
+    assert (r.code, r.out) == (0, 'configmap "a" deleted\nconfigmap "b" deleted\nconfigmap "c" deleted\n')
