@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-c", "--container", default="")
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("-p", "--previous", action="store_true", help="the previous run of the container")
-    p.add_argument("--tail", type=int, default=-1, help="lines from the end (-1: all)")
+    p.add_argument("--tail", type=int, default=None,
+                   help="lines from the end (-1: all; the default, or 10 with a selector, as kubectl)")
     p.add_argument("--since", default="", help="only newer than this duration, e.g. 10s, 5m")
     p.add_argument("--since-time", default="", help="only newer than this RFC 3339 time")
     p.add_argument("--timestamps", action="store_true")
@@ -126,6 +127,16 @@ def _containers(pod: core_pb2.Pod, args: argparse.Namespace, factory: Factory, a
     return names[:1]
 
 
+SELECTOR_TAIL = 10  # kubectl's selectorTail: -l without --tail shows each container's last 10 lines
+
+
+def _tail(args: argparse.Namespace) -> int | None:
+    """The lines to ask for (None: all), as kubectl's ToLogOptions decides."""
+    if args.tail is None:
+        return SELECTOR_TAIL if args.selector else None
+    return args.tail if args.tail >= 0 else None
+
+
 async def _stream(factory: Factory, args: argparse.Namespace, name: str, namespace: str, container: str,
                   prefix: str) -> None:
     since = math.ceil(durations.parse(args.since)) if args.since else None
@@ -133,7 +144,7 @@ async def _stream(factory: Factory, args: argparse.Namespace, name: str, namespa
         since = max(1, math.ceil(factory.now() - timeutil.parse(args.since_time)))
     sink = _Sink(factory, prefix)
     stream = factory.client().pod_logs(name, namespace, container=container, follow=args.follow,
-                                       previous=args.previous, tail_lines=args.tail if args.tail >= 0 else None,
+                                       previous=args.previous, tail_lines=_tail(args),
                                        since_seconds=since, timestamps=args.timestamps)
     written = 0
     try:
@@ -152,6 +163,8 @@ async def _stream(factory: Factory, args: argparse.Namespace, name: str, namespa
 
 async def run(args: argparse.Namespace, factory: Factory) -> int:
     namespace = factory.default_namespace
+    if args.tail is not None and args.tail < -1:
+        raise CLIError("--tail must be greater than or equal to -1")
     if args.selector:
         if args.target:
             raise CLIError("only a selector (-l) or a POD name is allowed")

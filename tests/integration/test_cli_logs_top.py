@@ -144,3 +144,19 @@ async def test_logs_of_a_daemonset_says_which_pod(api: TestAPIServer) -> None:
     for target in ("ds/agentd", "daemonset/agentd", "daemonsets.apps/agentd"):
         r = await cli("logs", target)
         assert (r.code, r.out, r.err) == (0, "from agentd-a\n", "Found 2 pods, using pod/agentd-a\n"), target
+
+
+async def test_logs_by_selector_show_the_last_ten_lines_unless_told(api: TestAPIServer) -> None:
+    # kubectl logs: --tail defaults to -1 (all), but to 10 with a selector; an explicit --tail wins.
+    dialer = await setup(api)
+    cli = CLI(api.client)
+    assert (await cli("logs", "-l", "app=x")).out == "one\ntwo\n"
+    assert dialer.requests[-1].tail_lines == 10
+    await cli("logs", "-l", "app=x", "--tail=-1")
+    assert not dialer.requests[-1].HasField("tail_lines")
+    await cli("logs", "-l", "app=x", "--tail", "3")
+    assert dialer.requests[-1].tail_lines == 3
+    await cli("logs", "p")
+    assert not dialer.requests[-1].HasField("tail_lines")
+    r = await cli("logs", "p", "--tail=-2")
+    assert (r.code, r.err) == (1, "error: --tail must be greater than or equal to -1\n")
