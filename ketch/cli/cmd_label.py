@@ -7,6 +7,7 @@ with --overwrite, as kubectl refuses otherwise.
 from __future__ import annotations
 
 import argparse
+import json
 
 from .factory import Factory
 from .main import CLIError, add_common
@@ -72,17 +73,34 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             for k, v in sorted(current.items()):
                 factory.print(f"{k}={v}")
             continue
-        for k, v in sets.items():
-            if k in current and current[k] != v and not args.overwrite:
-                raise CLIError(f"'{k}' already has a value ({current[k]}), and --overwrite is false")
+        clashes = [k for k, v in sets.items() if k in current and current[k] != v]
+        if clashes and not args.overwrite:
+            if args.verb == "annotate":
+                raise CLIError("--overwrite is false but found the following declared annotation(s): "
+                               + "; ".join(f"'{k}' already has a value ({current[k]})" for k in clashes))
+            raise CLIError(f"'{clashes[0]}' already has a value ({current[clashes[0]]}), and --overwrite is false")
         patch: dict[str, str | None] = {k: v for k, v in sets.items() if current.get(k) != v}
         patch.update({k: None for k in removes if k in current})
         name = display_name(info, obj.metadata.name)
-        past = "labeled" if args.verb == "label" else "annotated"
-        if not patch:
-            factory.print(f"{name} not {past}")
-            continue
-        await client.patch(info.kind, obj.metadata.name, {"metadata": {args.field: patch}},
-                           namespace=obj.metadata.namespace, patch_type="merge")
+        if args.verb == "label":
+            for k in removes:
+                if k not in current:
+                    factory.print(f'label "{k}" not found.')
+        past = _outcome(args, current, patch)
+        if patch:
+            await client.patch(info.kind, obj.metadata.name, {"metadata": {args.field: patch}},
+                               namespace=obj.metadata.namespace, patch_type="merge")
         factory.print(f"{name} {past}")
     return 0
+
+
+def _outcome(args: argparse.Namespace, current: dict[str, str], patch: dict[str, str | None]) -> str:
+    """kubectl's words: annotate always says "annotated"; label says "not labeled" when nothing
+    changes, and "unlabeled" when (without --overwrite) the labels came out shorter than they were."""
+    if args.verb == "annotate":
+        return "annotated"
+    if not patch:
+        return "not labeled"
+    after = {k: v for k, v in {**current, **patch}.items() if v is not None}
+    shorter = len(json.dumps(after, separators=(",", ":"))) < len(json.dumps(current, separators=(",", ":")))
+    return "unlabeled" if shorter and not args.overwrite else "labeled"

@@ -51,7 +51,8 @@ async def test_label_overwrite_as_kubectl(api: TestAPIServer) -> None:
     assert (r.code, r.out) == (0, "node/n1 labeled\n")
     r = await cli("annotate", "node", "n1", "note=x")
     r = await cli("annotate", "node", "n1", "note=y")
-    assert (r.code, r.err) == (1, "error: 'note' already has a value (x), and --overwrite is false\n")
+    assert (r.code, r.err) == (1, "error: --overwrite is false but found the following declared annotation(s): "
+                                  "'note' already has a value (x)\n")
     node = await api.client.get("Node", "n1")
     assert (node.metadata.labels["tier"], node.metadata.annotations["note"]) == ("b", "x")
 

@@ -171,3 +171,20 @@ async def test_recursive_reads_the_manifests_of_subdirectories(api: TestAPIServe
     assert r.out == "configmap/a\nconfigmap/b\nconfigmap/c\n"
     r = await cli("delete", "-f", str(tmp_path), "-R", "--wait=false")
     assert (r.code, r.out) == (0, 'configmap "a" deleted\nconfigmap "b" deleted\nconfigmap "c" deleted\n')
+
+
+async def test_label_and_annotate_say_what_kubectl_says(api: TestAPIServer) -> None:
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=CM.format(name="a"))
+    assert (await cli("label", "cm", "a", "x=1", "y=2")).out == "configmap/a labeled\n"
+    # label: a removal without --overwrite that leaves the labels shorter is "unlabeled"
+    assert (await cli("label", "cm", "a", "x-")).out == "configmap/a unlabeled\n"
+    assert (await cli("label", "cm", "a", "y-", "--overwrite")).out == "configmap/a labeled\n"
+    assert (await cli("label", "cm", "a", "nope-")).out == 'label "nope" not found.\nconfigmap/a not labeled\n'
+    # annotate: always "annotated"; a clash is named in annotate's own words
+    assert (await cli("annotate", "cm", "a", "note=hi")).out == "configmap/a annotated\n"
+    assert (await cli("annotate", "cm", "a", "note=hi")).out == "configmap/a annotated\n"
+    assert (await cli("annotate", "cm", "a", "nope-")).out == "configmap/a annotated\n"
+    r = await cli("annotate", "cm", "a", "note=bye")
+    assert (r.code, r.err) == (1, "error: --overwrite is false but found the following declared annotation(s): "
+                                  "'note' already has a value (hi)\n")
