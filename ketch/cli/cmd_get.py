@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-w", "--watch", action="store_true", help="after listing, watch for changes")
     p.add_argument("--watch-only", action="store_true")
     p.add_argument("--show-labels", action="store_true")
+    p.add_argument("--show-kind", action="store_true", help="name every object as KIND/NAME")
     p.add_argument("-L", "--label-columns", action="append", default=[], help="labels to show as columns")
     p.add_argument("--no-headers", action="store_true")
     p.add_argument("--sort-by", default="", help="a JSONPath, e.g. .metadata.creationTimestamp")
@@ -46,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("api-resources", help="list the kinds the server serves")
     r.add_argument("-o", "--output", default="", choices=["", "name", "wide"])
     r.add_argument("--no-headers", action="store_true")
+    r.add_argument("--namespaced", nargs="?", const="true", default=None, metavar="true|false",
+                   help="only namespaced kinds (--namespaced=false: only cluster-wide ones)")
+    r.add_argument("--verbs", action="append", default=[], help="only kinds that support these verbs (list,get)")
+    r.add_argument("--api-group", default=None, help="only kinds of this API group ('' for the core group)")
+    r.add_argument("--sort-by", default="", choices=["", "name", "kind"])
     add_common(r)
     r.set_defaults(run=run_api_resources)
 
@@ -115,7 +121,8 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
                 for n, info in enumerate(kinds):
                     if n:
                         factory.print()
-                    _print_table(factory, args, info, [o for i, o in objs if i is info], len(kinds) > 1)
+                    _print_table(factory, args, info, [o for i, o in objs if i is info],
+                                 len(kinds) > 1 or args.show_kind)
         return 1 if failed else 0
 
     listed: list[tuple[KindInfo, list[Any]]] = []
@@ -139,7 +146,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
             else:
                 factory.error_line("No resources found")
         return 0
-    with_kind = len(listed) > 1
+    with_kind = len(listed) > 1 or args.show_kind
     for n, (info, items) in enumerate(nonempty):
         if n:
             factory.print()
@@ -224,14 +231,40 @@ async def _watch(args: argparse.Namespace, factory: Factory, info: KindInfo, nam
             rv = ""
 
 
-async def run_api_resources(args: argparse.Namespace, factory: Factory) -> int:
-    rows = [["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]] if not args.no_headers else []
-    for info in sorted(SERVED, key=lambda k: k.plural):
+# What the API server does for every stored kind; the access reviews are only created.
+SERVED_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+
+def verbs_of(info: KindInfo) -> tuple[str, ...]:
+    return ("create",) if info.create_only else SERVED_VERBS
+
+
+def run_api_resources(args: argparse.Namespace, factory: Factory) -> int:
+    """kubectl api-resources, with its filters: --namespaced, --verbs, --api-group."""
+    namespaced: bool | None = None
+    if args.namespaced is not None:
+        if args.namespaced.lower() not in ("true", "false", "1", "0", "t", "f"):
+            raise ValueError(f'invalid argument "{args.namespaced}" for "--namespaced" flag: use true or false')
+        namespaced = args.namespaced.lower() in ("true", "1", "t")
+    verbs = {v.strip() for spec in args.verbs for v in spec.split(",") if v.strip()}
+    wide = args.output == "wide"
+    rows = [] if args.no_headers else [["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+                                      + (["VERBS", "CATEGORIES"] if wide else [])]
+    key = {"name": lambda k: k.plural, "kind": lambda k: k.kind}.get(args.sort_by, lambda k: k.plural)
+    for info in sorted(SERVED, key=key):
+        if namespaced is not None and info.namespaced != namespaced:
+            continue
+        if args.api_group is not None and info.group != args.api_group:
+            continue
+        if not verbs <= set(verbs_of(info)):
+            continue
         if args.output == "name":
             factory.print(info.qualified_plural)
             continue
-        rows.append([info.plural, ",".join(info.short_names), info.api_version, str(info.namespaced).lower(),
-                     info.kind])
+        row = [info.plural, ",".join(info.short_names), info.api_version, str(info.namespaced).lower(), info.kind]
+        if wide:
+            row += [f"[{' '.join(verbs_of(info))}]", "all" if info.kind in ALL_KINDS else ""]
+        rows.append(row)
     if args.output != "name":
         factory.out.write(table_text(rows))
     return 0

@@ -188,3 +188,26 @@ async def test_label_and_annotate_say_what_kubectl_says(api: TestAPIServer) -> N
     r = await cli("annotate", "cm", "a", "note=bye")
     assert (r.code, r.err) == (1, "error: --overwrite is false but found the following declared annotation(s): "
                                   "'note' already has a value (hi)\n")
+
+
+async def test_api_resources_filters_and_get_show_kind(api: TestAPIServer) -> None:
+    # The well-known "everything in a namespace" line: api-resources --verbs=list --namespaced -o name
+    # | xargs -n 1 kubectl get --show-kind --ignore-not-found
+    cli = CLI(api.client)
+    r = await cli("api-resources", "--verbs=list", "--namespaced", "-o", "name")
+    names = r.out.split()
+    assert (r.code, "jobs.batch" in names, "pods" in names) == (0, True, True)
+    assert "nodes" not in names and "localsubjectaccessreviews.authorization.k8s.io" not in names
+    r = await cli("api-resources", "--namespaced=false", "-o", "name")
+    assert "nodes" in r.out.split() and "pods" not in r.out.split()
+    r = await cli("api-resources", "--api-group=batch", "--no-headers")
+    assert [line.split()[0] for line in r.out.splitlines()] == ["cronjobs", "jobs"]
+    r = await cli("api-resources", "--api-group", "", "--verbs", "watch", "-o", "wide")
+    header, *rows = r.out.splitlines()
+    assert header.split()[-2:] == ["VERBS", "CATEGORIES"]
+    assert "[create delete get list patch update watch]" in next(row for row in rows if row.startswith("pods "))
+    await cli("apply", "-f", "-", stdin=CM.format(name="a"))
+    r = await cli("get", "configmaps", "--show-kind")
+    assert r.out.splitlines()[1].split()[0] == "configmap/a"
+    r = await cli("get", "configmaps", "a", "--show-kind")
+    assert r.out.splitlines()[1].split()[0] == "configmap/a"
