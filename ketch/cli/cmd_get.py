@@ -16,7 +16,7 @@ from ketch.api.kinds import SERVED, KindInfo
 
 from .factory import Factory
 from .main import add_common
-from .printers import check_output, event_time, print_objects, qualified_name, sort_objects, table
+from .printers import check_output, event_time, headers_for, print_objects, qualified_name, sort_objects, table
 from .resources import parse_targets, resolve_kind
 from .tabwriter import GET_MINWIDTH, GET_PADDING, table_text
 from .terminal import escape_cell
@@ -72,8 +72,11 @@ def _print_table(factory: Factory, args: argparse.Namespace, info: KindInfo, obj
     rows = table(info, objs, wide=args.output == "wide", all_namespaces=args.all_namespaces,
                  show_labels=args.show_labels, headers=headers, now=factory.now(),
                  label_columns=_label_columns(args))
-    if with_kind:
-        name_col = 1 if args.all_namespaces and info.namespaced else 0
+    # kubectl's decorateTable prefixes the kind to the NAME column, and only that column: a
+    # table without one shown (events, but with -o wide) keeps its cells.
+    columns = headers_for(info, wide=args.output == "wide", all_namespaces=args.all_namespaces)
+    if with_kind and "NAME" in columns:
+        name_col = columns.index("NAME")
         for row, obj in zip(rows[1 if headers else 0:], objs, strict=False):
             row[name_col] = qualified_name(obj)
     factory.out.write(table_text(rows))

@@ -211,3 +211,20 @@ async def test_api_resources_filters_and_get_show_kind(api: TestAPIServer) -> No
     assert r.out.splitlines()[1].split()[0] == "configmap/a"
     r = await cli("get", "configmaps", "a", "--show-kind")
     assert r.out.splitlines()[1].split()[0] == "configmap/a"
+
+
+async def test_several_kinds_prefix_only_the_name_column(api: TestAPIServer) -> None:
+    # An event's table has no NAME column unless -o wide: its LAST SEEN cell stays a time.
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=CM.format(name="a"))
+    await api.client.create(manifest.from_dict({
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "a.1", "namespace": "default"},
+        "involvedObject": {"kind": "ConfigMap", "name": "a", "namespace": "default"},
+        "reason": "Tested", "message": "hello", "type": "Normal"}))
+    r = await cli("get", "ev,cm")
+    events = r.out.split("\n\n")[0].splitlines()
+    assert events[0].split()[:2] == ["LAST", "SEEN"] and not events[1].startswith("event/")
+    r = await cli("get", "ev,cm", "-o", "wide")
+    assert r.out.split("\n\n")[0].splitlines()[1].split()[-1] == "event/a.1"
+    r = await cli("get", "ev,cm", "-A")
+    assert r.out.split("\n\n")[1].splitlines()[1].split()[:2] == ["default", "configmap/a"]
