@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", nargs="*", help="job NAME --from=cronjob/CJ, namespace NAME, configmap NAME "
                                             "or secret generic NAME (with --from-literal/--from-file)")
     p.add_argument("--from", dest="from_", default="", help="create job NAME --from=cronjob/CJ")
+    p.add_argument("--image", default="", help="create job NAME --image=IMAGE -- CMD [ARGS...]: a Job of one "
+                                               "container running CMD (the image is recorded, not pulled)")
     p.add_argument("--from-literal", dest="from_literal", action="append", default=[], metavar="KEY=VALUE",
                    help="create configmap|secret generic NAME: a key and its value (repeatable)")
     p.add_argument("--from-file", dest="from_file", action="append", default=[], metavar="[KEY=]PATH",
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "alone takes its value from the environment)")
     dryrun.add_dry_run_flag(p)
     add_common(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, dash_args=[])  # dash_args: create job's CMD ARGS after `--` (see main.parse_args)
 
 
 async def _create(factory: Factory, obj: Any, dry_run: str) -> Any:

@@ -20,6 +20,8 @@ EXAMPLES: dict[str, str] = {
   # Run a CronJob's job now, or make a namespace
   ketch create job tick-manual --from=cronjob/tick
   ketch create namespace team-a
+  # A one-container Job running a command (the image is recorded; the command runs on the host)
+  ketch create job hello --image=busybox -- sh -c 'echo hello'
   # Configuration and credentials for pods' env (valueFrom, envFrom)
   ketch create configmap app-config --from-literal=mode=batch --from-file=conf/
   ketch create secret generic db --from-literal=password=s3cret""",

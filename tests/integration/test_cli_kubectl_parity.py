@@ -228,3 +228,22 @@ async def test_several_kinds_prefix_only_the_name_column(api: TestAPIServer) -> 
     assert r.out.split("\n\n")[0].splitlines()[1].split()[-1] == "event/a.1"
     r = await cli("get", "ev,cm", "-A")
     assert r.out.split("\n\n")[1].splitlines()[1].split()[:2] == ["default", "configmap/a"]
+
+
+async def test_create_job_with_an_image_and_a_command(api: TestAPIServer) -> None:
+    # kubectl create job NAME --image=IMAGE -- CMD ARGS: one container named after the Job, Never.
+    cli = CLI(api.client)
+    r = await cli("create", "job", "hello", "--image=busybox", "--", "sh", "-c", "echo hi")
+    assert (r.code, r.out) == (0, "job.batch/hello created\n")
+    job = await api.client.get("Job", "hello", "default")
+    pod = job.spec.template.spec
+    assert (pod.restart_policy, [(c.name, c.image, list(c.command)) for c in pod.containers]) == (
+        "Never", [("hello", "busybox", ["sh", "-c", "echo hi"])])
+    r = await cli("create", "job", "dry", "--image=busybox", "--dry-run=client", "-o", "yaml", "--", "true")
+    assert yaml.safe_load(r.out)["spec"]["template"]["spec"]["containers"][0]["command"] == ["true"]
+    either = "error: either --image or --from must be specified\n"
+    for argv, err in ((["create", "job", "x"], either),
+                      (["create", "job", "x", "--image=a", "--from=cronjob/y"], either),
+                      (["create", "job", "x", "--from=cronjob/y", "--", "true"],
+                       "error: cannot specify --from and command\n")):
+        assert (await cli(*argv)).err == err

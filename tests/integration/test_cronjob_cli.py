@@ -43,7 +43,7 @@ async def test_create_job_from_cronjob_makes_a_manual_run(api: TestAPIServer) ->
 
 
 @pytest.mark.parametrize(("what", "from_", "message"), [
-    (("job", "x"), "", "--from=cronjob/NAME is required"),
+    (("job", "x"), "", "either --image or --from must be specified"),  # kubectl's words
     (("job", "x"), "job/other", "unknown object type job"),
     (("job", "x"), "cronjob", "from must be of the form cronjob/NAME"),
     (("job",), "cronjob/nightly", "exactly one NAME is required"),
