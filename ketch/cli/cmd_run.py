@@ -19,8 +19,10 @@ import contextlib
 from collections.abc import Awaitable
 from typing import Any
 
+from . import dryrun
 from .factory import Factory
 from .main import CLIError, add_common
+from .printers import check_output, print_objects
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
 FINISHED = ("Succeeded", "Failed")
@@ -39,6 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-l", "--labels", default="", help="labels, KEY=VALUE[,KEY=VALUE] (default run=NAME)")
     p.add_argument("--command", dest="as_command", action="store_true",
                    help="CMD ARGS is the command (always so: there are no image entrypoints)")
+    p.add_argument("-o", "--output", default="",
+                   help="print the pod (json, yaml, name, jsonpath=...) instead of attaching to it")
+    dryrun.add_dry_run_flag(p)
     add_common(p)
     p.set_defaults(run=run, dash_args=[])  # dash_args: CMD ARGS, the words after `--` (see main.parse_args)
 
@@ -77,20 +82,35 @@ def pod_manifest(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace, factory: Factory) -> Any:
-    attach = args.stdin or args.attach or args.restart != "Always"
+    dry_run = dryrun.strategy(args, factory)
+    if dry_run != dryrun.NONE and (args.stdin or args.attach or args.rm):
+        raise CLIError("--dry-run can't be used with attached containers options (--attach, --stdin, or --tty)")
+    if args.output:
+        check_output(args.output)
+    # As kubectl: -o (or a dry run) prints the pod instead of attaching to it; else a pod that
+    # does not restart forever is followed to its end (the srun habit).
+    attach = args.stdin or args.attach or (args.restart != "Always" and not args.output and dry_run == dryrun.NONE)
     if args.rm and not attach:
         raise CLIError("--rm should only be used for attached containers")
-    return _run(args, factory, pod_manifest(args, factory.default_namespace), attach)
+    return _run(args, factory, pod_manifest(args, factory.default_namespace), attach, dry_run)
 
 
-async def _run(args: argparse.Namespace, factory: Factory, manifest: dict[str, Any], attach: bool) -> int:
+async def _run(args: argparse.Namespace, factory: Factory, manifest: dict[str, Any], attach: bool,
+               dry_run: str = dryrun.NONE) -> int:
     from ketch.api.manifest import from_dict
 
     client = factory.client()
     namespace = manifest["metadata"]["namespace"]
-    await client.create(from_dict(manifest))
+    pod = from_dict(manifest)
+    if dry_run != dryrun.CLIENT:
+        pod = await client.create(pod, dry_run=dry_run == dryrun.SERVER)
     if not attach:
-        factory.print(f"pod/{args.name} created")
+        if args.output:
+            from ketch.api.kinds import resolve
+
+            print_objects(factory.out, [pod], args.output, True, resolve("pod"))
+        else:
+            factory.print(f"pod/{args.name} created{dryrun.suffix(dry_run)}")
         return 0
     try:
         return await _attach(factory, args.name, namespace, args.restart, args.stdin)

@@ -247,3 +247,20 @@ async def test_create_job_with_an_image_and_a_command(api: TestAPIServer) -> Non
                       (["create", "job", "x", "--from=cronjob/y", "--", "true"],
                        "error: cannot specify --from and command\n")):
         assert (await cli(*argv)).err == err
+
+
+async def test_run_with_dry_run_or_output_prints_the_pod(api: TestAPIServer) -> None:
+    # kubectl run NAME --image=I --restart=Never --dry-run=client -o yaml -- CMD: a pod manifest.
+    cli = CLI(api.client)
+    r = await cli("run", "p", "--image=busybox", "--restart=Never", "--dry-run=client", "-o", "yaml", "--", "true")
+    doc = yaml.safe_load(r.out)
+    assert (r.code, doc["kind"], doc["spec"]["containers"][0]["command"]) == (0, "Pod", ["true"])
+    assert not (await api.client.list("Pod", "default"))[0]
+    r = await cli("run", "p", "--restart=Never", "--dry-run=server", "--", "true")
+    assert (r.code, r.out) == (0, "pod/p created (server dry run)\n")
+    assert not (await api.client.list("Pod", "default"))[0]
+    r = await cli("run", "p", "--restart=Never", "-o", "name", "--", "true")  # created, not followed
+    assert (r.code, r.out) == (0, "pod/p\n")
+    assert (await api.client.get("Pod", "p", "default")).spec.restart_policy == "Never"
+    r = await cli("run", "q", "--rm", "-i", "--dry-run=client", "--", "true")
+    assert r.code == 1 and "--dry-run can't be used with attached containers" in r.err
