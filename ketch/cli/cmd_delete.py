@@ -24,7 +24,7 @@ from . import dryrun
 from .factory import Factory
 from .main import CLIError, add_bool_flag, add_common, format_error
 from .manifests import read_documents
-from .resources import display_name, parse_targets, quoted_name
+from .resources import display_name, parse_targets, quoted_name, refuse_names_across_namespaces
 
 CASCADE = {"background": "Background", "foreground": "Foreground", "orphan": "Orphan", "true": "Background",
            "false": "Orphan"}
@@ -79,7 +79,9 @@ async def _targets(args: argparse.Namespace, factory: Factory) -> list[tuple[Kin
         return targets
     if not args.targets:
         raise CLIError("you must provide one or more resources by argument or filename")
-    for info, name in parse_targets(args.targets):
+    parsed = parse_targets(args.targets)
+    refuse_names_across_namespaces(parsed, args.all_namespaces)
+    for info, name in parsed:
         ns = factory.default_namespace if info.namespaced else ""
         if name is not None:
             if args.all or args.selector:

@@ -19,7 +19,7 @@ from ketch.api.selectors import selector_string
 from . import describe
 from .factory import Factory
 from .main import add_bool_flag, add_common
-from .resources import parse_targets
+from .resources import parse_targets, refuse_names_across_namespaces
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,6 +91,7 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     objs: list[tuple[KindInfo, Any]] = []
     failed = False
     targets = parse_targets(args.targets)
+    refuse_names_across_namespaces(targets, args.all_namespaces)
     for info, name in targets:
         ns = namespace if info.namespaced else ""
         if name is None:

@@ -17,7 +17,7 @@ from ketch.api.kinds import SERVED, KindInfo
 from .factory import Factory
 from .main import add_common
 from .printers import check_output, event_time, headers_for, print_objects, qualified_name, sort_objects, table
-from .resources import parse_targets, resolve_kind
+from .resources import parse_targets, refuse_names_across_namespaces, resolve_kind
 from .tabwriter import GET_MINWIDTH, GET_PADDING, table_text
 from .terminal import escape_cell
 
@@ -93,6 +93,7 @@ def _sorted(info: KindInfo, items: list[Any], sort_by: str) -> list[Any]:
 async def run(args: argparse.Namespace, factory: Factory) -> int:
     check_output(args.output)
     targets = _targets(args)
+    refuse_names_across_namespaces(targets, args.all_namespaces)
     namespace = "" if args.all_namespaces else factory.default_namespace
     if args.watch or args.watch_only:
         if len(targets) != 1:

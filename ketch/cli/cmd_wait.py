@@ -23,7 +23,7 @@ from ketch.client.watching import object_states, states
 from . import jsonpath
 from .factory import Factory
 from .main import CLIError, add_common
-from .resources import display_name, parse_targets
+from .resources import display_name, parse_targets, refuse_names_across_namespaces
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,7 +137,9 @@ async def _targets(args: argparse.Namespace, factory: Factory, waiter: Waiter) -
     if not args.targets:
         raise CLIError("resource(s) were provided, but no name was specified" if args.selector else
                        "you must provide one or more resources by argument or filename")
-    for info, name in parse_targets(args.targets):
+    parsed = parse_targets(args.targets)
+    refuse_names_across_namespaces(parsed, args.all_namespaces)
+    for info, name in parsed:
         ns = factory.default_namespace if info.namespaced else ""
         if name is None:
             if not (args.all or args.selector):

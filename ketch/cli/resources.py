@@ -54,6 +54,13 @@ def parse_targets(args: list[str]) -> list[tuple[KindInfo, str | None]]:
     return [(k, None) for k in kinds]
 
 
+def refuse_names_across_namespaces(targets: list[tuple[KindInfo, str | None]], all_namespaces: bool) -> None:
+    """-A with a named object of a namespaced kind is refused, as kubectl's builder refuses it
+    (rather than looking in one namespace)."""
+    if all_namespaces and any(name is not None and info.namespaced for info, name in targets):
+        raise ValueError("a resource cannot be retrieved by name across all namespaces")
+
+
 def parse_one(text: str, default_kind: str = "") -> tuple[KindInfo, str]:
     """`KIND/NAME` (or a bare NAME of default_kind) for verbs that act on one object."""
     kind, sep, name = text.partition("/")

@@ -264,3 +264,21 @@ async def test_run_with_dry_run_or_output_prints_the_pod(api: TestAPIServer) -> 
     assert (await api.client.get("Pod", "p", "default")).spec.restart_policy == "Never"
     r = await cli("run", "q", "--rm", "-i", "--dry-run=client", "--", "true")
     assert r.code == 1 and "--dry-run can't be used with attached containers" in r.err
+
+
+@pytest.mark.parametrize("argv", [
+    ["get", "cm", "a", "-A"], ["get", "cm/a", "--all-namespaces"], ["describe", "cm", "a", "-A"],
+    ["delete", "cm", "a", "-A"], ["wait", "--for=delete", "cm/a", "-A"]])
+async def test_a_name_across_all_namespaces_is_refused(api: TestAPIServer, argv: list[str]) -> None:
+    # kubectl's builder: a namespaced object cannot be named with -A (ketch looked in one namespace).
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=CM.format(name="a"))
+    r = await cli(*argv)
+    assert (r.code, r.err) == (1, "error: a resource cannot be retrieved by name across all namespaces\n")
+    assert (await api.client.get("ConfigMap", "a", "default")).metadata.name == "a"
+
+
+async def test_a_cluster_wide_name_with_all_namespaces_is_fine(api: TestAPIServer) -> None:
+    await api.client.create(manifest.from_dict({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}))
+    r = await CLI(api.client)("get", "node", "n1", "-A", "-o", "name")
+    assert (r.code, r.out) == (0, "node/n1\n")
