@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     view = csub.add_parser("view", help="print the kubeconfig, secrets hidden")
     view.add_argument("--raw", action="store_true", help="show certificate, key and token data")
     view.add_argument("--minify", action="store_true", help="only what the current context uses")
-    view.add_argument("-o", "--output", default="yaml", choices=["yaml", "json"])
+    view.add_argument("-o", "--output", default="yaml", help="yaml (default), json or jsonpath=TEMPLATE")
     view.set_defaults(run=run_view)
     gc = csub.add_parser("get-contexts", help="list the contexts")
     gc.add_argument("name", nargs="?", default="")
@@ -87,9 +87,21 @@ async def run_view(args: argparse.Namespace, factory: Factory) -> int:
             clusters={k: v for k, v in cfg.clusters.items() if k == ctx.get("cluster")},
             users={k: v for k, v in cfg.users.items() if k == ctx.get("user")},
             contexts={name: ctx}, current_context=name, preferences=cfg.preferences, path=cfg.path)
+    fmt, _, template = args.output.partition("=")
+    if args.output not in ("yaml", "json") and fmt not in ("jsonpath", "jsonpath-as-json"):
+        raise CLIError(f'unable to match a printer suitable for the output format "{args.output}", '
+                       "allowed formats are: json,jsonpath,yaml")
     doc = kubeconfig.redacted(cfg, raw=args.raw)
     if args.output == "json":
         factory.out.write(json.dumps(doc, indent=4) + "\n")
+    elif fmt == "jsonpath":  # `config view -o jsonpath='{.clusters[0].cluster.server}'`, as kubectl
+        from . import jsonpath
+
+        factory.out.write(jsonpath.render(template, doc))
+    elif fmt == "jsonpath-as-json":
+        from . import jsonpath
+
+        factory.out.write(json.dumps(jsonpath.values(template, doc), indent=4) + "\n")
     else:
         factory.out.write(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
     return 0

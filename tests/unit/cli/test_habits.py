@@ -208,3 +208,35 @@ async def test_a_patch_that_is_not_yaml_says_where() -> None:
     assert (code, err) == (1, 'error: unable to parse "{a: [": yaml: line 1: expected the node content, '
                               "but found '<stream end>'\n")
 
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: one
+  cluster: {server: "127.0.0.1:6443", certificate-authority-data: Q0E=}
+- name: two
+  cluster: {server: "127.0.0.1:7443"}
+users:
+- name: admin
+  user: {client-key-data: S0VZ}
+contexts:
+- name: first
+  context: {cluster: one, user: admin}
+- name: second
+  context: {cluster: two, user: admin}
+current-context: first
+"""
+
+
+async def test_config_view_takes_jsonpath(tmp_path: Path) -> None:
+    # kubectl config view -o jsonpath='{.clusters[0].cluster.server}' (often with --minify)
+    path = tmp_path / "config"
+    path.write_text(KUBECONFIG)
+    base = ("--kubeconfig", str(path), "config", "view")
+    assert await run(*base, "-o", "jsonpath={.contexts[*].name}") == (0, "first second", "")
+    assert await run(*base, "--minify", "-o", "jsonpath={.clusters[0].cluster.server}") == (0, "127.0.0.1:6443", "")
+    assert (await run(*base, "-o", "jsonpath={.users[0].user.client-key-data}"))[1] == "DATA+OMITTED"
+    code, _, err = await run(*base, "-o", "toml")
+    assert code == 1 and 'output format "toml"' in err
