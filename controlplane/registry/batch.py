@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ketch.api.defaults import batch as batch_defaults
 from ketch.api.errors import FieldError
 from ketch.api.validation import batch, batch_update, field
@@ -30,6 +32,8 @@ class JobStrategy(Strategy):
     default_propagation_warning = (
         "child pods are preserved by default when jobs are deleted; set propagationPolicy=Background "
         "to remove them or set propagationPolicy=Orphan to suppress this warning")
+    # JobToSelectableFields: `kubectl delete jobs --field-selector status.successful=1`.
+    field_labels = frozenset({"status.successful"})
 
     def default(self, obj: batch_pb2.Job) -> None:
         batch_defaults.job(obj)
@@ -54,6 +58,9 @@ class JobStrategy(Strategy):
 
     def validate(self, obj: batch_pb2.Job) -> list[FieldError]:
         return batch.validate_job(obj)
+
+    def field_values(self, obj: batch_pb2.Job) -> Mapping[str, str]:
+        return {"status.successful": str(obj.status.succeeded)}
 
     def warnings(self, obj: batch_pb2.Job) -> list[str]:
         return pod_spec_warnings(obj.spec.template.spec, "spec.template.spec")

@@ -202,6 +202,18 @@ async def test_list_filters_by_label_and_field_selectors(api) -> None:
         await api.client.list("Pod", "", "", "spec.bogus=1")
 
 
+async def test_jobs_are_selected_by_status_successful(api) -> None:
+    # Kubernetes' JobToSelectableFields: `kubectl delete jobs --field-selector status.successful=1`.
+    await api.client.create(job("done"))
+    await api.client.create(job("running"))
+    await api.client.patch("Job", "done", {"status": {"succeeded": 1}}, namespace="default", patch_type="merge",
+                           subresource="status")
+    names = lambda items: sorted(j.metadata.name for j in items)  # noqa: E731
+    assert names((await api.client.list("Job", "default", "", "status.successful=1"))[0]) == ["done"]
+    assert names((await api.client.list("Job", "", "", "status.successful=0"))[0]) == ["running"]
+    assert names((await api.client.list("Job", "", "", "status.successful!=1"))[0]) == ["running"]
+
+
 def event(name: str, about: str, reason: str) -> core_pb2.Event:
     ev = core_pb2.Event(type="Normal", reason=reason, message=f"{reason} {about}")
     ev.metadata.name, ev.metadata.namespace = name, "default"
