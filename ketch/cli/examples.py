@@ -197,6 +197,11 @@ EXAMPLES: dict[str, str] = {
   ketch token list""",
     "token delete": """\
   ketch token delete abcdef""",
+    "replace": """\
+  # Put a manifest in place of the live object (fields it leaves out are cleared)
+  ketch replace -f job.yaml
+  # Run a Job again from its file: delete it, wait until it is gone, create it anew
+  ketch replace --force -f job.yaml""",
     "diff": """\
   # What apply would change in the live objects (exit 1 when something would)
   ketch diff -f job.yaml

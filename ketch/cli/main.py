@@ -45,7 +45,7 @@ VERBS: dict[str, str] = {
     "top": "top",
     "events": "events", "version": "version", "auth": "auth", "local": "local", "config": "config", "token": "token",
     "taint": "taint", "api-versions": "apiversions", "completion": "completion",
-    "diff": "diff", "edit": "edit", "explain": "explain",
+    "diff": "diff", "edit": "edit", "explain": "explain", "replace": "replace",
 }
 
 

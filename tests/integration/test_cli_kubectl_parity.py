@@ -282,3 +282,49 @@ async def test_a_cluster_wide_name_with_all_namespaces_is_fine(api: TestAPIServe
     await api.client.create(manifest.from_dict({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}))
     r = await CLI(api.client)("get", "node", "n1", "-A", "-o", "name")
     assert (r.code, r.out) == (0, "node/n1\n")
+
+
+JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: once
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: c
+        command: ["true"]
+"""
+
+
+async def test_replace_updates_the_whole_object(api: TestAPIServer) -> None:
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=CM.format(name="a").replace("  k: v\n", "  k: v\n  gone: soon\n"))
+    r = await cli("replace", "-f", "-", stdin=CM.format(name="a").replace("k: v", "k: w"))
+    assert (r.code, r.out) == (0, "configmap/a replaced\n")
+    assert dict((await api.client.get("ConfigMap", "a", "default")).data) == {"k": "w"}  # a PUT, not a merge
+    r = await cli("replace", "-f", "-", "--dry-run=client", "-o", "jsonpath={.data.k}", stdin=CM.format(name="a"))
+    assert (r.code, r.out) == (0, "v")
+    r = await cli("replace", "-f", "-", stdin=CM.format(name="nope"))
+    assert (r.code, r.err) == (1, 'Error from server (NotFound): error when replacing "STDIN": '
+                                  'configmaps "nope" not found\n')
+    r = await cli("replace", "-f", "-", "--grace-period=0", stdin=CM.format(name="a"))
+    assert (r.code, r.err) == (1, "error: --grace-period must have --force specified\n")
+
+
+async def test_replace_force_deletes_then_creates_the_job_anew(api: TestAPIServer) -> None:
+    # kubectl replace --force -f job.yaml: how a Job is run again from its manifest.
+    cli = CLI(api.client)
+    await cli("apply", "-f", "-", stdin=JOB)
+    old = await api.client.get("Job", "once", "default")
+    r = await cli("replace", "-f", "-", stdin=JOB.replace('["true"]', '["false"]'))  # the template is immutable
+    assert r.code == 1 and "field is immutable" in r.err
+    r = await cli("replace", "--force", "-f", "-", stdin=JOB.replace('["true"]', '["false"]'))
+    assert (r.code, r.out) == (0, 'job.batch "once" deleted\njob.batch/once replaced\n')
+    new = await api.client.get("Job", "once", "default")
+    assert new.metadata.uid != old.metadata.uid
+    assert list(new.spec.template.spec.containers[0].command) == ["false"]
+    r = await cli("replace", "--force", "-f", "-", stdin=CM.format(name="fresh"))  # nothing to delete: created
+    assert (r.code, r.out) == (0, "configmap/fresh replaced\n")
