@@ -244,10 +244,10 @@ def decode_into(message: Message, data: dict[str, Any], what: str = "") -> Messa
     bad = wellformed.problems(message)  # YAML's .nan and .inf in a free-form field
     if bad:
         prefix = f"{what}: " if what else ""
-        err = DecodeError(prefix + wellformed.describe(bad))
-        err.what = prefix
-        err.fields = tuple((path, f"{path}: {complaint}") for path, complaint in bad)
-        raise err
+        unreadable = DecodeError(prefix + wellformed.describe(bad))
+        unreadable.what = prefix
+        unreadable.fields = tuple((path, f"{path}: {complaint}") for path, complaint in bad)
+        raise unreadable
     return message
 
 
