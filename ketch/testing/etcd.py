@@ -91,6 +91,18 @@ class Etcd(ServerProcess):
                 "--cert-file", str(self.pki / "server.crt"), "--key-file", str(self.pki / "server.key")]
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
+        member = self.data_dir / "member"
+        if member.exists():  # a restart: its clients know its ports
+            self._start_once(timeout)
+            return
+
+        def new_ports() -> None:
+            shutil.rmtree(member, ignore_errors=True)
+            self.client_port, self.peer_port = free_port(), free_port()
+
+        self._start_on_free_ports(lambda: self._start_once(timeout), new_ports)
+
+    def _start_once(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tls = self._make_pki() if self.tls else []
         client = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.client_port}"
@@ -113,7 +125,7 @@ class Etcd(ServerProcess):
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}: {self.tail()}")
+                raise self._exited("etcd")
             try:
                 with urllib.request.urlopen(f"{client}/health", timeout=2, context=self._ssl()) as resp:
                     if json.loads(resp.read()).get("health") == "true":

@@ -48,6 +48,12 @@ class Prometheus(ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
+        def new_port() -> None:
+            self.port = free_port()
+
+        self._start_on_free_ports(lambda: self._start_once(timeout), new_port)
+
+    def _start_once(self, timeout: float) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "prometheus.yml"
         config.write_text(yaml.safe_dump({
@@ -68,7 +74,7 @@ class Prometheus(ServerProcess):
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}: {self.tail()}")
+                raise self._exited("prometheus")
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as resp:
                     if resp.status == 200:

