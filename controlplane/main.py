@@ -92,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-monitor-period", type=durations.argument, default=None, metavar="DURATION",
                    help="accepted for kube-controller-manager compatibility and ignored: each node is "
                         "re-checked exactly when its grace period would run out")
+    p.add_argument("--node-eviction-rate", type=float, default=0.1, metavar="QPS",
+                   help="nodes per second, per zone, that get the NoExecute not-ready/unreachable taint")
+    p.add_argument("--secondary-node-eviction-rate", type=float, default=0.01, metavar="QPS",
+                   help="the rate in a partially disrupted zone larger than --large-cluster-size-threshold")
+    p.add_argument("--large-cluster-size-threshold", type=int, default=50, metavar="N",
+                   help="a partially disrupted zone of at most N nodes gets no new NoExecute taints")
+    p.add_argument("--unhealthy-zone-threshold", type=float, default=0.55, metavar="FRACTION",
+                   help="a zone with this fraction of its nodes (and more than 2) not Ready is partially disrupted")
     p.add_argument("--pod-eviction-timeout", type=durations.argument, default=300.0, metavar="DURATION",
                    help="tolerationSeconds of the default not-ready/unreachable tolerations")
     p.add_argument("--job-backoff-base", type=durations.argument, default=10.0, metavar="DURATION")
@@ -317,7 +325,11 @@ async def run(args: argparse.Namespace) -> int:
     options = ControllerOptions(
         job=JobOptions(backoff_base=args.job_backoff_base, backoff_max=args.job_backoff_max),
         node_lifecycle=NodeLifecycleOptions(monitor_grace_period=args.node_monitor_grace_period,
-                                            startup_grace_period=args.node_startup_grace_period),
+                                            startup_grace_period=args.node_startup_grace_period,
+                                            node_eviction_rate=args.node_eviction_rate,
+                                            secondary_node_eviction_rate=args.secondary_node_eviction_rate,
+                                            large_cluster_size_threshold=args.large_cluster_size_threshold,
+                                            unhealthy_zone_threshold=args.unhealthy_zone_threshold),
         podgc=PodGCOptions(terminated_pod_gc_threshold=args.terminated_pod_gc_threshold),
     )
     if args.controllers == "*":

@@ -8,10 +8,16 @@ and the pressure conditions become Unknown ("Kubelet stopped posting node status
 NodeNotReady is recorded and the node's pods get Ready=False. Taints follow the conditions:
 NoSchedule `not-ready`/`unreachable`/pressure/`unschedulable` (mirroring spec.unschedulable), and
 NoExecute `not-ready` (Ready=False) or `unreachable` (Ready=Unknown), removed at Ready=True; the
-taint-eviction controller acts on the NoExecute ones. Zones and rate limits are left out (one
-zone, no limiter), but the "full disruption" rule is kept: when no node at all is Ready, which
-looks more like a control-plane network problem than dead machines, NoExecute taints are lifted
-and no pod is evicted until some node is Ready again.
+taint-eviction controller acts on the NoExecute ones.
+
+NoExecute taints are added no faster than each zone's rate (--node-eviction-rate, 0.1 node/s,
+burst 1; zones from the topology labels, one "" zone without them), and the zone's state sets
+that rate as handleDisruption does: a zone where more than two nodes and at least 55 % of them
+are not Ready is partially disrupted and tainted at the secondary rate (0.01/s) if it has more
+than 50 nodes, not at all if it is smaller; when no node of any zone is Ready, which looks more
+like a control-plane network problem than dead machines, NoExecute taints are lifted and no pod
+is evicted until some node is Ready again. Swapping not-ready for unreachable and lifting taints
+are never held back.
 
 Timing uses the work queue: each node is re-checked at the moment its grace would run out
 (add_after), and Lease and Node events re-check it at once; nothing polls.
@@ -37,6 +43,7 @@ from ketch.client.clientset import Batch
 from ketch.v1 import coordination_pb2, core_pb2
 
 from .base import Controller, ControllerContext
+from .options import NodeLifecycleOptions
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +172,13 @@ def _managed(taint: Any) -> bool:
     return False
 
 
-def reconcile_taints(node: core_pb2.Node, fully_disrupted: bool, now: float) -> list[core_pb2.Taint] | None:
+def reconcile_taints(node: core_pb2.Node, fully_disrupted: bool, now: float,
+                     wanted: set[tuple[str, str]] | None = None) -> list[core_pb2.Taint] | None:
     """The node's new taint list, or None if it is right already. Taints this controller does
-    not manage are kept; an added taint gets timeAdded = now (the eviction clock starts)."""
-    wanted = wanted_taints(node, fully_disrupted)
+    not manage are kept; an added taint gets timeAdded = now (the eviction clock starts).
+    wanted: wanted_taints(node, fully_disrupted) less what the rate limiter holds back."""
+    if wanted is None:
+        wanted = wanted_taints(node, fully_disrupted)
     have = {(t.key, t.effect) for t in node.spec.taints if _managed(t)}
     if wanted == have:
         return None
@@ -191,6 +201,204 @@ def fully_disrupted(statuses: Iterable[str]) -> bool:
         else:
             not_ready += 1
     return ready == 0 and not_ready > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Zones: disruption states and the NoExecute tainting rate
+
+
+STATE_NORMAL = "Normal"
+STATE_PARTIAL = "PartialDisruption"
+STATE_FULL = "FullDisruption"
+
+EXCLUDE_DISRUPTION_LABEL = "node.kubernetes.io/exclude-disruption"
+
+
+def zone_key(node: core_pb2.Node) -> str:
+    """nodetopology.GetZoneKey: region and zone from the topology labels (or their deprecated
+    failure-domain.beta forms); "" when the node has neither."""
+    labels = node.metadata.labels
+    zone = labels.get("topology.kubernetes.io/zone", labels.get("failure-domain.beta.kubernetes.io/zone", ""))
+    region = labels.get("topology.kubernetes.io/region", labels.get("failure-domain.beta.kubernetes.io/region", ""))
+    if not zone and not region:
+        return ""
+    return f"{region}:\x00:{zone}"
+
+
+def excluded_from_disruption(node: core_pb2.Node) -> bool:
+    """A node labelled node.kubernetes.io/exclude-disruption does not count in its zone's state."""
+    return EXCLUDE_DISRUPTION_LABEL in node.metadata.labels
+
+
+def zone_state(ready: int, not_ready: int, unhealthy_threshold: float = 0.55) -> str:
+    """ComputeZoneState: full disruption when no node is Ready; partial when more than two nodes
+    and at least unhealthy_threshold of them are not Ready; normal otherwise."""
+    if ready == 0 and not_ready > 0:
+        return STATE_FULL
+    if not_ready > 2 and not_ready / (not_ready + ready) >= unhealthy_threshold:
+        return STATE_PARTIAL
+    return STATE_NORMAL
+
+
+def tainting_qps(state: str, zone_size: int, opts: NodeLifecycleOptions) -> float:
+    """setLimiterInZone: the normal rate, also in a fully disrupted zone (HealthyQPSFunc); in a
+    partially disrupted one the secondary rate if the zone is large, none if it is small
+    (ReducedQPSFunc)."""
+    if state == STATE_PARTIAL:
+        return opts.secondary_node_eviction_rate if zone_size > opts.large_cluster_size_threshold else 0.0
+    return opts.node_eviction_rate
+
+
+class TaintLimiter:
+    """A token bucket of burst 1 (client-go's TokenBucketRateLimiter as the node lifecycle
+    controller uses it for its NoExecute tainting queues); qps 0 never lets anything through."""
+
+    def __init__(self, qps: float, now: float) -> None:
+        self.qps = qps
+        self.tokens = 1.0 if qps > 0 else 0.0
+        self.stamp = now
+
+    def _refill(self, now: float) -> None:
+        if self.qps > 0 and now > self.stamp:
+            self.tokens = min(1.0, self.tokens + (now - self.stamp) * self.qps)
+        self.stamp = max(self.stamp, now)
+
+    def try_accept(self, now: float) -> bool:
+        self._refill(now)
+        if self.qps > 0 and self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def wait(self, now: float) -> float | None:
+        """Seconds until a token is there; None if none will ever be."""
+        if self.qps <= 0:
+            return None
+        self._refill(now)
+        return max(0.0, (1.0 - self.tokens) / self.qps)
+
+    def swap(self, qps: float, now: float) -> None:
+        """SwapLimiter: a new bucket at the new rate, drained if the old one had no token left."""
+        if qps == self.qps:
+            return
+        drained = not self.try_accept(now)
+        self.qps = qps
+        self.tokens = 0.0 if drained or qps <= 0 else 1.0
+        self.stamp = now
+
+
+@dataclass
+class DisruptionChange:
+    """What a change of zone states asks of the controller."""
+
+    requeue: set[str]  # nodes to look at again (their NoExecute taints may change)
+    exited_full: bool = False  # leaving "all zones fully disrupted": every node's probe time resets
+
+
+class ZoneTracker:
+    """handleDisruption, kept up to date one node at a time: the Ready count of every zone (nodes
+    excluded from disruption checks left out), each zone's state and NoExecute tainting limiter,
+    and whether every zone is fully disrupted (then no NoExecute taint at all: a control-plane
+    network problem looks like that, not dead machines)."""
+
+    def __init__(self, opts: NodeLifecycleOptions) -> None:
+        self.opts = opts
+        self.zone_of: dict[str, str] = {}  # every node's zone
+        self.counted: dict[str, bool] = {}  # Ready, by node, for the nodes that count
+        self.ready: dict[str, int] = {}
+        self.not_ready: dict[str, int] = {}
+        self.states: dict[str, str] = {}
+        self.limiters: dict[str, TaintLimiter] = {}
+        self.all_full = False
+
+    def _count(self, name: str, sign: int) -> None:
+        zone = self.zone_of[name]
+        table = self.ready if self.counted[name] else self.not_ready
+        table[zone] = table.get(zone, 0) + sign
+        if self.ready.get(zone, 0) + self.not_ready.get(zone, 0) == 0:
+            self.ready.pop(zone, None)
+            self.not_ready.pop(zone, None)
+
+    def _set(self, name: str, zone: str | None, counted: bool, ready: bool) -> set[str]:
+        """Record a node (zone None: it is gone); the zones whose counts changed."""
+        touched: set[str] = set()
+        if name in self.zone_of:
+            touched.add(self.zone_of[name])
+            if name in self.counted:
+                self._count(name, -1)
+                del self.counted[name]
+            del self.zone_of[name]
+        if zone is not None:
+            touched.add(zone)
+            self.zone_of[name] = zone
+            if counted:
+                self.counted[name] = ready
+                self._count(name, +1)
+        return touched
+
+    def _size(self, zone: str) -> int:
+        return self.ready.get(zone, 0) + self.not_ready.get(zone, 0)
+
+    def _state_of(self, zone: str) -> str:
+        return zone_state(self.ready.get(zone, 0), self.not_ready.get(zone, 0), self.opts.unhealthy_zone_threshold)
+
+    def _qps(self, zone: str) -> float:
+        return 0.0 if self.all_full else tainting_qps(self.states.get(zone, STATE_NORMAL), self._size(zone), self.opts)
+
+    def _nodes_in(self, zones: set[str]) -> set[str]:
+        return {n for n, z in self.zone_of.items() if z in zones}
+
+    def load(self, nodes: Iterable[tuple[str, str, bool, bool]], now: float) -> None:
+        """The starting view (name, zone, counted, ready), without transitions."""
+        for name, zone, counted, ready in nodes:
+            self._set(name, zone, counted, ready)
+        self.states = {z: self._state_of(z) for z in self.ready}
+        self.all_full = bool(self.states) and all(s == STATE_FULL for s in self.states.values())
+        self.limiters = {z: TaintLimiter(self._qps(z), now) for z in set(self.zone_of.values())}
+
+    def observe(self, name: str, zone: str | None, counted: bool, ready: bool, now: float) -> DisruptionChange:
+        """A node's fresh view (zone None: deleted); the nodes to look at again as a result."""
+        touched = self._set(name, zone, counted, ready)
+        for z in touched:
+            if self._size(z):
+                self.states.setdefault(z, STATE_NORMAL)
+            else:
+                self.states.pop(z, None)
+        new_states = {z: self._state_of(z) for z in self.states}
+        all_full = bool(new_states) and all(s == STATE_FULL for s in new_states.values())
+        if all_full and not self.all_full:
+            log.warning("Controller detected that all Nodes are not-Ready. Entering master disruption mode.")
+            self.all_full = True
+            self.states = new_states
+            for limiter in self.limiters.values():
+                limiter.swap(0.0, now)
+            return DisruptionChange(requeue=set(self.zone_of))
+        if not all_full and self.all_full:
+            log.info("Controller detected that some Nodes are Ready. Exiting master disruption mode.")
+            self.all_full = False
+            self.states = new_states
+            for z, limiter in self.limiters.items():
+                limiter.swap(self._qps(z), now)
+            return DisruptionChange(requeue=set(self.zone_of), exited_full=True)
+        changed = {z for z, s in new_states.items() if self.states.get(z) != s}
+        self.states = new_states
+        if self.all_full:
+            return DisruptionChange(requeue=set())
+        for z in changed:
+            log.info("Controller detected that zone %r is now in state %s.", z, new_states[z])
+            if z in self.limiters:
+                self.limiters[z].swap(self._qps(z), now)
+        return DisruptionChange(requeue=self._nodes_in(changed))
+
+    def take_taint_token(self, zone: str, now: float) -> tuple[bool, float | None]:
+        """May a node of zone get a NoExecute taint now? If not: the seconds until it may (None:
+        not at this zone's rate; a change of state will say)."""
+        limiter = self.limiters.get(zone)
+        if limiter is None:
+            limiter = self.limiters[zone] = TaintLimiter(self._qps(zone), now)
+        if limiter.try_accept(now):
+            return True, None
+        return False, limiter.wait(now)
 
 
 def pods_to_mark_not_ready(pods: Iterable[Any], node_name: str, now: float) -> list[Any]:
@@ -232,11 +440,10 @@ class NodeLifecycleController(Controller):
         self.health: dict[str, NodeHealth] = {}
         # The lease duration each node was last warned about (warned once per value).
         self.slow_leases: dict[str, int] = {}
-        # Ready status by node, for the full-disruption rule (loaded from the cache at first use).
-        self.statuses: dict[str, str] = {}
-        self.num_ready = 0
-        self.statuses_loaded = False
-        self.disrupted = False
+        # Zones' Ready counts, disruption states and tainting limiters (loaded from the cache at
+        # first use).
+        self.zones = ZoneTracker(opts)
+        self.zones_loaded = False
         self.nodes.add_handler(self.add_node, self.update_node, self.delete_node)
         self.leases.add_handler(self.add_lease, self.update_lease)
 
@@ -268,7 +475,7 @@ class NodeLifecycleController(Controller):
         if node is None:
             self.health.pop(key, None)
             self.slow_leases.pop(key, None)
-            self._check_disruption(key, None)
+            self._observe_zone(key, None, "")
             return
         now = self.clock.now()
         lease = self.leases.get(LEASE_NAMESPACE, key)
@@ -293,9 +500,12 @@ class NodeLifecycleController(Controller):
             self.recorder.event(node, "Normal", "NodeNotReady", f"Node {key} status is now: NodeNotReady")
             await self._mark_pods_not_ready(key, now)
 
-        # 3. Taints follow conditions (NoExecute only outside full disruption).
-        disrupted = self._check_disruption(key, current_ready)
-        taints = reconcile_taints(node, disrupted, now)
+        # 3. Taints follow conditions (NoExecute only outside full disruption, and added no faster
+        #    than the zone's tainting rate allows).
+        self._observe_zone(key, node, current_ready)
+        disrupted = self.zones.all_full
+        wanted = self._rate_limited(node, wanted_taints(node, disrupted), now)
+        taints = reconcile_taints(node, disrupted, now, wanted)
         if taints is not None:
             upd = copy_of(node)
             del upd.spec.taints[:]
@@ -330,32 +540,36 @@ class NodeLifecycleController(Controller):
         if failed is not None:
             raise failed
 
-    def _set_status(self, name: str, status: str | None) -> None:
-        """Keep the count of Ready nodes (status None: the node is gone)."""
-        old = self.statuses.pop(name, None)
-        if old == "True":
-            self.num_ready -= 1
-        if status is not None:
-            self.statuses[name] = status
-            if status == "True":
-                self.num_ready += 1
+    def _observe_zone(self, name: str, node: core_pb2.Node | None, ready: str) -> None:
+        """Update the zone counts with our fresh view of a node (None: it is gone), and act on a
+        change of zone states: look at the affected nodes again; leaving full disruption, give
+        every node a fresh grace period (handleDisruption resets the probe timestamps)."""
+        now = self.clock.now()
+        if not self.zones_loaded:
+            self.zones_loaded = True
+            self.zones.load(((n.metadata.name, zone_key(n), not excluded_from_disruption(n), ready_status(n) == "True")
+                             for n in self.nodes.list()), now)
+        if node is None:
+            change = self.zones.observe(name, None, False, False, now)
+        else:
+            change = self.zones.observe(name, zone_key(node), not excluded_from_disruption(node), ready == "True",
+                                        now)
+        if change.exited_full:
+            for health in self.health.values():
+                health.probe_timestamp = now
+        for other in change.requeue:
+            if other != name:
+                self.enqueue(other)
 
-    def _check_disruption(self, name: str, status: str | None) -> bool:
-        """Whether no node is Ready, with our fresh view of `name`; when that state changes every
-        node is re-checked, to lift or restore the NoExecute taints."""
-        if not self.statuses_loaded:
-            self.statuses_loaded = True
-            for n in self.nodes.list():
-                self._set_status(n.metadata.name, ready_status(n))
-        self._set_status(name, status)
-        disrupted = self.num_ready == 0 and len(self.statuses) > 0
-        if disrupted != self.disrupted:
-            self.disrupted = disrupted
-            if disrupted:
-                log.warning("Controller detected that all Nodes are not-Ready. Entering master disruption mode.")
-            else:
-                log.info("Controller detected that some Nodes are Ready. Exiting master disruption mode.")
-            for n in self.nodes.list():
-                if n.metadata.name != name:
-                    self.enqueue(n.metadata.name)
-        return disrupted
+    def _rate_limited(self, node: core_pb2.Node, wanted: set[tuple[str, str]], now: float) -> set[tuple[str, str]]:
+        """wanted, less a NoExecute taint to add that the zone's limiter holds back (the node is
+        looked at again when it may). Swapping not-ready for unreachable, or back, is immediate."""
+        adds = {t for t in wanted if t[1] == NO_EXECUTE}
+        if not adds or any(_managed(t) and t.effect == NO_EXECUTE for t in node.spec.taints):
+            return wanted
+        allowed, wait = self.zones.take_taint_token(zone_key(node), now)
+        if allowed:
+            return wanted
+        if wait is not None:
+            self.queue.add_after(node.metadata.name, wait + 0.01)
+        return wanted - adds

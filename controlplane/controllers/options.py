@@ -30,6 +30,14 @@ class NodeLifecycleOptions:
     # --node-monitor-grace-period); the startup grace applies until it first posts Ready.
     monitor_grace_period: float = 40.0
     startup_grace_period: float = 60.0
+    # NoExecute tainting is rate limited per zone (--node-eviction-rate, nodes per second, burst 1);
+    # a zone with at least unhealthy_zone_threshold of its nodes (and more than 2) not Ready is
+    # partially disrupted and tainted at --secondary-node-eviction-rate if it has more than
+    # --large-cluster-size-threshold nodes, not at all otherwise.
+    node_eviction_rate: float = 0.1
+    secondary_node_eviction_rate: float = 0.01
+    large_cluster_size_threshold: int = 50
+    unhealthy_zone_threshold: float = 0.55
 
 
 @dataclass(frozen=True, slots=True)

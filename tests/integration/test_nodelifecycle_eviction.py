@@ -176,6 +176,30 @@ async def test_no_eviction_when_every_node_is_down() -> None:
         assert not (await c.get("Pod", "victim", "default")).metadata.deletion_timestamp
 
 
+async def test_a_small_zone_mostly_down_is_not_evicted() -> None:
+    """Three of five nodes lost at once: after the first (tainted at once, at 0.1 node/s) the zone
+    is partially disrupted, and a zone of at most 50 nodes then gets no NoExecute taint."""
+    async with cluster(["a", "b", "c", "d", "e"]) as (c, beats):
+        for name in ("a", "b", "c"):
+            await running_pod(c, f"on-{name}", name)
+        beats.alive -= {"a", "b", "c"}
+
+        async def unknown() -> bool:
+            for name in ("a", "b", "c"):
+                ready = meta.find_condition((await c.get("Node", name)).status.conditions, "Ready")
+                if ready.status != "Unknown":
+                    return False
+            return True
+
+        await eventually(unknown, timeout=5 * GRACE + 3, what="the three nodes to turn Unknown")
+        await asyncio.sleep(EVICTION + 1)
+        tainted = [name for name in ("a", "b", "c") if (UNREACHABLE, "NoExecute") in await taints(c, name)]
+        assert len(tainted) <= 1
+        kept = [name for name in ("a", "b", "c")
+                if not (await c.get("Pod", f"on-{name}", "default")).metadata.deletion_timestamp]
+        assert len(kept) >= 2
+
+
 TOLERATED = 3  # seconds: more than the up to 1 s a taint's whole-second timeAdded can lose
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from controlplane.controllers import nodelifecycle as nl
 from controlplane.controllers import tainteviction as te
+from controlplane.controllers.options import NodeLifecycleOptions
 from ketch.api import manifest, meta, timeutil
 from ketch.testing.fake_clock import FakeClock
 from ketch.v1 import coordination_pb2, core_pb2
@@ -151,6 +152,107 @@ def test_reconcile_taints(case: TaintCase) -> None:
 ], ids=["no nodes", "one ready", "the only node down", "all down", "one of two down"])
 def test_fully_disrupted(statuses: list[str], disrupted: bool) -> None:
     assert nl.fully_disrupted(statuses) is disrupted
+
+
+# -- zones: disruption states and the NoExecute tainting rate (handleDisruption) -----------------
+
+@pytest.mark.parametrize(("ready", "not_ready", "state"), [
+    (5, 0, nl.STATE_NORMAL), (3, 2, nl.STATE_NORMAL), (0, 2, nl.STATE_FULL), (0, 1, nl.STATE_FULL),
+    (2, 3, nl.STATE_PARTIAL), (1, 2, nl.STATE_NORMAL), (27, 33, nl.STATE_PARTIAL), (28, 32, nl.STATE_NORMAL),
+], ids=["healthy", "two of five down", "all down", "the only node down", "three of five down",
+        "two of three down: not more than two", "55% of 60 down", "53% of 60 down"])
+def test_zone_state(ready: int, not_ready: int, state: str) -> None:
+    assert nl.zone_state(ready, not_ready) == state
+
+
+@pytest.mark.parametrize(("state", "size", "qps"), [
+    (nl.STATE_NORMAL, 5, 0.1), (nl.STATE_FULL, 5, 0.1), (nl.STATE_PARTIAL, 50, 0.0), (nl.STATE_PARTIAL, 51, 0.01),
+], ids=["normal", "a fully disrupted zone (not all zones)", "partial, small zone", "partial, large zone"])
+def test_tainting_qps(state: str, size: int, qps: float) -> None:
+    assert nl.tainting_qps(state, size, NodeLifecycleOptions()) == qps
+
+
+def test_zone_key_from_topology_labels() -> None:
+    n = node()
+    assert nl.zone_key(n) == ""
+    n.metadata.labels["topology.kubernetes.io/zone"] = "z1"
+    n.metadata.labels["failure-domain.beta.kubernetes.io/region"] = "r1"
+    assert nl.zone_key(n) == "r1:\x00:z1"
+
+
+def test_taint_limiter_is_a_bucket_of_one() -> None:
+    lim = nl.TaintLimiter(0.1, T0)
+    assert lim.try_accept(T0)
+    assert not lim.try_accept(T0 + 1)
+    assert lim.wait(T0 + 1) == pytest.approx(9.0)
+    assert lim.try_accept(T0 + 10)
+    assert lim.try_accept(T0 + 100) and not lim.try_accept(T0 + 100)  # never more than one saved up
+    lim.swap(0.0, T0 + 100)
+    assert not lim.try_accept(T0 + 1000) and lim.wait(T0 + 1000) is None
+    lim.swap(0.1, T0 + 1000)  # from a limiter without tokens: drained
+    assert not lim.try_accept(T0 + 1000)
+    assert lim.try_accept(T0 + 1010)
+
+
+def _tracker(n: int, down: int = 0, opts: NodeLifecycleOptions | None = None) -> nl.ZoneTracker:
+    zones = nl.ZoneTracker(opts or NodeLifecycleOptions())
+    zones.load(((f"n{i}", "", True, i >= down) for i in range(n)), T0)
+    return zones
+
+
+def test_nodes_going_down_in_a_small_zone() -> None:
+    zones = _tracker(5)
+    assert zones.observe("n0", "", True, False, T0).requeue == set()
+    assert zones.take_taint_token("", T0) == (True, None)  # the first at once
+    zones.observe("n1", "", True, False, T0 + 1)
+    allowed, wait = zones.take_taint_token("", T0 + 1)
+    assert not allowed and wait == pytest.approx(9.0)  # 0.1 node/s
+    # Three of five down: partial disruption, and a zone this small is not tainted any more.
+    change = zones.observe("n2", "", True, False, T0 + 2)
+    assert zones.states[""] == nl.STATE_PARTIAL
+    assert change.requeue == {f"n{i}" for i in range(5)}
+    assert zones.take_taint_token("", T0 + 100) == (False, None)
+    # Every node down: no NoExecute taint anywhere.
+    zones.observe("n3", "", True, False, T0 + 3)
+    change = zones.observe("n4", "", True, False, T0 + 4)
+    assert zones.all_full and change.requeue == {f"n{i}" for i in range(5)} and not change.exited_full
+    # One back: out of full disruption (every node gets a fresh grace period), still partial.
+    change = zones.observe("n4", "", True, True, T0 + 5)
+    assert not zones.all_full and change.exited_full
+    assert zones.states[""] == nl.STATE_PARTIAL
+    assert zones.take_taint_token("", T0 + 100) == (False, None)
+    # Enough back for a normal zone: tainting resumes at the normal rate, after a wait (drained).
+    zones.observe("n3", "", True, True, T0 + 6)
+    zones.observe("n2", "", True, True, T0 + 7)
+    assert zones.states[""] == nl.STATE_NORMAL
+    assert zones.take_taint_token("", T0 + 7)[0] is False
+    assert zones.take_taint_token("", T0 + 17) == (True, None)
+
+
+def test_a_large_partially_disrupted_zone_is_tainted_slowly() -> None:
+    zones = _tracker(60, down=32)
+    assert zones.states[""] == nl.STATE_NORMAL
+    zones.observe("n32", "", True, False, T0)
+    assert zones.states[""] == nl.STATE_PARTIAL
+    assert zones.take_taint_token("", T0) == (True, None)
+    allowed, wait = zones.take_taint_token("", T0)
+    assert not allowed and wait == pytest.approx(100.0)  # 0.01 node/s
+
+
+def test_zones_are_separate_and_excluded_nodes_do_not_count() -> None:
+    zones = nl.ZoneTracker(NodeLifecycleOptions())
+    zones.load([("a0", "a", True, True), ("a1", "a", True, True), ("b0", "b", True, True),
+                ("b1", "b", False, True)], T0)
+    change = zones.observe("b0", "b", True, False, T0)
+    assert zones.states == {"a": nl.STATE_NORMAL, "b": nl.STATE_FULL}  # b1 does not count
+    assert change.requeue == {"b0", "b1"} and not zones.all_full
+    assert zones.take_taint_token("b", T0) == (True, None)  # a fully disrupted zone: the normal rate
+    zones.observe("a0", "a", True, False, T0)
+    zones.observe("a1", "a", True, False, T0)
+    assert zones.all_full
+    assert zones.take_taint_token("a", T0 + 100) == (False, None)
+    zones.observe("a1", None, False, False, T0 + 1)  # deleted
+    assert zones.states == {"a": nl.STATE_FULL, "b": nl.STATE_FULL}
 
 
 def _pod(name: str, node_name: str = "n1", ready: str | None = "True", tolerations: list[dict[str, Any]] | None = None,
