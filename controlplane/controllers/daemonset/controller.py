@@ -266,9 +266,12 @@ class DaemonSetController(Controller):
             to_delete = [by_name[n] for n in upd.pods_to_delete if n in by_name]
             err = await self._sync_nodes(ds, key, to_delete, upd.nodes_to_create, hash_)
 
-        # 3. history beyond revisionHistoryLimit, then status.
-        await self._cleanup_history(ds, old, pods)
-        await self._update_status(ds, fits, node_pods, hash_, generation, update_generation=err is None)
+        # 3. history beyond revisionHistoryLimit (unless creating or deleting pods failed), then
+        #    status; observedGeneration is raised either way, as in Kubernetes' syncDaemonSet
+        #    (this generation was acted on, even if some of its pods were refused).
+        if err is None:
+            await self._cleanup_history(ds, old, pods)
+        await self._update_status(ds, fits, node_pods, hash_, generation, update_generation=True)
         # 4. a pod Ready but not yet available (minReadySeconds) changes what the rollout and the
         #    status may do once it is, and no event will say so: look again then.
         wait = _next_availability(pods, ds.spec.min_ready_seconds, now)

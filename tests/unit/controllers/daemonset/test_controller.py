@@ -15,7 +15,7 @@ from controlplane.apiserver.testing import TestAPIServer
 from controlplane.controllers.base import ControllerContext
 from controlplane.controllers.daemonset import history
 from controlplane.controllers.daemonset.controller import AVAILABILITY_SLACK, DaemonSetController
-from ketch.api import manifest, meta, timeutil
+from ketch.api import errors, manifest, meta, timeutil
 from ketch.client.informer import InformerFactory
 from ketch.testing.fake_clock import FakeClock
 from ketch.v1 import apps_pb2
@@ -234,6 +234,34 @@ async def test_a_node_update_enqueues_only_when_labels_or_taints_change(
         change(new)
         controller.update_node(old, new)
         assert bool(len(controller.queue)) == enqueues
+    finally:
+        controller.queue.shutdown()
+        await controller.ctx.informers.stop()
+
+
+async def test_observed_generation_is_raised_even_when_creating_pods_failed(
+        world: tuple[TestAPIServer, FakeClock]) -> None:
+    """Kubernetes' syncDaemonSet writes the status with updateObservedGen=true after
+    updateDaemonSet whatever it returned (only unsatisfied expectations keep the old
+    observedGeneration): a template whose pods are refused still shows its generation observed,
+    so `rollout status` reports the pods, not "waiting for the spec update to be observed"."""
+    api, clock = world
+    controller, _ = await _setup(api, clock, Case("", pods=()))
+    refused = errors.Forbidden('pods "agentd-x" is forbidden: exceeded quota')
+
+    async def refuse(*_args: Any) -> Exception:
+        return refused
+
+    controller._create_pods = refuse  # type: ignore[method-assign]
+    try:
+        client = api.local
+        assert client is not None
+        with pytest.raises(errors.Forbidden):
+            await controller.sync(KEY)
+        ds = await client.get("DaemonSet", DS, NS)
+        assert ds.metadata.generation == 2
+        assert ds.status.observed_generation == 2
+        assert ds.status.desired_number_scheduled == 2 and ds.status.current_number_scheduled == 0
     finally:
         controller.queue.shutdown()
         await controller.ctx.informers.stop()
