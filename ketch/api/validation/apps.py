@@ -24,9 +24,7 @@ def validate_daemonset(ds: apps_pb2.DaemonSet) -> Errors:
     meta.object_meta(errs, ds.metadata, True, field.name_is_dns_subdomain)
     spec = ds.spec
     labels = spec.template.metadata.labels
-    if not spec.HasField("selector"):
-        errs.append(required("spec.selector"))
-    else:
+    if spec.HasField("selector"):
         field.label_selector(errs, spec.selector, "spec.selector")
     if not spec.HasField("selector") or (field.selector_is_valid(spec.selector)
                                          and not field.selector_matches(spec.selector, labels)):

@@ -69,10 +69,11 @@ CASES = [
           "foregroundDeletion cannot be both set",)),
     # DaemonSet
     Case("a DaemonSet is valid", DAEMONSET, {}),
+    # ValidateDaemonSetSpec has no Required for a nil selector (Deployments have one): nil selects
+    # nothing, so the template's labels are what is reported.
     Case("a DaemonSet needs a selector", DAEMONSET, {"spec": {"selector": None}},
-         ("spec.selector: Required value",
-          'spec.template.metadata.labels: Invalid value: map[string]string{"app":"agentd"}: `selector` does not '
-          "match template `labels`")),
+         ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"agentd"}: `selector` does not '
+          "match template `labels`",)),
     Case("a DaemonSet selector must match the template", DAEMONSET,
          {"spec": {"selector": {"matchLabels": {"app": "other"}}}},
          ('spec.template.metadata.labels: Invalid value: map[string]string{"app":"agentd"}: `selector` does not '
