@@ -11,7 +11,7 @@ from ketch.v1 import apps_pb2
 from .strategy import Strategy
 
 # The template generation pods are labelled with (pod-template-generation), kept as Kubernetes
-# 1.31 keeps it: bumped with generation only when the template changes.
+# 1.31 keeps spec.templateGeneration: 1 on create, one more with each template change.
 TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 
 
@@ -25,7 +25,8 @@ class DaemonSetStrategy(Strategy):
 
     def prepare_for_create(self, obj: apps_pb2.DaemonSet, now: float) -> None:
         super().prepare_for_create(obj, now)
-        obj.metadata.annotations[TEMPLATE_GENERATION] = str(obj.metadata.generation or 1)
+        # PrepareForCreate: a given templateGeneration below 1 becomes 1.
+        obj.metadata.annotations[TEMPLATE_GENERATION] = str(max(_template_generation(obj), 1))
 
     def validate(self, obj: apps_pb2.DaemonSet) -> list[FieldError]:
         return apps.validate_daemonset(obj)
@@ -40,12 +41,21 @@ class DaemonSetStrategy(Strategy):
         return apps.validate_daemonset_status_update(new, old)
 
     def prepare_for_update(self, new: apps_pb2.DaemonSet, old: apps_pb2.DaemonSet) -> None:
-        old_gen = old.metadata.annotations.get(TEMPLATE_GENERATION, str(old.metadata.generation))
+        # PrepareForUpdate: an update cannot set templateGeneration; a template change adds one.
+        gen = _template_generation(old)
         if new.spec.template.SerializeToString(deterministic=True) != \
                 old.spec.template.SerializeToString(deterministic=True):
-            new.metadata.annotations[TEMPLATE_GENERATION] = str(new.metadata.generation)
-        else:
-            new.metadata.annotations[TEMPLATE_GENERATION] = old_gen
+            gen += 1
+        new.metadata.annotations[TEMPLATE_GENERATION] = str(gen)
+
+
+def _template_generation(ds: apps_pb2.DaemonSet) -> int:
+    """spec.templateGeneration, which apps/v1 carries in the annotation (0 when absent or not a
+    number)."""
+    try:
+        return int(ds.metadata.annotations.get(TEMPLATE_GENERATION, "0"))
+    except ValueError:
+        return 0
 
 
 class ControllerRevisionStrategy(Strategy):

@@ -302,3 +302,31 @@ async def test_binding_assigns_an_unbound_pod_once(api) -> None:
     again = await api.client.batch(Batch().bind(bound, "node-b"))
     assert isinstance(again[0].error, errors.Conflict) and 'already assigned to node "node-a"' in again[0].error.message
     assert (await api.client.get("Pod", "b1", namespace="default")).spec.node_name == "node-a"
+
+
+async def test_daemonset_template_generation_counts_template_changes_only(api) -> None:
+    """Kubernetes' daemonSetStrategy: spec.templateGeneration (apps/v1's annotation
+    deprecated.daemonset.template.generation) starts at 1 (or the value given, if >= 1), goes up
+    by one with each template change and not with other spec changes, and an update cannot set it."""
+    from tests.integration.test_daemonset_controller import daemonset
+
+    key = "deprecated.daemonset.template.generation"
+    ds = await api.client.create(daemonset())
+    assert (ds.metadata.generation, ds.metadata.annotations[key]) == (1, "1")
+    ds.spec.min_ready_seconds = 5
+    ds = await api.client.update(ds)
+    assert (ds.metadata.generation, ds.metadata.annotations[key]) == (2, "1")
+    ds.spec.template.spec.containers[0].env[0].value = "2"
+    ds = await api.client.update(ds)
+    assert (ds.metadata.generation, ds.metadata.annotations[key]) == (3, "2")
+    ds.metadata.annotations[key] = "7"
+    ds = await api.client.update(ds)
+    assert (ds.metadata.generation, ds.metadata.annotations[key]) == (3, "2")
+
+    given = daemonset("given")
+    given.metadata.annotations[key] = "4"
+    given = await api.client.create(given)
+    assert given.metadata.annotations[key] == "4"
+    zero = daemonset("zero")
+    zero.metadata.annotations[key] = "0"
+    assert (await api.client.create(zero)).metadata.annotations[key] == "1"
