@@ -536,11 +536,15 @@ def _owner_patch(obj: Any, refs: list[Any]) -> dict[str, Any]:
 
 
 def _pods_by_node(pods: list[Any]) -> dict[str, list[Any]]:
-    """getNodesToDaemonPods: pods by target node, leaving out terminal pods being deleted."""
+    """getNodesToDaemonPods: pods by target node, leaving out terminal pods being deleted and
+    pods whose target node cannot be told (GetTargetNodeName fails: no nodeName and no
+    `matchFields metadata.name In [one node]`), which the controller neither counts nor deletes."""
     out: dict[str, list[Any]] = defaultdict(list)
     for pod in pods:
         if pod.metadata.deletion_timestamp and pod.status.phase in ("Succeeded", "Failed"):
             continue
-        out[target_node_name(pod)].append(pod)
+        node = target_node_name(pod)
+        if node:
+            out[node].append(pod)
     return dict(out)
 

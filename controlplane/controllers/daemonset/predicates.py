@@ -183,6 +183,7 @@ def target_node_name(pod: core_pb2.Pod) -> str:
     if required is not None:
         for term in required.node_selector_terms:
             for req in term.match_fields:
-                if req.key == "metadata.name" and req.operator == "In" and len(req.values) == 1:
-                    return str(req.values[0])
+                if req.key == "metadata.name" and req.operator == "In":
+                    # More than one name is an error in GetTargetNodeName: no target.
+                    return str(req.values[0]) if len(req.values) == 1 else ""
     return ""

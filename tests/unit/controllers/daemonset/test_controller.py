@@ -5,6 +5,7 @@ surging rollout waits for an event that never comes (issue 14, item 1). Table-dr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -262,6 +263,37 @@ async def test_observed_generation_is_raised_even_when_creating_pods_failed(
         assert ds.metadata.generation == 2
         assert ds.status.observed_generation == 2
         assert ds.status.desired_number_scheduled == 2 and ds.status.current_number_scheduled == 0
+    finally:
+        controller.queue.shutdown()
+        await controller.ctx.informers.stop()
+
+
+async def test_a_pod_without_a_target_node_is_left_alone(world: tuple[TestAPIServer, FakeClock]) -> None:
+    """Kubernetes' getNodesToDaemonPods skips a pod whose target node GetTargetNodeName cannot
+    tell (no nodeName, no matchFields metadata.name): not deleted, not counted. The scheduler
+    may yet bind it, and then it counts on its node."""
+    api, clock = world
+    controller, _ = await _setup(api, clock, Case("", pods=(P("a-new", "a", True), P("b-new", "b", True))))
+    try:
+        client = api.local
+        assert client is not None
+        ds = await client.get("DaemonSet", DS, NS)
+        await client.create(manifest.from_dict({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "unbound", "namespace": NS, "labels": {"app": DS}, "ownerReferences": [meta_ref(ds)]},
+            "spec": {"restartPolicy": "Always", "containers": [{"name": "d", "image": "x", "command": ["sleep", "1"]}]},
+        }))
+        assert await controller.ctx.informers.wait_for_sync(5)
+        for _ in range(50):
+            if controller.pods.get(NS, "unbound") is not None:
+                break
+            await asyncio.sleep(0.01)
+        await controller.sync(KEY)
+        pod = await client.get("Pod", "unbound", NS)
+        assert not pod.metadata.deletion_timestamp
+        ds = await client.get("DaemonSet", DS, NS)
+        assert (ds.status.desired_number_scheduled, ds.status.current_number_scheduled,
+                ds.status.number_misscheduled) == (2, 2, 0)
     finally:
         controller.queue.shutdown()
         await controller.ctx.informers.stop()
