@@ -39,11 +39,20 @@ def tolerations(errs: Errors, tols: Sequence[core_pb2.Toleration], path: str) ->
                 errs.append(invalid(p + ".operator", tol.value, ";".join(msgs)))
         elif tol.operator == "Exists":
             if tol.value:
-                errs.append(invalid(p + ".operator", tol.value, "value must be empty when `operator` is 'Exists'"))
+                errs.append(invalid(p + ".operator", _go_toleration(tol),
+                                    "value must be empty when `operator` is 'Exists'"))
         else:
             errs.append(not_supported(p + ".operator", tol.operator, ["Equal", "Exists"]))
         if tol.effect and tol.effect not in TAINT_EFFECTS:
             errs.append(not_supported(p + ".effect", tol.effect, TAINT_EFFECTS))
+
+
+def _go_toleration(tol: core_pb2.Toleration) -> field.Shown:
+    """The toleration as Go's %#v prints core.Toleration (the bad value Kubernetes reports). A set
+    tolerationSeconds is a pointer Go prints by its address, which means nothing: a fixed one."""
+    seconds = "(*int64)(0xc000000000)" if tol.HasField("toleration_seconds") else "(*int64)(nil)"
+    return field.Shown(f'core.Toleration{{Key:"{tol.key}", Operator:"{tol.operator}", Value:"{tol.value}", '
+                       f'Effect:"{tol.effect}", TolerationSeconds:{seconds}}}')
 
 
 def node_affinity(errs: Errors, na: core_pb2.NodeAffinity, path: str) -> None:

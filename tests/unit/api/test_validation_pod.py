@@ -238,7 +238,9 @@ CASES = [
          ('spec.tolerations[0].operator: Invalid value: "Equal": operator must be Exists when `key` is empty, which '
           'means "match all values and all keys"',)),
     Case("Exists takes no value", toleration(key="k", operator="Exists", value="v"),
-         ("spec.tolerations[0].operator: Invalid value: \"v\": value must be empty when `operator` is 'Exists'",)),
+         # ValidateTolerations passes the whole toleration as the bad value: Go prints it with %#v.
+         ('spec.tolerations[0].operator: Invalid value: core.Toleration{Key:"k", Operator:"Exists", Value:"v", '
+          'Effect:"", TolerationSeconds:(*int64)(nil)}: value must be empty when `operator` is \'Exists\'',)),
     Case("an unknown toleration operator", toleration(key="k", operator="In"),
          ('spec.tolerations[0].operator: Unsupported value: "In": supported values: "Equal", "Exists"',)),
     Case("an unknown toleration effect", toleration(key="k", operator="Exists", effect="NoRun"),
