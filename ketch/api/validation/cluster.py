@@ -13,8 +13,10 @@ Event: the core/v1 rules (namespace agreement with the involved object). Lease: 
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Sequence
 
+from ketch.api import timeutil
 from ketch.api.errors import FieldError, forbidden, invalid, not_supported, required
 from ketch.v1 import coordination_pb2, core_pb2
 
@@ -90,7 +92,8 @@ def taints(errs: Errors, values: Sequence[core_pb2.Taint], path: str) -> None:
         elif taint.effect not in scheduling.TAINT_EFFECTS:
             errs.append(not_supported(p + ".effect", taint.effect, scheduling.TAINT_EFFECTS))
         if (taint.key, taint.effect) in seen:
-            shown = Shown(f'{{Key:"{taint.key}", Value:"{taint.value}", Effect:"{taint.effect}"}}')
+            shown = Shown(f'core.Taint{{Key:"{taint.key}", Value:"{taint.value}", Effect:"{taint.effect}", '
+                          f'TimeAdded:{_go_time(taint.time_added)}}}')
             errs.append(FieldError("Duplicate", p, "taints must be unique by key and effect pair", shown, True))
             continue
         seen.add((taint.key, taint.effect))
@@ -186,3 +189,20 @@ def validate_lease(lease: coordination_pb2.Lease) -> Errors:
     if spec.HasField("preferred_holder") and spec.preferred_holder and not spec.strategy:
         errs.append(forbidden("spec.preferredHolder", "may only be specified if `strategy` is defined"))
     return errs
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+
+
+def _go_time(stamp: str) -> str:
+    """A *metav1.Time as Go's %#v prints it: <nil> when unset (the promoted GoString panics on a
+    nil pointer), else time.Time's GoString in the server's zone, where metav1.Time decodes."""
+    if not stamp:
+        return "<nil>"
+    try:
+        t = time.localtime(timeutil.parse(stamp))
+    except (ValueError, OverflowError):
+        return f'"{stamp}"'
+    return (f"time.Date({t.tm_year}, time.{_MONTHS[t.tm_mon - 1]}, {t.tm_mday}, {t.tm_hour}, {t.tm_min}, "
+            f"{t.tm_sec}, 0, time.Local)")

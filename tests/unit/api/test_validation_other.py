@@ -3,6 +3,8 @@ ControllerRevision."""
 
 from __future__ import annotations
 
+import calendar
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,15 @@ class Case:
 
 def owner(name: str, controller: bool = True, **fields: Any) -> dict[str, Any]:
     return {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": UID, "controller": controller, **fields}
+
+
+def _go_local_date(*utc: int) -> str:
+    """time.Time's GoString of a UTC instant in this process's zone (metav1.Time decodes to Local)."""
+    t = time.localtime(calendar.timegm((*utc, 0, 0, 0)))
+    months = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+              "November", "December"]
+    return (f"time.Date({t.tm_year}, time.{months[t.tm_mon - 1]}, {t.tm_mday}, {t.tm_hour}, {t.tm_min}, "
+            f"{t.tm_sec}, 0, time.Local)")
 
 
 def rolling(**fields: Any) -> dict[str, Any]:
@@ -125,8 +136,14 @@ CASES = [
          (f'spec.taints[0].key: Invalid value: "bad key": {QNAME_MSG}',)),
     Case("taints are unique by key and effect", NODE, {"spec": {"taints": [
         {"key": "k", "value": "a", "effect": "NoSchedule"}, {"key": "k", "value": "b", "effect": "NoSchedule"}]}},
-         ('spec.taints[1]: Duplicate value: {Key:"k", Value:"b", Effect:"NoSchedule"}: taints must be unique by key '
-          "and effect pair",)),
+         # Go's %#v of the core.Taint; a nil *metav1.Time prints <nil> (its GoString panics on nil).
+         ('spec.taints[1]: Duplicate value: core.Taint{Key:"k", Value:"b", Effect:"NoSchedule", TimeAdded:<nil>}: '
+          "taints must be unique by key and effect pair",)),
+    Case("a duplicate taint with timeAdded", NODE, {"spec": {"taints": [
+        {"key": "k", "effect": "NoExecute"},
+        {"key": "k", "effect": "NoExecute", "timeAdded": "2024-03-05T10:20:30Z"}]}},
+         ('spec.taints[1]: Duplicate value: core.Taint{Key:"k", Value:"", Effect:"NoExecute", TimeAdded:'
+          f'{_go_local_date(2024, 3, 5, 10, 20, 30)}}}: taints must be unique by key and effect pair',)),
     Case("the same key with another effect is valid", NODE, {"spec": {"taints": [
         {"key": "k", "effect": "NoSchedule"}, {"key": "k", "effect": "NoExecute"}]}}),
     Case("node capacity must be quantities", NODE, {"status": {"capacity": {"cpu": "lots"}}},
