@@ -320,15 +320,44 @@ def needs_scheduling(pod: core_pb2.Pod, scheduler_name: str = "default-scheduler
     return not spec.scheduling_gates
 
 
-def fit_error_message(num_nodes: int, reasons_by_node: Mapping[str, list[str]]) -> str:
-    """Kubernetes' FitError text: counts of each reason, sorted, after "0/N nodes are available"."""
-    if num_nodes == 0:
-        return "no nodes available to schedule pods"
-    counts: Counter[str] = Counter()
-    for reasons in reasons_by_node.values():
-        counts.update(reasons)
+# The DefaultPreemption PostFilter's words for a node (SelectVictimsOnNode, nodesWherePreemptionMightHelp).
+NO_VICTIMS = "No preemption victims found for incoming pod"
+PREEMPTION_NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NOT_ELIGIBLE_NEVER = "not eligible due to preemptionPolicy=Never."
+
+
+def _unresolvable(reasons: Sequence[str]) -> bool:
+    """The node was rejected with UnschedulableAndUnresolvable: by NodeUnschedulable,
+    TaintToleration or NodeAffinity (NodeResourcesFit says plain Unschedulable)."""
+    return bool(reasons) and (reasons[0] in (ERR_UNSCHEDULABLE, ERR_AFFINITY)
+                              or reasons[0].startswith("node(s) had untolerated taint"))
+
+
+def _histogram(num_nodes: int, counts: Counter[str]) -> str:
     parts = sorted(f"{n} {reason}" for reason, n in counts.items())
     msg = f"0/{num_nodes} nodes are available:"
     if parts:
         msg += " " + ", ".join(parts) + "."
     return msg
+
+
+def preemption_message(num_nodes: int, reasons_by_node: Mapping[str, list[str]], never: bool = False) -> str:
+    """What DefaultPreemption's PostFilter says when it finds no candidate. Ketch does not preempt
+    and gives pods no priority, so no node has a lower-priority pod to evict: a node rejected for
+    resources has no victims, one rejected by an unresolvable filter is not helped."""
+    if never:
+        return "preemption: " + NOT_ELIGIBLE_NEVER
+    counts = Counter(PREEMPTION_NOT_HELPFUL if _unresolvable(r) else NO_VICTIMS for r in reasons_by_node.values())
+    return "preemption: " + _histogram(num_nodes, counts)
+
+
+def fit_error_message(num_nodes: int, reasons_by_node: Mapping[str, list[str]], never: bool = False) -> str:
+    """Kubernetes' FitError text: counts of each reason, sorted, after "0/N nodes are available",
+    then the preemption PostFilter's own message (FitError.Error's " %v." separators, hence the
+    double stop after it). never: the pod's preemptionPolicy is Never."""
+    if num_nodes == 0:
+        return "no nodes available to schedule pods"
+    counts: Counter[str] = Counter()
+    for reasons in reasons_by_node.values():
+        counts.update(reasons)
+    return f"{_histogram(num_nodes, counts)} {preemption_message(num_nodes, reasons_by_node, never)}."

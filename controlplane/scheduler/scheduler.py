@@ -333,7 +333,8 @@ class Scheduler(BatchingController):
                 why = predicates.filter_reasons(pod, req, info, constrained)
                 if why:
                     reasons[info.name] = why
-            return None, predicates.fit_error_message(len(infos), reasons)
+            return None, predicates.fit_error_message(len(infos), reasons,
+                                                      never=pod.spec.preemption_policy == "Never")
         best.add_pod(req, nz)
         self.last_node = best.name
         return best, ""

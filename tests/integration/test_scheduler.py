@@ -81,7 +81,9 @@ async def test_node_selector_taints_readiness_and_capacity(api: TestAPIServer) -
         assert cond.message == (
             "0/5 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node "
             "affinity/selector, 1 node(s) had untolerated taint {dedicated: db}, 1 node(s) had "
-            "untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable.")
+            "untolerated taint {node.kubernetes.io/not-ready: }, 1 node(s) were unschedulable. preemption: 0/5 nodes "
+            "are available: 1 No preemption victims found for incoming pod, 4 Preemption is not helpful for "
+            "scheduling..")
         assert (await client.get("Pod", "other-scheduler", "default")).spec.node_name == ""
 
 
@@ -98,7 +100,8 @@ async def test_failed_scheduling_then_bound_when_a_node_appears(api: TestAPIServ
 
         events = await eventually(failed_event, timeout=10, what="FailedScheduling event")
         assert events[0].type == "Warning"
-        assert events[0].message == "0/1 nodes are available: 1 Insufficient cpu."
+        assert events[0].message == ("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are "
+                                     "available: 1 No preemption victims found for incoming pod..")
 
         await create_node(client, node("large", cpu="4"))
 
@@ -123,7 +126,8 @@ async def test_room_freed_by_a_finished_pod_is_reused(api: TestAPIServer) -> Non
         async def second_unschedulable():
             p = await client.get("Pod", "second", "default")
             c = meta.find_condition(p.status.conditions, "PodScheduled")
-            return c is not None and c.status == "False" and c.message.endswith("1 Too many pods.")
+            return c is not None and c.status == "False" and c.message.startswith(
+                "0/1 nodes are available: 1 Too many pods.")
 
         await eventually(second_unschedulable, timeout=10, what="second pod unschedulable")
         first = await client.get("Pod", "first", "default")

@@ -247,22 +247,37 @@ def test_filter_reasons(case: FilterCase) -> None:
     assert tuple(predicates.filter_reasons(pod, predicates.pod_requests(pod), info)) == case.reasons
 
 
+NO_VICTIMS = "No preemption victims found for incoming pod"
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+
+
 @pytest.mark.parametrize(("reasons", "message"), [
     ({}, "0/0 nodes are available:"),
-    ({"a": ["Insufficient cpu"]}, "0/1 nodes are available: 1 Insufficient cpu."),
+    # FitError.Error() adds DefaultPreemption's message with " %v.": hence the two stops.
+    ({"a": ["Insufficient cpu"]},
+     f"0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 {NO_VICTIMS}.."),
     ({"a": ["node(s) had untolerated taint {k: v}"], "b": ["node(s) didn't match Pod's node affinity/selector"],
       "c": ["node(s) had untolerated taint {k: v}"]},
      "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
-     "2 node(s) had untolerated taint {k: v}."),
+     f"2 node(s) had untolerated taint {{k: v}}. preemption: 0/3 nodes are available: 3 {NOT_HELPFUL}.."),
     ({"a": ["Insufficient cpu", "Insufficient memory"], "b": ["Insufficient cpu"]},
-     "0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."),
-], ids=["no nodes", "one node", "counts sorted as text", "several reasons per node"])
+     "0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu. "
+     f"preemption: 0/2 nodes are available: 2 {NO_VICTIMS}.."),
+    ({"a": ["Too many pods"], "b": ["node(s) were unschedulable"]},
+     "0/2 nodes are available: 1 Too many pods, 1 node(s) were unschedulable. "
+     f"preemption: 0/2 nodes are available: 1 {NO_VICTIMS}, 1 {NOT_HELPFUL}.."),
+], ids=["no nodes", "one node", "counts sorted as text", "several reasons per node", "preemption per node"])
 def test_fit_error_message(reasons: dict[str, list[str]], message: str) -> None:
     n = len(reasons)
     if n == 0:
         assert predicates.fit_error_message(0, reasons) == "no nodes available to schedule pods"
         return
     assert predicates.fit_error_message(n, reasons) == message
+
+
+def test_fit_error_message_of_a_pod_that_never_preempts() -> None:
+    assert predicates.fit_error_message(1, {"a": ["Insufficient cpu"]}, never=True) == (
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never..")
 
 
 @pytest.mark.parametrize(("spec", "phase", "deleting", "expected"), [

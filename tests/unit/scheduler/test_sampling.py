@@ -134,10 +134,14 @@ async def test_a_pod_that_fits_nowhere_reports_every_node(scheduler: Scheduler) 
     info, message = scheduler.place(pod, infos)
     assert info is None
     assert message == ("0/300 nodes are available: 1 Insufficient cpu, "
-                       "299 node(s) didn't match Pod's node affinity/selector.")
+                       "299 node(s) didn't match Pod's node affinity/selector. preemption: 0/300 nodes are "
+                       "available: 1 No preemption victims found for incoming pod, 299 Preemption is not helpful "
+                       "for scheduling..")
     pod = make_pod(requests={"cpu": "64"})
     pod.metadata.uid = "big2"
-    assert scheduler.place(pod, infos) == (None, "0/300 nodes are available: 300 Insufficient cpu.")
+    assert scheduler.place(pod, infos) == (None, "0/300 nodes are available: 300 Insufficient cpu. preemption: "
+                                                 "0/300 nodes are available: 300 No preemption victims found for "
+                                                 "incoming pod..")
 
 
 async def test_pods_of_one_template_share_one_class_string(scheduler: Scheduler) -> None:
