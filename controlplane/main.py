@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import math
 import os
 import signal
 import sys
@@ -61,6 +62,28 @@ def _quota(text: str) -> int:
     return value or DEFAULT_QUOTA_BYTES  # 0 means the default, as in etcd
 
 
+def _rate(text: str) -> float:
+    """A finite rate of at least 0 (nodes per second)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: a number of nodes per second") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"invalid rate {text}: must be a finite number of at least 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A fraction in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid fraction {text!r}: a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"invalid fraction {text}: must be more than 0 and at most 1")
+    return value
+
+
 def _etcd_tls(args: argparse.Namespace) -> EtcdTLS | None:
     files = (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
     if not any(files):
@@ -92,13 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-monitor-period", type=durations.argument, default=None, metavar="DURATION",
                    help="accepted for kube-controller-manager compatibility and ignored: each node is "
                         "re-checked exactly when its grace period would run out")
-    p.add_argument("--node-eviction-rate", type=float, default=0.1, metavar="QPS",
+    p.add_argument("--node-eviction-rate", type=_rate, default=0.1, metavar="QPS",
                    help="nodes per second, per zone, that get the NoExecute not-ready/unreachable taint")
-    p.add_argument("--secondary-node-eviction-rate", type=float, default=0.01, metavar="QPS",
+    p.add_argument("--secondary-node-eviction-rate", type=_rate, default=0.01, metavar="QPS",
                    help="the rate in a partially disrupted zone larger than --large-cluster-size-threshold")
     p.add_argument("--large-cluster-size-threshold", type=int, default=50, metavar="N",
                    help="a partially disrupted zone of at most N nodes gets no new NoExecute taints")
-    p.add_argument("--unhealthy-zone-threshold", type=float, default=0.55, metavar="FRACTION",
+    p.add_argument("--unhealthy-zone-threshold", type=_fraction, default=0.55, metavar="FRACTION",
                    help="a zone with this fraction of its nodes (and more than 2) not Ready is partially disrupted")
     p.add_argument("--pod-eviction-timeout", type=durations.argument, default=300.0, metavar="DURATION",
                    help="tolerationSeconds of the default not-ready/unreachable tolerations")
