@@ -34,6 +34,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from .goint import atoi
+
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -121,15 +123,10 @@ def _expr(values: frozenset[int], b: _Bounds) -> str:
 def _number(text: str, b: _Bounds) -> int:
     if b.names is not None and text.lower() in b.names:
         return b.names[text.lower()]
-    # strconv.Atoi: ASCII digits, and an int64 (Python's int() reads any script's digits, and
-    # refuses more than 4300 of them with a ValueError).
-    if not re.fullmatch(r"[+-]?[0-9]+", text):
-        raise ScheduleError(f"failed to parse int from {text}: strconv.Atoi: parsing {text!r}: invalid syntax"
-                            .replace("'", '"'))
-    if len(text.lstrip("+-").lstrip("0")) > 19 or not -(2**63) <= int(text) < 2**63:
-        raise ScheduleError(f"failed to parse int from {text}: strconv.Atoi: parsing {text!r}: value out of range"
-                            .replace("'", '"'))
-    n = int(text)
+    try:
+        n = atoi(text)
+    except ValueError as err:
+        raise ScheduleError(f"failed to parse int from {text}: {err}") from None
     if n < 0:
         raise ScheduleError(f"negative number ({n}) not allowed: {text}")
     return n

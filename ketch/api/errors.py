@@ -184,13 +184,18 @@ _TYPE_TEXT = {
 MAX_VALUE_SHOWN = 1024
 
 
+def clip(text: str, keep: int = 80) -> str:
+    """Text for an error message: a long input is shown by its start and length only."""
+    if len(text) <= keep:
+        return text
+    return f"{text[:keep]}... ({len(text)} characters)"
+
+
 def _render_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        if len(value) > MAX_VALUE_SHOWN:
-            return f'"{value[:MAX_VALUE_SHOWN]}... ({len(value)} characters)"'
-        return '"' + value + '"'
+        return '"' + clip(value, MAX_VALUE_SHOWN) + '"'
     if value is None:
         return "null"
     return str(value)

@@ -8,7 +8,7 @@ operations (maxJSONPatchOperations), and etcd's 1.5 MiB per stored object.
 
 from __future__ import annotations
 
-from .errors import TooLarge
+from .errors import TooLarge, clip  # noqa: F401 - clip is read from here too
 
 MAX_REQUEST_BYTES = 3 * 1024 * 1024
 MAX_OBJECT_BYTES = 1_572_864
@@ -39,8 +39,3 @@ def object_too_large(kind: str, name: str, size: int, limit: int = MAX_OBJECT_BY
     return TooLarge(f"Request entity too large: {what} is {size} bytes, limit is {limit}")
 
 
-def clip(text: str, keep: int = 80) -> str:
-    """Text for an error message: a long input is shown by its start and length only."""
-    if len(text) <= keep:
-        return text
-    return f"{text[:keep]}... ({len(text)} characters)"

@@ -8,10 +8,11 @@ thing everywhere in Ketch.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 
 from ketch.v1 import core_pb2
+
+from .goint import parse_int64
 
 # Well-known taint keys (core/v1 well_known_taints.go).
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
@@ -99,22 +100,6 @@ def _requirement_matches(req: core_pb2.NodeSelectorRequirement, values: dict[str
             return False
         return have > want if op == "Gt" else have < want
     return False
-
-
-_INT64 = re.compile(r"[+-]?[0-9]+")
-
-
-def parse_int64(text: str) -> int | None:
-    """strconv.ParseInt(text, 10, 64), as labels.Requirement reads Gt/Lt: an optional sign and
-    ASCII digits within int64 (Python's int() would also take spaces, '_' and other digits)."""
-    if not _INT64.fullmatch(text):
-        return None
-    sign = -1 if text[0] == "-" else 1
-    digits = text.lstrip("+-").lstrip("0") or "0"  # leading zeros are fine; their count is not bounded
-    if len(digits) > 19:
-        return None
-    value = sign * int(digits)
-    return value if -(2**63) <= value < 2**63 else None
 
 
 def node_fields(node: core_pb2.Node) -> dict[str, str]:

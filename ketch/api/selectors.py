@@ -19,6 +19,7 @@ from types import MappingProxyType
 from ketch.v1 import meta_pb2
 
 from .errors import BadRequest
+from .goint import parse_int64
 from .limits import MAX_SELECTOR_LENGTH, MAX_SELECTOR_REQUIREMENTS, clip
 
 
@@ -96,7 +97,6 @@ FIELDS_ON_READ: Mapping[str, str] = MappingProxyType({})
 NOTHING = _Nothing(())
 
 _TOKEN = re.compile(r"\s*(!=|==|=|\(|\)|,|!|>|<|[^\s!=(),<>]+)\s*")
-_INT64 = re.compile(r"[+-]?[0-9]{1,19}")
 
 
 def _check_size(text: str, what: str) -> None:
@@ -226,7 +226,7 @@ def _check_requirement(req: Requirement) -> None:
     values = sorted(req.values)
     if req.op in ("gt", "lt"):
         errs.extend(invalid(f"values[{i}]", v, "for 'Gt', 'Lt' operators, the value must be an integer")
-                    for i, v in enumerate(values) if not _INT64.fullmatch(v) or not -(2**63) <= int(v) < 2**63)
+                    for i, v in enumerate(values) if parse_int64(v) is None)
     for i, v in enumerate(values):
         msgs = field.label_value(v)
         if msgs:

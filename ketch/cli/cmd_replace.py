@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ketch.api import durations, errors, manifest
@@ -79,21 +80,33 @@ async def run(args: argparse.Namespace, factory: Factory) -> int:
     if args.force:
         return await _force(args, factory, objs, policy, timeout or FORCE_TIMEOUT)
     client = factory.client()
+
+    async def replace(info: KindInfo, obj: Any) -> Any:
+        md = obj.metadata
+        if dry_run == dryrun.CLIENT:
+            return obj
+        if not md.resource_version:  # kubectl's Replace(overwrite=true): at the live version
+            md.resource_version = (await client.get(info.kind, md.name, md.namespace)).metadata.resource_version
+        return await client.update(obj, dry_run=dry_run == dryrun.SERVER)
+
+    return await _write_each(factory, args, objs, "replacing", replace, dryrun.suffix(dry_run))
+
+
+async def _write_each(factory: Factory, args: argparse.Namespace, objs: list[tuple[str, KindInfo, Any]], doing: str,
+                      write: Callable[[KindInfo, Any], Awaitable[Any]], suffix: str = "") -> int:
+    """write each object in turn, printing what it became; one that fails is reported (naming its
+    file) and the rest still go. 1 when any failed."""
     failed = False
     for source, info, obj in objs:
-        md = obj.metadata
         try:
-            if dry_run != dryrun.CLIENT:
-                if not md.resource_version:  # kubectl's Replace(overwrite=true): at the live version
-                    md.resource_version = (await client.get(info.kind, md.name, md.namespace)).metadata.resource_version
-                obj = await client.update(obj, dry_run=dry_run == dryrun.SERVER)
+            written = await write(info, obj)
         except errors.Unavailable:
             raise
         except errors.StatusError as err:
-            factory.error_line(format_error(source_error(err, "replacing", source)))
+            factory.error_line(format_error(source_error(err, doing, source)))
             failed = True
             continue
-        _print(factory, args, info, obj, dryrun.suffix(dry_run))
+        _print(factory, args, info, written, suffix)
     return 1 if failed else 0
 
 
@@ -133,15 +146,4 @@ async def _force(args: argparse.Namespace, factory: Factory, objs: list[tuple[st
         except TimeoutError:
             names = ", ".join(display_name(info, name) for info, name, _ns, _uid in pending)
             raise CLIError(f"timed out waiting for the condition on {names}") from None
-    failed = False
-    for source, info, obj in objs:
-        try:
-            created = await client.create(obj)
-        except errors.Unavailable:
-            raise
-        except errors.StatusError as err:
-            factory.error_line(format_error(source_error(err, "creating", source)))
-            failed = True
-            continue
-        _print(factory, args, info, created)
-    return 1 if failed else 0
+    return await _write_each(factory, args, objs, "creating", lambda _info, obj: client.create(obj))
